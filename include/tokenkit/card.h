@@ -1,0 +1,68 @@
+/* tokenkit: card sessions — what drivers use to talk to a card.
+ *
+ * A tk_card_t is a connection to the card currently in one reader, owned by
+ * that reader's worker in the slot manager. Every call is submitted to the
+ * worker and waited for with a deadline enforced by the caller's thread, so a
+ * card or daemon that never answers costs the caller at most its deadline
+ * (plus 100 ms), never a hang. Drivers never see PC/SC or libusb. */
+#ifndef TOKENKIT_CARD_H
+#define TOKENKIT_CARD_H
+
+#include <tokenkit/common.h>
+#include <tokenkit/apdu.h>
+
+typedef struct tk_card tk_card_t;
+
+/* Default deadline for one APDU exchange, milliseconds. */
+#define TK_CARD_DEFAULT_TIMEOUT_MS 5000
+
+/* Take and drop references; tk_card_unref accepts NULL and sets *cp = NULL.
+ * A reference keeps the handle valid after the card is gone; calls on it
+ * then fail with TK_ERR_CARD_REMOVED. */
+TK_EXPORT tk_card_t *tk_card_ref(tk_card_t *c);
+TK_EXPORT void tk_card_unref(tk_card_t **cp);
+
+/* Send one raw command APDU and receive the raw response (data + SW1 SW2).
+ * timeout_ms <= 0 means TK_CARD_DEFAULT_TIMEOUT_MS.
+ * Errors: TK_ERR_TIMEOUT (deadline passed; the reader goes to recovery),
+ * TK_ERR_CARD_REMOVED, TK_ERR_CARD_RESET (card was reset by someone else:
+ * re-select and log in again; the next call goes through), TK_ERR_COMM
+ * (response shorter than 2 bytes, or transport failure), TK_ERR_NO_SERVICE,
+ * TK_ERR_BUFFER_TOO_SMALL. */
+TK_EXPORT int tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len,
+                               uint8_t *resp, size_t resp_cap, size_t *resp_len,
+                               int timeout_ms);
+
+/* Exchange a structured APDU with command chaining, GET RESPONSE (61xx) and
+ * wrong-Le (6Cxx) handling, using extended length only when both the reader
+ * and the card allow it. resp receives the data (without SW); *sw the final
+ * status word. A status word other than 9000 is not an error here: callers
+ * decide (tk_err_from_sw()). */
+TK_EXPORT int tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp,
+                           size_t resp_cap, size_t *resp_len, uint16_t *sw);
+
+/* Exclusive access for a sequence of APDUs (PC/SC transaction). Nested
+ * begin/end pairs count. Errors as tk_card_transmit. */
+TK_EXPORT int tk_card_begin(tk_card_t *c);
+TK_EXPORT int tk_card_end(tk_card_t *c);
+
+/* The ATR of the card at connect time. */
+TK_EXPORT const uint8_t *tk_card_atr(const tk_card_t *c, size_t *len);
+/* The reader's name. */
+TK_EXPORT const char *tk_card_reader_name(const tk_card_t *c);
+/* Increases each time the card was reset or reconnected (by us or anyone
+ * else): drivers compare it to know the applet must be selected again and
+ * the login state is gone. */
+TK_EXPORT uint64_t tk_card_generation(const tk_card_t *c);
+/* True while this card is still in its reader. */
+TK_EXPORT bool tk_card_present(const tk_card_t *c);
+
+/* Reader capabilities for this card. */
+typedef struct tk_card_caps {
+	bool extended_apdu; /* reader and card both accept extended length */
+	size_t max_cmd;     /* largest command APDU the reader takes */
+	size_t max_resp;    /* largest response APDU the reader returns */
+} tk_card_caps_t;
+TK_EXPORT void tk_card_caps(const tk_card_t *c, tk_card_caps_t *caps);
+
+#endif

@@ -1,0 +1,131 @@
+/* tokenkit: tokens, objects and identities — the core token API.
+ *
+ * A driver (PIV first) turns the card in a tk_card_t into a tk_token_t: a
+ * label, a serial, PIN state and objects (certificates, public keys, private
+ * keys). An identity is a certificate plus the private key whose public key
+ * matches its SubjectPublicKeyInfo; all objects of one identity share one id
+ * (CKA_ID). The PKCS#11 module and the tool are both built on this API and
+ * never talk to a driver or a reader directly.
+ *
+ * Thread safety: every function may be called from any thread; operations
+ * on one token are serialised by the token (card I/O is per reader anyway),
+ * operations on different tokens run in parallel. */
+#ifndef TOKENKIT_TOKEN_H
+#define TOKENKIT_TOKEN_H
+
+#include <tokenkit/common.h>
+#include <tokenkit/card.h>
+
+typedef struct tk_token tk_token_t;
+
+enum tk_obj_class {
+	TK_OBJ_CERT = 1,
+	TK_OBJ_PUBKEY = 2,
+	TK_OBJ_PRIVKEY = 3,
+	TK_OBJ_DATA = 4,
+};
+
+enum tk_key_type {
+	TK_KEY_NONE = 0,
+	TK_KEY_RSA = 1,
+	TK_KEY_EC = 2,
+};
+
+/* Key usage flags (private keys). */
+#define TK_USAGE_SIGN 0x01u
+#define TK_USAGE_DECRYPT 0x02u
+#define TK_USAGE_DERIVE 0x04u
+
+typedef struct tk_object {
+	uint32_t handle;       /* stable for the token's life, > 0 */
+	int cls;               /* enum tk_obj_class */
+	uint8_t id[16];        /* CKA_ID: PIV 9A→01, 9C→02, 9D→03, 9E→04, 82..95→05.. */
+	size_t id_len;
+	char label[64];        /* NUL-terminated UTF-8 */
+	int key_type;          /* enum tk_key_type (keys and certificates) */
+	unsigned key_bits;     /* RSA modulus bits or EC field bits */
+	const uint8_t *der;    /* certificate DER (CERT), SubjectPublicKeyInfo DER (keys; may be NULL for a private key whose public key is unknown) */
+	size_t der_len;
+	unsigned usage;        /* TK_USAGE_* (private keys) */
+	bool always_authenticate; /* PIN needed right before each use (PIV 9C) */
+	bool has_identity;     /* certificate and private key are paired */
+	uint32_t key_ref;      /* driver key reference (PIV key slot 0x9A...) */
+} tk_object_t;
+
+enum tk_user {
+	TK_USER_SO = 0,      /* PIV: PUK */
+	TK_USER_USER = 1,    /* PIV: PIN (80, or global PIN 00 where the card says so) */
+	TK_USER_CONTEXT = 2, /* re-authentication for an always-authenticate key */
+};
+
+typedef struct tk_token_info {
+	char driver[16];          /* "piv" */
+	char label[33];
+	char manufacturer[33];
+	char model[17];
+	char serial[17];          /* printable serial (PIV: from CHUID GUID / card serial) */
+	char identity[65];        /* stable card identity for caches and slot matching */
+	int pin_retries;          /* -1 unknown */
+	int pin_max_retries;      /* -1 unknown */
+	bool pin_locked;
+	int puk_retries;          /* -1 unknown */
+	bool puk_locked;
+	size_t pin_min_len, pin_max_len;
+	bool logged_in;           /* TK_USER_USER login valid for the current card generation */
+	bool so_logged_in;
+} tk_token_info_t;
+
+typedef struct tk_token_opts {
+	const char *cache_dir;    /* NULL: $XDG_CACHE_HOME/tokenkit or ~/.cache/tokenkit; "" disables */
+	bool refresh_pin_status;  /* query PIN retry counters while opening (one empty VERIFY) */
+} tk_token_opts_t;
+TK_EXPORT void tk_token_opts_init(tk_token_opts_t *o);
+
+/* Probe the card with every driver and build a token. Reads the objects
+ * (from the public-object cache when it is still valid for this card).
+ * Errors: TK_ERR_NOT_SUPPORTED (no driver recognises the card), transport
+ * errors from the card. */
+TK_EXPORT int tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out);
+TK_EXPORT void tk_token_free(tk_token_t **tp);
+
+/* Fills info; pin counters are those last seen (see tk_token_refresh_pin). */
+TK_EXPORT int tk_token_info(tk_token_t *t, tk_token_info_t *info);
+/* Ask the card for the PIN and PUK retry counters without spending a try. */
+TK_EXPORT int tk_token_refresh_pin(tk_token_t *t);
+/* The objects; the array stays valid until tk_token_free. */
+TK_EXPORT int tk_token_objects(tk_token_t *t, const tk_object_t **objs, size_t *count);
+TK_EXPORT const tk_object_t *tk_token_object(tk_token_t *t, uint32_t handle);
+
+/* Errors: TK_ERR_PIN_INCORRECT, TK_ERR_PIN_LOCKED, TK_ERR_INVALID_ARG (bad
+ * PIN length), transport errors. Never retried automatically. */
+TK_EXPORT int tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len);
+TK_EXPORT int tk_token_logout(tk_token_t *t);
+TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin,
+                                  size_t old_len, const uint8_t *new_pin, size_t new_len);
+/* Reset the user PIN with the PUK (PKCS#11 C_InitPIN after SO login). */
+TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len,
+                                   const uint8_t *new_pin, size_t new_len);
+
+/* Private-key operations on the card.
+ * TK_OP_RSA_RAW: in is a full modulus-length block (already padded),
+ *   out gets the raw RSA private operation result (modulus length).
+ * TK_OP_ECDSA: in is a hash (truncated/padded by the driver to the field
+ *   size), out gets r||s (2 × field bytes).
+ * TK_OP_ECDH: in is the peer public point (uncompressed 04||X||Y), out gets
+ *   the shared secret X coordinate.
+ * Errors: TK_ERR_SECURITY_STATUS (not logged in / PIN needed again),
+ * TK_ERR_INVALID_ARG, TK_ERR_BUFFER_TOO_SMALL, transport errors. */
+enum tk_key_op {
+	TK_OP_RSA_RAW = 1,
+	TK_OP_ECDSA = 2,
+	TK_OP_ECDH = 3,
+};
+TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op,
+                              const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len);
+
+/* True while the token's card is still the card in the reader. */
+TK_EXPORT bool tk_token_present(tk_token_t *t);
+TK_EXPORT tk_card_t *tk_token_card(tk_token_t *t);
+
+#endif

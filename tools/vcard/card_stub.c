@@ -1,0 +1,2 @@
+/* placeholder so tkvcard has a source until the card lands */
+#include "vcard.h"

@@ -1,0 +1,50 @@
+/* tokenkit virtual PIV card: card logic as a library.
+ *
+ * The card is a pure function of its state and the command APDU: no
+ * sockets, no threads. tokenkit-vcard serves it to a real pcscd through vpcd;
+ * tests and the in-process virtual reader call it directly. Real
+ * cryptography (OpenSSL) for every key operation. */
+#ifndef TK_VCARD_H
+#define TK_VCARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tk_vcard tk_vcard_t;
+
+/* Open the card stored in state_path, creating a fresh PIV card there (PIN
+ * 123456, PUK 12345678, the well-known default 3DES management key
+ * 010203040506070801020304050607080102030405060708, empty key slots) if
+ * the file does not exist. state_path NULL: a fresh in-memory card. State
+ * changes are written atomically (temp file, fsync, rename) before the
+ * response that reports them is returned. Returns 0 or a negative tk_err. */
+int tk_vcard_open(const char *state_path, tk_vcard_t **out);
+void tk_vcard_free(tk_vcard_t **cp);
+
+/* The ATR (offers T=1). Returns its length. */
+size_t tk_vcard_atr(const tk_vcard_t *c, uint8_t *atr, size_t cap);
+
+/* Power events: reset clears the selected application and all
+ * authentication state (PIN verified, management key authenticated). */
+void tk_vcard_power_on(tk_vcard_t *c);
+void tk_vcard_power_off(tk_vcard_t *c);
+void tk_vcard_reset(tk_vcard_t *c);
+
+/* Process one command APDU (short or extended) and produce the response
+ * APDU (data + SW1 SW2, at least 2 bytes). Never fails: card errors are
+ * status words. resp_cap must be at least 2; TK_APDU_MAX_RESP is always
+ * enough. Returns the response length. */
+size_t tk_vcard_process(tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len,
+                        uint8_t *resp, size_t resp_cap);
+
+/* Latency profile: microseconds the card would take for this command (a
+ * real token's timing), used by the transports to delay the response.
+ * "none" (default) and "yubikey5". Returns 0 or TK_ERR_NOT_FOUND. */
+int tk_vcard_set_latency(tk_vcard_t *c, const char *profile);
+uint64_t tk_vcard_latency_us(const tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len);
+
+/* Count of APDUs processed since open (for benchmarks and tests). */
+uint64_t tk_vcard_apdu_count(const tk_vcard_t *c);
+
+#endif
