@@ -24,6 +24,8 @@ tk_buf_get_ptr(tk_buf_t *b, const uint8_t **p, size_t n)
 	*p = NULL;
 	if (tk_buf_left(b) < n)
 		return TK_ERR_TRUNCATED;
+	if (b->data == NULL)
+		return TK_OK; /* empty buffer, n == 0: NULL + 0 is undefined in C */
 	*p = b->data + b->pos;
 	b->pos += n;
 	return TK_OK;
@@ -169,6 +171,8 @@ tk_wbuf_reserve(tk_wbuf_t *w, size_t n)
 		w->err = TK_ERR_BUFFER_TOO_SMALL;
 		return NULL;
 	}
+	if (w->data == NULL)
+		return NULL; /* no buffer, n == 0: nothing to point at, not an error */
 	p = w->data + w->len;
 	w->len += n;
 	return p;

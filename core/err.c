@@ -33,7 +33,13 @@ tk_errname(int err)
 int
 tk_err_from_scard(long rv)
 {
-	switch ((unsigned long)rv) {
+	int64_t v = rv;
+
+	/* PC/SC codes are 32-bit: also match one that was held in an int and
+	 * sign-extended on its way to long. */
+	if (v < INT32_MIN || v > (int64_t)UINT32_MAX)
+		return TK_ERR_IO;
+	switch ((uint32_t)v) {
 	case SCARD_S_SUCCESS:
 		return TK_OK;
 	case SCARD_E_NO_MEMORY:

@@ -78,7 +78,8 @@ tk_logv(int level, const char *fmt, va_list ap)
 	if (log_sink != NULL)
 		log_sink(log_sink_ctx, level, msg);
 	else
-		fprintf(stderr, "tokenkit: %s: %s\n", level_names[level], msg);
+		fprintf(stderr, "tokenkit: %s: %s\n",
+		        level_names[level <= TK_LOG_TRACE ? level : TK_LOG_TRACE], msg);
 	pthread_mutex_unlock(&log_lock);
 }
 
@@ -99,10 +100,14 @@ tk_apdu_is_sensitive(const uint8_t *apdu, size_t len)
 		return false;
 	switch (apdu[1]) {
 	case 0x20: /* VERIFY */
+	case 0x21: /* VERIFY, odd INS: the PIN inside a BER-TLV data field */
 	case 0x24: /* CHANGE REFERENCE DATA */
+	case 0x25: /* CHANGE REFERENCE DATA, odd INS */
 	case 0x2C: /* RESET RETRY COUNTER */
+	case 0x2D: /* RESET RETRY COUNTER, odd INS */
 	case 0xFE: /* vendor key import (PIV) */
 	case 0xFF: /* vendor set management key (PIV) */
+	case 0xDA: /* PUT DATA: resetting code and AES key on OpenPGP cards */
 	case 0xDB: /* PUT DATA: carries key material on OpenPGP cards */
 		return true;
 	case 0x87: /* GENERAL AUTHENTICATE: management-key responses */

@@ -46,6 +46,12 @@ TK_EXPORT int tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp,
 TK_EXPORT int tk_card_begin(tk_card_t *c);
 TK_EXPORT int tk_card_end(tk_card_t *c);
 
+/* Reset the card: warm (cold == false) or a power cycle (cold). The
+ * generation increases, so every driver re-selects its application.
+ * Errors as tk_card_transmit, and TK_ERR_NOT_SUPPORTED where the reader
+ * cannot reset. */
+TK_EXPORT int tk_card_reset(tk_card_t *c, bool cold);
+
 /* The ATR of the card at connect time. */
 TK_EXPORT const uint8_t *tk_card_atr(const tk_card_t *c, size_t *len);
 /* The reader's name. */

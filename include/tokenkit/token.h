@@ -79,6 +79,8 @@ typedef struct tk_token_opts {
 	const char *cache_dir;    /* NULL: $XDG_CACHE_HOME/tokenkit or ~/.cache/tokenkit; "" disables */
 	bool refresh_pin_status;  /* query PIN retry counters while opening (one empty VERIFY) */
 } tk_token_opts_t;
+/* Defaults: cache_dir NULL (the user's cache directory), refresh_pin_status
+ * false. */
 TK_EXPORT void tk_token_opts_init(tk_token_opts_t *o);
 
 /* Probe the card with every driver and build a token. Reads the objects
@@ -97,7 +99,14 @@ TK_EXPORT int tk_token_objects(tk_token_t *t, const tk_object_t **objs, size_t *
 TK_EXPORT const tk_object_t *tk_token_object(tk_token_t *t, uint32_t handle);
 
 /* Errors: TK_ERR_PIN_INCORRECT, TK_ERR_PIN_LOCKED, TK_ERR_INVALID_ARG (bad
- * PIN length), transport errors. Never retried automatically. */
+ * PIN length), transport errors. Never retried automatically.
+ * TK_USER_CONTEXT verifies the user PIN again and allows exactly one
+ * operation with an always_authenticate key. TK_USER_SO (PIV): PIV has no
+ * VERIFY for the PUK; the driver checks it with CHANGE REFERENCE DATA from
+ * the PUK to itself, so a wrong PUK costs a try, like any login. A login
+ * lasts while tk_card_generation() stays the same (a card reset ends it).
+ * tk_token_logout also asks the card to forget the PIN (PIV: VERIFY with
+ * P1 = FF) and always succeeds locally. */
 TK_EXPORT int tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len);
 TK_EXPORT int tk_token_logout(tk_token_t *t);
 TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin,
@@ -113,8 +122,12 @@ TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk
  *   size), out gets r||s (2 × field bytes).
  * TK_OP_ECDH: in is the peer public point (uncompressed 04||X||Y), out gets
  *   the shared secret X coordinate.
- * Errors: TK_ERR_SECURITY_STATUS (not logged in / PIN needed again),
- * TK_ERR_INVALID_ARG, TK_ERR_BUFFER_TOO_SMALL, transport errors. */
+ * Errors: TK_ERR_SECURITY_STATUS (not logged in / PIN needed again; for a
+ * key that needs the PIN this is decided without an APDU), TK_ERR_INVALID_ARG
+ * (operation not in the key's usage, wrong input length),
+ * TK_ERR_BUFFER_TOO_SMALL, transport errors. On a logged-in token whose
+ * card was not reset the operation is one command exchange (PIV: GENERAL
+ * AUTHENTICATE, plus chaining). */
 enum tk_key_op {
 	TK_OP_RSA_RAW = 1,
 	TK_OP_ECDSA = 2,

@@ -1,11 +1,232 @@
-/* tokenkit: command-line tool (placeholder until the tool lands). */
-#include <stdio.h>
+/* tokenkit: command-line tool — dispatch, help and shared helpers. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include <tokenkit/err.h>
+#include <tokenkit/log.h>
+
+#include "reader.h"
+#include "tool.h"
+
+#ifndef TOKENKIT_VERSION
+#define TOKENKIT_VERSION "0.1.0"
+#endif
+
+static tool_cmd_t *commands;
+
+void
+tool_register(tool_cmd_t *cmd)
+{
+	tool_cmd_t **pp = &commands;
+
+	/* Keep the table sorted by name for help. */
+	while (*pp != NULL && strcmp((*pp)->name, cmd->name) < 0)
+		pp = &(*pp)->next;
+	cmd->next = *pp;
+	*pp = cmd;
+}
 
 int
-main(void)
+tool_exit_code(int err)
 {
-	printf("tokenkit %s\n", tk_strerror(TK_OK));
-	return 0;
+	switch (err) {
+	case TK_OK:
+		return TOOL_EXIT_OK;
+	case TK_ERR_NO_SERVICE:
+		return TOOL_EXIT_NO_SERVICE;
+	case TK_ERR_NO_READER:
+	case TK_ERR_READER_GONE:
+		return TOOL_EXIT_NO_READER;
+	case TK_ERR_NO_CARD:
+	case TK_ERR_CARD_REMOVED:
+	case TK_ERR_UNRESPONSIVE:
+	case TK_ERR_QUARANTINED:
+		return TOOL_EXIT_NO_CARD;
+	case TK_ERR_TIMEOUT:
+		return TOOL_EXIT_TIMEOUT;
+	case TK_ERR_INVALID_ARG:
+	case TK_ERR_MALFORMED:
+		return TOOL_EXIT_USAGE;
+	default:
+		return TOOL_EXIT_ERROR;
+	}
+}
+
+int
+tool_open_mgr(tk_slotmgr_t **out, int timeout_ms)
+{
+	tk_slotmgr_opts_t o;
+	int r;
+
+	*out = NULL;
+	tk_slotmgr_opts_init(&o);
+	r = tk_slotmgr_new(&o, out);
+	if (r != TK_OK) {
+		fprintf(stderr, "tokenkit: cannot start the slot manager: %s\n", tk_strerror(r));
+		return tool_exit_code(r);
+	}
+	r = tk_slotmgr_wait_ready(*out, timeout_ms);
+	if (r == TK_ERR_NO_SERVICE) {
+		fprintf(stderr,
+		        "tokenkit: PC/SC daemon (pcscd) is not running or not reachable at %s; "
+		        "start it with `systemctl start pcscd` or `pcscd`\n",
+		        tk_pcsc_socket_path());
+	} else if (r != TK_OK) {
+		fprintf(stderr, "tokenkit: reader discovery did not finish: %s\n", tk_strerror(r));
+	}
+	if (r != TK_OK) {
+		tk_slotmgr_free(out);
+		return tool_exit_code(r);
+	}
+	return TOOL_EXIT_OK;
+}
+
+void
+tool_settle(tk_slotmgr_t *m, int timeout_ms)
+{
+	struct timespec ts = {0, 20 * 1000000L};
+
+	for (int waited = 0; waited < timeout_ms; waited += 20) {
+		tk_slot_info_t *infos = NULL;
+		size_t n = 0;
+		bool busy = false;
+
+		if (tk_slotmgr_list(m, &infos, &n) != TK_OK)
+			return;
+		for (size_t i = 0; i < n; i++)
+			busy = busy || infos[i].state == TK_SLOT_PROBING;
+		free(infos);
+		if (!busy)
+			return;
+		nanosleep(&ts, NULL);
+	}
+}
+
+void
+tool_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		switch (*p) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f); /* UTF-8 passes through */
+			break;
+		}
+	}
+	fputc('"', f);
+}
+
+const char *
+tool_hex(const uint8_t *p, size_t len, char *buf, size_t cap)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o + 2 < cap; i++) {
+		buf[o++] = digits[p[i] >> 4];
+		buf[o++] = digits[p[i] & 15];
+	}
+	if (cap > 0)
+		buf[o] = '\0';
+	return buf;
+}
+
+void
+tool_print_readers_hint(FILE *f, tk_slotmgr_t *m)
+{
+	tk_slot_info_t *infos = NULL;
+	size_t n = 0, shown = 0;
+
+	if (tk_slotmgr_list(m, &infos, &n) != TK_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (infos[i].state == TK_SLOT_ABSENT)
+			continue;
+		if (shown++ == 0)
+			fprintf(f, "available readers:\n");
+		fprintf(f, "  %u: %s\n", infos[i].slot_id, infos[i].reader);
+	}
+	if (shown == 0)
+		fprintf(f, "no readers available\n");
+	free(infos);
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: tokenkit COMMAND [ARGS]\n\ncommands:\n");
+	for (const tool_cmd_t *c = commands; c != NULL; c = c->next)
+		fprintf(f, "  %-8s %-22s %s\n", c->name, c->usage, c->summary);
+	fprintf(f, "  %-8s %-22s %s\n", "help", "", "this text");
+	fprintf(f, "\noptions: --version, --log LEVEL (error, warn, info, debug, trace;\n"
+	           "         also TOKENKIT_LOG=LEVEL)\n"
+	           "\nexit codes:\n"
+	           "  0  success\n"
+	           "  1  the operation failed\n"
+	           "  2  bad command line (unknown option, malformed hex)\n"
+	           "  3  PC/SC daemon (pcscd) not reachable\n"
+	           "  4  no such reader\n"
+	           "  5  no usable card in the reader (absent, mute, unresponsive)\n"
+	           "  6  the card did not answer in time\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	int i = 1;
+
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+			printf("tokenkit %s\n", TOKENKIT_VERSION);
+			return TOOL_EXIT_OK;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return TOOL_EXIT_OK;
+		} else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) {
+			int lvl = tk_log_level_parse(argv[i + 1]);
+
+			if (lvl < 0) {
+				fprintf(stderr, "tokenkit: unknown log level '%s'\n", argv[i + 1]);
+				return TOOL_EXIT_USAGE;
+			}
+			tk_log_set_level(lvl);
+			i += 2;
+		} else {
+			fprintf(stderr, "tokenkit: unknown option '%s' (try `tokenkit help`)\n",
+			        argv[i]);
+			return TOOL_EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return TOOL_EXIT_USAGE;
+	}
+	if (strcmp(argv[i], "help") == 0) {
+		usage(stdout);
+		return TOOL_EXIT_OK;
+	}
+	for (const tool_cmd_t *c = commands; c != NULL; c = c->next)
+		if (strcmp(c->name, argv[i]) == 0)
+			return c->run(argc - i, argv + i);
+	fprintf(stderr, "tokenkit: unknown command '%s' (try `tokenkit help`)\n", argv[i]);
+	return TOOL_EXIT_USAGE;
 }

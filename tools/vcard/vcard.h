@@ -22,6 +22,14 @@ typedef struct tk_vcard tk_vcard_t;
 int tk_vcard_open(const char *state_path, tk_vcard_t **out);
 void tk_vcard_free(tk_vcard_t **cp);
 
+/* Build an in-memory card from the bytes of a state file (fuzzers, tests).
+ * Errors: TK_ERR_MALFORMED (not a valid state file), TK_ERR_NO_MEMORY. */
+int tk_vcard_load_mem(const uint8_t *data, size_t len, tk_vcard_t **out);
+/* Serialise the card's state (the bytes the state file holds). *out is
+ * malloc'd and holds secrets: release it with tk_freezero(*out, *out_len).
+ * Errors: TK_ERR_NO_MEMORY, TK_ERR_CRYPTO. */
+int tk_vcard_save_mem(const tk_vcard_t *c, uint8_t **out, size_t *out_len);
+
 /* The ATR (offers T=1). Returns its length. */
 size_t tk_vcard_atr(const tk_vcard_t *c, uint8_t *atr, size_t cap);
 
@@ -35,8 +43,8 @@ void tk_vcard_reset(tk_vcard_t *c);
  * APDU (data + SW1 SW2, at least 2 bytes). Never fails: card errors are
  * status words. resp_cap must be at least 2; TK_APDU_MAX_RESP is always
  * enough. Returns the response length. */
-size_t tk_vcard_process(tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len,
-                        uint8_t *resp, size_t resp_cap);
+size_t tk_vcard_process(tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+                        size_t resp_cap);
 
 /* Latency profile: microseconds the card would take for this command (a
  * real token's timing), used by the transports to delay the response.

@@ -1,0 +1,500 @@
+/* tokenkit: the on-disk public-object cache (format in cache.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <tokenkit/buf.h>
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+
+#include "cache.h"
+
+static const uint8_t cache_magic[8] = {'T', 'K', 'C', 'A', 'C', 'H', 'E', '1'};
+#define DIGEST_LEN 32
+
+struct rec {
+	uint32_t key;
+	uint8_t *data;
+	size_t len;
+};
+
+struct tk_cache {
+	char identity[TK_CACHE_MAX_IDENTITY + 1];
+	struct rec *recs;
+	size_t n, cap;
+};
+
+int
+tk_cache_new(const char *identity, tk_cache_t **out)
+{
+	tk_cache_t *c;
+
+	*out = NULL;
+	if (identity == NULL || strlen(identity) > TK_CACHE_MAX_IDENTITY)
+		return TK_ERR_INVALID_ARG;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return TK_ERR_NO_MEMORY;
+	memcpy(c->identity, identity, strlen(identity) + 1);
+	*out = c;
+	return TK_OK;
+}
+
+void
+tk_cache_free(tk_cache_t **cp)
+{
+	tk_cache_t *c;
+
+	if (cp == NULL || (c = *cp) == NULL)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		free(c->recs[i].data);
+	free(c->recs);
+	free(c);
+	*cp = NULL;
+}
+
+const char *
+tk_cache_identity(const tk_cache_t *c)
+{
+	return c->identity;
+}
+
+static struct rec *
+find(const tk_cache_t *c, uint32_t key)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->recs[i].key == key)
+			return &c->recs[i];
+	return NULL;
+}
+
+int
+tk_cache_put(tk_cache_t *c, uint32_t key, const uint8_t *data, size_t len)
+{
+	struct rec *r;
+	uint8_t *copy;
+
+	if (len > TK_CACHE_MAX_RECORD)
+		return TK_ERR_TOO_LONG;
+	if ((r = find(c, key)) == NULL && c->n >= TK_CACHE_MAX_RECORDS)
+		return TK_ERR_TOO_LONG;
+	/* +1: malloc(0) may return NULL */
+	if ((copy = malloc(len + 1)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	if (len > 0)
+		memcpy(copy, data, len);
+	if (r == NULL) {
+		if (c->n == c->cap) {
+			size_t ncap = c->cap ? c->cap * 2 : 16;
+			struct rec *nr = realloc(c->recs, ncap * sizeof(*nr));
+
+			if (nr == NULL) {
+				free(copy);
+				return TK_ERR_NO_MEMORY;
+			}
+			c->recs = nr;
+			c->cap = ncap;
+		}
+		r = &c->recs[c->n++];
+		r->key = key;
+	} else {
+		free(r->data);
+	}
+	r->data = copy;
+	r->len = len;
+	return TK_OK;
+}
+
+int
+tk_cache_get(const tk_cache_t *c, uint32_t key, const uint8_t **data, size_t *len)
+{
+	const struct rec *r;
+
+	*data = NULL;
+	*len = 0;
+	if (c == NULL || (r = find(c, key)) == NULL)
+		return TK_ERR_NOT_FOUND;
+	*data = r->data;
+	*len = r->len;
+	return TK_OK;
+}
+
+void
+tk_cache_del(tk_cache_t *c, uint32_t key)
+{
+	struct rec *r = find(c, key);
+
+	if (r == NULL)
+		return;
+	free(r->data);
+	*r = c->recs[--c->n];
+}
+
+size_t
+tk_cache_count(const tk_cache_t *c)
+{
+	return c != NULL ? c->n : 0;
+}
+
+bool
+tk_cache_equal(const tk_cache_t *a, const tk_cache_t *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	if (strcmp(a->identity, b->identity) != 0 || a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct rec *r = find(b, a->recs[i].key);
+
+		if (r == NULL || r->len != a->recs[i].len ||
+		    (r->len > 0 && memcmp(r->data, a->recs[i].data, r->len) != 0))
+			return false;
+	}
+	return true;
+}
+
+static int
+sha256(const uint8_t *p, size_t n, uint8_t out[DIGEST_LEN])
+{
+	unsigned int dl = 0;
+
+	if (EVP_Digest(p, n, out, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
+		return TK_ERR_CRYPTO;
+	return TK_OK;
+}
+
+int
+tk_cache_encode(const tk_cache_t *c, uint8_t **out, size_t *out_len)
+{
+	size_t idl = strlen(c->identity), total = 8 + 2 + 2 + 2 + idl + 4 + DIGEST_LEN;
+	tk_wbuf_t w;
+	uint8_t *p;
+	int r;
+
+	*out = NULL;
+	*out_len = 0;
+	for (size_t i = 0; i < c->n; i++)
+		total += 8 + c->recs[i].len;
+	if ((p = malloc(total)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	tk_wbuf_init(&w, p, total);
+	tk_wbuf_put_bytes(&w, cache_magic, sizeof(cache_magic));
+	tk_wbuf_put_u16be(&w, TK_CACHE_VERSION);
+	tk_wbuf_put_u16be(&w, 0);
+	tk_wbuf_put_u16be(&w, (uint16_t)idl);
+	tk_wbuf_put_bytes(&w, c->identity, idl);
+	tk_wbuf_put_u32be(&w, (uint32_t)c->n);
+	for (size_t i = 0; i < c->n; i++) {
+		tk_wbuf_put_u32be(&w, c->recs[i].key);
+		tk_wbuf_put_u32be(&w, (uint32_t)c->recs[i].len);
+		tk_wbuf_put_bytes(&w, c->recs[i].data, c->recs[i].len);
+	}
+	if ((r = tk_wbuf_error(&w)) != TK_OK || w.len + DIGEST_LEN != total) {
+		free(p);
+		return r != TK_OK ? r : TK_ERR_INTERNAL;
+	}
+	if ((r = sha256(p, w.len, p + w.len)) != TK_OK) {
+		free(p);
+		return r;
+	}
+	*out = p;
+	*out_len = total;
+	return TK_OK;
+}
+
+int
+tk_cache_decode(const uint8_t *p, size_t len, tk_cache_t **out)
+{
+	uint8_t magic[8], digest[DIGEST_LEN];
+	char identity[TK_CACHE_MAX_IDENTITY + 1];
+	const uint8_t *stored, *rec;
+	uint16_t version, reserved, idl;
+	uint32_t count, key, rlen;
+	tk_cache_t *c = NULL;
+	tk_buf_t b, body;
+	int r;
+
+	*out = NULL;
+	if (p == NULL || len < DIGEST_LEN)
+		return TK_ERR_TRUNCATED;
+	if (len > TK_CACHE_MAX_FILE)
+		return TK_ERR_TOO_LONG;
+	tk_buf_init(&b, p, len);
+	if ((r = tk_buf_get_sub(&b, &body, len - DIGEST_LEN)) != TK_OK ||
+	    (r = tk_buf_get_ptr(&b, &stored, DIGEST_LEN)) != TK_OK)
+		return r;
+	if ((r = tk_buf_get_bytes(&body, magic, sizeof(magic))) != TK_OK)
+		return r;
+	if (memcmp(magic, cache_magic, sizeof(magic)) != 0)
+		return TK_ERR_MALFORMED;
+	if ((r = tk_buf_get_u16be(&body, &version)) != TK_OK ||
+	    (r = tk_buf_get_u16be(&body, &reserved)) != TK_OK)
+		return r;
+	if (version != TK_CACHE_VERSION || reserved != 0)
+		return TK_ERR_MALFORMED;
+	/* The checksum covers the rest; check it before trusting any length. */
+	if ((r = sha256(p, len - DIGEST_LEN, digest)) != TK_OK)
+		return r;
+	if (memcmp(digest, stored, DIGEST_LEN) != 0)
+		return TK_ERR_BAD_CHECKSUM;
+	if ((r = tk_buf_get_u16be(&body, &idl)) != TK_OK)
+		return r;
+	if (idl > TK_CACHE_MAX_IDENTITY)
+		return TK_ERR_MALFORMED;
+	if ((r = tk_buf_get_bytes(&body, identity, idl)) != TK_OK)
+		return r;
+	identity[idl] = '\0';
+	if (memchr(identity, '\0', idl) != NULL)
+		return TK_ERR_MALFORMED;
+	if ((r = tk_buf_get_u32be(&body, &count)) != TK_OK)
+		return r;
+	if (count > TK_CACHE_MAX_RECORDS)
+		return TK_ERR_MALFORMED;
+	if ((r = tk_cache_new(identity, &c)) != TK_OK)
+		return r;
+	for (uint32_t i = 0; i < count; i++) {
+		if ((r = tk_buf_get_u32be(&body, &key)) != TK_OK ||
+		    (r = tk_buf_get_u32be(&body, &rlen)) != TK_OK)
+			goto fail;
+		if (rlen > TK_CACHE_MAX_RECORD) {
+			r = TK_ERR_MALFORMED;
+			goto fail;
+		}
+		if ((r = tk_buf_get_ptr(&body, &rec, rlen)) != TK_OK)
+			goto fail;
+		if (find(c, key) != NULL) {
+			r = TK_ERR_MALFORMED;
+			goto fail;
+		}
+		if ((r = tk_cache_put(c, key, rec, rlen)) != TK_OK)
+			goto fail;
+	}
+	if (tk_buf_left(&body) != 0) {
+		r = TK_ERR_MALFORMED;
+		goto fail;
+	}
+	*out = c;
+	return TK_OK;
+fail:
+	tk_cache_free(&c);
+	return r;
+}
+
+int
+tk_cache_dir(const char *opt, char *out, size_t cap)
+{
+	const char *base;
+	int n;
+
+	if (cap > 0)
+		out[0] = '\0';
+	if (opt != NULL) {
+		if (opt[0] == '\0')
+			return TK_ERR_NOT_SUPPORTED;
+		n = snprintf(out, cap, "%s", opt);
+	} else if ((base = getenv("XDG_CACHE_HOME")) != NULL && base[0] == '/') {
+		n = snprintf(out, cap, "%s/tokenkit", base);
+	} else if ((base = getenv("HOME")) != NULL && base[0] == '/') {
+		n = snprintf(out, cap, "%s/.cache/tokenkit", base);
+	} else {
+		return TK_ERR_NOT_FOUND;
+	}
+	if (n < 0 || (size_t)n >= cap) {
+		if (cap > 0)
+			out[0] = '\0';
+		return TK_ERR_TOO_LONG;
+	}
+	return TK_OK;
+}
+
+int
+tk_cache_path(const char *dir, const char *identity, char *out, size_t cap)
+{
+	char name[TK_CACHE_MAX_IDENTITY + 1];
+	size_t l = strlen(identity);
+	int n;
+
+	if (l == 0 || l > TK_CACHE_MAX_IDENTITY)
+		return TK_ERR_INVALID_ARG;
+	for (size_t i = 0; i <= l; i++) {
+		char ch = identity[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		          (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '\0';
+
+		name[i] = ok ? ch : '_';
+	}
+	n = snprintf(out, cap, "%s/%s.cache", dir, name);
+	if (n < 0 || (size_t)n >= cap)
+		return TK_ERR_TOO_LONG;
+	return TK_OK;
+}
+
+static int
+read_all(int fd, uint8_t **out, size_t *out_len)
+{
+	struct stat st;
+	uint8_t *p;
+	size_t got = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return TK_ERR_IO;
+	if (st.st_size > (off_t)TK_CACHE_MAX_FILE)
+		return TK_ERR_TOO_LONG;
+	if ((p = malloc((size_t)st.st_size + 1)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, p + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	*out = p;
+	*out_len = got;
+	return TK_OK;
+}
+
+int
+tk_cache_load(const char *dir, const char *identity, tk_cache_t **out)
+{
+	char path[4096];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int fd, r;
+
+	*out = NULL;
+	if ((r = tk_cache_path(dir, identity, path, sizeof(path))) != TK_OK)
+		return r;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return errno == ENOENT ? TK_ERR_NOT_FOUND : TK_ERR_IO;
+	r = read_all(fd, &data, &len);
+	close(fd);
+	if (r == TK_OK)
+		r = tk_cache_decode(data, len, out);
+	free(data);
+	if (r == TK_OK && strcmp(tk_cache_identity(*out), identity) != 0) {
+		tk_cache_free(out);
+		r = TK_ERR_MALFORMED;
+	}
+	if (r != TK_OK)
+		tk_log_warn("cache: ignoring %s: %s", path, tk_strerror(r));
+	return r;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return TK_ERR_IO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return TK_OK;
+}
+
+static int
+make_dir(const char *dir)
+{
+	char tmp[4096];
+	size_t l = strlen(dir);
+
+	if (l == 0 || l >= sizeof(tmp))
+		return TK_ERR_INVALID_ARG;
+	memcpy(tmp, dir, l + 1);
+	/* Parents as the user's umask says; the cache directory itself 0700. */
+	for (size_t i = 1; i < l; i++) {
+		if (tmp[i] != '/')
+			continue;
+		tmp[i] = '\0';
+		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+			return TK_ERR_IO;
+		tmp[i] = '/';
+	}
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return TK_ERR_IO;
+	return TK_OK;
+}
+
+int
+tk_cache_store(const char *dir, const tk_cache_t *c)
+{
+	char path[4096], tmp[4200];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int fd = -1, dfd, r, n;
+
+	if ((r = tk_cache_path(dir, c->identity, path, sizeof(path))) != TK_OK)
+		return r;
+	if ((r = make_dir(dir)) != TK_OK)
+		goto out;
+	if ((r = tk_cache_encode(c, &data, &len)) != TK_OK)
+		goto out;
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		r = TK_ERR_TOO_LONG;
+		goto out;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+		r = TK_ERR_IO;
+		goto out;
+	}
+	if ((r = write_all(fd, data, len)) != TK_OK || fsync(fd) != 0) {
+		r = TK_ERR_IO;
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		r = TK_ERR_IO;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		r = TK_ERR_IO;
+		goto out;
+	}
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	r = TK_OK;
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	} else if (r != TK_OK && r != TK_ERR_TOO_LONG && data != NULL) {
+		unlink(tmp);
+	}
+	free(data);
+	if (r != TK_OK)
+		tk_log_warn("cache: cannot write %s: %s", path, tk_strerror(r));
+	return r;
+}
+
+int
+tk_cache_remove(const char *dir, const char *identity)
+{
+	char path[4096];
+	int r;
+
+	if ((r = tk_cache_path(dir, identity, path, sizeof(path))) != TK_OK)
+		return r;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return TK_ERR_IO;
+	return TK_OK;
+}

@@ -1,0 +1,573 @@
+/* tokenkit: the PC/SC reader backend (pcsc-lite).
+ *
+ * Facts this file is built around (measured, see VPCD.md):
+ * - a pcsc-lite context serialises its calls, and a stalled card blocks
+ *   SCardTransmit forever (SCardCancel does not release it). So the monitor
+ *   has its own context and every connection gets a context of its own: a
+ *   blocked reader never blocks the monitor or another reader.
+ * - after pcscd restarts every call on an old context fails with
+ *   SCARD_E_NO_SERVICE while SCardIsValidContext still says yes: the only
+ *   cure is a new context, so we drop ours whenever we see that code.
+ * - a card that dies with an APDU outstanding answers "success, 0 bytes". */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <PCSC/pcsclite.h>
+#include <PCSC/reader.h>
+#include <PCSC/winscard.h>
+
+#include <tokenkit/buf.h>
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
+
+#include "reader.h"
+
+#define PNP_READER "\\\\?PnP?\\Notification"
+#define PCSC_DEFAULT_SOCKET "/run/pcscd/pcscd.comm"
+
+typedef struct pcsc_be {
+	pthread_mutex_t mtx; /* guards ctx/have_ctx against cancel */
+	SCARDCONTEXT ctx;
+	bool have_ctx;
+	atomic_bool cancel_pending;
+	/* What the last enumerate saw; wait_change waits for a difference. */
+	char **names;
+	DWORD *states;
+	size_t count;
+	DWORD pnp_state;
+} pcsc_be_t;
+
+typedef struct pcsc_conn {
+	SCARDCONTEXT ctx;
+	SCARDHANDLE h;
+	DWORD proto;
+	char *reader;
+	tk_reader_caps_t caps;
+} pcsc_conn_t;
+
+const char *
+tk_pcsc_socket_path(void)
+{
+	const char *s = getenv("PCSCLITE_CSOCK_NAME");
+
+	return (s != NULL && *s != '\0') ? s : PCSC_DEFAULT_SOCKET;
+}
+
+static int
+scard_err(const char *what, LONG rv)
+{
+	int r = tk_err_from_scard(rv);
+
+	tk_log_debug("pcsc: %s: %s (0x%08lX)", what, pcsc_stringify_error(rv), (unsigned long)rv);
+	return r;
+}
+
+static int
+be_open(void **out)
+{
+	pcsc_be_t *b;
+
+	*out = NULL;
+	b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return TK_ERR_NO_MEMORY;
+	pthread_mutex_init(&b->mtx, NULL);
+	atomic_init(&b->cancel_pending, false);
+	*out = b;
+	return TK_OK;
+}
+
+static void
+forget_readers(pcsc_be_t *b)
+{
+	for (size_t i = 0; i < b->count; i++)
+		free(b->names[i]);
+	free(b->names);
+	free(b->states);
+	b->names = NULL;
+	b->states = NULL;
+	b->count = 0;
+	b->pnp_state = 0;
+}
+
+/* Only the monitor thread drops the context, under the lock, so cancel
+ * never uses a released one. */
+static void
+drop_context(pcsc_be_t *b)
+{
+	pthread_mutex_lock(&b->mtx);
+	if (b->have_ctx) {
+		(void)SCardReleaseContext(b->ctx); /* NO_SERVICE after a restart: fine */
+		b->have_ctx = false;
+	}
+	pthread_mutex_unlock(&b->mtx);
+	forget_readers(b);
+}
+
+static void
+be_close(void *be)
+{
+	pcsc_be_t *b = be;
+
+	if (b == NULL)
+		return;
+	drop_context(b);
+	pthread_mutex_destroy(&b->mtx);
+	free(b);
+}
+
+static int
+ensure_context(pcsc_be_t *b)
+{
+	SCARDCONTEXT ctx;
+	LONG rv;
+
+	if (b->have_ctx)
+		return TK_OK;
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
+	if (rv != SCARD_S_SUCCESS)
+		return scard_err("SCardEstablishContext", rv);
+	pthread_mutex_lock(&b->mtx);
+	b->ctx = ctx;
+	b->have_ctx = true;
+	pthread_mutex_unlock(&b->mtx);
+	return TK_OK;
+}
+
+static int
+list_names(pcsc_be_t *b, char ***names_out, size_t *count_out)
+{
+	DWORD len = 0;
+	char *buf = NULL, **names = NULL;
+	size_t n = 0;
+	LONG rv;
+	int r = TK_OK;
+
+	*names_out = NULL;
+	*count_out = 0;
+	/* Bounded: the list can grow between the two calls; try a few times. */
+	for (int tries = 0; tries < 4; tries++) {
+		rv = SCardListReaders(b->ctx, NULL, NULL, &len);
+		if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE)
+			return TK_OK;
+		if (rv != SCARD_S_SUCCESS)
+			return scard_err("SCardListReaders", rv);
+		free(buf);
+		buf = calloc(1, (size_t)len + 1);
+		if (buf == NULL)
+			return TK_ERR_NO_MEMORY;
+		rv = SCardListReaders(b->ctx, NULL, buf, &len);
+		if (rv == (LONG)SCARD_E_INSUFFICIENT_BUFFER)
+			continue;
+		break;
+	}
+	if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE)
+		goto out;
+	if (rv != SCARD_S_SUCCESS) {
+		r = scard_err("SCardListReaders", rv);
+		goto out;
+	}
+	for (const char *p = buf; p < buf + len && *p != '\0'; p += strlen(p) + 1)
+		n++;
+	names = calloc(n + 1, sizeof(*names));
+	if (names == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto out;
+	}
+	n = 0;
+	for (const char *p = buf; p < buf + len && *p != '\0'; p += strlen(p) + 1) {
+		names[n] = strdup(p);
+		if (names[n] == NULL) {
+			r = TK_ERR_NO_MEMORY;
+			goto out;
+		}
+		n++;
+	}
+	*names_out = names;
+	*count_out = n;
+	names = NULL;
+out:
+	if (names != NULL) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+	}
+	free(buf);
+	return r;
+}
+
+static int
+be_enumerate(void *be, tk_reader_desc_t **descs_out, size_t *count_out)
+{
+	pcsc_be_t *b = be;
+	SCARD_READERSTATE *rs = NULL;
+	tk_reader_desc_t *descs = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	LONG rv;
+	int r;
+
+	*descs_out = NULL;
+	*count_out = 0;
+	r = ensure_context(b);
+	if (r != TK_OK)
+		goto fail;
+	r = list_names(b, &names, &n);
+	if (r != TK_OK)
+		goto fail;
+	rs = calloc(n + 1, sizeof(*rs));
+	descs = calloc(n + 1, sizeof(*descs));
+	if (rs == NULL || descs == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rs[i].szReader = names[i];
+		rs[i].dwCurrentState = SCARD_STATE_UNAWARE;
+	}
+	rs[n].szReader = PNP_READER;
+	rs[n].dwCurrentState = 0;
+	rv = SCardGetStatusChange(b->ctx, 0, rs, (DWORD)(n + 1));
+	if (rv != SCARD_S_SUCCESS && rv != (LONG)SCARD_E_TIMEOUT) {
+		r = scard_err("SCardGetStatusChange", rv);
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		DWORD st = rs[i].dwEventState;
+
+		snprintf(descs[i].name, sizeof(descs[i].name), "%s", names[i]);
+		descs[i].card_present = (st & SCARD_STATE_PRESENT) != 0;
+		descs[i].card_mute = (st & SCARD_STATE_MUTE) != 0;
+		descs[i].exclusive = (st & SCARD_STATE_EXCLUSIVE) != 0;
+		descs[i].event_count = (uint32_t)(st >> 16);
+		if (descs[i].card_present && rs[i].cbAtr <= TK_READER_ATR_MAX) {
+			memcpy(descs[i].atr, rs[i].rgbAtr, rs[i].cbAtr);
+			descs[i].atr_len = rs[i].cbAtr;
+		}
+	}
+	forget_readers(b);
+	b->names = names;
+	b->count = n;
+	names = NULL;
+	b->states = calloc(n + 1, sizeof(*b->states));
+	if (b->states == NULL) {
+		b->count = 0;
+		for (size_t i = 0; i < n; i++)
+			free(b->names[i]);
+		free(b->names);
+		b->names = NULL;
+		r = TK_ERR_NO_MEMORY;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++)
+		b->states[i] = rs[i].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
+	b->pnp_state = rs[n].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
+	if ((b->pnp_state >> 16) != n)
+		b->pnp_state = (DWORD)n << 16;
+	free(rs);
+	*descs_out = descs;
+	*count_out = n;
+	return TK_OK;
+fail:
+	if (names != NULL) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+	}
+	free(rs);
+	free(descs);
+	if (r == TK_ERR_NO_SERVICE)
+		drop_context(b);
+	return r;
+}
+
+static int
+be_wait_change(void *be, int timeout_ms)
+{
+	pcsc_be_t *b = be;
+	SCARD_READERSTATE *rs;
+	SCARDCONTEXT ctx;
+	LONG rv;
+	int r = TK_OK;
+
+	if (atomic_exchange(&b->cancel_pending, false))
+		return TK_ERR_CANCELLED;
+	if (!b->have_ctx)
+		return TK_ERR_NO_SERVICE;
+	rs = calloc(b->count + 1, sizeof(*rs));
+	if (rs == NULL)
+		return TK_ERR_NO_MEMORY;
+	for (size_t i = 0; i < b->count; i++) {
+		rs[i].szReader = b->names[i];
+		rs[i].dwCurrentState = b->states[i];
+	}
+	rs[b->count].szReader = PNP_READER;
+	rs[b->count].dwCurrentState = b->pnp_state;
+	ctx = b->ctx;
+	rv = SCardGetStatusChange(ctx, (DWORD)timeout_ms, rs, (DWORD)(b->count + 1));
+	switch (rv) {
+	case SCARD_S_SUCCESS:
+		r = TK_OK;
+		break;
+	case SCARD_E_TIMEOUT:
+		r = TK_ERR_TIMEOUT;
+		break;
+	case SCARD_E_CANCELLED:
+		atomic_store(&b->cancel_pending, false);
+		r = TK_ERR_CANCELLED;
+		break;
+	case SCARD_E_UNKNOWN_READER:
+	case SCARD_E_READER_UNAVAILABLE:
+		r = TK_OK; /* a reader went away: re-enumerate */
+		break;
+	default:
+		r = scard_err("SCardGetStatusChange", rv);
+		break;
+	}
+	free(rs);
+	if (r == TK_ERR_NO_SERVICE)
+		drop_context(b);
+	return r;
+}
+
+static void
+be_cancel(void *be)
+{
+	pcsc_be_t *b = be;
+
+	atomic_store(&b->cancel_pending, true);
+	pthread_mutex_lock(&b->mtx);
+	if (b->have_ctx)
+		(void)SCardCancel(b->ctx);
+	pthread_mutex_unlock(&b->mtx);
+}
+
+static int
+read_atr(pcsc_conn_t *c, uint8_t *atr, size_t *atr_len, int *protocol)
+{
+	BYTE buf[MAX_ATR_SIZE];
+	DWORD alen = sizeof(buf), state = 0, proto = 0;
+	LONG rv;
+
+	rv = SCardStatus(c->h, NULL, NULL, &state, &proto, buf, &alen);
+	if (rv != SCARD_S_SUCCESS)
+		return scard_err("SCardStatus", rv);
+	if (alen > TK_READER_ATR_MAX)
+		alen = TK_READER_ATR_MAX;
+	if (atr != NULL && atr_len != NULL) {
+		memcpy(atr, buf, alen);
+		*atr_len = alen;
+	}
+	if (proto != 0)
+		c->proto = proto;
+	if (protocol != NULL)
+		*protocol = c->proto == SCARD_PROTOCOL_T0 ? 0 : 1;
+	return TK_OK;
+}
+
+/* Extended length unless the reader says it cannot; PIN pad from the
+ * CCID feature list (PC/SC part 10). */
+static void
+probe_caps(pcsc_conn_t *c)
+{
+	uint8_t feat[256];
+	DWORD maxin = 0, alen = sizeof(maxin), flen = 0;
+	LONG rv;
+
+	c->caps.extended_apdu = true;
+	c->caps.max_cmd = 65544;
+	c->caps.max_resp = 65538;
+	rv = SCardGetAttrib(c->h, SCARD_ATTR_MAXINPUT, (LPBYTE)&maxin, &alen);
+	if (rv == SCARD_S_SUCCESS && alen == sizeof(maxin) && maxin > 0) {
+		if (maxin < 261) {
+			c->caps.extended_apdu = false;
+			c->caps.max_cmd = 261;
+			c->caps.max_resp = 258;
+		} else if (maxin < c->caps.max_cmd) {
+			c->caps.max_cmd = maxin;
+		}
+	}
+	rv = SCardControl(c->h, CM_IOCTL_GET_FEATURE_REQUEST, NULL, 0, feat, sizeof(feat), &flen);
+	if (rv == SCARD_S_SUCCESS && flen <= sizeof(feat)) {
+		tk_buf_t b;
+		uint8_t tag, len;
+
+		c->caps.can_control = true;
+		tk_buf_init(&b, feat, flen);
+		while (tk_buf_get_u8(&b, &tag) == TK_OK && tk_buf_get_u8(&b, &len) == TK_OK &&
+		       tk_buf_skip(&b, len) == TK_OK) {
+			if (tag == FEATURE_VERIFY_PIN_DIRECT || tag == FEATURE_VERIFY_PIN_START)
+				c->caps.pin_pad_verify = true;
+			if (tag == FEATURE_MODIFY_PIN_DIRECT || tag == FEATURE_MODIFY_PIN_START)
+				c->caps.pin_pad_modify = true;
+		}
+	}
+}
+
+static int
+conn_connect(void *be, const char *reader, void **out, uint8_t *atr, size_t *atr_len, int *protocol)
+{
+	pcsc_conn_t *c;
+	LONG rv;
+	int r;
+
+	(void)be;
+	*out = NULL;
+	if (atr_len != NULL)
+		*atr_len = 0;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return TK_ERR_NO_MEMORY;
+	c->reader = strdup(reader);
+	if (c->reader == NULL) {
+		free(c);
+		return TK_ERR_NO_MEMORY;
+	}
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &c->ctx);
+	if (rv != SCARD_S_SUCCESS) {
+		r = scard_err("SCardEstablishContext", rv);
+		free(c->reader);
+		free(c);
+		return r;
+	}
+	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1,
+	                  &c->h, &c->proto);
+	if (rv != SCARD_S_SUCCESS) {
+		r = scard_err("SCardConnect", rv);
+		if (r == TK_ERR_CARD_REMOVED)
+			r = TK_ERR_NO_CARD;
+		goto fail;
+	}
+	r = read_atr(c, atr, atr_len, protocol);
+	if (r != TK_OK) {
+		(void)SCardDisconnect(c->h, SCARD_LEAVE_CARD);
+		goto fail;
+	}
+	probe_caps(c);
+	*out = c;
+	return TK_OK;
+fail:
+	(void)SCardReleaseContext(c->ctx);
+	free(c->reader);
+	free(c);
+	return r;
+}
+
+static int
+conn_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
+              size_t *resp_len)
+{
+	pcsc_conn_t *c = conn;
+	const SCARD_IO_REQUEST *pci;
+	DWORD rlen;
+	LONG rv;
+
+	*resp_len = 0;
+	if (resp_cap > MAX_BUFFER_SIZE_EXTENDED)
+		resp_cap = MAX_BUFFER_SIZE_EXTENDED;
+	rlen = (DWORD)resp_cap;
+	pci = c->proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
+	rv = SCardTransmit(c->h, pci, cmd, (DWORD)cmd_len, NULL, resp, &rlen);
+	if (rv != SCARD_S_SUCCESS)
+		return scard_err("SCardTransmit", rv);
+	if (rlen < 2 || rlen > resp_cap) {
+		tk_log_debug("pcsc: %s: response of %lu bytes", c->reader, (unsigned long)rlen);
+		return TK_ERR_COMM;
+	}
+	*resp_len = rlen;
+	return TK_OK;
+}
+
+static int
+conn_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out,
+             size_t out_cap, size_t *out_len)
+{
+	pcsc_conn_t *c = conn;
+	DWORD n = 0;
+	LONG rv;
+
+	*out_len = 0;
+	rv = SCardControl(c->h, code, in, (DWORD)in_len, out, (DWORD)out_cap, &n);
+	if (rv != SCARD_S_SUCCESS)
+		return scard_err("SCardControl", rv);
+	*out_len = n;
+	return TK_OK;
+}
+
+static int
+conn_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *protocol)
+{
+	pcsc_conn_t *c = conn;
+	DWORD init = how == TK_READER_COLD_RESET   ? SCARD_UNPOWER_CARD
+	             : how == TK_READER_WARM_RESET ? SCARD_RESET_CARD
+	                                           : SCARD_LEAVE_CARD;
+	LONG rv;
+
+	rv = SCardReconnect(c->h, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, init,
+	                    &c->proto);
+	if (rv != SCARD_S_SUCCESS)
+		return scard_err("SCardReconnect", rv);
+	return read_atr(c, atr, atr_len, protocol);
+}
+
+static int
+conn_begin(void *conn)
+{
+	LONG rv = SCardBeginTransaction(((pcsc_conn_t *)conn)->h);
+
+	return rv == SCARD_S_SUCCESS ? TK_OK : scard_err("SCardBeginTransaction", rv);
+}
+
+static int
+conn_end(void *conn)
+{
+	LONG rv = SCardEndTransaction(((pcsc_conn_t *)conn)->h, SCARD_LEAVE_CARD);
+
+	return rv == SCARD_S_SUCCESS ? TK_OK : scard_err("SCardEndTransaction", rv);
+}
+
+static int
+conn_status(void *conn)
+{
+	return read_atr(conn, NULL, NULL, NULL);
+}
+
+static void
+conn_caps(void *conn, tk_reader_caps_t *caps)
+{
+	*caps = ((pcsc_conn_t *)conn)->caps;
+}
+
+static void
+conn_disconnect(void *conn)
+{
+	pcsc_conn_t *c = conn;
+
+	if (c == NULL)
+		return;
+	(void)SCardDisconnect(c->h, SCARD_LEAVE_CARD);
+	(void)SCardReleaseContext(c->ctx);
+	free(c->reader);
+	free(c);
+}
+
+const tk_reader_ops_t tk_reader_pcsc_ops = {
+        .name = "pcsc",
+        .open = be_open,
+        .close = be_close,
+        .enumerate = be_enumerate,
+        .wait_change = be_wait_change,
+        .cancel = be_cancel,
+        .connect = conn_connect,
+        .transmit = conn_transmit,
+        .control = conn_control,
+        .reset = conn_reset,
+        .begin = conn_begin,
+        .end = conn_end,
+        .status = conn_status,
+        .caps = conn_caps,
+        .disconnect = conn_disconnect,
+};

@@ -1,0 +1,98 @@
+/* tokenkit: the reader backend interface (private).
+ *
+ * A backend (PC/SC now; CCID, the in-process virtual reader, test and fuzz
+ * readers later) is a table of functions over two kinds of object:
+ *
+ * - the backend itself (void *be): enumerates readers and waits for changes.
+ *   Only the slot manager's monitor thread calls enumerate/wait_change;
+ *   cancel may be called from any thread to cut a wait short.
+ * - a connection (void *conn) to the card in one reader, made by connect.
+ *   Only that reader's worker thread uses a connection. A connection is
+ *   independent of every other connection and of the monitor (PC/SC: its own
+ *   SCARDCONTEXT), so a call that never returns blocks nothing else.
+ *
+ * Calls may block (a stalled card blocks transmit forever); deadlines are
+ * enforced by the slot manager, outside the blocked thread. Errors are
+ * tk_err values; TK_ERR_NO_SERVICE from any call means "the service is gone,
+ * make a new context and rediscover". */
+#ifndef TK_READER_H
+#define TK_READER_H
+
+#include <tokenkit/common.h>
+
+#define TK_READER_NAME_MAX 128
+#define TK_READER_ATR_MAX 33
+
+typedef struct tk_reader_desc {
+	char name[TK_READER_NAME_MAX];
+	bool card_present;
+	bool card_mute; /* present but did not answer the reset */
+	bool exclusive; /* another program holds it exclusively */
+	uint8_t atr[TK_READER_ATR_MAX];
+	size_t atr_len;
+	uint32_t event_count; /* changes on each insertion/removal (0 if unknown) */
+} tk_reader_desc_t;
+
+typedef struct tk_reader_caps {
+	bool extended_apdu;
+	size_t max_cmd, max_resp;
+	bool pin_pad_verify, pin_pad_modify;
+	bool can_control; /* SCardControl-like escape works */
+} tk_reader_caps_t;
+
+typedef struct tk_reader_ops {
+	const char *name; /* "pcsc" */
+
+	/* Create / destroy the backend. open may fail with TK_ERR_NO_SERVICE
+	 * only if it cannot work at all; a daemon that is not running yet is
+	 * reported by enumerate. */
+	int (*open)(void **be);
+	void (*close)(void *be);
+
+	/* List readers and their card state. *descs is malloc'd (free()).
+	 * TK_ERR_NO_SERVICE: daemon unreachable; the backend makes a new
+	 * context on the next call. */
+	int (*enumerate)(void *be, tk_reader_desc_t **descs, size_t *count);
+	/* Wait up to timeout_ms until the reader list or a card state differs
+	 * from what the last enumerate returned. TK_OK: something changed;
+	 * TK_ERR_TIMEOUT; TK_ERR_CANCELLED; TK_ERR_NO_SERVICE. */
+	int (*wait_change)(void *be, int timeout_ms);
+	/* Make a running or the next wait_change return TK_ERR_CANCELLED.
+	 * Any thread. */
+	void (*cancel)(void *be);
+
+	/* Connect (power on) to the card in a reader, shared mode, any
+	 * protocol. atr gets up to TK_READER_ATR_MAX bytes; *protocol 0 (T=0)
+	 * or 1 (T=1). Errors: TK_ERR_NO_CARD, TK_ERR_UNRESPONSIVE, TK_ERR_SHARING,
+	 * TK_ERR_NO_READER, TK_ERR_NO_SERVICE. */
+	int (*connect)(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_len,
+	               int *protocol);
+	/* Response includes SW1 SW2. A "success" shorter than 2 bytes is
+	 * returned as TK_ERR_COMM. TK_ERR_CARD_RESET: someone reset the card;
+	 * the caller reconnects (reset with cold == false, leave). */
+	int (*transmit)(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+	                size_t resp_cap, size_t *resp_len);
+	int (*control)(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out,
+	               size_t out_cap, size_t *out_len);
+	/* how: 0 = reconnect leaving the card as is (clears a "reset by
+	 * someone else" condition), 1 = warm reset, 2 = cold reset (power
+	 * cycle). Updates atr/protocol. */
+	int (*reset)(void *conn, int how, uint8_t *atr, size_t *atr_len, int *protocol);
+	int (*begin)(void *conn);
+	int (*end)(void *conn);
+	/* Card still there and connected? TK_OK, TK_ERR_CARD_REMOVED, TK_ERR_CARD_RESET... */
+	int (*status)(void *conn);
+	void (*caps)(void *conn, tk_reader_caps_t *caps);
+	/* Disconnect and free; safe to call on a connection whose context died. */
+	void (*disconnect)(void *conn);
+} tk_reader_ops_t;
+
+enum { TK_READER_RECONNECT = 0, TK_READER_WARM_RESET = 1, TK_READER_COLD_RESET = 2 };
+
+/* The PC/SC backend (core/pcsc.c). */
+extern const tk_reader_ops_t tk_reader_pcsc_ops;
+/* The socket the PC/SC client library talks to ($PCSCLITE_CSOCK_NAME or
+ * the default), for messages. */
+const char *tk_pcsc_socket_path(void);
+
+#endif

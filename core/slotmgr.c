@@ -1,0 +1,639 @@
+/* tokenkit: the slot manager — readers, slots, hotplug, service loss.
+ *
+ * One monitor thread enumerates the backend's readers, waits for changes in
+ * bounded steps (so it notices a stop or a dead daemon in time), and turns
+ * the differences into slot state changes and events. Card I/O happens in
+ * the per-reader workers (worker.c); events are delivered by events.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
+
+#include "slotmgr_priv.h"
+
+#define MONITOR_POLL_MS 1000
+#define SERVICE_RETRY_MS 250
+#define STOP_GRACE_MS 1000
+
+int64_t
+mgr_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+mgr_abstime(struct timespec *ts, int timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+const char *
+tk_slot_state_name(int state)
+{
+	switch (state) {
+	case TK_SLOT_ABSENT:
+		return "absent";
+	case TK_SLOT_EMPTY:
+		return "empty";
+	case TK_SLOT_PROBING:
+		return "probing";
+	case TK_SLOT_MUTE:
+		return "mute";
+	case TK_SLOT_VALID:
+		return "valid";
+	case TK_SLOT_RECOVERING:
+		return "recovering";
+	case TK_SLOT_QUARANTINED:
+		return "quarantined";
+	default:
+		return "unknown";
+	}
+}
+
+void
+tk_slotmgr_opts_init(tk_slotmgr_opts_t *o)
+{
+	if (o == NULL)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->transmit_timeout_ms = TK_CARD_DEFAULT_TIMEOUT_MS;
+	o->pcsc = true;
+}
+
+void
+mgr_ref(tk_slotmgr_t *m)
+{
+	atomic_fetch_add(&m->refs, 1);
+}
+
+void
+mgr_unref(tk_slotmgr_t *m)
+{
+	if (m == NULL || atomic_fetch_sub(&m->refs, 1) != 1)
+		return;
+	for (size_t i = 0; i < m->nslots; i++)
+		free(m->slots[i]);
+	free(m->slots);
+	ev_destroy(m);
+	pthread_mutex_destroy(&m->mtx);
+	pthread_cond_destroy(&m->cond);
+	free(m);
+}
+
+void
+mgr_set_state_locked(tk_slotmgr_t *m, slot_t *s, int state)
+{
+	int old = s->state;
+
+	if (old == state)
+		return;
+	s->state = state;
+	ev_queue_locked(m, TK_EVENT_STATE_CHANGED, s, old, 0);
+	pthread_cond_broadcast(&m->cond);
+}
+
+slot_t *
+mgr_slot_locked(tk_slotmgr_t *m, uint32_t id)
+{
+	for (size_t i = 0; i < m->nslots; i++)
+		if (m->slots[i]->id == id)
+			return m->slots[i];
+	return NULL;
+}
+
+static slot_t *
+slot_by_name_locked(tk_slotmgr_t *m, const char *name)
+{
+	for (size_t i = 0; i < m->nslots; i++)
+		if (strcmp(m->slots[i]->name, name) == 0)
+			return m->slots[i];
+	return NULL;
+}
+
+static slot_t *
+slot_create_locked(tk_slotmgr_t *m, const char *name)
+{
+	slot_t **ns, *s;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	ns = realloc(m->slots, (m->nslots + 1) * sizeof(*ns));
+	if (ns == NULL) {
+		free(s);
+		return NULL;
+	}
+	m->slots = ns;
+	s->id = m->next_id++;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->state = TK_SLOT_ABSENT;
+	s->protocol = -1;
+	m->slots[m->nslots++] = s;
+	return s;
+}
+
+static void
+card_gone_locked(tk_slotmgr_t *m, slot_t *s)
+{
+	int old = s->state;
+
+	if (s->card_seq == 0)
+		return;
+	s->state = s->present ? TK_SLOT_EMPTY : TK_SLOT_ABSENT;
+	ev_queue_locked(m, TK_EVENT_CARD_REMOVED, s, old, 0);
+	s->card_seq = 0;
+	s->atr_len = 0;
+	s->protocol = -1;
+	worker_post_locked(s, W_DISCONNECT, 0);
+	pthread_cond_broadcast(&m->cond);
+}
+
+static void
+card_new_locked(tk_slotmgr_t *m, slot_t *s, const tk_reader_desc_t *d)
+{
+	int old = s->state;
+
+	s->card_seq = ++m->next_card_seq;
+	memcpy(s->atr, d->atr, d->atr_len);
+	s->atr_len = d->atr_len;
+	s->protocol = -1;
+	s->state = d->card_mute ? TK_SLOT_MUTE : TK_SLOT_PROBING;
+	ev_queue_locked(m, TK_EVENT_CARD_INSERTED, s, old, 0);
+	if (d->card_mute)
+		return;
+	/* A new card gets a usable worker even if an old one is still stuck
+	 * (removing the card usually releases it anyway). */
+	if (worker_start_locked(m, s) != TK_OK) {
+		mgr_set_state_locked(m, s, TK_SLOT_MUTE);
+		return;
+	}
+	worker_post_locked(s, W_CONNECT, s->card_seq);
+}
+
+static void
+reader_gone_locked(tk_slotmgr_t *m, slot_t *s)
+{
+	int old;
+
+	if (!s->present)
+		return;
+	s->present = false;
+	card_gone_locked(m, s);
+	worker_stop_locked(m, s, TK_ERR_READER_GONE);
+	old = s->state;
+	s->state = TK_SLOT_ABSENT;
+	ev_queue_locked(m, TK_EVENT_READER_REMOVED, s, old, 0);
+}
+
+static void
+reconcile_locked(tk_slotmgr_t *m, const tk_reader_desc_t *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		slot_t *s = slot_by_name_locked(m, d[i].name);
+		bool replaced;
+
+		if (s == NULL)
+			s = slot_create_locked(m, d[i].name);
+		if (s == NULL) {
+			tk_log_error("slotmgr: out of memory for reader %s", d[i].name);
+			continue;
+		}
+		if (!s->present) {
+			s->present = true;
+			s->state = TK_SLOT_EMPTY;
+			s->card_seq = 0;
+			ev_queue_locked(m, TK_EVENT_READER_ADDED, s, TK_SLOT_ABSENT, 0);
+			if (worker_start_locked(m, s) != TK_OK)
+				tk_log_error("slotmgr: %s: no worker", s->name);
+		} else if (s->worker == NULL && s->stuck == NULL && s->card_seq == 0) {
+			(void)worker_start_locked(m, s);
+		}
+		/* Present both times but a different insertion in between. */
+		replaced = s->card_seq != 0 && d[i].card_present && d[i].event_count != 0 &&
+		           s->event_count != 0 && d[i].event_count != s->event_count;
+		if (s->card_seq != 0 && (!d[i].card_present || replaced))
+			card_gone_locked(m, s);
+		if (s->card_seq == 0 && d[i].card_present)
+			card_new_locked(m, s, &d[i]);
+		s->event_count = d[i].event_count;
+	}
+	for (size_t j = 0; j < m->nslots; j++) {
+		slot_t *s = m->slots[j];
+		bool found = false;
+
+		for (size_t i = 0; i < n && !found; i++)
+			found = strcmp(s->name, d[i].name) == 0;
+		if (!found)
+			reader_gone_locked(m, s);
+	}
+}
+
+static void
+service_lost_locked(tk_slotmgr_t *m)
+{
+	if (m->service_up) {
+		tk_log_warn("slotmgr: PC/SC service lost");
+		m->service_up = false;
+		for (size_t i = 0; i < m->nslots; i++)
+			reader_gone_locked(m, m->slots[i]);
+		ev_queue_service(m, TK_EVENT_SERVICE_LOST);
+		m->service_down_reported = true;
+	} else if (!m->service_down_reported) {
+		m->service_down_reported = true;
+	}
+	if (!m->ready) {
+		m->ready = true;
+		m->ready_err = TK_ERR_NO_SERVICE;
+		pthread_cond_broadcast(&m->cond);
+	}
+}
+
+/* Sleep on m->cond until stop or timeout; returns true when stopping. */
+static bool
+monitor_sleep(tk_slotmgr_t *m, int ms)
+{
+	struct timespec dl;
+	bool stop;
+
+	mgr_abstime(&dl, ms);
+	pthread_mutex_lock(&m->mtx);
+	while (!m->stopping) {
+		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
+			break;
+	}
+	stop = m->stopping;
+	pthread_mutex_unlock(&m->mtx);
+	return stop;
+}
+
+static bool
+stopping(tk_slotmgr_t *m)
+{
+	bool s;
+
+	pthread_mutex_lock(&m->mtx);
+	s = m->stopping;
+	pthread_mutex_unlock(&m->mtx);
+	return s;
+}
+
+static void *
+monitor_main(void *arg)
+{
+	tk_slotmgr_t *m = arg;
+
+	while (!stopping(m)) {
+		tk_reader_desc_t *d = NULL;
+		size_t n = 0;
+		int r;
+
+		r = m->ops->enumerate(m->be, &d, &n);
+		if (r != TK_OK) {
+			pthread_mutex_lock(&m->mtx);
+			if (r == TK_ERR_NO_SERVICE)
+				service_lost_locked(m);
+			else
+				tk_log_debug("slotmgr: enumerate: %s", tk_strerror(r));
+			pthread_mutex_unlock(&m->mtx);
+			if (monitor_sleep(m, SERVICE_RETRY_MS))
+				break;
+			continue;
+		}
+		pthread_mutex_lock(&m->mtx);
+		if (!m->service_up) {
+			m->service_up = true;
+			if (m->service_down_reported) {
+				tk_log_info("slotmgr: PC/SC service available again");
+				ev_queue_service(m, TK_EVENT_SERVICE_RESTORED);
+				m->service_down_reported = false;
+			}
+		}
+		if (!m->stopping)
+			reconcile_locked(m, d, n);
+		if (!m->ready || m->ready_err != TK_OK) {
+			m->ready = true;
+			m->ready_err = TK_OK;
+		}
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->mtx);
+		free(d);
+
+		r = m->ops->wait_change(m->be, m->poll_ms);
+		if (r == TK_ERR_NO_SERVICE) {
+			pthread_mutex_lock(&m->mtx);
+			service_lost_locked(m);
+			pthread_mutex_unlock(&m->mtx);
+		} else if (r != TK_OK && r != TK_ERR_TIMEOUT && r != TK_ERR_CANCELLED) {
+			tk_log_debug("slotmgr: wait: %s", tk_strerror(r));
+			if (monitor_sleep(m, SERVICE_RETRY_MS))
+				break;
+		}
+	}
+	return NULL;
+}
+
+int
+tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops, int poll_ms,
+                        tk_slotmgr_t **out)
+{
+	tk_slotmgr_t *m;
+	pthread_condattr_t ca;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || ops == NULL)
+		return TK_ERR_INVALID_ARG;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return TK_ERR_NO_MEMORY;
+	if (opts != NULL)
+		m->opts = *opts;
+	else
+		tk_slotmgr_opts_init(&m->opts);
+	if (m->opts.transmit_timeout_ms <= 0)
+		m->opts.transmit_timeout_ms = TK_CARD_DEFAULT_TIMEOUT_MS;
+	m->ops = ops;
+	m->poll_ms = poll_ms > 0 ? poll_ms : MONITOR_POLL_MS;
+	m->next_id = 1;
+	atomic_init(&m->refs, 1);
+	pthread_mutex_init(&m->mtx, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ev_init(m);
+	r = ops->open(&m->be);
+	if (r != TK_OK)
+		goto fail;
+	if (pthread_create(&m->ev_thread, NULL, ev_thread_main, m) != 0) {
+		r = TK_ERR_NO_MEMORY;
+		goto fail;
+	}
+	m->ev_started = true;
+	if (pthread_create(&m->monitor, NULL, monitor_main, m) != 0) {
+		r = TK_ERR_NO_MEMORY;
+		goto fail;
+	}
+	m->monitor_started = true;
+	*out = m;
+	return TK_OK;
+fail:
+	tk_slotmgr_free(&m);
+	return r;
+}
+
+int
+tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
+{
+	if (opts != NULL && !opts->pcsc) {
+		if (out != NULL)
+			*out = NULL;
+		return TK_ERR_NOT_SUPPORTED; /* no other backend yet */
+	}
+	return tk_slotmgr_new_with_ops(opts, &tk_reader_pcsc_ops, 0, out);
+}
+
+void
+tk_slotmgr_free(tk_slotmgr_t **mp)
+{
+	tk_slotmgr_t *m;
+	struct timespec dl;
+
+	if (mp == NULL || *mp == NULL)
+		return;
+	m = *mp;
+	*mp = NULL;
+	pthread_mutex_lock(&m->mtx);
+	m->stopping = true;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->mtx);
+	if (m->monitor_started) {
+		m->ops->cancel(m->be);
+		pthread_join(m->monitor, NULL);
+	}
+	pthread_mutex_lock(&m->mtx);
+	for (size_t i = 0; i < m->nslots; i++)
+		worker_stop_locked(m, m->slots[i], TK_ERR_READER_GONE);
+	/* Give workers a moment to leave; a stuck one is abandoned and frees
+	 * its share (and maybe the manager) whenever it returns. */
+	mgr_abstime(&dl, STOP_GRACE_MS);
+	while (m->live_workers > 0) {
+		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
+			break;
+	}
+	if (m->live_workers > 0)
+		tk_log_warn("slotmgr: %d reader worker(s) stuck in the backend, abandoned",
+		            m->live_workers);
+	pthread_mutex_unlock(&m->mtx);
+	if (m->ev_started) {
+		pthread_mutex_lock(&m->ev_mtx);
+		m->ev_stop = true;
+		pthread_cond_broadcast(&m->ev_cond);
+		pthread_mutex_unlock(&m->ev_mtx);
+		pthread_join(m->ev_thread, NULL);
+	}
+	if (m->be != NULL)
+		m->ops->close(m->be);
+	m->be = NULL;
+	mgr_unref(m);
+}
+
+int
+tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms)
+{
+	struct timespec dl;
+	int r;
+
+	if (m == NULL)
+		return TK_ERR_INVALID_ARG;
+	mgr_abstime(&dl, timeout_ms > 0 ? timeout_ms : 0);
+	pthread_mutex_lock(&m->mtx);
+	while (!m->ready) {
+		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
+			break;
+	}
+	r = m->ready ? m->ready_err : TK_ERR_TIMEOUT;
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
+static void
+fill_info(const slot_t *s, tk_slot_info_t *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->slot_id = s->id;
+	snprintf(info->reader, sizeof(info->reader), "%s", s->name);
+	info->state = s->state;
+	info->card_seq = s->card_seq;
+	if (s->card_seq != 0) {
+		memcpy(info->atr, s->atr, s->atr_len);
+		info->atr_len = s->atr_len;
+	}
+	info->protocol = s->state == TK_SLOT_VALID ? s->protocol : -1;
+	info->transmits = s->stats.transmits;
+	info->errors = s->stats.errors;
+}
+
+int
+tk_slotmgr_list(tk_slotmgr_t *m, tk_slot_info_t **infos, size_t *count)
+{
+	tk_slot_info_t *a;
+	size_t k = 0;
+
+	if (infos != NULL)
+		*infos = NULL;
+	if (count != NULL)
+		*count = 0;
+	if (m == NULL || infos == NULL || count == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&m->mtx);
+	a = calloc(m->nslots + 1, sizeof(*a));
+	if (a == NULL) {
+		pthread_mutex_unlock(&m->mtx);
+		return TK_ERR_NO_MEMORY;
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < m->nslots; i++)
+			if (m->slots[i]->present == (pass == 0))
+				fill_info(m->slots[i], &a[k++]);
+	pthread_mutex_unlock(&m->mtx);
+	*infos = a;
+	*count = k;
+	return TK_OK;
+}
+
+int
+tk_slotmgr_find(tk_slotmgr_t *m, const char *name, uint32_t *slot_id)
+{
+	const slot_t *hit = NULL;
+	int r = TK_ERR_NO_READER;
+
+	if (slot_id != NULL)
+		*slot_id = 0;
+	if (m == NULL || name == NULL || slot_id == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&m->mtx);
+	/* Exact name, then a unique prefix, then a unique substring. */
+	for (int pass = 0; pass < 3 && hit == NULL; pass++) {
+		size_t matches = 0;
+		const slot_t *cand = NULL;
+
+		for (size_t i = 0; i < m->nslots; i++) {
+			const slot_t *s = m->slots[i];
+			bool ok;
+
+			if (!s->present)
+				continue;
+			if (pass == 0)
+				ok = strcmp(s->name, name) == 0;
+			else if (pass == 1)
+				ok = strncmp(s->name, name, strlen(name)) == 0;
+			else
+				ok = strstr(s->name, name) != NULL;
+			if (ok) {
+				matches++;
+				cand = s;
+			}
+		}
+		if (matches == 1)
+			hit = cand;
+		else if (matches > 1)
+			break; /* ambiguous */
+	}
+	if (hit != NULL) {
+		*slot_id = hit->id;
+		r = TK_OK;
+	}
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
+int
+tk_slotmgr_info(tk_slotmgr_t *m, uint32_t slot_id, tk_slot_info_t *info)
+{
+	slot_t *s;
+	int r = TK_OK;
+
+	if (info != NULL)
+		memset(info, 0, sizeof(*info));
+	if (m == NULL || info == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&m->mtx);
+	s = mgr_slot_locked(m, slot_id);
+	if (s == NULL)
+		r = TK_ERR_NO_READER;
+	else
+		fill_info(s, info);
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
+void
+tk_slotmgr_get_stats(tk_slotmgr_t *m, uint32_t slot_id, slot_stats_t *st)
+{
+	slot_t *s;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&m->mtx);
+	s = mgr_slot_locked(m, slot_id);
+	if (s != NULL)
+		*st = s->stats;
+	pthread_mutex_unlock(&m->mtx);
+}
+
+int
+tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card)
+{
+	struct timespec dl;
+	slot_t *s;
+	uint64_t seq;
+	int r = TK_OK;
+
+	if (card != NULL)
+		*card = NULL;
+	if (m == NULL || card == NULL)
+		return TK_ERR_INVALID_ARG;
+	mgr_abstime(&dl, m->opts.transmit_timeout_ms);
+	pthread_mutex_lock(&m->mtx);
+	s = mgr_slot_locked(m, slot_id);
+	if (s == NULL || !s->present || m->stopping) {
+		r = TK_ERR_NO_READER;
+		goto out;
+	}
+	seq = s->card_seq;
+	/* A card being connected is worth waiting for, within the deadline. */
+	while (s->card_seq != 0 && s->card_seq == seq && s->state == TK_SLOT_PROBING &&
+	       !m->stopping) {
+		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
+			break;
+	}
+	if (!s->present || m->stopping)
+		r = TK_ERR_NO_READER;
+	else if (s->card_seq == 0)
+		r = TK_ERR_NO_CARD;
+	else if (s->state == TK_SLOT_PROBING)
+		r = TK_ERR_TIMEOUT;
+	else if (s->state == TK_SLOT_QUARANTINED)
+		r = TK_ERR_QUARANTINED;
+	else if (s->state != TK_SLOT_VALID)
+		r = TK_ERR_UNRESPONSIVE;
+	else
+		r = card_new_for_slot_locked(m, s, card);
+out:
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}

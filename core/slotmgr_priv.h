@@ -1,0 +1,175 @@
+/* tokenkit: slot manager internals, shared by slotmgr.c (manager, monitor,
+ * public API), worker.c (per-reader workers, deadlines, card sessions) and
+ * events.c (ordered event delivery).
+ *
+ * Locks, in the only order they may nest:
+ *   sub_mtx (recursive; held while callbacks run)
+ *     → m->mtx (slots, workers' registration, states)
+ *       → w->mtx (one worker's queue)      → ev_mtx (event queue)
+ *   item->mtx is taken alone.
+ * No lock is held across a backend call except inside the worker thread,
+ * which holds none while it calls the backend.
+ *
+ * Lifetimes: slots live as long as the manager (stable ids). Workers, work
+ * items and the manager itself are reference-counted, because a worker that
+ * is stuck inside the backend is abandoned and may return (and touch them)
+ * long after its caller, its slot's current worker or even tk_slotmgr_free
+ * have moved on. */
+#ifndef TK_SLOTMGR_PRIV_H
+#define TK_SLOTMGR_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <tokenkit/slot.h>
+
+#include "reader.h"
+
+enum work_op {
+	W_CONNECT = 1,
+	W_DISCONNECT,
+	W_TRANSMIT,
+	W_BEGIN,
+	W_END,
+	W_RESET,
+};
+
+typedef struct work {
+	atomic_int refs;
+	int op;
+	uint64_t card_seq; /* the card this is meant for (0: whatever is there) */
+	int how;           /* W_RESET: TK_READER_* */
+	uint8_t *cmd;      /* owned copies: a late result never touches a */
+	size_t cmd_len;    /* caller's memory */
+	uint8_t *resp;
+	size_t resp_cap, resp_len;
+	pthread_mutex_t mtx;
+	pthread_cond_t cond;
+	bool done;
+	bool abandoned; /* caller gave up waiting */
+	int result;
+	struct work *next;
+} work_t;
+
+typedef struct slot slot_t;
+
+typedef struct worker {
+	atomic_int refs;
+	struct tk_slotmgr *m; /* holds a manager reference */
+	slot_t *slot;
+	pthread_mutex_t mtx;
+	pthread_cond_t cond;
+	work_t *head, *tail;
+	work_t *current; /* being executed (outside mtx) */
+	bool quit;
+	bool abandoned; /* stuck in the backend; exit when it returns */
+	int quit_err;   /* what queued work gets on quit */
+	/* Worker thread only: */
+	void *conn;
+	uint64_t conn_card_seq;
+} worker_t;
+
+/* Per-reader counters; the recovery ladder will read and extend these. */
+typedef struct slot_stats {
+	uint64_t transmits, errors, timeouts;
+	uint64_t err_comm, err_removed, err_reset, err_no_service, err_other;
+	uint64_t connects, connect_failures, abandoned_workers;
+	int last_err;
+	int64_t last_err_us;
+} slot_stats_t;
+
+struct slot {
+	uint32_t id;
+	char name[TK_READER_NAME_MAX];
+	bool present;
+	int state;
+	uint64_t card_seq;
+	uint32_t event_count;
+	uint8_t atr[TK_READER_ATR_MAX];
+	size_t atr_len;
+	int protocol;
+	tk_reader_caps_t caps;
+	uint64_t gen;           /* resets and reconnects seen on this reader */
+	uint64_t connected_seq; /* card_seq of the last successful connect */
+	worker_t *worker;       /* live worker (holds a reference) or NULL */
+	worker_t *stuck; /* abandoned worker still in the backend (no reference; cleared by it) */
+	slot_stats_t stats;
+};
+
+typedef struct sub {
+	int id;
+	tk_event_fn fn;
+	void *ctx;
+	uint64_t from_seq; /* broadcast events with seq <= from_seq are not for it */
+} sub_t;
+
+typedef struct evnode {
+	tk_event_t ev;
+	char reader[TK_READER_NAME_MAX];
+	uint8_t atr[TK_READER_ATR_MAX];
+	int target; /* subscription id, 0 = everybody */
+	struct evnode *next;
+} evnode_t;
+
+struct tk_slotmgr {
+	atomic_int refs;
+	tk_slotmgr_opts_t opts;
+	const tk_reader_ops_t *ops;
+	void *be;
+	int poll_ms; /* bound of one wait_change */
+
+	pthread_mutex_t mtx;
+	pthread_cond_t cond; /* ready, state changes, stop, worker exits */
+	slot_t **slots;
+	size_t nslots;
+	uint32_t next_id;
+	uint64_t next_card_seq;
+	bool ready;
+	int ready_err;
+	bool service_up, service_down_reported;
+	bool stopping;
+	int live_workers;
+	pthread_t monitor;
+	bool monitor_started;
+
+	/* events */
+	pthread_mutex_t ev_mtx;
+	pthread_cond_t ev_cond;
+	evnode_t *ev_head, *ev_tail;
+	uint64_t ev_seq;
+	bool ev_stop;
+	pthread_t ev_thread;
+	bool ev_started;
+	pthread_mutex_t sub_mtx; /* recursive */
+	sub_t *subs;
+	size_t nsubs;
+	int next_sub;
+};
+
+/* slotmgr.c */
+int tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops, int poll_ms,
+                            tk_slotmgr_t **out);
+void tk_slotmgr_get_stats(tk_slotmgr_t *m, uint32_t slot_id, slot_stats_t *st);
+void mgr_ref(tk_slotmgr_t *m);
+void mgr_unref(tk_slotmgr_t *m);
+int64_t mgr_now_us(void);
+void mgr_abstime(struct timespec *ts, int timeout_ms);
+/* With m->mtx held: change a slot's state and queue the event. */
+void mgr_set_state_locked(tk_slotmgr_t *m, slot_t *s, int state);
+slot_t *mgr_slot_locked(tk_slotmgr_t *m, uint32_t id);
+
+/* worker.c (all with m->mtx held unless said otherwise) */
+int worker_start_locked(tk_slotmgr_t *m, slot_t *s);
+void worker_stop_locked(tk_slotmgr_t *m, slot_t *s, int err);
+/* Queue work nobody waits for (CONNECT, DISCONNECT). */
+void worker_post_locked(slot_t *s, int op, uint64_t card_seq);
+int card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out);
+
+/* events.c */
+void ev_queue_locked(tk_slotmgr_t *m, int type, const slot_t *s, int old_state, int target);
+void ev_queue_service(tk_slotmgr_t *m, int type);
+void *ev_thread_main(void *arg);
+void ev_init(tk_slotmgr_t *m);
+void ev_destroy(tk_slotmgr_t *m);
+
+#endif

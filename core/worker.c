@@ -1,0 +1,679 @@
+/* tokenkit: per-reader workers, deadlines and slot-manager card sessions.
+ *
+ * Each reader has one worker thread that alone talks to its connection.
+ * Callers queue a work item and wait for it on the item's condition
+ * variable in their own thread, with their own deadline. When the deadline
+ * passes while the worker is inside the backend, the caller gets
+ * TK_ERR_TIMEOUT at once and the worker is abandoned: it is no longer the
+ * slot's worker, and when (if ever) the backend call returns it drops the
+ * late result, closes its connection and exits; only then (or when a card is
+ * inserted again) does the slot get a new worker and connection. Work items
+ * own their buffers and are reference-counted, so the late result never
+ * touches a caller's memory. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+
+#include "card_priv.h"
+#include "slotmgr_priv.h"
+
+static work_t *
+work_new(int op, uint64_t card_seq, const uint8_t *cmd, size_t cmd_len, size_t resp_cap)
+{
+	work_t *it = calloc(1, sizeof(*it));
+	pthread_condattr_t ca;
+
+	if (it == NULL)
+		return NULL;
+	if (cmd_len > 0) {
+		it->cmd = malloc(cmd_len);
+		if (it->cmd == NULL)
+			goto fail;
+		memcpy(it->cmd, cmd, cmd_len);
+		it->cmd_len = cmd_len;
+	}
+	if (resp_cap > 0) {
+		it->resp = malloc(resp_cap);
+		if (it->resp == NULL)
+			goto fail;
+		it->resp_cap = resp_cap;
+	}
+	it->op = op;
+	it->card_seq = card_seq;
+	atomic_init(&it->refs, 1);
+	pthread_mutex_init(&it->mtx, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&it->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return it;
+fail:
+	free(it->cmd);
+	free(it);
+	return NULL;
+}
+
+static void
+work_unref(work_t *it)
+{
+	if (it == NULL || atomic_fetch_sub(&it->refs, 1) != 1)
+		return;
+	pthread_mutex_destroy(&it->mtx);
+	pthread_cond_destroy(&it->cond);
+	/* Command and response may be secrets (VERIFY, key operations). */
+	tk_freezero(it->cmd, it->cmd_len);
+	tk_freezero(it->resp, it->resp_cap);
+	free(it);
+}
+
+static void
+work_complete(work_t *it, int result)
+{
+	pthread_mutex_lock(&it->mtx);
+	it->result = result;
+	it->done = true;
+	pthread_cond_broadcast(&it->cond);
+	pthread_mutex_unlock(&it->mtx);
+}
+
+static void
+worker_unref(worker_t *w)
+{
+	tk_slotmgr_t *m;
+
+	if (w == NULL || atomic_fetch_sub(&w->refs, 1) != 1)
+		return;
+	m = w->m;
+	pthread_mutex_destroy(&w->mtx);
+	pthread_cond_destroy(&w->cond);
+	free(w);
+	mgr_unref(m);
+}
+
+/* With w->mtx held. */
+static void
+fail_queue_locked(worker_t *w, int err)
+{
+	work_t *it = w->head;
+
+	w->head = w->tail = NULL;
+	while (it != NULL) {
+		work_t *next = it->next;
+
+		work_complete(it, err);
+		work_unref(it);
+		it = next;
+	}
+}
+
+static bool
+card_still_there(tk_slotmgr_t *m, worker_t *w, uint64_t card_seq)
+{
+	bool ok;
+
+	pthread_mutex_lock(&m->mtx);
+	ok = w->slot->card_seq == card_seq && w->slot->present && !m->stopping;
+	pthread_mutex_unlock(&m->mtx);
+	return ok;
+}
+
+static void
+drop_conn(worker_t *w)
+{
+	if (w->conn != NULL) {
+		w->m->ops->disconnect(w->conn);
+		w->conn = NULL;
+	}
+	w->conn_card_seq = 0;
+}
+
+static int
+do_connect(worker_t *w, uint64_t card_seq)
+{
+	tk_slotmgr_t *m = w->m;
+	slot_t *s = w->slot;
+	uint8_t atr[TK_READER_ATR_MAX];
+	size_t atr_len = 0;
+	int proto = -1, r;
+	tk_reader_caps_t caps;
+
+	drop_conn(w);
+	memset(&caps, 0, sizeof(caps));
+	/* s->name never changes after the slot is created. */
+	r = m->ops->connect(m->be, s->name, &w->conn, atr, &atr_len, &proto);
+	if (r == TK_OK)
+		m->ops->caps(w->conn, &caps);
+	pthread_mutex_lock(&m->mtx);
+	s->stats.connects++;
+	if (s->card_seq != card_seq || s->worker != w || m->stopping) {
+		if (r == TK_OK)
+			r = TK_ERR_CARD_REMOVED; /* a different card by now */
+		pthread_mutex_unlock(&m->mtx);
+		drop_conn(w);
+		return r;
+	}
+	if (r == TK_OK) {
+		w->conn_card_seq = card_seq;
+		if (s->connected_seq == card_seq)
+			s->gen++; /* reconnected to the same card: its state is gone */
+		s->connected_seq = card_seq;
+		memcpy(s->atr, atr, atr_len);
+		s->atr_len = atr_len;
+		s->protocol = proto;
+		s->caps = caps;
+		if (s->state != TK_SLOT_VALID)
+			mgr_set_state_locked(m, s, TK_SLOT_VALID);
+	} else {
+		s->stats.connect_failures++;
+		s->stats.last_err = r;
+		s->stats.last_err_us = mgr_now_us();
+		tk_log_debug("slotmgr: %s: connect: %s", s->name, tk_strerror(r));
+		if (r != TK_ERR_NO_CARD && r != TK_ERR_NO_SERVICE && r != TK_ERR_NO_READER &&
+		    r != TK_ERR_CARD_REMOVED && s->state != TK_SLOT_MUTE)
+			mgr_set_state_locked(m, s, TK_SLOT_MUTE);
+	}
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
+static void
+count_result(tk_slotmgr_t *m, slot_t *s, int op, int r)
+{
+	slot_stats_t *st = &s->stats;
+
+	pthread_mutex_lock(&m->mtx);
+	if (op == W_TRANSMIT)
+		st->transmits++;
+	if (r != TK_OK) {
+		st->errors++;
+		st->last_err = r;
+		st->last_err_us = mgr_now_us();
+		switch (r) {
+		case TK_ERR_COMM:
+			st->err_comm++;
+			break;
+		case TK_ERR_CARD_REMOVED:
+			st->err_removed++;
+			break;
+		case TK_ERR_CARD_RESET:
+			st->err_reset++;
+			s->gen++;
+			break;
+		case TK_ERR_NO_SERVICE:
+			st->err_no_service++;
+			break;
+		default:
+			st->err_other++;
+			break;
+		}
+	} else if (op == W_RESET) {
+		s->gen++;
+	}
+	pthread_mutex_unlock(&m->mtx);
+}
+
+/* Make sure the connection is to the card the work is meant for. */
+static int
+ensure_conn(worker_t *w, uint64_t card_seq)
+{
+	if (w->conn != NULL && (card_seq == 0 || w->conn_card_seq == card_seq))
+		return TK_OK;
+	if (card_seq == 0 || !card_still_there(w->m, w, card_seq))
+		return TK_ERR_CARD_REMOVED;
+	/* Lost the connection (service restart, failed reconnect): try again. */
+	return do_connect(w, card_seq);
+}
+
+static int
+execute(worker_t *w, work_t *it)
+{
+	const tk_reader_ops_t *ops = w->m->ops;
+	int r;
+
+	switch (it->op) {
+	case W_CONNECT:
+		return do_connect(w, it->card_seq);
+	case W_DISCONNECT:
+		drop_conn(w);
+		return TK_OK;
+	default:
+		break;
+	}
+	r = ensure_conn(w, it->card_seq);
+	if (r != TK_OK)
+		return r;
+	switch (it->op) {
+	case W_TRANSMIT:
+		r = ops->transmit(w->conn, it->cmd, it->cmd_len, it->resp, it->resp_cap,
+		                  &it->resp_len);
+		if (r == TK_OK && it->resp_len < 2)
+			r = TK_ERR_COMM;
+		break;
+	case W_BEGIN:
+		r = ops->begin(w->conn);
+		break;
+	case W_END:
+		r = ops->end(w->conn);
+		break;
+	case W_RESET: {
+		uint8_t atr[TK_READER_ATR_MAX];
+		size_t alen = 0;
+		int proto = -1;
+
+		r = ops->reset(w->conn, it->how, atr, &alen, &proto);
+		break;
+	}
+	default:
+		r = TK_ERR_INTERNAL;
+		break;
+	}
+	if (r == TK_ERR_CARD_RESET) {
+		/* Someone else reset the card: reconnect (leave) so the next
+		 * call goes through; the caller re-selects. */
+		uint8_t atr[TK_READER_ATR_MAX];
+		size_t alen = 0;
+		int proto = -1;
+
+		if (ops->reset(w->conn, TK_READER_RECONNECT, atr, &alen, &proto) != TK_OK)
+			drop_conn(w);
+	} else if (r == TK_ERR_NO_SERVICE || r == TK_ERR_CARD_REMOVED || r == TK_ERR_NO_READER) {
+		drop_conn(w);
+	}
+	count_result(w->m, w->slot, it->op, r);
+	return r;
+}
+
+static void
+worker_exited(tk_slotmgr_t *m, worker_t *w)
+{
+	slot_t *s = w->slot;
+
+	pthread_mutex_lock(&m->mtx);
+	if (s->stuck == w) {
+		s->stuck = NULL;
+		tk_log_info("slotmgr: %s: stuck call returned; reconnecting", s->name);
+		if (s->worker == NULL && s->present && s->card_seq != 0 && !m->stopping) {
+			if (worker_start_locked(m, s) == TK_OK) {
+				mgr_set_state_locked(m, s, TK_SLOT_PROBING);
+				worker_post_locked(s, W_CONNECT, s->card_seq);
+			}
+		}
+	}
+	m->live_workers--;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->mtx);
+}
+
+static void *
+worker_main(void *arg)
+{
+	worker_t *w = arg;
+	tk_slotmgr_t *m = w->m;
+
+	for (;;) {
+		work_t *it;
+		int r;
+
+		pthread_mutex_lock(&w->mtx);
+		while (w->head == NULL && !w->quit && !w->abandoned)
+			pthread_cond_wait(&w->cond, &w->mtx);
+		if (w->quit || w->abandoned) {
+			fail_queue_locked(w, w->quit ? w->quit_err : TK_ERR_UNRESPONSIVE);
+			pthread_mutex_unlock(&w->mtx);
+			break;
+		}
+		it = w->head;
+		w->head = it->next;
+		if (w->head == NULL)
+			w->tail = NULL;
+		it->next = NULL;
+		w->current = it;
+		pthread_mutex_unlock(&w->mtx);
+
+		r = execute(w, it);
+
+		pthread_mutex_lock(&w->mtx);
+		w->current = NULL;
+		pthread_mutex_unlock(&w->mtx);
+		work_complete(it, r);
+		work_unref(it);
+	}
+	drop_conn(w);
+	worker_exited(m, w);
+	worker_unref(w);
+	return NULL;
+}
+
+int
+worker_start_locked(tk_slotmgr_t *m, slot_t *s)
+{
+	worker_t *w;
+	pthread_attr_t a;
+	pthread_t t;
+	int e;
+
+	if (s->worker != NULL)
+		return TK_OK;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return TK_ERR_NO_MEMORY;
+	atomic_init(&w->refs, 2); /* the slot's and the thread's */
+	w->m = m;
+	w->slot = s;
+	pthread_mutex_init(&w->mtx, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	mgr_ref(m);
+	pthread_attr_init(&a);
+	/* Detached: a worker stuck in the backend is never joined. */
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	e = pthread_create(&t, &a, worker_main, w);
+	pthread_attr_destroy(&a);
+	if (e != 0) {
+		tk_log_error("slotmgr: %s: cannot start worker: %s", s->name, strerror(e));
+		pthread_mutex_destroy(&w->mtx);
+		pthread_cond_destroy(&w->cond);
+		free(w);
+		/* Not the last reference: the caller holds m->mtx, m is alive. */
+		atomic_fetch_sub(&m->refs, 1);
+		return TK_ERR_NO_MEMORY;
+	}
+	m->live_workers++;
+	s->worker = w;
+	return TK_OK;
+}
+
+void
+worker_stop_locked(tk_slotmgr_t *m, slot_t *s, int err)
+{
+	worker_t *w = s->worker;
+
+	(void)m;
+	if (w == NULL)
+		return;
+	s->worker = NULL;
+	pthread_mutex_lock(&w->mtx);
+	w->quit = true;
+	w->quit_err = err;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->mtx);
+	worker_unref(w); /* the thread still holds one: never the last here */
+}
+
+static void
+enqueue(worker_t *w, work_t *it)
+{
+	atomic_fetch_add(&it->refs, 1); /* the queue's */
+	if (w->tail != NULL)
+		w->tail->next = it;
+	else
+		w->head = it;
+	w->tail = it;
+	pthread_cond_signal(&w->cond);
+}
+
+void
+worker_post_locked(slot_t *s, int op, uint64_t card_seq)
+{
+	worker_t *w = s->worker;
+	work_t *it;
+
+	if (w == NULL)
+		return;
+	it = work_new(op, card_seq, NULL, 0, 0);
+	if (it == NULL) {
+		tk_log_error("slotmgr: %s: out of memory", s->name);
+		return;
+	}
+	pthread_mutex_lock(&w->mtx);
+	if (!w->quit && !w->abandoned)
+		enqueue(w, it);
+	pthread_mutex_unlock(&w->mtx);
+	work_unref(it);
+}
+
+/* The caller's deadline passed. If the worker is inside the backend with
+ * this very item, it is stuck: abandon it. If the item is still queued
+ * behind other work, just take it out. */
+static void
+handle_timeout(tk_slotmgr_t *m, slot_t *s, worker_t *w, work_t *it)
+{
+	bool stuck = false, queued = false;
+
+	pthread_mutex_lock(&w->mtx);
+	if (w->current == it) {
+		stuck = true;
+	} else {
+		work_t **pp = &w->head;
+
+		w->tail = NULL;
+		while (*pp != NULL) {
+			if (*pp == it) {
+				*pp = it->next;
+				queued = true;
+				continue;
+			}
+			w->tail = *pp;
+			pp = &(*pp)->next;
+		}
+	}
+	pthread_mutex_unlock(&w->mtx);
+	if (queued)
+		work_unref(it);
+
+	pthread_mutex_lock(&m->mtx);
+	s->stats.timeouts++;
+	s->stats.last_err = TK_ERR_TIMEOUT;
+	s->stats.last_err_us = mgr_now_us();
+	if (stuck && s->worker == w) {
+		s->worker = NULL;
+		s->stuck = w;
+		s->stats.abandoned_workers++;
+		tk_log_warn("slotmgr: %s: no answer within the deadline; abandoning the worker",
+		            s->name);
+		if (s->state != TK_SLOT_RECOVERING)
+			mgr_set_state_locked(m, s, TK_SLOT_RECOVERING);
+		pthread_mutex_lock(&w->mtx);
+		w->abandoned = true;
+		/* Whoever queued behind the stuck call learns now, not at its
+		 * own deadline. */
+		fail_queue_locked(w, TK_ERR_UNRESPONSIVE);
+		pthread_mutex_unlock(&w->mtx);
+		worker_unref(w); /* the slot's reference; ours and the thread's remain */
+	}
+	pthread_mutex_unlock(&m->mtx);
+}
+
+static int
+submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uint8_t *cmd,
+       size_t cmd_len, uint8_t *resp, size_t resp_cap, size_t *resp_len, int timeout_ms)
+{
+	worker_t *w = NULL;
+	work_t *it = NULL;
+	struct timespec dl;
+	int r = TK_OK;
+
+	if (resp_len != NULL)
+		*resp_len = 0;
+	if (timeout_ms <= 0)
+		timeout_ms = m->opts.transmit_timeout_ms;
+	mgr_abstime(&dl, timeout_ms);
+	it = work_new(op, card_seq, cmd, cmd_len, resp_cap);
+	if (it == NULL)
+		return TK_ERR_NO_MEMORY;
+	it->how = how;
+
+	pthread_mutex_lock(&m->mtx);
+	if (m->stopping || !s->present)
+		r = TK_ERR_READER_GONE;
+	else if (s->card_seq != card_seq)
+		r = TK_ERR_CARD_REMOVED;
+	else if (s->state == TK_SLOT_QUARANTINED)
+		r = TK_ERR_QUARANTINED;
+	else if (s->worker == NULL)
+		r = TK_ERR_UNRESPONSIVE;
+	if (r == TK_OK) {
+		w = s->worker;
+		atomic_fetch_add(&w->refs, 1);
+		pthread_mutex_lock(&w->mtx);
+		if (w->quit || w->abandoned)
+			r = TK_ERR_UNRESPONSIVE;
+		else
+			enqueue(w, it);
+		pthread_mutex_unlock(&w->mtx);
+	}
+	pthread_mutex_unlock(&m->mtx);
+	if (r != TK_OK)
+		goto out;
+
+	pthread_mutex_lock(&it->mtx);
+	while (!it->done) {
+		if (pthread_cond_timedwait(&it->cond, &it->mtx, &dl) == ETIMEDOUT)
+			break;
+	}
+	if (!it->done)
+		it->abandoned = true;
+	pthread_mutex_unlock(&it->mtx);
+	if (it->abandoned)
+		handle_timeout(m, s, w, it);
+
+	pthread_mutex_lock(&it->mtx);
+	if (!it->done) {
+		r = TK_ERR_TIMEOUT;
+	} else {
+		r = it->result;
+		if (r == TK_OK && resp != NULL) {
+			if (it->resp_len > resp_cap)
+				r = TK_ERR_BUFFER_TOO_SMALL;
+			else {
+				memcpy(resp, it->resp, it->resp_len);
+				*resp_len = it->resp_len;
+			}
+		}
+	}
+	pthread_mutex_unlock(&it->mtx);
+out:
+	if (w != NULL)
+		worker_unref(w);
+	work_unref(it);
+	return r;
+}
+
+/* Card sessions over the slot manager. */
+typedef struct mcard {
+	tk_slotmgr_t *m; /* reference */
+	slot_t *s;
+	uint64_t card_seq;
+	uint64_t gen_base;
+} mcard_t;
+
+static int
+mc_transmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
+            size_t *resp_len, int timeout_ms)
+{
+	mcard_t *c = ctx;
+
+	return submit(c->m, c->s, c->card_seq, W_TRANSMIT, 0, cmd, cmd_len, resp, resp_cap,
+	              resp_len, timeout_ms);
+}
+
+static int
+mc_begin(void *ctx, int timeout_ms)
+{
+	mcard_t *c = ctx;
+
+	return submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
+}
+
+static int
+mc_end(void *ctx, int timeout_ms)
+{
+	mcard_t *c = ctx;
+
+	return submit(c->m, c->s, c->card_seq, W_END, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
+}
+
+static int
+mc_reset(void *ctx, bool cold, int timeout_ms)
+{
+	mcard_t *c = ctx;
+
+	return submit(c->m, c->s, c->card_seq, W_RESET,
+	              cold ? TK_READER_COLD_RESET : TK_READER_WARM_RESET, NULL, 0, NULL, 0, NULL,
+	              timeout_ms);
+}
+
+static bool
+mc_present(void *ctx)
+{
+	mcard_t *c = ctx;
+	bool p;
+
+	pthread_mutex_lock(&c->m->mtx);
+	p = c->s->present && c->s->card_seq == c->card_seq && !c->m->stopping;
+	pthread_mutex_unlock(&c->m->mtx);
+	return p;
+}
+
+static uint64_t
+mc_generation(void *ctx)
+{
+	mcard_t *c = ctx;
+	uint64_t g;
+
+	pthread_mutex_lock(&c->m->mtx);
+	g = c->s->gen - c->gen_base;
+	pthread_mutex_unlock(&c->m->mtx);
+	return g;
+}
+
+static void
+mc_release(void *ctx)
+{
+	mcard_t *c = ctx;
+
+	mgr_unref(c->m);
+	free(c);
+}
+
+int
+card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
+{
+	static const tk_card_backend_t be = {
+	        .transmit = mc_transmit,
+	        .begin = mc_begin,
+	        .end = mc_end,
+	        .reset = mc_reset,
+	        .present = mc_present,
+	        .generation = mc_generation,
+	        .release = mc_release,
+	};
+	tk_card_caps_t caps;
+	mcard_t *c;
+	int r;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return TK_ERR_NO_MEMORY;
+	c->m = m;
+	c->s = s;
+	c->card_seq = s->card_seq;
+	c->gen_base = s->gen;
+	caps.extended_apdu = s->caps.extended_apdu;
+	caps.max_cmd = s->caps.max_cmd != 0 ? s->caps.max_cmd : 261;
+	caps.max_resp = s->caps.max_resp != 0 ? s->caps.max_resp : 258;
+	r = tk_card_new_backend(s->name, s->atr, s->atr_len, &caps, &be, c,
+	                        m->opts.transmit_timeout_ms, out);
+	if (r != TK_OK) {
+		free(c);
+		return r;
+	}
+	mgr_ref(m);
+	return TK_OK;
+}

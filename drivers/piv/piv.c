@@ -1,0 +1,1056 @@
+/* tokenkit PIV driver: probe, SELECT, data objects, cache revalidation and
+ * the token model. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tokenkit/apdu.h>
+#include <tokenkit/buf.h>
+#include <tokenkit/err.h>
+#include <tokenkit/hex.h>
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+#include <tokenkit/tlv.h>
+
+#include "piv.h"
+
+static const uint8_t piv_aid[] = {0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00};
+
+/* ---- slots ---------------------------------------------------------------- */
+
+static const uint8_t main_slots[4] = {0x9A, 0x9C, 0x9D, 0x9E};
+
+uint8_t
+piv_slot_ref(size_t index)
+{
+	if (index < 4)
+		return main_slots[index];
+	if (index < 4 + PIV_NUM_RETIRED)
+		return (uint8_t)(0x82 + (index - 4));
+	return 0;
+}
+
+uint32_t
+piv_slot_cert_tag(uint8_t ref)
+{
+	switch (ref) {
+	case 0x9A:
+		return PIV_TAG_CERT_9A;
+	case 0x9C:
+		return PIV_TAG_CERT_9C;
+	case 0x9D:
+		return PIV_TAG_CERT_9D;
+	case 0x9E:
+		return PIV_TAG_CERT_9E;
+	default:
+		if (ref >= 0x82 && ref <= 0x95)
+			return PIV_TAG_CERT_RETIRED1 + (uint32_t)(ref - 0x82);
+		return 0;
+	}
+}
+
+/* CKA_ID: 9A→01, 9C→02, 9D→03, 9E→04, 82..95→05..18 (the mapping OpenSC and
+ * existing scripts use). */
+static uint8_t
+slot_id(uint8_t ref)
+{
+	switch (ref) {
+	case 0x9A:
+		return 1;
+	case 0x9C:
+		return 2;
+	case 0x9D:
+		return 3;
+	case 0x9E:
+		return 4;
+	default:
+		return (uint8_t)(5 + (ref - 0x82));
+	}
+}
+
+static void
+slot_labels(uint8_t ref, tk_drv_slot_t *s)
+{
+	const char *k, *c;
+
+	switch (ref) {
+	case 0x9A:
+		k = "PIV AUTH";
+		c = "PIV Authentication";
+		break;
+	case 0x9C:
+		k = "SIGN";
+		c = "Digital Signature";
+		break;
+	case 0x9D:
+		k = "KEY MAN";
+		c = "Key Management";
+		break;
+	case 0x9E:
+		k = "CARD AUTH";
+		c = "Card Authentication";
+		break;
+	default:
+		snprintf(s->key_label, sizeof(s->key_label), "Retired KEY MAN %u",
+		         (unsigned)(ref - 0x81));
+		snprintf(s->pub_label, sizeof(s->pub_label), "Retired KEY MAN %u pubkey",
+		         (unsigned)(ref - 0x81));
+		snprintf(s->cert_label, sizeof(s->cert_label), "Certificate for Retired Key %u",
+		         (unsigned)(ref - 0x81));
+		return;
+	}
+	snprintf(s->key_label, sizeof(s->key_label), "%s key", k);
+	snprintf(s->pub_label, sizeof(s->pub_label), "%s pubkey", k);
+	snprintf(s->cert_label, sizeof(s->cert_label), "Certificate for %s", c);
+}
+
+/* ---- parsers -------------------------------------------------------------- */
+
+int
+piv_parse_apt(const uint8_t *p, size_t n, piv_apt_t *apt)
+{
+	tk_tlv_t t, e;
+	tk_buf_t b;
+	int r;
+
+	memset(apt, 0, sizeof(*apt));
+	if (n == 0)
+		return TK_OK; /* a card may answer SELECT with no data */
+	if ((r = tk_ber_find(p, n, 0x61, &t)) != TK_OK)
+		return r == TK_ERR_NOT_FOUND ? TK_ERR_MALFORMED : r;
+	tk_buf_init(&b, t.value, t.len);
+	while ((r = tk_ber_get(&b, &e)) == TK_OK) {
+		if (e.tag == 0x50) {
+			size_t l = e.len < sizeof(apt->label) - 1 ? e.len : sizeof(apt->label) - 1;
+
+			for (size_t i = 0; i < l; i++) {
+				uint8_t ch = e.value[i];
+
+				apt->label[i] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
+			}
+			apt->label[l] = '\0';
+		} else if (e.tag == 0xAC) {
+			tk_buf_t ab;
+			tk_tlv_t a;
+
+			tk_buf_init(&ab, e.value, e.len);
+			while ((r = tk_ber_get(&ab, &a)) == TK_OK) {
+				if (a.tag == 0x80 && a.len == 1 && apt->nalgs < sizeof(apt->algs))
+					apt->algs[apt->nalgs++] = a.value[0];
+			}
+			if (r != TK_ERR_NOT_FOUND)
+				return r;
+		}
+	}
+	return r == TK_ERR_NOT_FOUND ? TK_OK : r;
+}
+
+/* The value of the 53 container of a data object. */
+static int
+container(const uint8_t *p, size_t n, uint32_t tag, tk_tlv_t *t)
+{
+	int r = tk_ber_find(p, n, tag, t);
+
+	return r == TK_ERR_NOT_FOUND ? TK_ERR_MALFORMED : r;
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+int
+piv_parse_chuid(const uint8_t *p, size_t n, piv_chuid_t *c)
+{
+	tk_tlv_t t, e;
+	tk_buf_t b;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	if ((r = container(p, n, 0x53, &t)) != TK_OK)
+		return r;
+	tk_buf_init(&b, t.value, t.len);
+	while ((r = tk_ber_get(&b, &e)) == TK_OK) {
+		switch (e.tag) {
+		case 0x30:
+			if (e.len == sizeof(c->fascn)) {
+				memcpy(c->fascn, e.value, e.len);
+				c->has_fascn = !all_zero(e.value, e.len);
+			}
+			break;
+		case 0x34:
+			if (e.len == sizeof(c->guid)) {
+				memcpy(c->guid, e.value, e.len);
+				c->has_guid = !all_zero(e.value, e.len);
+			}
+			break;
+		case 0x35:
+			if (e.len == 8) {
+				bool digits = true;
+
+				for (size_t i = 0; i < 8; i++)
+					digits = digits && e.value[i] >= '0' && e.value[i] <= '9';
+				if (digits) {
+					memcpy(c->expiry, e.value, 8);
+					c->expiry[8] = '\0';
+					c->has_expiry = true;
+				}
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	return r == TK_ERR_NOT_FOUND ? TK_OK : r;
+}
+
+int
+piv_parse_discovery(const uint8_t *p, size_t n, piv_discovery_t *d)
+{
+	tk_tlv_t t, pol;
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	if ((r = container(p, n, PIV_TAG_DISCOVERY, &t)) != TK_OK)
+		return r;
+	d->present = true;
+	r = tk_ber_find(t.value, t.len, 0x5F2F, &pol);
+	if (r == TK_ERR_NOT_FOUND)
+		return TK_OK;
+	if (r != TK_OK)
+		return r;
+	if (pol.len != 2)
+		return TK_ERR_MALFORMED;
+	/* First byte: 0x40 PIV PIN satisfies access rules, 0x20 the global
+	 * PIN does. Second byte: 0x10 PIV PIN primary, 0x20 global PIN primary. */
+	d->global_pin_ok = (pol.value[0] & 0x20) != 0;
+	d->global_pin_primary = d->global_pin_ok && pol.value[1] == 0x20;
+	return TK_OK;
+}
+
+int
+piv_parse_key_history(const uint8_t *p, size_t n, piv_key_history_t *kh)
+{
+	tk_tlv_t t, e;
+	tk_buf_t b;
+	int r;
+
+	memset(kh, 0, sizeof(*kh));
+	if ((r = container(p, n, 0x53, &t)) != TK_OK)
+		return r;
+	tk_buf_init(&b, t.value, t.len);
+	while ((r = tk_ber_get(&b, &e)) == TK_OK) {
+		if ((e.tag == 0xC1 || e.tag == 0xC2) && e.len == 1) {
+			if (e.tag == 0xC1)
+				kh->on_card = e.value[0];
+			else
+				kh->off_card = e.value[0];
+		} else if (e.tag == 0xC1 || e.tag == 0xC2) {
+			return TK_ERR_MALFORMED;
+		}
+	}
+	if (r != TK_ERR_NOT_FOUND)
+		return r;
+	if (kh->on_card > PIV_NUM_RETIRED || kh->off_card > PIV_NUM_RETIRED ||
+	    kh->on_card + kh->off_card > PIV_NUM_RETIRED)
+		return TK_ERR_MALFORMED;
+	kh->present = true;
+	return TK_OK;
+}
+
+/* FASC-N: 40 characters of 5 bits (4 data bits least significant first, then
+ * odd parity). Characters 1-4 agency code, 6-9 system code, 11-16 credential
+ * number (0 is the start sentinel, 5 and 10 field separators). */
+int
+piv_fascn_digits(const uint8_t fascn[25], char out[15])
+{
+	static const unsigned pos[14] = {1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16};
+
+	out[0] = '\0';
+	for (size_t i = 0; i < 14; i++) {
+		unsigned bit = pos[i] * 5, v = 0, ones = 0;
+
+		for (unsigned k = 0; k < 5; k++) {
+			unsigned bi = bit + k;
+			unsigned b = (fascn[bi / 8] >> (7 - bi % 8)) & 1u;
+
+			ones += b;
+			if (k < 4)
+				v |= b << k;
+		}
+		if (v > 9 || (ones & 1u) == 0) {
+			out[0] = '\0';
+			return TK_ERR_MALFORMED;
+		}
+		out[i] = (char)('0' + v);
+	}
+	out[14] = '\0';
+	return TK_OK;
+}
+
+/* ---- card I/O ------------------------------------------------------------- */
+
+int
+piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap, size_t *resp_len,
+        uint16_t *sw)
+{
+	int r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+
+	if (r == TK_ERR_CARD_RESET) {
+		p->selected = false;
+		if (!idempotent)
+			return r;
+		if ((r = piv_ensure_selected(p)) != TK_OK)
+			return r;
+		r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+	}
+	if (r != TK_OK)
+		tk_log_debug("piv: %02X %02X: %s", a->ins, a->p1, tk_strerror(r));
+	return r;
+}
+
+int
+piv_select(piv_t *p)
+{
+	tk_apdu_t a = {0x00, 0xA4, 0x04, 0x00, piv_aid, sizeof(piv_aid), 256};
+	uint8_t resp[512];
+	size_t n = 0;
+	uint16_t sw = 0;
+	int r;
+
+	p->selected = false;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		uint64_t gen = tk_card_generation(p->card);
+
+		r = tk_card_apdu(p->card, &a, resp, sizeof(resp), &n, &sw);
+		if (r == TK_ERR_CARD_RESET)
+			continue; /* SELECT changes nothing on the card: send again */
+		if (r != TK_OK)
+			return r;
+		if (sw != 0x9000) {
+			tk_log_debug("piv: SELECT: SW %04X", sw);
+			return sw == 0x6A82 || sw == 0x6D00 || sw == 0x6E00 ? TK_ERR_NOT_SUPPORTED
+			                                                    : tk_err_from_sw(sw);
+		}
+		if ((r = piv_parse_apt(resp, n, &p->apt)) != TK_OK) {
+			tk_log_debug("piv: application property template: %s", tk_strerror(r));
+			return TK_ERR_NOT_SUPPORTED;
+		}
+		p->selected = true;
+		p->sel_gen = gen;
+		return TK_OK;
+	}
+	return TK_ERR_CARD_RESET;
+}
+
+int
+piv_ensure_selected(piv_t *p)
+{
+	if (p->selected && p->sel_gen == tk_card_generation(p->card))
+		return TK_OK;
+	return piv_select(p);
+}
+
+int
+piv_begin(piv_t *p)
+{
+	int r = tk_card_begin(p->card);
+
+	if (r == TK_ERR_CARD_RESET) {
+		/* taking the transaction changed nothing on the card */
+		p->selected = false;
+		r = tk_card_begin(p->card);
+	}
+	if (r != TK_OK)
+		return r;
+	if ((r = piv_ensure_selected(p)) != TK_OK)
+		(void)tk_card_end(p->card);
+	return r;
+}
+
+void
+piv_end(piv_t *p)
+{
+	(void)tk_card_end(p->card);
+}
+
+/* GET DATA of a whole object. *data is malloc'd (NULL with *absent when
+ * the card does not have it). */
+static int
+read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
+{
+	uint8_t cmd[5];
+	tk_apdu_t a = {0x00, 0xCB, 0x3F, 0xFF, cmd, 0, 65536};
+	tk_wbuf_t w;
+	uint8_t *buf;
+	size_t n = 0;
+	uint16_t sw = 0;
+	int r;
+
+	*data = NULL;
+	*len = 0;
+	*absent = false;
+	tk_wbuf_init(&w, cmd, sizeof(cmd));
+	tk_wbuf_put_u8(&w, 0x5C);
+	if (tag <= 0xFF) {
+		tk_wbuf_put_u8(&w, 1);
+		tk_wbuf_put_u8(&w, (uint8_t)tag);
+	} else {
+		tk_wbuf_put_u8(&w, 3);
+		tk_wbuf_put_u8(&w, (uint8_t)(tag >> 16));
+		tk_wbuf_put_u16be(&w, (uint16_t)tag);
+	}
+	a.lc = w.len;
+	if ((buf = malloc(PIV_MAX_OBJECT)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	r = piv_cmd(p, &a, true, buf, PIV_MAX_OBJECT, &n, &sw);
+	if (r != TK_OK) {
+		free(buf);
+		return r;
+	}
+	if (sw == 0x6A82 || sw == 0x6A80 || sw == 0x6982) {
+		/* absent, or not readable without a PIN: not a public object */
+		free(buf);
+		*absent = true;
+		return TK_OK;
+	}
+	if (sw != 0x9000) {
+		free(buf);
+		tk_log_debug("piv: GET DATA %06X: SW %04X", (unsigned)tag, sw);
+		return tk_err_from_sw(sw);
+	}
+	*data = buf;
+	*len = n;
+	return TK_OK;
+}
+
+/* Cheap revalidation of a cached object: GET DATA with a short Le returns
+ * the first PIV_PROBE_LE bytes and, when more follow, 61xx telling how many
+ * (00: 256 or more). The cached copy must start with the same bytes and have
+ * the announced length. One APDU and at most PIV_PROBE_LE bytes per object.
+ * *same is false when the card's object differs (or we cannot tell). */
+static int
+probe_object(piv_t *p, uint32_t tag, const uint8_t *cached, size_t cached_len, bool *same)
+{
+	uint8_t cmd[16], resp[PIV_PROBE_LE + 2];
+	tk_apdu_t a = {0x00, 0xCB, 0x3F, 0xFF, NULL, 0, PIV_PROBE_LE};
+	uint8_t tl[5];
+	tk_wbuf_t w;
+	size_t cl = 0, n = 0, d;
+	uint16_t sw;
+	int r;
+
+	*same = false;
+	tk_wbuf_init(&w, tl, sizeof(tl));
+	tk_wbuf_put_u8(&w, 0x5C);
+	tk_wbuf_put_u8(&w, tag <= 0xFF ? 1 : 3);
+	if (tag <= 0xFF) {
+		tk_wbuf_put_u8(&w, (uint8_t)tag);
+	} else {
+		tk_wbuf_put_u8(&w, (uint8_t)(tag >> 16));
+		tk_wbuf_put_u16be(&w, (uint16_t)tag);
+	}
+	a.data = tl;
+	a.lc = w.len;
+	if ((r = tk_apdu_encode(&a, false, cmd, sizeof(cmd), &cl)) != TK_OK)
+		return r;
+	r = tk_card_transmit(p->card, cmd, cl, resp, sizeof(resp), &n, 0);
+	if (r == TK_ERR_CARD_RESET) {
+		p->selected = false;
+		if ((r = piv_ensure_selected(p)) != TK_OK)
+			return r;
+		r = tk_card_transmit(p->card, cmd, cl, resp, sizeof(resp), &n, 0);
+	}
+	if (r != TK_OK)
+		return r;
+	d = n - 2;
+	sw = (uint16_t)(resp[d] << 8 | resp[d + 1]);
+	if (sw == 0x6A82) {
+		*same = cached_len == 0;
+		return TK_OK;
+	}
+	if (cached_len == 0 || d == 0 || d > cached_len || memcmp(resp, cached, d) != 0)
+		return TK_OK;
+	if (sw == 0x9000) {
+		*same = d == cached_len;
+	} else if ((sw & 0xFF00) == 0x6100) {
+		size_t rest = cached_len - d;
+
+		*same = rest > 0 && (rest > 0xFF ? (sw & 0xFF) == 0 : (sw & 0xFF) == rest);
+	}
+	return TK_OK;
+}
+
+/* An object from the cache when the card still has it unchanged, else from
+ * the card. The result goes to fresh in both cases. *changed says whether
+ * the cached copy was not used. */
+static int
+get_object(piv_t *p, uint32_t tag, const tk_cache_t *cached, tk_cache_t *fresh, uint8_t **data,
+           size_t *len, bool *absent, bool *changed)
+{
+	const uint8_t *cd;
+	size_t cl;
+	bool same = false;
+	int r;
+
+	*data = NULL;
+	*len = 0;
+	*absent = false;
+	*changed = true;
+	if (tk_cache_get(cached, tag, &cd, &cl) == TK_OK) {
+		if ((r = probe_object(p, tag, cd, cl, &same)) != TK_OK)
+			return r;
+		if (same) {
+			*changed = false;
+			*absent = cl == 0;
+			if (cl > 0) {
+				if ((*data = malloc(cl)) == NULL)
+					return TK_ERR_NO_MEMORY;
+				memcpy(*data, cd, cl);
+				*len = cl;
+			}
+		} else {
+			tk_log_info(
+			        "piv: cached object %06X no longer matches the card; re-reading",
+			        (unsigned)tag);
+		}
+	}
+	if (*changed && (r = read_object(p, tag, data, len, absent)) != TK_OK)
+		return r;
+	if (fresh != NULL && (r = tk_cache_put(fresh, tag, *data, *len)) != TK_OK)
+		return r;
+	return TK_OK;
+}
+
+/* A Yubico command with no data (00 FD version, 00 F8 serial). */
+static int
+vendor_get(piv_t *p, uint8_t ins, uint8_t *out, size_t want, bool *ok)
+{
+	tk_apdu_t a = {0x00, ins, 0x00, 0x00, NULL, 0, 256};
+	uint8_t resp[64];
+	size_t n = 0;
+	uint16_t sw = 0;
+	int r;
+
+	*ok = false;
+	if ((r = piv_cmd(p, &a, true, resp, sizeof(resp), &n, &sw)) != TK_OK)
+		return r;
+	if (sw == 0x9000 && n == want) {
+		memcpy(out, resp, want);
+		*ok = true;
+	}
+	return TK_OK;
+}
+
+/* Version and serial (Yubico), from the cache or the card. Record layout:
+ * flags (1: yubico, 2: serial, 4: metadata known, 8: metadata supported),
+ * version[3], serial u32. */
+static int
+load_vendor(piv_t *p, const tk_cache_t *cached)
+{
+	uint8_t sbuf[4];
+	const uint8_t *cd;
+	size_t cl;
+	bool ok;
+	int r;
+
+	if (tk_cache_get(cached, PIV_REC_VENDOR, &cd, &cl) == TK_OK && cl == 8) {
+		tk_buf_t b;
+		uint8_t flags;
+
+		tk_buf_init(&b, cd, cl);
+		(void)tk_buf_get_u8(&b, &flags);
+		(void)tk_buf_get_bytes(&b, p->version, 3);
+		(void)tk_buf_get_u32be(&b, &p->serial);
+		p->yubico = flags & 1;
+		p->has_serial = flags & 2;
+		if (flags & 4)
+			p->meta_supported = (flags & 8) ? 1 : 0;
+		p->vendor_known = 1;
+	} else if (p->vendor_known != 1) {
+		if ((r = vendor_get(p, 0xFD, p->version, 3, &ok)) != TK_OK)
+			return r;
+		p->yubico = ok;
+		if (ok) {
+			if ((r = vendor_get(p, 0xF8, sbuf, 4, &ok)) != TK_OK)
+				return r;
+			if (ok) {
+				p->has_serial = true;
+				p->serial = (uint32_t)sbuf[0] << 24 | (uint32_t)sbuf[1] << 16 |
+				            (uint32_t)sbuf[2] << 8 | sbuf[3];
+			}
+			/* metadata arrived with firmware 5.3 */
+			if (p->version[0] < 5 || (p->version[0] == 5 && p->version[1] < 3))
+				p->meta_supported = 0;
+		}
+		p->vendor_known = 1;
+	}
+	return TK_OK;
+}
+
+/* Stored after the slots were read: by then the card has told whether it
+ * has the metadata command. */
+static int
+store_vendor(const piv_t *p, tk_cache_t *fresh)
+{
+	uint8_t rec[8];
+	tk_wbuf_t w;
+
+	if (fresh == NULL)
+		return TK_OK;
+	tk_wbuf_init(&w, rec, sizeof(rec));
+	tk_wbuf_put_u8(&w, (uint8_t)((p->yubico ? 1 : 0) | (p->has_serial ? 2 : 0) |
+	                             (p->meta_supported >= 0 ? 4 : 0) |
+	                             (p->meta_supported == 1 ? 8 : 0)));
+	tk_wbuf_put_bytes(&w, p->version, 3);
+	tk_wbuf_put_u32be(&w, p->serial);
+	return tk_cache_put(fresh, PIV_REC_VENDOR, rec, w.len);
+}
+
+/* Yubico metadata of a key slot (00 F7 00 ref). 6D00 means the card has no
+ * metadata command at all (remembered); 6A82 means this slot holds no key.
+ * *found is false when the card gave no answer we could use. */
+static int
+query_metadata(piv_t *p, uint8_t ref, piv_metadata_t *md, bool *found, bool *no_key)
+{
+	tk_apdu_t a = {0x00, 0xF7, 0x00, ref, NULL, 0, 256};
+	uint8_t resp[1024];
+	size_t n = 0;
+	uint16_t sw = 0;
+	int r;
+
+	memset(md, 0, sizeof(*md));
+	*found = false;
+	*no_key = false;
+	if (p->meta_supported == 0)
+		return TK_OK;
+	if ((r = piv_cmd(p, &a, true, resp, sizeof(resp), &n, &sw)) != TK_OK)
+		return r;
+	if (sw == 0x6D00 || sw == 0x6E00) {
+		p->meta_supported = 0;
+		return TK_OK;
+	}
+	if (sw == 0x6A82 || sw == 0x6A88) {
+		p->meta_supported = 1;
+		*no_key = true;
+		return TK_OK;
+	}
+	if (sw != 0x9000)
+		return TK_OK;
+	p->meta_supported = 1;
+	if ((r = piv_parse_metadata(resp, n, md)) != TK_OK) {
+		tk_log_debug("piv: metadata of %02X: %s", ref, tk_strerror(r));
+		piv_metadata_clear(md);
+		return TK_OK;
+	}
+	*found = true;
+	return TK_OK;
+}
+
+/* Cache record of a slot's metadata: empty = no key; else alg, pin policy,
+ * SPKI (possibly empty). Only public data. */
+static int
+meta_to_record(tk_cache_t *fresh, uint8_t ref, const piv_metadata_t *md, bool no_key)
+{
+	uint8_t *rec;
+	size_t n;
+	int r;
+
+	if (fresh == NULL)
+		return TK_OK;
+	if (no_key)
+		return tk_cache_put(fresh, PIV_REC_META(ref), NULL, 0);
+	n = 2 + md->spki_len;
+	if ((rec = malloc(n)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	rec[0] = md->alg;
+	rec[1] = md->pin_policy;
+	if (md->spki_len > 0)
+		memcpy(rec + 2, md->spki, md->spki_len);
+	r = tk_cache_put(fresh, PIV_REC_META(ref), rec, n);
+	free(rec);
+	return r;
+}
+
+static int
+meta_from_record(const uint8_t *rec, size_t n, piv_metadata_t *md, bool *no_key)
+{
+	memset(md, 0, sizeof(*md));
+	*no_key = n == 0;
+	if (n == 0)
+		return TK_OK;
+	if (n < 2)
+		return TK_ERR_MALFORMED;
+	md->alg = rec[0];
+	md->has_alg = rec[0] != 0;
+	md->pin_policy = rec[1];
+	md->has_policy = true;
+	if (n > 2) {
+		if ((md->spki = malloc(n - 2)) == NULL)
+			return TK_ERR_NO_MEMORY;
+		memcpy(md->spki, rec + 2, n - 2);
+		md->spki_len = n - 2;
+	}
+	return TK_OK;
+}
+
+/* ---- the model -------------------------------------------------------------- */
+
+static void
+default_policy(uint8_t ref, tk_drv_slot_t *s)
+{
+	/* SP 800-73-4: card authentication needs no PIN; digital signature
+	 * needs it right before each use; the others once per session. */
+	s->needs_login = ref != 0x9E;
+	s->always_authenticate = ref == 0x9C;
+}
+
+static unsigned
+slot_usage(uint8_t ref, int key_type)
+{
+	switch (ref) {
+	case 0x9A:
+		return TK_USAGE_SIGN | (key_type == TK_KEY_RSA ? TK_USAGE_DECRYPT : 0);
+	case 0x9C:
+		return TK_USAGE_SIGN;
+	case 0x9E:
+		return TK_USAGE_SIGN;
+	default: /* 9D and retired key management keys */
+		return key_type == TK_KEY_EC ? TK_USAGE_DERIVE : TK_USAGE_DECRYPT;
+	}
+}
+
+/* Without a key history every retired slot is looked at ("scan"). To keep
+ * that affordable: on a first read, a card with metadata is asked for the
+ * key first and the certificate object is read only when there is one (an
+ * on-card certificate without its key is of no use); when revalidating, a
+ * retired slot that was found empty (no certificate, no key) is taken from
+ * the cache without an APDU. A certificate written into such a slot later
+ * is seen once the cache entry goes (any other change, or a new key
+ * history). */
+static int
+scan_shortcut(piv_t *p, uint8_t ref, const tk_cache_t *cached, tk_cache_t *fresh,
+              piv_metadata_t *md, bool *meta_done, bool *done)
+{
+	uint32_t tag = piv_slot_cert_tag(ref);
+	const uint8_t *cd, *rec = NULL;
+	size_t cl, rec_len = 0;
+	bool found = false, no_key = false, have_meta;
+	int r;
+
+	*meta_done = false;
+	*done = false;
+	have_meta = tk_cache_get(cached, PIV_REC_META(ref), &rec, &rec_len) == TK_OK;
+	if (tk_cache_get(cached, tag, &cd, &cl) == TK_OK) {
+		if (cl != 0 || (have_meta && rec_len != 0))
+			return TK_OK; /* something was there: revalidate as usual */
+		*done = true;
+		if (fresh == NULL)
+			return TK_OK;
+		if ((r = tk_cache_put(fresh, tag, NULL, 0)) != TK_OK)
+			return r;
+		return have_meta ? tk_cache_put(fresh, PIV_REC_META(ref), NULL, 0) : TK_OK;
+	}
+	if (p->meta_supported == 0)
+		return TK_OK;
+	if ((r = query_metadata(p, ref, md, &found, &no_key)) != TK_OK)
+		return r;
+	if (!no_key) {
+		*meta_done = found;
+		return TK_OK;
+	}
+	*done = true;
+	if (fresh == NULL)
+		return TK_OK;
+	if ((r = tk_cache_put(fresh, tag, NULL, 0)) != TK_OK)
+		return r;
+	return meta_to_record(fresh, ref, md, true);
+}
+
+static int
+load_slot(piv_t *p, uint8_t ref, bool read_cert, bool scan, const tk_cache_t *cached,
+          tk_cache_t *fresh, tk_drv_model_t *m)
+{
+	uint8_t *obj = NULL, *cert = NULL;
+	size_t obj_len = 0, cert_len = 0;
+	bool absent = true, changed = true, found = false, no_key = false, meta_done = false;
+	piv_metadata_t md;
+	const uint8_t *rec;
+	size_t rec_len;
+	tk_drv_slot_t *s;
+	int r;
+
+	memset(&md, 0, sizeof(md));
+	if (scan) {
+		bool done;
+
+		if ((r = scan_shortcut(p, ref, cached, fresh, &md, &meta_done, &done)) != TK_OK ||
+		    done)
+			goto out;
+		found = meta_done;
+	}
+	if (read_cert) {
+		r = get_object(p, piv_slot_cert_tag(ref), cached, fresh, &obj, &obj_len, &absent,
+		               &changed);
+		if (r != TK_OK)
+			goto out;
+		if (!absent &&
+		    (r = piv_parse_cert_object(obj, obj_len, &cert, &cert_len)) != TK_OK) {
+			tk_log_warn("piv: certificate object of slot %02X: %s", ref,
+			            tk_strerror(r));
+			cert = NULL;
+		}
+	}
+	/* Metadata from the cache only while the slot's certificate object is
+	 * unchanged; a re-issued slot is asked again. */
+	if (meta_done) {
+		/* asked already */
+	} else if (!changed && tk_cache_get(cached, PIV_REC_META(ref), &rec, &rec_len) == TK_OK) {
+		if ((r = meta_from_record(rec, rec_len, &md, &no_key)) != TK_OK)
+			goto out;
+		found = !no_key;
+	} else if ((r = query_metadata(p, ref, &md, &found, &no_key)) != TK_OK) {
+		goto out;
+	}
+	if ((found || no_key) && (r = meta_to_record(fresh, ref, &md, no_key)) != TK_OK)
+		goto out;
+	if (cert == NULL && !found)
+		goto out; /* nothing in this slot that we can publish */
+
+	if ((r = tk_drv_model_add_slot(m, &s)) != TK_OK)
+		goto out;
+	s->key_ref = ref;
+	s->id[0] = slot_id(ref);
+	s->id_len = 1;
+	slot_labels(ref, s);
+	default_policy(ref, s);
+	if (cert != NULL) {
+		r = tk_x509_spki(cert, cert_len, &s->cert_spki, &s->cert_spki_len,
+		                 &s->cert_key_type, &s->cert_key_bits);
+		if (r != TK_OK) {
+			tk_log_warn("piv: certificate of slot %02X: %s", ref, tk_strerror(r));
+			tk_freezero(cert, cert_len);
+		} else {
+			s->cert = cert;
+			s->cert_len = cert_len;
+		}
+		cert = NULL;
+	}
+	if (found) {
+		s->key_present = true;
+		if (md.has_alg)
+			(void)piv_alg_info(md.alg, &s->key_type, &s->key_bits);
+		if (md.spki != NULL) {
+			s->spki = md.spki;
+			s->spki_len = md.spki_len;
+			md.spki = NULL;
+			if (s->key_type == TK_KEY_NONE)
+				(void)tk_spki_info(s->spki, s->spki_len, &s->key_type,
+				                   &s->key_bits);
+		}
+		if (md.has_policy && md.pin_policy != PIV_PIN_POLICY_DEFAULT) {
+			s->needs_login = md.pin_policy != PIV_PIN_POLICY_NEVER;
+			s->always_authenticate = md.pin_policy == PIV_PIN_POLICY_ALWAYS;
+		}
+	} else if (!no_key && s->cert != NULL) {
+		/* No metadata: the certificate is all we know of the key. */
+		s->key_present = true;
+		s->key_type = s->cert_key_type;
+		s->key_bits = s->cert_key_bits;
+	}
+	s->usage = slot_usage(ref, s->key_type);
+	r = TK_OK;
+out:
+	piv_metadata_clear(&md);
+	free(obj);
+	free(cert);
+	return r;
+}
+
+/* Copy with truncation. */
+static void
+set_str(char *dst, size_t cap, const char *src)
+{
+	size_t l = strlen(src);
+
+	if (cap == 0)
+		return;
+	if (l >= cap)
+		l = cap - 1;
+	memcpy(dst, src, l);
+	dst[l] = '\0';
+}
+
+static int
+piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_t *m)
+{
+	piv_t *p = state;
+	uint8_t *obj = NULL;
+	size_t len = 0, nretired = PIV_NUM_RETIRED, ncerts = PIV_NUM_RETIRED;
+	bool absent, changed, have_kh = false;
+	piv_key_history_t kh;
+	char hex[64];
+	int r;
+
+	if ((r = piv_begin(p)) != TK_OK)
+		return r;
+	if (fresh != NULL && !p->chuid_absent &&
+	    (r = tk_cache_put(fresh, PIV_TAG_CHUID, p->chuid_raw, p->chuid_len)) != TK_OK)
+		goto out;
+	if ((r = load_vendor(p, cached)) != TK_OK)
+		goto out;
+
+	/* The discovery object is fixed at personalisation: from the cache
+	 * when we have it, without a probe. */
+	{
+		const uint8_t *cd;
+		size_t cl;
+
+		if (tk_cache_get(cached, PIV_TAG_DISCOVERY, &cd, &cl) == TK_OK) {
+			if (cl > 0 && (obj = malloc(cl)) != NULL) {
+				memcpy(obj, cd, cl);
+				len = cl;
+			}
+			absent = cl == 0;
+			if (fresh != NULL &&
+			    (r = tk_cache_put(fresh, PIV_TAG_DISCOVERY, cd, cl)) != TK_OK)
+				goto out;
+		} else if ((r = get_object(p, PIV_TAG_DISCOVERY, NULL, fresh, &obj, &len, &absent,
+		                           &changed)) != TK_OK) {
+			goto out;
+		}
+	}
+	if (obj != NULL && piv_parse_discovery(obj, len, &p->disc) != TK_OK)
+		memset(&p->disc, 0, sizeof(p->disc));
+	free(obj);
+	obj = NULL;
+
+	r = get_object(p, PIV_TAG_KEY_HISTORY, cached, fresh, &obj, &len, &absent, &changed);
+	if (r != TK_OK)
+		goto out;
+	if (obj != NULL && piv_parse_key_history(obj, len, &kh) == TK_OK) {
+		have_kh = true;
+		nretired = kh.on_card + kh.off_card;
+		ncerts = kh.on_card;
+	}
+	free(obj);
+	obj = NULL;
+
+	for (size_t i = 0; i < 4 + nretired; i++) {
+		bool retired = i >= 4;
+
+		r = load_slot(p, piv_slot_ref(i), !retired || (i - 4) < ncerts, retired && !have_kh,
+		              cached, fresh, m);
+		if (r != TK_OK)
+			goto out;
+	}
+
+	if ((r = store_vendor(p, fresh)) != TK_OK)
+		goto out;
+
+	/* Identity strings for the token. */
+	if (p->has_serial) {
+		snprintf(m->serial, sizeof(m->serial), "%u", (unsigned)p->serial);
+	} else if (p->chuid.has_guid) {
+		tk_hex_encode(p->chuid.guid, 8, 0, hex);
+		set_str(m->serial, sizeof(m->serial), hex);
+	} else if (p->chuid.has_fascn && piv_fascn_digits(p->chuid.fascn, hex) == TK_OK) {
+		set_str(m->serial, sizeof(m->serial), hex);
+	}
+	snprintf(m->label, sizeof(m->label), "PIV %s", m->serial[0] ? m->serial : "card");
+	set_str(m->manufacturer, sizeof(m->manufacturer), p->yubico ? "Yubico" : "PIV");
+	set_str(m->model, sizeof(m->model), p->apt.label[0] ? p->apt.label : "PIV");
+	m->pin_min_len = PIV_PIN_MIN;
+	m->pin_max_len = PIV_PIN_MAX;
+	r = TK_OK;
+out:
+	free(obj);
+	piv_end(p);
+	return r;
+}
+
+static void
+piv_free(void *state)
+{
+	piv_t *p = state;
+
+	if (p == NULL)
+		return;
+	free(p->chuid_raw);
+	free(p);
+}
+
+/* SELECT, then the CHUID for the card's identity: "piv:" + GUID hex, else
+ * "piv:yk:" + the Yubico serial, else "piv:fascn:" + FASC-N hex. */
+static int
+piv_probe(tk_card_t *card, void **state, char *identity, size_t identity_cap)
+{
+	piv_t *p;
+	uint8_t sbuf[4];
+	char hex[64];
+	bool ok;
+	int r;
+
+	*state = NULL;
+	if (identity_cap > 0)
+		identity[0] = '\0';
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return TK_ERR_NO_MEMORY;
+	p->card = card;
+	p->meta_supported = -1;
+	p->vendor_known = -1;
+	if ((r = piv_begin(p)) != TK_OK) {
+		free(p);
+		return r;
+	}
+	if ((r = read_object(p, PIV_TAG_CHUID, &p->chuid_raw, &p->chuid_len, &p->chuid_absent)) !=
+	    TK_OK)
+		goto fail;
+	if (p->chuid_raw != NULL &&
+	    piv_parse_chuid(p->chuid_raw, p->chuid_len, &p->chuid) != TK_OK) {
+		tk_log_warn("piv: malformed CHUID ignored");
+		memset(&p->chuid, 0, sizeof(p->chuid));
+	}
+	if (p->chuid.has_guid) {
+		tk_hex_encode(p->chuid.guid, 16, 0, hex);
+		snprintf(identity, identity_cap, "piv:%s", hex);
+	} else {
+		if ((r = vendor_get(p, 0xF8, sbuf, 4, &ok)) != TK_OK)
+			goto fail;
+		if (ok) {
+			p->has_serial = true;
+			p->serial = (uint32_t)sbuf[0] << 24 | (uint32_t)sbuf[1] << 16 |
+			            (uint32_t)sbuf[2] << 8 | sbuf[3];
+			snprintf(identity, identity_cap, "piv:yk:%u", (unsigned)p->serial);
+		} else if (p->chuid.has_fascn) {
+			char fh[51];
+
+			tk_hex_encode(p->chuid.fascn, 25, 0, fh);
+			snprintf(identity, identity_cap, "piv:fascn:%s", fh);
+		}
+	}
+	piv_end(p);
+	*state = p;
+	return TK_OK;
+fail:
+	piv_end(p);
+	piv_free(p);
+	return r;
+}
+
+const tk_driver_t tk_piv_driver = {
+        .name = "piv",
+        .probe = piv_probe,
+        .load = piv_load,
+        .pin_verify = piv_pin_verify,
+        .pin_status = piv_pin_status,
+        .pin_change = piv_pin_change,
+        .pin_unblock = piv_pin_unblock,
+        .key_op = piv_key_op,
+        .free = piv_free,
+};

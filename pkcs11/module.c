@@ -1,0 +1,713 @@
+/* tokenkit-pkcs11: C_Initialize/C_Finalize, fork handling, C_GetInfo, the
+ * function lists and interfaces, and the functions this module does not
+ * implement.
+ *
+ * Fork: a child process sees CKR_CRYPTOKI_NOT_INITIALIZED until it calls
+ * C_Initialize itself. The pthread_atfork child handler only forgets the
+ * parent's state (the slot manager's threads and PC/SC contexts do not
+ * exist in the child and are never touched there; their memory is leaked
+ * on purpose) and re-initialises the module's own lock. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+
+#include "p11.h"
+
+struct p11_module g_p11 = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+};
+
+/* Serialises C_Initialize and C_Finalize against each other. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void
+init_cond(void)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&g_p11.cond);
+	pthread_cond_init(&g_p11.cond, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static void
+atfork_prepare(void)
+{
+	pthread_mutex_lock(&init_lock);
+	pthread_mutex_lock(&g_p11.lock);
+}
+
+static void
+atfork_parent(void)
+{
+	pthread_mutex_unlock(&g_p11.lock);
+	pthread_mutex_unlock(&init_lock);
+}
+
+static void
+atfork_child(void)
+{
+	/* Forget, never free: the memory belongs to threads that do not exist here. */
+	pthread_mutex_init(&g_p11.lock, NULL);
+	pthread_mutex_init(&init_lock, NULL);
+	init_cond();
+	g_p11.initialized = false;
+	g_p11.finalizing = false;
+	g_p11.mgr = NULL;
+	g_p11.sub_id = 0;
+	g_p11.mgr_ready = false;
+	g_p11.slots = NULL;
+	g_p11.nslots = g_p11.slots_cap = 0;
+	g_p11.sessions = NULL;
+	g_p11.nsessions = g_p11.sessions_cap = 0;
+	g_p11.openers = g_p11.waiters = g_p11.calls = 0;
+	g_p11.pid = 0;
+}
+
+static void
+once_init(void)
+{
+	init_cond();
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+CK_RV
+tk_p11_check_init_locked(void)
+{
+	if (!g_p11.initialized || g_p11.finalizing || g_p11.pid != getpid())
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	return CKR_OK;
+}
+
+CK_RV
+tk_p11_enter(void)
+{
+	CK_RV rv;
+
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	pthread_mutex_unlock(&g_p11.lock);
+	return rv;
+}
+
+static CK_RV
+check_init_args(const CK_C_INITIALIZE_ARGS *a)
+{
+	int nfn;
+
+	if (a == NULL)
+		return CKR_OK;
+	tk_log_debug("C_Initialize: flags 0x%lx, mutex callbacks %s, reserved %s",
+	             (unsigned long)a->flags, a->CreateMutex != NULL ? "yes" : "no",
+	             a->pReserved != NULL ? "set" : "NULL");
+	if (a->pReserved != NULL)
+		return CKR_ARGUMENTS_BAD;
+	nfn = (a->CreateMutex != NULL) + (a->DestroyMutex != NULL) + (a->LockMutex != NULL) +
+	      (a->UnlockMutex != NULL);
+	if (nfn != 0 && nfn != 4)
+		return CKR_ARGUMENTS_BAD;
+	/* CKF_LIBRARY_CANT_CREATE_OS_THREADS: the module cannot work without its
+	 * own threads (a worker per reader, token opening); CKR_NEED_TO_CREATE_THREADS
+	 * would be the letter of the specification, but GnuTLS passes this flag
+	 * to every module and would then not load us at all. Our threads never
+	 * call into the application, so we go on and create them. */
+	if (a->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS)
+		tk_log_debug("C_Initialize: CKF_LIBRARY_CANT_CREATE_OS_THREADS ignored");
+	/* Mutex callbacks without CKF_OS_LOCKING_OK ask us to use them. We use
+	 * OS (POSIX) locks in every case: the callbacks real applications pass
+	 * (GnuTLS does exactly this) wrap the same OS mutexes, and refusing
+	 * with CKR_CANT_LOCK would make the module unusable for them. */
+	return CKR_OK;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait on the module condition until pred() is false or the deadline passes. */
+static void
+wait_until_idle_locked(bool (*pred)(void), int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+
+	while (pred()) {
+		struct timespec ts;
+		int64_t left = end - now_ms();
+
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&g_p11.cond, &g_p11.lock, &ts);
+	}
+}
+
+static bool
+busy_calls(void)
+{
+	return g_p11.waiters > 0 || g_p11.calls > 0;
+}
+
+static bool
+busy_openers(void)
+{
+	return g_p11.openers > 0;
+}
+
+P11_EXPORT CK_RV
+C_Initialize(CK_VOID_PTR pInitArgs)
+{
+	tk_slotmgr_opts_t mo;
+	tk_slotmgr_t *mgr = NULL;
+	CK_RV rv;
+	int r;
+
+	pthread_once(&once, once_init);
+	rv = check_init_args(pInitArgs);
+	if (rv != CKR_OK)
+		return rv;
+
+	pthread_mutex_lock(&init_lock);
+	pthread_mutex_lock(&g_p11.lock);
+	if (g_p11.initialized && g_p11.pid == getpid()) {
+		pthread_mutex_unlock(&g_p11.lock);
+		rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
+		goto out;
+	}
+	/* (a stale state from a parent process was forgotten by atfork_child) */
+	g_p11.finalizing = false;
+	g_p11.mgr_ready = false;
+	g_p11.pid = getpid();
+	if (g_p11.next_session == 0)
+		g_p11.next_session = 1;
+	if (g_p11.next_sobj == 0)
+		g_p11.next_sobj = 0x80000000UL;
+	pthread_mutex_unlock(&g_p11.lock);
+
+	/* No APDU here: the manager discovers readers in the background and
+	 * tokens are opened by their own threads when cards appear. */
+	tk_slotmgr_opts_init(&mo);
+	r = tk_slotmgr_new(&mo, &mgr);
+	if (r != TK_OK) {
+		tk_log_error("C_Initialize: slot manager: %s", tk_strerror(r));
+		rv = tk_err_to_ckr(r);
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	g_p11.mgr = mgr;
+	g_p11.initialized = true;
+	pthread_mutex_unlock(&g_p11.lock);
+	tk_p11_slots_start();
+	rv = CKR_OK;
+out:
+	pthread_mutex_unlock(&init_lock);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_Finalize(CK_VOID_PTR pReserved)
+{
+	tk_slotmgr_t *mgr;
+	int sub;
+
+	if (pReserved != NULL)
+		return CKR_ARGUMENTS_BAD;
+	pthread_mutex_lock(&init_lock);
+	pthread_mutex_lock(&g_p11.lock);
+	if (tk_p11_check_init_locked() != CKR_OK) {
+		pthread_mutex_unlock(&g_p11.lock);
+		pthread_mutex_unlock(&init_lock);
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	/* Wake C_WaitForSlotEvent and make new calls fail. */
+	g_p11.finalizing = true;
+	pthread_cond_broadcast(&g_p11.cond);
+	mgr = g_p11.mgr;
+	sub = g_p11.sub_id;
+	g_p11.sub_id = 0;
+	pthread_mutex_unlock(&g_p11.lock);
+
+	if (sub > 0)
+		tk_slotmgr_unsubscribe(mgr, sub);
+
+	pthread_mutex_lock(&g_p11.lock);
+	wait_until_idle_locked(busy_calls, P11_FINALIZE_WAIT_MS);
+	pthread_mutex_unlock(&g_p11.lock);
+
+	/* Freeing the manager makes card I/O still running in token-open
+	 * threads fail quickly; then those threads finish. */
+	tk_slotmgr_free(&mgr);
+
+	pthread_mutex_lock(&g_p11.lock);
+	wait_until_idle_locked(busy_openers, P11_FINALIZE_WAIT_MS);
+	g_p11.mgr = NULL;
+	tk_p11_sessions_clear_locked();
+	tk_p11_slots_clear_locked();
+	g_p11.initialized = false;
+	g_p11.finalizing = false;
+	pthread_mutex_unlock(&g_p11.lock);
+	pthread_mutex_unlock(&init_lock);
+	return CKR_OK;
+}
+
+P11_EXPORT CK_RV
+C_GetInfo(CK_INFO_PTR pInfo)
+{
+	CK_RV rv = tk_p11_enter();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	memset(pInfo, 0, sizeof(*pInfo));
+	pInfo->cryptokiVersion.major = 3;
+	pInfo->cryptokiVersion.minor = 0;
+	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
+	pInfo->flags = 0;
+	tk_p11_pad(pInfo->libraryDescription, sizeof(pInfo->libraryDescription), P11_LIBRARY_DESC);
+	pInfo->libraryVersion.major = TK_P11_VERSION_MAJOR;
+	pInfo->libraryVersion.minor = TK_P11_VERSION_MINOR;
+	return CKR_OK;
+}
+
+/* --- functions this module does not implement -------------------------- */
+
+static CK_RV
+not_supported(void)
+{
+	CK_RV rv = tk_p11_enter();
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+P11_EXPORT CK_RV
+C_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR l)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG l, CK_OBJECT_HANDLE e,
+                    CK_OBJECT_HANDLE a)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e, CK_ULONG_PTR el)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e, CK_ULONG_PTR el)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG_PTR el)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR o, CK_ULONG_PTR ol)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR ol)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR s, CK_ULONG_PTR sl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl, CK_BYTE_PTR d, CK_ULONG_PTR dl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
+                      CK_ULONG_PTR el)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
+                      CK_ULONG_PTR pl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
+                    CK_ULONG_PTR el)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
+                      CK_ULONG_PTR pl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
+          CK_BYTE_PTR w, CK_ULONG_PTR wl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
+            CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl)
+{
+	CK_RV rv = tk_p11_enter();
+
+	return rv != CKR_OK ? rv : CKR_RANDOM_SEED_NOT_SUPPORTED;
+}
+/* PIV cards offer no random generator; clients (pkcs11-tool --test, nonces
+ * in protocols) still expect C_GenerateRandom to work, so it answers with
+ * the host's CSPRNG (OpenSSL). CKF_RNG stays clear in the token flags. */
+P11_EXPORT CK_RV
+C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR r, CK_ULONG rl)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(h, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (r == NULL && rl > 0)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (rl > 0 && RAND_bytes_ex(tk_p11_libctx(), r, rl, 0) != 1)
+		rv = CKR_FUNCTION_FAILED;
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+/* Legacy functions: always CKR_FUNCTION_NOT_PARALLEL (PKCS#11 3.0 5.20). */
+P11_EXPORT CK_RV
+C_GetFunctionStatus(CK_SESSION_HANDLE h)
+{
+	CK_RV rv = tk_p11_enter();
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+P11_EXPORT CK_RV
+C_CancelFunction(CK_SESSION_HANDLE h)
+{
+	CK_RV rv = tk_p11_enter();
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+P11_EXPORT CK_RV
+C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS f)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageEncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_EncryptMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al,
+                 CK_BYTE_PTR t, CK_ULONG tl, CK_BYTE_PTR c, CK_ULONG_PTR cl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_EncryptMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_EncryptMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR t, CK_ULONG tl,
+                     CK_BYTE_PTR c, CK_ULONG_PTR cl, CK_FLAGS f)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageEncryptFinal(CK_SESSION_HANDLE h)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageDecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DecryptMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al,
+                 CK_BYTE_PTR c, CK_ULONG cl, CK_BYTE_PTR t, CK_ULONG_PTR tl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DecryptMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_DecryptMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR c, CK_ULONG cl,
+                     CK_BYTE_PTR t, CK_ULONG_PTR tl, CK_FLAGS f)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageDecryptFinal(CK_SESSION_HANDLE h)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageSignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SignMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
+              CK_BYTE_PTR s, CK_ULONG_PTR sl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SignMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_SignMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
+                  CK_BYTE_PTR s, CK_ULONG_PTR sl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageSignFinal(CK_SESSION_HANDLE h)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageVerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_VerifyMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
+                CK_BYTE_PTR s, CK_ULONG sl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_VerifyMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_VerifyMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
+                    CK_BYTE_PTR s, CK_ULONG sl)
+{
+	return not_supported();
+}
+
+P11_EXPORT CK_RV
+C_MessageVerifyFinal(CK_SESSION_HANDLE h)
+{
+	return not_supported();
+}
+
+
+/* --- function lists and interfaces -------------------------------------- */
+
+#define P11_V2_FUNCTIONS(X)                                                                       \
+	X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList)          \
+	X(C_GetSlotInfo) X(C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo)            \
+	X(C_InitToken) X(C_InitPIN) X(C_SetPIN) X(C_OpenSession) X(C_CloseSession)                \
+	X(C_CloseAllSessions) X(C_GetSessionInfo) X(C_GetOperationState)                          \
+	X(C_SetOperationState) X(C_Login) X(C_Logout) X(C_CreateObject) X(C_CopyObject)           \
+	X(C_DestroyObject) X(C_GetObjectSize) X(C_GetAttributeValue) X(C_SetAttributeValue)       \
+	X(C_FindObjectsInit) X(C_FindObjects) X(C_FindObjectsFinal) X(C_EncryptInit)              \
+	X(C_Encrypt) X(C_EncryptUpdate) X(C_EncryptFinal) X(C_DecryptInit) X(C_Decrypt)           \
+	X(C_DecryptUpdate) X(C_DecryptFinal) X(C_DigestInit) X(C_Digest) X(C_DigestUpdate)        \
+	X(C_DigestKey) X(C_DigestFinal) X(C_SignInit) X(C_Sign) X(C_SignUpdate) X(C_SignFinal)    \
+	X(C_SignRecoverInit) X(C_SignRecover) X(C_VerifyInit) X(C_Verify) X(C_VerifyUpdate)       \
+	X(C_VerifyFinal) X(C_VerifyRecoverInit) X(C_VerifyRecover) X(C_DigestEncryptUpdate)       \
+	X(C_DecryptDigestUpdate) X(C_SignEncryptUpdate) X(C_DecryptVerifyUpdate)                  \
+	X(C_GenerateKey) X(C_GenerateKeyPair) X(C_WrapKey) X(C_UnwrapKey) X(C_DeriveKey)          \
+	X(C_SeedRandom) X(C_GenerateRandom) X(C_GetFunctionStatus) X(C_CancelFunction)            \
+	X(C_WaitForSlotEvent)
+
+#define P11_V3_FUNCTIONS(X)                                                                       \
+	X(C_GetInterfaceList) X(C_GetInterface) X(C_LoginUser) X(C_SessionCancel)                 \
+	X(C_MessageEncryptInit) X(C_EncryptMessage) X(C_EncryptMessageBegin)                      \
+	X(C_EncryptMessageNext) X(C_MessageEncryptFinal) X(C_MessageDecryptInit)                  \
+	X(C_DecryptMessage) X(C_DecryptMessageBegin) X(C_DecryptMessageNext)                      \
+	X(C_MessageDecryptFinal) X(C_MessageSignInit) X(C_SignMessage) X(C_SignMessageBegin)      \
+	X(C_SignMessageNext) X(C_MessageSignFinal) X(C_MessageVerifyInit) X(C_VerifyMessage)      \
+	X(C_VerifyMessageBegin) X(C_VerifyMessageNext) X(C_MessageVerifyFinal)
+
+#define P11_FN_INIT(name) .name = name,
+
+static CK_FUNCTION_LIST list_v2 = {
+	.version = {2, 40},
+	P11_V2_FUNCTIONS(P11_FN_INIT)
+};
+
+static CK_FUNCTION_LIST_3_0 list_v3 = {
+	.version = {3, 0},
+	P11_V2_FUNCTIONS(P11_FN_INIT) P11_V3_FUNCTIONS(P11_FN_INIT)
+};
+
+static char iface_name[] = "PKCS 11";
+
+/* The first entry is the default interface. Not CKF_INTERFACE_FORK_SAFE:
+ * a child must call C_Initialize again. */
+static CK_INTERFACE interfaces[] = {
+	{iface_name, &list_v3, 0},
+	{iface_name, &list_v2, 0},
+};
+#define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
+
+P11_EXPORT CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+{
+	if (ppFunctionList == NULL)
+		return CKR_ARGUMENTS_BAD;
+	*ppFunctionList = &list_v2;
+	return CKR_OK;
+}
+
+P11_EXPORT CK_RV
+C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
+{
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (pInterfacesList == NULL) {
+		*pulCount = NIFACES;
+		return CKR_OK;
+	}
+	if (*pulCount < NIFACES) {
+		*pulCount = NIFACES;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	memcpy(pInterfacesList, interfaces, sizeof(interfaces));
+	*pulCount = NIFACES;
+	return CKR_OK;
+}
+
+P11_EXPORT CK_RV
+C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+               CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+{
+	if (ppInterface == NULL)
+		return CKR_ARGUMENTS_BAD;
+	*ppInterface = NULL;
+	for (size_t i = 0; i < NIFACES; i++) {
+		const CK_VERSION *v = (const CK_VERSION *)interfaces[i].pFunctionList;
+
+		if (pInterfaceName != NULL &&
+		    strcmp((const char *)pInterfaceName, interfaces[i].pInterfaceName) != 0)
+			continue;
+		if (pVersion != NULL &&
+		    (pVersion->major != v->major || pVersion->minor != v->minor))
+			continue;
+		if ((interfaces[i].flags & flags) != flags)
+			continue;
+		*ppInterface = &interfaces[i];
+		return CKR_OK;
+	}
+	return CKR_ARGUMENTS_BAD;
+}

@@ -1,0 +1,974 @@
+/* tokenkit-pkcs11: objects, attributes, C_FindObjects*, and the write
+ * functions of a write-protected token.
+ *
+ * Every object's attributes are computed once, when the token is opened
+ * (parsing certificates and SubjectPublicKeyInfo with OpenSSL, no card I/O),
+ * so C_GetAttributeValue and C_FindObjects are table look-ups.
+ *
+ * Decisions:
+ * - Private keys (CKA_PRIVATE TRUE) are visible only while the user is
+ *   logged in, as the specification says. Clients pick identities by their
+ *   certificates and public keys (public objects) and log in for the key;
+ *   libp11 (OpenSSL) even depends on it: it logs in only when the private
+ *   key is not found without login.
+ * - Private keys also answer CKA_EC_POINT (EC) and CKA_MODULUS_BITS (RSA):
+ *   public values that clients (libp11, pkcs11-tool) read from the private
+ *   key object, although the specification lists them for public keys only.
+ * - Session objects (derived secrets) are visible to every session of the
+ *   token; CKA_PRIVATE ones only while the user is logged in. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include <tokenkit/mem.h>
+
+#include "p11.h"
+
+/* --- building attribute tables ------------------------------------------ */
+
+int
+tk_p11_attr_add(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const void *val, size_t len,
+                bool sensitive)
+{
+	struct p11_attr *n = realloc(o->attrs, (o->nattrs + 1) * sizeof(*n));
+	void *copy = NULL;
+
+	if (n == NULL)
+		return TK_ERR_NO_MEMORY;
+	o->attrs = n;
+	if (len > 0) {
+		copy = malloc(len);
+		if (copy == NULL)
+			return TK_ERR_NO_MEMORY;
+		memcpy(copy, val, len);
+	}
+	n[o->nattrs].type = type;
+	n[o->nattrs].val = copy;
+	n[o->nattrs].len = len;
+	n[o->nattrs].sensitive = sensitive;
+	o->nattrs++;
+	return TK_OK;
+}
+
+int
+tk_p11_attr_add_bool(struct p11_object *o, CK_ATTRIBUTE_TYPE type, bool v)
+{
+	CK_BBOOL b = v ? CK_TRUE : CK_FALSE;
+
+	return tk_p11_attr_add(o, type, &b, sizeof(b), false);
+}
+
+int
+tk_p11_attr_add_ulong(struct p11_object *o, CK_ATTRIBUTE_TYPE type, CK_ULONG v)
+{
+	return tk_p11_attr_add(o, type, &v, sizeof(v), false);
+}
+
+void
+tk_p11_object_clear(struct p11_object *o)
+{
+	if (o == NULL)
+		return;
+	for (size_t i = 0; i < o->nattrs; i++)
+		tk_freezero(o->attrs[i].val, o->attrs[i].len);
+	free(o->attrs);
+	EVP_PKEY_free(o->pub);
+	memset(o, 0, sizeof(*o));
+}
+
+const struct p11_attr *
+tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type)
+{
+	for (size_t i = 0; i < o->nattrs; i++)
+		if (o->attrs[i].type == type)
+			return &o->attrs[i];
+	return NULL;
+}
+
+static int
+add_bn(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const EVP_PKEY *pk, const char *param)
+{
+	BIGNUM *bn = NULL;
+	uint8_t *b = NULL;
+	int n, r = TK_ERR_CRYPTO;
+
+	if (EVP_PKEY_get_bn_param(pk, param, &bn) != 1)
+		goto out;
+	n = BN_num_bytes(bn);
+	b = malloc(n > 0 ? (size_t)n : 1);
+	if (b == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto out;
+	}
+	BN_bn2bin(bn, b);
+	r = tk_p11_attr_add(o, type, b, (size_t)n, false);
+out:
+	free(b);
+	BN_free(bn);
+	return r;
+}
+
+static int
+add_i2d(struct p11_object *o, CK_ATTRIBUTE_TYPE type, int len, uint8_t *der)
+{
+	int r;
+
+	if (len < 0 || der == NULL)
+		return TK_ERR_CRYPTO;
+	r = tk_p11_attr_add(o, type, der, (size_t)len, false);
+	OPENSSL_free(der);
+	return r;
+}
+
+static int
+add_curve_oid(struct p11_object *o, int nid)
+{
+	ASN1_OBJECT *obj = OBJ_nid2obj(nid);
+	uint8_t *der = NULL;
+	int len;
+
+	if (obj == NULL)
+		return TK_ERR_NOT_SUPPORTED;
+	len = i2d_ASN1_OBJECT(obj, &der);
+	return add_i2d(o, CKA_EC_PARAMS, len, der);
+}
+
+static int
+curve_nid_of(const EVP_PKEY *pk)
+{
+	char name[80];
+	size_t len = 0;
+	int nid;
+
+	if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof(name),
+	                                   &len) != 1)
+		return NID_undef;
+	nid = OBJ_sn2nid(name);
+	if (nid == NID_undef)
+		nid = OBJ_ln2nid(name);
+	if (nid == NID_undef)
+		nid = EC_curve_nist2nid(name);
+	return nid;
+}
+
+/* Key material attributes from the public key (RSA modulus/exponent, EC
+ * parameters/point). */
+static int
+add_public_parts(struct p11_object *o, bool priv)
+{
+	const EVP_PKEY *pk = o->pub;
+	int r;
+
+	if (o->key_type == TK_KEY_RSA) {
+		if (pk != NULL) {
+			r = add_bn(o, CKA_MODULUS, pk, OSSL_PKEY_PARAM_RSA_N);
+			if (r == TK_OK)
+				r = add_bn(o, CKA_PUBLIC_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_E);
+			if (r != TK_OK)
+				return r;
+		}
+		r = tk_p11_attr_add_ulong(o, CKA_MODULUS_BITS, o->key_bits);
+		if (r != TK_OK || !priv)
+			return r;
+		static const CK_ATTRIBUTE_TYPE secret[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+		                                           CKA_PRIME_2, CKA_EXPONENT_1,
+		                                           CKA_EXPONENT_2, CKA_COEFFICIENT};
+		for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]) && r == TK_OK; i++)
+			r = tk_p11_attr_add(o, secret[i], NULL, 0, true);
+		return r;
+	}
+	if (o->key_type == TK_KEY_EC) {
+		int nid = pk != NULL ? curve_nid_of(pk)
+		                     : (o->key_bits == 384 ? NID_secp384r1 : NID_X9_62_prime256v1);
+
+		r = add_curve_oid(o, nid);
+		if (r != TK_OK)
+			return r;
+		if (pk != NULL) {
+			uint8_t pt[200], *der = NULL;
+			size_t ptlen = 0, derlen = 0;
+
+			if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt,
+			                                    sizeof(pt), &ptlen) != 1)
+				return TK_ERR_CRYPTO;
+			r = tk_p11_der_octet_string(pt, ptlen, &der, &derlen);
+			if (r == TK_OK)
+				r = tk_p11_attr_add(o, CKA_EC_POINT, der, derlen, false);
+			free(der);
+			if (r != TK_OK)
+				return r;
+		}
+		if (priv)
+			r = tk_p11_attr_add(o, CKA_VALUE, NULL, 0, true);
+		return r;
+	}
+	return TK_OK;
+}
+
+static void
+date_of(const ASN1_TIME *t, CK_DATE *d, bool *ok)
+{
+	struct tm tm;
+	char buf[16];
+
+	*ok = false;
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return;
+	if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+		return;
+	snprintf(buf, sizeof(buf), "%04d%02d%02d", (tm.tm_year + 1900) % 10000,
+	         (tm.tm_mon + 1) % 100, tm.tm_mday % 100);
+	memcpy(d->year, buf, 4);
+	memcpy(d->month, buf + 4, 2);
+	memcpy(d->day, buf + 6, 2);
+	*ok = true;
+}
+
+static int
+add_common(struct p11_object *o, const struct p11_token *t, const tk_object_t *k, bool priv)
+{
+	char uid[96];
+	int r;
+
+	snprintf(uid, sizeof(uid), "%s:%lu", t->info.identity[0] ? t->info.identity : t->info.serial,
+	         (unsigned long)o->handle);
+	r = tk_p11_attr_add_ulong(o, CKA_CLASS, o->cls);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_TOKEN, true);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_PRIVATE, priv);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_MODIFIABLE, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_COPYABLE, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_DESTROYABLE, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_LABEL, k->label, strnlen(k->label, sizeof(k->label)),
+		                    false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_UNIQUE_ID, uid, strlen(uid), false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_ID, k->id, k->id_len, false);
+	return r;
+}
+
+static int
+build_cert(struct p11_object *o, const struct p11_token *t, const tk_object_t *k)
+{
+	const uint8_t *p = k->der;
+	X509 *x = X509_new_ex(tk_p11_libctx(), NULL);
+	uint8_t check[SHA_DIGEST_LENGTH], *der;
+	CK_DATE d;
+	bool ok;
+	int r, len;
+
+	if (x == NULL)
+		return TK_ERR_NO_MEMORY;
+	if (d2i_X509(&x, &p, (long)k->der_len) == NULL) {
+		X509_free(x);
+		return TK_ERR_MALFORMED;
+	}
+	r = add_common(o, t, k, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_CERTIFICATE_TYPE, CKC_X_509);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_TRUSTED, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_CERTIFICATE_CATEGORY, k->has_identity ? 1 : 0);
+	SHA1(k->der, k->der_len, check);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_CHECK_VALUE, check, 3, false);
+	date_of(X509_get0_notBefore(x), &d, &ok);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_START_DATE, &d, ok ? sizeof(d) : 0, false);
+	date_of(X509_get0_notAfter(x), &d, &ok);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_END_DATE, &d, ok ? sizeof(d) : 0, false);
+	if (r == TK_OK) {
+		der = NULL;
+		len = i2d_X509_NAME(X509_get_subject_name(x), &der);
+		r = add_i2d(o, CKA_SUBJECT, len, der);
+	}
+	if (r == TK_OK) {
+		der = NULL;
+		len = i2d_X509_NAME(X509_get_issuer_name(x), &der);
+		r = add_i2d(o, CKA_ISSUER, len, der);
+	}
+	if (r == TK_OK) {
+		der = NULL;
+		len = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
+		r = add_i2d(o, CKA_SERIAL_NUMBER, len, der);
+	}
+	if (r == TK_OK) {
+		der = NULL;
+		len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+		r = add_i2d(o, CKA_PUBLIC_KEY_INFO, len, der);
+	}
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_VALUE, k->der, k->der_len, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_URL, NULL, 0, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_HASH_OF_SUBJECT_PUBLIC_KEY, NULL, 0, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_HASH_OF_ISSUER_PUBLIC_KEY, NULL, 0, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_NAME_HASH_ALGORITHM, CKM_SHA_1);
+	if (o->pub == NULL) {
+		const struct p11_attr *spki = tk_p11_attr_find(o, CKA_PUBLIC_KEY_INFO);
+
+		p = spki != NULL ? spki->val : NULL;
+		if (p != NULL)
+			o->pub = d2i_PUBKEY_ex(NULL, &p, (long)spki->len, tk_p11_libctx(), NULL);
+	}
+	X509_free(x);
+	return r;
+}
+
+/* The DER subject of the certificate with the same CKA_ID, or empty. */
+static const struct p11_attr *
+subject_for(const struct p11_token *t, const tk_object_t *k)
+{
+	for (size_t i = 0; i < t->nobjs; i++) {
+		const struct p11_object *c = &t->objs[i];
+
+		if (c->cls != CKO_CERTIFICATE || c->tko == NULL || c->tko->id_len != k->id_len ||
+		    memcmp(c->tko->id, k->id, k->id_len) != 0)
+			continue;
+		return tk_p11_attr_find(c, CKA_SUBJECT);
+	}
+	return NULL;
+}
+
+/* SubjectPublicKeyInfo DER for a key: its own, else from the public key
+ * object or paired certificate with the same CKA_ID. */
+static const uint8_t *
+spki_for(const struct p11_token *t, const tk_object_t *k, size_t *len)
+{
+	*len = 0;
+	if (k->der != NULL) {
+		*len = k->der_len;
+		return k->der;
+	}
+	for (size_t i = 0; i < t->nobjs; i++) {
+		const struct p11_object *c = &t->objs[i];
+		const struct p11_attr *a;
+
+		if (c->tko == NULL || c->tko->id_len != k->id_len ||
+		    memcmp(c->tko->id, k->id, k->id_len) != 0)
+			continue;
+		if (c->cls == CKO_PUBLIC_KEY && c->tko->der != NULL) {
+			*len = c->tko->der_len;
+			return c->tko->der;
+		}
+		if (c->cls == CKO_CERTIFICATE && k->has_identity &&
+		    (a = tk_p11_attr_find(c, CKA_PUBLIC_KEY_INFO)) != NULL) {
+			*len = a->len;
+			return a->val;
+		}
+	}
+	return NULL;
+}
+
+static int
+build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool priv)
+{
+	CK_MECHANISM_TYPE allowed[32];
+	const struct p11_attr *subj;
+	const uint8_t *spki, *p;
+	size_t spki_len = 0, nallowed = 0, first;
+	int r;
+
+	spki = spki_for(t, k, &spki_len);
+	if (spki != NULL && o->pub == NULL) {
+		p = spki;
+		o->pub = d2i_PUBKEY_ex(NULL, &p, (long)spki_len, tk_p11_libctx(), NULL);
+	}
+	r = add_common(o, t, k, priv);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE, k->key_type == TK_KEY_RSA ? CKK_RSA
+		                                                                    : CKK_EC);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_START_DATE, NULL, 0, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_END_DATE, NULL, 0, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_bool(o, CKA_LOCAL, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+	if (r == TK_OK)
+		r = tk_p11_mech_allowed_for_key(o, allowed, sizeof(allowed) / sizeof(allowed[0]),
+		                                &nallowed) == CKR_OK
+		            ? TK_OK
+		            : TK_ERR_INTERNAL;
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_ALLOWED_MECHANISMS, allowed,
+		                    nallowed * sizeof(allowed[0]), false);
+	subj = subject_for(t, k);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_SUBJECT, subj ? subj->val : NULL, subj ? subj->len : 0,
+		                    false);
+	if (r == TK_OK && spki != NULL)
+		r = tk_p11_attr_add(o, CKA_PUBLIC_KEY_INFO, spki, spki_len, false);
+	else if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_PUBLIC_KEY_INFO, NULL, 0, false);
+	if (r != TK_OK)
+		return r;
+	if (priv) {
+		bool rsa = k->key_type == TK_KEY_RSA;
+
+		r = tk_p11_attr_add_bool(o, CKA_SENSITIVE, true);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_DECRYPT, rsa && (k->usage & TK_USAGE_DECRYPT));
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_SIGN, (k->usage & TK_USAGE_SIGN) != 0);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_SIGN_RECOVER, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_UNWRAP, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_DERIVE,
+			                         !rsa && (k->usage & TK_USAGE_DERIVE) != 0);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_EXTRACTABLE, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_ALWAYS_SENSITIVE, true);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_NEVER_EXTRACTABLE, true);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_WRAP_WITH_TRUSTED, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_ALWAYS_AUTHENTICATE, k->always_authenticate);
+	} else {
+		bool rsa = k->key_type == TK_KEY_RSA;
+
+		r = tk_p11_attr_add_bool(o, CKA_ENCRYPT, rsa);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_VERIFY, true);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_VERIFY_RECOVER, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_WRAP, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_DERIVE, false);
+		if (r == TK_OK)
+			r = tk_p11_attr_add_bool(o, CKA_TRUSTED, false);
+	}
+	if (r != TK_OK)
+		return r;
+	first = o->nattrs;
+	if (add_public_parts(o, priv) != TK_OK) {
+		/* the key stays usable without its public values; never drop it */
+		for (size_t i = first; i < o->nattrs; i++)
+			tk_freezero(o->attrs[i].val, o->attrs[i].len);
+		o->nattrs = first;
+		EVP_PKEY_free(o->pub);
+		o->pub = NULL;
+		r = add_public_parts(o, priv);
+	}
+	return r;
+}
+
+static void
+note_key(struct p11_token *t, const struct p11_object *o)
+{
+	unsigned bits = o->key_bits;
+
+	if (o->cls != CKO_PRIVATE_KEY || bits == 0)
+		return;
+	if (o->key_type == TK_KEY_RSA) {
+		if (o->usage & TK_USAGE_SIGN)
+			t->rsa_sign = true;
+		if (o->usage & TK_USAGE_DECRYPT)
+			t->rsa_decrypt = true;
+		if (!(o->usage & (TK_USAGE_SIGN | TK_USAGE_DECRYPT)))
+			return;
+		if (t->rsa_min == 0 || bits < t->rsa_min)
+			t->rsa_min = bits;
+		if (bits > t->rsa_max)
+			t->rsa_max = bits;
+	} else if (o->key_type == TK_KEY_EC) {
+		if (o->usage & TK_USAGE_SIGN)
+			t->ec_sign = true;
+		if (o->usage & TK_USAGE_DERIVE)
+			t->ec_derive = true;
+		if (!(o->usage & (TK_USAGE_SIGN | TK_USAGE_DERIVE)))
+			return;
+		if (t->ec_min == 0 || bits < t->ec_min)
+			t->ec_min = bits;
+		if (bits > t->ec_max)
+			t->ec_max = bits;
+	}
+}
+
+int
+tk_p11_objects_build(struct p11_token *t)
+{
+	const tk_object_t *objs = NULL;
+	size_t n = 0;
+	int r;
+
+	r = tk_token_objects(t->tk, &objs, &n);
+	if (r != TK_OK)
+		return r;
+	t->objs = calloc(n > 0 ? n : 1, sizeof(*t->objs));
+	if (t->objs == NULL)
+		return TK_ERR_NO_MEMORY;
+	/* certificates first: keys take their CKA_SUBJECT from them */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			const tk_object_t *k = &objs[i];
+			struct p11_object *o;
+			bool cert = k->cls == TK_OBJ_CERT;
+
+			if ((pass == 0) != cert)
+				continue;
+			if (k->cls != TK_OBJ_CERT && k->cls != TK_OBJ_PUBKEY &&
+			    k->cls != TK_OBJ_PRIVKEY)
+				continue; /* data objects are not published yet */
+			o = &t->objs[t->nobjs];
+			memset(o, 0, sizeof(*o));
+			o->handle = k->handle;
+			o->tko = k;
+			o->key_type = k->key_type;
+			o->key_bits = k->key_bits;
+			o->usage = k->usage;
+			o->always_auth = k->always_authenticate;
+			switch (k->cls) {
+			case TK_OBJ_CERT:
+				o->cls = CKO_CERTIFICATE;
+				r = build_cert(o, t, k);
+				break;
+			case TK_OBJ_PUBKEY:
+				o->cls = CKO_PUBLIC_KEY;
+				r = build_key(o, t, k, false);
+				break;
+			default:
+				o->cls = CKO_PRIVATE_KEY;
+				r = build_key(o, t, k, true);
+				break;
+			}
+			if (r != TK_OK) {
+				/* one bad object must not hide the others */
+				tk_p11_object_clear(o);
+				continue;
+			}
+			if (o->key_bits == 0 && o->pub != NULL)
+				o->key_bits = (unsigned)EVP_PKEY_get_bits(o->pub);
+			note_key(t, o);
+			t->nobjs++;
+		}
+	}
+	return TK_OK;
+}
+
+/* --- lookup and visibility ---------------------------------------------- */
+
+bool
+tk_p11_object_visible(const struct p11_token *t, const struct p11_object *o, CK_SESSION_HANDLE h)
+{
+	if (o->tko != NULL)
+		return o->cls != CKO_PRIVATE_KEY || t->login == (int)CKU_USER;
+	return !o->visible_private || t->login == (int)CKU_USER;
+}
+
+struct p11_object *
+tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h)
+{
+	for (size_t i = 0; i < t->nobjs; i++)
+		if (t->objs[i].handle == h)
+			return &t->objs[i];
+	for (size_t i = 0; i < t->nsobjs; i++)
+		if (t->sobjs[i]->handle == h)
+			return t->sobjs[i];
+	return NULL;
+}
+
+int
+tk_p11_session_object_add_locked(struct p11_token *t, struct p11_object *o)
+{
+	if (t->nsobjs == t->sobjs_cap) {
+		size_t cap = t->sobjs_cap ? t->sobjs_cap * 2 : 8;
+		struct p11_object **n = realloc(t->sobjs, cap * sizeof(*n));
+
+		if (n == NULL)
+			return TK_ERR_NO_MEMORY;
+		t->sobjs = n;
+		t->sobjs_cap = cap;
+	}
+	o->handle = g_p11.next_sobj++;
+	t->sobjs[t->nsobjs++] = o;
+	return TK_OK;
+}
+
+static void
+session_object_remove_at_locked(struct p11_token *t, size_t i)
+{
+	struct p11_object *o = t->sobjs[i];
+
+	memmove(&t->sobjs[i], &t->sobjs[i + 1], (t->nsobjs - i - 1) * sizeof(t->sobjs[0]));
+	t->nsobjs--;
+	tk_p11_object_clear(o);
+	free(o);
+}
+
+void
+tk_p11_session_objects_drop_locked(struct p11_token *t, CK_SESSION_HANDLE owner)
+{
+	size_t i = 0;
+
+	while (i < t->nsobjs) {
+		if (t->sobjs[i]->owner == owner)
+			session_object_remove_at_locked(t, i);
+		else
+			i++;
+	}
+}
+
+/* --- C_GetAttributeValue, C_GetObjectSize ------------------------------- */
+
+P11_EXPORT CK_RV
+C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct p11_session *s;
+	struct p11_object *o;
+	bool sensitive = false, invalid = false, small = false;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pTemplate == NULL && ulCount > 0) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	o = tk_p11_object_find_locked(s->tok, hObject);
+	if (o == NULL || !tk_p11_object_visible(s->tok, o, hSession)) {
+		pthread_mutex_unlock(&g_p11.lock);
+		rv = CKR_OBJECT_HANDLE_INVALID;
+		goto out;
+	}
+	for (CK_ULONG i = 0; i < ulCount; i++) {
+		CK_ATTRIBUTE *a = &pTemplate[i];
+		const struct p11_attr *v = tk_p11_attr_find(o, a->type);
+
+		if (v == NULL) {
+			a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			invalid = true;
+		} else if (v->sensitive) {
+			a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			sensitive = true;
+		} else if (a->pValue == NULL) {
+			a->ulValueLen = v->len;
+		} else if (a->ulValueLen < v->len) {
+			a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			small = true;
+		} else {
+			if (v->len > 0)
+				memcpy(a->pValue, v->val, v->len);
+			a->ulValueLen = v->len;
+		}
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	if (sensitive)
+		rv = CKR_ATTRIBUTE_SENSITIVE;
+	else if (invalid)
+		rv = CKR_ATTRIBUTE_TYPE_INVALID;
+	else if (small)
+		rv = CKR_BUFFER_TOO_SMALL;
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
+{
+	struct p11_session *s;
+	struct p11_object *o;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulSize == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	o = tk_p11_object_find_locked(s->tok, hObject);
+	if (o == NULL || !tk_p11_object_visible(s->tok, o, hSession)) {
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	} else {
+		*pulSize = 0;
+		for (size_t i = 0; i < o->nattrs; i++)
+			*pulSize += o->attrs[i].len;
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+/* --- C_FindObjects* ------------------------------------------------------ */
+
+static bool
+matches(const struct p11_object *o, const CK_ATTRIBUTE *tpl, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++) {
+		const struct p11_attr *v = tk_p11_attr_find(o, tpl[i].type);
+
+		if (v == NULL || v->sensitive || v->len != tpl[i].ulValueLen)
+			return false;
+		if (v->len > 0 && (tpl[i].pValue == NULL || memcmp(v->val, tpl[i].pValue, v->len) != 0))
+			return false;
+	}
+	return true;
+}
+
+P11_EXPORT CK_RV
+C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct p11_session *s;
+	struct p11_token *t;
+	CK_OBJECT_HANDLE *hs;
+	size_t n = 0;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	t = s->tok;
+	if (pTemplate == NULL && ulCount > 0) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	if (s->find.active) {
+		rv = CKR_OPERATION_ACTIVE;
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	hs = malloc((t->nobjs + t->nsobjs + 1) * sizeof(*hs));
+	if (hs == NULL) {
+		pthread_mutex_unlock(&g_p11.lock);
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (size_t i = 0; i < t->nobjs; i++)
+		if (tk_p11_object_visible(t, &t->objs[i], hSession) &&
+		    matches(&t->objs[i], pTemplate, ulCount))
+			hs[n++] = t->objs[i].handle;
+	for (size_t i = 0; i < t->nsobjs; i++)
+		if (tk_p11_object_visible(t, t->sobjs[i], hSession) &&
+		    matches(t->sobjs[i], pTemplate, ulCount))
+			hs[n++] = t->sobjs[i]->handle;
+	pthread_mutex_unlock(&g_p11.lock);
+	s->find.handles = hs;
+	s->find.count = n;
+	s->find.pos = 0;
+	s->find.active = true;
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxObjectCount,
+              CK_ULONG_PTR pulObjectCount)
+{
+	struct p11_session *s;
+	CK_ULONG n = 0;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (!s->find.active) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if (pulObjectCount == NULL || (phObject == NULL && ulMaxObjectCount > 0)) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	while (n < ulMaxObjectCount && s->find.pos < s->find.count)
+		phObject[n++] = s->find.handles[s->find.pos++];
+	*pulObjectCount = n;
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (!s->find.active) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	free(s->find.handles);
+	memset(&s->find, 0, sizeof(s->find));
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+/* --- writing: the token is write-protected ------------------------------- */
+
+static bool
+template_wants_token(const CK_ATTRIBUTE *tpl, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; tpl != NULL && i < n; i++)
+		if (tpl[i].type == CKA_TOKEN && tpl[i].pValue != NULL &&
+		    tpl[i].ulValueLen == sizeof(CK_BBOOL) && *(CK_BBOOL *)tpl[i].pValue)
+			return true;
+	return false;
+}
+
+P11_EXPORT CK_RV
+C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+               CK_OBJECT_HANDLE_PTR phObject)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if ((pTemplate == NULL && ulCount > 0) || phObject == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (template_wants_token(pTemplate, ulCount))
+		rv = CKR_TOKEN_WRITE_PROTECTED;
+	else
+		rv = CKR_FUNCTION_NOT_SUPPORTED; /* no session objects from outside */
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
+             CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
+{
+	struct p11_session *s;
+	bool found;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&g_p11.lock);
+	found = tk_p11_object_find_locked(s->tok, hObject) != NULL;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (!found)
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	else if ((pTemplate == NULL && ulCount > 0) || phNewObject == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (template_wants_token(pTemplate, ulCount))
+		rv = CKR_TOKEN_WRITE_PROTECTED;
+	else
+		rv = CKR_ACTION_PROHIBITED; /* CKA_COPYABLE is FALSE */
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
+{
+	struct p11_session *s;
+	struct p11_token *t;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	t = s->tok;
+	rv = CKR_OBJECT_HANDLE_INVALID;
+	pthread_mutex_lock(&g_p11.lock);
+	for (size_t i = 0; i < t->nsobjs; i++) {
+		if (t->sobjs[i]->handle == hObject) {
+			if (tk_p11_object_visible(t, t->sobjs[i], hSession)) {
+				session_object_remove_at_locked(t, i);
+				rv = CKR_OK;
+			}
+			break;
+		}
+	}
+	if (rv != CKR_OK && tk_p11_object_find_locked(t, hObject) != NULL)
+		rv = CKR_TOKEN_WRITE_PROTECTED;
+	pthread_mutex_unlock(&g_p11.lock);
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct p11_session *s;
+	struct p11_object *o;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&g_p11.lock);
+	o = tk_p11_object_find_locked(s->tok, hObject);
+	if (o == NULL || !tk_p11_object_visible(s->tok, o, hSession))
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	else if (pTemplate == NULL && ulCount > 0)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (o->tko != NULL)
+		rv = CKR_TOKEN_WRITE_PROTECTED;
+	else
+		rv = CKR_ACTION_PROHIBITED; /* CKA_MODIFIABLE is FALSE */
+	pthread_mutex_unlock(&g_p11.lock);
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
+              CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || phKey == NULL || (pTemplate == NULL && ulCount > 0))
+		rv = CKR_ARGUMENTS_BAD;
+	else if (template_wants_token(pTemplate, ulCount))
+		rv = CKR_TOKEN_WRITE_PROTECTED;
+	else
+		rv = CKR_MECHANISM_INVALID;
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                  CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount,
+                  CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
+                  CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || phPublicKey == NULL || phPrivateKey == NULL ||
+	    (pPublicKeyTemplate == NULL && ulPublicKeyAttributeCount > 0) ||
+	    (pPrivateKeyTemplate == NULL && ulPrivateKeyAttributeCount > 0))
+		rv = CKR_ARGUMENTS_BAD;
+	else
+		rv = CKR_TOKEN_WRITE_PROTECTED; /* keys live on the card only */
+	tk_p11_session_put(s, rv);
+	return rv;
+}

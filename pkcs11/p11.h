@@ -1,0 +1,272 @@
+/* tokenkit-pkcs11.so: private definitions shared by the module's files.
+ *
+ * Locking: one module lock (g_p11.lock) guards the tables only — slots,
+ * tokens, sessions, login state, session objects. It is never held across
+ * card I/O: callers take a reference (session or token), drop the lock and
+ * then call tk_token_*. Each session has its own op_lock, held for the
+ * whole of a call on that session (so its operation state is consistent);
+ * sessions on different tokens therefore run in parallel. */
+#ifndef TK_P11_H
+#define TK_P11_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <pkcs11-helper-1.0/pkcs11.h>
+
+#include <openssl/evp.h>
+
+#include <tokenkit/err.h>
+#include <tokenkit/slot.h>
+#include <tokenkit/token.h>
+
+/* PKCS#11 3.0 names the packaged header does not carry. */
+#ifndef CKA_UNIQUE_ID
+#define CKA_UNIQUE_ID 0x4UL
+#endif
+#ifndef CKA_NAME_HASH_ALGORITHM
+#define CKA_NAME_HASH_ALGORITHM 0x8cUL
+#endif
+#ifndef CKA_PUBLIC_KEY_INFO
+#define CKA_PUBLIC_KEY_INFO 0x129UL
+#endif
+#ifndef CKA_COPYABLE
+#define CKA_COPYABLE 0x171UL
+#endif
+#ifndef CKA_DESTROYABLE
+#define CKA_DESTROYABLE 0x172UL
+#endif
+#ifndef CKR_OPERATION_CANCEL_FAILED
+#define CKR_OPERATION_CANCEL_FAILED 0x202UL
+#endif
+
+#define P11_EXPORT __attribute__((visibility("default")))
+
+/* Library and token identification. */
+#define P11_MANUFACTURER "tokenkit"
+#define P11_LIBRARY_DESC "tokenkit PKCS#11 module"
+
+/* Bounds. */
+#define P11_MAX_RAW_INPUT 1024     /* multi-part raw (unhashed) sign/decrypt accumulation */
+#define P11_GETSLOTLIST_WAIT_MS 4000
+#define P11_FINALIZE_WAIT_MS 10000
+#define P11_DEFAULT_MAX_TRIES 3     /* PIV PIN/PUK tries when the card does not say */
+
+/* --- objects ------------------------------------------------------------ */
+
+struct p11_attr {
+	CK_ATTRIBUTE_TYPE type;
+	void *val;
+	CK_ULONG len;
+	bool sensitive;
+};
+
+struct p11_object {
+	CK_OBJECT_HANDLE handle;
+	CK_OBJECT_CLASS cls;
+	const tk_object_t *tko;   /* token objects; NULL for session objects */
+	CK_SESSION_HANDLE owner;  /* session objects: creating session */
+	struct p11_attr *attrs;
+	size_t nattrs;
+	int key_type;             /* enum tk_key_type (TK_KEY_NONE for others) */
+	unsigned key_bits;
+	unsigned usage;           /* TK_USAGE_* */
+	bool always_auth;
+	EVP_PKEY *pub;            /* public key for host-side work, may be NULL */
+	bool visible_private;     /* CKA_PRIVATE true */
+};
+
+/* --- tokens ------------------------------------------------------------- */
+
+struct p11_token {
+	int refs;                 /* module lock */
+	tk_token_t *tk;
+	CK_SLOT_ID slot;
+	uint64_t card_seq;
+	bool removed;             /* card gone: sessions answer CKR_DEVICE_REMOVED */
+	tk_token_info_t info;     /* refreshed by tk_p11_token_refresh_info */
+
+	struct p11_object *objs;  /* token objects, immutable after open */
+	size_t nobjs;
+	struct p11_object **sobjs; /* session objects (module lock) */
+	size_t nsobjs, sobjs_cap;
+
+	/* What the keys support (for the mechanism list). */
+	bool rsa_sign, rsa_decrypt, ec_sign, ec_derive;
+	unsigned rsa_min, rsa_max, ec_min, ec_max;
+
+	/* Login state, shared by every session of the token (module lock). */
+	int login;                /* -1: none; CKU_USER; CKU_SO */
+	uint8_t so_pin[64];       /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
+	size_t so_pin_len;
+	struct p11_token *gc_next; /* freeing list, local to one function */
+};
+
+/* --- sessions ----------------------------------------------------------- */
+
+enum p11_op_kind {
+	P11_OP_NONE = 0,
+	P11_OP_SIGN,
+	P11_OP_VERIFY,
+	P11_OP_DECRYPT,
+};
+
+struct p11_op {
+	int kind;                 /* enum p11_op_kind */
+	CK_MECHANISM_TYPE mech;
+	CK_OBJECT_HANDLE key;
+	const struct p11_object *obj; /* token object (immutable while the token lives) */
+	const EVP_MD *md;         /* hash of a hashing mechanism, or NULL */
+	EVP_MD_CTX *mdctx;        /* multi-part hashing */
+	bool multi;               /* C_*Update was called */
+	uint8_t *buf;             /* raw accumulation, bounded */
+	size_t buf_len, buf_cap;
+	/* PSS / OAEP parameters */
+	const EVP_MD *pss_md, *mgf_md;
+	size_t salt_len;
+	uint8_t *label;
+	size_t label_len;
+	/* decrypt: result kept across a CKR_BUFFER_TOO_SMALL retry */
+	uint8_t *result;
+	size_t result_len;
+	bool have_result;
+	bool context_login;       /* CKU_CONTEXT_SPECIFIC done for this operation */
+};
+
+struct p11_find {
+	bool active;
+	CK_OBJECT_HANDLE *handles;
+	size_t count, pos;
+};
+
+struct p11_session {
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	struct p11_token *tok;    /* reference */
+	CK_FLAGS flags;
+	int refs;                 /* module lock */
+	bool closed;
+	pthread_mutex_t op_lock;
+	struct p11_find find;
+	struct p11_op sign, verify, decrypt;
+};
+
+/* --- slots -------------------------------------------------------------- */
+
+struct p11_slot {
+	CK_SLOT_ID id;            /* the slot manager's stable slot id */
+	char reader[128];
+	bool present;             /* reader present */
+	int state;                /* enum tk_slot_state */
+	uint64_t card_seq;        /* current card, 0 when none */
+	struct p11_token *token;  /* reference, NULL when no (recognised) token */
+	uint64_t opened_seq;      /* card_seq for which an open was started */
+	bool opening;             /* an open is running */
+	bool event;               /* pending for C_WaitForSlotEvent */
+};
+
+/* --- the module --------------------------------------------------------- */
+
+struct p11_module {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* slot events, open completion, finalize */
+	bool initialized;
+	bool finalizing;
+	pid_t pid;
+	tk_slotmgr_t *mgr;
+	int sub_id;
+	bool mgr_ready;           /* first enumeration done (or given up) */
+
+	struct p11_slot *slots;
+	size_t nslots, slots_cap;
+
+	struct p11_session **sessions;
+	size_t nsessions, sessions_cap;
+	CK_SESSION_HANDLE next_session;
+	CK_OBJECT_HANDLE next_sobj;
+
+	int openers;              /* token-open threads running */
+	int waiters;              /* threads in C_WaitForSlotEvent */
+	int calls;                /* calls holding a session or token reference */
+	uint64_t gen;             /* increases with every C_Initialize */
+};
+
+extern struct p11_module g_p11;
+
+/* module.c */
+CK_RV tk_p11_check_init_locked(void);
+CK_RV tk_p11_enter(void);
+
+/* util.c */
+CK_RV tk_err_to_ckr(int err);
+void tk_p11_pad(CK_UTF8CHAR *dst, size_t cap, const char *src);
+CK_RV tk_p11_copy_out(const void *src, size_t len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+int tk_p11_der_octet_string(const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len);
+const uint8_t *tk_p11_der_unwrap_octet_string(const uint8_t *in, size_t in_len, size_t *out_len);
+OSSL_LIB_CTX *tk_p11_libctx(void);
+const EVP_MD *tk_p11_md_from_mech(CK_MECHANISM_TYPE hash_mech);
+const EVP_MD *tk_p11_md_from_mgf(CK_RSA_PKCS_MGF_TYPE mgf);
+int tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t *mask,
+                size_t mask_len);
+
+/* slot.c */
+void tk_p11_slots_start(void);
+void tk_p11_slots_clear_locked(void);
+bool tk_p11_token_unref_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
+void tk_p11_token_free(struct p11_token *t);
+struct p11_slot *tk_p11_slot_find_locked(CK_SLOT_ID id);
+CK_RV tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out);
+void tk_p11_token_put(struct p11_token *t);
+
+/* session.c */
+CK_RV tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out);
+void tk_p11_session_put(struct p11_session *s, CK_RV rv);
+void tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot);
+void tk_p11_sessions_clear_locked(void);
+void tk_p11_op_reset(struct p11_op *op);
+
+/* object.c */
+int tk_p11_objects_build(struct p11_token *t);
+void tk_p11_object_clear(struct p11_object *o);
+struct p11_object *tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h);
+const struct p11_attr *tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type);
+int tk_p11_attr_add(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const void *val, size_t len,
+                    bool sensitive);
+int tk_p11_attr_add_bool(struct p11_object *o, CK_ATTRIBUTE_TYPE type, bool v);
+int tk_p11_attr_add_ulong(struct p11_object *o, CK_ATTRIBUTE_TYPE type, CK_ULONG v);
+bool tk_p11_object_visible(const struct p11_token *t, const struct p11_object *o,
+                           CK_SESSION_HANDLE h);
+int tk_p11_session_object_add_locked(struct p11_token *t, struct p11_object *o);
+void tk_p11_session_objects_drop_locked(struct p11_token *t, CK_SESSION_HANDLE owner);
+
+/* mech.c */
+struct p11_mech {
+	CK_MECHANISM_TYPE type;
+	int key_type;             /* TK_KEY_RSA / TK_KEY_EC */
+	CK_FLAGS flags;           /* CKF_SIGN, CKF_DECRYPT, ... (without CKF_HW) */
+	CK_MECHANISM_TYPE hash;   /* CKM_SHA* for hashing mechanisms, else 0 */
+	bool pss, raw;
+};
+const struct p11_mech *tk_p11_mech_lookup(CK_MECHANISM_TYPE type);
+size_t tk_p11_mech_list(const struct p11_token *t, CK_MECHANISM_TYPE *out, size_t cap);
+CK_RV tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out,
+                                  size_t cap, size_t *count);
+
+/* codec.c */
+int tk_p11_pss_encode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *mhash, size_t hlen,
+                      size_t salt_len, unsigned mod_bits, uint8_t *em, size_t em_len);
+int tk_p11_pkcs1_type2_decode(const uint8_t *em, size_t k, uint8_t *out, size_t *out_len);
+int tk_p11_oaep_decode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *label,
+                       size_t label_len, const uint8_t *em, size_t k, uint8_t *out,
+                       size_t *out_len);
+
+/* sign.c / verify.c / decrypt.c / derive.c */
+CK_RV tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_PTR m,
+                     CK_OBJECT_HANDLE hkey);
+CK_RV tk_p11_op_update(struct p11_op *op, const uint8_t *part, size_t len);
+CK_RV tk_p11_op_input(struct p11_op *op, const uint8_t *data, size_t len, bool single,
+                      uint8_t *hash, const uint8_t **in, size_t *in_len);
+#endif

@@ -1,0 +1,599 @@
+/* tokenkit-pkcs11: sessions, login state, PIN management.
+ *
+ * Login state belongs to the token and is shared by all its sessions.
+ * CKU_SO: PIV has no way to check the PUK without spending or changing it,
+ * so C_Login(CKU_SO) checks nothing on the card; it keeps the PUK (in the
+ * token's memory, wiped on C_Logout, on the last C_CloseSession and on
+ * removal) for C_InitPIN (unblock the PIN with the PUK) and C_SetPIN (change
+ * the PUK). A wrong PUK is therefore reported by those calls. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <tokenkit/mem.h>
+
+#include "p11.h"
+
+void
+tk_p11_op_reset(struct p11_op *op)
+{
+	EVP_MD_CTX_free(op->mdctx);
+	tk_freezero(op->buf, op->buf_cap);
+	free(op->label);
+	tk_freezero(op->result, op->result_len);
+	memset(op, 0, sizeof(*op));
+}
+
+static struct p11_session *
+session_find_locked(CK_SESSION_HANDLE h, size_t *idx)
+{
+	for (size_t i = 0; i < g_p11.nsessions; i++) {
+		if (g_p11.sessions[i]->h == h) {
+			if (idx != NULL)
+				*idx = i;
+			return g_p11.sessions[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+session_free(struct p11_session *s)
+{
+	bool last;
+
+	tk_p11_op_reset(&s->sign);
+	tk_p11_op_reset(&s->verify);
+	tk_p11_op_reset(&s->decrypt);
+	free(s->find.handles);
+	pthread_mutex_destroy(&s->op_lock);
+	pthread_mutex_lock(&g_p11.lock);
+	last = tk_p11_token_unref_locked(s->tok);
+	pthread_mutex_unlock(&g_p11.lock);
+	if (last)
+		tk_p11_token_free(s->tok);
+	free(s);
+}
+
+static bool
+token_has_sessions_locked(const struct p11_token *t)
+{
+	for (size_t i = 0; i < g_p11.nsessions; i++)
+		if (g_p11.sessions[i]->tok == t)
+			return true;
+	return false;
+}
+
+/* Remove from the table. Returns true when the caller must session_free(). */
+static bool
+session_close_locked(struct p11_session *s)
+{
+	size_t i;
+
+	if (s->closed || session_find_locked(s->h, &i) == NULL)
+		return false;
+	memmove(&g_p11.sessions[i], &g_p11.sessions[i + 1],
+	        (g_p11.nsessions - i - 1) * sizeof(g_p11.sessions[0]));
+	g_p11.nsessions--;
+	s->closed = true;
+	tk_p11_session_objects_drop_locked(s->tok, s->h);
+	return --s->refs == 0;
+}
+
+/* The last session of a token closed: back to the public state. Returns
+ * true when the card must be told (user was logged in). */
+static bool
+token_forget_login_locked(struct p11_token *t)
+{
+	bool user = t->login == (int)CKU_USER;
+
+	if (token_has_sessions_locked(t) || t->login < 0)
+		return false;
+	t->login = -1;
+	tk_wipe(t->so_pin, sizeof(t->so_pin));
+	t->so_pin_len = 0;
+	return user && !t->removed;
+}
+
+CK_RV
+tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
+{
+	struct p11_session *s;
+	bool fr = false;
+	CK_RV rv;
+
+	*out = NULL;
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	if (rv != CKR_OK)
+		goto out;
+	s = session_find_locked(h, NULL);
+	if (s == NULL) {
+		rv = CKR_SESSION_HANDLE_INVALID;
+		goto out;
+	}
+	if (s->tok->removed) {
+		/* once; the handle is invalid from now on */
+		fr = session_close_locked(s);
+		rv = CKR_DEVICE_REMOVED;
+		goto out;
+	}
+	s->refs++;
+	g_p11.calls++;
+	*out = s;
+out:
+	pthread_mutex_unlock(&g_p11.lock);
+	if (fr)
+		session_free(s);
+	if (*out != NULL)
+		pthread_mutex_lock(&(*out)->op_lock);
+	return rv;
+}
+
+void
+tk_p11_session_put(struct p11_session *s, CK_RV rv)
+{
+	bool fr;
+
+	if (s == NULL)
+		return;
+	pthread_mutex_unlock(&s->op_lock);
+	pthread_mutex_lock(&g_p11.lock);
+	if (rv == CKR_DEVICE_REMOVED) {
+		/* report it once: the handle is invalid from now on (we still hold a reference) */
+		s->tok->removed = true;
+		session_close_locked(s);
+	}
+	fr = --s->refs == 0;
+	g_p11.calls--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+	if (fr)
+		session_free(s);
+}
+
+void
+tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot)
+{
+	size_t i = 0;
+
+	while (i < g_p11.nsessions) {
+		struct p11_session *s = g_p11.sessions[i];
+
+		if (s->slot != slot) {
+			i++;
+			continue;
+		}
+		if (session_close_locked(s)) {
+			/* finalize / slot teardown: nobody else holds it */
+			tk_p11_op_reset(&s->sign);
+			tk_p11_op_reset(&s->verify);
+			tk_p11_op_reset(&s->decrypt);
+			free(s->find.handles);
+			pthread_mutex_destroy(&s->op_lock);
+			if (tk_p11_token_unref_locked(s->tok))
+				tk_p11_token_free(s->tok);
+			free(s);
+		}
+	}
+}
+
+void
+tk_p11_sessions_clear_locked(void)
+{
+	while (g_p11.nsessions > 0)
+		tk_p11_sessions_close_slot_locked(g_p11.sessions[0]->slot);
+	free(g_p11.sessions);
+	g_p11.sessions = NULL;
+	g_p11.sessions_cap = 0;
+}
+
+P11_EXPORT CK_RV
+C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
+              CK_SESSION_HANDLE_PTR phSession)
+{
+	struct p11_token *t = NULL;
+	struct p11_session *s = NULL;
+	CK_RV rv;
+
+	rv = tk_p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	if (phSession == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (!(flags & CKF_SERIAL_SESSION))
+		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	rv = tk_p11_slot_token(slotID, &t);
+	if (rv != CKR_OK)
+		return rv;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		tk_p11_token_put(t);
+		return CKR_HOST_MEMORY;
+	}
+	pthread_mutex_init(&s->op_lock, NULL);
+	s->slot = slotID;
+	s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
+	s->refs = 1;
+
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	if (rv != CKR_OK)
+		goto out;
+	if (!(flags & CKF_RW_SESSION) && t->login == (int)CKU_SO) {
+		rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
+		goto out;
+	}
+	if (g_p11.nsessions == g_p11.sessions_cap) {
+		size_t cap = g_p11.sessions_cap ? g_p11.sessions_cap * 2 : 16;
+		struct p11_session **n = realloc(g_p11.sessions, cap * sizeof(*n));
+
+		if (n == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		g_p11.sessions = n;
+		g_p11.sessions_cap = cap;
+	}
+	s->h = g_p11.next_session++;
+	s->tok = t;
+	t->refs++; /* the session's own reference */
+	g_p11.sessions[g_p11.nsessions++] = s;
+	*phSession = s->h;
+	s = NULL;
+out:
+	pthread_mutex_unlock(&g_p11.lock);
+	if (s != NULL) {
+		pthread_mutex_destroy(&s->op_lock);
+		free(s);
+	}
+	tk_p11_token_put(t);
+	return rv;
+}
+
+static CK_RV
+close_where(bool (*match)(const struct p11_session *, uintptr_t), uintptr_t arg, bool *found)
+{
+	struct p11_session *gone[32];
+	struct p11_token *logout = NULL;
+	size_t ngone = 0;
+	bool more = true;
+
+	*found = false;
+	while (more) {
+		more = false;
+		ngone = 0;
+		pthread_mutex_lock(&g_p11.lock);
+		for (size_t i = 0; i < g_p11.nsessions;) {
+			struct p11_session *s = g_p11.sessions[i];
+			struct p11_token *t = s->tok;
+
+			if (!match(s, arg)) {
+				i++;
+				continue;
+			}
+			if (ngone == sizeof(gone) / sizeof(gone[0])) {
+				more = true;
+				break;
+			}
+			*found = true;
+			/* t stays referenced by s until session_free() */
+			if (session_close_locked(s))
+				gone[ngone++] = s;
+			if (token_forget_login_locked(t) && logout == NULL) {
+				logout = t;
+				t->refs++;
+				g_p11.calls++;
+			}
+		}
+		pthread_mutex_unlock(&g_p11.lock);
+		for (size_t i = 0; i < ngone; i++)
+			session_free(gone[i]);
+	}
+	if (logout != NULL) {
+		tk_token_logout(logout->tk);
+		tk_p11_token_put(logout);
+	}
+	return CKR_OK;
+}
+
+static bool
+match_handle(const struct p11_session *s, uintptr_t h)
+{
+	return s->h == (CK_SESSION_HANDLE)h;
+}
+
+static bool
+match_slot(const struct p11_session *s, uintptr_t slot)
+{
+	return s->slot == (CK_SLOT_ID)slot;
+}
+
+P11_EXPORT CK_RV
+C_CloseSession(CK_SESSION_HANDLE hSession)
+{
+	bool found;
+	CK_RV rv = tk_p11_enter();
+
+	if (rv != CKR_OK)
+		return rv;
+	close_where(match_handle, (uintptr_t)hSession, &found);
+	return found ? CKR_OK : CKR_SESSION_HANDLE_INVALID;
+}
+
+P11_EXPORT CK_RV
+C_CloseAllSessions(CK_SLOT_ID slotID)
+{
+	bool found, known;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	known = tk_p11_slot_find_locked(slotID) != NULL;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (!known)
+		return CKR_SLOT_ID_INVALID;
+	close_where(match_slot, (uintptr_t)slotID, &found);
+	return CKR_OK;
+}
+
+P11_EXPORT CK_RV
+C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
+{
+	struct p11_session *s;
+	int login;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	login = s->tok->login;
+	pthread_mutex_unlock(&g_p11.lock);
+	memset(pInfo, 0, sizeof(*pInfo));
+	pInfo->slotID = s->slot;
+	pInfo->flags = s->flags;
+	pInfo->ulDeviceError = 0;
+	if (login == (int)CKU_SO)
+		pInfo->state = CKS_RW_SO_FUNCTIONS;
+	else if (login == (int)CKU_USER)
+		pInfo->state = (s->flags & CKF_RW_SESSION) ? CKS_RW_USER_FUNCTIONS
+		                                           : CKS_RO_USER_FUNCTIONS;
+	else
+		pInfo->state = (s->flags & CKF_RW_SESSION) ? CKS_RW_PUBLIC_SESSION
+		                                           : CKS_RO_PUBLIC_SESSION;
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+static bool
+ro_sessions_locked(const struct p11_token *t)
+{
+	for (size_t i = 0; i < g_p11.nsessions; i++)
+		if (g_p11.sessions[i]->tok == t && !(g_p11.sessions[i]->flags & CKF_RW_SESSION))
+			return true;
+	return false;
+}
+
+static CK_RV
+check_pin_len(const struct p11_token *t, CK_ULONG len)
+{
+	size_t min = t->info.pin_min_len > 0 ? t->info.pin_min_len : 1;
+	size_t max = t->info.pin_max_len > 0 ? t->info.pin_max_len : 64;
+
+	if (len < min || len > max)
+		return CKR_PIN_LEN_RANGE;
+	return CKR_OK;
+}
+
+P11_EXPORT CK_RV
+C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	struct p11_session *s;
+	struct p11_token *t;
+	struct p11_op *op = NULL;
+	int r, login;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	t = s->tok;
+	if (pPin == NULL) {
+		/* no protected authentication path */
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	login = t->login;
+	switch (userType) {
+	case CKU_USER:
+		if (login == (int)CKU_USER)
+			rv = CKR_USER_ALREADY_LOGGED_IN;
+		else if (login == (int)CKU_SO)
+			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+		break;
+	case CKU_SO:
+		if (login == (int)CKU_SO)
+			rv = CKR_USER_ALREADY_LOGGED_IN;
+		else if (login == (int)CKU_USER)
+			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+		else if (ro_sessions_locked(t))
+			rv = CKR_SESSION_READ_ONLY_EXISTS;
+		break;
+	case CKU_CONTEXT_SPECIFIC:
+		if (s->sign.kind != P11_OP_NONE)
+			op = &s->sign;
+		else if (s->decrypt.kind != P11_OP_NONE)
+			op = &s->decrypt;
+		else
+			rv = CKR_OPERATION_NOT_INITIALIZED;
+		break;
+	default:
+		rv = CKR_USER_TYPE_INVALID;
+		break;
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	if (rv != CKR_OK)
+		goto out;
+	rv = check_pin_len(t, ulPinLen);
+	if (rv != CKR_OK)
+		goto out;
+
+	switch (userType) {
+	case CKU_USER:
+		r = tk_token_login(t->tk, TK_USER_USER, pPin, ulPinLen);
+		rv = tk_err_to_ckr(r);
+		if (r == TK_OK) {
+			pthread_mutex_lock(&g_p11.lock);
+			t->login = CKU_USER;
+			pthread_mutex_unlock(&g_p11.lock);
+		}
+		break;
+	case CKU_SO:
+		if (ulPinLen > sizeof(t->so_pin)) {
+			rv = CKR_PIN_LEN_RANGE;
+			break;
+		}
+		pthread_mutex_lock(&g_p11.lock);
+		if (t->login < 0) {
+			memcpy(t->so_pin, pPin, ulPinLen);
+			t->so_pin_len = ulPinLen;
+			t->login = CKU_SO;
+		} else {
+			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+		}
+		pthread_mutex_unlock(&g_p11.lock);
+		break;
+	default: /* CKU_CONTEXT_SPECIFIC */
+		r = tk_token_login(t->tk, TK_USER_CONTEXT, pPin, ulPinLen);
+		rv = tk_err_to_ckr(r);
+		if (r == TK_OK)
+			op->context_login = true;
+		break;
+	}
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+/* PIV has no user names: the name is ignored. */
+P11_EXPORT CK_RV
+C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+            CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
+{
+	if (pUsername == NULL && ulUsernameLen > 0)
+		return tk_p11_enter() != CKR_OK ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_ARGUMENTS_BAD;
+	return C_Login(hSession, userType, pPin, ulPinLen);
+}
+
+P11_EXPORT CK_RV
+C_Logout(CK_SESSION_HANDLE hSession)
+{
+	struct p11_session *s;
+	int login;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&g_p11.lock);
+	login = s->tok->login;
+	s->tok->login = -1;
+	tk_wipe(s->tok->so_pin, sizeof(s->tok->so_pin));
+	s->tok->so_pin_len = 0;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (login < 0)
+		rv = CKR_USER_NOT_LOGGED_IN;
+	else if (login == (int)CKU_USER)
+		rv = tk_err_to_ckr(tk_token_logout(s->tok->tk));
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
+         CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+{
+	struct p11_session *s;
+	struct p11_token *t;
+	bool so;
+	int r;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	t = s->tok;
+	if (pOldPin == NULL || pNewPin == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	if (!(s->flags & CKF_RW_SESSION)) {
+		rv = CKR_SESSION_READ_ONLY;
+		goto out;
+	}
+	rv = check_pin_len(t, ulNewLen);
+	if (rv != CKR_OK)
+		goto out;
+	if (ulNewLen > sizeof(t->so_pin)) {
+		rv = CKR_PIN_LEN_RANGE;
+		goto out;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	so = t->login == (int)CKU_SO;
+	pthread_mutex_unlock(&g_p11.lock);
+	r = tk_token_change_pin(t->tk, so ? TK_USER_SO : TK_USER_USER, pOldPin, ulOldLen, pNewPin,
+	                        ulNewLen);
+	rv = tk_err_to_ckr(r);
+	if (r == TK_OK && so) {
+		pthread_mutex_lock(&g_p11.lock);
+		if (t->login == (int)CKU_SO) {
+			tk_wipe(t->so_pin, sizeof(t->so_pin));
+			memcpy(t->so_pin, pNewPin, ulNewLen);
+			t->so_pin_len = ulNewLen;
+		}
+		pthread_mutex_unlock(&g_p11.lock);
+	}
+out:
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	struct p11_session *s;
+	struct p11_token *t;
+	uint8_t puk[sizeof(((struct p11_token *)0)->so_pin)];
+	size_t puk_len = 0;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	t = s->tok;
+	pthread_mutex_lock(&g_p11.lock);
+	if (t->login != (int)CKU_SO || !(s->flags & CKF_RW_SESSION)) {
+		rv = CKR_USER_NOT_LOGGED_IN;
+	} else {
+		memcpy(puk, t->so_pin, t->so_pin_len);
+		puk_len = t->so_pin_len;
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	if (rv != CKR_OK)
+		goto out;
+	if (pPin == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	rv = check_pin_len(t, ulPinLen);
+	if (rv != CKR_OK)
+		goto out;
+	rv = tk_err_to_ckr(tk_token_unblock_pin(t->tk, puk, puk_len, pPin, ulPinLen));
+out:
+	tk_wipe(puk, sizeof(puk));
+	tk_p11_session_put(s, rv);
+	return rv;
+}

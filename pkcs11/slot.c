@@ -1,0 +1,703 @@
+/* tokenkit-pkcs11: slots (readers), tokens (cards), slot events.
+ *
+ * CK_SLOT_ID is the slot manager's stable slot id. The module follows the
+ * manager's events; when a card becomes valid, a thread of its own opens the
+ * token (tk_token_open, which uses the on-disk object cache) so that neither
+ * C_Initialize nor the event thread ever waits for card I/O. C_GetSlotList
+ * waits, bounded, for the first enumeration and for token opens in flight. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+
+#include "p11.h"
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait on the module condition until the absolute deadline; false once it passed. */
+static bool
+wait_deadline_locked(int64_t end)
+{
+	struct timespec ts;
+	int64_t left = end - now_ms();
+
+	if (left <= 0)
+		return false;
+	if (left > 1000)
+		left = 1000;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec += (left % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&g_p11.cond, &g_p11.lock, &ts);
+	return true;
+}
+
+/* --- tokens -------------------------------------------------------------- */
+
+void
+tk_p11_token_free(struct p11_token *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->nobjs; i++)
+		tk_p11_object_clear(&t->objs[i]);
+	free(t->objs);
+	for (size_t i = 0; i < t->nsobjs; i++) {
+		tk_p11_object_clear(t->sobjs[i]);
+		free(t->sobjs[i]);
+	}
+	free(t->sobjs);
+	tk_wipe(t->so_pin, sizeof(t->so_pin));
+	tk_token_free(&t->tk);
+	free(t);
+}
+
+bool
+tk_p11_token_unref_locked(struct p11_token *t)
+{
+	if (t == NULL)
+		return false;
+	return --t->refs == 0;
+}
+
+void
+tk_p11_token_put(struct p11_token *t)
+{
+	bool last;
+
+	pthread_mutex_lock(&g_p11.lock);
+	last = tk_p11_token_unref_locked(t);
+	g_p11.calls--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+	if (last)
+		tk_p11_token_free(t);
+}
+
+/* --- the slot table ------------------------------------------------------ */
+
+struct p11_slot *
+tk_p11_slot_find_locked(CK_SLOT_ID id)
+{
+	for (size_t i = 0; i < g_p11.nslots; i++)
+		if (g_p11.slots[i].id == id)
+			return &g_p11.slots[i];
+	return NULL;
+}
+
+/* Kept sorted by id so that C_GetSlotList is stable. */
+static struct p11_slot *
+slot_get_locked(CK_SLOT_ID id, const char *reader)
+{
+	struct p11_slot *s = tk_p11_slot_find_locked(id);
+	size_t pos;
+
+	if (s != NULL)
+		goto out;
+	if (g_p11.nslots == g_p11.slots_cap) {
+		size_t cap = g_p11.slots_cap ? g_p11.slots_cap * 2 : 8;
+		struct p11_slot *n = realloc(g_p11.slots, cap * sizeof(*n));
+
+		if (n == NULL)
+			return NULL;
+		g_p11.slots = n;
+		g_p11.slots_cap = cap;
+	}
+	for (pos = 0; pos < g_p11.nslots && g_p11.slots[pos].id < id; pos++)
+		;
+	memmove(&g_p11.slots[pos + 1], &g_p11.slots[pos], (g_p11.nslots - pos) * sizeof(*s));
+	g_p11.nslots++;
+	s = &g_p11.slots[pos];
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	s->state = TK_SLOT_ABSENT;
+out:
+	if (reader != NULL && reader[0] != '\0')
+		snprintf(s->reader, sizeof(s->reader), "%s", reader);
+	return s;
+}
+
+/* The card in the slot is gone: its token's sessions answer
+ * CKR_DEVICE_REMOVED once, then CKR_SESSION_HANDLE_INVALID. */
+static struct p11_token *
+slot_drop_token_locked(struct p11_slot *s)
+{
+	struct p11_token *t = s->token;
+
+	s->token = NULL;
+	if (t == NULL)
+		return NULL;
+	t->removed = true;
+	return tk_p11_token_unref_locked(t) ? t : NULL;
+}
+
+void
+tk_p11_slots_clear_locked(void)
+{
+	for (size_t i = 0; i < g_p11.nslots; i++) {
+		struct p11_token *t = slot_drop_token_locked(&g_p11.slots[i]);
+
+		/* finalize only: no other thread uses the module now */
+		tk_p11_token_free(t);
+	}
+	free(g_p11.slots);
+	g_p11.slots = NULL;
+	g_p11.nslots = g_p11.slots_cap = 0;
+}
+
+/* --- opening tokens ------------------------------------------------------ */
+
+struct open_job {
+	CK_SLOT_ID id;
+	uint64_t seq;
+	uint64_t gen;
+};
+
+static bool
+transient(int r)
+{
+	return r == TK_ERR_NO_CARD || r == TK_ERR_TIMEOUT || r == TK_ERR_UNRESPONSIVE ||
+	       r == TK_ERR_COMM || r == TK_ERR_CARD_RESET || r == TK_ERR_NO_SERVICE ||
+	       r == TK_ERR_SHARING || r == TK_ERR_QUARANTINED;
+}
+
+static void *
+open_thread(void *arg)
+{
+	struct open_job job = *(struct open_job *)arg;
+	tk_slotmgr_t *mgr;
+	tk_card_t *card = NULL;
+	tk_token_t *tk = NULL;
+	struct p11_token *t = NULL, *discard = NULL;
+	struct p11_slot *s;
+	tk_token_opts_t o;
+	int r;
+
+	free(arg);
+	pthread_mutex_lock(&g_p11.lock);
+	if (g_p11.gen != job.gen || g_p11.finalizing || g_p11.mgr == NULL) {
+		r = TK_ERR_CANCELLED;
+		pthread_mutex_unlock(&g_p11.lock);
+		goto done;
+	}
+	mgr = g_p11.mgr;
+	g_p11.calls++; /* C_Finalize frees the manager only when no call uses it */
+	pthread_mutex_unlock(&g_p11.lock);
+
+	r = tk_slotmgr_card(mgr, (uint32_t)job.id, &card);
+
+	pthread_mutex_lock(&g_p11.lock);
+	g_p11.calls--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+	if (r != TK_OK)
+		goto done;
+
+	tk_token_opts_init(&o);
+	o.refresh_pin_status = true;
+	r = tk_token_open(card, &o, &tk);
+	tk_card_unref(&card);
+	if (r != TK_OK)
+		goto done;
+
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto done;
+	}
+	t->refs = 1;
+	t->tk = tk;
+	tk = NULL;
+	t->slot = job.id;
+	t->card_seq = job.seq;
+	t->login = -1;
+	r = tk_token_info(t->tk, &t->info);
+	if (r == TK_OK)
+		r = tk_p11_objects_build(t);
+done:
+	if (r != TK_OK && r != TK_ERR_CANCELLED)
+		tk_log_info("pkcs11: slot %lu: token not opened: %s", (unsigned long)job.id,
+		            tk_strerror(r));
+	pthread_mutex_lock(&g_p11.lock);
+	s = g_p11.gen == job.gen ? tk_p11_slot_find_locked(job.id) : NULL;
+	if (s != NULL) {
+		s->opening = false;
+		if (r == TK_OK && !g_p11.finalizing && s->present && s->card_seq == job.seq) {
+			discard = slot_drop_token_locked(s);
+			s->token = t;
+			t = NULL;
+			s->event = true;
+		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
+			s->opened_seq = 0; /* try again on the next event or C_GetSlotList */
+		}
+	}
+	g_p11.openers--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+	tk_p11_token_free(t);
+	tk_p11_token_free(discard);
+	tk_token_free(&tk);
+	return NULL;
+}
+
+static void
+maybe_open_locked(struct p11_slot *s)
+{
+	struct open_job *job;
+	pthread_attr_t a;
+	pthread_t th;
+
+	if (!s->present || s->state != TK_SLOT_VALID || s->card_seq == 0 || s->opening ||
+	    s->opened_seq == s->card_seq)
+		return;
+	if (s->token != NULL && s->token->card_seq == s->card_seq)
+		return;
+	job = malloc(sizeof(*job));
+	if (job == NULL)
+		return;
+	job->id = s->id;
+	job->seq = s->card_seq;
+	job->gen = g_p11.gen;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &a, open_thread, job) != 0) {
+		free(job);
+	} else {
+		s->opening = true;
+		s->opened_seq = s->card_seq;
+		g_p11.openers++;
+	}
+	pthread_attr_destroy(&a);
+}
+
+static void
+on_event(void *ctx, const tk_event_t *ev)
+{
+	uint64_t gen = (uint64_t)(uintptr_t)ctx;
+	struct p11_token *gone = NULL;
+	struct p11_slot *s;
+
+	pthread_mutex_lock(&g_p11.lock);
+	if (g_p11.gen != gen || !g_p11.initialized || g_p11.finalizing)
+		goto out;
+	s = slot_get_locked(ev->slot_id, ev->reader);
+	if (s == NULL)
+		goto out;
+	switch (ev->type) {
+	case TK_EVENT_READER_ADDED:
+		s->present = true;
+		s->state = ev->state;
+		s->event = true;
+		break;
+	case TK_EVENT_READER_REMOVED:
+		s->present = false;
+		s->state = TK_SLOT_ABSENT;
+		s->card_seq = 0;
+		gone = slot_drop_token_locked(s);
+		s->event = true;
+		break;
+	case TK_EVENT_CARD_INSERTED:
+		s->present = true;
+		s->state = ev->state;
+		if (s->card_seq != ev->card_seq) {
+			gone = slot_drop_token_locked(s);
+			s->card_seq = ev->card_seq;
+		}
+		s->event = true;
+		break;
+	case TK_EVENT_CARD_REMOVED:
+		s->state = ev->state;
+		s->card_seq = 0;
+		gone = slot_drop_token_locked(s);
+		s->event = true;
+		break;
+	case TK_EVENT_STATE_CHANGED:
+		s->present = ev->state != TK_SLOT_ABSENT;
+		s->state = ev->state;
+		if (ev->card_seq != 0 && ev->card_seq != s->card_seq) {
+			gone = slot_drop_token_locked(s);
+			s->card_seq = ev->card_seq;
+			s->event = true;
+		}
+		if (ev->state == TK_SLOT_EMPTY && s->card_seq != 0) {
+			s->card_seq = 0;
+			gone = slot_drop_token_locked(s);
+			s->event = true;
+		}
+		break;
+	default:
+		break;
+	}
+	maybe_open_locked(s);
+	pthread_cond_broadcast(&g_p11.cond);
+out:
+	pthread_mutex_unlock(&g_p11.lock);
+	tk_p11_token_free(gone);
+}
+
+void
+tk_p11_slots_start(void)
+{
+	tk_slotmgr_t *mgr;
+	uint64_t gen;
+	int id;
+
+	pthread_mutex_lock(&g_p11.lock);
+	gen = ++g_p11.gen;
+	mgr = g_p11.mgr;
+	pthread_mutex_unlock(&g_p11.lock);
+	id = tk_slotmgr_subscribe(mgr, on_event, (void *)(uintptr_t)gen, true);
+	pthread_mutex_lock(&g_p11.lock);
+	g_p11.sub_id = id > 0 ? id : 0;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (id <= 0)
+		tk_log_warn("pkcs11: slot events: %s", tk_strerror(id));
+}
+
+/* Merge the manager's snapshot: covers events still in flight and readers
+ * the events missed. Newer information (higher card_seq) wins. */
+static void
+sync_from_manager(tk_slotmgr_t *mgr)
+{
+	tk_slot_info_t *infos = NULL;
+	size_t n = 0;
+	struct p11_token *gone = NULL;
+
+	if (tk_slotmgr_list(mgr, &infos, &n) != TK_OK)
+		return;
+	pthread_mutex_lock(&g_p11.lock);
+	for (size_t i = 0; i < n && tk_p11_check_init_locked() == CKR_OK; i++) {
+		bool known = tk_p11_slot_find_locked(infos[i].slot_id) != NULL;
+		struct p11_slot *s = slot_get_locked(infos[i].slot_id, infos[i].reader);
+
+		if (s == NULL)
+			break;
+		if (!known) {
+			s->present = infos[i].state != TK_SLOT_ABSENT;
+			s->state = infos[i].state;
+			s->card_seq = infos[i].card_seq;
+		} else if (infos[i].card_seq > s->card_seq) {
+			struct p11_token *d = slot_drop_token_locked(s);
+
+			if (d != NULL) {
+				d->gc_next = gone;
+				gone = d;
+			}
+			s->present = true;
+			s->state = infos[i].state;
+			s->card_seq = infos[i].card_seq;
+		} else if (infos[i].card_seq == s->card_seq && infos[i].state == TK_SLOT_VALID) {
+			s->present = true;
+			s->state = TK_SLOT_VALID;
+		}
+		maybe_open_locked(s);
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	free(infos);
+	while (gone != NULL) {
+		struct p11_token *next = gone->gc_next;
+
+		tk_p11_token_free(gone);
+		gone = next;
+	}
+}
+
+/* A card is being connected or its token opened: its token is coming. */
+static bool
+slot_settling_locked(const struct p11_slot *s)
+{
+	if (!s->present)
+		return false;
+	if (s->opening || s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING)
+		return true;
+	return s->state == TK_SLOT_VALID && s->card_seq != 0 && s->token == NULL &&
+	       s->opened_seq != s->card_seq;
+}
+
+static bool
+opens_pending_locked(void)
+{
+	for (size_t i = 0; i < g_p11.nslots; i++)
+		if (slot_settling_locked(&g_p11.slots[i]))
+			return true;
+	return false;
+}
+
+static bool
+slot_has_token_locked(const struct p11_slot *s)
+{
+	return s->present && (s->token != NULL || slot_settling_locked(s));
+}
+
+P11_EXPORT CK_RV
+C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
+{
+	int64_t end = now_ms() + P11_GETSLOTLIST_WAIT_MS;
+	tk_slotmgr_t *mgr;
+	bool ready;
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	if (pulCount == NULL)
+		return tk_p11_enter() != CKR_OK ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_ARGUMENTS_BAD;
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	if (rv != CKR_OK) {
+		pthread_mutex_unlock(&g_p11.lock);
+		return rv;
+	}
+	mgr = g_p11.mgr;
+	ready = g_p11.mgr_ready;
+	g_p11.calls++;
+	pthread_mutex_unlock(&g_p11.lock);
+
+	if (!ready) {
+		int r = tk_slotmgr_wait_ready(mgr, P11_GETSLOTLIST_WAIT_MS / 2);
+
+		if (r != TK_OK)
+			tk_log_debug("pkcs11: first reader scan: %s", tk_strerror(r));
+	}
+	sync_from_manager(mgr);
+
+	pthread_mutex_lock(&g_p11.lock);
+	g_p11.mgr_ready = true;
+	while (tk_p11_check_init_locked() == CKR_OK && opens_pending_locked())
+		if (!wait_deadline_locked(end))
+			break;
+	rv = tk_p11_check_init_locked();
+	if (rv != CKR_OK)
+		goto out;
+	for (size_t i = 0; i < g_p11.nslots; i++) {
+		const struct p11_slot *s = &g_p11.slots[i];
+
+		if (!s->present)
+			continue;
+		if (tokenPresent && s->token == NULL)
+			continue;
+		if (pSlotList != NULL && n < *pulCount)
+			pSlotList[n] = s->id;
+		n++;
+	}
+	if (pSlotList != NULL && n > *pulCount)
+		rv = CKR_BUFFER_TOO_SMALL;
+	*pulCount = n;
+out:
+	g_p11.calls--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+{
+	struct p11_slot *s;
+	CK_RV rv;
+
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	if (rv != CKR_OK)
+		goto out;
+	s = tk_p11_slot_find_locked(slotID);
+	if (s == NULL) {
+		rv = CKR_SLOT_ID_INVALID;
+		goto out;
+	}
+	if (pInfo == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	memset(pInfo, 0, sizeof(*pInfo));
+	tk_p11_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), s->reader);
+	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
+	pInfo->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
+	if (slot_has_token_locked(s))
+		pInfo->flags |= CKF_TOKEN_PRESENT;
+out:
+	pthread_mutex_unlock(&g_p11.lock);
+	return rv;
+}
+
+/* A reference to the slot's token, waiting (bounded) for an open in flight. */
+CK_RV
+tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
+{
+	int64_t end = now_ms() + P11_GETSLOTLIST_WAIT_MS;
+	struct p11_slot *s;
+	CK_RV rv;
+
+	*out = NULL;
+	pthread_mutex_lock(&g_p11.lock);
+	for (;;) {
+		rv = tk_p11_check_init_locked();
+		if (rv != CKR_OK)
+			goto out;
+		s = tk_p11_slot_find_locked(id);
+		if (s == NULL) {
+			rv = CKR_SLOT_ID_INVALID;
+			goto out;
+		}
+		if (!slot_settling_locked(s) || !wait_deadline_locked(end))
+			break;
+	}
+	if (!s->present || s->token == NULL) {
+		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID
+		             ? CKR_TOKEN_NOT_RECOGNIZED
+		             : CKR_TOKEN_NOT_PRESENT;
+		goto out;
+	}
+	s->token->refs++;
+	g_p11.calls++;
+	*out = s->token;
+out:
+	pthread_mutex_unlock(&g_p11.lock);
+	return rv;
+}
+
+static void
+count_sessions_locked(const struct p11_token *t, CK_ULONG *all, CK_ULONG *rw)
+{
+	*all = *rw = 0;
+	for (size_t i = 0; i < g_p11.nsessions; i++) {
+		if (g_p11.sessions[i]->tok != t)
+			continue;
+		(*all)++;
+		if (g_p11.sessions[i]->flags & CKF_RW_SESSION)
+			(*rw)++;
+	}
+}
+
+P11_EXPORT CK_RV
+C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+{
+	struct p11_token *t = NULL;
+	tk_token_info_t ti;
+	CK_RV rv;
+	int r, max;
+
+	rv = tk_p11_slot_token(slotID, &t);
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	r = tk_token_info(t->tk, &ti);
+	if (r != TK_OK) {
+		rv = tk_err_to_ckr(r);
+		goto out;
+	}
+	memset(pInfo, 0, sizeof(*pInfo));
+	tk_p11_pad(pInfo->label, sizeof(pInfo->label), ti.label);
+	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), ti.manufacturer);
+	tk_p11_pad(pInfo->model, sizeof(pInfo->model), ti.model);
+	tk_p11_pad(pInfo->serialNumber, sizeof(pInfo->serialNumber), ti.serial);
+	pInfo->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED |
+	               CKF_WRITE_PROTECTED;
+	/* COUNT_LOW: fewer tries left than the card allows. Where the card does
+	 * not say how many it allows (tk_token_info has no PUK maximum, and the
+	 * PIN maximum needs the metadata command), assume PIV's usual 3. */
+	max = ti.pin_max_retries > 0 ? ti.pin_max_retries : P11_DEFAULT_MAX_TRIES;
+	if (ti.pin_locked || ti.pin_retries == 0)
+		pInfo->flags |= CKF_USER_PIN_LOCKED;
+	else if (ti.pin_retries == 1)
+		pInfo->flags |= CKF_USER_PIN_FINAL_TRY;
+	else if (ti.pin_retries > 0 && ti.pin_retries < max)
+		pInfo->flags |= CKF_USER_PIN_COUNT_LOW;
+	if (ti.puk_locked || ti.puk_retries == 0)
+		pInfo->flags |= CKF_SO_PIN_LOCKED;
+	else if (ti.puk_retries == 1)
+		pInfo->flags |= CKF_SO_PIN_FINAL_TRY;
+	else if (ti.puk_retries > 0 && ti.puk_retries < P11_DEFAULT_MAX_TRIES)
+		pInfo->flags |= CKF_SO_PIN_COUNT_LOW;
+	pInfo->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+	pInfo->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+	pthread_mutex_lock(&g_p11.lock);
+	count_sessions_locked(t, &pInfo->ulSessionCount, &pInfo->ulRwSessionCount);
+	pthread_mutex_unlock(&g_p11.lock);
+	pInfo->ulMaxPinLen = ti.pin_max_len > 0 ? ti.pin_max_len : 8;
+	pInfo->ulMinPinLen = ti.pin_min_len > 0 ? ti.pin_min_len : 6;
+	pInfo->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+	pInfo->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+	pInfo->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	pInfo->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	/* token.h has no hardware/firmware versions yet */
+	pInfo->hardwareVersion.major = 0;
+	pInfo->firmwareVersion.major = 0;
+	memset(pInfo->utcTime, ' ', sizeof(pInfo->utcTime));
+out:
+	tk_p11_token_put(t);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
+{
+	CK_RV rv;
+
+	pthread_mutex_lock(&g_p11.lock);
+	rv = tk_p11_check_init_locked();
+	if (rv != CKR_OK)
+		goto out;
+	if (pSlot == NULL || pReserved != NULL) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	g_p11.waiters++;
+	for (;;) {
+		bool found = false;
+
+		if (tk_p11_check_init_locked() != CKR_OK) {
+			rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+			break;
+		}
+		for (size_t i = 0; i < g_p11.nslots; i++) {
+			if (g_p11.slots[i].event) {
+				g_p11.slots[i].event = false;
+				*pSlot = g_p11.slots[i].id;
+				found = true;
+				break;
+			}
+		}
+		if (found) {
+			rv = CKR_OK;
+			break;
+		}
+		if (flags & CKF_DONT_BLOCK) {
+			rv = CKR_NO_EVENT;
+			break;
+		}
+		/* woken by events and by C_Finalize; the timeout only re-checks */
+		wait_deadline_locked(now_ms() + 1000);
+	}
+	g_p11.waiters--;
+	pthread_cond_broadcast(&g_p11.cond);
+out:
+	pthread_mutex_unlock(&g_p11.lock);
+	return rv;
+}
+
+P11_EXPORT CK_RV
+C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel)
+{
+	struct p11_token *t = NULL;
+	CK_RV rv = tk_p11_slot_token(slotID, &t);
+
+	if (rv != CKR_OK)
+		return rv;
+	tk_p11_token_put(t);
+	return CKR_TOKEN_WRITE_PROTECTED;
+}

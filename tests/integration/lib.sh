@@ -1,0 +1,151 @@
+# Shared helpers for integration tests (sourced, not run).
+#
+#   source "$(dirname "$0")/lib.sh"
+#   tk_require_cmd opensc-tool
+#   tk_env_start                 # private pcscd; PCSCLITE_CSOCK_NAME exported
+#   tk_card_start 0              # card 0 with state $TK_TMP/card0.state
+#   tk_run "what" cmd args...    # run, keep output in $TK_OUT, fail loudly
+#
+# ctest sets TK_BUILD and TK_SOURCE; run by hand they default to the
+# repository and its build/. Exit 77 skips. On failure the pcscd and card
+# logs are printed; everything started is stopped on exit.
+set -euo pipefail
+
+TK_SOURCE=${TK_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+TK_BUILD=${TK_BUILD:-$TK_SOURCE/build}
+export TK_SOURCE TK_BUILD
+VPCD_ENV="$TK_SOURCE/tests/harness/vpcd-env"
+TK_TEST=$(basename "$0" .sh)
+TK_TMP=""
+TK_OUT=""
+OPENSC_P11=${OPENSC_P11:-/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so}
+# the readers vpcd-env creates (card N is in reader N)
+TK_READER0="Virtual PCD 00 00"
+TK_READER1="Virtual PCD 00 01"
+
+tk_log() { echo "[$TK_TEST] $*" >&2; }
+tk_skip() { tk_log "SKIP: $*"; exit 77; }
+tk_fail() { tk_log "FAIL: $*"; exit 1; }
+
+tk_require_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || tk_skip "$c not installed (scripts/deps installs it)"
+	done
+}
+
+tk_require_file() {
+	local f
+	for f in "$@"; do
+		[[ -e "$f" ]] || tk_skip "$f not installed (scripts/deps installs it)"
+	done
+}
+
+vpcd() { "$VPCD_ENV" "$@"; }
+
+tk_cleanup() {
+	local rc=$?
+	set +e
+	if [[ $rc -ne 0 && $rc -ne 77 && -n "${TK_VPCD_DIR:-}" ]]; then
+		tk_log "exit $rc; harness logs follow"
+		vpcd logs >&2
+	fi
+	vpcd stop
+	[[ -n "$TK_TMP" && ${TK_KEEP:-0} != 1 ]] && rm -rf "$TK_TMP"
+	exit "$rc"
+}
+
+# Start the private pcscd (no cards yet).
+tk_env_start() {
+	[[ -x "$TK_BUILD/tokenkit-vcard" ]] || tk_fail "$TK_BUILD/tokenkit-vcard not built"
+	tk_require_cmd pcscd
+	tk_require_file /usr/lib/pcsc/drivers/serial/libifdvpcd.so
+	if [[ $(id -u) -ne 0 ]] && ! [[ -S /run/pcscd/pcscd.comm ]]; then
+		tk_skip "needs root (namespaces) or a running system pcscd"
+	fi
+	TK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TK_TEST.XXXXXX")
+	export TK_VPCD_DIR="$TK_TMP/vpcd"
+	trap tk_cleanup EXIT
+	local out
+	out=$(vpcd start --dir "$TK_VPCD_DIR") || tk_fail "vpcd-env start failed"
+	PCSCLITE_CSOCK_NAME=$(sed -n 's/^PCSCLITE_CSOCK_NAME=//p' <<<"$out")
+	export PCSCLITE_CSOCK_NAME
+	tk_log "pcscd up: $PCSCLITE_CSOCK_NAME"
+}
+
+# tk_card_start N [vpcd-env card start options]; state defaults to $TK_TMP/cardN.state
+tk_card_start() {
+	local n=$1
+	shift
+	local has_state=0 a
+	for a in "$@"; do [[ $a == --state ]] && has_state=1; done
+	if [[ $has_state == 0 ]]; then
+		set -- --state "$TK_TMP/card$n.state" "$@"
+	fi
+	vpcd card start "$n" "$@" || tk_fail "card $n did not start"
+}
+
+tk_card_stop() { vpcd card stop "$1"; }
+
+# tk_run "description" cmd...: output in $TK_OUT (and printed on failure)
+tk_run() {
+	local what=$1 rc=0
+	shift
+	tk_log "$what: $*"
+	TK_OUT=$("$@" 2>&1) || rc=$?
+	if [[ $rc -ne 0 ]]; then
+		printf '%s\n' "$TK_OUT" >&2
+		tk_fail "$what (exit $rc)"
+	fi
+}
+
+# tk_run_fails "description" cmd...: the command must fail
+tk_run_fails() {
+	local what=$1 rc=0
+	shift
+	tk_log "$what (must fail): $*"
+	TK_OUT=$("$@" 2>&1) || rc=$?
+	if [[ $rc -eq 0 ]]; then
+		printf '%s\n' "$TK_OUT" >&2
+		tk_fail "$what: succeeded"
+	fi
+}
+
+# tk_expect "pattern" (grep -E on $TK_OUT)
+tk_expect() {
+	if ! grep -Eq -- "$1" <<<"$TK_OUT"; then
+		printf '%s\n' "$TK_OUT" >&2
+		tk_fail "expected /$1/ in the output above"
+	fi
+}
+
+tk_expect_not() {
+	if grep -Eq -- "$1" <<<"$TK_OUT"; then
+		printf '%s\n' "$TK_OUT" >&2
+		tk_fail "did not expect /$1/ in the output above"
+	fi
+}
+
+tk_pass() { tk_log "PASS"; exit 0; }
+
+# tk_wait SECONDS "description" cmd...: retry every 0.1 s until cmd succeeds
+tk_wait() {
+	local secs=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < secs * 10; i++)); do
+		if TK_OUT=$("$@" 2>&1); then
+			return 0
+		fi
+		sleep 0.1
+	done
+	printf '%s\n' "$TK_OUT" >&2
+	tk_fail "$what: not within ${secs}s"
+}
+
+# tk_card_present N: reader N has a card, according to pcscd (opensc-tool -l)
+tk_card_present() {
+	opensc-tool -l 2>/dev/null | grep -Eq "^$1 +Yes +.*Virtual PCD"
+}
+tk_card_absent() {
+	opensc-tool -l 2>/dev/null | grep -Eq "^$1 +No +.*Virtual PCD"
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Two readers in parallel through one slot manager, and the APDU round trip
+# through slot manager + pcscd + vpcd (figures printed, not judged).
+source "$(dirname "$0")/lib.sh"
+
+PROBE="$TK_BUILD/tk-slotmgr-probe"
+[[ -x "$PROBE" ]] || tk_fail "tk-slotmgr-probe not built in $TK_BUILD"
+
+tk_env_start
+tk_card_start 0
+tk_card_start 1
+
+tk_run "parallel APDUs" "$PROBE" parallel "$TK_READER0" "$TK_READER1" 300
+tk_expect '^parallel a_ok=300 b_ok=300 '
+tk_log "$(grep '^parallel' <<<"$TK_OUT")"
+tk_run "round trip" "$PROBE" rtt "$TK_READER0" 500
+tk_expect '^rtt ok=500 '
+tk_log "SELECT through slot manager + pcscd + vpcd: $(grep '^rtt' <<<"$TK_OUT")"
+tk_pass

@@ -1,0 +1,1007 @@
+/* Core token API over the PIV driver against the in-process virtual card:
+ * objects, identities, PINs, key operations checked with OpenSSL, login
+ * state across card resets, APDU economy, and the public-object cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include <openssl/ecdsa.h>
+#include <openssl/rsa.h>
+
+#include <tokenkit/log.h>
+
+#include "test_piv_fixture.h"
+
+static const uint8_t pin_ok[] = "123456";
+static const uint8_t pin_bad[] = "654321";
+
+static int
+setup(void **state)
+{
+	struct fx *f = fx_new(true);
+
+	if (f == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	fx_free(*state);
+	return 0;
+}
+
+static tk_token_t *
+open_token(struct fx *f, bool cache)
+{
+	tk_token_opts_t o;
+	tk_token_t *t = NULL;
+
+	fx_opts(f, &o, cache);
+	assert_int_equal(tk_token_open(f->card, &o, &t), TK_OK);
+	assert_non_null(t);
+	return t;
+}
+
+static void
+assert_der_equal(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(al, bl);
+	assert_memory_equal(a, b, al);
+}
+
+static void
+assert_spki_of(const tk_object_t *o, EVP_PKEY *k)
+{
+	uint8_t *der = NULL;
+	int n = fx_spki(k, &der);
+
+	assert_true(n > 0);
+	assert_der_equal(o->der, o->der_len, der, (size_t)n);
+	OPENSSL_free(der);
+}
+
+static EVP_PKEY *
+cert_key(const tk_object_t *cert)
+{
+	const unsigned char *q = cert->der;
+	X509 *x = d2i_X509(NULL, &q, (long)cert->der_len);
+	EVP_PKEY *k;
+
+	assert_non_null(x);
+	k = X509_get_pubkey(x);
+	X509_free(x);
+	assert_non_null(k);
+	return k;
+}
+
+/* ---- objects and identities ------------------------------------------------ */
+
+static void
+test_objects_and_identities(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	const tk_object_t *objs, *o;
+	tk_token_info_t info;
+	char guid_hex[40];
+	size_t n;
+
+	assert_int_equal(tk_token_objects(t, &objs, &n), TK_OK);
+	/* 4 private keys, 4 public keys, 4 certificates */
+	assert_int_equal(n, 12);
+
+	/* 9A: P-256 identity, id 01 */
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
+	assert_non_null(o);
+	assert_string_equal(o->label, "PIV AUTH key");
+	assert_int_equal(o->key_type, TK_KEY_EC);
+	assert_int_equal(o->key_bits, 256);
+	assert_int_equal(o->key_ref, 0x9A);
+	assert_int_equal(o->usage, TK_USAGE_SIGN);
+	assert_false(o->always_authenticate);
+	assert_true(o->has_identity);
+	assert_spki_of(o, f->pub[0]);
+	o = fx_find(t, TK_OBJ_PUBKEY, 0x01);
+	assert_non_null(o);
+	assert_string_equal(o->label, "PIV AUTH pubkey");
+	assert_spki_of(o, f->pub[0]);
+	o = fx_find(t, TK_OBJ_CERT, 0x01);
+	assert_non_null(o);
+	assert_string_equal(o->label, "Certificate for PIV Authentication");
+	assert_true(o->has_identity);
+	assert_der_equal(o->der, o->der_len, f->cert[0], (size_t)f->cert_len[0]);
+
+	/* 9C: RSA-2048, compressed certificate, always authenticate */
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
+	assert_non_null(o);
+	assert_string_equal(o->label, "SIGN key");
+	assert_int_equal(o->key_type, TK_KEY_RSA);
+	assert_int_equal(o->key_bits, 2048);
+	assert_true(o->always_authenticate);
+	assert_int_equal(o->usage, TK_USAGE_SIGN);
+	assert_true(o->has_identity);
+	o = fx_find(t, TK_OBJ_CERT, 0x02);
+	assert_non_null(o);
+	assert_string_equal(o->label, "Certificate for Digital Signature");
+	assert_der_equal(o->der, o->der_len, f->cert[1], (size_t)f->cert_len[1]);
+
+	/* 9D: key management, derive */
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x03);
+	assert_non_null(o);
+	assert_string_equal(o->label, "KEY MAN key");
+	assert_int_equal(o->usage, TK_USAGE_DERIVE);
+	assert_true(o->has_identity);
+	assert_non_null(fx_find(t, TK_OBJ_CERT, 0x03));
+
+	/* 9E: the certificate is for another key: key without identity
+	 * (id 04, its own public key from the card), certificate unpaired
+	 * under 0x84 */
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x04);
+	assert_non_null(o);
+	assert_string_equal(o->label, "CARD AUTH key");
+	assert_int_equal(o->key_bits, 384);
+	assert_false(o->has_identity);
+	assert_spki_of(o, f->pub[3]);
+	o = fx_find(t, TK_OBJ_PUBKEY, 0x04);
+	assert_non_null(o);
+	assert_false(o->has_identity);
+	assert_spki_of(o, f->pub[3]);
+	assert_null(fx_find(t, TK_OBJ_CERT, 0x04));
+	o = fx_find(t, TK_OBJ_CERT, 0x84);
+	assert_non_null(o);
+	assert_false(o->has_identity);
+	assert_string_equal(o->label, "Certificate for Card Authentication");
+	assert_der_equal(o->der, o->der_len, f->cert[3], (size_t)f->cert_len[3]);
+
+	/* handles are stable and resolve */
+	for (size_t i = 0; i < n; i++)
+		assert_ptr_equal(tk_token_object(t, objs[i].handle), &objs[i]);
+	assert_null(tk_token_object(t, 0));
+	assert_null(tk_token_object(t, (uint32_t)n + 1));
+
+	/* identity from the CHUID GUID, read here independently */
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_string_equal(info.driver, "piv");
+	{
+		uint8_t sel[] = {0xA0, 0x00, 0x00, 0x03, 0x08},
+		        tl[] = {0x5C, 0x03, 0x5F, 0xC1, 0x02};
+		uint8_t resp[512];
+		size_t rl = 0, i;
+
+		assert_int_equal(
+		        fx_apdu(f, 0, 0xA4, 0x04, 0, sel, sizeof(sel), resp, sizeof(resp), NULL),
+		        0x9000);
+		assert_int_equal(
+		        fx_apdu(f, 0, 0xCB, 0x3F, 0xFF, tl, sizeof(tl), resp, sizeof(resp), &rl),
+		        0x9000);
+		for (i = 2; i + 18 <= rl; i++)
+			if (resp[i] == 0x34 && resp[i + 1] == 0x10)
+				break;
+		assert_true(i + 18 <= rl);
+		strcpy(guid_hex, "piv:");
+		for (size_t k = 0; k < 16; k++)
+			sprintf(guid_hex + 4 + 2 * k, "%02X", resp[i + 2 + k]);
+	}
+	assert_string_equal(info.identity, guid_hex);
+	assert_true(strlen(info.serial) > 0);
+	assert_false(info.logged_in);
+	tk_token_free(&t);
+	assert_null(t);
+}
+
+/* ---- PIN ------------------------------------------------------------------------- */
+
+static void
+test_login(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	tk_token_info_t info;
+
+	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, 3);
+	assert_false(info.pin_locked);
+	assert_int_equal(info.puk_retries, 3);
+
+	/* reading the counter spent no try */
+	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, 3);
+
+	fx_count_reset(f);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_bad, 6), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(f->count, 1); /* one VERIFY, never retried */
+	assert_int_equal(fx_count_ins(f, 0x20), 1);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, 2);
+	assert_false(info.logged_in);
+	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, 2);
+
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 5), TK_ERR_INVALID_ARG);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_true(info.logged_in);
+
+	/* change and change back; the PUK check (SO) and unblock */
+	assert_int_equal(
+	        tk_token_change_pin(t, TK_USER_USER, pin_ok, 6, (const uint8_t *)"11223344", 8),
+	        TK_OK);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, (const uint8_t *)"11223344", 8), TK_OK);
+	assert_int_equal(tk_token_login(t, TK_USER_SO, (const uint8_t *)"87654321", 8),
+	                 TK_ERR_PIN_INCORRECT);
+	assert_int_equal(tk_token_login(t, TK_USER_SO, (const uint8_t *)"12345678", 8), TK_OK);
+	for (int i = 0; i < 3; i++)
+		(void)tk_token_login(t, TK_USER_USER, pin_bad, 6);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_bad, 6), TK_ERR_PIN_LOCKED);
+	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_true(info.pin_locked);
+	assert_int_equal(tk_token_unblock_pin(t, (const uint8_t *)"12345678", 8, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.pin_locked);
+	assert_int_equal(info.pin_retries, 3);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+
+	assert_int_equal(tk_token_logout(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.logged_in);
+	tk_token_free(&t);
+}
+
+/* ---- key operations ------------------------------------------------------------ */
+
+static void
+sha256(const char *msg, uint8_t out[32])
+{
+	unsigned int l = 0;
+
+	assert_int_equal(EVP_Digest(msg, strlen(msg), out, &l, EVP_sha256(), NULL), 1);
+}
+
+static void
+verify_ecdsa(EVP_PKEY *k, const uint8_t *hash, size_t hl, const uint8_t *rs, size_t rsl)
+{
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	unsigned char *der = NULL;
+	EVP_PKEY_CTX *ctx;
+	int dl;
+
+	assert_int_equal(ECDSA_SIG_set0(sig, BN_bin2bn(rs, (int)rsl / 2, NULL),
+	                                BN_bin2bn(rs + rsl / 2, (int)rsl / 2, NULL)),
+	                 1);
+	dl = i2d_ECDSA_SIG(sig, &der);
+	assert_true(dl > 0);
+	ctx = EVP_PKEY_CTX_new(k, NULL);
+	assert_int_equal(EVP_PKEY_verify_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_verify(ctx, der, (size_t)dl, hash, hl), 1);
+	EVP_PKEY_CTX_free(ctx);
+	OPENSSL_free(der);
+	ECDSA_SIG_free(sig);
+}
+
+static void
+test_ecdsa_p256_one_apdu(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	const tk_object_t *key = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
+	const tk_object_t *cert = fx_find(t, TK_OBJ_CERT, 0x01);
+	uint8_t hash[32], sig[96];
+	size_t sl = 0;
+	EVP_PKEY *ck;
+
+	assert_non_null(key);
+	fx_count_reset(f);
+	sha256("hello", hash);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	assert_int_equal(f->count, 0); /* refused without asking the card */
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+
+	for (int i = 0; i < 3; i++) {
+		fx_count_reset(f);
+		assert_int_equal(
+		        tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+		        TK_OK);
+		/* logged in, applet selected: exactly one GENERAL AUTHENTICATE */
+		assert_int_equal(f->count, 1);
+		assert_int_equal(fx_count_ins(f, 0x87), 1);
+		assert_int_equal(sl, 64);
+		ck = cert_key(cert);
+		verify_ecdsa(ck, hash, 32, sig, sl);
+		EVP_PKEY_free(ck);
+	}
+	print_message("APDUs per P-256 signature (logged in): %u\n", f->count);
+
+	/* a SHA-512 hash is truncated to the field size (FIPS 186-4) */
+	{
+		uint8_t h512[64];
+		unsigned int l = 0;
+
+		assert_int_equal(EVP_Digest("x", 1, h512, &l, EVP_sha512(), NULL), 1);
+		assert_int_equal(
+		        tk_token_key_op(t, key, TK_OP_ECDSA, h512, 64, sig, sizeof(sig), &sl),
+		        TK_OK);
+		ck = cert_key(cert);
+		verify_ecdsa(ck, h512, 32, sig, sl);
+		EVP_PKEY_free(ck);
+	}
+	/* wrong operation for the key */
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_ERR_INVALID_ARG);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, 10, &sl),
+	                 TK_ERR_BUFFER_TOO_SMALL);
+	tk_token_free(&t);
+}
+
+static void
+test_rsa_context_login(void **state)
+{
+	static const uint8_t di[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+	                             0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	const tk_object_t *key = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
+	const tk_object_t *cert = fx_find(t, TK_OBJ_CERT, 0x02);
+	uint8_t block[256], sig[256], hash[32];
+	size_t sl = 0;
+	EVP_PKEY *ck;
+	EVP_PKEY_CTX *ctx;
+
+	assert_non_null(key);
+	/* EMSA-PKCS1-v1_5 block for SHA-256, built here */
+	sha256("rsa message", hash);
+	memset(block, 0xFF, sizeof(block));
+	block[0] = 0x00;
+	block[1] = 0x01;
+	block[256 - 32 - sizeof(di) - 1] = 0x00;
+	memcpy(block + 256 - 32 - sizeof(di), di, sizeof(di));
+	memcpy(block + 256 - 32, hash, 32);
+
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	fx_count_reset(f);
+	/* 9C wants the PIN right before each signature */
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	assert_int_equal(f->count, 0);
+	assert_int_equal(tk_token_login(t, TK_USER_CONTEXT, pin_ok, 6), TK_OK);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
+	                 TK_OK);
+	assert_int_equal(sl, 256);
+	assert_int_equal(fx_count_ins(f, 0x87), f->count);
+	print_message("APDUs per RSA-2048 signature after context login: %u (+1 VERIFY)\n",
+	              f->count);
+	ck = cert_key(cert);
+	ctx = EVP_PKEY_CTX_new(ck, NULL);
+	assert_int_equal(EVP_PKEY_verify_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
+	assert_int_equal(EVP_PKEY_verify(ctx, sig, sl, hash, 32), 1);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(ck);
+	/* the context login is spent */
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 255, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	assert_int_equal(tk_token_login(t, TK_USER_CONTEXT, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 255, sig, sizeof(sig), &sl),
+	                 TK_ERR_INVALID_ARG);
+	tk_token_free(&t);
+}
+
+static void
+test_ecdh_and_p384(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	const tk_object_t *dkey = fx_find(t, TK_OBJ_PRIVKEY, 0x03);
+	const tk_object_t *ckey = fx_find(t, TK_OBJ_PRIVKEY, 0x04);
+	EVP_PKEY *peer = fx_soft_key("P-256");
+	uint8_t point[65], z[32], got[48], hash[48], sig[96];
+	size_t pl = 0, zl = sizeof(z), gl = 0, sl = 0;
+	EVP_PKEY_CTX *ctx;
+	unsigned int hl = 0;
+
+	assert_non_null(dkey);
+	assert_non_null(ckey);
+	assert_int_equal(EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+	                                                 point, sizeof(point), &pl),
+	                 1);
+	assert_int_equal(pl, 65);
+	ctx = EVP_PKEY_CTX_new(peer, NULL);
+	assert_int_equal(EVP_PKEY_derive_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(ctx, f->pub[2]), 1);
+	assert_int_equal(EVP_PKEY_derive(ctx, z, &zl), 1);
+	EVP_PKEY_CTX_free(ctx);
+
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_key_op(t, dkey, TK_OP_ECDSA, point, 32, got, sizeof(got), &gl),
+	                 TK_ERR_INVALID_ARG); /* 9D does not sign */
+	assert_int_equal(tk_token_key_op(t, dkey, TK_OP_ECDH, point, 64, got, sizeof(got), &gl),
+	                 TK_ERR_INVALID_ARG);
+	assert_int_equal(tk_token_key_op(t, dkey, TK_OP_ECDH, point, 65, got, sizeof(got), &gl),
+	                 TK_OK);
+	assert_int_equal(gl, zl);
+	assert_memory_equal(got, z, zl);
+
+	/* 9E: P-384, PIN policy never; verified against the card's key */
+	assert_int_equal(tk_token_logout(t), TK_OK);
+	assert_int_equal(EVP_Digest("p384", 4, hash, &hl, EVP_sha384(), NULL), 1);
+	assert_int_equal(tk_token_key_op(t, ckey, TK_OP_ECDSA, hash, 48, sig, sizeof(sig), &sl),
+	                 TK_OK);
+	assert_int_equal(sl, 96);
+	verify_ecdsa(f->pub[3], hash, 48, sig, sl);
+	EVP_PKEY_free(peer);
+	tk_token_free(&t);
+}
+
+/* ---- resets ------------------------------------------------------------------------ */
+
+static void
+test_reset_drops_login(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	const tk_object_t *key = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
+	uint8_t hash[32], sig[64];
+	tk_token_info_t info;
+	size_t sl = 0;
+
+	sha256("reset", hash);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_OK);
+
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.logged_in);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	assert_int_equal(f->count, 0);
+
+	fx_count_reset(f);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	/* the applet is selected again first, then VERIFY */
+	assert_int_equal(f->count, 2);
+	assert_int_equal(f->ins[0], 0xA4);
+	assert_int_equal(f->ins[1], 0x20);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_OK);
+	assert_int_equal(f->count, 1);
+
+	/* a reset the token did not hear about: the card refuses, the token
+	 * learns it is logged out */
+	tk_vcard_reset(f->vc);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl) ==
+	                         TK_OK,
+	                 false);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.logged_in);
+	tk_token_free(&t);
+}
+
+/* ---- cache ---------------------------------------------------------------------------- */
+
+static void
+assert_same_objects(tk_token_t *a, tk_token_t *b)
+{
+	const tk_object_t *oa, *ob;
+	size_t na, nb;
+
+	assert_int_equal(tk_token_objects(a, &oa, &na), TK_OK);
+	assert_int_equal(tk_token_objects(b, &ob, &nb), TK_OK);
+	assert_int_equal(na, nb);
+	for (size_t i = 0; i < na; i++) {
+		assert_int_equal(oa[i].cls, ob[i].cls);
+		assert_int_equal(oa[i].id_len, ob[i].id_len);
+		assert_memory_equal(oa[i].id, ob[i].id, oa[i].id_len);
+		assert_string_equal(oa[i].label, ob[i].label);
+		assert_int_equal(oa[i].key_type, ob[i].key_type);
+		assert_int_equal(oa[i].key_bits, ob[i].key_bits);
+		assert_int_equal(oa[i].usage, ob[i].usage);
+		assert_int_equal(oa[i].always_authenticate, ob[i].always_authenticate);
+		assert_int_equal(oa[i].has_identity, ob[i].has_identity);
+		assert_int_equal(oa[i].der_len, ob[i].der_len);
+		if (oa[i].der_len > 0)
+			assert_memory_equal(oa[i].der, ob[i].der, oa[i].der_len);
+	}
+}
+
+static void
+cache_file(struct fx *f, tk_token_t *t, char *path, size_t cap)
+{
+	tk_token_info_t info;
+	char name[80];
+
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	snprintf(name, sizeof(name), "%s", info.identity);
+	for (char *p = name; *p; p++)
+		if (*p == ':')
+			*p = '_';
+	snprintf(path, cap, "%s/%s.cache", f->dir, name);
+}
+
+static void
+test_cache_warm_open(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *cold, *warm, *nocache;
+	unsigned n_cold, n_warm, n_none;
+	size_t b_cold, b_warm;
+	char path[512];
+	struct stat st;
+
+	fx_count_reset(f);
+	nocache = open_token(f, false);
+	n_none = f->count;
+
+	fx_count_reset(f);
+	cold = open_token(f, true);
+	n_cold = f->count;
+	b_cold = f->bytes;
+	cache_file(f, cold, path, sizeof(path));
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(stat(f->dir, &st), 0);
+
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	warm = open_token(f, true);
+	n_warm = f->count;
+	b_warm = f->bytes;
+	print_message("open: no cache %u APDUs; cold %u APDUs / %zu bytes; warm %u APDUs / %zu "
+	              "bytes\n",
+	              n_none, n_cold, b_cold, n_warm, b_warm);
+	assert_int_equal(n_none, n_cold);
+	assert_true(n_warm < n_cold);
+	assert_true(b_warm * 4 < b_cold);
+	/* no GENERAL AUTHENTICATE, no metadata, no vendor commands when warm */
+	assert_int_equal(fx_count_ins(f, 0xF7), 0);
+	assert_int_equal(fx_count_ins(f, 0xFD), 0);
+	assert_same_objects(cold, warm);
+	assert_same_objects(nocache, warm);
+
+	/* and the warm token works */
+	{
+		const tk_object_t *key = fx_find(warm, TK_OBJ_PRIVKEY, 0x01);
+		uint8_t hash[32], sig[64];
+		size_t sl;
+		EVP_PKEY *ck = cert_key(fx_find(warm, TK_OBJ_CERT, 0x01));
+
+		sha256("warm", hash);
+		assert_int_equal(tk_token_login(warm, TK_USER_USER, pin_ok, 6), TK_OK);
+		assert_int_equal(
+		        tk_token_key_op(warm, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+		        TK_OK);
+		verify_ecdsa(ck, hash, 32, sig, sl);
+		EVP_PKEY_free(ck);
+	}
+	tk_token_free(&cold);
+	tk_token_free(&warm);
+	tk_token_free(&nocache);
+}
+
+static void
+test_cache_mismatch(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t1, *t2, *t3;
+	uint8_t *newcert = NULL;
+	const tk_object_t *o;
+	unsigned n_cold, n_changed, n_warm;
+	int nl;
+
+	fx_count_reset(f);
+	t1 = open_token(f, true);
+	n_cold = f->count;
+
+	/* re-issue 9D's certificate (same key, new serial) behind our back */
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	nl = fx_make_cert(f, f->pub[2], "re-issued", &newcert);
+	assert_true(nl > 0);
+	assert_int_equal(fx_put_cert(f, fx_tags[2], newcert, (size_t)nl, false), 0);
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+
+	fx_count_reset(f);
+	t2 = open_token(f, true);
+	n_changed = f->count;
+	o = fx_find(t2, TK_OBJ_CERT, 0x03);
+	assert_non_null(o);
+	assert_der_equal(o->der, o->der_len, newcert, (size_t)nl);
+	assert_true(o->has_identity);
+	/* the unchanged slots still came from the cache */
+	o = fx_find(t2, TK_OBJ_CERT, 0x01);
+	assert_der_equal(o->der, o->der_len, f->cert[0], (size_t)f->cert_len[0]);
+
+	/* the cache now holds the new certificate */
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	t3 = open_token(f, true);
+	n_warm = f->count;
+	o = fx_find(t3, TK_OBJ_CERT, 0x03);
+	assert_der_equal(o->der, o->der_len, newcert, (size_t)nl);
+	assert_same_objects(t2, t3);
+	print_message("cache: cold %u, after one certificate changed %u, warm %u APDUs\n", n_cold,
+	              n_changed, n_warm);
+	assert_true(n_warm < n_changed);
+	OPENSSL_free(newcert);
+	tk_token_free(&t1);
+	tk_token_free(&t2);
+	tk_token_free(&t3);
+}
+
+static int warnings;
+
+static void
+count_warn(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+	if (level == TK_LOG_WARN)
+		warnings++;
+}
+
+static void
+test_cache_corrupt_ignored(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t1, *t2, *t3;
+	char path[512];
+	unsigned n_cold, n_bad, n_warm;
+	FILE *fp;
+	long sz;
+	int ch;
+
+	fx_count_reset(f);
+	t1 = open_token(f, true);
+	n_cold = f->count;
+	cache_file(f, t1, path, sizeof(path));
+
+	/* flip one byte in the middle */
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	sz = ftell(fp);
+	assert_int_equal(fseek(fp, sz / 2, SEEK_SET), 0);
+	ch = fgetc(fp);
+	assert_int_equal(fseek(fp, sz / 2, SEEK_SET), 0);
+	fputc(ch ^ 0x01, fp);
+	fclose(fp);
+
+	warnings = 0;
+	tk_log_set_sink(count_warn, NULL);
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	t2 = open_token(f, true);
+	n_bad = f->count;
+	tk_log_set_sink(NULL, NULL);
+	assert_int_equal(warnings, 1);
+	assert_int_equal(n_bad, n_cold); /* read like a cold open */
+	assert_same_objects(t1, t2);
+
+	/* rewritten, good again */
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	t3 = open_token(f, true);
+	n_warm = f->count;
+	assert_true(n_warm < n_cold);
+	assert_same_objects(t1, t3);
+
+	/* truncated file */
+	assert_int_equal(truncate(path, sz - 40), 0);
+	tk_token_free(&t3);
+	warnings = 0;
+	tk_log_set_sink(count_warn, NULL);
+	fx_count_reset(f);
+	t3 = open_token(f, true);
+	tk_log_set_sink(NULL, NULL);
+	assert_int_equal(warnings, 1);
+	assert_int_equal(f->count, n_cold);
+	assert_same_objects(t1, t3);
+	tk_token_free(&t1);
+	tk_token_free(&t2);
+	tk_token_free(&t3);
+}
+
+/* ---- retired slots and key history ---------------------------------------- */
+
+static void
+test_retired_slots(void **state)
+{
+	static const uint8_t kh[] = {0x5C, 0x03, 0x5F, 0xC1, 0x0C, 0x53, 0x06,
+	                             0xC1, 0x01, 0x01, 0xC2, 0x01, 0x01};
+	struct fx *f = *state;
+	EVP_PKEY *k82, *k83;
+	uint8_t *c82 = NULL;
+	const tk_object_t *o;
+	tk_token_t *t1, *t2, *t3;
+	unsigned n_scan, n_warm, n_kh;
+	int cl;
+
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	k82 = fx_generate(f, 0x82, 0x11);
+	k83 = fx_generate(f, 0x83, 0x14);
+	assert_non_null(k82);
+	assert_non_null(k83);
+	cl = fx_make_cert(f, k82, "retired one", &c82);
+	assert_true(cl > 0);
+	assert_int_equal(fx_put_cert(f, 0x5FC10D, c82, (size_t)cl, false), 0);
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+
+	fx_count_reset(f);
+	t1 = open_token(f, true);
+	n_scan = f->count;
+	o = fx_find(t1, TK_OBJ_PRIVKEY, 0x05);
+	assert_non_null(o);
+	assert_string_equal(o->label, "Retired KEY MAN 1");
+	assert_int_equal(o->key_ref, 0x82);
+	assert_int_equal(o->usage, TK_USAGE_DERIVE);
+	assert_true(o->has_identity);
+	assert_spki_of(o, k82);
+	o = fx_find(t1, TK_OBJ_CERT, 0x05);
+	assert_non_null(o);
+	assert_string_equal(o->label, "Certificate for Retired Key 1");
+	assert_der_equal(o->der, o->der_len, c82, (size_t)cl);
+	/* a key without a certificate: private and public key, no identity */
+	o = fx_find(t1, TK_OBJ_PRIVKEY, 0x06);
+	assert_non_null(o);
+	assert_string_equal(o->label, "Retired KEY MAN 2");
+	assert_int_equal(o->key_bits, 384);
+	assert_false(o->has_identity);
+	assert_spki_of(o, k83);
+	o = fx_find(t1, TK_OBJ_PUBKEY, 0x06);
+	assert_non_null(o);
+	assert_spki_of(o, k83);
+	assert_null(fx_find(t1, TK_OBJ_CERT, 0x06));
+	assert_null(fx_find(t1, TK_OBJ_PRIVKEY, 0x07));
+
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	t2 = open_token(f, true);
+	n_warm = f->count;
+	assert_same_objects(t1, t2);
+
+	/* with a key history (1 on-card, 1 off-card) nothing else is looked at */
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	assert_int_equal(fx_apdu(f, 0, 0xDB, 0x3F, 0xFF, kh, sizeof(kh), NULL, 0, NULL), 0x9000);
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	t3 = open_token(f, false);
+	n_kh = f->count;
+	assert_same_objects(t1, t3);
+	print_message("retired 82+83: scan %u APDUs, warm %u, with key history (no cache) %u\n",
+	              n_scan, n_warm, n_kh);
+	assert_true(n_warm < n_scan);
+	assert_true(n_kh < n_scan);
+	EVP_PKEY_free(k82);
+	EVP_PKEY_free(k83);
+	OPENSSL_free(c82);
+	tk_token_free(&t1);
+	tk_token_free(&t2);
+	tk_token_free(&t3);
+}
+
+/* ---- other cards and readers ------------------------------------------------ */
+
+/* A PIV card without the Yubico commands: keys are known only through their
+ * certificates, so 9E's stray certificate cannot be told apart (it pairs,
+ * as on any plain PIV card); metadata is asked once, then never again. */
+static void
+test_plain_piv_card(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t, *t2;
+	const tk_object_t *o;
+	const tk_object_t *objs;
+	tk_token_info_t info;
+	size_t n;
+
+	f->no_vendor = true;
+	fx_count_reset(f);
+	t = open_token(f, false);
+	assert_int_equal(fx_count_ins(f, 0xF7), 1);
+	assert_int_equal(fx_count_ins(f, 0xFD), 1);
+	assert_int_equal(fx_count_ins(f, 0xF8), 0);
+	assert_int_equal(tk_token_objects(t, &objs, &n), TK_OK);
+	assert_int_equal(n, 12);
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
+	assert_non_null(o);
+	assert_true(o->has_identity);
+	assert_spki_of(o, f->pub[0]);
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
+	assert_non_null(o);
+	assert_int_equal(o->key_bits, 2048);
+	assert_true(o->always_authenticate); /* the slot's default policy */
+	o = fx_find(t, TK_OBJ_PRIVKEY, 0x04);
+	assert_non_null(o);
+	assert_spki_of(o, f->stray); /* all the card says: the certificate's key */
+	/* serial from the CHUID GUID: the first 8 bytes in hex */
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(strlen(info.serial), 16);
+	assert_memory_equal(info.serial, info.identity + 4, 16);
+
+	/* cached and warm: no vendor command at all */
+	tk_token_free(&t);
+	t = open_token(f, true);
+	fx_count_reset(f);
+	t2 = open_token(f, true);
+	assert_int_equal(fx_count_ins(f, 0xF7) + fx_count_ins(f, 0xFD), 0);
+	assert_same_objects(t, t2);
+	tk_token_free(&t);
+	tk_token_free(&t2);
+}
+
+/* Behind a reader without extended length: the RSA-2048 input is chained,
+ * the result comes back with 61xx, and the signature is still right. */
+static void
+test_short_apdu_reader(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t;
+	const tk_object_t *key;
+	uint8_t block[256], sig[256];
+	size_t sl = 0;
+	EVP_PKEY_CTX *ctx;
+	uint8_t plain[256];
+	size_t pl = sizeof(plain);
+
+	assert_int_equal(fx_short_reader(f), TK_OK);
+	t = open_token(f, false);
+	key = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
+	assert_non_null(key);
+	/* a raw block below the modulus; its RSA public operation must give it back */
+	memset(block, 0x5A, sizeof(block));
+	block[0] = 0x00;
+	assert_int_equal(tk_token_login(t, TK_USER_CONTEXT, pin_ok, 6), TK_OK);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
+	                 TK_OK);
+	print_message("RSA-2048 over a short-APDU reader: %u APDUs\n", f->count);
+	assert_true(f->count >= 3); /* chained command + GET RESPONSE */
+	assert_int_equal(fx_count_ins(f, 0x87), 2);
+	assert_int_equal(fx_count_ins(f, 0xC0), f->count - 2);
+	ctx = EVP_PKEY_CTX_new(f->pub[1], NULL);
+	assert_int_equal(EVP_PKEY_verify_recover_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING), 1);
+	assert_int_equal(EVP_PKEY_verify_recover(ctx, plain, &pl, sig, sl), 1);
+	assert_int_equal(pl, 256);
+	assert_memory_equal(plain, block, 256);
+	EVP_PKEY_CTX_free(ctx);
+	tk_token_free(&t);
+}
+
+/* ---- threads ------------------------------------------------------------------ */
+
+struct signer {
+	tk_token_t *t;
+	const tk_object_t *key;
+	EVP_PKEY *pub;
+	int ok;
+};
+
+static void *
+sign_loop(void *arg)
+{
+	struct signer *s = arg;
+	uint8_t hash[32], sig[64];
+	size_t sl = 0;
+
+	for (int i = 0; i < 25; i++) {
+		char msg[32];
+		ECDSA_SIG *es;
+		unsigned char *der = NULL;
+		EVP_PKEY_CTX *ctx;
+		int dl;
+
+		snprintf(msg, sizeof(msg), "m%d-%p", i, (void *)s);
+		sha256(msg, hash);
+		if (tk_token_key_op(s->t, s->key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl) !=
+		    TK_OK)
+			continue;
+		es = ECDSA_SIG_new();
+		ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL));
+		dl = i2d_ECDSA_SIG(es, &der);
+		ctx = EVP_PKEY_CTX_new(s->pub, NULL);
+		if (dl > 0 && EVP_PKEY_verify_init(ctx) == 1 &&
+		    EVP_PKEY_verify(ctx, der, (size_t)dl, hash, 32) == 1)
+			s->ok++;
+		EVP_PKEY_CTX_free(ctx);
+		OPENSSL_free(der);
+		ECDSA_SIG_free(es);
+	}
+	return NULL;
+}
+
+/* Calls from several threads on one token are serialised by the token:
+ * the card (which is not thread-safe here) sees one exchange at a time. */
+static void
+test_threads(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	struct signer s[4];
+	pthread_t th[4];
+
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	for (int i = 0; i < 4; i++) {
+		s[i] = (struct signer){t, fx_find(t, TK_OBJ_PRIVKEY, 0x01), f->pub[0], 0};
+		assert_int_equal(pthread_create(&th[i], NULL, sign_loop, &s[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(s[i].ok, 25);
+	}
+	tk_token_free(&t);
+}
+
+static void
+test_not_piv(void **state)
+{
+	struct fx *f = fx_new(false);
+	tk_token_t *t = NULL;
+	tk_token_opts_t o;
+
+	(void)state;
+	assert_non_null(f);
+	/* a card that is gone is no token */
+	fx_opts(f, &o, false);
+	tk_card_set_removed(f->card);
+	assert_int_not_equal(tk_token_open(f->card, &o, &t), TK_OK);
+	assert_null(t);
+	assert_int_equal(tk_token_open(NULL, &o, &t), TK_ERR_INVALID_ARG);
+	fx_free(f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_objects_and_identities, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_login, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_ecdsa_p256_one_apdu, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rsa_context_login, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_ecdh_and_p384, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reset_drops_login, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_warm_open, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_mismatch, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_corrupt_ignored, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_retired_slots, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_plain_piv_card, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_short_apdu_reader, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	        cmocka_unit_test(test_not_piv),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,226 @@
+/* tokenkit readers, tokenkit watch. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tokenkit/atr.h>
+#include <tokenkit/err.h>
+
+#include "tool.h"
+
+static const char *
+proto_name(int p)
+{
+	return p == 0 ? "T=0" : p == 1 ? "T=1" : "-";
+}
+
+static void
+print_atr_text(const uint8_t *atr, size_t len, const char *indent)
+{
+	tk_atr_t a;
+	char *text;
+	int r;
+
+	r = tk_atr_parse(atr, len, &a);
+	if (r != TK_OK) {
+		printf("%sATR does not parse: %s\n", indent, tk_strerror(r));
+		return;
+	}
+	text = malloc(8192);
+	if (text == NULL)
+		return;
+	(void)tk_atr_describe(&a, text, 8192); /* a cut-short text is still useful */
+	for (char *line = text, *nl; line != NULL && *line != '\0'; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl != NULL)
+			*nl++ = '\0';
+		printf("%s%s\n", indent, line);
+	}
+	free(text);
+}
+
+static void
+json_atr_text(const uint8_t *atr, size_t len)
+{
+	tk_atr_t a;
+	char *text;
+
+	if (tk_atr_parse(atr, len, &a) != TK_OK || (text = malloc(8192)) == NULL) {
+		printf("null");
+		return;
+	}
+	(void)tk_atr_describe(&a, text, 8192);
+	tool_json_str(stdout, text);
+	free(text);
+}
+
+static int
+cmd_readers(int argc, char **argv)
+{
+	bool json = false, atr = false;
+	tk_slotmgr_t *m = NULL;
+	tk_slot_info_t *infos = NULL;
+	size_t n = 0, shown = 0;
+	char hex[2 * 33 + 1];
+	int rc, r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--atr") == 0) {
+			atr = true;
+		} else {
+			fprintf(stderr, "tokenkit readers: unknown argument '%s'\n", argv[i]);
+			return TOOL_EXIT_USAGE;
+		}
+	}
+	rc = tool_open_mgr(&m, 5000);
+	if (rc != TOOL_EXIT_OK)
+		return rc;
+	tool_settle(m, 3000);
+	r = tk_slotmgr_list(m, &infos, &n);
+	if (r != TK_OK) {
+		fprintf(stderr, "tokenkit readers: %s\n", tk_strerror(r));
+		tk_slotmgr_free(&m);
+		return tool_exit_code(r);
+	}
+	if (json)
+		printf("[");
+	for (size_t i = 0; i < n; i++) {
+		const tk_slot_info_t *s = &infos[i];
+
+		if (s->state == TK_SLOT_ABSENT)
+			continue;
+		tool_hex(s->atr, s->atr_len, hex, sizeof(hex));
+		if (json) {
+			printf("%s\n  {\"slot\": %u, \"reader\": ", shown ? "," : "", s->slot_id);
+			tool_json_str(stdout, s->reader);
+			printf(", \"state\": \"%s\", \"card\": %s, \"atr\": ",
+			       tk_slot_state_name(s->state), s->card_seq != 0 ? "true" : "false");
+			if (s->atr_len > 0)
+				printf("\"%s\"", hex);
+			else
+				printf("null");
+			printf(", \"protocol\": ");
+			if (s->protocol >= 0)
+				printf("\"%s\"", proto_name(s->protocol));
+			else
+				printf("null");
+			if (atr) {
+				printf(", \"atr_info\": ");
+				if (s->atr_len > 0)
+					json_atr_text(s->atr, s->atr_len);
+				else
+					printf("null");
+			}
+			printf("}");
+		} else {
+			printf("%u  %-11s %-3s  %s%s%s\n", s->slot_id, tk_slot_state_name(s->state),
+			       proto_name(s->protocol), s->reader, s->atr_len ? "  " : "",
+			       s->atr_len ? hex : "");
+			if (atr && s->atr_len > 0)
+				print_atr_text(s->atr, s->atr_len, "     ");
+		}
+		shown++;
+	}
+	if (json)
+		printf("%s]\n", shown ? "\n" : "");
+	else if (shown == 0)
+		printf("no readers\n");
+	free(infos);
+	tk_slotmgr_free(&m);
+	return TOOL_EXIT_OK;
+}
+
+TOOL_COMMAND(readers, "readers", "[--json] [--atr]",
+             "list readers: slot id, state, protocol, name, ATR", cmd_readers)
+
+/* watch: one line per event, flushed, until SIGINT/SIGTERM. The callback
+ * runs in the manager's event thread; stdout is only written there. */
+typedef struct watch {
+	bool json;
+} watch_t;
+
+static void
+on_event(void *ctx, const tk_event_t *ev)
+{
+	const watch_t *w = ctx;
+	char hex[2 * 33 + 1];
+	double t = (double)ev->time_us / 1e6;
+
+	tool_hex(ev->atr, ev->atr != NULL ? ev->atr_len : 0, hex, sizeof(hex));
+	if (w->json) {
+		printf("{\"seq\": %llu, \"time\": %.6f, \"event\": \"%s\"",
+		       (unsigned long long)ev->seq, t, tk_event_type_name(ev->type));
+		if (ev->type != TK_EVENT_SERVICE_LOST && ev->type != TK_EVENT_SERVICE_RESTORED) {
+			printf(", \"slot\": %u, \"reader\": ", ev->slot_id);
+			tool_json_str(stdout, ev->reader != NULL ? ev->reader : "");
+			printf(", \"old_state\": \"%s\", \"state\": \"%s\", \"card\": %llu",
+			       tk_slot_state_name(ev->old_state), tk_slot_state_name(ev->state),
+			       (unsigned long long)ev->card_seq);
+			if (ev->atr_len > 0)
+				printf(", \"atr\": \"%s\"", hex);
+		}
+		printf("}\n");
+	} else {
+		printf("%.3f %-16s", t, tk_event_type_name(ev->type));
+		if (ev->type != TK_EVENT_SERVICE_LOST && ev->type != TK_EVENT_SERVICE_RESTORED) {
+			printf(" slot=%u state=%s->%s reader=\"%s\"", ev->slot_id,
+			       tk_slot_state_name(ev->old_state), tk_slot_state_name(ev->state),
+			       ev->reader != NULL ? ev->reader : "");
+			if (ev->atr_len > 0)
+				printf(" atr=%s", hex);
+		}
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+static int
+cmd_watch(int argc, char **argv)
+{
+	watch_t w = {false};
+	tk_slotmgr_opts_t o;
+	tk_slotmgr_t *m = NULL;
+	sigset_t set;
+	int sig = 0, r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			w.json = true;
+		} else {
+			fprintf(stderr, "tokenkit watch: unknown argument '%s'\n", argv[i]);
+			return TOOL_EXIT_USAGE;
+		}
+	}
+	/* Block the signals before any thread starts, then wait for them here. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	tk_slotmgr_opts_init(&o);
+	r = tk_slotmgr_new(&o, &m);
+	if (r != TK_OK) {
+		fprintf(stderr, "tokenkit watch: %s\n", tk_strerror(r));
+		return tool_exit_code(r);
+	}
+	/* A daemon that is not running yet is reported, not fatal: the events
+	 * show when it comes. */
+	if (tk_slotmgr_wait_ready(m, 5000) == TK_ERR_NO_SERVICE)
+		fprintf(stderr, "tokenkit watch: PC/SC daemon (pcscd) is not running or not "
+		                "reachable; waiting for it\n");
+	r = tk_slotmgr_subscribe(m, on_event, &w, true);
+	if (r < 0) {
+		fprintf(stderr, "tokenkit watch: %s\n", tk_strerror(r));
+		tk_slotmgr_free(&m);
+		return tool_exit_code(r);
+	}
+	(void)sigwait(&set, &sig);
+	tk_slotmgr_unsubscribe(m, r);
+	tk_slotmgr_free(&m);
+	return TOOL_EXIT_OK;
+}
+
+TOOL_COMMAND(watch, "watch", "[--json]", "print reader and card events until interrupted",
+             cmd_watch)

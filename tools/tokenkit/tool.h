@@ -1,0 +1,58 @@
+/* tokenkit command-line tool: the command table and shared helpers.
+ *
+ * Each cmd_<group>.c registers its commands with TOOL_COMMAND(); main.c
+ * dispatches on the first argument and builds `tokenkit help` from the
+ * table. A new command group is a new file: nothing else to edit. */
+#ifndef TK_TOOL_H
+#define TK_TOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <tokenkit/slot.h>
+
+/* Exit codes (listed by `tokenkit help`). */
+enum {
+	TOOL_EXIT_OK = 0,
+	TOOL_EXIT_ERROR = 1,      /* operation failed */
+	TOOL_EXIT_USAGE = 2,      /* bad command line (unknown option, malformed hex) */
+	TOOL_EXIT_NO_SERVICE = 3, /* PC/SC daemon not reachable */
+	TOOL_EXIT_NO_READER = 4,  /* no such reader */
+	TOOL_EXIT_NO_CARD = 5,    /* no usable card in the reader */
+	TOOL_EXIT_TIMEOUT = 6,    /* the card did not answer in time */
+};
+
+typedef struct tool_cmd {
+	const char *name;
+	const char *usage;                 /* "[--json] [--atr]" */
+	const char *summary;               /* one line */
+	int (*run)(int argc, char **argv); /* argv[0] is the command name */
+	struct tool_cmd *next;
+} tool_cmd_t;
+
+void tool_register(tool_cmd_t *cmd);
+
+#define TOOL_COMMAND(id, name_, usage_, summary_, fn_)                                             \
+	static tool_cmd_t tool_cmd_##id = {name_, usage_, summary_, fn_, NULL};                    \
+	__attribute__((constructor)) static void tool_register_##id(void)                          \
+	{                                                                                          \
+		tool_register(&tool_cmd_##id);                                                     \
+	}
+
+/* Start a slot manager and wait for its first scan. On failure prints the
+ * reason (for a missing pcscd: how to start it) and returns an exit code. */
+int tool_open_mgr(tk_slotmgr_t **m, int timeout_ms);
+/* Wait (bounded) until no slot is still probing its card. */
+void tool_settle(tk_slotmgr_t *m, int timeout_ms);
+/* Map a tk_err to an exit code. */
+int tool_exit_code(int err);
+/* Print s as a JSON string (quotes and escapes included). */
+void tool_json_str(FILE *f, const char *s);
+/* Upper-case hex without separators into a static-size buffer. */
+const char *tool_hex(const uint8_t *p, size_t len, char *buf, size_t cap);
+/* Print the readers the manager knows (for "unknown reader" errors). */
+void tool_print_readers_hint(FILE *f, tk_slotmgr_t *m);
+
+#endif

@@ -1,2 +1,0 @@
-/* placeholder so tkvcard has a source until the card lands */
-#include "vcard.h"

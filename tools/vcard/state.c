@@ -1,0 +1,322 @@
+/* tokenkit virtual card: the state file.
+ *
+ * Format (all integers big-endian):
+ *   "TKVCARD1"                      magic and format version
+ *   records: type u8, length u32, value
+ *     01 PIN      pin[8] tries max
+ *     02 PUK      puk[8] tries max
+ *     03 MGMT     algorithm touch-policy key[16|24|32]
+ *     04 SERIAL   u32
+ *     05 OBJECT   tag u32, contents (1 .. 16384 bytes)
+ *     06 KEY      slot algorithm pin-policy touch-policy origin, private key DER
+ *     FF END      empty; the last record (a cut-off file is noticed)
+ * PIN, PUK, MGMT and SERIAL appear exactly once; objects and keys at most
+ * once per tag / slot. Anything else is TK_ERR_MALFORMED.
+ *
+ * Writes are atomic: a temporary file in the same directory, fsync, rename
+ * over the old file, fsync of the directory. */
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+
+#include "vcard_int.h"
+
+#define MAGIC "TKVCARD1"
+#define MAGIC_LEN 8
+
+enum {
+	R_PIN = 1,
+	R_PUK = 2,
+	R_MGMT = 3,
+	R_SERIAL = 4,
+	R_OBJECT = 5,
+	R_KEY = 6,
+	R_END = 0xFF,
+};
+
+#define MAX_RECORD (1u << 20)
+
+static void
+rec_hdr(tk_wbuf_t *w, uint8_t type, size_t len)
+{
+	tk_wbuf_put_u8(w, type);
+	tk_wbuf_put_u32be(w, (uint32_t)len);
+}
+
+static int
+encode(const tk_vcard_t *c, tk_wbuf_t *w)
+{
+	int r = TK_OK;
+
+	tk_wbuf_put_bytes(w, MAGIC, MAGIC_LEN);
+	rec_hdr(w, R_PIN, VC_PIN_LEN + 2);
+	tk_wbuf_put_bytes(w, c->pin, VC_PIN_LEN);
+	tk_wbuf_put_u8(w, c->pin_tries);
+	tk_wbuf_put_u8(w, c->pin_max);
+	rec_hdr(w, R_PUK, VC_PIN_LEN + 2);
+	tk_wbuf_put_bytes(w, c->puk, VC_PIN_LEN);
+	tk_wbuf_put_u8(w, c->puk_tries);
+	tk_wbuf_put_u8(w, c->puk_max);
+	rec_hdr(w, R_MGMT, 2 + c->mgm_len);
+	tk_wbuf_put_u8(w, c->mgm_alg);
+	tk_wbuf_put_u8(w, c->mgm_touch);
+	tk_wbuf_put_bytes(w, c->mgm_key, c->mgm_len);
+	rec_hdr(w, R_SERIAL, 4);
+	tk_wbuf_put_u32be(w, c->serial);
+	for (size_t i = 0; i < c->nobjs; i++) {
+		rec_hdr(w, R_OBJECT, 4 + c->objs[i].len);
+		tk_wbuf_put_u32be(w, c->objs[i].tag);
+		tk_wbuf_put_bytes(w, c->objs[i].data, c->objs[i].len);
+	}
+	for (int i = 0; i < VC_NSLOTS && r == TK_OK; i++) {
+		const struct vc_key *k = &c->keys[i];
+		uint8_t *der = NULL, *p;
+		int n;
+
+		if (k->alg == 0)
+			continue;
+		if ((n = i2d_PrivateKey(k->pkey, NULL)) <= 0) {
+			r = TK_ERR_CRYPTO;
+			break;
+		}
+		rec_hdr(w, R_KEY, 5 + (size_t)n);
+		tk_wbuf_put_u8(w, vc_slot_ref(i));
+		tk_wbuf_put_u8(w, k->alg);
+		tk_wbuf_put_u8(w, k->pin_policy);
+		tk_wbuf_put_u8(w, k->touch_policy);
+		tk_wbuf_put_u8(w, k->origin);
+		if ((p = der = tk_wbuf_reserve(w, (size_t)n)) == NULL)
+			break;
+		if (i2d_PrivateKey(k->pkey, &p) != n)
+			r = TK_ERR_CRYPTO;
+	}
+	rec_hdr(w, R_END, 0);
+	if (r == TK_OK)
+		r = tk_wbuf_error(w);
+	return r;
+}
+
+int
+vc_state_encode(const tk_vcard_t *c, uint8_t **out, size_t *out_len)
+{
+	tk_wbuf_t w;
+	uint8_t *buf;
+	size_t cap;
+	int r;
+
+	*out = NULL;
+	*out_len = 0;
+	/* generous: RSA-4096 private keys are about 2,350 bytes of DER */
+	cap = MAGIC_LEN + 128 + (size_t)VC_NSLOTS * (10 + 2600);
+	for (size_t i = 0; i < c->nobjs; i++)
+		cap += 9 + c->objs[i].len;
+	if ((buf = malloc(cap)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	tk_wbuf_init(&w, buf, cap);
+	if ((r = encode(c, &w)) != TK_OK) {
+		tk_freezero(buf, cap);
+		return r;
+	}
+	*out = buf;
+	*out_len = w.len;
+	return TK_OK;
+}
+
+static int
+dec_secret(tk_buf_t *v, uint8_t *secret, uint8_t *tries, uint8_t *max)
+{
+	if (tk_buf_left(v) != VC_PIN_LEN + 2 || tk_buf_get_bytes(v, secret, VC_PIN_LEN) != TK_OK ||
+	    tk_buf_get_u8(v, tries) != TK_OK || tk_buf_get_u8(v, max) != TK_OK)
+		return TK_ERR_MALFORMED;
+	if (*max == 0 || *max > VC_MAX_TRIES || *tries > *max)
+		return TK_ERR_MALFORMED;
+	return TK_OK;
+}
+
+static int
+dec_key(tk_vcard_t *c, tk_buf_t *v)
+{
+	uint8_t ref, alg, pinp, touchp, origin;
+	const uint8_t *der, *p;
+	size_t n;
+	EVP_PKEY *pkey;
+	int idx;
+
+	if (tk_buf_get_u8(v, &ref) != TK_OK || tk_buf_get_u8(v, &alg) != TK_OK ||
+	    tk_buf_get_u8(v, &pinp) != TK_OK || tk_buf_get_u8(v, &touchp) != TK_OK ||
+	    tk_buf_get_u8(v, &origin) != TK_OK)
+		return TK_ERR_MALFORMED;
+	if ((idx = vc_slot_index(ref)) == VC_SLOT_NONE || c->keys[idx].alg != 0)
+		return TK_ERR_MALFORMED;
+	if ((!vc_alg_is_rsa(alg) && !vc_alg_is_ec(alg)) || pinp > 3 || touchp > 3 ||
+	    (origin != ORIGIN_GENERATED && origin != ORIGIN_IMPORTED))
+		return TK_ERR_MALFORMED;
+	n = tk_buf_left(v);
+	if (n == 0 || n > 8192 || tk_buf_get_ptr(v, &der, n) != TK_OK)
+		return TK_ERR_MALFORMED;
+	p = der;
+	if ((pkey = d2i_AutoPrivateKey(NULL, &p, (long)n)) == NULL)
+		return TK_ERR_MALFORMED;
+	if ((size_t)(p - der) != n || vc_pkey_alg(pkey) != alg) {
+		EVP_PKEY_free(pkey);
+		return TK_ERR_MALFORMED;
+	}
+	c->keys[idx].alg = alg;
+	c->keys[idx].pin_policy = pinp;
+	c->keys[idx].touch_policy = touchp;
+	c->keys[idx].origin = origin;
+	c->keys[idx].pkey = pkey;
+	return TK_OK;
+}
+
+int
+vc_state_decode(tk_vcard_t *c, const uint8_t *data, size_t len)
+{
+	tk_buf_t b, v;
+	uint8_t magic[MAGIC_LEN], type, mgm[34];
+	uint32_t rlen, tag;
+	unsigned seen = 0;
+	bool end = false;
+	int r = TK_ERR_MALFORMED;
+
+	tk_buf_init(&b, data, len);
+	if (tk_buf_get_bytes(&b, magic, MAGIC_LEN) != TK_OK || memcmp(magic, MAGIC, MAGIC_LEN) != 0)
+		return TK_ERR_MALFORMED;
+	while (tk_buf_left(&b) > 0) {
+		if (end)
+			goto fail;
+		if (tk_buf_get_u8(&b, &type) != TK_OK || tk_buf_get_u32be(&b, &rlen) != TK_OK ||
+		    rlen > MAX_RECORD || tk_buf_get_sub(&b, &v, rlen) != TK_OK)
+			goto fail;
+		if (type >= R_PIN && type <= R_SERIAL) {
+			if (seen & (1u << type))
+				goto fail;
+			seen |= 1u << type;
+		}
+		switch (type) {
+		case R_PIN:
+			if (dec_secret(&v, c->pin, &c->pin_tries, &c->pin_max) != TK_OK)
+				goto fail;
+			break;
+		case R_PUK:
+			if (dec_secret(&v, c->puk, &c->puk_tries, &c->puk_max) != TK_OK)
+				goto fail;
+			break;
+		case R_MGMT:
+			if (rlen < 2 || rlen > sizeof(mgm) ||
+			    tk_buf_get_bytes(&v, mgm, rlen) != TK_OK)
+				goto fail;
+			if (vc_mgm_key_len(mgm[0]) != rlen - 2 || mgm[1] > 3) {
+				tk_wipe(mgm, sizeof(mgm));
+				goto fail;
+			}
+			c->mgm_alg = mgm[0];
+			c->mgm_touch = mgm[1];
+			c->mgm_len = rlen - 2;
+			memcpy(c->mgm_key, mgm + 2, c->mgm_len);
+			tk_wipe(mgm, sizeof(mgm));
+			break;
+		case R_SERIAL:
+			if (rlen != 4 || tk_buf_get_u32be(&v, &c->serial) != TK_OK)
+				goto fail;
+			break;
+		case R_OBJECT:
+			if (tk_buf_get_u32be(&v, &tag) != TK_OK || tk_buf_left(&v) == 0 ||
+			    !vc_obj_tag_valid(tag) || vc_obj_find(c, tag) != NULL)
+				goto fail;
+			if (vc_obj_set(c, tag, v.data + v.pos, tk_buf_left(&v)) != TK_OK)
+				goto fail;
+			break;
+		case R_KEY:
+			if ((r = dec_key(c, &v)) != TK_OK)
+				goto fail;
+			break;
+		case R_END:
+			if (rlen != 0)
+				goto fail;
+			end = true;
+			break;
+		default:
+			goto fail;
+		}
+	}
+	if (!end || seen != ((1u << R_PIN) | (1u << R_PUK) | (1u << R_MGMT) | (1u << R_SERIAL)))
+		goto fail;
+	return TK_OK;
+fail:
+	return TK_ERR_MALFORMED;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0)
+			return TK_ERR_IO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return TK_OK;
+}
+
+int
+vc_state_save(tk_vcard_t *c)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	char *tmp = NULL, *dcopy = NULL;
+	int fd = -1, dfd, r;
+
+	if (c->path == NULL)
+		return TK_OK;
+	if ((r = vc_state_encode(c, &data, &len)) != TK_OK)
+		return r;
+	r = TK_ERR_NO_MEMORY;
+	if (asprintf(&tmp, "%s.tmp.XXXXXX", c->path) < 0) {
+		tmp = NULL;
+		goto out;
+	}
+	r = TK_ERR_IO;
+	if ((fd = mkstemp(tmp)) < 0)
+		goto out;
+	if (write_all(fd, data, len) != TK_OK || fsync(fd) != 0)
+		goto out;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, c->path) != 0)
+		goto out;
+	free(tmp);
+	tmp = NULL;
+	if ((dcopy = strdup(c->path)) != NULL &&
+	    (dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	r = TK_OK;
+out:
+	if (r != TK_OK)
+		tk_log_error("vcard: saving %s failed", c->path);
+	if (fd >= 0)
+		close(fd);
+	if (tmp != NULL) {
+		unlink(tmp);
+		free(tmp);
+	}
+	free(dcopy);
+	tk_freezero(data, len);
+	return r;
+}
