@@ -128,7 +128,11 @@ sign(const char *pin, const char *mech, long count)
 
 		if ((rv = p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s)) != CKR_OK)
 			die("C_OpenSession", rv);
-		rv = p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
+		CK_UTF8CHAR pinbuf[64];
+		size_t pinlen = strlen(pin) < sizeof(pinbuf) ? strlen(pin) : sizeof(pinbuf);
+
+		memcpy(pinbuf, pin, pinlen);
+		rv = p11->C_Login(s, CKU_USER, pinbuf, (CK_ULONG)pinlen);
 		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
 			die("C_Login", rv);
 		if ((rv = p11->C_FindObjectsInit(s, tmpl, 2)) != CKR_OK)
@@ -149,14 +153,8 @@ sign(const char *pin, const char *mech, long count)
 	for (long i = -1; i < count; i++) {
 		CK_ULONG sl = sizeof(sig);
 
-		if (i == 0) {
-			printf("ready\n");
-			fflush(stdout);
-			/* The driver script counts APDUs from here. */
-			if (getenv("P11BENCH_PAUSE") != NULL)
-				(void)getchar();
+		if (i == 0)
 			t0 = now_ms();
-		}
 		if ((rv = p11->C_SignInit(s, &m, key)) != CKR_OK)
 			die("C_SignInit", rv);
 		if ((rv = p11->C_Sign(s, data, sizeof(data), sig, &sl)) != CKR_OK)
@@ -165,9 +163,6 @@ sign(const char *pin, const char *mech, long count)
 	t1 = now_ms();
 	printf("signs=%ld\nsign_ms=%.2f\nsigns_per_s=%.2f\n", count, t1 - t0,
 	       count * 1000.0 / (t1 - t0));
-	fflush(stdout);
-	if (getenv("P11BENCH_PAUSE") != NULL)
-		(void)getchar();
 	p11->C_Logout(s);
 	p11->C_CloseSession(s);
 	p11->C_Finalize(NULL);

@@ -53,6 +53,7 @@
 #define P11_MAX_RAW_INPUT 1024     /* multi-part raw (unhashed) sign/decrypt accumulation */
 #define P11_GETSLOTLIST_WAIT_MS 4000
 #define P11_FINALIZE_WAIT_MS 10000
+#define P11_OPEN_RETRY_MS 200        /* token open after a transient failure */
 #define P11_DEFAULT_MAX_TRIES 3     /* PIV PIN/PUK tries when the card does not say */
 
 /* --- objects ------------------------------------------------------------ */
@@ -165,6 +166,7 @@ struct p11_slot {
 	struct p11_token *token;  /* reference, NULL when no (recognised) token */
 	uint64_t opened_seq;      /* card_seq for which an open was started */
 	bool opening;             /* an open is running */
+	int64_t retry_at;         /* after a transient failure: not before (ms, monotonic) */
 	bool event;               /* pending for C_WaitForSlotEvent */
 };
 

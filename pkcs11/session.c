@@ -371,6 +371,15 @@ out:
 	return rv;
 }
 
+/* After a refused PIN or PUK, read the retry counters again (no try is
+ * spent) so that C_GetTokenInfo shows COUNT_LOW / FINAL_TRY / LOCKED. */
+static void
+refresh_after(struct p11_token *t, CK_RV rv)
+{
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED)
+		tk_token_refresh_pin(t->tk);
+}
+
 static bool
 ro_sessions_locked(const struct p11_token *t)
 {
@@ -448,6 +457,7 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	case CKU_USER:
 		r = tk_token_login(t->tk, TK_USER_USER, pPin, ulPinLen);
 		rv = tk_err_to_ckr(r);
+		refresh_after(t, rv);
 		if (r == TK_OK) {
 			pthread_mutex_lock(&g_p11.lock);
 			t->login = CKU_USER;
@@ -548,6 +558,7 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 	r = tk_token_change_pin(t->tk, so ? TK_USER_SO : TK_USER_USER, pOldPin, ulOldLen, pNewPin,
 	                        ulNewLen);
 	rv = tk_err_to_ckr(r);
+	refresh_after(t, rv);
 	if (r == TK_OK && so) {
 		pthread_mutex_lock(&g_p11.lock);
 		if (t->login == (int)CKU_SO) {
@@ -592,6 +603,7 @@ C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 	if (rv != CKR_OK)
 		goto out;
 	rv = tk_err_to_ckr(tk_token_unblock_pin(t->tk, puk, puk_len, pPin, ulPinLen));
+	refresh_after(t, rv);
 out:
 	tk_wipe(puk, sizeof(puk));
 	tk_p11_session_put(s, rv);

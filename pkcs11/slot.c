@@ -241,7 +241,9 @@ done:
 			t = NULL;
 			s->event = true;
 		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
-			s->opened_seq = 0; /* try again on the next event or C_GetSlotList */
+			/* try again soon (next event, C_GetSlotList or token wait) */
+			s->opened_seq = 0;
+			s->retry_at = now_ms() + P11_OPEN_RETRY_MS;
 		}
 	}
 	g_p11.openers--;
@@ -261,7 +263,7 @@ maybe_open_locked(struct p11_slot *s)
 	pthread_t th;
 
 	if (!s->present || s->state != TK_SLOT_VALID || s->card_seq == 0 || s->opening ||
-	    s->opened_seq == s->card_seq)
+	    s->opened_seq == s->card_seq || now_ms() < s->retry_at)
 		return;
 	if (s->token != NULL && s->token->card_seq == s->card_seq)
 		return;
@@ -474,15 +476,22 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 
 	pthread_mutex_lock(&g_p11.lock);
 	g_p11.mgr_ready = true;
-	while (tk_p11_check_init_locked() == CKR_OK && opens_pending_locked())
-		if (!wait_deadline_locked(end))
+	while (tk_p11_check_init_locked() == CKR_OK && opens_pending_locked()) {
+		for (size_t i = 0; i < g_p11.nslots; i++)
+			maybe_open_locked(&g_p11.slots[i]);
+		if (!wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS ? end
+		                                                              : now_ms() + P11_OPEN_RETRY_MS))
 			break;
+	}
 	rv = tk_p11_check_init_locked();
 	if (rv != CKR_OK)
 		goto out;
 	for (size_t i = 0; i < g_p11.nslots; i++) {
 		const struct p11_slot *s = &g_p11.slots[i];
 
+		if (slot_settling_locked(s))
+			tk_log_info("pkcs11: slot %lu (%s): token still not ready (%s)",
+			            (unsigned long)s->id, s->reader, tk_slot_state_name(s->state));
 		if (!s->present)
 			continue;
 		if (tokenPresent && s->token == NULL)
@@ -550,8 +559,11 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 			rv = CKR_SLOT_ID_INVALID;
 			goto out;
 		}
-		if (!slot_settling_locked(s) || !wait_deadline_locked(end))
+		maybe_open_locked(s);
+		if (!slot_settling_locked(s) || now_ms() >= end)
 			break;
+		wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS ? end
+		                                                        : now_ms() + P11_OPEN_RETRY_MS);
 	}
 	if (!s->present || s->token == NULL) {
 		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID

@@ -67,7 +67,8 @@ tk_env_start() {
 	export TK_VPCD_DIR="$TK_TMP/vpcd"
 	trap tk_cleanup EXIT
 	local out
-	out=$(vpcd start --dir "$TK_VPCD_DIR") || tk_fail "vpcd-env start failed"
+	# --owner: the harness cleans up even if this script is killed (ctest timeout)
+	out=$(vpcd start --dir "$TK_VPCD_DIR" --owner $$) || tk_fail "vpcd-env start failed"
 	PCSCLITE_CSOCK_NAME=$(sed -n 's/^PCSCLITE_CSOCK_NAME=//p' <<<"$out")
 	export PCSCLITE_CSOCK_NAME
 	tk_log "pcscd up: $PCSCLITE_CSOCK_NAME"

@@ -5,6 +5,10 @@
 # errors, ECDH session objects, card removal (CKR_DEVICE_REMOVED once, then
 # CKR_SESSION_HANDLE_INVALID; C_WaitForSlotEvent sees removal and insertion;
 # the new card is a new token), and two threads signing on two sessions.
+#
+# Against the sanitizer build: TK_BUILD=build-asan and
+# P11CHECK_WRAP="env LD_PRELOAD=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so)"
+# (the client itself is built without sanitizers).
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
 p11_require
 tk_require_cmd cc
@@ -272,6 +276,50 @@ login_states(CK_SESSION_HANDLE s)
 	CHECK(p->C_CloseSession(s2), CKR_SESSION_HANDLE_INVALID);
 }
 
+/* SO = PUK (checked by the card only when used), C_InitPIN = unblock, C_SetPIN */
+static void
+pins(void)
+{
+	CK_SESSION_HANDLE rw, ro;
+	CK_SESSION_INFO si;
+	CK_TOKEN_INFO ti;
+	const char *puk = "12345678", *newpin = "654321";
+
+	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK);
+	/* user PIN change and back */
+	CHECK(p->C_SetPIN(rw, (CK_UTF8CHAR_PTR)pin, 6, (CK_UTF8CHAR_PTR)newpin, 6), CKR_OK);
+	CHECK(p->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_PIN_INCORRECT);
+	CHECK(p->C_GetTokenInfo(slot, &ti), CKR_OK);
+	TRUE_(ti.flags & CKF_USER_PIN_COUNT_LOW);
+	CHECK(p->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)newpin, 6), CKR_OK);
+	CHECK(p->C_GetTokenInfo(slot, &ti), CKR_OK);
+	TRUE_(!(ti.flags & CKF_USER_PIN_COUNT_LOW));
+	CHECK(p->C_Logout(rw), CKR_OK);
+	/* SO: not with a read-only session open; then C_InitPIN resets the PIN */
+	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
+	CHECK(p->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR)puk, 8), CKR_SESSION_READ_ONLY_EXISTS);
+	CHECK(p->C_CloseSession(ro), CKR_OK);
+	CHECK(p->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, 6), CKR_USER_NOT_LOGGED_IN);
+	CHECK(p->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR)puk, 8), CKR_OK);
+	CHECK(p->C_GetSessionInfo(rw, &si), CKR_OK);
+	TRUE_(si.state == CKS_RW_SO_FUNCTIONS);
+	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro),
+	      CKR_SESSION_READ_WRITE_SO_EXISTS);
+	CHECK(p->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+	CHECK(p->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, 6), CKR_OK);
+	CHECK(p->C_Logout(rw), CKR_OK);
+	/* a wrong PUK shows at C_InitPIN */
+	CHECK(p->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR) "87654321", 8), CKR_OK);
+	CHECK(p->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, 6), CKR_PIN_INCORRECT);
+	CHECK(p->C_Logout(rw), CKR_OK);
+	CHECK(p->C_GetTokenInfo(slot, &ti), CKR_OK);
+	TRUE_(ti.flags & CKF_SO_PIN_COUNT_LOW);
+	/* the PIN set by C_InitPIN works */
+	CHECK(p->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_OK);
+	CHECK(p->C_Logout(rw), CKR_OK);
+	CHECK(p->C_CloseSession(rw), CKR_OK);
+}
+
 struct thr {
 	CK_SESSION_HANDLE s;
 	CK_OBJECT_HANDLE k;
@@ -345,8 +393,8 @@ removal(CK_SESSION_HANDLE s)
 	}
 	TRUE_(n == 1);
 	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
-	k = find1(s, CKO_PRIVATE_KEY, 1);
 	CHECK(p->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_OK);
+	k = find1(s, CKO_PRIVATE_KEY, 1);
 	CHECK(p->C_SignInit(s, &m, k), CKR_OK);
 	{
 		unsigned char sig[64];
@@ -402,6 +450,9 @@ main(int argc, char **argv)
 		sign_rules(s);
 		derive(s);
 		threads(s);
+		CHECK(p->C_CloseSession(s), CKR_OK);
+		pins();
+		CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
 	} else if (strcmp(argv[2], "removal") == 0) {
 		CHECK(p->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_OK);
 		removal(s);
@@ -417,7 +468,8 @@ tk_run "build the API client" cc -std=gnu11 -Wall -O1 -o p11check p11check.c -ld
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out peer.key 2>/dev/null
 openssl pkey -in peer.key -pubout -outform DER | tail -c 65 >peer.raw
 
-tk_run "API rules" ./p11check "$TK_P11_MODULE" api
+read -r -a WRAP <<<"${P11CHECK_WRAP:-}"
+tk_run "API rules" "${WRAP[@]}" ./p11check "$TK_P11_MODULE" api
 tk_expect 'ALL OK'
 openssl x509 -in cert9c.pem -outform DER -out cert9c.der
 cmp cert02.der cert9c.der || tk_fail "CKA_VALUE of the certificate differs from the one imported"
@@ -425,7 +477,7 @@ openssl pkeyutl -derive -inkey peer.key -peerkey pub82.pem -out shared-ossl.bin
 cmp shared.bin shared-ossl.bin || tk_fail "derived CKA_VALUE differs from openssl's ECDH"
 
 # removal and reinsertion while a client holds a session
-./p11check "$TK_P11_MODULE" removal >removal.out 2>&1 &
+"${WRAP[@]}" ./p11check "$TK_P11_MODULE" removal >removal.out 2>&1 &
 pid=$!
 for ((i = 0; i < 100; i++)); do grep -q READY-REMOVE removal.out && break; sleep 0.1; done
 grep -q READY-REMOVE removal.out || { cat removal.out >&2; tk_fail "client not ready"; }

@@ -601,7 +601,7 @@ test_transmit_and_removal(void **state)
 	/* A new insertion is a new card: the old handle stays dead. */
 	tk_card_unref(&c);
 	fake_reader(0, "Fake A", true, true);
-	assert_true(rec_wait(&r, mark, TK_EVENT_STATE_CHANGED, TK_SLOT_VALID, id, 5000) >= 0);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 5000));
 	assert_int_equal(tk_slotmgr_card(m, id, &c), TK_OK);
 	assert_int_equal(tk_card_transmit(c, cmd_ping, sizeof(cmd_ping), resp, sizeof(resp), &n, 0),
 	                 TK_OK);
@@ -706,7 +706,7 @@ test_stall_deadline_and_recovery(void **state)
 	 * reconnects and the same card handle works again, one generation on. */
 	mark = rec_count(&r);
 	fake_stall(0, false);
-	assert_true(rec_wait(&r, mark, TK_EVENT_STATE_CHANGED, TK_SLOT_VALID, ida, 5000) >= 0);
+	assert_true(wait_state(m, ida, TK_SLOT_VALID, 5000));
 	assert_int_equal(
 	        tk_card_transmit(ca, cmd_ping, sizeof(cmd_ping), resp, sizeof(resp), &n, 1000),
 	        TK_OK);
@@ -802,7 +802,7 @@ test_service_lost_and_restored(void **state)
 
 	fake_service(true);
 	assert_true(rec_wait(&r, mark, TK_EVENT_SERVICE_RESTORED, -1, 0, 5000) >= 0);
-	assert_true(rec_wait(&r, mark, TK_EVENT_STATE_CHANGED, TK_SLOT_VALID, id, 5000) >= 0);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 5000));
 	assert_int_equal(tk_slotmgr_find(m, "Fake A", &id2), TK_OK);
 	assert_int_equal(id2, id);
 	assert_int_equal(tk_slotmgr_card(m, id, &c), TK_OK);
