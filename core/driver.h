@@ -67,6 +67,8 @@ typedef struct tk_drv_pin_status {
 	bool locked;
 } tk_drv_pin_status_t;
 
+#define TK_DRV_LOAD_TRUST_CACHE 0x1u
+
 typedef struct tk_driver {
 	const char *name;
 	/* Recognise the card and select the application. On success *state
@@ -79,8 +81,14 @@ typedef struct tk_driver {
 	 * load stored for this identity: the driver revalidates it cheaply
 	 * against the card and uses what still holds. fresh (may be NULL)
 	 * receives every public record the model was built from, to be
-	 * stored. Only public data may go into fresh. */
-	int (*load)(void *state, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_t *m);
+	 * stored. Only public data may go into fresh. flags: TK_DRV_LOAD_*.
+	 * With TK_DRV_LOAD_TRUST_CACHE the driver takes every cached record
+	 * as it is, without a probe, provided what probe read to prove the
+	 * card's identity still equals its cached copy (else it checks every
+	 * record as without the flag); records missing from the cache are
+	 * read from the card. The caller revalidates later with flags 0. */
+	int (*load)(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags,
+	            tk_drv_model_t *m);
 	/* user is enum tk_user (TK_USER_CONTEXT verifies the user PIN again).
 	 * pin NULL: drop the card's verified state (logout), best effort.
 	 * *retries gets the tries left when the card told them (else -1).

@@ -1,17 +1,27 @@
 /* tokenkit: the core token API on top of the card drivers.
  *
- * A token is built once, when opened: the driver reads (or revalidates from
- * the public-object cache) a model of the card, and this file turns it into
- * objects, pairing each certificate with the private key whose public key
- * equals the certificate's SubjectPublicKeyInfo.
+ * A token is built when opened: the driver reads (or revalidates from the
+ * public-object cache, or with defer_revalidation takes on trust) a model of
+ * the card, and this file turns it into objects, pairing each certificate
+ * with the private key whose public key equals the certificate's
+ * SubjectPublicKeyInfo. tk_token_revalidate may later replace the model and
+ * the object list; the superseded ones are kept until tk_token_free so that
+ * pointers handed out earlier never dangle, and objects that did not change
+ * keep their handles.
  *
  * Login state belongs to one card generation: a reset (ours or anyone's)
  * bumps tk_card_generation(), which ends the login here and makes the
  * driver select its applet again before its next command.
  *
- * Locking: one mutex per token serialises its calls, card I/O included (the
- * card is one reader's anyway); nothing process-wide is held. */
+ * Locking: two mutexes per token, nothing process-wide. io serialises the
+ * calls that talk to the card (the driver state needs no lock of its own;
+ * the card is one reader's anyway) and guards the model, which changes only
+ * under it. st guards what readers see (object list, info, login state) and
+ * is never held across card I/O, so tk_token_info and tk_token_objects
+ * answer at once even while a revalidation or a signature is on the card.
+ * Order: io, then st. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +38,28 @@ static const tk_driver_t *const drivers[] = {
         &tk_piv_driver,
 };
 
+/* A model and the objects built from it, superseded by a revalidation. */
+struct token_gen {
+	tk_drv_model_t model;
+	tk_object_t *objs;
+	size_t nobjs;
+	struct token_gen *next;
+};
+
 struct tk_token {
-	pthread_mutex_t mtx;
+	pthread_mutex_t mtx; /* io */
+	pthread_mutex_t st;
 	tk_card_t *card;
 	const tk_driver_t *drv;
 	void *ds;
 	tk_drv_model_t model;
 	tk_object_t *objs;
 	size_t nobjs;
+	uint32_t last_handle;  /* handles are never reused on one token */
+	struct token_gen *old; /* superseded generations, freed with the token */
+	tk_cache_t *records;   /* the public records the model was built from */
+	bool use_cache;
+	char dir[4096];
 	tk_token_info_t info;
 	bool logged_in, so_logged_in, context_ok;
 	uint64_t login_gen, so_gen, context_gen;
@@ -99,13 +123,31 @@ same_der(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 	return a != NULL && b != NULL && al == bl && memcmp(a, b, al) == 0;
 }
 
-static tk_object_t *
-add_obj(tk_token_t *t, int cls, const tk_drv_slot_t *s, const char *label)
+/* Same object, field by field (handles aside). */
+static bool
+same_object(const tk_object_t *a, const tk_object_t *b)
 {
-	tk_object_t *o = &t->objs[t->nobjs];
+	return a->cls == b->cls && a->id_len == b->id_len && memcmp(a->id, b->id, a->id_len) == 0 &&
+	       strcmp(a->label, b->label) == 0 && a->key_type == b->key_type &&
+	       a->key_bits == b->key_bits && a->usage == b->usage &&
+	       a->always_authenticate == b->always_authenticate &&
+	       a->has_identity == b->has_identity && a->key_ref == b->key_ref &&
+	       a->der_len == b->der_len &&
+	       (a->der_len == 0 ||
+	        (a->der != NULL && b->der != NULL && memcmp(a->der, b->der, a->der_len) == 0));
+}
+
+struct builder {
+	tk_object_t *objs;
+	size_t n;
+};
+
+static tk_object_t *
+add_obj(struct builder *bld, int cls, const tk_drv_slot_t *s, const char *label)
+{
+	tk_object_t *o = &bld->objs[bld->n++];
 
 	memset(o, 0, sizeof(*o));
-	o->handle = (uint32_t)(++t->nobjs);
 	o->cls = cls;
 	memcpy(o->id, s->id, s->id_len);
 	o->id_len = s->id_len;
@@ -114,22 +156,48 @@ add_obj(tk_token_t *t, int cls, const tk_drv_slot_t *s, const char *label)
 	return o;
 }
 
+/* Handles: an object equal to one of prev keeps its handle; any other
+ * gets the next handle never used on this token. */
+static void
+assign_handles(tk_token_t *t, tk_object_t *objs, size_t n, const tk_object_t *prev, size_t nprev)
+{
+	bool *taken = nprev > 0 ? calloc(nprev, sizeof(*taken)) : NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		objs[i].handle = 0;
+		for (size_t k = 0; taken != NULL && k < nprev && objs[i].handle == 0; k++) {
+			if (!taken[k] && same_object(&objs[i], &prev[k])) {
+				taken[k] = true;
+				objs[i].handle = prev[k].handle;
+			}
+		}
+		if (objs[i].handle == 0)
+			objs[i].handle = ++t->last_handle;
+	}
+	free(taken);
+}
+
 /* Objects in slot order: private key, public key, certificate. A
  * certificate takes the id of the key it matches (by SPKI, in any slot,
  * its own slot first). A certificate that matches no key is published
  * without identity under its slot's id with the top bit set (9A's stray
- * certificate: 0x81), so it can never be mistaken for a key's. */
+ * certificate: 0x81), so it can never be mistaken for a key's. The objects
+ * point into m. */
 static int
-build_objects(tk_token_t *t)
+build_objects(const tk_drv_model_t *m, tk_object_t **out, size_t *nout)
 {
-	const tk_drv_model_t *m = &t->model;
 	size_t cap = 3 * m->nslots + 1;
+	struct builder bld = {NULL, 0};
 	int *paired_with;
 
-	if ((t->objs = calloc(cap, sizeof(*t->objs))) == NULL)
+	*out = NULL;
+	*nout = 0;
+	if ((bld.objs = calloc(cap, sizeof(*bld.objs))) == NULL)
 		return TK_ERR_NO_MEMORY;
-	if ((paired_with = calloc(m->nslots + 1, sizeof(*paired_with))) == NULL)
+	if ((paired_with = calloc(m->nslots + 1, sizeof(*paired_with))) == NULL) {
+		free(bld.objs);
 		return TK_ERR_NO_MEMORY;
+	}
 	for (size_t i = 0; i < m->nslots; i++) {
 		const tk_drv_slot_t *c = &m->slots[i];
 
@@ -162,7 +230,7 @@ build_objects(tk_token_t *t)
 			has_identity = has_identity || paired_with[j] == (int)i;
 		pub = slot_pub(s, &pl);
 		if (s->key_present && s->key_type != TK_KEY_NONE) {
-			o = add_obj(t, TK_OBJ_PRIVKEY, s, s->key_label);
+			o = add_obj(&bld, TK_OBJ_PRIVKEY, s, s->key_label);
 			o->key_type = s->key_type;
 			o->key_bits = s->key_bits;
 			o->der = pub;
@@ -171,7 +239,7 @@ build_objects(tk_token_t *t)
 			o->always_authenticate = s->always_authenticate;
 			o->has_identity = has_identity;
 			if (pub != NULL) {
-				o = add_obj(t, TK_OBJ_PUBKEY, s, s->pub_label);
+				o = add_obj(&bld, TK_OBJ_PUBKEY, s, s->pub_label);
 				o->key_type = s->key_type;
 				o->key_bits = s->key_bits;
 				o->der = pub;
@@ -181,7 +249,7 @@ build_objects(tk_token_t *t)
 			}
 		}
 		if (s->cert != NULL) {
-			o = add_obj(t, TK_OBJ_CERT, s, s->cert_label);
+			o = add_obj(&bld, TK_OBJ_CERT, s, s->cert_label);
 			o->key_type = s->cert_key_type;
 			o->key_bits = s->cert_key_bits;
 			o->der = s->cert;
@@ -201,6 +269,8 @@ build_objects(tk_token_t *t)
 		}
 	}
 	free(paired_with);
+	*out = bld.objs;
+	*nout = bld.n;
 	return TK_OK;
 }
 
@@ -214,6 +284,7 @@ tk_token_opts_init(tk_token_opts_t *o)
 	memset(o, 0, sizeof(*o));
 	o->cache_dir = NULL;
 	o->refresh_pin_status = false;
+	o->defer_revalidation = false;
 }
 
 static void
@@ -222,23 +293,39 @@ copy_str(char *dst, size_t cap, const char *src)
 	snprintf(dst, cap, "%s", src);
 }
 
+/* Called with io held. */
 static int
 refresh_pin_locked(tk_token_t *t)
 {
-	tk_drv_pin_status_t st;
+	tk_drv_pin_status_t pin, puk;
 	int r;
 
-	if ((r = t->drv->pin_status(t->ds, TK_USER_USER, &st)) != TK_OK)
+	if ((r = t->drv->pin_status(t->ds, TK_USER_USER, &pin)) != TK_OK)
 		return r;
-	t->info.pin_retries = st.retries;
-	if (st.max_retries >= 0)
-		t->info.pin_max_retries = st.max_retries;
-	t->info.pin_locked = st.locked;
-	if ((r = t->drv->pin_status(t->ds, TK_USER_SO, &st)) != TK_OK)
+	if ((r = t->drv->pin_status(t->ds, TK_USER_SO, &puk)) != TK_OK)
 		return r;
-	t->info.puk_retries = st.retries;
-	t->info.puk_locked = st.locked;
+	pthread_mutex_lock(&t->st);
+	t->info.pin_retries = pin.retries;
+	if (pin.max_retries >= 0)
+		t->info.pin_max_retries = pin.max_retries;
+	t->info.pin_locked = pin.locked;
+	t->info.puk_retries = puk.retries;
+	t->info.puk_locked = puk.locked;
+	pthread_mutex_unlock(&t->st);
 	return TK_OK;
+}
+
+/* Label, serial and the other strings of info from the model. */
+static void
+info_from_model(tk_token_t *t)
+{
+	copy_str(t->info.driver, sizeof(t->info.driver), t->drv->name);
+	copy_str(t->info.label, sizeof(t->info.label), t->model.label);
+	copy_str(t->info.manufacturer, sizeof(t->info.manufacturer), t->model.manufacturer);
+	copy_str(t->info.model, sizeof(t->info.model), t->model.model);
+	copy_str(t->info.serial, sizeof(t->info.serial), t->model.serial);
+	t->info.pin_min_len = t->model.pin_min_len;
+	t->info.pin_max_len = t->model.pin_max_len;
 }
 
 int
@@ -246,8 +333,9 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 {
 	tk_token_opts_t defaults;
 	tk_cache_t *cached = NULL, *fresh = NULL;
-	char identity[TK_CACHE_MAX_IDENTITY + 1] = "", dir[4096];
-	bool use_cache = false;
+	char identity[TK_CACHE_MAX_IDENTITY + 1] = "";
+	unsigned flags = 0;
+	bool in_tx = false;
 	tk_token_t *t;
 	int r = TK_ERR_NOT_SUPPORTED;
 
@@ -266,7 +354,16 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 		free(t);
 		return TK_ERR_NO_MEMORY;
 	}
+	if (pthread_mutex_init(&t->st, NULL) != 0) {
+		pthread_mutex_destroy(&t->mtx);
+		free(t);
+		return TK_ERR_NO_MEMORY;
+	}
 	t->card = tk_card_ref(card);
+	/* One transaction for probe and load: nobody slips in between the
+	 * identity check and the objects it vouches for, and a warm open pays
+	 * one begin/end round trip. Best effort: drivers take their own. */
+	in_tx = tk_card_begin(card) == TK_OK;
 	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
 		r = drivers[i]->probe(card, &t->ds, identity, sizeof(identity));
 		if (r == TK_OK) {
@@ -279,35 +376,41 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	if (t->drv == NULL)
 		goto fail;
 
-	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, dir, sizeof(dir)) == TK_OK) {
-		use_cache = true;
-		(void)tk_cache_load(dir, identity, &cached); /* absent or bad: no cache */
-		if ((r = tk_cache_new(identity, &fresh)) != TK_OK)
-			goto fail;
+	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
+		t->use_cache = true;
+		(void)tk_cache_load(t->dir, identity, &cached); /* absent or bad: no cache */
 	}
-	if ((r = t->drv->load(t->ds, cached, fresh, &t->model)) != TK_OK)
+	/* The records are kept (in memory) even without a cache directory:
+	 * tk_token_revalidate compares the card against them. */
+	if ((r = tk_cache_new(identity, &fresh)) != TK_OK)
 		goto fail;
-	if (use_cache && !tk_cache_equal(cached, fresh))
-		(void)tk_cache_store(dir, fresh); /* a cache we cannot write is no error */
-	if ((r = build_objects(t)) != TK_OK)
+	if (opts->defer_revalidation && cached != NULL)
+		flags |= TK_DRV_LOAD_TRUST_CACHE;
+	if ((r = t->drv->load(t->ds, cached, fresh, flags, &t->model)) != TK_OK)
 		goto fail;
+	if (in_tx) {
+		(void)tk_card_end(card);
+		in_tx = false;
+	}
+	if (t->use_cache && !tk_cache_equal(cached, fresh))
+		(void)tk_cache_store(t->dir, fresh); /* a cache we cannot write is no error */
+	if ((r = build_objects(&t->model, &t->objs, &t->nobjs)) != TK_OK)
+		goto fail;
+	assign_handles(t, t->objs, t->nobjs, NULL, 0);
+	t->records = fresh;
+	fresh = NULL;
 
-	copy_str(t->info.driver, sizeof(t->info.driver), t->drv->name);
-	copy_str(t->info.label, sizeof(t->info.label), t->model.label);
-	copy_str(t->info.manufacturer, sizeof(t->info.manufacturer), t->model.manufacturer);
-	copy_str(t->info.model, sizeof(t->info.model), t->model.model);
-	copy_str(t->info.serial, sizeof(t->info.serial), t->model.serial);
+	info_from_model(t);
 	copy_str(t->info.identity, sizeof(t->info.identity), identity);
 	t->info.pin_retries = t->info.pin_max_retries = t->info.puk_retries = -1;
-	t->info.pin_min_len = t->model.pin_min_len;
-	t->info.pin_max_len = t->model.pin_max_len;
 	if (opts->refresh_pin_status && (r = refresh_pin_locked(t)) != TK_OK)
 		goto fail;
 	tk_cache_free(&cached);
-	tk_cache_free(&fresh);
 	*out = t;
 	return TK_OK;
 fail:
+	if (in_tx)
+		(void)tk_card_end(card);
 	tk_cache_free(&cached);
 	tk_cache_free(&fresh);
 	tk_token_free(&t);
@@ -325,10 +428,87 @@ tk_token_free(tk_token_t **tp)
 		t->drv->free(t->ds);
 	tk_drv_model_clear(&t->model);
 	free(t->objs);
+	while (t->old != NULL) {
+		struct token_gen *g = t->old;
+
+		t->old = g->next;
+		tk_drv_model_clear(&g->model);
+		free(g->objs);
+		free(g);
+	}
+	tk_cache_free(&t->records);
 	tk_card_unref(&t->card);
+	pthread_mutex_destroy(&t->st);
 	pthread_mutex_destroy(&t->mtx);
 	free(t);
 	*tp = NULL;
+}
+
+int
+tk_token_revalidate(tk_token_t *t, bool *changed)
+{
+	tk_drv_model_t m;
+	tk_cache_t *fresh = NULL;
+	tk_object_t *objs = NULL;
+	struct token_gen *g = NULL;
+	size_t n = 0;
+	bool same;
+	int r;
+
+	if (changed != NULL)
+		*changed = false;
+	if (t == NULL || changed == NULL)
+		return TK_ERR_INVALID_ARG;
+	memset(&m, 0, sizeof(m));
+	pthread_mutex_lock(&t->mtx);
+	if ((r = tk_cache_new(tk_cache_identity(t->records), &fresh)) != TK_OK)
+		goto out;
+	if ((r = t->drv->load(t->ds, t->records, fresh, 0, &m)) != TK_OK)
+		goto out;
+	if (tk_cache_equal(t->records, fresh))
+		goto out; /* the card is what the token says: nothing moves */
+	if (t->use_cache)
+		(void)tk_cache_store(t->dir, fresh);
+	if ((r = build_objects(&m, &objs, &n)) != TK_OK)
+		goto out;
+	assign_handles(t, objs, n, t->objs, t->nobjs);
+	same = n == t->nobjs;
+	for (size_t i = 0; same && i < n; i++)
+		same = objs[i].handle == t->objs[i].handle;
+	tk_cache_free(&t->records);
+	t->records = fresh;
+	fresh = NULL;
+	if (same) {
+		/* some record changed that shows in no object (metadata of an
+		 * empty slot, vendor data): keep the published list as it is */
+		goto out;
+	}
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto out;
+	}
+	pthread_mutex_lock(&t->st);
+	g->model = t->model;
+	g->objs = t->objs;
+	g->nobjs = t->nobjs;
+	g->next = t->old;
+	t->old = g;
+	t->model = m;
+	memset(&m, 0, sizeof(m));
+	t->objs = objs;
+	t->nobjs = n;
+	objs = NULL;
+	info_from_model(t);
+	pthread_mutex_unlock(&t->st);
+	*changed = true;
+	tk_log_info("token: %s: objects changed on the card; %zu objects now", t->info.identity,
+	            t->nobjs);
+out:
+	pthread_mutex_unlock(&t->mtx);
+	free(objs);
+	tk_drv_model_clear(&m);
+	tk_cache_free(&fresh);
+	return r;
 }
 
 /* ---- state ------------------------------------------------------------------------ */
@@ -354,12 +534,12 @@ tk_token_info(tk_token_t *t, tk_token_info_t *info)
 		memset(info, 0, sizeof(*info));
 	if (t == NULL || info == NULL)
 		return TK_ERR_INVALID_ARG;
-	pthread_mutex_lock(&t->mtx);
+	pthread_mutex_lock(&t->st);
 	check_generation(t);
 	*info = t->info;
 	info->logged_in = t->logged_in;
 	info->so_logged_in = t->so_logged_in;
-	pthread_mutex_unlock(&t->mtx);
+	pthread_mutex_unlock(&t->st);
 	return TK_OK;
 }
 
@@ -385,18 +565,34 @@ tk_token_objects(tk_token_t *t, const tk_object_t **objs, size_t *count)
 		*count = 0;
 	if (t == NULL || objs == NULL || count == NULL)
 		return TK_ERR_INVALID_ARG;
-	/* built once at open and never changed: no lock needed */
+	/* a revalidation may install a new list; the old one stays allocated */
+	pthread_mutex_lock(&t->st);
 	*objs = t->objs;
 	*count = t->nobjs;
+	pthread_mutex_unlock(&t->st);
 	return TK_OK;
+}
+
+static const tk_object_t *
+find_handle_locked(const tk_token_t *t, uint32_t handle)
+{
+	for (size_t i = 0; handle != 0 && i < t->nobjs; i++)
+		if (t->objs[i].handle == handle)
+			return &t->objs[i];
+	return NULL;
 }
 
 const tk_object_t *
 tk_token_object(tk_token_t *t, uint32_t handle)
 {
-	if (t == NULL || handle == 0 || handle > t->nobjs)
+	const tk_object_t *o;
+
+	if (t == NULL || handle == 0)
 		return NULL;
-	return &t->objs[handle - 1];
+	pthread_mutex_lock(&t->st);
+	o = find_handle_locked(t, handle);
+	pthread_mutex_unlock(&t->st);
+	return o;
 }
 
 /* ---- PINs ------------------------------------------------------------------------- */
@@ -428,8 +624,9 @@ tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 	if (pin_len < t->info.pin_min_len || pin_len > t->info.pin_max_len)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	check_generation(t);
 	r = t->drv->pin_verify(t->ds, user, pin, pin_len, &retries);
+	pthread_mutex_lock(&t->st);
+	check_generation(t);
 	note_retries(t, user, r, retries);
 	g = tk_card_generation(t->card);
 	if (r == TK_OK) {
@@ -447,6 +644,7 @@ tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 	} else if (user == TK_USER_CONTEXT) {
 		t->context_ok = false;
 	}
+	pthread_mutex_unlock(&t->st);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
 }
@@ -455,14 +653,20 @@ int
 tk_token_logout(tk_token_t *t)
 {
 	int retries, r = TK_OK;
+	bool was;
 
 	if (t == NULL)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
+	pthread_mutex_lock(&t->st);
 	check_generation(t);
-	if (t->logged_in)
+	was = t->logged_in;
+	pthread_mutex_unlock(&t->st);
+	if (was)
 		r = t->drv->pin_verify(t->ds, TK_USER_USER, NULL, 0, &retries);
+	pthread_mutex_lock(&t->st);
 	t->logged_in = t->so_logged_in = t->context_ok = false;
+	pthread_mutex_unlock(&t->st);
 	pthread_mutex_unlock(&t->mtx);
 	/* the token is logged out here whatever the card said */
 	if (r != TK_OK)
@@ -496,8 +700,10 @@ tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len, const ui
 	pthread_mutex_lock(&t->mtx);
 	r = t->drv->pin_unblock(t->ds, puk, puk_len, new_pin, new_len);
 	if (r == TK_OK) {
+		pthread_mutex_lock(&t->st);
 		t->info.pin_locked = false;
 		t->info.pin_retries = t->info.pin_max_retries;
+		pthread_mutex_unlock(&t->st);
 	}
 	pthread_mutex_unlock(&t->mtx);
 	return r;
@@ -505,10 +711,32 @@ tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len, const ui
 
 /* ---- keys ---------------------------------------------------------------------------- */
 
-static const tk_drv_slot_t *
-key_slot(const tk_token_t *t, const tk_object_t *key)
+static bool
+in_array(const tk_object_t *o, const tk_object_t *objs, size_t n)
 {
-	if (key < t->objs || key >= t->objs + t->nobjs || key->cls != TK_OBJ_PRIVKEY)
+	uintptr_t p = (uintptr_t)o, a = (uintptr_t)objs;
+
+	return objs != NULL && p >= a && p < a + n * sizeof(*objs) && (p - a) % sizeof(*objs) == 0;
+}
+
+/* The current object for key: key itself, or, for a pointer into a list a
+ * revalidation superseded, the current object with its handle (which is
+ * the same object: handles survive only unchanged). NULL for anything else. */
+static const tk_object_t *
+current_locked(const tk_token_t *t, const tk_object_t *key)
+{
+	if (in_array(key, t->objs, t->nobjs))
+		return key;
+	for (const struct token_gen *g = t->old; g != NULL; g = g->next)
+		if (in_array(key, g->objs, g->nobjs))
+			return find_handle_locked(t, key->handle);
+	return NULL;
+}
+
+static const tk_drv_slot_t *
+key_slot_locked(const tk_token_t *t, const tk_object_t *key)
+{
+	if ((key = current_locked(t, key)) == NULL || key->cls != TK_OBJ_PRIVKEY)
 		return NULL;
 	for (size_t i = 0; i < t->model.nslots; i++)
 		if (t->model.slots[i].key_ref == key->key_ref)
@@ -522,36 +750,40 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
 {
 	const tk_drv_slot_t *s;
 	unsigned need;
+	bool allowed;
 	int r;
 
 	if (out_len != NULL)
 		*out_len = 0;
 	if (t == NULL || key == NULL || in == NULL || out == NULL || out_len == NULL)
 		return TK_ERR_INVALID_ARG;
-	if ((s = key_slot(t, key)) == NULL)
-		return TK_ERR_INVALID_ARG;
 	need = op == TK_OP_ECDSA     ? TK_USAGE_SIGN
 	       : op == TK_OP_ECDH    ? TK_USAGE_DERIVE
 	       : op == TK_OP_RSA_RAW ? (TK_USAGE_SIGN | TK_USAGE_DECRYPT)
 	                             : 0;
-	if (need == 0 || (s->usage & need) == 0)
-		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
+	pthread_mutex_lock(&t->st);
+	/* the model (and so s) changes only under io, which we hold */
+	if ((s = key_slot_locked(t, key)) == NULL || need == 0 || (s->usage & need) == 0) {
+		pthread_mutex_unlock(&t->st);
+		pthread_mutex_unlock(&t->mtx);
+		return TK_ERR_INVALID_ARG;
+	}
 	check_generation(t);
 	/* Refused here, without an APDU, when the card would refuse too. */
-	if ((s->needs_login && !t->logged_in) || (s->always_authenticate && !t->context_ok)) {
-		r = TK_ERR_SECURITY_STATUS;
-		goto out;
-	}
-	r = t->drv->key_op(t->ds, s, op, in, in_len, out, out_cap, out_len);
-	if (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET)
+	allowed = !(s->needs_login && !t->logged_in) && !(s->always_authenticate && !t->context_ok);
+	pthread_mutex_unlock(&t->st);
+	r = allowed ? t->drv->key_op(t->ds, s, op, in, in_len, out, out_cap, out_len)
+	            : TK_ERR_SECURITY_STATUS;
+	pthread_mutex_lock(&t->st);
+	if (allowed && (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET))
 		check_generation(t);
-	if (r == TK_ERR_SECURITY_STATUS && !s->always_authenticate)
+	if (allowed && r == TK_ERR_SECURITY_STATUS && !s->always_authenticate)
 		t->logged_in = false; /* the card forgot the PIN (someone reset it) */
-out:
 	/* a context login is good for one operation */
 	if (s->always_authenticate)
 		t->context_ok = false;
+	pthread_mutex_unlock(&t->st);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
 }

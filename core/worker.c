@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <tokenkit/atr.h>
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
@@ -666,6 +667,16 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 	c->card_seq = s->card_seq;
 	c->gen_base = s->gen;
 	caps.extended_apdu = s->caps.extended_apdu;
+	/* The card's side: when its ATR states its capabilities and they say
+	 * "no extended length", believe it; many cards (PIV among them) do not
+	 * state them in the ATR at all, and then the reader decides. */
+	if (caps.extended_apdu && s->atr_len > 0) {
+		tk_atr_t atr;
+
+		if (tk_atr_parse(s->atr, s->atr_len, &atr) == TK_OK && atr.h.valid &&
+		    atr.h.obj[TK_ATR_CTAG_CAPABILITIES].len >= 3 && !tk_atr_extended_length(&atr))
+			caps.extended_apdu = false;
+	}
 	caps.max_cmd = s->caps.max_cmd != 0 ? s->caps.max_cmd : 261;
 	caps.max_resp = s->caps.max_resp != 0 ? s->caps.max_resp : 258;
 	r = tk_card_new_backend(s->name, s->atr, s->atr_len, &caps, &be, c,

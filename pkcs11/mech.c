@@ -126,6 +126,7 @@ C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK_U
 		rv = CKR_ARGUMENTS_BAD;
 		goto out;
 	}
+	pthread_mutex_lock(&g_p11.lock); /* the object table may be swapped by revalidation */
 	n = tk_p11_mech_list(t, NULL, 0);
 	if (pMechanismList != NULL) {
 		if (*pulCount < n)
@@ -133,6 +134,7 @@ C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK_U
 		else
 			tk_p11_mech_list(t, pMechanismList, n);
 	}
+	pthread_mutex_unlock(&g_p11.lock);
 	*pulCount = n;
 out:
 	tk_p11_token_put(t);
@@ -154,20 +156,17 @@ C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_
 		goto out;
 	}
 	m = tk_p11_mech_lookup(type);
+	pthread_mutex_lock(&g_p11.lock);
 	f = m != NULL ? token_flags(t, m) : 0;
-	if (f == 0) {
+	if (f != 0) {
+		memset(pInfo, 0, sizeof(*pInfo));
+		pInfo->flags = f;
+		pInfo->ulMinKeySize = m->key_type == TK_KEY_RSA ? t->rsa_min : t->ec_min;
+		pInfo->ulMaxKeySize = m->key_type == TK_KEY_RSA ? t->rsa_max : t->ec_max;
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	if (f == 0)
 		rv = CKR_MECHANISM_INVALID;
-		goto out;
-	}
-	memset(pInfo, 0, sizeof(*pInfo));
-	pInfo->flags = f;
-	if (m->key_type == TK_KEY_RSA) {
-		pInfo->ulMinKeySize = t->rsa_min;
-		pInfo->ulMaxKeySize = t->rsa_max;
-	} else {
-		pInfo->ulMinKeySize = t->ec_min;
-		pInfo->ulMaxKeySize = t->ec_max;
-	}
 out:
 	tk_p11_token_put(t);
 	return rv;

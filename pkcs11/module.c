@@ -254,10 +254,14 @@ C_Finalize(CK_VOID_PTR pReserved)
 
 	pthread_mutex_lock(&g_p11.lock);
 	wait_until_idle_locked(busy_calls, P11_FINALIZE_WAIT_MS);
+	/* Let token opens and their background checks finish normally (a few
+	 * APDUs): cut short, they could leave the object cache half updated. */
+	wait_until_idle_locked(busy_openers, P11_FINALIZE_OPEN_WAIT_MS);
 	pthread_mutex_unlock(&g_p11.lock);
 
 	/* Freeing the manager makes card I/O still running in token-open
-	 * threads fail quickly; then those threads finish. */
+	 * threads (a card that does not answer) fail quickly; then those
+	 * threads finish. */
 	tk_slotmgr_free(&mgr);
 
 	pthread_mutex_lock(&g_p11.lock);

@@ -570,6 +570,48 @@ tk_p11_objects_build(struct p11_token *t)
 	return TK_OK;
 }
 
+/* After tk_token_revalidate reported a change: build the new table aside
+ * (no lock, no I/O), then swap it in under the module lock. The old table
+ * is kept until the token goes: operations and C_FindObjects results may
+ * still refer to it (unchanged objects keep their handles). */
+int
+tk_p11_objects_rebuild(struct p11_token *t)
+{
+	struct p11_token tmp;
+	struct p11_objset *old;
+	int r;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.tk = t->tk;
+	tmp.info = t->info;
+	r = tk_p11_objects_build(&tmp);
+	old = calloc(1, sizeof(*old));
+	if (r != TK_OK || old == NULL) {
+		for (size_t i = 0; i < tmp.nobjs; i++)
+			tk_p11_object_clear(&tmp.objs[i]);
+		free(tmp.objs);
+		free(old);
+		return r != TK_OK ? r : TK_ERR_NO_MEMORY;
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	old->objs = t->objs;
+	old->nobjs = t->nobjs;
+	old->next = t->retired;
+	t->retired = old;
+	t->objs = tmp.objs;
+	t->nobjs = tmp.nobjs;
+	t->rsa_sign = tmp.rsa_sign;
+	t->rsa_decrypt = tmp.rsa_decrypt;
+	t->ec_sign = tmp.ec_sign;
+	t->ec_derive = tmp.ec_derive;
+	t->rsa_min = tmp.rsa_min;
+	t->rsa_max = tmp.rsa_max;
+	t->ec_min = tmp.ec_min;
+	t->ec_max = tmp.ec_max;
+	pthread_mutex_unlock(&g_p11.lock);
+	return TK_OK;
+}
+
 /* --- lookup and visibility ---------------------------------------------- */
 
 bool

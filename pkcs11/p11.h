@@ -53,6 +53,7 @@
 #define P11_MAX_RAW_INPUT 1024     /* multi-part raw (unhashed) sign/decrypt accumulation */
 #define P11_GETSLOTLIST_WAIT_MS 4000
 #define P11_FINALIZE_WAIT_MS 10000
+#define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
 #define P11_OPEN_RETRY_MS 200        /* token open after a transient failure */
 #define P11_DEFAULT_MAX_TRIES 3     /* PIV PIN/PUK tries when the card does not say */
 
@@ -82,6 +83,12 @@ struct p11_object {
 
 /* --- tokens ------------------------------------------------------------- */
 
+struct p11_objset {
+	struct p11_object *objs;
+	size_t nobjs;
+	struct p11_objset *next;
+};
+
 struct p11_token {
 	int refs;                 /* module lock */
 	tk_token_t *tk;
@@ -90,8 +97,10 @@ struct p11_token {
 	bool removed;             /* card gone: sessions answer CKR_DEVICE_REMOVED */
 	tk_token_info_t info;     /* refreshed by tk_p11_token_refresh_info */
 
-	struct p11_object *objs;  /* token objects, immutable after open */
+	struct p11_object *objs;  /* token objects (swapped, never changed in place, under the
+	                           * module lock when revalidation found changes) */
 	size_t nobjs;
+	struct p11_objset *retired; /* earlier object tables: operations may still point there */
 	struct p11_object **sobjs; /* session objects (module lock) */
 	size_t nsobjs, sobjs_cap;
 
@@ -232,6 +241,7 @@ void tk_p11_op_reset(struct p11_op *op);
 
 /* object.c */
 int tk_p11_objects_build(struct p11_token *t);
+int tk_p11_objects_rebuild(struct p11_token *t);
 void tk_p11_object_clear(struct p11_object *o);
 struct p11_object *tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h);
 const struct p11_attr *tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type);

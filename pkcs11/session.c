@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
 #include "p11.h"
@@ -457,6 +458,8 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	case CKU_USER:
 		r = tk_token_login(t->tk, TK_USER_USER, pPin, ulPinLen);
 		rv = tk_err_to_ckr(r);
+		if (r != TK_OK)
+			tk_log_info("pkcs11: C_Login(user): %s", tk_strerror(r));
 		refresh_after(t, rv);
 		if (r == TK_OK) {
 			pthread_mutex_lock(&g_p11.lock);

@@ -55,6 +55,15 @@ tk_p11_token_free(struct p11_token *t)
 	for (size_t i = 0; i < t->nobjs; i++)
 		tk_p11_object_clear(&t->objs[i]);
 	free(t->objs);
+	while (t->retired != NULL) {
+		struct p11_objset *next = t->retired->next;
+
+		for (size_t i = 0; i < t->retired->nobjs; i++)
+			tk_p11_object_clear(&t->retired->objs[i]);
+		free(t->retired->objs);
+		free(t->retired);
+		t->retired = next;
+	}
 	for (size_t i = 0; i < t->nsobjs; i++) {
 		tk_p11_object_clear(t->sobjs[i]);
 		free(t->sobjs[i]);
@@ -174,6 +183,43 @@ transient(int r)
 	       r == TK_ERR_SHARING || r == TK_ERR_QUARANTINED;
 }
 
+/* Background work on a published token: bring cached objects up to date
+ * (tk_token_revalidate; objects that did not change keep their handles) and
+ * read the PIN counters. Ends the opener's count. */
+static void
+after_open(struct p11_token *t)
+{
+	bool changed = false, last, stop;
+	int r;
+
+	pthread_mutex_lock(&g_p11.lock);
+	stop = g_p11.finalizing || t->removed;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (stop)
+		goto done;
+	r = tk_token_revalidate(t->tk, &changed);
+	if (r == TK_OK && changed) {
+		r = tk_p11_objects_rebuild(t);
+		tk_log_debug("pkcs11: slot %lu: objects changed on the card; table rebuilt: %s",
+		             (unsigned long)t->slot, tk_strerror(r));
+	} else if (r != TK_OK) {
+		tk_log_info("pkcs11: slot %lu: revalidation: %s", (unsigned long)t->slot,
+		            tk_strerror(r));
+	}
+	r = tk_token_refresh_pin(t->tk);
+	if (r != TK_OK)
+		tk_log_debug("pkcs11: slot %lu: PIN counters: %s", (unsigned long)t->slot,
+		             tk_strerror(r));
+done:
+	pthread_mutex_lock(&g_p11.lock);
+	last = tk_p11_token_unref_locked(t);
+	g_p11.openers--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+	if (last)
+		tk_p11_token_free(t);
+}
+
 static void *
 open_thread(void *arg)
 {
@@ -181,7 +227,7 @@ open_thread(void *arg)
 	tk_slotmgr_t *mgr;
 	tk_card_t *card = NULL;
 	tk_token_t *tk = NULL;
-	struct p11_token *t = NULL, *discard = NULL;
+	struct p11_token *t = NULL, *discard = NULL, *published = NULL;
 	struct p11_slot *s;
 	tk_token_opts_t o;
 	int r;
@@ -206,8 +252,11 @@ open_thread(void *arg)
 	if (r != TK_OK)
 		goto done;
 
+	/* Publish from the cache as soon as the card proved its identity; check
+	 * the objects and read the PIN counters right after, in this thread. */
 	tk_token_opts_init(&o);
-	o.refresh_pin_status = true;
+	o.defer_revalidation = true;
+	o.refresh_pin_status = false;
 	r = tk_token_open(card, &o, &tk);
 	tk_card_unref(&card);
 	if (r != TK_OK)
@@ -238,6 +287,8 @@ done:
 		if (r == TK_OK && !g_p11.finalizing && s->present && s->card_seq == job.seq) {
 			discard = slot_drop_token_locked(s);
 			s->token = t;
+			t->refs++; /* ours, for the checks below */
+			published = t;
 			t = NULL;
 			s->event = true;
 		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
@@ -246,12 +297,16 @@ done:
 			s->retry_at = now_ms() + P11_OPEN_RETRY_MS;
 		}
 	}
-	g_p11.openers--;
-	pthread_cond_broadcast(&g_p11.cond);
+	if (published == NULL) {
+		g_p11.openers--;
+		pthread_cond_broadcast(&g_p11.cond);
+	}
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_token_free(t);
 	tk_p11_token_free(discard);
 	tk_token_free(&tk);
+	if (published != NULL)
+		after_open(published);
 	return NULL;
 }
 

@@ -488,10 +488,11 @@ probe_object(piv_t *p, uint32_t tag, const uint8_t *cached, size_t cached_len, b
 
 /* An object from the cache when the card still has it unchanged, else from
  * the card. The result goes to fresh in both cases. *changed says whether
- * the cached copy was not used. */
+ * the cached copy was not used. trust: take the cached copy without asking
+ * the card (the caller revalidates later, off the critical path). */
 static int
-get_object(piv_t *p, uint32_t tag, const tk_cache_t *cached, tk_cache_t *fresh, uint8_t **data,
-           size_t *len, bool *absent, bool *changed)
+get_object(piv_t *p, uint32_t tag, const tk_cache_t *cached, bool trust, tk_cache_t *fresh,
+           uint8_t **data, size_t *len, bool *absent, bool *changed)
 {
 	const uint8_t *cd;
 	size_t cl;
@@ -503,7 +504,9 @@ get_object(piv_t *p, uint32_t tag, const tk_cache_t *cached, tk_cache_t *fresh, 
 	*absent = false;
 	*changed = true;
 	if (tk_cache_get(cached, tag, &cd, &cl) == TK_OK) {
-		if ((r = probe_object(p, tag, cd, cl, &same)) != TK_OK)
+		if (trust)
+			same = true;
+		else if ((r = probe_object(p, tag, cd, cl, &same)) != TK_OK)
 			return r;
 		if (same) {
 			*changed = false;
@@ -547,9 +550,25 @@ vendor_get(piv_t *p, uint8_t ins, uint8_t *out, size_t want, bool *ok)
 	return TK_OK;
 }
 
-/* Version and serial (Yubico), from the cache or the card. Record layout:
- * flags (1: yubico, 2: serial, 4: metadata known, 8: metadata supported),
- * version[3], serial u32. */
+/* The answer to 00 F8: a Yubico card and its serial, or neither. */
+static void
+set_serial(piv_t *p, bool ok, const uint8_t sbuf[4])
+{
+	p->vendor_known = 1;
+	p->yubico = ok;
+	p->has_serial = ok;
+	if (ok)
+		p->serial = (uint32_t)sbuf[0] << 24 | (uint32_t)sbuf[1] << 16 |
+		            (uint32_t)sbuf[2] << 8 | sbuf[3];
+}
+
+/* Serial (Yubico), from the cache or the card. Record layout: flags (1:
+ * yubico, 2: serial, 4: metadata known, 8: metadata supported), version[3]
+ * (kept zero: we no longer ask for it), serial u32. The version command
+ * (00 FD) is not sent: whether the card has the metadata command is learnt
+ * from its first answer to it (6D00), which costs nothing extra. The
+ * serial (00 F8) is asked once per card (then cached) because it is the
+ * serial printed on the token and the one users know it by. */
 static int
 load_vendor(piv_t *p, const tk_cache_t *cached)
 {
@@ -573,22 +592,9 @@ load_vendor(piv_t *p, const tk_cache_t *cached)
 			p->meta_supported = (flags & 8) ? 1 : 0;
 		p->vendor_known = 1;
 	} else if (p->vendor_known != 1) {
-		if ((r = vendor_get(p, 0xFD, p->version, 3, &ok)) != TK_OK)
+		if ((r = vendor_get(p, 0xF8, sbuf, 4, &ok)) != TK_OK)
 			return r;
-		p->yubico = ok;
-		if (ok) {
-			if ((r = vendor_get(p, 0xF8, sbuf, 4, &ok)) != TK_OK)
-				return r;
-			if (ok) {
-				p->has_serial = true;
-				p->serial = (uint32_t)sbuf[0] << 24 | (uint32_t)sbuf[1] << 16 |
-				            (uint32_t)sbuf[2] << 8 | sbuf[3];
-			}
-			/* metadata arrived with firmware 5.3 */
-			if (p->version[0] < 5 || (p->version[0] == 5 && p->version[1] < 3))
-				p->meta_supported = 0;
-		}
-		p->vendor_known = 1;
+		set_serial(p, ok, sbuf);
 	}
 	return TK_OK;
 }
@@ -618,7 +624,7 @@ store_vendor(const piv_t *p, tk_cache_t *fresh)
 static int
 query_metadata(piv_t *p, uint8_t ref, piv_metadata_t *md, bool *found, bool *no_key)
 {
-	tk_apdu_t a = {0x00, 0xF7, 0x00, ref, NULL, 0, 256};
+	tk_apdu_t a = {0x00, 0xF7, 0x00, ref, NULL, 0, 65536}; /* RSA moduli pass 256 */
 	uint8_t resp[1024];
 	size_t n = 0;
 	uint16_t sw = 0;
@@ -725,60 +731,19 @@ slot_usage(uint8_t ref, int key_type)
 	}
 }
 
-/* Without a key history every retired slot is looked at ("scan"). To keep
- * that affordable: on a first read, a card with metadata is asked for the
- * key first and the certificate object is read only when there is one (an
- * on-card certificate without its key is of no use); when revalidating, a
- * retired slot that was found empty (no certificate, no key) is taken from
- * the cache without an APDU. A certificate written into such a slot later
- * is seen once the cache entry goes (any other change, or a new key
- * history). */
+/* One key slot: its certificate object (when read_cert; a retired key
+ * whose certificate is off the card has none to read) and, on cards that
+ * have it, the metadata of its key (Yubico 00 F7): the key's own public key
+ * (pairing by SPKI must not trust a certificate that names another key) and
+ * its PIN policy. Metadata is public and cached with the certificate it was
+ * asked with; a changed certificate object means it is asked again. */
 static int
-scan_shortcut(piv_t *p, uint8_t ref, const tk_cache_t *cached, tk_cache_t *fresh,
-              piv_metadata_t *md, bool *meta_done, bool *done)
-{
-	uint32_t tag = piv_slot_cert_tag(ref);
-	const uint8_t *cd, *rec = NULL;
-	size_t cl, rec_len = 0;
-	bool found = false, no_key = false, have_meta;
-	int r;
-
-	*meta_done = false;
-	*done = false;
-	have_meta = tk_cache_get(cached, PIV_REC_META(ref), &rec, &rec_len) == TK_OK;
-	if (tk_cache_get(cached, tag, &cd, &cl) == TK_OK) {
-		if (cl != 0 || (have_meta && rec_len != 0))
-			return TK_OK; /* something was there: revalidate as usual */
-		*done = true;
-		if (fresh == NULL)
-			return TK_OK;
-		if ((r = tk_cache_put(fresh, tag, NULL, 0)) != TK_OK)
-			return r;
-		return have_meta ? tk_cache_put(fresh, PIV_REC_META(ref), NULL, 0) : TK_OK;
-	}
-	if (p->meta_supported == 0)
-		return TK_OK;
-	if ((r = query_metadata(p, ref, md, &found, &no_key)) != TK_OK)
-		return r;
-	if (!no_key) {
-		*meta_done = found;
-		return TK_OK;
-	}
-	*done = true;
-	if (fresh == NULL)
-		return TK_OK;
-	if ((r = tk_cache_put(fresh, tag, NULL, 0)) != TK_OK)
-		return r;
-	return meta_to_record(fresh, ref, md, true);
-}
-
-static int
-load_slot(piv_t *p, uint8_t ref, bool read_cert, bool scan, const tk_cache_t *cached,
+load_slot(piv_t *p, uint8_t ref, bool read_cert, const tk_cache_t *cached, bool trust,
           tk_cache_t *fresh, tk_drv_model_t *m)
 {
 	uint8_t *obj = NULL, *cert = NULL;
 	size_t obj_len = 0, cert_len = 0;
-	bool absent = true, changed = true, found = false, no_key = false, meta_done = false;
+	bool absent = true, changed = true, found = false, no_key = false;
 	piv_metadata_t md;
 	const uint8_t *rec;
 	size_t rec_len;
@@ -786,17 +751,12 @@ load_slot(piv_t *p, uint8_t ref, bool read_cert, bool scan, const tk_cache_t *ca
 	int r;
 
 	memset(&md, 0, sizeof(md));
-	if (scan) {
-		bool done;
-
-		if ((r = scan_shortcut(p, ref, cached, fresh, &md, &meta_done, &done)) != TK_OK ||
-		    done)
-			goto out;
-		found = meta_done;
-	}
-	if (read_cert) {
-		r = get_object(p, piv_slot_cert_tag(ref), cached, fresh, &obj, &obj_len, &absent,
-		               &changed);
+	if (!read_cert) {
+		/* nothing on the card says whether this metadata went stale */
+		changed = !trust;
+	} else {
+		r = get_object(p, piv_slot_cert_tag(ref), cached, trust, fresh, &obj, &obj_len,
+		               &absent, &changed);
 		if (r != TK_OK)
 			goto out;
 		if (!absent &&
@@ -808,9 +768,7 @@ load_slot(piv_t *p, uint8_t ref, bool read_cert, bool scan, const tk_cache_t *ca
 	}
 	/* Metadata from the cache only while the slot's certificate object is
 	 * unchanged; a re-issued slot is asked again. */
-	if (meta_done) {
-		/* asked already */
-	} else if (!changed && tk_cache_get(cached, PIV_REC_META(ref), &rec, &rec_len) == TK_OK) {
+	if (!changed && tk_cache_get(cached, PIV_REC_META(ref), &rec, &rec_len) == TK_OK) {
 		if ((r = meta_from_record(rec, rec_len, &md, &no_key)) != TK_OK)
 			goto out;
 		found = !no_key;
@@ -886,19 +844,46 @@ set_str(char *dst, size_t cap, const char *src)
 	dst[l] = '\0';
 }
 
+/* Is the cached CHUID the one the card gave at probe time? The GUID chose
+ * the cache entry; a CHUID that differs otherwise (re-personalised card,
+ * new expiry) means nothing in the entry is taken on trust. */
+static bool
+chuid_matches(const piv_t *p, const tk_cache_t *cached)
+{
+	const uint8_t *cd;
+	size_t cl;
+
+	if (p->chuid_absent) /* identity from the Yubico serial: no CHUID either way */
+		return tk_cache_get(cached, PIV_TAG_CHUID, &cd, &cl) == TK_ERR_NOT_FOUND;
+	if (tk_cache_get(cached, PIV_TAG_CHUID, &cd, &cl) != TK_OK)
+		return false;
+	return cl == p->chuid_len && memcmp(cd, p->chuid_raw, cl) == 0;
+}
+
+/* SP 800-73-4 part 1, 3.3.2: the key history object tells how many retired
+ * keys there are (keysWithOnCardCerts, then keysWithOffCardCerts, in the
+ * first retired slots); without it the card has none, so none of the 20
+ * retired slots is looked at. */
 static int
-piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_t *m)
+piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags,
+         tk_drv_model_t *m)
 {
 	piv_t *p = state;
 	uint8_t *obj = NULL;
-	size_t len = 0, nretired = PIV_NUM_RETIRED, ncerts = PIV_NUM_RETIRED;
-	bool absent, changed, have_kh = false;
+	size_t len = 0, nretired = 0, ncerts = 0;
+	bool absent, changed, trust = false;
 	piv_key_history_t kh;
 	char hex[64];
 	int r;
 
 	if ((r = piv_begin(p)) != TK_OK)
 		return r;
+	if (cached != NULL && (flags & TK_DRV_LOAD_TRUST_CACHE) != 0) {
+		trust = chuid_matches(p, cached);
+		if (!trust)
+			tk_log_info("piv: the card's CHUID differs from the cached one; "
+			            "checking every cached object");
+	}
 	if (fresh != NULL && !p->chuid_absent &&
 	    (r = tk_cache_put(fresh, PIV_TAG_CHUID, p->chuid_raw, p->chuid_len)) != TK_OK)
 		goto out;
@@ -920,8 +905,8 @@ piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_
 			if (fresh != NULL &&
 			    (r = tk_cache_put(fresh, PIV_TAG_DISCOVERY, cd, cl)) != TK_OK)
 				goto out;
-		} else if ((r = get_object(p, PIV_TAG_DISCOVERY, NULL, fresh, &obj, &len, &absent,
-		                           &changed)) != TK_OK) {
+		} else if ((r = get_object(p, PIV_TAG_DISCOVERY, NULL, false, fresh, &obj, &len,
+		                           &absent, &changed)) != TK_OK) {
 			goto out;
 		}
 	}
@@ -930,11 +915,10 @@ piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_
 	free(obj);
 	obj = NULL;
 
-	r = get_object(p, PIV_TAG_KEY_HISTORY, cached, fresh, &obj, &len, &absent, &changed);
+	r = get_object(p, PIV_TAG_KEY_HISTORY, cached, trust, fresh, &obj, &len, &absent, &changed);
 	if (r != TK_OK)
 		goto out;
 	if (obj != NULL && piv_parse_key_history(obj, len, &kh) == TK_OK) {
-		have_kh = true;
 		nretired = kh.on_card + kh.off_card;
 		ncerts = kh.on_card;
 	}
@@ -942,10 +926,8 @@ piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_
 	obj = NULL;
 
 	for (size_t i = 0; i < 4 + nretired; i++) {
-		bool retired = i >= 4;
-
-		r = load_slot(p, piv_slot_ref(i), !retired || (i - 4) < ncerts, retired && !have_kh,
-		              cached, fresh, m);
+		r = load_slot(p, piv_slot_ref(i), i < 4 || (i - 4) < ncerts, cached, trust, fresh,
+		              m);
 		if (r != TK_OK)
 			goto out;
 	}
@@ -1022,10 +1004,8 @@ piv_probe(tk_card_t *card, void **state, char *identity, size_t identity_cap)
 	} else {
 		if ((r = vendor_get(p, 0xF8, sbuf, 4, &ok)) != TK_OK)
 			goto fail;
+		set_serial(p, ok, sbuf); /* not asked again by load */
 		if (ok) {
-			p->has_serial = true;
-			p->serial = (uint32_t)sbuf[0] << 24 | (uint32_t)sbuf[1] << 16 |
-			            (uint32_t)sbuf[2] << 8 | sbuf[3];
 			snprintf(identity, identity_cap, "piv:yk:%u", (unsigned)p->serial);
 		} else if (p->chuid.has_fascn) {
 			char fh[51];

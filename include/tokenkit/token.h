@@ -77,24 +77,67 @@ typedef struct tk_token_info {
 
 typedef struct tk_token_opts {
 	const char *cache_dir;    /* NULL: $XDG_CACHE_HOME/tokenkit or ~/.cache/tokenkit; "" disables */
-	bool refresh_pin_status;  /* query PIN retry counters while opening (one empty VERIFY) */
+	bool refresh_pin_status;  /* query PIN and PUK retry counters while opening (PIV: an
+	                           * empty VERIFY, plus 00 F7 00 81 on Yubico cards). Costs
+	                           * APDUs on the start-up path; prefer tk_token_refresh_pin
+	                           * when the counters are wanted */
+	bool defer_revalidation;  /* take a cache entry on trust once the card proved its
+	                           * identity; the caller runs tk_token_revalidate later */
 } tk_token_opts_t;
 /* Defaults: cache_dir NULL (the user's cache directory), refresh_pin_status
- * false. */
+ * false, defer_revalidation false (the full check before open returns). */
 TK_EXPORT void tk_token_opts_init(tk_token_opts_t *o);
 
 /* Probe the card with every driver and build a token. Reads the objects
  * (from the public-object cache when it is still valid for this card).
+ *
+ * Cost on the card (PIV). Every open selects the applet and reads the
+ * CHUID, which proves the card's identity (GUID; the Yubico serial, 00 F8,
+ * when the CHUID has no GUID) and names the cache entry:
+ *  - cold (no cache entry, or a corrupt or foreign one: ignored with a
+ *    warning): discovery object, key history, the certificate object of
+ *    9A 9C 9D 9E and of the retired slots the key history announces (none
+ *    without a key history), the metadata of each of those key slots on
+ *    cards that have it, and the serial (00 F8) once. One GET DATA per
+ *    object where the reader takes extended length.
+ *  - warm, defer_revalidation false: one cheap probe per cached object
+ *    (key history, each certificate: the first bytes only); an object that
+ *    changed is read again and the cache entry rewritten.
+ *  - warm, defer_revalidation true: nothing more (2 APDUs in all) when the
+ *    CHUID equals the cached one; the cached objects are published as they
+ *    are and may be stale until tk_token_revalidate. A CHUID that differs
+ *    makes the open check every object as above.
+ * PIN counters are not read unless refresh_pin_status asks for it.
  * Errors: TK_ERR_NOT_SUPPORTED (no driver recognises the card), transport
  * errors from the card. */
 TK_EXPORT int tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out);
+
+/* Check the token's objects against the card with the cheap probes (PIV:
+ * key history and the first bytes of each certificate object; about one
+ * APDU per key slot) and re-read what changed. Meant to run in the
+ * background right after an open with defer_revalidation; safe at any time
+ * and from any thread (it holds the token's lock for its card I/O).
+ * *changed is true when the object list changed. Then: the cache entry is
+ * rewritten; objects that did not change keep their handles (and their
+ * contents); a changed or new object gets a handle never used before on
+ * this token; a removed object's handle no longer resolves
+ * (tk_token_object() returns NULL; tk_token_key_op with it fails with
+ * TK_ERR_INVALID_ARG). Arrays and object pointers returned earlier stay
+ * readable until tk_token_free but describe the old list: call
+ * tk_token_objects again. When nothing changed, nothing moves.
+ * Errors: TK_ERR_INVALID_ARG, transport errors (the token is left as it
+ * was), TK_ERR_NO_MEMORY. */
+TK_EXPORT int tk_token_revalidate(tk_token_t *t, bool *changed);
 TK_EXPORT void tk_token_free(tk_token_t **tp);
 
-/* Fills info; pin counters are those last seen (see tk_token_refresh_pin). */
+/* Fills info; pin counters are those last seen: -1 until tk_token_refresh_pin
+ * or a PIN command told them (a refused VERIFY's 63Cx gives the tries left;
+ * a successful one resets them to the maximum where that is known). */
 TK_EXPORT int tk_token_info(tk_token_t *t, tk_token_info_t *info);
 /* Ask the card for the PIN and PUK retry counters without spending a try. */
 TK_EXPORT int tk_token_refresh_pin(tk_token_t *t);
-/* The objects; the array stays valid until tk_token_free. */
+/* The objects; the array stays valid until tk_token_free (after a
+ * tk_token_revalidate that reported a change it describes the old list). */
 TK_EXPORT int tk_token_objects(tk_token_t *t, const tk_object_t **objs, size_t *count);
 TK_EXPORT const tk_object_t *tk_token_object(tk_token_t *t, uint32_t handle);
 

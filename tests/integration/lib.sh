@@ -150,3 +150,19 @@ tk_card_present() {
 tk_card_absent() {
 	opensc-tool -l 2>/dev/null | grep -Eq "^$1 +No +.*Virtual PCD"
 }
+
+# Programs we do not build (pkcs11-tool, ssh, certutil, gnutls-cli, ...) cannot
+# dlopen a module from the sanitizer build unless the ASan runtime is preloaded
+# (clang links it only into executables). Run them as: tk_host pkcs11-tool ...
+# (a no-op for the normal build). Leak checking is off for those hosts: their
+# own leaks are not ours.
+TK_HOST_ENV=()
+TK_ASAN_RUNTIME=""
+if grep -q '^TK_SANITIZE:BOOL=ON' "$TK_BUILD/CMakeCache.txt" 2>/dev/null; then
+	TK_ASAN_RUNTIME=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null || true)
+	if [[ -f "$TK_ASAN_RUNTIME" ]]; then
+		TK_HOST_ENV=(env "LD_PRELOAD=$TK_ASAN_RUNTIME"
+			"ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0")
+	fi
+fi
+tk_host() { "${TK_HOST_ENV[@]}" "$@"; }

@@ -45,6 +45,15 @@ p11_provision() {
 			-s "$s" -i "$dir/cert$s.pem"
 		openssl x509 -in "$dir/cert$s.pem" -pubkey -noout >"$dir/pub$s.pem"
 	done
+	# retired slots exist for readers only as announced by the key history
+	# object (SP 800-73-4): keysWithOnCardCerts = number of 82.. slots used
+	local nret
+	nret=$( (grep -oE '\b(8[2-9a-f]|9[0-5]):' <<<"$layout" || true) | wc -l)
+	if [[ $nret -gt 0 ]]; then
+		printf "\xC1\x01\x$(printf %02x "$nret")\xC2\x01\x00\xFE\x00" >"$dir/keyhistory.bin"
+		tk_run "key history: $nret retired" yubico-piv-tool -r "$reader" -a write-object \
+			--id 0x5FC10C -f binary -i "$dir/keyhistory.bin"
+	fi
 	tk_log "card $n provisioned: $layout"
 }
 

@@ -660,7 +660,6 @@ test_stall_deadline_and_recovery(void **state)
 	int64_t t0, dt;
 	uint64_t gen0;
 	slot_stats_t st;
-	size_t mark;
 
 	(void)state;
 	fake_reset_all();
@@ -704,7 +703,6 @@ test_stall_deadline_and_recovery(void **state)
 
 	/* The stuck call returns: the late result is dropped, the slot
 	 * reconnects and the same card handle works again, one generation on. */
-	mark = rec_count(&r);
 	fake_stall(0, false);
 	assert_true(wait_state(m, ida, TK_SLOT_VALID, 5000));
 	assert_int_equal(

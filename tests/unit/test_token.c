@@ -50,6 +50,39 @@ open_token(struct fx *f, bool cache)
 	return t;
 }
 
+/* An open that takes a valid cache entry on trust (tk_token_revalidate
+ * later). */
+static tk_token_t *
+open_deferred(struct fx *f)
+{
+	tk_token_opts_t o;
+	tk_token_t *t = NULL;
+
+	fx_opts(f, &o, true);
+	o.defer_revalidation = true;
+	assert_int_equal(tk_token_open(f->card, &o, &t), TK_OK);
+	assert_non_null(t);
+	return t;
+}
+
+/* What the design allows an open to send (PIV, this fixture's card: keys
+ * and certificates in 9A 9C 9D 9E, no key history, Yubico commands).
+ * Cold: SELECT, CHUID, serial (00 F8), discovery, key history, then per
+ * main slot its certificate object and its metadata (00 F7). */
+#define COLD_MAX (5u + 4u * 2u)
+/* Warm with the full check: SELECT, CHUID, key history probe, one probe per
+ * certificate object. */
+#define WARM_CHECKED_MAX (3u + 4u)
+/* Warm, deferred: SELECT and the CHUID that proves the card's identity. */
+#define WARM_DEFERRED_MAX 2u
+
+static void
+card_restart(struct fx *f)
+{
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+}
+
 static void
 assert_der_equal(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
@@ -205,8 +238,24 @@ static void
 test_login(void **state)
 {
 	struct fx *f = *state;
-	tk_token_t *t = open_token(f, false);
+	tk_token_t *t;
 	tk_token_info_t info;
+
+	/* the open reads no PIN state; the counters are unknown until asked */
+	fx_count_reset(f);
+	t = open_token(f, false);
+	assert_int_equal(fx_count_ins(f, 0x20), 0);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, -1);
+	assert_int_equal(info.puk_retries, -1);
+	/* a refused VERIFY tells the tries left for free */
+	fx_count_reset(f);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_bad, 6), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(f->count, 1);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, 2);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_logout(t), TK_OK);
 
 	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
 	assert_int_equal(tk_token_info(t, &info), TK_OK);
@@ -559,6 +608,10 @@ test_cache_warm_open(void **state)
 	cold = open_token(f, true);
 	n_cold = f->count;
 	b_cold = f->bytes;
+	/* the cold open reads no PIN state and asks for no version */
+	assert_int_equal(fx_count_ins(f, 0x20), 0);
+	assert_int_equal(fx_count_ins(f, 0xFD), 0);
+	assert_int_equal(fx_count_ins(f, 0xC0), 0); /* extended reader: one APDU per object */
 	cache_file(f, cold, path, sizeof(path));
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -570,17 +623,40 @@ test_cache_warm_open(void **state)
 	warm = open_token(f, true);
 	n_warm = f->count;
 	b_warm = f->bytes;
-	print_message("open: no cache %u APDUs; cold %u APDUs / %zu bytes; warm %u APDUs / %zu "
-	              "bytes\n",
+	print_message("open: no cache %u APDUs; cold %u APDUs / %zu bytes; warm (checked) %u "
+	              "APDUs / %zu bytes\n",
 	              n_none, n_cold, b_cold, n_warm, b_warm);
 	assert_int_equal(n_none, n_cold);
-	assert_true(n_warm < n_cold);
+	assert_true(n_cold <= COLD_MAX);
+	assert_true(n_warm <= WARM_CHECKED_MAX);
 	assert_true(b_warm * 4 < b_cold);
 	/* no GENERAL AUTHENTICATE, no metadata, no vendor commands when warm */
 	assert_int_equal(fx_count_ins(f, 0xF7), 0);
 	assert_int_equal(fx_count_ins(f, 0xFD), 0);
+	assert_int_equal(fx_count_ins(f, 0xF8), 0);
 	assert_same_objects(cold, warm);
 	assert_same_objects(nocache, warm);
+
+	/* deferred: the identity check only, then the cached objects */
+	tk_token_free(&nocache);
+	card_restart(f);
+	fx_count_reset(f);
+	nocache = open_deferred(f);
+	print_message("open: warm (deferred) %u APDUs / %zu bytes\n", f->count, f->bytes);
+	assert_true(f->count <= WARM_DEFERRED_MAX);
+	assert_int_equal(fx_count_ins(f, 0xA4) + fx_count_ins(f, 0xCB), f->count);
+	assert_same_objects(cold, nocache);
+	{
+		bool changed = true;
+
+		fx_count_reset(f);
+		assert_int_equal(tk_token_revalidate(nocache, &changed), TK_OK);
+		assert_false(changed);
+		print_message("revalidate (nothing changed): %u APDUs\n", f->count);
+		/* key history and one probe per certificate object */
+		assert_true(f->count <= WARM_CHECKED_MAX - 2);
+		assert_same_objects(cold, nocache);
+	}
 
 	/* and the warm token works */
 	{
@@ -654,6 +730,202 @@ test_cache_mismatch(void **state)
 	tk_token_free(&t3);
 }
 
+/* A deferred open publishes the cached objects; the revalidation that
+ * follows finds the certificate replaced behind our back, re-reads it,
+ * keeps the handles of everything else and rewrites the cache entry. */
+static void
+test_revalidate_replaced_cert(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t1, *t2, *t3;
+	const tk_object_t *objs, *o, *stale_cert, *stale_key, *nobjs;
+	uint32_t handles[32];
+	uint8_t *newcert = NULL, hash[32], sig[64];
+	size_t n, nn, sl = 0;
+	bool changed = false;
+	int nl;
+
+	t1 = open_token(f, true);
+	nl = fx_make_cert(f, f->pub[2], "re-issued", &newcert);
+	assert_true(nl > 0);
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	assert_int_equal(fx_put_cert(f, fx_tags[2], newcert, (size_t)nl, false), 0);
+	card_restart(f);
+
+	fx_count_reset(f);
+	t2 = open_deferred(f);
+	assert_true(f->count <= WARM_DEFERRED_MAX);
+	/* published from the cache as it was: the old certificate */
+	assert_same_objects(t1, t2);
+	assert_int_equal(tk_token_objects(t2, &objs, &n), TK_OK);
+	assert_true(n <= 32);
+	for (size_t i = 0; i < n; i++)
+		handles[i] = objs[i].handle;
+	stale_cert = fx_find(t2, TK_OBJ_CERT, 0x03);
+	stale_key = fx_find(t2, TK_OBJ_PRIVKEY, 0x01);
+	assert_non_null(stale_cert);
+	assert_non_null(stale_key);
+	assert_der_equal(stale_cert->der, stale_cert->der_len, f->cert[2], (size_t)f->cert_len[2]);
+
+	fx_count_reset(f);
+	assert_int_equal(tk_token_revalidate(t2, &changed), TK_OK);
+	print_message("revalidate (one certificate replaced): %u APDUs\n", f->count);
+	assert_true(changed);
+	/* the probes, plus the certificate and its key's metadata read again */
+	assert_true(f->count <= WARM_CHECKED_MAX - 2 + 2);
+	o = fx_find(t2, TK_OBJ_CERT, 0x03);
+	assert_non_null(o);
+	assert_der_equal(o->der, o->der_len, newcert, (size_t)nl);
+	assert_true(o->has_identity);
+	/* a new handle for the new certificate; the old one resolves no more */
+	for (size_t i = 0; i < n; i++)
+		assert_int_not_equal(o->handle, handles[i]);
+	assert_null(tk_token_object(t2, stale_cert->handle));
+	/* everything else kept its handle */
+	assert_int_equal(tk_token_objects(t2, &nobjs, &nn), TK_OK);
+	assert_int_equal(nn, n);
+	for (size_t i = 0; i < nn; i++) {
+		const tk_object_t *old = NULL;
+
+		for (size_t k = 0; k < n; k++)
+			if (objs[k].handle == nobjs[i].handle)
+				old = &objs[k];
+		if (&nobjs[i] == o) {
+			assert_null(old);
+			continue;
+		}
+		assert_non_null(old);
+		assert_int_equal(old->cls, nobjs[i].cls);
+		assert_memory_equal(old->id, nobjs[i].id, old->id_len);
+		assert_der_equal(old->der, old->der_len, nobjs[i].der, nobjs[i].der_len);
+		assert_ptr_equal(tk_token_object(t2, nobjs[i].handle), &nobjs[i]);
+	}
+	/* pointers handed out before stay readable (the old list) */
+	assert_der_equal(stale_cert->der, stale_cert->der_len, f->cert[2], (size_t)f->cert_len[2]);
+	/* and an unchanged key from the old list still works */
+	sha256("after revalidate", hash);
+	assert_int_equal(tk_token_login(t2, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(
+	        tk_token_key_op(t2, stale_key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	        TK_OK);
+	verify_ecdsa(f->pub[0], hash, 32, sig, sl);
+
+	/* the cache entry was rewritten: the next deferred open is right at once */
+	card_restart(f);
+	fx_count_reset(f);
+	t3 = open_deferred(f);
+	assert_true(f->count <= WARM_DEFERRED_MAX);
+	o = fx_find(t3, TK_OBJ_CERT, 0x03);
+	assert_non_null(o);
+	assert_der_equal(o->der, o->der_len, newcert, (size_t)nl);
+	assert_int_equal(tk_token_revalidate(t3, &changed), TK_OK);
+	assert_false(changed);
+	assert_same_objects(t2, t3);
+	OPENSSL_free(newcert);
+	tk_token_free(&t1);
+	tk_token_free(&t2);
+	tk_token_free(&t3);
+}
+
+/* The cache entry is chosen by the card's identity (CHUID GUID): another
+ * card never gets this card's objects, and a card whose CHUID changed (same
+ * GUID, re-personalised) is checked object by object even when deferred. */
+static void
+test_cache_identity(void **state)
+{
+	static const uint8_t tl[] = {0x5C, 0x03, 0x5F, 0xC1, 0x02};
+	struct fx *f = *state, *g;
+	tk_token_t *t1, *t2, *t3;
+	tk_token_opts_t o;
+	uint8_t chuid[256], cmd[300];
+	size_t cl = 0;
+	unsigned n_cold_g;
+
+	t1 = open_token(f, true);
+	/* a second card, same cache directory */
+	g = fx_new(true);
+	assert_non_null(g);
+	fx_opts(g, &o, true);
+	o.cache_dir = f->dir;
+	o.defer_revalidation = true;
+	fx_count_reset(g);
+	assert_int_equal(tk_token_open(g->card, &o, &t2), TK_OK);
+	n_cold_g = g->count;
+	print_message("another card, deferred open with a foreign cache: %u APDUs\n", n_cold_g);
+	assert_true(n_cold_g > WARM_DEFERRED_MAX); /* read from the card */
+	assert_der_equal(fx_find(t2, TK_OBJ_CERT, 0x01)->der,
+	                 fx_find(t2, TK_OBJ_CERT, 0x01)->der_len, g->cert[0],
+	                 (size_t)g->cert_len[0]);
+	tk_token_free(&t2);
+
+	/* same GUID, new expiry date in the CHUID */
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_apdu(f, 0, 0xCB, 0x3F, 0xFF, tl, sizeof(tl), chuid, sizeof(chuid), &cl),
+	                 0x9000);
+	{
+		size_t i;
+
+		for (i = 0; i + 10 <= cl; i++)
+			if (chuid[i] == 0x35 && chuid[i + 1] == 0x08)
+				break;
+		assert_true(i + 10 <= cl);
+		memcpy(chuid + i + 2, "20401231", 8);
+	}
+	memcpy(cmd, tl, sizeof(tl));
+	memcpy(cmd + sizeof(tl), chuid, cl);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	assert_int_equal(fx_apdu(f, 0, 0xDB, 0x3F, 0xFF, cmd, sizeof(tl) + cl, NULL, 0, NULL),
+	                 0x9000);
+	card_restart(f);
+	fx_count_reset(f);
+	t2 = open_deferred(f);
+	print_message("changed CHUID, deferred open: %u APDUs\n", f->count);
+	assert_true(f->count > WARM_DEFERRED_MAX); /* the objects were probed */
+	assert_true(f->count <= WARM_CHECKED_MAX);
+	assert_same_objects(t1, t2);
+	/* the entry now holds the new CHUID: trusted again */
+	card_restart(f);
+	fx_count_reset(f);
+	t3 = open_deferred(f);
+	assert_true(f->count <= WARM_DEFERRED_MAX);
+	assert_same_objects(t1, t3);
+	tk_token_free(&t1);
+	tk_token_free(&t2);
+	tk_token_free(&t3);
+	fx_free(g);
+}
+
+/* A card without a CHUID is known by its Yubico serial (00 F8): the warm
+ * deferred open proves the identity with that instead and trusts the cache
+ * just the same. */
+static void
+test_cache_identity_serial(void **state)
+{
+	static const uint8_t del[] = {0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x53, 0x00};
+	struct fx *f = *state;
+	tk_token_t *t1, *t2;
+	tk_token_info_t info;
+
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	assert_int_equal(fx_apdu(f, 0, 0xDB, 0x3F, 0xFF, del, sizeof(del), NULL, 0, NULL), 0x9000);
+	card_restart(f);
+	t1 = open_token(f, true);
+	assert_int_equal(tk_token_info(t1, &info), TK_OK);
+	assert_memory_equal(info.identity, "piv:yk:", 7);
+	card_restart(f);
+	fx_count_reset(f);
+	t2 = open_deferred(f);
+	print_message("warm deferred open without a CHUID: %u APDUs\n", f->count);
+	/* SELECT, the CHUID's absence, the serial */
+	assert_true(f->count <= WARM_DEFERRED_MAX + 1);
+	assert_int_equal(fx_count_ins(f, 0xF8), 1);
+	assert_same_objects(t1, t2);
+	tk_token_free(&t1);
+	tk_token_free(&t2);
+}
+
 static int warnings;
 
 static void
@@ -713,16 +985,23 @@ test_cache_corrupt_ignored(void **state)
 	assert_true(n_warm < n_cold);
 	assert_same_objects(t1, t3);
 
-	/* truncated file */
+	/* truncated file, deferred open: nothing is taken on trust from it */
 	assert_int_equal(truncate(path, sz - 40), 0);
 	tk_token_free(&t3);
 	warnings = 0;
 	tk_log_set_sink(count_warn, NULL);
 	fx_count_reset(f);
-	t3 = open_token(f, true);
+	t3 = open_deferred(f);
 	tk_log_set_sink(NULL, NULL);
 	assert_int_equal(warnings, 1);
 	assert_int_equal(f->count, n_cold);
+	assert_same_objects(t1, t3);
+	/* and rewritten by that cold read */
+	tk_token_free(&t3);
+	card_restart(f);
+	fx_count_reset(f);
+	t3 = open_deferred(f);
+	assert_true(f->count <= WARM_DEFERRED_MAX);
 	assert_same_objects(t1, t3);
 	tk_token_free(&t1);
 	tk_token_free(&t2);
@@ -740,8 +1019,8 @@ test_retired_slots(void **state)
 	EVP_PKEY *k82, *k83;
 	uint8_t *c82 = NULL;
 	const tk_object_t *o;
-	tk_token_t *t1, *t2, *t3;
-	unsigned n_scan, n_warm, n_kh;
+	tk_token_t *t0, *t1, *t2, *t3;
+	unsigned n_nokh, n_kh, n_warm;
 	int cl;
 
 	assert_int_equal(fx_select(f), 0);
@@ -753,12 +1032,33 @@ test_retired_slots(void **state)
 	cl = fx_make_cert(f, k82, "retired one", &c82);
 	assert_true(cl > 0);
 	assert_int_equal(fx_put_cert(f, 0x5FC10D, c82, (size_t)cl, false), 0);
-	tk_vcard_reset(f->vc);
-	tk_card_bump_generation(f->card);
+	card_restart(f);
 
+	/* SP 800-73-4: no key history object, no retired keys. None of the 20
+	 * retired slots is asked about: the open costs what a card without
+	 * retired keys costs, and they are not published. */
+	fx_count_reset(f);
+	t0 = open_token(f, false);
+	n_nokh = f->count;
+	assert_true(n_nokh <= COLD_MAX);
+	assert_true(fx_count_ins(f, 0xF7) <= 4);     /* 9A 9C 9D 9E only */
+	assert_true(fx_count_ins(f, 0xCB) <= 3 + 4); /* CHUID, discovery, history, 4 certs */
+	assert_null(fx_find(t0, TK_OBJ_PRIVKEY, 0x05));
+	assert_null(fx_find(t0, TK_OBJ_CERT, 0x05));
+	assert_null(fx_find(t0, TK_OBJ_PRIVKEY, 0x06));
+
+	/* with a key history (1 on-card, 1 off-card): 82 with its certificate,
+	 * 83 by its metadata; nothing beyond */
+	assert_int_equal(fx_select(f), 0);
+	assert_int_equal(fx_mgm_auth(f), 0);
+	assert_int_equal(fx_apdu(f, 0, 0xDB, 0x3F, 0xFF, kh, sizeof(kh), NULL, 0, NULL), 0x9000);
+	card_restart(f);
 	fx_count_reset(f);
 	t1 = open_token(f, true);
-	n_scan = f->count;
+	n_kh = f->count;
+	/* + 82's certificate and metadata, + 83's metadata */
+	assert_true(n_kh <= COLD_MAX + 3);
+	assert_true(fx_count_ins(f, 0xF7) <= 4 + 2);
 	o = fx_find(t1, TK_OBJ_PRIVKEY, 0x05);
 	assert_non_null(o);
 	assert_string_equal(o->label, "Retired KEY MAN 1");
@@ -783,30 +1083,24 @@ test_retired_slots(void **state)
 	assert_null(fx_find(t1, TK_OBJ_CERT, 0x06));
 	assert_null(fx_find(t1, TK_OBJ_PRIVKEY, 0x07));
 
-	tk_vcard_reset(f->vc);
-	tk_card_bump_generation(f->card);
+	card_restart(f);
 	fx_count_reset(f);
 	t2 = open_token(f, true);
 	n_warm = f->count;
 	assert_same_objects(t1, t2);
-
-	/* with a key history (1 on-card, 1 off-card) nothing else is looked at */
-	assert_int_equal(fx_select(f), 0);
-	assert_int_equal(fx_mgm_auth(f), 0);
-	assert_int_equal(fx_apdu(f, 0, 0xDB, 0x3F, 0xFF, kh, sizeof(kh), NULL, 0, NULL), 0x9000);
-	tk_vcard_reset(f->vc);
-	tk_card_bump_generation(f->card);
+	card_restart(f);
 	fx_count_reset(f);
-	t3 = open_token(f, false);
-	n_kh = f->count;
+	t3 = open_deferred(f);
+	assert_true(f->count <= WARM_DEFERRED_MAX);
 	assert_same_objects(t1, t3);
-	print_message("retired 82+83: scan %u APDUs, warm %u, with key history (no cache) %u\n",
-	              n_scan, n_warm, n_kh);
-	assert_true(n_warm < n_scan);
-	assert_true(n_kh < n_scan);
+	print_message("retired 82+83: without key history %u APDUs, with it %u, warm %u, "
+	              "deferred %u\n",
+	              n_nokh, n_kh, n_warm, f->count);
+	assert_true(n_warm < n_kh);
 	EVP_PKEY_free(k82);
 	EVP_PKEY_free(k83);
 	OPENSSL_free(c82);
+	tk_token_free(&t0);
 	tk_token_free(&t1);
 	tk_token_free(&t2);
 	tk_token_free(&t3);
@@ -830,9 +1124,11 @@ test_plain_piv_card(void **state)
 	f->no_vendor = true;
 	fx_count_reset(f);
 	t = open_token(f, false);
+	/* metadata asked once (6D00: remembered), the serial once, no version */
 	assert_int_equal(fx_count_ins(f, 0xF7), 1);
-	assert_int_equal(fx_count_ins(f, 0xFD), 1);
-	assert_int_equal(fx_count_ins(f, 0xF8), 0);
+	assert_int_equal(fx_count_ins(f, 0xFD), 0);
+	assert_int_equal(fx_count_ins(f, 0xF8), 1);
+	assert_true(f->count <= COLD_MAX - 3);
 	assert_int_equal(tk_token_objects(t, &objs, &n), TK_OK);
 	assert_int_equal(n, 12);
 	o = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
@@ -856,7 +1152,7 @@ test_plain_piv_card(void **state)
 	t = open_token(f, true);
 	fx_count_reset(f);
 	t2 = open_token(f, true);
-	assert_int_equal(fx_count_ins(f, 0xF7) + fx_count_ins(f, 0xFD), 0);
+	assert_int_equal(fx_count_ins(f, 0xF7) + fx_count_ins(f, 0xFD) + fx_count_ins(f, 0xF8), 0);
 	assert_same_objects(t, t2);
 	tk_token_free(&t);
 	tk_token_free(&t2);
@@ -877,7 +1173,15 @@ test_short_apdu_reader(void **state)
 	size_t pl = sizeof(plain);
 
 	assert_int_equal(fx_short_reader(f), TK_OK);
+	fx_count_reset(f);
 	t = open_token(f, false);
+	/* each object asked for once; a long one continues with GET RESPONSE,
+	 * each of which but the last carries a full 256 bytes */
+	print_message("cold open over a short-APDU reader: %u APDUs (%u GET RESPONSE)\n", f->count,
+	              fx_count_ins(f, 0xC0));
+	assert_true(fx_count_ins(f, 0xCB) <= 3 + 4);
+	assert_true(fx_count_ins(f, 0xC0) <= f->bytes / 256);
+	assert_true(f->count <= COLD_MAX + f->bytes / 256);
 	key = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
 	assert_non_null(key);
 	/* a raw block below the modulus; its RSA public operation must give it back */
@@ -958,6 +1262,16 @@ test_threads(void **state)
 		s[i] = (struct signer){t, fx_find(t, TK_OBJ_PRIVKEY, 0x01), f->pub[0], 0};
 		assert_int_equal(pthread_create(&th[i], NULL, sign_loop, &s[i]), 0);
 	}
+	/* revalidations and readers interleave with the signatures */
+	for (int i = 0; i < 10; i++) {
+		tk_token_info_t info;
+		bool changed = true;
+
+		assert_int_equal(tk_token_revalidate(t, &changed), TK_OK);
+		assert_false(changed);
+		assert_int_equal(tk_token_info(t, &info), TK_OK);
+		assert_non_null(fx_find(t, TK_OBJ_CERT, 0x01));
+	}
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(pthread_join(th[i], NULL), 0);
 		assert_int_equal(s[i].ok, 25);
@@ -995,6 +1309,9 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_reset_drops_login, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_cache_warm_open, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_cache_mismatch, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_revalidate_replaced_cert, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_identity, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_identity_serial, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_cache_corrupt_ignored, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_retired_slots, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_plain_piv_card, setup, teardown),
