@@ -112,7 +112,6 @@ struct p11_token {
 	int login;                /* -1: none; CKU_USER; CKU_SO */
 	uint8_t so_pin[64];       /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
 	size_t so_pin_len;
-	struct p11_token *gc_next; /* freeing list, local to one function */
 };
 
 /* --- sessions ----------------------------------------------------------- */

@@ -424,52 +424,22 @@ tk_p11_slots_start(void)
 		tk_log_warn("pkcs11: slot events: %s", tk_strerror(id));
 }
 
-/* Merge the manager's snapshot: covers events still in flight and readers
- * the events missed. Newer information (higher card_seq) wins. */
-static void
-sync_from_manager(tk_slotmgr_t *mgr)
+/* True while the event-driven table has not yet seen what the manager's
+ * snapshot shows (a reader, or a newer card). The snapshot is only a
+ * barrier: state always comes from the ordered events. */
+static bool
+behind_snapshot_locked(const tk_slot_info_t *infos, size_t n)
 {
-	tk_slot_info_t *infos = NULL;
-	size_t n = 0;
-	struct p11_token *gone = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct p11_slot *s;
 
-	if (tk_slotmgr_list(mgr, &infos, &n) != TK_OK)
-		return;
-	pthread_mutex_lock(&g_p11.lock);
-	for (size_t i = 0; i < n && tk_p11_check_init_locked() == CKR_OK; i++) {
-		bool known = tk_p11_slot_find_locked(infos[i].slot_id) != NULL;
-		struct p11_slot *s = slot_get_locked(infos[i].slot_id, infos[i].reader);
-
-		if (s == NULL)
-			break;
-		if (!known) {
-			s->present = infos[i].state != TK_SLOT_ABSENT;
-			s->state = infos[i].state;
-			s->card_seq = infos[i].card_seq;
-		} else if (infos[i].card_seq > s->card_seq) {
-			struct p11_token *d = slot_drop_token_locked(s);
-
-			if (d != NULL) {
-				d->gc_next = gone;
-				gone = d;
-			}
-			s->present = true;
-			s->state = infos[i].state;
-			s->card_seq = infos[i].card_seq;
-		} else if (infos[i].card_seq == s->card_seq && infos[i].state == TK_SLOT_VALID) {
-			s->present = true;
-			s->state = TK_SLOT_VALID;
-		}
-		maybe_open_locked(s);
+		if (infos[i].state == TK_SLOT_ABSENT)
+			continue;
+		s = tk_p11_slot_find_locked(infos[i].slot_id);
+		if (s == NULL || !s->present || s->card_seq < infos[i].card_seq)
+			return true;
 	}
-	pthread_mutex_unlock(&g_p11.lock);
-	free(infos);
-	while (gone != NULL) {
-		struct p11_token *next = gone->gc_next;
-
-		tk_p11_token_free(gone);
-		gone = next;
-	}
+	return false;
 }
 
 /* A card is being connected or its token opened: its token is coming. */
@@ -503,6 +473,8 @@ P11_EXPORT CK_RV
 C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
 {
 	int64_t end = now_ms() + P11_GETSLOTLIST_WAIT_MS;
+	tk_slot_info_t *infos = NULL;
+	size_t ninfos = 0;
 	tk_slotmgr_t *mgr;
 	bool ready;
 	CK_ULONG n = 0;
@@ -527,11 +499,15 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 		if (r != TK_OK)
 			tk_log_debug("pkcs11: first reader scan: %s", tk_strerror(r));
 	}
-	sync_from_manager(mgr);
+	if (tk_slotmgr_list(mgr, &infos, &ninfos) != TK_OK) {
+		infos = NULL;
+		ninfos = 0;
+	}
 
 	pthread_mutex_lock(&g_p11.lock);
 	g_p11.mgr_ready = true;
-	while (tk_p11_check_init_locked() == CKR_OK && opens_pending_locked()) {
+	while (tk_p11_check_init_locked() == CKR_OK &&
+	       (behind_snapshot_locked(infos, ninfos) || opens_pending_locked())) {
 		for (size_t i = 0; i < g_p11.nslots; i++)
 			maybe_open_locked(&g_p11.slots[i]);
 		if (!wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS ? end
@@ -544,9 +520,10 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 	for (size_t i = 0; i < g_p11.nslots; i++) {
 		const struct p11_slot *s = &g_p11.slots[i];
 
-		if (slot_settling_locked(s))
-			tk_log_info("pkcs11: slot %lu (%s): token still not ready (%s)",
-			            (unsigned long)s->id, s->reader, tk_slot_state_name(s->state));
+		if (s->present && s->token == NULL && (s->card_seq != 0 || slot_settling_locked(s)))
+			tk_log_info("pkcs11: slot %lu (%s): card without token (%s%s)",
+			            (unsigned long)s->id, s->reader, tk_slot_state_name(s->state),
+			            slot_settling_locked(s) ? ", still opening" : "");
 		if (!s->present)
 			continue;
 		if (tokenPresent && s->token == NULL)
@@ -562,6 +539,7 @@ out:
 	g_p11.calls--;
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
+	free(infos);
 	return rv;
 }
 

@@ -124,7 +124,10 @@ TK_EXPORT int tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_tok
  * (tk_token_object() returns NULL; tk_token_key_op with it fails with
  * TK_ERR_INVALID_ARG). Arrays and object pointers returned earlier stay
  * readable until tk_token_free but describe the old list: call
- * tk_token_objects again. When nothing changed, nothing moves.
+ * tk_token_objects again. When nothing changed, nothing moves. Not seen by
+ * the probes (PIV): a key generated or replaced in a slot whose certificate
+ * object stayed the same (its metadata is asked again only with a changed
+ * certificate object).
  * Errors: TK_ERR_INVALID_ARG, transport errors (the token is left as it
  * was), TK_ERR_NO_MEMORY. */
 TK_EXPORT int tk_token_revalidate(tk_token_t *t, bool *changed);
