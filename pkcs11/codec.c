@@ -166,4 +166,3 @@ out:
 	tk_freezero(db, dblen);
 	return r;
 }
-

@@ -158,8 +158,8 @@ C_Decrypt(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedData, CK_ULONG ulEnc
 
 /* RSA has no partial output: parts are collected (at most one block). */
 P11_EXPORT CK_RV
-C_DecryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
-                CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen)
+C_DecryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen,
+                CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);

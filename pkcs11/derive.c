@@ -15,7 +15,7 @@
 
 struct derive_tpl {
 	CK_KEY_TYPE key_type;
-	CK_ULONG value_len;       /* 0: whole secret */
+	CK_ULONG value_len; /* 0: whole secret */
 	bool sensitive, sensitive_set;
 	bool extractable;
 	bool priv;
@@ -63,7 +63,8 @@ parse_template(const CK_ATTRIBUTE *tpl, CK_ULONG n, struct derive_tpl *d)
 			break;
 		case CKA_KEY_TYPE:
 			rv = get_ulong(a, &d->key_type);
-			if (rv == CKR_OK && d->key_type != CKK_GENERIC_SECRET && d->key_type != CKK_AES)
+			if (rv == CKR_OK && d->key_type != CKK_GENERIC_SECRET &&
+			    d->key_type != CKK_AES)
 				rv = CKR_TEMPLATE_INCONSISTENT;
 			break;
 		case CKA_VALUE_LEN:

@@ -22,8 +22,8 @@
 #include "p11.h"
 
 struct p11_module g_p11 = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.cond = PTHREAD_COND_INITIALIZER,
+        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .cond = PTHREAD_COND_INITIALIZER,
 };
 
 /* Serialises C_Initialize and C_Finalize against each other. */
@@ -412,8 +412,7 @@ C_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_P
 }
 
 P11_EXPORT CK_RV
-C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
-                    CK_ULONG_PTR el)
+C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e, CK_ULONG_PTR el)
 {
 	return not_supported();
 }
@@ -613,55 +612,53 @@ C_MessageVerifyFinal(CK_SESSION_HANDLE h)
 	return not_supported();
 }
 
-
 /* --- function lists and interfaces -------------------------------------- */
 
-#define P11_V2_FUNCTIONS(X)                                                                       \
-	X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList)          \
-	X(C_GetSlotInfo) X(C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo)            \
-	X(C_InitToken) X(C_InitPIN) X(C_SetPIN) X(C_OpenSession) X(C_CloseSession)                \
-	X(C_CloseAllSessions) X(C_GetSessionInfo) X(C_GetOperationState)                          \
-	X(C_SetOperationState) X(C_Login) X(C_Logout) X(C_CreateObject) X(C_CopyObject)           \
-	X(C_DestroyObject) X(C_GetObjectSize) X(C_GetAttributeValue) X(C_SetAttributeValue)       \
-	X(C_FindObjectsInit) X(C_FindObjects) X(C_FindObjectsFinal) X(C_EncryptInit)              \
-	X(C_Encrypt) X(C_EncryptUpdate) X(C_EncryptFinal) X(C_DecryptInit) X(C_Decrypt)           \
-	X(C_DecryptUpdate) X(C_DecryptFinal) X(C_DigestInit) X(C_Digest) X(C_DigestUpdate)        \
-	X(C_DigestKey) X(C_DigestFinal) X(C_SignInit) X(C_Sign) X(C_SignUpdate) X(C_SignFinal)    \
-	X(C_SignRecoverInit) X(C_SignRecover) X(C_VerifyInit) X(C_Verify) X(C_VerifyUpdate)       \
-	X(C_VerifyFinal) X(C_VerifyRecoverInit) X(C_VerifyRecover) X(C_DigestEncryptUpdate)       \
-	X(C_DecryptDigestUpdate) X(C_SignEncryptUpdate) X(C_DecryptVerifyUpdate)                  \
-	X(C_GenerateKey) X(C_GenerateKeyPair) X(C_WrapKey) X(C_UnwrapKey) X(C_DeriveKey)          \
-	X(C_SeedRandom) X(C_GenerateRandom) X(C_GetFunctionStatus) X(C_CancelFunction)            \
-	X(C_WaitForSlotEvent)
+// clang-format off
+#define P11_V2_FUNCTIONS(X) \
+	X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList) \
+	X(C_GetSlotInfo) X(C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo) \
+	X(C_InitToken) X(C_InitPIN) X(C_SetPIN) X(C_OpenSession) X(C_CloseSession) \
+	X(C_CloseAllSessions) X(C_GetSessionInfo) X(C_GetOperationState) \
+	X(C_SetOperationState) X(C_Login) X(C_Logout) X(C_CreateObject) X(C_CopyObject) \
+	X(C_DestroyObject) X(C_GetObjectSize) X(C_GetAttributeValue) \
+	X(C_SetAttributeValue) X(C_FindObjectsInit) X(C_FindObjects) \
+	X(C_FindObjectsFinal) X(C_EncryptInit) X(C_Encrypt) X(C_EncryptUpdate) \
+	X(C_EncryptFinal) X(C_DecryptInit) X(C_Decrypt) X(C_DecryptUpdate) \
+	X(C_DecryptFinal) X(C_DigestInit) X(C_Digest) X(C_DigestUpdate) X(C_DigestKey) \
+	X(C_DigestFinal) X(C_SignInit) X(C_Sign) X(C_SignUpdate) X(C_SignFinal) \
+	X(C_SignRecoverInit) X(C_SignRecover) X(C_VerifyInit) X(C_Verify) \
+	X(C_VerifyUpdate) X(C_VerifyFinal) X(C_VerifyRecoverInit) X(C_VerifyRecover) \
+	X(C_DigestEncryptUpdate) X(C_DecryptDigestUpdate) X(C_SignEncryptUpdate) \
+	X(C_DecryptVerifyUpdate) X(C_GenerateKey) X(C_GenerateKeyPair) X(C_WrapKey) \
+	X(C_UnwrapKey) X(C_DeriveKey) X(C_SeedRandom) X(C_GenerateRandom) \
+	X(C_GetFunctionStatus) X(C_CancelFunction) X(C_WaitForSlotEvent)
 
-#define P11_V3_FUNCTIONS(X)                                                                       \
-	X(C_GetInterfaceList) X(C_GetInterface) X(C_LoginUser) X(C_SessionCancel)                 \
-	X(C_MessageEncryptInit) X(C_EncryptMessage) X(C_EncryptMessageBegin)                      \
-	X(C_EncryptMessageNext) X(C_MessageEncryptFinal) X(C_MessageDecryptInit)                  \
-	X(C_DecryptMessage) X(C_DecryptMessageBegin) X(C_DecryptMessageNext)                      \
-	X(C_MessageDecryptFinal) X(C_MessageSignInit) X(C_SignMessage) X(C_SignMessageBegin)      \
-	X(C_SignMessageNext) X(C_MessageSignFinal) X(C_MessageVerifyInit) X(C_VerifyMessage)      \
-	X(C_VerifyMessageBegin) X(C_VerifyMessageNext) X(C_MessageVerifyFinal)
+#define P11_V3_FUNCTIONS(X) \
+	X(C_GetInterfaceList) X(C_GetInterface) X(C_LoginUser) X(C_SessionCancel) \
+	X(C_MessageEncryptInit) X(C_EncryptMessage) X(C_EncryptMessageBegin) \
+	X(C_EncryptMessageNext) X(C_MessageEncryptFinal) X(C_MessageDecryptInit) \
+	X(C_DecryptMessage) X(C_DecryptMessageBegin) X(C_DecryptMessageNext) \
+	X(C_MessageDecryptFinal) X(C_MessageSignInit) X(C_SignMessage) \
+	X(C_SignMessageBegin) X(C_SignMessageNext) X(C_MessageSignFinal) \
+	X(C_MessageVerifyInit) X(C_VerifyMessage) X(C_VerifyMessageBegin) \
+	X(C_VerifyMessageNext) X(C_MessageVerifyFinal)
+// clang-format on
 
 #define P11_FN_INIT(name) .name = name,
 
-static CK_FUNCTION_LIST list_v2 = {
-	.version = {2, 40},
-	P11_V2_FUNCTIONS(P11_FN_INIT)
-};
+static CK_FUNCTION_LIST list_v2 = {.version = {2, 40}, P11_V2_FUNCTIONS(P11_FN_INIT)};
 
-static CK_FUNCTION_LIST_3_0 list_v3 = {
-	.version = {3, 0},
-	P11_V2_FUNCTIONS(P11_FN_INIT) P11_V3_FUNCTIONS(P11_FN_INIT)
-};
+static CK_FUNCTION_LIST_3_0 list_v3 = {.version = {3, 0},
+                                       P11_V2_FUNCTIONS(P11_FN_INIT) P11_V3_FUNCTIONS(P11_FN_INIT)};
 
 static char iface_name[] = "PKCS 11";
 
 /* The first entry is the default interface. Not CKF_INTERFACE_FORK_SAFE:
  * a child must call C_Initialize again. */
 static CK_INTERFACE interfaces[] = {
-	{iface_name, &list_v3, 0},
-	{iface_name, &list_v2, 0},
+        {iface_name, &list_v3, 0},
+        {iface_name, &list_v2, 0},
 };
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 

@@ -176,8 +176,8 @@ add_public_parts(struct p11_object *o, bool priv)
 		if (r != TK_OK || !priv)
 			return r;
 		static const CK_ATTRIBUTE_TYPE secret[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
-		                                           CKA_PRIME_2, CKA_EXPONENT_1,
-		                                           CKA_EXPONENT_2, CKA_COEFFICIENT};
+		                                           CKA_PRIME_2,          CKA_EXPONENT_1,
+		                                           CKA_EXPONENT_2,       CKA_COEFFICIENT};
 		for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]) && r == TK_OK; i++)
 			r = tk_p11_attr_add(o, secret[i], NULL, 0, true);
 		return r;
@@ -193,8 +193,8 @@ add_public_parts(struct p11_object *o, bool priv)
 			uint8_t pt[200], *der = NULL;
 			size_t ptlen = 0, derlen = 0;
 
-			if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt,
-			                                    sizeof(pt), &ptlen) != 1)
+			if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+			                                    pt, sizeof(pt), &ptlen) != 1)
 				return TK_ERR_CRYPTO;
 			r = tk_p11_der_octet_string(pt, ptlen, &der, &derlen);
 			if (r == TK_OK)
@@ -235,8 +235,8 @@ add_common(struct p11_object *o, const struct p11_token *t, const tk_object_t *k
 	char uid[96];
 	int r;
 
-	snprintf(uid, sizeof(uid), "%s:%lu", t->info.identity[0] ? t->info.identity : t->info.serial,
-	         (unsigned long)o->handle);
+	snprintf(uid, sizeof(uid), "%s:%lu",
+	         t->info.identity[0] ? t->info.identity : t->info.serial, (unsigned long)o->handle);
 	r = tk_p11_attr_add_ulong(o, CKA_CLASS, o->cls);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_bool(o, CKA_TOKEN, true);
@@ -394,8 +394,8 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 	}
 	r = add_common(o, t, k, priv);
 	if (r == TK_OK)
-		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE, k->key_type == TK_KEY_RSA ? CKK_RSA
-		                                                                    : CKK_EC);
+		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE,
+		                          k->key_type == TK_KEY_RSA ? CKK_RSA : CKK_EC);
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_START_DATE, NULL, 0, false);
 	if (r == TK_OK)
@@ -427,7 +427,8 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 
 		r = tk_p11_attr_add_bool(o, CKA_SENSITIVE, true);
 		if (r == TK_OK)
-			r = tk_p11_attr_add_bool(o, CKA_DECRYPT, rsa && (k->usage & TK_USAGE_DECRYPT));
+			r = tk_p11_attr_add_bool(o, CKA_DECRYPT,
+			                         rsa && (k->usage & TK_USAGE_DECRYPT));
 		if (r == TK_OK)
 			r = tk_p11_attr_add_bool(o, CKA_SIGN, (k->usage & TK_USAGE_SIGN) != 0);
 		if (r == TK_OK)
@@ -446,7 +447,8 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 		if (r == TK_OK)
 			r = tk_p11_attr_add_bool(o, CKA_WRAP_WITH_TRUSTED, false);
 		if (r == TK_OK)
-			r = tk_p11_attr_add_bool(o, CKA_ALWAYS_AUTHENTICATE, k->always_authenticate);
+			r = tk_p11_attr_add_bool(o, CKA_ALWAYS_AUTHENTICATE,
+			                         k->always_authenticate);
 	} else {
 		bool rsa = k->key_type == TK_KEY_RSA;
 
@@ -770,7 +772,8 @@ matches(const struct p11_object *o, const CK_ATTRIBUTE *tpl, CK_ULONG n)
 
 		if (v == NULL || v->sensitive || v->len != tpl[i].ulValueLen)
 			return false;
-		if (v->len > 0 && (tpl[i].pValue == NULL || memcmp(v->val, tpl[i].pValue, v->len) != 0))
+		if (v->len > 0 &&
+		    (tpl[i].pValue == NULL || memcmp(v->val, tpl[i].pValue, v->len) != 0))
 			return false;
 	}
 	return true;

@@ -50,12 +50,12 @@
 #define P11_LIBRARY_DESC "tokenkit PKCS#11 module"
 
 /* Bounds. */
-#define P11_MAX_RAW_INPUT 1024     /* multi-part raw (unhashed) sign/decrypt accumulation */
+#define P11_MAX_RAW_INPUT 1024 /* multi-part raw (unhashed) sign/decrypt accumulation */
 #define P11_GETSLOTLIST_WAIT_MS 4000
 #define P11_FINALIZE_WAIT_MS 10000
 #define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
-#define P11_OPEN_RETRY_MS 200        /* token open after a transient failure */
-#define P11_DEFAULT_MAX_TRIES 3     /* PIV PIN/PUK tries when the card does not say */
+#define P11_OPEN_RETRY_MS 200          /* token open after a transient failure */
+#define P11_DEFAULT_MAX_TRIES 3        /* PIV PIN/PUK tries when the card does not say */
 
 /* --- objects ------------------------------------------------------------ */
 
@@ -69,16 +69,16 @@ struct p11_attr {
 struct p11_object {
 	CK_OBJECT_HANDLE handle;
 	CK_OBJECT_CLASS cls;
-	const tk_object_t *tko;   /* token objects; NULL for session objects */
-	CK_SESSION_HANDLE owner;  /* session objects: creating session */
+	const tk_object_t *tko;  /* token objects; NULL for session objects */
+	CK_SESSION_HANDLE owner; /* session objects: creating session */
 	struct p11_attr *attrs;
 	size_t nattrs;
-	int key_type;             /* enum tk_key_type (TK_KEY_NONE for others) */
+	int key_type; /* enum tk_key_type (TK_KEY_NONE for others) */
 	unsigned key_bits;
-	unsigned usage;           /* TK_USAGE_* */
+	unsigned usage; /* TK_USAGE_* */
 	bool always_auth;
-	EVP_PKEY *pub;            /* public key for host-side work, may be NULL */
-	bool visible_private;     /* CKA_PRIVATE true */
+	EVP_PKEY *pub;        /* public key for host-side work, may be NULL */
+	bool visible_private; /* CKA_PRIVATE true */
 };
 
 /* --- tokens ------------------------------------------------------------- */
@@ -90,18 +90,18 @@ struct p11_objset {
 };
 
 struct p11_token {
-	int refs;                 /* module lock */
+	int refs; /* module lock */
 	tk_token_t *tk;
 	CK_SLOT_ID slot;
 	uint64_t card_seq;
-	bool removed;             /* card gone: sessions answer CKR_DEVICE_REMOVED */
-	tk_token_info_t info;     /* refreshed by tk_p11_token_refresh_info */
+	bool removed;         /* card gone: sessions answer CKR_DEVICE_REMOVED */
+	tk_token_info_t info; /* at open (C_GetTokenInfo asks tk_token_info afresh) */
 
-	struct p11_object *objs;  /* token objects (swapped, never changed in place, under the
-	                           * module lock when revalidation found changes) */
+	struct p11_object *objs; /* token objects (swapped, never changed in place, under the
+	                          * module lock when revalidation found changes) */
 	size_t nobjs;
 	struct p11_objset *retired; /* earlier object tables: operations may still point there */
-	struct p11_object **sobjs; /* session objects (module lock) */
+	struct p11_object **sobjs;  /* session objects (module lock) */
 	size_t nsobjs, sobjs_cap;
 
 	/* What the keys support (for the mechanism list). */
@@ -109,8 +109,8 @@ struct p11_token {
 	unsigned rsa_min, rsa_max, ec_min, ec_max;
 
 	/* Login state, shared by every session of the token (module lock). */
-	int login;                /* -1: none; CKU_USER; CKU_SO */
-	uint8_t so_pin[64];       /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
+	int login;          /* -1: none; CKU_USER; CKU_SO */
+	uint8_t so_pin[64]; /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
 	size_t so_pin_len;
 };
 
@@ -124,14 +124,14 @@ enum p11_op_kind {
 };
 
 struct p11_op {
-	int kind;                 /* enum p11_op_kind */
+	int kind; /* enum p11_op_kind */
 	CK_MECHANISM_TYPE mech;
 	CK_OBJECT_HANDLE key;
 	const struct p11_object *obj; /* token object (immutable while the token lives) */
-	const EVP_MD *md;         /* hash of a hashing mechanism, or NULL */
-	EVP_MD_CTX *mdctx;        /* multi-part hashing */
-	bool multi;               /* C_*Update was called */
-	uint8_t *buf;             /* raw accumulation, bounded */
+	const EVP_MD *md;             /* hash of a hashing mechanism, or NULL */
+	EVP_MD_CTX *mdctx;            /* multi-part hashing */
+	bool multi;                   /* C_*Update was called */
+	uint8_t *buf;                 /* raw accumulation, bounded */
 	size_t buf_len, buf_cap;
 	/* PSS / OAEP parameters */
 	const EVP_MD *pss_md, *mgf_md;
@@ -142,7 +142,7 @@ struct p11_op {
 	uint8_t *result;
 	size_t result_len;
 	bool have_result;
-	bool context_login;       /* CKU_CONTEXT_SPECIFIC done for this operation */
+	bool context_login; /* CKU_CONTEXT_SPECIFIC done for this operation */
 };
 
 struct p11_find {
@@ -154,9 +154,9 @@ struct p11_find {
 struct p11_session {
 	CK_SESSION_HANDLE h;
 	CK_SLOT_ID slot;
-	struct p11_token *tok;    /* reference */
+	struct p11_token *tok; /* reference */
 	CK_FLAGS flags;
-	int refs;                 /* module lock */
+	int refs; /* module lock */
 	bool closed;
 	pthread_mutex_t op_lock;
 	struct p11_find find;
@@ -166,29 +166,29 @@ struct p11_session {
 /* --- slots -------------------------------------------------------------- */
 
 struct p11_slot {
-	CK_SLOT_ID id;            /* the slot manager's stable slot id */
+	CK_SLOT_ID id; /* the slot manager's stable slot id */
 	char reader[128];
-	bool present;             /* reader present */
-	int state;                /* enum tk_slot_state */
-	uint64_t card_seq;        /* current card, 0 when none */
-	struct p11_token *token;  /* reference, NULL when no (recognised) token */
-	uint64_t opened_seq;      /* card_seq for which an open was started */
-	bool opening;             /* an open is running */
-	int64_t retry_at;         /* after a transient failure: not before (ms, monotonic) */
-	bool event;               /* pending for C_WaitForSlotEvent */
+	bool present;            /* reader present */
+	int state;               /* enum tk_slot_state */
+	uint64_t card_seq;       /* current card, 0 when none */
+	struct p11_token *token; /* reference, NULL when no (recognised) token */
+	uint64_t opened_seq;     /* card_seq for which an open was started */
+	bool opening;            /* an open is running */
+	int64_t retry_at;        /* after a transient failure: not before (ms, monotonic) */
+	bool event;              /* pending for C_WaitForSlotEvent */
 };
 
 /* --- the module --------------------------------------------------------- */
 
 struct p11_module {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* slot events, open completion, finalize */
+	pthread_cond_t cond; /* slot events, open completion, finalize */
 	bool initialized;
 	bool finalizing;
 	pid_t pid;
 	tk_slotmgr_t *mgr;
 	int sub_id;
-	bool mgr_ready;           /* first enumeration done (or given up) */
+	bool mgr_ready; /* first enumeration done (or given up) */
 
 	struct p11_slot *slots;
 	size_t nslots, slots_cap;
@@ -198,10 +198,10 @@ struct p11_module {
 	CK_SESSION_HANDLE next_session;
 	CK_OBJECT_HANDLE next_sobj;
 
-	int openers;              /* token-open threads running */
-	int waiters;              /* threads in C_WaitForSlotEvent */
-	int calls;                /* calls holding a session or token reference */
-	uint64_t gen;             /* increases with every C_Initialize */
+	int openers;  /* token-open threads running */
+	int waiters;  /* threads in C_WaitForSlotEvent */
+	int calls;    /* calls holding a session or token reference */
+	uint64_t gen; /* increases with every C_Initialize */
 };
 
 extern struct p11_module g_p11;
@@ -256,23 +256,22 @@ void tk_p11_session_objects_drop_locked(struct p11_token *t, CK_SESSION_HANDLE o
 /* mech.c */
 struct p11_mech {
 	CK_MECHANISM_TYPE type;
-	int key_type;             /* TK_KEY_RSA / TK_KEY_EC */
-	CK_FLAGS flags;           /* CKF_SIGN, CKF_DECRYPT, ... (without CKF_HW) */
-	CK_MECHANISM_TYPE hash;   /* CKM_SHA* for hashing mechanisms, else 0 */
+	int key_type;           /* TK_KEY_RSA / TK_KEY_EC */
+	CK_FLAGS flags;         /* CKF_SIGN, CKF_DECRYPT, ... (without CKF_HW) */
+	CK_MECHANISM_TYPE hash; /* CKM_SHA* for hashing mechanisms, else 0 */
 	bool pss, raw;
 };
 const struct p11_mech *tk_p11_mech_lookup(CK_MECHANISM_TYPE type);
 size_t tk_p11_mech_list(const struct p11_token *t, CK_MECHANISM_TYPE *out, size_t cap);
-CK_RV tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out,
-                                  size_t cap, size_t *count);
+CK_RV tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out, size_t cap,
+                                  size_t *count);
 
 /* codec.c */
 int tk_p11_pss_encode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *mhash, size_t hlen,
                       size_t salt_len, unsigned mod_bits, uint8_t *em, size_t em_len);
 int tk_p11_pkcs1_type2_decode(const uint8_t *em, size_t k, uint8_t *out, size_t *out_len);
-int tk_p11_oaep_decode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *label,
-                       size_t label_len, const uint8_t *em, size_t k, uint8_t *out,
-                       size_t *out_len);
+int tk_p11_oaep_decode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *label, size_t label_len,
+                       const uint8_t *em, size_t k, uint8_t *out, size_t *out_len);
 
 /* sign.c / verify.c / decrypt.c / derive.c */
 CK_RV tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_PTR m,

@@ -362,11 +362,11 @@ C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 	if (login == (int)CKU_SO)
 		pInfo->state = CKS_RW_SO_FUNCTIONS;
 	else if (login == (int)CKU_USER)
-		pInfo->state = (s->flags & CKF_RW_SESSION) ? CKS_RW_USER_FUNCTIONS
-		                                           : CKS_RO_USER_FUNCTIONS;
+		pInfo->state =
+		        (s->flags & CKF_RW_SESSION) ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
 	else
-		pInfo->state = (s->flags & CKF_RW_SESSION) ? CKS_RW_PUBLIC_SESSION
-		                                           : CKS_RO_PUBLIC_SESSION;
+		pInfo->state =
+		        (s->flags & CKF_RW_SESSION) ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
 out:
 	tk_p11_session_put(s, rv);
 	return rv;

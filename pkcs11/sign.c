@@ -111,8 +111,9 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 {
 	const struct p11_mech *mech;
 	struct p11_object *key;
-	CK_FLAGS need = kind == P11_OP_SIGN ? CKF_SIGN : kind == P11_OP_VERIFY ? CKF_VERIFY
-	                                                                       : CKF_DECRYPT;
+	CK_FLAGS need = kind == P11_OP_SIGN     ? CKF_SIGN
+	                : kind == P11_OP_VERIFY ? CKF_VERIFY
+	                                        : CKF_DECRYPT;
 	unsigned usage = kind == P11_OP_DECRYPT ? TK_USAGE_DECRYPT : TK_USAGE_SIGN;
 	CK_RV rv;
 
@@ -227,8 +228,8 @@ signature_len(const struct p11_object *key)
 }
 
 static CK_RV
-sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in_len,
-          uint8_t *out, size_t *out_len)
+sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in_len, uint8_t *out,
+          size_t *out_len)
 {
 	const struct p11_object *key = op->obj;
 	size_t k = (key->key_bits + 7) / 8, got = 0;
@@ -240,7 +241,8 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 	if (key->key_type == TK_KEY_EC) {
 		if (in_len == 0 || in_len > P11_MAX_RAW_INPUT)
 			return CKR_DATA_LEN_RANGE;
-		r = tk_token_key_op(s->tok->tk, key->tko, TK_OP_ECDSA, in, in_len, out, 2 * k, &got);
+		r = tk_token_key_op(s->tok->tk, key->tko, TK_OP_ECDSA, in, in_len, out, 2 * k,
+		                    &got);
 		if (r != TK_OK)
 			return tk_err_to_ckr(r);
 		if (got != 2 * k)

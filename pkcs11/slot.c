@@ -510,8 +510,9 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 	       (behind_snapshot_locked(infos, ninfos) || opens_pending_locked())) {
 		for (size_t i = 0; i < g_p11.nslots; i++)
 			maybe_open_locked(&g_p11.slots[i]);
-		if (!wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS ? end
-		                                                              : now_ms() + P11_OPEN_RETRY_MS))
+		if (!wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS
+		                                  ? end
+		                                  : now_ms() + P11_OPEN_RETRY_MS))
 			break;
 	}
 	rv = tk_p11_check_init_locked();
@@ -595,8 +596,8 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 		maybe_open_locked(s);
 		if (!slot_settling_locked(s) || now_ms() >= end)
 			break;
-		wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS ? end
-		                                                        : now_ms() + P11_OPEN_RETRY_MS);
+		wait_deadline_locked(
+		        end < now_ms() + P11_OPEN_RETRY_MS ? end : now_ms() + P11_OPEN_RETRY_MS);
 	}
 	if (!s->present || s->token == NULL) {
 		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID

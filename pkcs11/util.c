@@ -201,7 +201,7 @@ static const EVP_MD *
 md_at(size_t i)
 {
 	static const EVP_MD *(*const fallback[5])(void) = {EVP_sha1, EVP_sha224, EVP_sha256,
-	                                                  EVP_sha384, EVP_sha512};
+	                                                   EVP_sha384, EVP_sha512};
 
 	pthread_once(&crypto_once, crypto_init);
 	return mds[i] != NULL ? mds[i] : fallback[i]();
@@ -247,8 +247,7 @@ tk_p11_md_from_mgf(CK_RSA_PKCS_MGF_TYPE mgf)
 
 /* MGF1 (RFC 8017 B.2.1): mask = H(seed||C0) || H(seed||C1) || ... */
 int
-tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t *mask,
-            size_t mask_len)
+tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t *mask, size_t mask_len)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t h[EVP_MAX_MD_SIZE];
@@ -267,7 +266,8 @@ tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t *mas
 
 		if (EVP_DigestInit_ex(ctx, md, NULL) != 1 ||
 		    EVP_DigestUpdate(ctx, seed, seed_len) != 1 ||
-		    EVP_DigestUpdate(ctx, c, sizeof(c)) != 1 || EVP_DigestFinal_ex(ctx, h, &outl) != 1)
+		    EVP_DigestUpdate(ctx, c, sizeof(c)) != 1 ||
+		    EVP_DigestFinal_ex(ctx, h, &outl) != 1)
 			goto out;
 		n = mask_len - done < hlen ? mask_len - done : hlen;
 		memcpy(mask + done, h, n);

@@ -73,6 +73,8 @@ TK_EXPORT int tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms);
 /* Subscribe; returns a subscription id > 0 (or a tk_err). When replay is
  * true the callback first receives READER_ADDED / CARD_INSERTED events for
  * the current state. */
+/* A callback must not call tk_slotmgr_free. tk_slotmgr_unsubscribe waits
+ * for a callback running in another thread, so none runs after it returns. */
 TK_EXPORT int tk_slotmgr_subscribe(tk_slotmgr_t *m, tk_event_fn fn, void *ctx, bool replay);
 TK_EXPORT void tk_slotmgr_unsubscribe(tk_slotmgr_t *m, int id);
 
