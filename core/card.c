@@ -363,10 +363,30 @@ tk_card_present(const tk_card_t *c)
 	if (c == NULL || atomic_load(&mc->removed))
 		return false;
 	if (c->be.present != NULL && !c->be.present(c->ctx)) {
-		atomic_store(&mc->removed, true);
+		/* A backend that re-binds (slot manager) may take a card back
+		 * after a service outage: no latch there; a card that is really
+		 * gone never returns under the same card_seq anyway. */
+		if (c->be.card_seq == NULL)
+			atomic_store(&mc->removed, true);
 		return false;
 	}
 	return true;
+}
+
+uint64_t
+tk_card_seq(const tk_card_t *c)
+{
+	if (c == NULL || c->be.card_seq == NULL)
+		return 0;
+	return c->be.card_seq(c->ctx);
+}
+
+uint64_t
+tk_card_rebinds(const tk_card_t *c)
+{
+	if (c == NULL || c->be.rebinds == NULL)
+		return 0;
+	return c->be.rebinds(c->ctx);
 }
 
 void

@@ -23,6 +23,10 @@ typedef struct tk_card_backend {
 	bool (*present)(void *ctx);
 	/* Resets and reconnects seen by the backend (added to the card's own). */
 	uint64_t (*generation)(void *ctx);
+	/* The insertion the handle is bound to, and how often it was re-bound
+	 * to a new connection after a service restart (NULL: 0). */
+	uint64_t (*card_seq)(void *ctx);
+	uint64_t (*rebinds)(void *ctx);
 	/* Called once, when the last reference to the card goes. */
 	void (*release)(void *ctx);
 } tk_card_backend_t;

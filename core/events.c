@@ -230,6 +230,8 @@ tk_event_type_name(int type)
 		return "service-lost";
 	case TK_EVENT_SERVICE_RESTORED:
 		return "service-restored";
+	case TK_EVENT_RECOVERY:
+		return "recovery";
 	default:
 		return "unknown";
 	}

@@ -87,6 +87,7 @@ mgr_unref(tk_slotmgr_t *m)
 	for (size_t i = 0; i < m->nslots; i++)
 		free(m->slots[i]);
 	free(m->slots);
+	free(m->log_path);
 	ev_destroy(m);
 	pthread_mutex_destroy(&m->mtx);
 	pthread_cond_destroy(&m->cond);
@@ -166,7 +167,21 @@ card_new_locked(tk_slotmgr_t *m, slot_t *s, const tk_reader_desc_t *d)
 {
 	int old = s->state;
 
-	s->card_seq = ++m->next_card_seq;
+	if (s->lost_seq != 0 && d->atr_len == s->lost_atr_len &&
+	    memcmp(d->atr, s->lost_atr, d->atr_len) == 0 && !d->card_mute) {
+		/* The card it had before the service went away, by reader and
+		 * ATR: its handles are re-bound to the new connection, one
+		 * generation on (re-select; the login is gone). The token
+		 * layer checks the card's identity beyond the ATR. */
+		s->card_seq = s->lost_seq;
+		s->rebinds++;
+		s->gen++;
+		tk_log_info("slotmgr: %s: same card back after the service restart; re-bound",
+		            s->name);
+	} else {
+		s->card_seq = ++m->next_card_seq;
+	}
+	s->lost_seq = 0;
 	memcpy(s->atr, d->atr, d->atr_len);
 	s->atr_len = d->atr_len;
 	s->protocol = -1;
@@ -247,8 +262,17 @@ service_lost_locked(tk_slotmgr_t *m)
 	if (m->service_up) {
 		tk_log_warn("slotmgr: PC/SC service lost");
 		m->service_up = false;
-		for (size_t i = 0; i < m->nslots; i++)
-			reader_gone_locked(m, m->slots[i]);
+		for (size_t i = 0; i < m->nslots; i++) {
+			slot_t *s = m->slots[i];
+
+			/* Remember the card, to re-bind it if it comes back. */
+			if (s->present && s->card_seq != 0) {
+				s->lost_seq = s->card_seq;
+				memcpy(s->lost_atr, s->atr, s->atr_len);
+				s->lost_atr_len = s->atr_len;
+			}
+			reader_gone_locked(m, s);
+		}
 		ev_queue_service(m, TK_EVENT_SERVICE_LOST);
 		m->service_down_reported = true;
 	} else if (!m->service_down_reported) {
@@ -331,7 +355,9 @@ monitor_main(void *arg)
 		pthread_mutex_unlock(&m->mtx);
 		free(d);
 
+		rec_watchdog(m);
 		r = m->ops->wait_change(m->be, m->poll_ms);
+		rec_watchdog(m);
 		if (r == TK_ERR_NO_SERVICE) {
 			pthread_mutex_lock(&m->mtx);
 			service_lost_locked(m);
@@ -366,6 +392,8 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
 		tk_slotmgr_opts_init(&m->opts);
 	if (m->opts.transmit_timeout_ms <= 0)
 		m->opts.transmit_timeout_ms = TK_CARD_DEFAULT_TIMEOUT_MS;
+	m->log_path = rec_log_resolve(m->opts.recovery_log);
+	m->opts.recovery_log = NULL; /* the caller's string is not kept */
 	m->ops = ops;
 	m->poll_ms = poll_ms > 0 ? poll_ms : MONITOR_POLL_MS;
 	m->next_id = 1;
@@ -616,8 +644,8 @@ tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card)
 	}
 	seq = s->card_seq;
 	/* A card being connected is worth waiting for, within the deadline. */
-	while (s->card_seq != 0 && s->card_seq == seq && s->state == TK_SLOT_PROBING &&
-	       !m->stopping) {
+	while (s->card_seq != 0 && s->card_seq == seq &&
+	       (s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING) && !m->stopping) {
 		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
 			break;
 	}
@@ -625,7 +653,7 @@ tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card)
 		r = TK_ERR_NO_READER;
 	else if (s->card_seq == 0)
 		r = TK_ERR_NO_CARD;
-	else if (s->state == TK_SLOT_PROBING)
+	else if (s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING)
 		r = TK_ERR_TIMEOUT;
 	else if (s->state == TK_SLOT_QUARANTINED)
 		r = TK_ERR_QUARANTINED;
@@ -635,5 +663,76 @@ tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card)
 		r = card_new_for_slot_locked(m, s, card);
 out:
 	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
+int
+tk_slotmgr_diag(tk_slotmgr_t *m, uint32_t slot_id, tk_slot_diag_t *diag)
+{
+	slot_t *s;
+	int r = TK_OK;
+
+	if (diag != NULL)
+		memset(diag, 0, sizeof(*diag));
+	if (m == NULL || diag == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&m->mtx);
+	s = mgr_slot_locked(m, slot_id);
+	if (s == NULL) {
+		r = TK_ERR_NO_READER;
+	} else {
+		fill_info(s, &diag->info);
+		rec_fill_diag_locked(s, diag);
+	}
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
+int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);
+
+int
+tk_slotmgr_reset(tk_slotmgr_t *m, uint32_t slot_id, bool cold, int timeout_ms, tk_recovery_t *rec)
+{
+	slot_t *s;
+	uint64_t seq = 0, last_id = 0;
+	int r = TK_OK;
+
+	if (rec != NULL)
+		memset(rec, 0, sizeof(*rec));
+	if (m == NULL)
+		return TK_ERR_INVALID_ARG;
+	if (timeout_ms <= 0)
+		timeout_ms = m->opts.transmit_timeout_ms * 4;
+	pthread_mutex_lock(&m->mtx);
+	s = mgr_slot_locked(m, slot_id);
+	if (s == NULL || !s->present || m->stopping)
+		r = TK_ERR_NO_READER;
+	else if (s->card_seq == 0)
+		r = TK_ERR_NO_CARD;
+	else if (s->stuck != NULL && s->worker == NULL)
+		r = TK_ERR_UNRESPONSIVE;
+	if (r == TK_OK) {
+		seq = s->card_seq;
+		last_id = s->rec_ids;
+	}
+	pthread_mutex_unlock(&m->mtx);
+	if (r != TK_OK)
+		return r;
+	r = worker_force_recovery(m, s, seq,
+	                          cold ? TK_STEP_COLD_RESET : TK_STEP_WARM_RESET, timeout_ms);
+	if (rec != NULL) {
+		pthread_mutex_lock(&m->mtx);
+		/* The newest finished record that started after our call. */
+		for (size_t i = 0; i < s->hist_n; i++) {
+			size_t k = (s->hist_next + TK_SLOT_DIAG_HISTORY - 1 - i) %
+			           TK_SLOT_DIAG_HISTORY;
+
+			if (s->hist[k].id > last_id) {
+				*rec = s->hist[k];
+				break;
+			}
+		}
+		pthread_mutex_unlock(&m->mtx);
+	}
 	return r;
 }

@@ -32,6 +32,7 @@ enum work_op {
 	W_BEGIN,
 	W_END,
 	W_RESET,
+	W_RECOVER, /* run the recovery ladder from step `how` (enum tk_recovery_step) */
 };
 
 typedef struct work {
@@ -67,6 +68,11 @@ typedef struct worker {
 	/* Worker thread only: */
 	void *conn;
 	uint64_t conn_card_seq;
+	int need_recovery; /* first ladder step to run after the current item, 0: none */
+	/* Under mtx: while a recovery step is inside the backend, when it must
+	 * have returned (0: not in a step); the monitor abandons the worker
+	 * past it. */
+	int64_t step_deadline_us;
 } worker_t;
 
 /* Per-reader counters; the recovery ladder will read and extend these. */
@@ -76,7 +82,11 @@ typedef struct slot_stats {
 	uint64_t connects, connect_failures, abandoned_workers;
 	int last_err;
 	int64_t last_err_us;
+	uint64_t retried_ok, recoveries, recoveries_failed;
+	uint64_t step_ok[TK_STEP_COUNT];
 } slot_stats_t;
+
+#define LAT_WINDOW 1024
 
 struct slot {
 	uint32_t id;
@@ -93,7 +103,22 @@ struct slot {
 	uint64_t connected_seq; /* card_seq of the last successful connect */
 	worker_t *worker;       /* live worker (holds a reference) or NULL */
 	worker_t *stuck; /* abandoned worker still in the backend (no reference; cleared by it) */
+	int64_t stuck_since_us;
 	slot_stats_t stats;
+	/* recovery (recovery.c), under m->mtx */
+	bool rec_open;
+	tk_recovery_t rec; /* the one in progress */
+	uint64_t rec_ids;
+	tk_recovery_t hist[TK_SLOT_DIAG_HISTORY]; /* ring */
+	size_t hist_n, hist_next;
+	uint32_t lat[LAT_WINDOW]; /* APDU round trips, us (ring) */
+	size_t lat_n, lat_next;
+	/* the card this slot had when the PC/SC service went away: the same
+	 * ATR coming back into this reader takes the old card_seq (re-bind) */
+	uint64_t lost_seq;
+	uint8_t lost_atr[TK_READER_ATR_MAX];
+	size_t lost_atr_len;
+	uint64_t rebinds;
 };
 
 typedef struct sub {
@@ -131,6 +156,7 @@ struct tk_slotmgr {
 	int live_workers;
 	pthread_t monitor;
 	bool monitor_started;
+	char *log_path; /* recovery log, NULL: none */
 
 	/* events */
 	pthread_mutex_t ev_mtx;
@@ -164,6 +190,35 @@ void worker_stop_locked(tk_slotmgr_t *m, slot_t *s, int err);
 /* Queue work nobody waits for (CONNECT, DISCONNECT). */
 void worker_post_locked(slot_t *s, int op, uint64_t card_seq);
 int card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out);
+
+/* worker.c, continued */
+/* Post a W_RECOVER from step (no waiter). */
+void worker_post_recover_locked(slot_t *s, int step, uint64_t card_seq);
+/* The slot's worker is stuck in the backend: take it off the slot, fail its
+ * queue and quarantine the reader until the call returns. */
+void worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const char *what);
+/* Worker thread only. */
+int worker_connect(worker_t *w, uint64_t card_seq, bool set_state);
+void worker_drop_conn(worker_t *w);
+bool worker_gone(worker_t *w);
+bool worker_card_there(worker_t *w, uint64_t card_seq);
+
+/* recovery.c */
+/* Open a recovery record unless one is open (with m->mtx held). */
+void rec_begin_locked(tk_slotmgr_t *m, slot_t *s, int fault, const char *what);
+void rec_step_locked(slot_t *s, int step, int result, int64_t duration_us);
+/* Close the open record: history, counters, TK_EVENT_RECOVERY, log line.
+ * Takes m->mtx itself. */
+void rec_finish(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome);
+/* Run the ladder from first_step in the worker thread; returns the outcome. */
+int rec_ladder(worker_t *w, int first_step, uint64_t card_seq);
+/* Monitor: abandon workers whose recovery step overran its deadline. */
+void rec_watchdog(tk_slotmgr_t *m);
+void rec_latency_locked(slot_t *s, int64_t us);
+void rec_fill_diag_locked(const slot_t *s, tk_slot_diag_t *d);
+/* The recovery log (recovery_log.c). */
+char *rec_log_resolve(const char *opt);
+void rec_log_append(const char *path, const char *reader, const tk_recovery_t *r);
 
 /* events.c */
 void ev_queue_locked(tk_slotmgr_t *m, int type, const slot_t *s, int old_state, int target);

@@ -123,6 +123,33 @@ card_still_there(tk_slotmgr_t *m, worker_t *w, uint64_t card_seq)
 	return ok;
 }
 
+bool
+worker_gone(worker_t *w)
+{
+	bool g;
+
+	pthread_mutex_lock(&w->mtx);
+	g = w->quit || w->abandoned;
+	pthread_mutex_unlock(&w->mtx);
+	return g;
+}
+
+bool
+worker_card_there(worker_t *w, uint64_t card_seq)
+{
+	return card_still_there(w->m, w, card_seq);
+}
+
+void
+worker_drop_conn(worker_t *w)
+{
+	if (w->conn != NULL) {
+		w->m->ops->disconnect(w->conn);
+		w->conn = NULL;
+	}
+	w->conn_card_seq = 0;
+}
+
 static void
 drop_conn(worker_t *w)
 {
@@ -133,8 +160,10 @@ drop_conn(worker_t *w)
 	w->conn_card_seq = 0;
 }
 
+/* set_state: a plain connect makes the slot valid (or mute); inside the
+ * recovery ladder the probe decides. */
 static int
-do_connect(worker_t *w, uint64_t card_seq)
+do_connect(worker_t *w, uint64_t card_seq, bool set_state)
 {
 	tk_slotmgr_t *m = w->m;
 	slot_t *s = w->slot;
@@ -167,20 +196,26 @@ do_connect(worker_t *w, uint64_t card_seq)
 		s->atr_len = atr_len;
 		s->protocol = proto;
 		s->caps = caps;
-		if (s->state != TK_SLOT_VALID)
+		if (set_state && s->state != TK_SLOT_VALID)
 			mgr_set_state_locked(m, s, TK_SLOT_VALID);
 	} else {
 		s->stats.connect_failures++;
 		s->stats.last_err = r;
 		s->stats.last_err_us = mgr_now_us();
 		tk_log_debug("slotmgr: %s: connect: %s", s->name, tk_strerror(r));
-		if (r != TK_ERR_NO_CARD && r != TK_ERR_NO_SERVICE && r != TK_ERR_NO_READER &&
-		    r != TK_ERR_CARD_REMOVED && s->state != TK_SLOT_MUTE)
+		if (set_state && r != TK_ERR_NO_CARD && r != TK_ERR_NO_SERVICE &&
+		    r != TK_ERR_NO_READER && r != TK_ERR_CARD_REMOVED && s->state != TK_SLOT_MUTE)
 			mgr_set_state_locked(m, s, TK_SLOT_MUTE);
 	}
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->mtx);
 	return r;
+}
+
+int
+worker_connect(worker_t *w, uint64_t card_seq, bool set_state)
+{
+	return do_connect(w, card_seq, set_state);
 }
 
 static void
@@ -228,7 +263,74 @@ ensure_conn(worker_t *w, uint64_t card_seq)
 	if (card_seq == 0 || !card_still_there(w->m, w, card_seq))
 		return TK_ERR_CARD_REMOVED;
 	/* Lost the connection (service restart, failed reconnect): try again. */
-	return do_connect(w, card_seq);
+	return do_connect(w, card_seq, true);
+}
+
+static int
+transmit_once(worker_t *w, work_t *it)
+{
+	int64_t t0 = mgr_now_us();
+	int r;
+
+	it->resp_len = 0;
+	r = w->m->ops->transmit(w->conn, it->cmd, it->cmd_len, it->resp, it->resp_cap,
+	                        &it->resp_len);
+	if (r == TK_OK && it->resp_len < 2)
+		r = TK_ERR_COMM;
+	if (r == TK_OK) {
+		pthread_mutex_lock(&w->m->mtx);
+		rec_latency_locked(w->slot, mgr_now_us() - t0);
+		pthread_mutex_unlock(&w->m->mtx);
+	}
+	return r;
+}
+
+/* Faults the recovery ladder answers. Removal, a reset by someone else and
+ * sharing conflicts have their own handling. */
+static bool
+ladder_fault(int r)
+{
+	return r == TK_ERR_COMM || r == TK_ERR_UNRESPONSIVE || r == TK_ERR_PROTOCOL ||
+	       r == TK_ERR_IO || r == TK_ERR_NO_SERVICE;
+}
+
+/* A transmit failed with a ladder fault: open a recovery, retry a
+ * read-only command once (the only step the caller waits for), and leave
+ * the rest of the ladder to run after the caller has its answer. */
+static int
+transmit_failed(worker_t *w, work_t *it, int r)
+{
+	tk_slotmgr_t *m = w->m;
+	slot_t *s = w->slot;
+	int64_t t0;
+	int r2;
+
+	pthread_mutex_lock(&m->mtx);
+	rec_begin_locked(m, s, r, "transmit");
+	pthread_mutex_unlock(&m->mtx);
+	tk_log_warn("slotmgr: %s: transmit: %s; recovering", s->name, tk_strerror(r));
+	if (r == TK_ERR_NO_SERVICE) {
+		w->need_recovery = TK_STEP_CONTEXT;
+		return r;
+	}
+	w->need_recovery = TK_STEP_RECONNECT;
+	if (!tk_apdu_is_read_only(it->cmd, it->cmd_len))
+		return r;
+	count_result(m, s, W_TRANSMIT, r); /* the first attempt */
+	t0 = mgr_now_us();
+	r2 = transmit_once(w, it);
+	if (worker_gone(w))
+		return r2;
+	pthread_mutex_lock(&m->mtx);
+	rec_step_locked(s, TK_STEP_RETRY, r2, mgr_now_us() - t0);
+	if (r2 == TK_OK)
+		s->stats.retried_ok++;
+	pthread_mutex_unlock(&m->mtx);
+	if (r2 == TK_OK) {
+		w->need_recovery = 0;
+		rec_finish(m, s, TK_STEP_RETRY, TK_OK);
+	}
+	return r2;
 }
 
 static int
@@ -239,10 +341,12 @@ execute(worker_t *w, work_t *it)
 
 	switch (it->op) {
 	case W_CONNECT:
-		return do_connect(w, it->card_seq);
+		return do_connect(w, it->card_seq, true);
 	case W_DISCONNECT:
 		drop_conn(w);
 		return TK_OK;
+	case W_RECOVER:
+		return rec_ladder(w, it->how, it->card_seq);
 	default:
 		break;
 	}
@@ -251,10 +355,10 @@ execute(worker_t *w, work_t *it)
 		return r;
 	switch (it->op) {
 	case W_TRANSMIT:
-		r = ops->transmit(w->conn, it->cmd, it->cmd_len, it->resp, it->resp_cap,
-		                  &it->resp_len);
-		if (r == TK_OK && it->resp_len < 2)
-			r = TK_ERR_COMM;
+		r = transmit_once(w, it);
+		if (worker_gone(w) || !ladder_fault(r))
+			break;
+		r = transmit_failed(w, it, r);
 		break;
 	case W_BEGIN:
 		r = ops->begin(w->conn);
@@ -294,21 +398,27 @@ static void
 worker_exited(tk_slotmgr_t *m, worker_t *w)
 {
 	slot_t *s = w->slot;
+	bool finish = false;
 
 	pthread_mutex_lock(&m->mtx);
 	if (s->stuck == w) {
 		s->stuck = NULL;
-		tk_log_info("slotmgr: %s: stuck call returned; reconnecting", s->name);
-		if (s->worker == NULL && s->present && s->card_seq != 0 && !m->stopping) {
-			if (worker_start_locked(m, s) == TK_OK) {
-				mgr_set_state_locked(m, s, TK_SLOT_PROBING);
-				worker_post_locked(s, W_CONNECT, s->card_seq);
-			}
+		tk_log_info("slotmgr: %s: stuck call returned; recovering", s->name);
+		rec_step_locked(s, TK_STEP_STUCK, TK_OK, mgr_now_us() - s->stuck_since_us);
+		if (s->worker == NULL && s->present && s->card_seq != 0 && !m->stopping &&
+		    worker_start_locked(m, s) == TK_OK) {
+			/* The ladder goes on from the reconnect in a fresh worker. */
+			mgr_set_state_locked(m, s, TK_SLOT_RECOVERING);
+			worker_post_recover_locked(s, TK_STEP_RECONNECT, s->card_seq);
+		} else {
+			finish = true;
 		}
 	}
 	m->live_workers--;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->mtx);
+	if (finish)
+		rec_finish(m, s, TK_STEP_NONE, TK_ERR_CARD_REMOVED);
 }
 
 static void *
@@ -344,6 +454,19 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&w->mtx);
 		work_complete(it, r);
 		work_unref(it);
+		while (w->need_recovery != 0) {
+			/* The caller has its answer; recover (or stay in
+			 * quarantine) before the next item. */
+			int step = w->need_recovery;
+			uint64_t seq;
+
+			w->need_recovery = 0;
+			pthread_mutex_lock(&m->mtx);
+			seq = w->slot->card_seq;
+			pthread_mutex_unlock(&m->mtx);
+			if (!worker_gone(w))
+				(void)rec_ladder(w, step, seq);
+		}
 	}
 	drop_conn(w);
 	worker_exited(m, w);
@@ -418,8 +541,8 @@ enqueue(worker_t *w, work_t *it)
 	pthread_cond_signal(&w->cond);
 }
 
-void
-worker_post_locked(slot_t *s, int op, uint64_t card_seq)
+static void
+post_locked(slot_t *s, int op, int how, uint64_t card_seq)
 {
 	worker_t *w = s->worker;
 	work_t *it;
@@ -431,11 +554,61 @@ worker_post_locked(slot_t *s, int op, uint64_t card_seq)
 		tk_log_error("slotmgr: %s: out of memory", s->name);
 		return;
 	}
+	it->how = how;
 	pthread_mutex_lock(&w->mtx);
 	if (!w->quit && !w->abandoned)
 		enqueue(w, it);
 	pthread_mutex_unlock(&w->mtx);
 	work_unref(it);
+}
+
+void
+worker_post_locked(slot_t *s, int op, uint64_t card_seq)
+{
+	post_locked(s, op, 0, card_seq);
+}
+
+void
+worker_post_recover_locked(slot_t *s, int step, uint64_t card_seq)
+{
+	post_locked(s, W_RECOVER, step, card_seq);
+}
+
+void
+worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const char *what)
+{
+	if (s->worker != w)
+		return;
+	s->worker = NULL;
+	s->stuck = w;
+	s->stuck_since_us = mgr_now_us();
+	s->stats.abandoned_workers++;
+	tk_log_warn("slotmgr: %s: stuck in the reader driver (%s); worker abandoned, reader "
+	            "quarantined until the call returns",
+	            s->name, what);
+	rec_begin_locked(m, s, fault, what);
+	if (s->state != TK_SLOT_QUARANTINED)
+		mgr_set_state_locked(m, s, TK_SLOT_QUARANTINED);
+	pthread_mutex_lock(&w->mtx);
+	w->abandoned = true;
+	w->step_deadline_us = 0;
+	/* Whoever queued behind the stuck call learns now, not at its own
+	 * deadline. */
+	fail_queue_locked(w, TK_ERR_UNRESPONSIVE);
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->mtx);
+	worker_unref(w); /* the slot's reference; the thread's remains */
+}
+
+/* Worker thread, while quarantined: fail what is queued (submit refuses
+ * new work meanwhile). */
+void worker_fail_queue(worker_t *w, int err);
+void
+worker_fail_queue(worker_t *w, int err)
+{
+	pthread_mutex_lock(&w->mtx);
+	fail_queue_locked(w, err);
+	pthread_mutex_unlock(&w->mtx);
 }
 
 /* The caller's deadline passed. If the worker is inside the backend with
@@ -448,7 +621,9 @@ handle_timeout(tk_slotmgr_t *m, slot_t *s, worker_t *w, work_t *it)
 
 	pthread_mutex_lock(&w->mtx);
 	if (w->current == it) {
-		stuck = true;
+		/* A forced recovery that takes long is watched by the step
+		 * deadlines (rec_watchdog), not by its caller's patience. */
+		stuck = it->op != W_RECOVER;
 	} else {
 		work_t **pp = &w->head;
 
@@ -471,22 +646,8 @@ handle_timeout(tk_slotmgr_t *m, slot_t *s, worker_t *w, work_t *it)
 	s->stats.timeouts++;
 	s->stats.last_err = TK_ERR_TIMEOUT;
 	s->stats.last_err_us = mgr_now_us();
-	if (stuck && s->worker == w) {
-		s->worker = NULL;
-		s->stuck = w;
-		s->stats.abandoned_workers++;
-		tk_log_warn("slotmgr: %s: no answer within the deadline; abandoning the worker",
-		            s->name);
-		if (s->state != TK_SLOT_RECOVERING)
-			mgr_set_state_locked(m, s, TK_SLOT_RECOVERING);
-		pthread_mutex_lock(&w->mtx);
-		w->abandoned = true;
-		/* Whoever queued behind the stuck call learns now, not at its
-		 * own deadline. */
-		fail_queue_locked(w, TK_ERR_UNRESPONSIVE);
-		pthread_mutex_unlock(&w->mtx);
-		worker_unref(w); /* the slot's reference; ours and the thread's remain */
-	}
+	if (stuck && s->worker == w)
+		worker_abandon_locked(m, s, w, TK_ERR_TIMEOUT, "deadline");
 	pthread_mutex_unlock(&m->mtx);
 }
 
@@ -514,7 +675,7 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uin
 		r = TK_ERR_READER_GONE;
 	else if (s->card_seq != card_seq)
 		r = TK_ERR_CARD_REMOVED;
-	else if (s->state == TK_SLOT_QUARANTINED)
+	else if (s->state == TK_SLOT_QUARANTINED && op != W_RECOVER)
 		r = TK_ERR_QUARANTINED;
 	else if (s->worker == NULL)
 		r = TK_ERR_UNRESPONSIVE;
@@ -571,6 +732,7 @@ typedef struct mcard {
 	slot_t *s;
 	uint64_t card_seq;
 	uint64_t gen_base;
+	uint64_t rebind_base;
 } mcard_t;
 
 static int
@@ -633,6 +795,32 @@ mc_generation(void *ctx)
 	return g;
 }
 
+static uint64_t
+mc_card_seq(void *ctx)
+{
+	return ((mcard_t *)ctx)->card_seq;
+}
+
+static uint64_t
+mc_rebinds(void *ctx)
+{
+	mcard_t *c = ctx;
+	uint64_t n;
+
+	pthread_mutex_lock(&c->m->mtx);
+	n = c->s->rebinds - c->rebind_base;
+	pthread_mutex_unlock(&c->m->mtx);
+	return n;
+}
+
+/* tk_slotmgr_reset: a W_RECOVER the caller waits for. */
+int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);
+int
+worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms)
+{
+	return submit(m, s, card_seq, W_RECOVER, step, NULL, 0, NULL, 0, NULL, timeout_ms);
+}
+
 static void
 mc_release(void *ctx)
 {
@@ -652,6 +840,8 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 	        .reset = mc_reset,
 	        .present = mc_present,
 	        .generation = mc_generation,
+	        .card_seq = mc_card_seq,
+	        .rebinds = mc_rebinds,
 	        .release = mc_release,
 	};
 	tk_card_caps_t caps;
@@ -666,6 +856,7 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 	c->s = s;
 	c->card_seq = s->card_seq;
 	c->gen_base = s->gen;
+	c->rebind_base = s->rebinds;
 	caps.extended_apdu = s->caps.extended_apdu;
 	/* The card's side: when its ATR states its capabilities and they say
 	 * "no extended length", believe it; many cards (PIV among them) do not

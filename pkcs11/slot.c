@@ -297,10 +297,11 @@ done:
 			s->retry_at = now_ms() + P11_OPEN_RETRY_MS;
 		}
 	}
-	if (published == NULL) {
+	if (published == NULL)
 		g_p11.openers--;
-		pthread_cond_broadcast(&g_p11.cond);
-	}
+	/* Wake C_GetSlotList now: a published token is ready, and revalidation
+	 * and PIN counters (after_open) happen off the caller's critical path. */
+	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_token_free(t);
 	tk_p11_token_free(discard);

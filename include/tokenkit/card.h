@@ -63,6 +63,16 @@ TK_EXPORT uint64_t tk_card_generation(const tk_card_t *c);
 /* True while this card is still in its reader. */
 TK_EXPORT bool tk_card_present(const tk_card_t *c);
 
+/* The card insertion this handle belongs to (tk_event_t.card_seq; 0 for
+ * cards outside a slot manager). It stays the same when the same card
+ * (same reader, same ATR) is taken back after a PC/SC service restart; the
+ * generation then increases, like after a reset. */
+TK_EXPORT uint64_t tk_card_seq(const tk_card_t *c);
+/* How many times this handle was re-bound to a new connection after a
+ * service restart. The token layer checks the card's identity (GUID,
+ * serial) when this changes. */
+TK_EXPORT uint64_t tk_card_rebinds(const tk_card_t *c);
+
 /* Reader capabilities for this card. */
 typedef struct tk_card_caps {
 	bool extended_apdu; /* reader and card both accept extended length */

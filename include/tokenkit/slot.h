@@ -33,6 +33,8 @@ enum tk_event_type {
 	TK_EVENT_STATE_CHANGED,
 	TK_EVENT_SERVICE_LOST,     /* PC/SC daemon went away */
 	TK_EVENT_SERVICE_RESTORED, /* and came back */
+	TK_EVENT_RECOVERY,         /* a recovery finished on slot_id (details: tk_slotmgr_diag);
+	                              state is the slot's state after it */
 };
 TK_EXPORT const char *tk_event_type_name(int type);
 
@@ -56,6 +58,17 @@ typedef void (*tk_event_fn)(void *ctx, const tk_event_t *ev);
 typedef struct tk_slotmgr_opts {
 	int transmit_timeout_ms; /* default deadline per APDU (0: TK_CARD_DEFAULT_TIMEOUT_MS) */
 	bool pcsc;               /* use the PC/SC backend (default true via tk_slotmgr_opts_init) */
+	/* Recovery (0: defaults). A quarantined reader is re-probed after
+	 * backoff_min_ms, doubling up to backoff_max_ms (250 / 8000). One
+	 * recovery step (reconnect, reset, probe) that takes longer than
+	 * step_timeout_ms abandons the reader's worker and quarantines the
+	 * reader until the call returns (default: transmit_timeout_ms). */
+	int backoff_min_ms, backoff_max_ms;
+	int step_timeout_ms;
+	/* Finished recoveries are appended as JSON lines to this file; NULL:
+	 * $TOKENKIT_RECOVERY_LOG, else the per-user default
+	 * (tk_recovery_log_default_path); "": no log. */
+	const char *recovery_log;
 } tk_slotmgr_opts_t;
 TK_EXPORT void tk_slotmgr_opts_init(tk_slotmgr_opts_t *o);
 
@@ -101,5 +114,94 @@ TK_EXPORT int tk_slotmgr_info(tk_slotmgr_t *m, uint32_t slot_id, tk_slot_info_t 
  * Errors: TK_ERR_NO_READER, TK_ERR_NO_CARD, TK_ERR_UNRESPONSIVE,
  * TK_ERR_QUARANTINED, TK_ERR_TIMEOUT. */
 TK_EXPORT int tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card);
+
+/* ---- Recovery and diagnostics ----------------------------------------
+ * When a transmit fails (communication error, no answer by the deadline,
+ * service gone) the reader's worker runs the recovery ladder for that
+ * reader only, stopping at the first step after which a harmless probe
+ * works: retry once (read-only commands only, see tk_apdu_is_read_only)
+ * -> reconnect -> warm reset -> cold reset -> new PC/SC context ->
+ * quarantine with back-off re-probes. After any step but the retry the
+ * card's generation increases (re-select; login state is gone). A worker
+ * stuck inside the backend is abandoned and the reader quarantined until
+ * the call returns; then the ladder continues. */
+enum tk_recovery_step {
+	TK_STEP_NONE = 0,
+	TK_STEP_RETRY,      /* the failed read-only command, once more */
+	TK_STEP_RECONNECT,  /* reconnect, leaving the card as is */
+	TK_STEP_WARM_RESET,
+	TK_STEP_COLD_RESET, /* power cycle */
+	TK_STEP_CONTEXT,    /* new PC/SC context and connection */
+	TK_STEP_STUCK,      /* waited for a call stuck in the backend to return */
+	TK_STEP_PROBE,      /* a back-off re-probe while quarantined */
+	TK_STEP_COUNT
+};
+TK_EXPORT const char *tk_recovery_step_name(int step);
+
+/* True when the command APDU changes nothing on the card, so repeating it
+ * is harmless: SELECT by AID, GET DATA (CA/CB), READ BINARY, READ RECORD,
+ * GET RESPONSE, Yubico GET VERSION / GET SERIAL / GET METADATA, VERIFY
+ * without data (status query). */
+TK_EXPORT bool tk_apdu_is_read_only(const uint8_t *cmd, size_t len);
+
+#define TK_RECOVERY_MAX_STEPS 12
+#define TK_SLOT_DIAG_HISTORY 32
+
+typedef struct tk_recovery_step_rec {
+	int step;            /* enum tk_recovery_step */
+	int result;          /* TK_OK: the step and its probe worked */
+	int64_t duration_us;
+} tk_recovery_step_rec_t;
+
+typedef struct tk_recovery {
+	uint64_t id;           /* per slot, from 1 */
+	int64_t start_us;      /* CLOCK_MONOTONIC */
+	int64_t wall_ms;       /* CLOCK_REALTIME, ms since the epoch */
+	int fault;             /* the tk_err that started it */
+	char what[32];         /* "transmit", "deadline", "forced", "forced-cold" */
+	size_t nsteps;         /* steps[] beyond TK_RECOVERY_MAX_STEPS are counted here only */
+	tk_recovery_step_rec_t steps[TK_RECOVERY_MAX_STEPS];
+	int cured_by;          /* the step that worked, TK_STEP_NONE if none */
+	int outcome;           /* TK_OK, or why it ended (card removed, reader gone...) */
+	int64_t duration_us;
+	uint32_t probes;       /* re-probes while quarantined */
+} tk_recovery_t;
+
+typedef struct tk_slot_diag {
+	tk_slot_info_t info;
+	uint64_t generation;   /* resets and reconnects seen on this reader */
+	uint64_t rebinds;      /* cards taken back after a PC/SC service restart */
+	bool stuck;            /* a worker is still inside the backend */
+	uint64_t transmits, errors, timeouts;
+	uint64_t err_comm, err_removed, err_reset, err_no_service, err_other;
+	uint64_t connects, connect_failures, abandoned_workers;
+	uint64_t retried_ok;   /* read-only commands that went through on the retry */
+	uint64_t recoveries, recoveries_failed;
+	uint64_t step_ok[TK_STEP_COUNT]; /* how often each step was the one that worked */
+	int last_err;
+	int64_t last_err_us;   /* CLOCK_MONOTONIC, 0 if never */
+	/* APDU round trips over the last (up to) 1024 transmits, microseconds */
+	uint32_t lat_samples;
+	uint32_t lat_p50_us, lat_p90_us, lat_p99_us, lat_max_us;
+	size_t nhistory;       /* oldest first */
+	tk_recovery_t history[TK_SLOT_DIAG_HISTORY];
+} tk_slot_diag_t;
+
+/* Snapshot of one slot's supervision data. Errors: TK_ERR_NO_READER. */
+TK_EXPORT int tk_slotmgr_diag(tk_slotmgr_t *m, uint32_t slot_id, tk_slot_diag_t *diag);
+
+/* Force a recovery of the card in slot_id: the ladder from the warm (or
+ * cold) reset on. Waits up to timeout_ms (<= 0: the transmit timeout
+ * times four) and copies the record into *rec (may be NULL). Returns its
+ * outcome. Errors: TK_ERR_NO_READER, TK_ERR_NO_CARD, TK_ERR_UNRESPONSIVE
+ * (a call is still stuck in the backend), TK_ERR_TIMEOUT, and the
+ * outcome's error. */
+TK_EXPORT int tk_slotmgr_reset(tk_slotmgr_t *m, uint32_t slot_id, bool cold, int timeout_ms,
+                               tk_recovery_t *rec);
+
+/* The per-user recovery log: $XDG_RUNTIME_DIR/tokenkit/recovery.jsonl, else
+ * /tmp/tokenkit-<uid>/recovery.jsonl; $TOKENKIT_RECOVERY_LOG overrides it
+ * ("" disables: returns TK_ERR_NOT_FOUND). Errors: TK_ERR_BUFFER_TOO_SMALL. */
+TK_EXPORT int tk_recovery_log_path(char *buf, size_t cap);
 
 #endif

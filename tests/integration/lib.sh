@@ -93,7 +93,7 @@ tk_run() {
 	local what=$1 rc=0
 	shift
 	tk_log "$what: $*"
-	TK_OUT=$("$@" 2>&1) || rc=$?
+	TK_OUT=$(tk_host "$@" 2>&1) || rc=$?
 	if [[ $rc -ne 0 ]]; then
 		printf '%s\n' "$TK_OUT" >&2
 		tk_fail "$what (exit $rc)"
@@ -105,7 +105,7 @@ tk_run_fails() {
 	local what=$1 rc=0
 	shift
 	tk_log "$what (must fail): $*"
-	TK_OUT=$("$@" 2>&1) || rc=$?
+	TK_OUT=$(tk_host "$@" 2>&1) || rc=$?
 	if [[ $rc -eq 0 ]]; then
 		printf '%s\n' "$TK_OUT" >&2
 		tk_fail "$what: succeeded"
@@ -134,7 +134,7 @@ tk_wait() {
 	local secs=$1 what=$2 i
 	shift 2
 	for ((i = 0; i < secs * 10; i++)); do
-		if TK_OUT=$("$@" 2>&1); then
+		if TK_OUT=$(tk_host "$@" 2>&1); then
 			return 0
 		fi
 		sleep 0.1

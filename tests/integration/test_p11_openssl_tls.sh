@@ -41,16 +41,23 @@ free_port() {
 tls() {
 	local name=$1 uri=$2 cert=$3 port i rc=0
 	port=$(free_port)
-	(sleep 15 | timeout 20 openssl s_server -accept "127.0.0.1:$port" -cert srv.pem -key srv.key \
-		-tls1_3 -Verify 1 -verify_return_error -CAfile ca.pem -naccept 1 >"srv-$name.log" 2>&1) &
+	# s_server stops at EOF on stdin: keep it open through a FIFO until we are done
+	rm -f "srv-$name.in"
+	mkfifo "srv-$name.in"
+	exec 7<>"srv-$name.in"
+	timeout 30 openssl s_server -accept "127.0.0.1:$port" -cert srv.pem -key srv.key \
+		-tls1_3 -Verify 1 -verify_return_error -CAfile ca.pem -naccept 1 \
+		<"srv-$name.in" >"srv-$name.log" 2>&1 &
+	local spid=$!
 	for ((i = 0; i < 50; i++)); do
 		grep -q '^ACCEPT' "srv-$name.log" 2>/dev/null && break
 		sleep 0.1
 	done
-	echo "hello from $name" | timeout 30 openssl s_client -connect "127.0.0.1:$port" -tls1_3 \
+	echo "hello from $name" | tk_host timeout 30 openssl s_client -connect "127.0.0.1:$port" -tls1_3 \
 		-engine pkcs11 -keyform engine -key "$uri" -cert "$cert" -CAfile srv.pem \
 		>"cli-$name.log" 2>&1 || rc=$?
-	wait
+	exec 7>&-
+	wait "$spid" || true
 	TK_OUT=$(cat "cli-$name.log" "srv-$name.log")
 	[[ $rc == 0 ]] || { printf '%s\n' "$TK_OUT" >&2; tk_fail "$name: s_client exit $rc"; }
 	tk_expect 'New, TLSv1\.3'
