@@ -7,10 +7,14 @@
  *
  * Prints "key=value" lines; never judges the figures. */
 #include <dlfcn.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
 
@@ -52,11 +56,78 @@ load(const char *path)
 		die("C_GetFunctionList", rv);
 }
 
+/* APDUs a virtual card has answered so far, from its control socket
+ * ("status" → "... card_apdus=N ..."); -1 if it cannot be asked. */
+static long
+card_apdus(const char *path)
+{
+	struct sockaddr_un sa;
+	char reply[512];
+	const char *p;
+	size_t len = 0;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || write(fd, "status\n", 7) != 7) {
+		close(fd);
+		return -1;
+	}
+	while (len + 1 < sizeof(reply)) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 2000) <= 0 || (n = read(fd, reply + len, sizeof(reply) - 1 - len)) <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	reply[len] = '\0';
+	if ((p = strstr(reply, "card_apdus=")) == NULL)
+		return -1;
+	return strtol(p + strlen("card_apdus="), NULL, 10);
+}
+
+/* P11BENCH_CARDS="sock:sock…": print the cards' total APDU count now. */
+static void
+mark_apdus(void)
+{
+	const char *env = getenv("P11BENCH_CARDS");
+	char list[1024], *save = NULL;
+	long total = 0;
+
+	if (env == NULL || strlen(env) >= sizeof(list))
+		return;
+	strcpy(list, env);
+	for (char *tok = strtok_r(list, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save)) {
+		long n = card_apdus(tok);
+
+		if (n < 0) {
+			fprintf(stderr, "p11bench: cannot ask %s for its APDU count\n", tok);
+			return;
+		}
+		total += n;
+	}
+	printf("card_apdus_at_list=%ld\n", total);
+}
+
+/* With P11BENCH_VERBOSE set, where the start-up time goes. */
+static void
+stage(const char *what, double t0)
+{
+	if (getenv("P11BENCH_VERBOSE") != NULL)
+		fprintf(stderr, "p11bench: %8.2f ms  %s\n", now_ms() - t0, what);
+}
+
 static int
 startup(void)
 {
 	double t0 = now_ms(), t_init, t_list;
-	const char *mark;
 	CK_SLOT_ID slots[64];
 	CK_ULONG n = 64, certs = 0, bytes = 0;
 	CK_RV rv;
@@ -66,6 +137,7 @@ startup(void)
 	t_init = now_ms();
 	if ((rv = p11->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK)
 		die("C_GetSlotList", rv);
+	stage("C_GetSlotList", t0);
 	for (CK_ULONG i = 0; i < n; i++) {
 		CK_SESSION_HANDLE s;
 		CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
@@ -77,9 +149,11 @@ startup(void)
 			die("C_OpenSession", rv);
 		if ((rv = p11->C_FindObjectsInit(s, tmpl, 1)) != CKR_OK)
 			die("C_FindObjectsInit", rv);
+		stage("C_OpenSession+C_FindObjectsInit", t0);
 		if ((rv = p11->C_FindObjects(s, objs, 32, &got)) != CKR_OK)
 			die("C_FindObjects", rv);
 		p11->C_FindObjectsFinal(s);
+		stage("C_FindObjects", t0);
 		for (CK_ULONG k = 0; k < got; k++) {
 			CK_ATTRIBUTE v = { CKA_VALUE, NULL, 0 };
 			unsigned char *buf;
@@ -98,10 +172,9 @@ startup(void)
 		p11->C_CloseSession(s);
 	}
 	t_list = now_ms();
-	/* Let the caller count the APDUs sent so far, before anything the module
-	 * might still do in the background or at C_Finalize. */
-	if ((mark = getenv("P11BENCH_MARK")) != NULL && system(mark) != 0)
-		fprintf(stderr, "p11bench: P11BENCH_MARK command failed\n");
+	/* The APDUs sent so far, before anything the module still does in the
+	 * background or at C_Finalize. */
+	mark_apdus();
 	printf("init_ms=%.2f\nstartup_ms=%.2f\ntokens=%lu\ncerts=%lu\ncert_bytes=%lu\n",
 	       t_init - t0, t_list - t0, (unsigned long)n, (unsigned long)certs,
 	       (unsigned long)bytes);

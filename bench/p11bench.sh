@@ -74,10 +74,10 @@ for s in 9a 9c 9d 9e; do provision 1 $s ECCP256; done
 "$VPCD" card start 1 --state "$TMP/ec.state" --latency yubikey5 >/dev/null 2>&1
 
 apdus() { bash "$0" --apdus; } # total APDUs the two cards have answered
-# Taken by p11bench the moment the certificate list is complete: two direct
-# control-socket queries (a few ms), so the module's background work after the
-# list is not counted as start-up.
-MARK="for n in 0 1; do '$BUILD/tokenkit-vcard' --control '$TK_VPCD_DIR'/card.\$n.ctl --send status; done >'$TMP/mark'"
+# p11bench asks the two cards for their APDU counts itself (control sockets)
+# the moment the certificate list is complete, so the module's background
+# work after the list is not counted as start-up.
+CARDS="$TK_VPCD_DIR/card.0.ctl:$TK_VPCD_DIR/card.1.ctl"
 val() { sed -n "s/^$1=//p" <<<"$2"; }
 
 # run MODULE ARGS...: p11bench output in $R, APDUs it caused in $A; for a
@@ -86,16 +86,15 @@ run() {
 	local mod=$1 a0
 	shift
 	a0=$(apdus)
-	rm -f "$TMP/mark"
 	R=$(HOME=$TMP/home XDG_CACHE_HOME=$TMP/cache \
-		P11BENCH_MARK="$MARK" \
+		P11BENCH_CARDS="$CARDS" \
 		"$BUILD/p11bench" --module "$mod" "$@")
 	sleep 0.5 # the cards' counters settle after the module lets go
 	A=$(($(apdus) - a0))
 	AL=$A
-	if [[ -s $TMP/mark ]]; then
-		AL=$(($(sed -n 's/.* card_apdus=\([0-9]*\).*/\1/p' "$TMP/mark" | awk '{t += $1} END {print t + 0}') - a0))
-	fi
+	local at
+	at=$(val card_apdus_at_list "$R")
+	if [[ -n $at ]]; then AL=$((at - a0)); fi
 }
 
 declare -A F

@@ -11,6 +11,7 @@
  * (status, then GET RESPONSE, whose answer can be any status word) gets an
  * answer; the card's generation then increases, so drivers re-select and
  * the login state is known to be gone. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

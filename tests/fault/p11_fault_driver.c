@@ -17,6 +17,8 @@
  * ERR for any error; MS milliseconds):
  *   sign T expect RVS [within MS]   one C_SignInit + C_Sign (verified when OK)
  *   sign T until RVS within MS      repeat (every 20 ms) until the result is in RVS
+ *   recover T within MS             sign until OK, logging in again when not logged in
+ *                                   and opening a new session when the old one is gone
  *   login T [expect RVS]            C_Login(CKU_USER) on T's session
  *   relogin T                       C_Login only when the session is not logged in
  *   open T [expect RVS]             a new session on T's slot (becomes T's session)
@@ -42,6 +44,7 @@
  *   b-window open MAXGAP | close    B may fail / pause up to MAXGAP ms in between
  *   b-ok-since NAME within MS       wait for a B signature made after mark NAME
  *   b-stop                          stop the B signer (joined, bounded)
+ *   b-reopens MAX                   B had to open a new session at most MAX times
  *   bench NAME FROM TO              print "BENCH NAME ms" (time between two marks)
  *   bench-rate NAME FROM TO BFROM BTO  B's rate FROM..TO as a fraction of BFROM..BTO
  *   report                          B's counters so far
@@ -1022,6 +1025,55 @@ cmd_sign(const char *line, char **w, int nw)
 }
 
 static bool
+cmd_recover(const char *line, struct tok *t, int64_t within)
+{
+	int64_t t0 = now_ms(), el;
+	int tries = 0, logins = 0, opens = 0;
+	CK_RV rv;
+
+	if (t == NULL || within < 0)
+		return step_result(false, line, "usage: recover A|B within MS");
+	if (t == &tok_b && bs.running)
+		return step_result(false, line, "B is busy signing in the background (b-stop first)");
+	for (;;) {
+		rv = sign_once(t->sess, t->key, t->pk);
+		tries++;
+		el = now_ms() - t0;
+		if (rv == CKR_OK)
+			break;
+		if (rv == RV_BADSIG)
+			return step_result(false, line, "a signature did not verify");
+		if (el > within)
+			return step_result(false, line, "still %s after %lld ms (%d tries)", rv_name(rv),
+			                   (long long)el, tries);
+		if (rv == CKR_USER_NOT_LOGGED_IN) {
+			if (p11->C_Login(t->sess, CKU_USER, (CK_UTF8CHAR_PTR)pin,
+			                 (CK_ULONG)strlen(pin)) == CKR_OK)
+				logins++;
+		} else if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+		           rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT) {
+			CK_SESSION_HANDLE s;
+			CK_SLOT_ID slot;
+
+			if (find_slot(t->reader, &slot) == CKR_OK &&
+			    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
+				t->sess = s;
+				t->slot = slot;
+				opens++;
+				if (p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin,
+				                 (CK_ULONG)strlen(pin)) == CKR_OK) {
+					logins++;
+					tok_find(t);
+				}
+			}
+		}
+		sleep_ms(20);
+	}
+	return step_result(true, line, "CKR_OK after %lld ms (%d tries, %d logins, %d new sessions)",
+	                   (long long)el, tries, logins, opens);
+}
+
+static bool
 cmd_token(const char *line, char **w, int nw)
 {
 	struct tok *t = tok_by_name(w[1]);
@@ -1201,6 +1253,8 @@ run_line(char *line)
 
 	if (strcmp(w[0], "sign") == 0 && nw >= 4)
 		return cmd_sign(line, w, nw);
+	if (strcmp(w[0], "recover") == 0)
+		return cmd_recover(line, t, opt_num(w, nw, "within", -1));
 	if (strcmp(w[0], "login") == 0 && t != NULL) {
 		int64_t t0 = now_ms();
 
@@ -1398,6 +1452,15 @@ run_line(char *line)
 		bool ok = b_stop(15000);
 
 		return step_result(ok, line, ok ? "stopped" : "still in the module after 15 s");
+	}
+	if (strcmp(w[0], "b-reopens") == 0 && nw >= 2) {
+		uint64_t n;
+
+		pthread_mutex_lock(&bs.lock);
+		n = bs.reopens;
+		pthread_mutex_unlock(&bs.lock);
+		return step_result(n <= (uint64_t)strtoull(w[1], NULL, 10), line,
+		                   "B opened a new session %llu times", (unsigned long long)n);
 	}
 	if (strcmp(w[0], "bench") == 0 && nw >= 4) {
 		int64_t a = mark_get(w[2]), b = mark_get(w[3]);

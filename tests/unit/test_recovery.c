@@ -1,0 +1,1011 @@
+/* Unit tests for the recovery ladder (core/recovery.c), over a fake reader
+ * backend whose faults are cured by one particular step: a retry, a
+ * reconnect, a warm reset, a power cycle, a new context, or nothing until
+ * the test says so (quarantine). Also: state-changing commands are never
+ * repeated, callers get their answer by the deadline while the backend is
+ * stuck, history and counters are kept, the recovery log is written, and a
+ * card handle survives a service restart when the same card comes back. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <tokenkit/card.h>
+#include <tokenkit/err.h>
+#include <tokenkit/slot.h>
+
+#include "recovery_log.h"
+#include "slotmgr_priv.h"
+
+/* ---- the fake backend ------------------------------------------------ */
+
+#define NR 2
+
+enum cure {
+	CURE_NONE = 0,  /* no fault */
+	CURE_COUNT,     /* the next `count` transmits fail */
+	CURE_RECONNECT, /* fails until a reconnect (or a new connection) */
+	CURE_WARM,      /* until a warm or cold reset */
+	CURE_COLD,      /* "mute until power cycle" */
+	CURE_CONTEXT,   /* connections made before the fault say NO_SERVICE */
+	CURE_NEVER,     /* until the test clears it */
+};
+
+static struct fake {
+	pthread_mutex_t mtx;
+	pthread_cond_t cond;
+	struct {
+		char name[32];
+		bool present, card;
+		uint8_t atr[8];
+		size_t atr_len;
+		uint32_t events;
+		int cure, count, err;
+		unsigned fault_conn; /* CURE_CONTEXT: connections up to this id are dead */
+		bool stall_transmit, stall_reset;
+		int ins_count[256]; /* transmits seen, by INS */
+		int resets[3];
+		int connects;
+	} r[NR];
+	bool no_service;
+	unsigned version, seen_version;
+	bool cancelled;
+	unsigned next_conn;
+	int stuck; /* threads inside a stalled call */
+} fk = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+typedef struct fconn {
+	int idx;
+	unsigned id;
+} fconn_t;
+
+static void
+abstime(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static int
+f_open(void **be)
+{
+	*be = &fk;
+	return TK_OK;
+}
+
+static void
+f_close(void *be)
+{
+	(void)be;
+}
+
+static int
+f_enumerate(void *be, tk_reader_desc_t **out, size_t *count)
+{
+	tk_reader_desc_t *d;
+	size_t n = 0;
+
+	(void)be;
+	*out = NULL;
+	*count = 0;
+	pthread_mutex_lock(&fk.mtx);
+	fk.seen_version = fk.version;
+	if (fk.no_service) {
+		pthread_mutex_unlock(&fk.mtx);
+		return TK_ERR_NO_SERVICE;
+	}
+	d = calloc(NR, sizeof(*d));
+	for (int i = 0; i < NR; i++) {
+		if (!fk.r[i].present)
+			continue;
+		snprintf(d[n].name, sizeof(d[n].name), "%s", fk.r[i].name);
+		d[n].card_present = fk.r[i].card;
+		d[n].event_count = fk.r[i].events;
+		if (fk.r[i].card) {
+			memcpy(d[n].atr, fk.r[i].atr, fk.r[i].atr_len);
+			d[n].atr_len = fk.r[i].atr_len;
+		}
+		n++;
+	}
+	pthread_mutex_unlock(&fk.mtx);
+	*out = d;
+	*count = n;
+	return TK_OK;
+}
+
+static int
+f_wait(void *be, int timeout_ms)
+{
+	struct timespec dl;
+	int r = TK_ERR_TIMEOUT;
+
+	(void)be;
+	abstime(&dl, timeout_ms);
+	pthread_mutex_lock(&fk.mtx);
+	for (;;) {
+		if (fk.cancelled) {
+			fk.cancelled = false;
+			r = TK_ERR_CANCELLED;
+			break;
+		}
+		if (fk.version != fk.seen_version) {
+			r = fk.no_service ? TK_ERR_NO_SERVICE : TK_OK;
+			break;
+		}
+		if (pthread_cond_timedwait(&fk.cond, &fk.mtx, &dl) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&fk.mtx);
+	return r;
+}
+
+static void
+f_cancel(void *be)
+{
+	(void)be;
+	pthread_mutex_lock(&fk.mtx);
+	fk.cancelled = true;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.mtx);
+}
+
+static int
+f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_len, int *proto)
+{
+	fconn_t *c;
+	int i = -1;
+
+	(void)be;
+	*conn = NULL;
+	pthread_mutex_lock(&fk.mtx);
+	for (int k = 0; k < NR; k++)
+		if (fk.r[k].present && strcmp(fk.r[k].name, reader) == 0)
+			i = k;
+	if (fk.no_service || i < 0 || !fk.r[i].card) {
+		int r = fk.no_service ? TK_ERR_NO_SERVICE : i < 0 ? TK_ERR_NO_READER : TK_ERR_NO_CARD;
+
+		pthread_mutex_unlock(&fk.mtx);
+		return r;
+	}
+	c = calloc(1, sizeof(*c));
+	c->idx = i;
+	c->id = ++fk.next_conn;
+	fk.r[i].connects++;
+	if (fk.r[i].cure == CURE_RECONNECT)
+		fk.r[i].cure = CURE_NONE;
+	memcpy(atr, fk.r[i].atr, fk.r[i].atr_len);
+	*atr_len = fk.r[i].atr_len;
+	pthread_mutex_unlock(&fk.mtx);
+	*proto = 1;
+	*conn = c;
+	return TK_OK;
+}
+
+/* With fk.mtx held: block while *flag, bounded so a broken test cannot hang. */
+static void
+stall_while(bool *flag)
+{
+	struct timespec dl;
+
+	abstime(&dl, 30000);
+	fk.stuck++;
+	pthread_cond_broadcast(&fk.cond);
+	while (*flag)
+		if (pthread_cond_timedwait(&fk.cond, &fk.mtx, &dl) == ETIMEDOUT)
+			break;
+	fk.stuck--;
+	pthread_cond_broadcast(&fk.cond);
+}
+
+static int
+f_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
+           size_t *resp_len)
+{
+	fconn_t *c = conn;
+	int r = TK_OK;
+
+	*resp_len = 0;
+	(void)cmd_len;
+	pthread_mutex_lock(&fk.mtx);
+	stall_while(&fk.r[c->idx].stall_transmit);
+	fk.r[c->idx].ins_count[cmd[1]]++;
+	if (fk.no_service) {
+		r = TK_ERR_NO_SERVICE;
+	} else if (!fk.r[c->idx].card) {
+		r = TK_ERR_CARD_REMOVED;
+	} else {
+		switch (fk.r[c->idx].cure) {
+		case CURE_COUNT:
+			if (fk.r[c->idx].count > 0) {
+				fk.r[c->idx].count--;
+				r = fk.r[c->idx].err;
+			}
+			break;
+		case CURE_CONTEXT:
+			if (c->id <= fk.r[c->idx].fault_conn)
+				r = TK_ERR_NO_SERVICE;
+			break;
+		case CURE_RECONNECT:
+		case CURE_WARM:
+		case CURE_COLD:
+		case CURE_NEVER:
+			r = fk.r[c->idx].err;
+			break;
+		default:
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fk.mtx);
+	if (r != TK_OK)
+		return r;
+	if (resp_cap < 4)
+		return TK_ERR_BUFFER_TOO_SMALL;
+	resp[0] = cmd[1];
+	resp[1] = (uint8_t)c->idx;
+	resp[2] = 0x90;
+	resp[3] = 0x00;
+	*resp_len = 4;
+	return TK_OK;
+}
+
+static int
+f_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out,
+          size_t out_cap, size_t *out_len)
+{
+	(void)conn, (void)code, (void)in, (void)in_len, (void)out, (void)out_cap;
+	*out_len = 0;
+	return TK_ERR_NOT_SUPPORTED;
+}
+
+static int
+f_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *proto)
+{
+	fconn_t *c = conn;
+	int *cure;
+	int r = TK_OK;
+
+	pthread_mutex_lock(&fk.mtx);
+	stall_while(&fk.r[c->idx].stall_reset);
+	cure = &fk.r[c->idx].cure;
+	fk.r[c->idx].resets[how]++;
+	if (fk.no_service || (*cure == CURE_CONTEXT && c->id <= fk.r[c->idx].fault_conn))
+		r = TK_ERR_NO_SERVICE;
+	else if (!fk.r[c->idx].card)
+		r = TK_ERR_NO_CARD;
+	else if ((*cure == CURE_RECONNECT) ||
+	         (*cure == CURE_WARM && how >= TK_READER_WARM_RESET) ||
+	         (*cure == CURE_COLD && how == TK_READER_COLD_RESET))
+		*cure = CURE_NONE;
+	memcpy(atr, fk.r[c->idx].atr, fk.r[c->idx].atr_len);
+	*atr_len = fk.r[c->idx].atr_len;
+	pthread_mutex_unlock(&fk.mtx);
+	*proto = 1;
+	return r;
+}
+
+static int
+f_begin(void *conn)
+{
+	(void)conn;
+	return TK_OK;
+}
+
+static int
+f_status(void *conn)
+{
+	fconn_t *c = conn;
+	int r = TK_OK;
+
+	pthread_mutex_lock(&fk.mtx);
+	if (fk.no_service || (fk.r[c->idx].cure == CURE_CONTEXT && c->id <= fk.r[c->idx].fault_conn))
+		r = TK_ERR_NO_SERVICE;
+	else if (!fk.r[c->idx].card)
+		r = TK_ERR_CARD_REMOVED;
+	pthread_mutex_unlock(&fk.mtx);
+	return r;
+}
+
+static void
+f_caps(void *conn, tk_reader_caps_t *caps)
+{
+	(void)conn;
+	memset(caps, 0, sizeof(*caps));
+	caps->max_cmd = 261;
+	caps->max_resp = 258;
+}
+
+static void
+f_disconnect(void *conn)
+{
+	free(conn);
+}
+
+static const tk_reader_ops_t fake_ops = {
+        .name = "fake",
+        .open = f_open,
+        .close = f_close,
+        .enumerate = f_enumerate,
+        .wait_change = f_wait,
+        .cancel = f_cancel,
+        .connect = f_connect,
+        .transmit = f_transmit,
+        .control = f_control,
+        .reset = f_reset,
+        .begin = f_begin,
+        .end = f_begin,
+        .status = f_status,
+        .caps = f_caps,
+        .disconnect = f_disconnect,
+};
+
+static void
+fake_setup(void)
+{
+	pthread_mutex_lock(&fk.mtx);
+	memset(fk.r, 0, sizeof(fk.r));
+	fk.no_service = false;
+	fk.cancelled = false;
+	for (int i = 0; i < NR; i++) {
+		snprintf(fk.r[i].name, sizeof(fk.r[i].name), "Fake %c", 'A' + i);
+		fk.r[i].present = fk.r[i].card = true;
+		memcpy(fk.r[i].atr, "\x3B\x80\x80\x01\x01", 5);
+		fk.r[i].atr_len = 5;
+		fk.r[i].events = 1;
+	}
+	fk.version++;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.mtx);
+}
+
+static void
+fake_fault(int i, int cure, int err, int count)
+{
+	pthread_mutex_lock(&fk.mtx);
+	fk.r[i].cure = cure;
+	fk.r[i].err = err;
+	fk.r[i].count = count;
+	fk.r[i].fault_conn = fk.next_conn;
+	pthread_mutex_unlock(&fk.mtx);
+}
+
+static void
+fake_set(bool *flag, bool v)
+{
+	pthread_mutex_lock(&fk.mtx);
+	*flag = v;
+	fk.version++;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.mtx);
+}
+
+static int
+fake_ins(int i, uint8_t ins)
+{
+	int n;
+
+	pthread_mutex_lock(&fk.mtx);
+	n = fk.r[i].ins_count[ins];
+	pthread_mutex_unlock(&fk.mtx);
+	return n;
+}
+
+static void
+wait_stuck(int n)
+{
+	struct timespec dl;
+
+	abstime(&dl, 5000);
+	pthread_mutex_lock(&fk.mtx);
+	while (fk.stuck < n)
+		if (pthread_cond_timedwait(&fk.cond, &fk.mtx, &dl) == ETIMEDOUT)
+			break;
+	assert_true(fk.stuck >= n);
+	pthread_mutex_unlock(&fk.mtx);
+}
+
+static void
+wait_unstuck(void)
+{
+	struct timespec dl;
+
+	abstime(&dl, 5000);
+	pthread_mutex_lock(&fk.mtx);
+	while (fk.stuck > 0)
+		if (pthread_cond_timedwait(&fk.cond, &fk.mtx, &dl) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&fk.mtx);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static char log_path[256];
+
+static tk_slotmgr_t *
+start(int timeout_ms, int step_ms)
+{
+	tk_slotmgr_opts_t o;
+	tk_slotmgr_t *m = NULL;
+
+	fake_setup();
+	tk_slotmgr_opts_init(&o);
+	o.transmit_timeout_ms = timeout_ms;
+	o.step_timeout_ms = step_ms;
+	o.backoff_min_ms = 50;
+	o.backoff_max_ms = 200;
+	o.recovery_log = log_path;
+	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, 50, &m), TK_OK);
+	assert_int_equal(tk_slotmgr_wait_ready(m, 5000), TK_OK);
+	return m;
+}
+
+static bool
+wait_state(tk_slotmgr_t *m, uint32_t id, int want, int ms)
+{
+	int64_t end = now_ms() + ms;
+	tk_slot_info_t info;
+
+	do {
+		if (tk_slotmgr_info(m, id, &info) == TK_OK && info.state == want)
+			return true;
+		sleep_ms(5);
+	} while (now_ms() < end);
+	return false;
+}
+
+/* Wait until the slot has at least n finished recoveries. */
+static void
+wait_recoveries(tk_slotmgr_t *m, uint32_t id, uint64_t n, tk_slot_diag_t *d)
+{
+	int64_t end = now_ms() + 5000;
+
+	do {
+		assert_int_equal(tk_slotmgr_diag(m, id, d), TK_OK);
+		if (d->recoveries >= n)
+			return;
+		sleep_ms(5);
+	} while (now_ms() < end);
+	fail_msg("no recovery #%llu", (unsigned long long)n);
+}
+
+static tk_card_t *
+card(tk_slotmgr_t *m, const char *name, uint32_t *id)
+{
+	tk_card_t *c = NULL;
+
+	assert_int_equal(tk_slotmgr_find(m, name, id), TK_OK);
+	assert_true(wait_state(m, *id, TK_SLOT_VALID, 5000));
+	assert_int_equal(tk_slotmgr_card(m, *id, &c), TK_OK);
+	return c;
+}
+
+static const uint8_t get_data[] = {0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00};
+static const uint8_t gen_auth[] = {0x00, 0x87, 0x07, 0x9A, 0x04, 0x7C, 0x02, 0x81, 0x00, 0x00};
+
+static int
+xmit(tk_card_t *c, const uint8_t *cmd, size_t len, int timeout_ms)
+{
+	uint8_t resp[16];
+	size_t n = 0;
+
+	return tk_card_transmit(c, cmd, len, resp, sizeof(resp), &n, timeout_ms);
+}
+
+static const tk_recovery_t *
+last(const tk_slot_diag_t *d)
+{
+	assert_true(d->nhistory > 0);
+	return &d->history[d->nhistory - 1];
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void
+test_read_only_table(void **state)
+{
+	static const struct {
+		const char *hex;
+		bool ro;
+	} t[] = {
+	        {"00A4040009A00000030800001000", true}, /* SELECT PIV by AID */
+	        {"00A4000C023F00", false},             /* SELECT by file id */
+	        {"00CB3FFF055C035FC10200", true},       /* GET DATA */
+	        {"00CA7F6800", true},
+	        {"00B0000000", true},
+	        {"00B2010400", true},
+	        {"00C0000000", true},
+	        {"00FD000000", true}, /* Yubico GET VERSION */
+	        {"00F8000000", true},
+	        {"00F7009A00", true},
+	        {"00200080", true},                       /* VERIFY status query */
+	        {"002000800831323334FFFFFFFF", false},    /* VERIFY with a PIN */
+	        {"002400800831323334FFFFFFFF", false},    /* CHANGE REFERENCE DATA */
+	        {"002C0080", false},                      /* RESET RETRY COUNTER */
+	        {"0047009A05AC03800111", false},          /* GENERATE */
+	        {"00DB3FFF055C035FC102", false},          /* PUT DATA */
+	        {"0087079A047C02810000", false},          /* GENERAL AUTHENTICATE */
+	        {"00FE000000", false},                    /* IMPORT */
+	        {"10CB3FFF055C035FC10200", false},        /* chained GET DATA */
+	        {"FFCA000000", false},                    /* reader pseudo-APDU */
+	        {"00CB", false},
+	};
+	uint8_t b[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		size_t n = strlen(t[i].hex) / 2;
+
+		for (size_t k = 0; k < n; k++)
+			sscanf(t[i].hex + 2 * k, "%2hhx", &b[k]);
+		if (tk_apdu_is_read_only(b, n) != t[i].ro)
+			fail_msg("%s: expected %s", t[i].hex, t[i].ro ? "read-only" : "state-changing");
+	}
+	assert_false(tk_apdu_is_read_only(NULL, 0));
+}
+
+static void
+test_retry_cures_read_only(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c = card(m, "Fake A", &id);
+	uint64_t gen = tk_card_generation(c);
+
+	(void)state;
+	fake_fault(0, CURE_COUNT, TK_ERR_COMM, 1);
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+	assert_int_equal(fake_ins(0, 0xCB), 2);
+	wait_recoveries(m, id, 1, &d);
+	assert_int_equal(last(&d)->cured_by, TK_STEP_RETRY);
+	assert_int_equal(last(&d)->fault, TK_ERR_COMM);
+	assert_int_equal(last(&d)->outcome, TK_OK);
+	assert_int_equal(d.retried_ok, 1);
+	assert_int_equal(d.step_ok[TK_STEP_RETRY], 1);
+	assert_int_equal(d.err_comm, 1);
+	assert_int_equal(d.info.state, TK_SLOT_VALID);
+	/* A retry resets nothing. */
+	assert_int_equal(tk_card_generation(c), gen);
+	assert_true(d.lat_samples >= 1);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+}
+
+static void
+test_state_changing_never_retried(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c = card(m, "Fake A", &id);
+	uint64_t gen = tk_card_generation(c);
+
+	(void)state;
+	fake_fault(0, CURE_COUNT, TK_ERR_COMM, 1);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_COMM);
+	assert_int_equal(fake_ins(0, 0x87), 1);
+	/* The ladder still runs (the card may be in any state): reconnect. */
+	wait_recoveries(m, id, 1, &d);
+	assert_int_equal(last(&d)->cured_by, TK_STEP_RECONNECT);
+	assert_int_equal(last(&d)->steps[0].step, TK_STEP_RECONNECT);
+	assert_int_equal(fake_ins(0, 0x87), 1);
+	assert_true(tk_card_generation(c) > gen);
+	assert_int_equal(d.retried_ok, 0);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_OK);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+}
+
+/* A read-only command whose retry fails too: the caller gets the error, the
+ * ladder goes on to the step that cures this fault. */
+static void
+ladder_case(int cure, int err, int want_step, size_t want_steps)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id, idb;
+	tk_card_t *c = card(m, "Fake A", &id), *cb = card(m, "Fake B", &idb);
+	uint64_t gen = tk_card_generation(c);
+	const tk_recovery_t *r;
+	int64_t t0;
+
+	fake_fault(0, cure, err, 0);
+	t0 = now_ms();
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), err);
+	assert_true(now_ms() - t0 < 1000 + 1000);
+	wait_recoveries(m, id, 1, &d);
+	r = last(&d);
+	assert_int_equal(r->outcome, TK_OK);
+	assert_int_equal(r->cured_by, want_step);
+	assert_int_equal(r->fault, err);
+	assert_int_equal(r->nsteps, want_steps);
+	assert_int_equal(r->steps[want_steps - 1].step, want_step);
+	assert_int_equal(r->steps[want_steps - 1].result, TK_OK);
+	for (size_t i = 0; i + 1 < want_steps; i++)
+		assert_int_not_equal(r->steps[i].result, TK_OK);
+	assert_int_equal(d.step_ok[want_step], 1);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 2000));
+	assert_true(tk_card_generation(c) > gen);
+	/* The same handle works again; the other reader never noticed. */
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+	assert_int_equal(xmit(cb, get_data, sizeof(get_data), 1000), TK_OK);
+	assert_int_equal(tk_slotmgr_diag(m, idb, &d), TK_OK);
+	assert_int_equal(d.recoveries, 0);
+	tk_card_unref(&c);
+	tk_card_unref(&cb);
+	tk_slotmgr_free(&m);
+}
+
+static void
+test_cured_by_reconnect(void **state)
+{
+	(void)state;
+	/* retry, reconnect */
+	ladder_case(CURE_RECONNECT, TK_ERR_COMM, TK_STEP_RECONNECT, 2);
+}
+
+static void
+test_cured_by_warm_reset(void **state)
+{
+	(void)state;
+	ladder_case(CURE_WARM, TK_ERR_UNRESPONSIVE, TK_STEP_WARM_RESET, 3);
+	assert_int_equal(fk.r[0].resets[TK_READER_COLD_RESET], 0);
+}
+
+static void
+test_cured_by_cold_reset(void **state)
+{
+	(void)state;
+	/* Mute until power cycle: the ladder reaches the cold reset. */
+	ladder_case(CURE_COLD, TK_ERR_COMM, TK_STEP_COLD_RESET, 4);
+	assert_int_equal(fk.r[0].resets[TK_READER_COLD_RESET], 1);
+}
+
+static void
+test_cured_by_new_context(void **state)
+{
+	(void)state;
+	/* NO_SERVICE on this connection only (not a read-only retry: the
+	 * context is dead): straight to the new context. */
+	ladder_case(CURE_CONTEXT, TK_ERR_NO_SERVICE, TK_STEP_CONTEXT, 1);
+}
+
+static void
+test_quarantine_and_backoff(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id, idb;
+	tk_card_t *c = card(m, "Fake A", &id), *cb = card(m, "Fake B", &idb);
+	int64_t t0;
+
+	(void)state;
+	fake_fault(0, CURE_NEVER, TK_ERR_COMM, 0);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_COMM);
+	assert_true(wait_state(m, id, TK_SLOT_QUARANTINED, 5000));
+	/* Quarantined: an answer at once; B unaffected. */
+	t0 = now_ms();
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 3000), TK_ERR_QUARANTINED);
+	assert_true(now_ms() - t0 < 1000);
+	assert_int_equal(xmit(cb, get_data, sizeof(get_data), 1000), TK_OK);
+	sleep_ms(600); /* back-off 50, 100, 200, 200...: a few probes */
+	assert_int_equal(tk_slotmgr_diag(m, id, &d), TK_OK);
+	assert_int_equal(d.recoveries, 0); /* still open */
+	assert_int_equal(d.info.state, TK_SLOT_QUARANTINED);
+
+	fake_fault(0, CURE_NONE, 0, 0);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 5000));
+	wait_recoveries(m, id, 1, &d);
+	assert_int_equal(last(&d)->cured_by, TK_STEP_PROBE);
+	assert_true(last(&d)->probes >= 2);
+	assert_true(last(&d)->nsteps >= 4 + 2);
+	assert_int_equal(d.step_ok[TK_STEP_PROBE], 1);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_OK);
+	tk_card_unref(&c);
+	tk_card_unref(&cb);
+	tk_slotmgr_free(&m);
+}
+
+/* The card goes away while quarantined: the recovery ends, the slot empties,
+ * a new card works at once. */
+static void
+test_quarantine_ends_on_removal(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c = card(m, "Fake A", &id);
+
+	(void)state;
+	fake_fault(0, CURE_NEVER, TK_ERR_COMM, 0);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_COMM);
+	assert_true(wait_state(m, id, TK_SLOT_QUARANTINED, 5000));
+	pthread_mutex_lock(&fk.mtx);
+	fk.r[0].card = false;
+	fk.r[0].cure = CURE_NONE;
+	fk.version++;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.mtx);
+	assert_true(wait_state(m, id, TK_SLOT_EMPTY, 5000));
+	wait_recoveries(m, id, 1, &d);
+	assert_int_equal(last(&d)->outcome, TK_ERR_CARD_REMOVED);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_CARD_REMOVED);
+	tk_card_unref(&c);
+	pthread_mutex_lock(&fk.mtx);
+	fk.r[0].card = true;
+	fk.r[0].events++;
+	fk.version++;
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.mtx);
+	c = card(m, "Fake A", &id);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_OK);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+}
+
+/* A recovery step that never returns: the watchdog abandons the worker and
+ * quarantines the reader; callers get answers by their deadline; when the
+ * call returns the ladder goes on and the reader is valid again. */
+static void
+test_stuck_step_deadlines(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 300);
+	tk_slot_diag_t d;
+	uint32_t id, idb;
+	tk_card_t *c = card(m, "Fake A", &id), *cb = card(m, "Fake B", &idb);
+	int64_t t0;
+
+	(void)state;
+	fake_set(&fk.r[0].stall_reset, true);
+	fake_fault(0, CURE_WARM, TK_ERR_COMM, 0);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_COMM);
+	wait_stuck(1); /* reconnect (a reset with "leave") is stuck */
+	assert_true(wait_state(m, id, TK_SLOT_QUARANTINED, 300 + 2000));
+	for (int k = 0; k < 5; k++) {
+		t0 = now_ms();
+		int r = xmit(c, get_data, sizeof(get_data), 200);
+		assert_true(r == TK_ERR_QUARANTINED || r == TK_ERR_UNRESPONSIVE);
+		assert_true(now_ms() - t0 < 200 + 1000);
+		assert_int_equal(xmit(cb, get_data, sizeof(get_data), 1000), TK_OK);
+	}
+	assert_int_equal(tk_slotmgr_diag(m, id, &d), TK_OK);
+	assert_true(d.stuck);
+	assert_int_equal(d.abandoned_workers, 1);
+	assert_int_equal(tk_slotmgr_reset(m, id, false, 500, NULL), TK_ERR_UNRESPONSIVE);
+
+	fake_set(&fk.r[0].stall_reset, false);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 5000));
+	wait_recoveries(m, id, 1, &d);
+	assert_int_equal(last(&d)->outcome, TK_OK);
+	{
+		bool saw_stuck = false;
+
+		for (size_t i = 0; i < last(&d)->nsteps && i < TK_RECOVERY_MAX_STEPS; i++)
+			saw_stuck |= last(&d)->steps[i].step == TK_STEP_STUCK;
+		assert_true(saw_stuck);
+	}
+	assert_false(d.stuck);
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+	tk_card_unref(&c);
+	tk_card_unref(&cb);
+	tk_slotmgr_free(&m);
+	wait_unstuck();
+}
+
+/* A transmit that never returns: the caller's deadline, then quarantine
+ * until it returns. */
+static void
+test_stuck_transmit_deadline(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c = card(m, "Fake A", &id);
+	int64_t t0;
+
+	(void)state;
+	fake_set(&fk.r[0].stall_transmit, true);
+	t0 = now_ms();
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 150), TK_ERR_TIMEOUT);
+	assert_true(now_ms() - t0 < 150 + 1000);
+	assert_true(wait_state(m, id, TK_SLOT_QUARANTINED, 2000));
+	fake_set(&fk.r[0].stall_transmit, false);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 5000));
+	wait_recoveries(m, id, 1, &d);
+	assert_int_equal(last(&d)->fault, TK_ERR_TIMEOUT);
+	assert_string_equal(last(&d)->what, "deadline");
+	assert_int_equal(last(&d)->steps[0].step, TK_STEP_STUCK);
+	assert_int_equal(last(&d)->cured_by, TK_STEP_RECONNECT);
+	assert_int_equal(d.timeouts, 1);
+	/* GENERAL AUTHENTICATE went out once, and was not repeated. */
+	assert_int_equal(fake_ins(0, 0x87), 1);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+}
+
+static void
+test_forced_reset_and_log(void **state)
+{
+	tk_slotmgr_t *m;
+	tk_recovery_t rec;
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c;
+	uint64_t gen;
+	FILE *f;
+	char line[TK_RECOVERY_LOG_LINE_MAX];
+	int lines = 0, cold = 0;
+
+	(void)state;
+	unlink(log_path);
+	m = start(2000, 1000);
+	c = card(m, "Fake A", &id);
+	gen = tk_card_generation(c);
+	assert_int_equal(tk_slotmgr_reset(m, id, false, 0, &rec), TK_OK);
+	assert_int_equal(rec.cured_by, TK_STEP_WARM_RESET);
+	assert_string_equal(rec.what, "forced");
+	assert_int_equal(tk_slotmgr_reset(m, id, true, 0, &rec), TK_OK);
+	assert_int_equal(rec.cured_by, TK_STEP_COLD_RESET);
+	assert_int_equal(fk.r[0].resets[TK_READER_COLD_RESET], 1);
+	assert_true(tk_card_generation(c) >= gen + 2);
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+	assert_int_equal(tk_slotmgr_diag(m, id, &d), TK_OK);
+	assert_int_equal(d.nhistory, 2);
+	assert_int_equal(d.recoveries, 2);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+
+	f = fopen(log_path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		tk_recovery_log_entry_t e;
+
+		assert_int_equal(tk_recovery_log_parse_line(line, strlen(line), &e), TK_OK);
+		assert_string_equal(e.reader, "Fake A");
+		assert_int_equal(e.pid, getpid());
+		assert_int_equal(e.rec.outcome, TK_OK);
+		cold += e.rec.cured_by == TK_STEP_COLD_RESET;
+		lines++;
+	}
+	fclose(f);
+	assert_int_equal(lines, 2);
+	assert_int_equal(cold, 1);
+	unlink(log_path);
+}
+
+/* History is bounded; the newest records are kept. */
+static void
+test_history_bounded(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c = card(m, "Fake A", &id);
+
+	(void)state;
+	for (int i = 0; i < TK_SLOT_DIAG_HISTORY + 3; i++)
+		assert_int_equal(tk_slotmgr_reset(m, id, false, 0, NULL), TK_OK);
+	assert_int_equal(tk_slotmgr_diag(m, id, &d), TK_OK);
+	assert_int_equal(d.nhistory, TK_SLOT_DIAG_HISTORY);
+	assert_int_equal(d.recoveries, TK_SLOT_DIAG_HISTORY + 3);
+	assert_int_equal(d.history[TK_SLOT_DIAG_HISTORY - 1].id, TK_SLOT_DIAG_HISTORY + 3);
+	assert_int_equal(d.history[0].id, 4);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+}
+
+/* After a service restart the same card (reader, ATR) is taken back: the old
+ * handle works, one generation on, and says it was re-bound; a different
+ * card makes old handles fail with CARD_REMOVED. */
+static void
+test_service_restart_rebind(void **state)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	uint32_t id, idb, id2;
+	tk_card_t *c = card(m, "Fake A", &id), *cb = card(m, "Fake B", &idb), *c2;
+	uint64_t gen = tk_card_generation(c), seq = tk_card_seq(c);
+	int r;
+
+	(void)state;
+	assert_true(seq != 0);
+	fake_set(&fk.no_service, true);
+	assert_true(wait_state(m, id, TK_SLOT_ABSENT, 5000));
+	r = xmit(c, get_data, sizeof(get_data), 500);
+	assert_true(r == TK_ERR_READER_GONE || r == TK_ERR_NO_SERVICE);
+	assert_false(tk_card_present(c));
+	/* B's card is swapped for another while the service is down. */
+	memcpy(fk.r[1].atr, "\x3B\x80\x80\x01\x02", 5);
+	fake_set(&fk.no_service, false);
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 5000));
+	assert_int_equal(tk_slotmgr_find(m, "Fake A", &id2), TK_OK);
+	assert_int_equal(id2, id);
+	assert_true(tk_card_present(c));
+	assert_int_equal(tk_card_seq(c), seq);
+	assert_int_equal(tk_card_rebinds(c), 1);
+	assert_true(tk_card_generation(c) > gen);
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+
+	assert_true(wait_state(m, idb, TK_SLOT_VALID, 5000));
+	assert_int_equal(xmit(cb, get_data, sizeof(get_data), 1000), TK_ERR_CARD_REMOVED);
+	assert_int_equal(tk_card_rebinds(cb), 0);
+	assert_int_equal(tk_slotmgr_card(m, idb, &c2), TK_OK);
+	assert_int_equal(xmit(c2, get_data, sizeof(get_data), 1000), TK_OK);
+	tk_card_unref(&c2);
+	tk_card_unref(&c);
+	tk_card_unref(&cb);
+	tk_slotmgr_free(&m);
+}
+
+static int
+setup_all(void **state)
+{
+	(void)state;
+	snprintf(log_path, sizeof(log_path), "/tmp/tk-test-recovery-%d/recovery.jsonl",
+	         (int)getpid());
+	return 0;
+}
+
+static int
+teardown_all(void **state)
+{
+	char dir[256];
+
+	(void)state;
+	unlink(log_path);
+	snprintf(dir, sizeof(dir), "/tmp/tk-test-recovery-%d", (int)getpid());
+	rmdir(dir);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_read_only_table),
+	        cmocka_unit_test(test_retry_cures_read_only),
+	        cmocka_unit_test(test_state_changing_never_retried),
+	        cmocka_unit_test(test_cured_by_reconnect),
+	        cmocka_unit_test(test_cured_by_warm_reset),
+	        cmocka_unit_test(test_cured_by_cold_reset),
+	        cmocka_unit_test(test_cured_by_new_context),
+	        cmocka_unit_test(test_quarantine_and_backoff),
+	        cmocka_unit_test(test_quarantine_ends_on_removal),
+	        cmocka_unit_test(test_stuck_step_deadlines),
+	        cmocka_unit_test(test_stuck_transmit_deadline),
+	        cmocka_unit_test(test_forced_reset_and_log),
+	        cmocka_unit_test(test_history_bounded),
+	        cmocka_unit_test(test_service_restart_rebind),
+	};
+
+	return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
