@@ -235,7 +235,7 @@ hexval(char h)
 }
 
 /* A string into out (truncated to cap - 1, always NUL-terminated; out may
- * be NULL to skip). Non-ASCII \u escapes become '?'. */
+ * be NULL to skip). Non-ASCII and NUL \u escapes become '?'. */
 static int
 get_str(cur_t *c, char *out, size_t cap)
 {
@@ -292,7 +292,7 @@ get_str(cur_t *c, char *out, size_t cap)
 					v = v * 16 + h;
 				}
 				c->p += 4;
-				ch = v >= 0x20 && v < 0x7F ? (unsigned char)v : '?';
+				ch = v > 0 && v < 0x80 ? (unsigned char)v : '?';
 				break;
 			}
 			default:

@@ -31,4 +31,23 @@ if [[ -n "$dir" ]]; then
 	[[ "$mod" == "$TK_TMP/root$dir/tokenkit.module" ]] || tk_fail "module file in $mod, not $dir"
 fi
 grep -qx "module: ${so#"$TK_TMP/root"}" "$mod" || { cat "$mod" >&2; tk_fail "module: line"; }
+
+# p11-kit itself finds and loads it. As root p11-kit reads only the system
+# module directory, so a module file naming the built module goes there for
+# the length of this check.
+sysdir=${dir:-/usr/share/p11-kit/modules}
+if command -v p11-kit >/dev/null && [[ $(id -u) -eq 0 && -d "$sysdir" ]]; then
+	name="tokenkit-test-$$"
+	sysmod="$sysdir/$name.module"
+	trap 'rm -f "$sysmod"; rm -rf "$TK_TMP"' EXIT
+	printf 'module: %s\ncritical: no\n' "$M" >"$sysmod"
+	# no pcscd behind this socket: the module must still load and answer
+	tk_run "p11-kit list-modules" env PCSCLITE_CSOCK_NAME="$TK_TMP/none.comm" \
+		timeout 60 p11-kit list-modules
+	tk_expect "^$name:"
+	tk_expect "library-description: *tokenkit"
+	rm -f "$sysmod"
+else
+	tk_log "p11-kit check skipped (needs root and p11-kit)"
+fi
 tk_pass
