@@ -17,8 +17,9 @@
  * ERR for any error; MS milliseconds):
  *   sign T expect RVS [within MS]   one C_SignInit + C_Sign (verified when OK)
  *   sign T until RVS within MS      repeat (every 20 ms) until the result is in RVS
- *   recover T within MS             sign until OK, logging in again when not logged in
- *                                   and opening a new session when the old one is gone
+ *   recover T within MS [same-session]  sign until OK, logging in again when not
+ *                                   logged in and (without same-session) opening a new
+ *                                   session when the old one is gone
  *   login T [expect RVS]            C_Login(CKU_USER) on T's session
  *   relogin T                       C_Login only when the session is not logged in
  *   open T [expect RVS]             a new session on T's slot (becomes T's session)
@@ -40,7 +41,8 @@
  *   exec CMD...                     /bin/sh -c CMD, must exit 0
  *   exec-bg CMD...                  the same in the background (reaped at the end)
  *   sleep MS
- *   mark NAME                       remember the time under NAME
+ *   mark NAME                       remember the time under NAME (not after a
+ *                                   failed step: --bench then shows no figure)
  *   b-window open MAXGAP | close    B may fail / pause up to MAXGAP ms in between
  *   b-ok-since NAME within MS       wait for a B signature made after mark NAME
  *   b-stop                          stop the B signer (joined, bounded)
@@ -925,6 +927,7 @@ mark_set(const char *name, int64_t t)
 }
 
 static int step;
+static bool last_failed;
 
 /* Result line of one step; false when the expectation failed. */
 static bool step_result(bool ok, const char *line, const char *fmt, ...)
@@ -939,6 +942,7 @@ step_result(bool ok, const char *line, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	out("step %d: %s -> %s: %s", step, line, ok ? "ok" : "FAIL", buf);
+	last_failed = !ok;
 	if (!ok)
 		failures++;
 	return ok;
@@ -1025,7 +1029,7 @@ cmd_sign(const char *line, char **w, int nw)
 }
 
 static bool
-cmd_recover(const char *line, struct tok *t, int64_t within)
+cmd_recover(const char *line, struct tok *t, int64_t within, bool same_session)
 {
 	int64_t t0 = now_ms(), el;
 	int tries = 0, logins = 0, opens = 0;
@@ -1055,7 +1059,10 @@ cmd_recover(const char *line, struct tok *t, int64_t within)
 			CK_SESSION_HANDLE s;
 			CK_SLOT_ID slot;
 
-			if (find_slot(t->reader, &slot) == CKR_OK &&
+			if (same_session && rv != CKR_TOKEN_NOT_PRESENT)
+				return step_result(false, line, "the session did not survive: %s after %lld ms",
+				                   rv_name(rv), (long long)el);
+			if (!same_session && find_slot(t->reader, &slot) == CKR_OK &&
 			    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
 				t->sess = s;
 				t->slot = slot;
@@ -1254,7 +1261,8 @@ run_line(char *line)
 	if (strcmp(w[0], "sign") == 0 && nw >= 4)
 		return cmd_sign(line, w, nw);
 	if (strcmp(w[0], "recover") == 0)
-		return cmd_recover(line, t, opt_num(w, nw, "within", -1));
+		return cmd_recover(line, t, opt_num(w, nw, "within", -1),
+		                   strcmp(w[nw - 1], "same-session") == 0);
 	if (strcmp(w[0], "login") == 0 && t != NULL) {
 		int64_t t0 = now_ms();
 
@@ -1409,6 +1417,10 @@ run_line(char *line)
 	if (strcmp(w[0], "mark") == 0 && nw >= 2) {
 		int64_t tm = now_ms();
 
+		if (last_failed) {
+			out("MARK %s skipped (the step before failed)", w[1]);
+			return true;
+		}
 		mark_set(w[1], tm);
 		out("MARK %s %lld", w[1], (long long)(tm - t_start));
 		return true;

@@ -21,7 +21,11 @@ exec \$VPCD_ENV card fault 0 none
 mark fault-end
 sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 20000
 mark valid
-relogin A
+# the ladder may still reset the card: whatever it did, the same session must
+# sign again (after a new login if the card was reset) and keep signing
+sleep 1000
+recover A within 5000 same-session
+sign A expect CKR_OK
 sign A expect CKR_OK
 slot A same
 serial A same

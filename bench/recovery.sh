@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Recovery benchmark (issue 4): for fault-matrix scenarios on reader A, while
+# a thread signs on reader B through tokenkit-pkcs11.so all the time:
+#   - fault -> error:   from injecting the fault to the error at the caller
+#   - end -> valid:     from the end of the fault to reader A answering again
+#                       (a signature, or CKR_USER_NOT_LOGGED_IN after a reset)
+#   - end -> usable:    ... to a verified signature on A (new login if needed)
+#   - B ratio:          B's signatures per second from the fault to A being
+#                       valid again, as a fraction of B's rate without a fault
+#                       (the 3 s just before); target >= 0.9
+#
+#   bench/recovery.sh [SCENARIO...]     (default: stall empty short garbage mute restart)
+#
+# Every scenario runs in a fresh private pcscd with freshly provisioned cards
+# (tests/fault/lib_fault.sh) and one tk-p11-fault --bench process, the
+# driver the fault tests use. It prints a table and never fails on a figure
+# ("-" where a step did not happen: the driver output is kept in the log
+# named at the end). Needs root (private pcscd namespaces), yubico-piv-tool.
+# TK_BUILD selects the build (default ./build).
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+export TK_SOURCE=$SRC
+export TK_BUILD=${TK_BUILD:-$SRC/build}
+SCENARIOS=("$@")
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(stall empty short garbage mute restart)
+LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/recovery-bench.XXXXXX")
+
+# the scenario text of each (shared preamble: 3 s of B without a fault)
+scenario() {
+	local pre='sign A expect CKR_OK
+mark base0
+sleep 3000
+mark base1
+mark fault'
+	local post='mark valid
+recover A within 15000
+mark usable
+bench fault_to_error fault error
+bench end_to_valid fault-end valid
+bench end_to_usable fault-end usable
+bench-rate b_ratio fault valid base0 base1'
+	case $1 in
+	stall | mute)
+		local spec=$1
+		if [[ $1 == stall ]]; then
+			cat <<EOF
+$pre
+exec \$VPCD_ENV card fault 0 stall
+sign A expect CKR_DEVICE_ERROR within 30000
+mark error
+sleep 2000
+exec \$VPCD_ENV card fault 0 none
+mark fault-end
+sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 30000
+$post
+EOF
+		else
+			# mute ends only by a power cycle: its "end" is the error itself
+			cat <<EOF
+$pre
+exec \$VPCD_ENV card fault 0 $spec
+sign A expect CKR_DEVICE_ERROR within 30000
+mark error
+mark fault-end
+sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 30000
+$post
+EOF
+		fi
+		;;
+	empty | short | garbage)
+		cat <<EOF
+$pre
+exec \$VPCD_ENV card fault 0 $1 count=1
+sign A expect ERR within 30000
+mark error
+mark fault-end
+sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 30000
+$post
+EOF
+		;;
+	restart)
+		# pcscd restarted under load: the first error any caller of A sees
+		cat <<EOF
+$pre
+exec-bg \$VPCD_ENV restart-pcscd
+sign A until ERR within 10000
+mark error
+b-ok-since fault within 10000
+sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN|CKR_SESSION_HANDLE_INVALID|CKR_DEVICE_REMOVED within 10000
+mark fault-end
+sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 10000
+$post
+bench b_back fault b-ok
+EOF
+		;;
+	*) echo "recovery: unknown scenario $1" >&2; return 1 ;;
+	esac
+}
+
+declare -A FIG
+run_one() { # name
+	local name=$1 out=$LOGDIR/$1.out
+	echo "scenario $name..." >&2
+	# a subshell per scenario: fresh pcscd, cards and module
+	(
+		# shellcheck source=../tests/fault/lib_fault.sh
+		source "$SRC/tests/fault/lib_fault.sh"
+		fault_setup >/dev/null 2>&1
+		scenario "$name" >"$TK_TMP/scenario"
+		timeout -k 5 300 "$FAULT_DRIVER" --bench "$TK_P11_MODULE" "$TK_TMP/scenario" >"$out" 2>&1 || true
+	) >"$LOGDIR/$name.setup.log" 2>&1 || echo "recovery: $name: set-up failed (see $LOGDIR/$name.setup.log)" >&2
+	local k v
+	while read -r k v; do
+		FIG[$name.$k]=$v
+	done < <(sed -n 's/.*\] BENCH \([a-z_]*\) \([-0-9.]*\).*/\1 \2/p' "$out" 2>/dev/null)
+	FIG[$name.rate]=$(sed -n 's/.*BENCH b_ratio .*(during \([0-9.]*\)\/s, without fault \([0-9.]*\)\/s).*/\1 \/ \2/p' "$out" 2>/dev/null)
+	FIG[$name.result]=$(sed -n 's/.*\] RESULT \(.*\)/\1/p' "$out" 2>/dev/null | cut -c1-40)
+}
+
+for s in "${SCENARIOS[@]}"; do run_one "$s"; done
+
+fig() { # value, "-" when missing or negative
+	local v=${FIG[$1]:-}
+	if [[ -z $v || $v == -* ]]; then echo "-"; else echo "$v"; fi
+}
+printf '\n%-9s %15s %15s %15s %9s %22s  %s\n' scenario "fault->error ms" "end->valid ms" \
+	"end->usable ms" "B ratio" "B signs/s (fault/base)" "driver"
+for s in "${SCENARIOS[@]}"; do
+	printf '%-9s %15s %15s %15s %9s %22s  %s\n' "$s" "$(fig "$s.fault_to_error")" \
+		"$(fig "$s.end_to_valid")" "$(fig "$s.end_to_usable")" "$(fig "$s.b_ratio")" \
+		"${FIG[$s.rate]:--}" "${FIG[$s.result]:--}"
+done
+for s in "${SCENARIOS[@]}"; do
+	[[ -n ${FIG[$s.b_back]:-} ]] && printf '%s: B signing again %s ms after the restart began\n' "$s" "${FIG[$s.b_back]}"
+done
+printf '\nB ratio target >= 0.9 (rows 1-3; a pcscd restart stops B too). Logs: %s\n' "$LOGDIR"
+printf 'The module has no deadline setting: every figure uses the default %s ms per APDU.\n' 5000

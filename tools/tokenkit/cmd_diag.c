@@ -1,0 +1,406 @@
+/* tokenkit diag, tokenkit reset: reader supervision, counters, latency and
+ * the recovery history.
+ *
+ * The live view (state, ATR, counters, latency) is this process's own slot
+ * manager; the recovery history comes from the per-user recovery log, which
+ * every slot manager (applications through the PKCS#11 module, this tool)
+ * appends to, so it shows what happened in other processes too. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tokenkit/err.h>
+
+#include "recovery_log.h"
+#include "tool.h"
+
+#define HISTORY_DEFAULT 32
+#define HISTORY_MAX 1024
+
+static const char *
+proto_name(int p)
+{
+	return p == 0 ? "T=0" : p == 1 ? "T=1" : "-";
+}
+
+static void
+print_time(int64_t wall_ms)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	char buf[32];
+
+	if (gmtime_r(&t, &tm) == NULL || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		snprintf(buf, sizeof(buf), "?");
+	printf("%s.%03dZ", buf, (int)(wall_ms % 1000));
+}
+
+static void
+print_dur(int64_t us)
+{
+	if (us >= 1000000)
+		printf("%.2f s", (double)us / 1e6);
+	else
+		printf("%.1f ms", (double)us / 1e3);
+}
+
+static void
+print_record_text(const tk_recovery_t *r)
+{
+	size_t n = r->nsteps < TK_RECOVERY_MAX_STEPS ? r->nsteps : TK_RECOVERY_MAX_STEPS;
+
+	printf("fault %s (%s)\n", tk_errname(r->fault), r->what);
+	printf("      steps:");
+	for (size_t i = 0; i < n; i++) {
+		printf("%s %s %s ", i ? "," : "", tk_recovery_step_name(r->steps[i].step),
+		       r->steps[i].result == TK_OK ? "ok" : tk_errname(r->steps[i].result));
+		print_dur(r->steps[i].duration_us);
+	}
+	if (r->nsteps > n)
+		printf(", ... (%zu steps)", r->nsteps);
+	if (n == 0)
+		printf(" none");
+	printf("\n      ");
+	if (r->outcome == TK_OK)
+		printf("cured by %s", tk_recovery_step_name(r->cured_by));
+	else
+		printf("ended: %s", tk_strerror(r->outcome));
+	printf(" after ");
+	print_dur(r->duration_us);
+	if (r->probes > 0)
+		printf(" (%u quarantine probes)", r->probes);
+	printf("\n");
+}
+
+static void
+json_record(const tk_recovery_t *r)
+{
+	size_t n = r->nsteps < TK_RECOVERY_MAX_STEPS ? r->nsteps : TK_RECOVERY_MAX_STEPS;
+
+	printf("\"time_ms\": %lld, \"fault\": \"%s\", \"what\": ", (long long)r->wall_ms,
+	       tk_errname(r->fault));
+	tool_json_str(stdout, r->what);
+	printf(", \"steps\": [");
+	for (size_t i = 0; i < n; i++)
+		printf("%s{\"step\": \"%s\", \"result\": \"%s\", \"us\": %lld}", i ? ", " : "",
+		       tk_recovery_step_name(r->steps[i].step), tk_errname(r->steps[i].result),
+		       (long long)r->steps[i].duration_us);
+	printf("], \"nsteps\": %zu, \"cured_by\": \"%s\", \"outcome\": \"%s\", "
+	       "\"duration_us\": %lld, \"probes\": %u",
+	       r->nsteps, tk_recovery_step_name(r->cured_by), tk_errname(r->outcome),
+	       (long long)r->duration_us, r->probes);
+}
+
+static void
+print_diag_text(const tk_slot_diag_t *d)
+{
+	char hex[2 * 33 + 1];
+	const tk_slot_info_t *s = &d->info;
+
+	printf("%s (slot %u)\n", s->reader, s->slot_id);
+	printf("  state %s%s, protocol %s, generation %llu", tk_slot_state_name(s->state),
+	       d->stuck ? " (a call is stuck in the reader driver)" : "", proto_name(s->protocol),
+	       (unsigned long long)d->generation);
+	if (d->rebinds > 0)
+		printf(", re-bound %llu time(s) after service restarts",
+		       (unsigned long long)d->rebinds);
+	printf("\n");
+	if (s->atr_len > 0)
+		printf("  ATR %s\n", tool_hex(s->atr, s->atr_len, hex, sizeof(hex)));
+	printf("  transmits %llu, errors %llu (comm %llu, removed %llu, reset %llu, "
+	       "no service %llu, other %llu), timeouts %llu\n",
+	       (unsigned long long)d->transmits, (unsigned long long)d->errors,
+	       (unsigned long long)d->err_comm, (unsigned long long)d->err_removed,
+	       (unsigned long long)d->err_reset, (unsigned long long)d->err_no_service,
+	       (unsigned long long)d->err_other, (unsigned long long)d->timeouts);
+	printf("  connects %llu (failed %llu), abandoned workers %llu, retried ok %llu\n",
+	       (unsigned long long)d->connects, (unsigned long long)d->connect_failures,
+	       (unsigned long long)d->abandoned_workers, (unsigned long long)d->retried_ok);
+	if (d->lat_samples > 0)
+		printf("  APDU latency (last %u): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		       d->lat_samples, d->lat_p50_us / 1e3, d->lat_p90_us / 1e3,
+		       d->lat_p99_us / 1e3, d->lat_max_us / 1e3);
+	printf("  recoveries here %llu (failed %llu)", (unsigned long long)d->recoveries,
+	       (unsigned long long)d->recoveries_failed);
+	for (int k = 1; k < TK_STEP_COUNT; k++)
+		if (d->step_ok[k] > 0)
+			printf(", %s %llu", tk_recovery_step_name(k),
+			       (unsigned long long)d->step_ok[k]);
+	printf("\n");
+	if (d->last_err != TK_OK)
+		printf("  last error %s\n", tk_errname(d->last_err));
+}
+
+static void
+print_diag_json(const tk_slot_diag_t *d)
+{
+	char hex[2 * 33 + 1];
+	const tk_slot_info_t *s = &d->info;
+
+	printf("{\"slot\": %u, \"reader\": ", s->slot_id);
+	tool_json_str(stdout, s->reader);
+	printf(", \"state\": \"%s\", \"stuck\": %s, \"atr\": ", tk_slot_state_name(s->state),
+	       d->stuck ? "true" : "false");
+	if (s->atr_len > 0)
+		printf("\"%s\"", tool_hex(s->atr, s->atr_len, hex, sizeof(hex)));
+	else
+		printf("null");
+	printf(", \"protocol\": ");
+	if (s->protocol >= 0)
+		printf("\"%s\"", proto_name(s->protocol));
+	else
+		printf("null");
+	printf(", \"generation\": %llu, \"rebinds\": %llu, \"transmits\": %llu, \"errors\": "
+	       "{\"total\": %llu, \"comm\": %llu, \"removed\": %llu, \"reset\": %llu, "
+	       "\"no_service\": %llu, \"other\": %llu}, \"timeouts\": %llu, \"connects\": %llu, "
+	       "\"connect_failures\": %llu, \"abandoned_workers\": %llu, \"retried_ok\": %llu, "
+	       "\"recoveries\": %llu, \"recoveries_failed\": %llu, \"last_error\": \"%s\"",
+	       (unsigned long long)d->generation, (unsigned long long)d->rebinds,
+	       (unsigned long long)d->transmits, (unsigned long long)d->errors,
+	       (unsigned long long)d->err_comm, (unsigned long long)d->err_removed,
+	       (unsigned long long)d->err_reset, (unsigned long long)d->err_no_service,
+	       (unsigned long long)d->err_other, (unsigned long long)d->timeouts,
+	       (unsigned long long)d->connects, (unsigned long long)d->connect_failures,
+	       (unsigned long long)d->abandoned_workers, (unsigned long long)d->retried_ok,
+	       (unsigned long long)d->recoveries, (unsigned long long)d->recoveries_failed,
+	       tk_errname(d->last_err));
+	printf(", \"step_ok\": {");
+	for (int k = 1; k < TK_STEP_COUNT; k++)
+		printf("%s\"%s\": %llu", k > 1 ? ", " : "", tk_recovery_step_name(k),
+		       (unsigned long long)d->step_ok[k]);
+	printf("}, \"latency_us\": {\"samples\": %u, \"p50\": %u, \"p90\": %u, \"p99\": %u, "
+	       "\"max\": %u}}",
+	       d->lat_samples, d->lat_p50_us, d->lat_p90_us, d->lat_p99_us, d->lat_max_us);
+}
+
+/* The last `keep` entries of the log (and its rotated part) whose reader
+ * contains `filter` (NULL: all), oldest first. */
+static size_t
+read_history(const char *path, const char *filter, tk_recovery_log_entry_t *ring, size_t keep,
+             size_t *bad)
+{
+	char old[4200];
+	const char *files[2] = {old, path};
+	char *line = NULL;
+	size_t cap = 0, total = 0;
+
+	*bad = 0;
+	snprintf(old, sizeof(old), "%s.1", path);
+	for (int k = 0; k < 2; k++) {
+		FILE *f = fopen(files[k], "r");
+		ssize_t n;
+
+		if (f == NULL)
+			continue;
+		while ((n = getline(&line, &cap, f)) > 0) {
+			tk_recovery_log_entry_t e;
+
+			if (tk_recovery_log_parse_line(line, (size_t)n, &e) != TK_OK) {
+				(*bad)++;
+				continue;
+			}
+			if (filter != NULL && strstr(e.reader, filter) == NULL)
+				continue;
+			ring[total % keep] = e;
+			total++;
+		}
+		fclose(f);
+	}
+	free(line);
+	if (total > keep) {
+		/* Rotate the ring so the oldest kept entry comes first. */
+		tk_recovery_log_entry_t *tmp = malloc(keep * sizeof(*tmp));
+
+		if (tmp != NULL) {
+			for (size_t i = 0; i < keep; i++)
+				tmp[i] = ring[(total + i) % keep];
+			memcpy(ring, tmp, keep * sizeof(*tmp));
+			free(tmp);
+		}
+		return keep;
+	}
+	return total;
+}
+
+static int
+cmd_diag(int argc, char **argv)
+{
+	bool json = false;
+	const char *reader = NULL, *log_opt = NULL;
+	size_t keep = HISTORY_DEFAULT, nh = 0, bad = 0, n = 0, shown = 0;
+	tk_slotmgr_t *m = NULL;
+	tk_slot_info_t *infos = NULL;
+	tk_slot_diag_t *d = NULL;
+	tk_recovery_log_entry_t *hist = NULL;
+	char path[4096];
+	uint32_t only = 0;
+	int rc = TOOL_EXIT_OK, r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) {
+			log_opt = argv[++i];
+		} else if (strcmp(argv[i], "--last") == 0 && i + 1 < argc) {
+			long v = strtol(argv[++i], NULL, 10);
+
+			if (v <= 0 || v > HISTORY_MAX) {
+				fprintf(stderr, "tokenkit diag: --last takes 1..%d\n", HISTORY_MAX);
+				return TOOL_EXIT_USAGE;
+			}
+			keep = (size_t)v;
+		} else if (argv[i][0] != '-' && reader == NULL) {
+			reader = argv[i];
+		} else {
+			fprintf(stderr, "tokenkit diag: unknown argument '%s'\n", argv[i]);
+			return TOOL_EXIT_USAGE;
+		}
+	}
+	path[0] = '\0';
+	if (log_opt != NULL)
+		snprintf(path, sizeof(path), "%s", log_opt);
+	else if (tk_recovery_log_path(path, sizeof(path)) != TK_OK)
+		path[0] = '\0';
+
+	rc = tool_open_mgr(&m, 5000);
+	if (rc != TOOL_EXIT_OK && rc != TOOL_EXIT_NO_SERVICE)
+		return rc;
+	if (m != NULL) {
+		tool_settle(m, 3000);
+		if (reader != NULL && tk_slotmgr_find(m, reader, &only) != TK_OK) {
+			fprintf(stderr, "tokenkit diag: no reader '%s' now; showing its history\n",
+			        reader);
+			only = 0;
+		}
+		if (tk_slotmgr_list(m, &infos, &n) != TK_OK)
+			n = 0;
+	}
+	d = calloc(1, sizeof(*d));
+	hist = calloc(keep, sizeof(*hist));
+	if (d == NULL || hist == NULL) {
+		fprintf(stderr, "tokenkit diag: out of memory\n");
+		rc = TOOL_EXIT_ERROR;
+		goto out;
+	}
+	if (json)
+		printf("{\"readers\": [");
+	for (size_t i = 0; i < n; i++) {
+		if (infos[i].state == TK_SLOT_ABSENT || (only != 0 && infos[i].slot_id != only))
+			continue;
+		r = tk_slotmgr_diag(m, infos[i].slot_id, d);
+		if (r != TK_OK)
+			continue;
+		if (json) {
+			printf("%s\n  ", shown ? "," : "");
+			print_diag_json(d);
+		} else {
+			print_diag_text(d);
+		}
+		if (reader != NULL && only != 0)
+			reader = infos[i].reader; /* the full name, for the history filter */
+		shown++;
+	}
+	if (path[0] != '\0')
+		nh = read_history(path, reader, hist, keep, &bad);
+	if (json) {
+		printf("%s],\n \"log\": ", shown ? "\n " : "");
+		tool_json_str(stdout, path[0] != '\0' ? path : "");
+		printf(", \"unreadable_lines\": %zu, \"history\": [", bad);
+		for (size_t i = 0; i < nh; i++) {
+			printf("%s\n  {\"pid\": %lld, \"prog\": ", i ? "," : "",
+			       (long long)hist[i].pid);
+			tool_json_str(stdout, hist[i].prog);
+			printf(", \"reader\": ");
+			tool_json_str(stdout, hist[i].reader);
+			printf(", ");
+			json_record(&hist[i].rec);
+			printf("}");
+		}
+		printf("%s]}\n", nh ? "\n " : "");
+	} else {
+		if (shown == 0 && m != NULL)
+			printf("no readers\n");
+		if (path[0] == '\0') {
+			printf("recovery log disabled (TOKENKIT_RECOVERY_LOG is empty)\n");
+		} else if (nh == 0) {
+			printf("recovery history (%s): none\n", path);
+		} else {
+			printf("recovery history (%s), oldest first:\n", path);
+			for (size_t i = 0; i < nh; i++) {
+				printf("  ");
+				print_time(hist[i].rec.wall_ms);
+				printf("  %s  pid %lld (%s)  ", hist[i].reader,
+				       (long long)hist[i].pid, hist[i].prog);
+				print_record_text(&hist[i].rec);
+			}
+		}
+		if (bad > 0)
+			printf("  (%zu unreadable line(s) skipped)\n", bad);
+	}
+	rc = TOOL_EXIT_OK;
+out:
+	free(hist);
+	free(d);
+	free(infos);
+	tk_slotmgr_free(&m);
+	return rc;
+}
+
+TOOL_COMMAND(diag, "diag", "[READER] [--json] [--last N] [--log PATH]",
+             "reader supervision: state, counters, APDU latency, recovery history", cmd_diag)
+
+static int
+cmd_reset(int argc, char **argv)
+{
+	bool cold = false, json = false;
+	const char *reader = NULL;
+	tk_slotmgr_t *m = NULL;
+	tk_recovery_t rec;
+	uint32_t id;
+	int rc, r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--cold") == 0) {
+			cold = true;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (argv[i][0] != '-' && reader == NULL) {
+			reader = argv[i];
+		} else {
+			fprintf(stderr, "tokenkit reset: unknown argument '%s'\n", argv[i]);
+			return TOOL_EXIT_USAGE;
+		}
+	}
+	if (reader == NULL) {
+		fprintf(stderr, "usage: tokenkit reset READER [--cold]\n");
+		return TOOL_EXIT_USAGE;
+	}
+	rc = tool_open_mgr(&m, 5000);
+	if (rc != TOOL_EXIT_OK)
+		return rc;
+	tool_settle(m, 3000);
+	r = tk_slotmgr_find(m, reader, &id);
+	if (r != TK_OK) {
+		fprintf(stderr, "tokenkit reset: no reader '%s'\n", reader);
+		tool_print_readers_hint(stderr, m);
+		tk_slotmgr_free(&m);
+		return TOOL_EXIT_NO_READER;
+	}
+	r = tk_slotmgr_reset(m, id, cold, 0, &rec);
+	if (json) {
+		printf("{\"result\": \"%s\", ", tk_errname(r));
+		json_record(&rec);
+		printf("}\n");
+	} else if (rec.id != 0) {
+		printf("%s: ", reader);
+		print_record_text(&rec);
+	} else {
+		printf("%s: %s\n", reader, tk_strerror(r));
+	}
+	tk_slotmgr_free(&m);
+	return r == TK_OK ? TOOL_EXIT_OK : tool_exit_code(r);
+}
+
+TOOL_COMMAND(reset, "reset", "READER [--cold] [--json]",
+             "force a recovery (warm reset, or a power cycle with --cold) and show it",
+             cmd_reset)
