@@ -9,7 +9,7 @@
 #                       valid again, as a fraction of B's rate without a fault
 #                       (the 3 s just before); target >= 0.9
 #
-#   bench/recovery.sh [SCENARIO...]     (default: stall empty short garbage mute restart)
+#   bench/recovery.sh [SCENARIO...]   (stall short garbage mute restart; also: empty)
 #
 # Every scenario runs in a fresh private pcscd with freshly provisioned cards
 # (tests/fault/lib_fault.sh) and one tk-p11-fault --bench process, the
@@ -23,7 +23,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 export TK_SOURCE=$SRC
 export TK_BUILD=${TK_BUILD:-$SRC/build}
 SCENARIOS=("$@")
-[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(stall empty short garbage mute restart)
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(stall short garbage mute restart)
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/recovery-bench.XXXXXX")
 
 # the scenario text of each (shared preamble: 3 s of B without a fault)

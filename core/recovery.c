@@ -23,6 +23,7 @@
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 8000
+#define RESET_SETTLE_MS 500
 
 void worker_fail_queue(worker_t *w, int err);
 
@@ -492,6 +493,19 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 		if (worker_gone(w)) {
 			rec_finish(m, s, TK_STEP_NONE, TK_ERR_READER_GONE);
 			return TK_ERR_READER_GONE;
+		}
+		if (ladder[i] == TK_STEP_WARM_RESET || ladder[i] == TK_STEP_COLD_RESET) {
+			/* A card that died mid-APDU is reported removed only at the
+			 * daemon's next presence poll; a reset sent before that
+			 * reaches a reader without a card, and pcscd 1.9.9 + vpcd
+			 * then report the reader empty even after the card is
+			 * back. Give the removal time to show (a queued
+			 * disconnect cuts this short). */
+			(void)backoff_sleep(w, RESET_SETTLE_MS);
+			if (worker_gone(w)) {
+				rec_finish(m, s, TK_STEP_NONE, TK_ERR_READER_GONE);
+				return TK_ERR_READER_GONE;
+			}
 		}
 		if (!worker_card_there(w, seq)) {
 			rec_finish(m, s, TK_STEP_NONE, TK_ERR_CARD_REMOVED);

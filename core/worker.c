@@ -277,7 +277,9 @@ transmit_once(worker_t *w, work_t *it)
 	                        &it->resp_len);
 	if (r == TK_OK && it->resp_len < 2)
 		r = TK_ERR_COMM;
-	if (r == TK_OK) {
+	/* An abandoned call's late answer is counted as a timeout, not as a
+	 * latency sample. */
+	if (r == TK_OK && !worker_gone(w)) {
 		pthread_mutex_lock(&w->m->mtx);
 		rec_latency_locked(w->slot, mgr_now_us() - t0);
 		pthread_mutex_unlock(&w->m->mtx);

@@ -483,6 +483,10 @@ static struct {
 	size_t nwin;
 	int64_t started, stopped;
 	uint64_t fails_outside;
+	struct {
+		CK_RV rv;
+		uint64_t n;
+	} byrv[8];
 	int64_t fail_outside_at;
 	CK_RV fail_outside_rv;
 } bs = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -519,6 +523,13 @@ b_record(CK_RV rv, int64_t t0, int64_t t1)
 		bs.fails++;
 		if (rv == RV_BADSIG)
 			bs.badsig++;
+		for (size_t i = 0; i < sizeof(bs.byrv) / sizeof(bs.byrv[0]); i++) {
+			if (bs.byrv[i].n == 0 || bs.byrv[i].rv == rv) {
+				bs.byrv[i].rv = rv;
+				bs.byrv[i].n++;
+				break;
+			}
+		}
 		if (bs.first_fail_at == 0) {
 			bs.first_fail_at = t1;
 			bs.first_fail_rv = rv;
@@ -682,6 +693,9 @@ b_report(const char *what)
 	    (unsigned long long)bs.badsig, (unsigned long long)bs.relogins,
 	    (unsigned long long)bs.reopens, bs.nok ? (double)bs.lat_sum / (double)bs.nok : 0.0,
 	    (long long)bs.lat_max);
+	for (size_t i = 0; i < sizeof(bs.byrv) / sizeof(bs.byrv[0]) && bs.byrv[i].n != 0; i++)
+		out("  B failed %llu times with %s", (unsigned long long)bs.byrv[i].n,
+		    rv_name(bs.byrv[i].rv));
 	pthread_mutex_unlock(&bs.lock);
 }
 

@@ -165,4 +165,14 @@ if grep -q '^TK_SANITIZE:BOOL=ON' "$TK_BUILD/CMakeCache.txt" 2>/dev/null; then
 			"ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0")
 	fi
 fi
-tk_host() { "${TK_HOST_ENV[@]}" "$@"; }
+tk_host() {
+	# shell functions (vpcd, tk_*), builtins and our own programs (they
+	# carry their sanitizer runtime already) run as they are
+	local path
+	path=$(type -P "$1" 2>/dev/null || true)
+	if [[ ${#TK_HOST_ENV[@]} -eq 0 || $(type -t "$1") != file || $path == "$TK_BUILD"/* ]]; then
+		"$@"
+	else
+		"${TK_HOST_ENV[@]}" "$@"
+	fi
+}

@@ -136,7 +136,7 @@ fds(void)
 static void *
 bg_main(void *arg)
 {
-	uint8_t resp[64];
+	uint8_t resp[258];
 	size_t n;
 
 	(void)arg;

@@ -2,8 +2,9 @@
 # A card that never answers: the caller gets TK_ERR_TIMEOUT by its deadline
 # (plus a generous "did not hang" margin) although the worker stays stuck in
 # SCardTransmit; the other reader keeps answering meanwhile; the stuck reader
-# answers TK_ERR_UNRESPONSIVE at once; once the card answers again the slot
-# reconnects and APDUs work without restarting the process.
+# is quarantined and answers TK_ERR_QUARANTINED at once; once the card
+# answers again the recovery ladder reconnects and APDUs work without
+# restarting the process.
 source "$(dirname "$0")/lib.sh"
 
 PROBE="$TK_BUILD/tk-slotmgr-probe"
@@ -41,11 +42,11 @@ ms=$(field stalled elapsed_ms)
 ok=$(field other ok)
 fail=$(field other fail)
 ((ok > 0 && fail == 0)) || tk_fail "other reader during the stall: ok=$ok fail=$fail"
-[[ $(field stalled-again result) == TK_ERR_UNRESPONSIVE ]] || tk_fail "second call on the stuck reader"
+[[ $(field stalled-again result) == TK_ERR_QUARANTINED ]] || tk_fail "second call on the stuck reader"
 ms=$(field stalled-again elapsed_ms)
 ((ms < 1000)) || tk_fail "second call on the stuck reader took $ms ms"
-grep -Eq 'state-changed .*state=recovering.*Virtual PCD 00 00' "$TK_TMP/probe.out" ||
-	tk_fail "no 'recovering' state event"
+grep -Eq 'state-changed .*state=quarantined.*Virtual PCD 00 00' "$TK_TMP/probe.out" ||
+	tk_fail "no 'quarantined' state event"
 
 tk_run "release card 0" vpcd card fault 0 none
 echo go >&8

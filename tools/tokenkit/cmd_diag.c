@@ -49,7 +49,7 @@ print_record_text(const tk_recovery_t *r)
 {
 	size_t n = r->nsteps < TK_RECOVERY_MAX_STEPS ? r->nsteps : TK_RECOVERY_MAX_STEPS;
 
-	printf("fault %s (%s)\n", tk_errname(r->fault), r->what);
+	printf("fault %s (%s)\n", r->fault == TK_OK ? "none" : tk_errname(r->fault), r->what);
 	printf("      steps:");
 	for (size_t i = 0; i < n; i++) {
 		printf("%s %s %s ", i ? "," : "", tk_recovery_step_name(r->steps[i].step),
