@@ -643,6 +643,12 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 		goto out;
 	}
 	r = tk_token_info(t->tk, &ti);
+	if (r == TK_OK && ti.pin_retries < 0) {
+		/* Counters not read yet (the background read after opening may
+		 * still be on its way): one empty VERIFY, no try spent. */
+		if (tk_token_refresh_pin(t->tk) == TK_OK)
+			r = tk_token_info(t->tk, &ti);
+	}
 	if (r != TK_OK) {
 		rv = tk_err_to_ckr(r);
 		goto out;
