@@ -162,7 +162,8 @@ rec_finish(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome)
 	if (log) {
 		tk_log_info("slotmgr: %s: recovery #%llu: %s after %lld ms (%s)", s->name,
 		            (unsigned long long)copy.id,
-		            outcome == TK_OK ? tk_recovery_step_name(cured_by) : tk_strerror(outcome),
+		            outcome == TK_OK ? tk_recovery_step_name(cured_by)
+		                             : tk_strerror(outcome),
 		            (long long)(copy.duration_us / 1000), tk_strerror(copy.fault));
 		/* s->name never changes; m->log_path lives as long as m. */
 		rec_log_append(m->log_path, s->name, &copy);
@@ -248,8 +249,7 @@ rec_fill_diag_locked(const slot_t *s, tk_slot_diag_t *d)
 static int
 step_timeout_ms(const tk_slotmgr_t *m)
 {
-	return m->opts.step_timeout_ms > 0 ? m->opts.step_timeout_ms
-	                                   : m->opts.transmit_timeout_ms;
+	return m->opts.step_timeout_ms > 0 ? m->opts.step_timeout_ms : m->opts.transmit_timeout_ms;
 }
 
 static void

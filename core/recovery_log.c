@@ -64,8 +64,8 @@ rec_log_resolve(const char *opt)
 
 /* ---- writing ---------------------------------------------------------- */
 
-static size_t
-put(char *buf, size_t cap, size_t at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static size_t put(char *buf, size_t cap, size_t at, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
 static size_t
 put(char *buf, size_t cap, size_t at, const char *fmt, ...)
@@ -108,22 +108,23 @@ tk_recovery_log_format(char *buf, size_t cap, int64_t pid, const char *prog, con
 
 	if (buf == NULL || cap == 0 || r == NULL)
 		return 0;
-	at = put(buf, cap, at, "{\"v\":1,\"time_ms\":%lld,\"pid\":%lld,\"prog\":",
-	         (long long)r->wall_ms, (long long)pid);
+	at = put(buf, cap, at,
+	         "{\"v\":1,\"time_ms\":%lld,\"pid\":%lld,\"prog\":", (long long)r->wall_ms,
+	         (long long)pid);
 	at = put_str(buf, cap, at, prog);
 	at = put(buf, cap, at, ",\"reader\":");
 	at = put_str(buf, cap, at, reader);
-	at = put(buf, cap, at, ",\"id\":%llu,\"fault\":%d,\"fault_name\":", (unsigned long long)r->id,
-	         r->fault);
+	at = put(buf, cap, at,
+	         ",\"id\":%llu,\"fault\":%d,\"fault_name\":", (unsigned long long)r->id, r->fault);
 	at = put_str(buf, cap, at, tk_errname(r->fault));
 	at = put(buf, cap, at, ",\"what\":");
 	at = put_str(buf, cap, at, r->what);
 	at = put(buf, cap, at, ",\"steps\":[");
 	n = r->nsteps < TK_RECOVERY_MAX_STEPS ? r->nsteps : TK_RECOVERY_MAX_STEPS;
 	for (size_t i = 0; i < n; i++) {
-		at = put(buf, cap, at, "%s{\"step\":\"%s\",\"result\":%d,\"us\":%lld}", i > 0 ? "," : "",
-		         tk_recovery_step_name(r->steps[i].step), r->steps[i].result,
-		         (long long)r->steps[i].duration_us);
+		at = put(buf, cap, at, "%s{\"step\":\"%s\",\"result\":%d,\"us\":%lld}",
+		         i > 0 ? "," : "", tk_recovery_step_name(r->steps[i].step),
+		         r->steps[i].result, (long long)r->steps[i].duration_us);
 	}
 	at = put(buf, cap, at,
 	         "],\"nsteps\":%zu,\"cured_by\":\"%s\",\"outcome\":%d,\"outcome_name\":\"%s\","

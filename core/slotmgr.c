@@ -718,8 +718,8 @@ tk_slotmgr_reset(tk_slotmgr_t *m, uint32_t slot_id, bool cold, int timeout_ms, t
 	pthread_mutex_unlock(&m->mtx);
 	if (r != TK_OK)
 		return r;
-	r = worker_force_recovery(m, s, seq,
-	                          cold ? TK_STEP_COLD_RESET : TK_STEP_WARM_RESET, timeout_ms);
+	r = worker_force_recovery(m, s, seq, cold ? TK_STEP_COLD_RESET : TK_STEP_WARM_RESET,
+	                          timeout_ms);
 	if (rec != NULL) {
 		pthread_mutex_lock(&m->mtx);
 		/* The newest finished record that started after our call. */

@@ -737,40 +737,76 @@ typedef struct mcard {
 	uint64_t rebind_base;
 } mcard_t;
 
+static uint64_t
+mc_rebinds_now(mcard_t *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->m->mtx);
+	n = c->s->rebinds;
+	pthread_mutex_unlock(&c->m->mtx);
+	return n;
+}
+
+/* "Card removed" seen while the reader itself went away (service restart,
+ * unplug) is not final: the same card may be re-bound when the reader is
+ * back, and TK_ERR_CARD_REMOVED would mark the handle dead for good. */
+static int
+mc_result(mcard_t *c, uint64_t rebinds0, int r)
+{
+	if (r != TK_ERR_CARD_REMOVED)
+		return r;
+	pthread_mutex_lock(&c->m->mtx);
+	if (!c->s->present || c->s->lost_seq == c->card_seq || c->s->rebinds != rebinds0)
+		r = TK_ERR_READER_GONE;
+	pthread_mutex_unlock(&c->m->mtx);
+	return r;
+}
+
 static int
 mc_transmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
             size_t *resp_len, int timeout_ms)
 {
 	mcard_t *c = ctx;
+	uint64_t rb = mc_rebinds_now(c);
 
-	return submit(c->m, c->s, c->card_seq, W_TRANSMIT, 0, cmd, cmd_len, resp, resp_cap,
-	              resp_len, timeout_ms);
+	return mc_result(c, rb,
+	                 submit(c->m, c->s, c->card_seq, W_TRANSMIT, 0, cmd, cmd_len, resp,
+	                        resp_cap, resp_len, timeout_ms));
 }
 
 static int
 mc_begin(void *ctx, int timeout_ms)
 {
 	mcard_t *c = ctx;
+	uint64_t rb = mc_rebinds_now(c);
 
-	return submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
+	return mc_result(
+	        c, rb,
+	        submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, 0, NULL, 0, NULL, timeout_ms));
 }
 
 static int
 mc_end(void *ctx, int timeout_ms)
 {
 	mcard_t *c = ctx;
+	uint64_t rb = mc_rebinds_now(c);
 
-	return submit(c->m, c->s, c->card_seq, W_END, 0, NULL, 0, NULL, 0, NULL, timeout_ms);
+	return mc_result(
+	        c, rb,
+	        submit(c->m, c->s, c->card_seq, W_END, 0, NULL, 0, NULL, 0, NULL, timeout_ms));
 }
 
 static int
 mc_reset(void *ctx, bool cold, int timeout_ms)
 {
 	mcard_t *c = ctx;
+	uint64_t rb = mc_rebinds_now(c);
 
-	return submit(c->m, c->s, c->card_seq, W_RESET,
-	              cold ? TK_READER_COLD_RESET : TK_READER_WARM_RESET, NULL, 0, NULL, 0, NULL,
-	              timeout_ms);
+	return mc_result(c, rb,
+	                 submit(c->m, c->s, c->card_seq, W_RESET,
+	                        cold ? TK_READER_COLD_RESET : TK_READER_WARM_RESET, NULL, 0, NULL,
+	                        0, NULL, timeout_ms));
 }
 
 static bool

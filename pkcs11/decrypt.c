@@ -42,11 +42,9 @@ decrypt_card(struct p11_session *s, struct p11_op *op, const uint8_t *enc, size_
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	r = tk_token_key_op(s->tok->tk, op->obj->tko, TK_OP_RSA_RAW, enc, k, raw, k, &got);
-	if (r != TK_OK) {
-		rv = tk_err_to_ckr(r);
+	rv = tk_p11_key_op(s, op->obj, TK_OP_RSA_RAW, enc, k, raw, k, &got);
+	if (rv != CKR_OK)
 		goto out;
-	}
 	if (got == 0 || got > k) {
 		rv = CKR_DEVICE_ERROR;
 		goto out;

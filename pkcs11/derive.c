@@ -207,7 +207,6 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 	const uint8_t *pub;
 	uint8_t secret[80];
 	size_t pub_len, fb, got = 0;
-	int r;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
 
 	if (rv != CKR_OK)
@@ -228,9 +227,16 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 	}
 	pthread_mutex_lock(&g_p11.lock);
 	key = tk_p11_object_find_locked(s->tok, hBaseKey);
-	if (key != NULL && !tk_p11_object_visible(s->tok, key, hSession))
+	if (key != NULL && !tk_p11_object_visible(s->tok, key, hSession)) {
+		/* a private key of the token, hidden only until the user logs in
+		 * (again, after a card reset or the card's return) */
+		if (key->tko != NULL && key->cls == CKO_PRIVATE_KEY)
+			rv = CKR_USER_NOT_LOGGED_IN;
 		key = NULL;
+	}
 	pthread_mutex_unlock(&g_p11.lock);
+	if (rv != CKR_OK)
+		goto out;
 	if (key == NULL || key->cls == CKO_CERTIFICATE) {
 		rv = CKR_KEY_HANDLE_INVALID;
 		goto out;
@@ -263,12 +269,9 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
-	r = tk_token_key_op(s->tok->tk, key->tko, TK_OP_ECDH, pub, pub_len, secret, sizeof(secret),
-	                    &got);
-	if (r != TK_OK) {
-		rv = tk_err_to_ckr(r);
+	rv = tk_p11_key_op(s, key, TK_OP_ECDH, pub, pub_len, secret, sizeof(secret), &got);
+	if (rv != CKR_OK)
 		goto out;
-	}
 	if (got == 0 || got > sizeof(secret) || (d.value_len > 0 && d.value_len > got)) {
 		rv = CKR_DEVICE_ERROR;
 		goto out;

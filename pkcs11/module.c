@@ -182,7 +182,7 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 	tk_slotmgr_opts_t mo;
 	tk_slotmgr_t *mgr = NULL;
 	CK_RV rv;
-	int r;
+	int r, timeout_ms;
 
 	pthread_once(&once, once_init);
 	rv = check_init_args(pInitArgs);
@@ -209,6 +209,9 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 	/* No APDU here: the manager discovers readers in the background and
 	 * tokens are opened by their own threads when cards appear. */
 	tk_slotmgr_opts_init(&mo);
+	timeout_ms = tk_p11_timeout_from_env();
+	if (timeout_ms > 0)
+		mo.transmit_timeout_ms = timeout_ms;
 	r = tk_slotmgr_new(&mo, &mgr);
 	if (r != TK_OK) {
 		tk_log_error("C_Initialize: slot manager: %s", tk_strerror(r));
@@ -217,6 +220,7 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 	}
 	pthread_mutex_lock(&g_p11.lock);
 	g_p11.mgr = mgr;
+	g_p11.timeout_ms = mo.transmit_timeout_ms;
 	g_p11.initialized = true;
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_slots_start();

@@ -538,7 +538,7 @@ tk_p11_objects_build(struct p11_token *t)
 				continue; /* data objects are not published yet */
 			o = &t->objs[t->nobjs];
 			memset(o, 0, sizeof(*o));
-			o->handle = k->handle;
+			o->handle = 0; /* numbered when published (tk_p11_objects_number_locked) */
 			o->tko = k;
 			o->key_type = k->key_type;
 			o->key_bits = k->key_bits;
@@ -572,6 +572,49 @@ tk_p11_objects_build(struct p11_token *t)
 	return TK_OK;
 }
 
+/* The same object of the same card: what decides that an object keeps its
+ * handle across a revalidation or the card's return. */
+static bool
+same_object(const struct p11_object *a, const struct p11_object *b)
+{
+	const tk_object_t *x = a->tko, *y = b->tko;
+
+	if (x == NULL || y == NULL || a->cls != b->cls || x->key_ref != y->key_ref ||
+	    x->key_type != y->key_type || x->id_len != y->id_len || x->der_len != y->der_len)
+		return false;
+	if (x->id_len > 0 && memcmp(x->id, y->id, x->id_len) != 0)
+		return false;
+	return x->der_len == 0 || (x->der != NULL && y->der != NULL &&
+	                           memcmp(x->der, y->der, x->der_len) == 0);
+}
+
+/* Object handles are module-wide: an object that was in prev (the same
+ * object of the same card) keeps its handle; any other gets a number never
+ * used before in this process, so a handle kept from another card never
+ * names an object of this one. */
+void
+tk_p11_objects_number_locked(struct p11_object *objs, size_t n, const struct p11_object *prev,
+                             size_t nprev)
+{
+	if (g_p11.next_obj == 0)
+		g_p11.next_obj = 1;
+	for (size_t i = 0; i < n; i++) {
+		CK_OBJECT_HANDLE h = 0;
+
+		for (size_t j = 0; j < nprev && h == 0; j++) {
+			bool taken = false;
+
+			if (!same_object(&objs[i], &prev[j]))
+				continue;
+			for (size_t k = 0; k < i && !taken; k++)
+				taken = objs[k].handle == prev[j].handle;
+			if (!taken)
+				h = prev[j].handle;
+		}
+		objs[i].handle = h != 0 ? h : g_p11.next_obj++;
+	}
+}
+
 /* After tk_token_revalidate reported a change: build the new table aside
  * (no lock, no I/O), then swap it in under the module lock. The old table
  * is kept until the token goes: operations and C_FindObjects results may
@@ -584,18 +627,22 @@ tk_p11_objects_rebuild(struct p11_token *t)
 	int r;
 
 	memset(&tmp, 0, sizeof(tmp));
-	tmp.tk = t->tk;
+	tmp.tk = tk_p11_tk(t);
+	pthread_mutex_lock(&g_p11.lock);
 	tmp.info = t->info;
+	pthread_mutex_unlock(&g_p11.lock);
 	r = tk_p11_objects_build(&tmp);
 	old = calloc(1, sizeof(*old));
-	if (r != TK_OK || old == NULL) {
-		for (size_t i = 0; i < tmp.nobjs; i++)
-			tk_p11_object_clear(&tmp.objs[i]);
-		free(tmp.objs);
-		free(old);
-		return r != TK_OK ? r : TK_ERR_NO_MEMORY;
-	}
+	if (r != TK_OK || old == NULL)
+		goto fail;
 	pthread_mutex_lock(&g_p11.lock);
+	if (t->tk != tmp.tk) {
+		/* the card came back meanwhile: its token was rebuilt from then */
+		pthread_mutex_unlock(&g_p11.lock);
+		r = TK_ERR_CANCELLED;
+		goto fail;
+	}
+	tk_p11_objects_number_locked(tmp.objs, tmp.nobjs, t->objs, t->nobjs);
 	old->objs = t->objs;
 	old->nobjs = t->nobjs;
 	old->next = t->retired;
@@ -612,6 +659,12 @@ tk_p11_objects_rebuild(struct p11_token *t)
 	t->ec_max = tmp.ec_max;
 	pthread_mutex_unlock(&g_p11.lock);
 	return TK_OK;
+fail:
+	for (size_t i = 0; i < tmp.nobjs; i++)
+		tk_p11_object_clear(&tmp.objs[i]);
+	free(tmp.objs);
+	free(old);
+	return r != TK_OK ? r : TK_ERR_NO_MEMORY;
 }
 
 /* --- lookup and visibility ---------------------------------------------- */

@@ -56,6 +56,18 @@
 #define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
 #define P11_OPEN_RETRY_MS 200          /* token open after a transient failure */
 #define P11_DEFAULT_MAX_TRIES 3        /* PIV PIN/PUK tries when the card does not say */
+/* A token whose card left its slot is kept this long (its sessions, object
+ * handles and session objects) for the same card (by identity) to come back;
+ * a different card in the slot ends it at once. */
+#define P11_LOST_GRACE_MS 60000
+/* After a communication error, how long to look whether the card was
+ * removed (then the call answers CKR_DEVICE_REMOVED, not CKR_DEVICE_ERROR):
+ * pcscd notices a removal within one 400 ms poll. */
+#define P11_REMOVAL_SETTLE_MS 600
+/* Per-APDU deadline: $TOKENKIT_TIMEOUT_MS, within these bounds (else the
+ * default, TK_CARD_DEFAULT_TIMEOUT_MS). */
+#define P11_TIMEOUT_MIN_MS 100
+#define P11_TIMEOUT_MAX_MS 600000
 
 /* --- objects ------------------------------------------------------------ */
 
@@ -94,7 +106,17 @@ struct p11_token {
 	tk_token_t *tk;
 	CK_SLOT_ID slot;
 	uint64_t card_seq;
-	bool removed;         /* card gone: sessions answer CKR_DEVICE_REMOVED */
+	bool removed;         /* card gone for good: sessions answer CKR_DEVICE_REMOVED once */
+	/* Card gone, token kept (the slot's lost token) for the same card to
+	 * come back within P11_LOST_GRACE_MS: its sessions answer
+	 * CKR_DEVICE_REMOVED (card taken out) or CKR_DEVICE_ERROR (reader or
+	 * PC/SC service gone) meanwhile, and survive the card's return. */
+	bool detached;
+	bool reader_lost;     /* detached because the reader (or the service) went */
+	int64_t detached_at;  /* ms, monotonic */
+	tk_token_t **old_tks; /* tk tokens of earlier insertions (resurrections): calls may
+	                       * still use them; freed with the token */
+	size_t nold_tks;
 	tk_token_info_t info; /* at open (C_GetTokenInfo asks tk_token_info afresh) */
 
 	struct p11_object *objs; /* token objects (swapped, never changed in place, under the
@@ -110,6 +132,7 @@ struct p11_token {
 
 	/* Login state, shared by every session of the token (module lock). */
 	int login;          /* -1: none; CKU_USER; CKU_SO */
+	uint64_t login_serial; /* bumped at every change of login (module lock) */
 	uint8_t so_pin[64]; /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
 	size_t so_pin_len;
 };
@@ -172,6 +195,8 @@ struct p11_slot {
 	int state;               /* enum tk_slot_state */
 	uint64_t card_seq;       /* current card, 0 when none */
 	struct p11_token *token; /* reference, NULL when no (recognised) token */
+	struct p11_token *lost;  /* reference: the token of the card that left, kept for
+	                          * P11_LOST_GRACE_MS or until another card is published */
 	uint64_t opened_seq;     /* card_seq for which an open was started */
 	bool opening;            /* an open is running */
 	int64_t retry_at;        /* after a transient failure: not before (ms, monotonic) */
@@ -197,6 +222,8 @@ struct p11_module {
 	size_t nsessions, sessions_cap;
 	CK_SESSION_HANDLE next_session;
 	CK_OBJECT_HANDLE next_sobj;
+	CK_OBJECT_HANDLE next_obj; /* token objects: module-wide, never reused in the process */
+	int timeout_ms;            /* per-APDU deadline given to the slot manager */
 
 	int openers;  /* token-open threads running */
 	int waiters;  /* threads in C_WaitForSlotEvent */
@@ -212,6 +239,8 @@ CK_RV tk_p11_enter(void);
 
 /* util.c */
 CK_RV tk_err_to_ckr(int err);
+int64_t tk_p11_now_ms(void);
+int tk_p11_timeout_from_env(void);
 void tk_p11_pad(CK_UTF8CHAR *dst, size_t cap, const char *src);
 CK_RV tk_p11_copy_out(const void *src, size_t len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 int tk_p11_der_octet_string(const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len);
@@ -230,6 +259,14 @@ void tk_p11_token_free(struct p11_token *t);
 struct p11_slot *tk_p11_slot_find_locked(CK_SLOT_ID id);
 CK_RV tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out);
 void tk_p11_token_put(struct p11_token *t);
+tk_token_t *tk_p11_tk(struct p11_token *t);
+void tk_p11_login_set_locked(struct p11_token *t, int login);
+void tk_p11_login_sync(struct p11_token *t);
+bool tk_p11_lost_expired_locked(const struct p11_token *t);
+bool tk_p11_token_forget_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
+CK_RV tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op,
+                    const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                    size_t *out_len);
 
 /* session.c */
 CK_RV tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out);
@@ -241,6 +278,8 @@ void tk_p11_op_reset(struct p11_op *op);
 /* object.c */
 int tk_p11_objects_build(struct p11_token *t);
 int tk_p11_objects_rebuild(struct p11_token *t);
+void tk_p11_objects_number_locked(struct p11_object *objs, size_t n,
+                                  const struct p11_object *prev, size_t nprev);
 void tk_p11_object_clear(struct p11_object *o);
 struct p11_object *tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h);
 const struct p11_attr *tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type);

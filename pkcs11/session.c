@@ -89,16 +89,39 @@ token_forget_login_locked(struct p11_token *t)
 
 	if (token_has_sessions_locked(t) || t->login < 0)
 		return false;
-	t->login = -1;
-	tk_wipe(t->so_pin, sizeof(t->so_pin));
-	t->so_pin_len = 0;
-	return user && !t->removed;
+	tk_p11_login_set_locked(t, -1);
+	return user && !t->removed && !t->detached;
+}
+
+/* A session of a token whose card left: while the card may still come back
+ * (the slot's lost token, P11_LOST_GRACE_MS) the session stays and answers
+ * CKR_DEVICE_REMOVED, or CKR_DEVICE_ERROR while the reader or the PC/SC
+ * service is away (the card was not seen leaving). After that it ends. */
+static CK_RV
+session_detached_locked(struct p11_session *s, struct p11_token **fr_tok)
+{
+	struct p11_token *t = s->tok;
+	struct p11_slot *sl;
+
+	*fr_tok = NULL;
+	if (!tk_p11_lost_expired_locked(t))
+		return t->reader_lost ? CKR_DEVICE_ERROR : CKR_DEVICE_REMOVED;
+	sl = tk_p11_slot_find_locked(t->slot);
+	if (sl != NULL && sl->lost == t) {
+		sl->lost = NULL;
+		if (tk_p11_token_forget_locked(t))
+			*fr_tok = t; /* not while s holds it; kept for symmetry */
+	} else {
+		t->removed = true;
+	}
+	return CKR_OK;
 }
 
 CK_RV
 tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
 {
 	struct p11_session *s;
+	struct p11_token *fr_tok = NULL;
 	bool fr = false;
 	CK_RV rv;
 
@@ -111,6 +134,11 @@ tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
 	if (s == NULL) {
 		rv = CKR_SESSION_HANDLE_INVALID;
 		goto out;
+	}
+	if (s->tok->detached && !s->tok->removed) {
+		rv = session_detached_locked(s, &fr_tok);
+		if (rv != CKR_OK)
+			goto out;
 	}
 	if (s->tok->removed) {
 		/* once; the handle is invalid from now on */
@@ -125,8 +153,11 @@ out:
 	pthread_mutex_unlock(&g_p11.lock);
 	if (fr)
 		session_free(s);
-	if (*out != NULL)
+	tk_p11_token_free(fr_tok);
+	if (*out != NULL) {
+		tk_p11_login_sync((*out)->tok);
 		pthread_mutex_lock(&(*out)->op_lock);
+	}
 	return rv;
 }
 
@@ -137,13 +168,9 @@ tk_p11_session_put(struct p11_session *s, CK_RV rv)
 
 	if (s == NULL)
 		return;
+	(void)rv; /* a removal is followed through the slot events (the card may come back) */
 	pthread_mutex_unlock(&s->op_lock);
 	pthread_mutex_lock(&g_p11.lock);
-	if (rv == CKR_DEVICE_REMOVED) {
-		/* report it once: the handle is invalid from now on (we still hold a reference) */
-		s->tok->removed = true;
-		session_close_locked(s);
-	}
 	fr = --s->refs == 0;
 	g_p11.calls--;
 	pthread_cond_broadcast(&g_p11.cond);
@@ -291,7 +318,7 @@ close_where(bool (*match)(const struct p11_session *, uintptr_t), uintptr_t arg,
 			session_free(gone[i]);
 	}
 	if (logout != NULL) {
-		tk_token_logout(logout->tk);
+		tk_token_logout(tk_p11_tk(logout));
 		tk_p11_token_put(logout);
 	}
 	return CKR_OK;
@@ -378,7 +405,7 @@ static void
 refresh_after(struct p11_token *t, CK_RV rv)
 {
 	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED)
-		tk_token_refresh_pin(t->tk);
+		tk_token_refresh_pin(tk_p11_tk(t));
 }
 
 static bool
@@ -456,14 +483,14 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 
 	switch (userType) {
 	case CKU_USER:
-		r = tk_token_login(t->tk, TK_USER_USER, pPin, ulPinLen);
+		r = tk_token_login(tk_p11_tk(t), TK_USER_USER, pPin, ulPinLen);
 		rv = tk_err_to_ckr(r);
 		if (r != TK_OK)
 			tk_log_info("pkcs11: C_Login(user): %s", tk_strerror(r));
 		refresh_after(t, rv);
 		if (r == TK_OK) {
 			pthread_mutex_lock(&g_p11.lock);
-			t->login = CKU_USER;
+			tk_p11_login_set_locked(t, CKU_USER);
 			pthread_mutex_unlock(&g_p11.lock);
 		}
 		break;
@@ -474,16 +501,16 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 		}
 		pthread_mutex_lock(&g_p11.lock);
 		if (t->login < 0) {
+			tk_p11_login_set_locked(t, CKU_SO);
 			memcpy(t->so_pin, pPin, ulPinLen);
 			t->so_pin_len = ulPinLen;
-			t->login = CKU_SO;
 		} else {
 			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
 		}
 		pthread_mutex_unlock(&g_p11.lock);
 		break;
 	default: /* CKU_CONTEXT_SPECIFIC */
-		r = tk_token_login(t->tk, TK_USER_CONTEXT, pPin, ulPinLen);
+		r = tk_token_login(tk_p11_tk(t), TK_USER_CONTEXT, pPin, ulPinLen);
 		rv = tk_err_to_ckr(r);
 		if (r == TK_OK)
 			op->context_login = true;
@@ -515,14 +542,12 @@ C_Logout(CK_SESSION_HANDLE hSession)
 		return rv;
 	pthread_mutex_lock(&g_p11.lock);
 	login = s->tok->login;
-	s->tok->login = -1;
-	tk_wipe(s->tok->so_pin, sizeof(s->tok->so_pin));
-	s->tok->so_pin_len = 0;
+	tk_p11_login_set_locked(s->tok, -1);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (login < 0)
 		rv = CKR_USER_NOT_LOGGED_IN;
 	else if (login == (int)CKU_USER)
-		rv = tk_err_to_ckr(tk_token_logout(s->tok->tk));
+		rv = tk_err_to_ckr(tk_token_logout(tk_p11_tk(s->tok)));
 	tk_p11_session_put(s, rv);
 	return rv;
 }
@@ -558,7 +583,7 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 	pthread_mutex_lock(&g_p11.lock);
 	so = t->login == (int)CKU_SO;
 	pthread_mutex_unlock(&g_p11.lock);
-	r = tk_token_change_pin(t->tk, so ? TK_USER_SO : TK_USER_USER, pOldPin, ulOldLen, pNewPin,
+	r = tk_token_change_pin(tk_p11_tk(t), so ? TK_USER_SO : TK_USER_USER, pOldPin, ulOldLen, pNewPin,
 	                        ulNewLen);
 	rv = tk_err_to_ckr(r);
 	refresh_after(t, rv);
@@ -605,7 +630,7 @@ C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 	rv = check_pin_len(t, ulPinLen);
 	if (rv != CKR_OK)
 		goto out;
-	rv = tk_err_to_ckr(tk_token_unblock_pin(t->tk, puk, puk_len, pPin, ulPinLen));
+	rv = tk_err_to_ckr(tk_token_unblock_pin(tk_p11_tk(t), puk, puk_len, pPin, ulPinLen));
 	refresh_after(t, rv);
 out:
 	tk_wipe(puk, sizeof(puk));

@@ -115,6 +115,7 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 	                : kind == P11_OP_VERIFY ? CKF_VERIFY
 	                                        : CKF_DECRYPT;
 	unsigned usage = kind == P11_OP_DECRYPT ? TK_USAGE_DECRYPT : TK_USAGE_SIGN;
+	bool hidden_private = false;
 	CK_RV rv;
 
 	if (op->kind != P11_OP_NONE)
@@ -126,9 +127,16 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 		return CKR_MECHANISM_INVALID;
 	pthread_mutex_lock(&g_p11.lock);
 	key = tk_p11_object_find_locked(s->tok, hkey);
-	if (key != NULL && !tk_p11_object_visible(s->tok, key, s->h))
+	if (key != NULL && !tk_p11_object_visible(s->tok, key, s->h)) {
+		/* a private key of the token, hidden only until the user logs in
+		 * (again, after a card reset or the card's return): say so, so that
+		 * the application logs in instead of giving up on the handle */
+		hidden_private = key->tko != NULL && key->cls == CKO_PRIVATE_KEY;
 		key = NULL;
+	}
 	pthread_mutex_unlock(&g_p11.lock);
+	if (hidden_private)
+		return CKR_USER_NOT_LOGGED_IN;
 	if (key == NULL || key->cls == CKO_CERTIFICATE)
 		return CKR_KEY_HANDLE_INVALID;
 	if (key->tko == NULL)
@@ -241,10 +249,9 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 	if (key->key_type == TK_KEY_EC) {
 		if (in_len == 0 || in_len > P11_MAX_RAW_INPUT)
 			return CKR_DATA_LEN_RANGE;
-		r = tk_token_key_op(s->tok->tk, key->tko, TK_OP_ECDSA, in, in_len, out, 2 * k,
-		                    &got);
-		if (r != TK_OK)
-			return tk_err_to_ckr(r);
+		rv = tk_p11_key_op(s, key, TK_OP_ECDSA, in, in_len, out, 2 * k, &got);
+		if (rv != CKR_OK)
+			return rv;
 		if (got != 2 * k)
 			return CKR_DEVICE_ERROR;
 		*out_len = got;
@@ -292,11 +299,9 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 			memcpy(em + k - tlen, prefix, plen);
 		memcpy(em + k - in_len, in, in_len);
 	}
-	r = tk_token_key_op(s->tok->tk, key->tko, TK_OP_RSA_RAW, em, k, out, k, &got);
-	if (r != TK_OK) {
-		rv = tk_err_to_ckr(r);
+	rv = tk_p11_key_op(s, key, TK_OP_RSA_RAW, em, k, out, k, &got);
+	if (rv != CKR_OK)
 		goto out;
-	}
 	if (got > k || got == 0) {
 		rv = CKR_DEVICE_ERROR;
 		goto out;

@@ -17,10 +17,7 @@
 static int64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return tk_p11_now_ms();
 }
 
 /* Wait on the module condition until the absolute deadline; false once it passed. */
@@ -71,6 +68,9 @@ tk_p11_token_free(struct p11_token *t)
 	free(t->sobjs);
 	tk_wipe(t->so_pin, sizeof(t->so_pin));
 	tk_token_free(&t->tk);
+	for (size_t i = 0; i < t->nold_tks; i++)
+		tk_token_free(&t->old_tks[i]);
+	free(t->old_tks);
 	free(t);
 }
 
@@ -94,6 +94,157 @@ tk_p11_token_put(struct p11_token *t)
 	pthread_mutex_unlock(&g_p11.lock);
 	if (last)
 		tk_p11_token_free(t);
+}
+
+/* The token's current tk token (it changes when the card comes back). */
+tk_token_t *
+tk_p11_tk(struct p11_token *t)
+{
+	tk_token_t *tk;
+
+	pthread_mutex_lock(&g_p11.lock);
+	tk = t->tk;
+	pthread_mutex_unlock(&g_p11.lock);
+	return tk;
+}
+
+void
+tk_p11_login_set_locked(struct p11_token *t, int login)
+{
+	t->login = login;
+	t->login_serial++;
+	if (login != (int)CKU_SO) {
+		tk_wipe(t->so_pin, sizeof(t->so_pin));
+		t->so_pin_len = 0;
+	}
+}
+
+/* The user login is the card's: a reset (ours in recovery, or another
+ * program's), a power cycle or the card's return ends it, and the core
+ * token notices (tk_token_info().logged_in). Follow it, so that C_Login
+ * works again and sessions show the public state. CKU_SO is the module's
+ * own (the PUK in memory) and is left alone. */
+void
+tk_p11_login_sync(struct p11_token *t)
+{
+	tk_token_info_t ti;
+	tk_token_t *tk;
+	uint64_t serial;
+
+	pthread_mutex_lock(&g_p11.lock);
+	if (t->login != (int)CKU_USER || t->detached || t->removed) {
+		pthread_mutex_unlock(&g_p11.lock);
+		return;
+	}
+	serial = t->login_serial;
+	tk = t->tk;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (tk_token_info(tk, &ti) != TK_OK || ti.logged_in)
+		return;
+	pthread_mutex_lock(&g_p11.lock);
+	/* unless a C_Login or C_Logout changed it meanwhile */
+	if (t->login_serial == serial && t->tk == tk && t->login == (int)CKU_USER) {
+		tk_log_info("pkcs11: slot %lu: the card forgot the login (reset); sessions are public now",
+		            (unsigned long)t->slot);
+		tk_p11_login_set_locked(t, -1);
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+}
+
+bool
+tk_p11_lost_expired_locked(const struct p11_token *t)
+{
+	return t->detached && now_ms() - t->detached_at > P11_LOST_GRACE_MS;
+}
+
+/* For good: sessions answer CKR_DEVICE_REMOVED once, then
+ * CKR_SESSION_HANDLE_INVALID. Drops the caller's (slot's) reference. */
+bool
+tk_p11_token_forget_locked(struct p11_token *t)
+{
+	if (t == NULL)
+		return false;
+	t->removed = true;
+	return tk_p11_token_unref_locked(t);
+}
+
+/* Tokens to free once the module lock is released. */
+struct p11_gc {
+	struct p11_token *t[8];
+	size_t n;
+};
+
+static void
+gc_add(struct p11_gc *g, struct p11_token *t)
+{
+	if (t == NULL)
+		return;
+	if (g->n < sizeof(g->t) / sizeof(g->t[0]))
+		g->t[g->n++] = t;
+	else
+		tk_log_error("pkcs11: token not freed (internal limit)");
+}
+
+static void
+gc_run(struct p11_gc *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		tk_p11_token_free(g->t[i]);
+	g->n = 0;
+}
+
+/* A private-key operation on the session's token. The key is looked up by
+ * handle in the current object table (the card may have come back since
+ * the operation was set up, with a new tk token). Errors are put in
+ * context before the one conversion: a reset or a refused security status
+ * means the login is gone (CKR_USER_NOT_LOGGED_IN); a communication error
+ * while the card is being taken out is CKR_DEVICE_REMOVED. */
+CK_RV
+tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const uint8_t *in,
+              size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+	struct p11_token *t = s->tok;
+	const struct p11_object *cur;
+	const tk_object_t *tko = NULL;
+	tk_token_t *tk;
+	int r;
+
+	*out_len = 0;
+	pthread_mutex_lock(&g_p11.lock);
+	tk = t->tk;
+	cur = tk_p11_object_find_locked(t, key->handle);
+	if (cur != NULL && cur->cls == key->cls)
+		tko = cur->tko;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (tko == NULL)
+		return CKR_KEY_HANDLE_INVALID;
+	r = tk_token_key_op(tk, tko, op, in, in_len, out, out_cap, out_len);
+	if (r == TK_OK)
+		return CKR_OK;
+	if (r == TK_ERR_CARD_RESET || r == TK_ERR_SECURITY_STATUS) {
+		tk_p11_login_sync(t);
+		r = TK_ERR_SECURITY_STATUS;
+	} else if (r == TK_ERR_COMM) {
+		/* A card taken out with a command outstanding answers "success,
+		 * no bytes" on PC/SC: look whether the slot loses the card. */
+		int64_t end = now_ms() + P11_REMOVAL_SETTLE_MS;
+		bool left = false;
+
+		pthread_mutex_lock(&g_p11.lock);
+		for (;;) {
+			const struct p11_slot *sl = tk_p11_slot_find_locked(t->slot);
+
+			left = sl == NULL || sl->token != t;
+			if (left || tk_p11_check_init_locked() != CKR_OK ||
+			    !wait_deadline_locked(end < now_ms() + 50 ? end : now_ms() + 50))
+				break;
+		}
+		left = left && !t->reader_lost;
+		pthread_mutex_unlock(&g_p11.lock);
+		if (left)
+			r = TK_ERR_CARD_REMOVED;
+	}
+	return tk_err_to_ckr(r);
 }
 
 /* --- the slot table ------------------------------------------------------ */
@@ -139,28 +290,69 @@ out:
 	return s;
 }
 
-/* The card in the slot is gone: its token's sessions answer
- * CKR_DEVICE_REMOVED once, then CKR_SESSION_HANDLE_INVALID. */
-static struct p11_token *
-slot_drop_token_locked(struct p11_slot *s)
+/* The slot's lost token ends for good. */
+static void
+slot_forget_lost_locked(struct p11_slot *s, struct p11_gc *gc)
+{
+	struct p11_token *t = s->lost;
+
+	s->lost = NULL;
+	if (tk_p11_token_forget_locked(t))
+		gc_add(gc, t);
+}
+
+static void
+slot_expire_lost_locked(struct p11_slot *s, struct p11_gc *gc)
+{
+	if (s->lost != NULL && tk_p11_lost_expired_locked(s->lost)) {
+		tk_log_info("pkcs11: slot %lu: the card did not come back; its sessions end",
+		            (unsigned long)s->id);
+		slot_forget_lost_locked(s, gc);
+	}
+}
+
+/* The card left the slot (taken out, reset away, or its reader or the
+ * PC/SC service went): the slot shows no token. The token is kept as the
+ * slot's lost token, with its sessions, handles and session objects, for
+ * the same card (same identity) to come back within P11_LOST_GRACE_MS;
+ * meanwhile its sessions answer CKR_DEVICE_REMOVED (reader_lost:
+ * CKR_DEVICE_ERROR). The login ends now: the PIN is never kept. */
+static void
+slot_detach_token_locked(struct p11_slot *s, bool reader_lost, struct p11_gc *gc)
 {
 	struct p11_token *t = s->token;
 
 	s->token = NULL;
-	if (t == NULL)
-		return NULL;
-	t->removed = true;
-	return tk_p11_token_unref_locked(t) ? t : NULL;
+	s->opened_seq = 0; /* the same insertion may come back (re-bound): open it again */
+	if (t == NULL) {
+		if (reader_lost && s->lost != NULL)
+			s->lost->reader_lost = true;
+		return;
+	}
+	slot_forget_lost_locked(s, gc);
+	t->detached = true;
+	t->reader_lost = reader_lost;
+	t->detached_at = now_ms();
+	tk_p11_login_set_locked(t, -1);
+	if (t->info.identity[0] == '\0') {
+		/* nothing to recognise it by when it comes back */
+		if (tk_p11_token_forget_locked(t))
+			gc_add(gc, t);
+		return;
+	}
+	s->lost = t; /* the slot's reference moves over */
 }
 
 void
 tk_p11_slots_clear_locked(void)
 {
 	for (size_t i = 0; i < g_p11.nslots; i++) {
-		struct p11_token *t = slot_drop_token_locked(&g_p11.slots[i]);
+		struct p11_gc gc = {.n = 0};
 
+		slot_detach_token_locked(&g_p11.slots[i], false, &gc);
+		slot_forget_lost_locked(&g_p11.slots[i], &gc);
 		/* finalize only: no other thread uses the module now */
-		tk_p11_token_free(t);
+		gc_run(&gc);
 	}
 	free(g_p11.slots);
 	g_p11.slots = NULL;
@@ -190,14 +382,16 @@ static void
 after_open(struct p11_token *t)
 {
 	bool changed = false, last, stop;
+	tk_token_t *tk;
 	int r;
 
 	pthread_mutex_lock(&g_p11.lock);
-	stop = g_p11.finalizing || t->removed;
+	stop = g_p11.finalizing || t->removed || t->detached;
+	tk = t->tk;
 	pthread_mutex_unlock(&g_p11.lock);
 	if (stop)
 		goto done;
-	r = tk_token_revalidate(t->tk, &changed);
+	r = tk_token_revalidate(tk, &changed);
 	if (r == TK_OK && changed) {
 		r = tk_p11_objects_rebuild(t);
 		tk_log_debug("pkcs11: slot %lu: objects changed on the card; table rebuilt: %s",
@@ -206,7 +400,7 @@ after_open(struct p11_token *t)
 		tk_log_info("pkcs11: slot %lu: revalidation: %s", (unsigned long)t->slot,
 		            tk_strerror(r));
 	}
-	r = tk_token_refresh_pin(t->tk);
+	r = tk_token_refresh_pin(tk);
 	if (r != TK_OK)
 		tk_log_debug("pkcs11: slot %lu: PIN counters: %s", (unsigned long)t->slot,
 		             tk_strerror(r));
@@ -220,6 +414,52 @@ done:
 		tk_p11_token_free(t);
 }
 
+/* The same card came back to the slot (by identity): its lost token L
+ * takes the new insertion's tk token and objects from T (an unpublished
+ * shell afterwards). L keeps its sessions, session objects and the handles
+ * of the objects that did not change; nobody is logged in. False (and
+ * nothing changed) when out of memory. */
+static bool
+resurrect_locked(struct p11_token *l, struct p11_token *t)
+{
+	struct p11_objset *old = calloc(1, sizeof(*old));
+	tk_token_t **tks = realloc(l->old_tks, (l->nold_tks + 1) * sizeof(*tks));
+
+	if (tks != NULL)
+		l->old_tks = tks;
+	if (old == NULL || tks == NULL) {
+		free(old);
+		return false;
+	}
+	tk_p11_objects_number_locked(t->objs, t->nobjs, l->objs, l->nobjs);
+	/* calls that started before may still use the old tk token and table */
+	l->old_tks[l->nold_tks++] = l->tk;
+	l->tk = t->tk;
+	t->tk = NULL;
+	old->objs = l->objs;
+	old->nobjs = l->nobjs;
+	old->next = l->retired;
+	l->retired = old;
+	l->objs = t->objs;
+	l->nobjs = t->nobjs;
+	t->objs = NULL;
+	t->nobjs = 0;
+	l->rsa_sign = t->rsa_sign;
+	l->rsa_decrypt = t->rsa_decrypt;
+	l->ec_sign = t->ec_sign;
+	l->ec_derive = t->ec_derive;
+	l->rsa_min = t->rsa_min;
+	l->rsa_max = t->rsa_max;
+	l->ec_min = t->ec_min;
+	l->ec_max = t->ec_max;
+	l->info = t->info;
+	l->card_seq = t->card_seq;
+	l->detached = false;
+	l->reader_lost = false;
+	tk_p11_login_set_locked(l, -1);
+	return true;
+}
+
 static void *
 open_thread(void *arg)
 {
@@ -227,7 +467,8 @@ open_thread(void *arg)
 	tk_slotmgr_t *mgr;
 	tk_card_t *card = NULL;
 	tk_token_t *tk = NULL;
-	struct p11_token *t = NULL, *discard = NULL, *published = NULL;
+	struct p11_token *t = NULL, *published = NULL;
+	struct p11_gc gc = {.n = 0};
 	struct p11_slot *s;
 	tk_token_opts_t o;
 	int r;
@@ -285,11 +526,27 @@ done:
 	if (s != NULL) {
 		s->opening = false;
 		if (r == TK_OK && !g_p11.finalizing && s->present && s->card_seq == job.seq) {
-			discard = slot_drop_token_locked(s);
-			s->token = t;
-			t->refs++; /* ours, for the checks below */
-			published = t;
-			t = NULL;
+			if (s->token != NULL)
+				slot_detach_token_locked(s, false, &gc);
+			slot_expire_lost_locked(s, &gc);
+			if (s->lost != NULL && t->info.identity[0] != '\0' &&
+			    strcmp(s->lost->info.identity, t->info.identity) == 0 &&
+			    resurrect_locked(s->lost, t)) {
+				tk_log_info("pkcs11: slot %lu: the same card is back; its sessions and "
+				            "handles go on (not logged in)",
+				            (unsigned long)job.id);
+				published = s->lost; /* the slot's reference moves back */
+				s->lost = NULL;
+			} else {
+				/* another card: the old one's sessions end, new handles */
+				slot_forget_lost_locked(s, &gc);
+				tk_p11_objects_number_locked(t->objs, t->nobjs, NULL, 0);
+				published = t;
+				t = NULL;
+			}
+			s->token = published;
+			s->opened_seq = job.seq;
+			published->refs++; /* ours, for the checks below */
 			s->event = true;
 		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
 			/* try again soon (next event, C_GetSlotList or token wait) */
@@ -304,7 +561,7 @@ done:
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_token_free(t);
-	tk_p11_token_free(discard);
+	gc_run(&gc);
 	tk_token_free(&tk);
 	if (published != NULL)
 		after_open(published);
@@ -345,12 +602,20 @@ static void
 on_event(void *ctx, const tk_event_t *ev)
 {
 	uint64_t gen = (uint64_t)(uintptr_t)ctx;
-	struct p11_token *gone = NULL;
+	struct p11_gc gc = {.n = 0};
 	struct p11_slot *s;
 
 	pthread_mutex_lock(&g_p11.lock);
 	if (g_p11.gen != gen || !g_p11.initialized || g_p11.finalizing)
 		goto out;
+	if (ev->type == TK_EVENT_SERVICE_LOST || ev->type == TK_EVENT_SERVICE_RESTORED) {
+		/* The readers' own events tell what changed. While the service
+		 * is away the lost tokens' sessions answer CKR_DEVICE_ERROR. */
+		for (size_t i = 0; ev->type == TK_EVENT_SERVICE_LOST && i < g_p11.nslots; i++)
+			if (g_p11.slots[i].lost != NULL)
+				g_p11.slots[i].lost->reader_lost = true;
+		goto out;
+	}
 	s = slot_get_locked(ev->slot_id, ev->reader);
 	if (s == NULL)
 		goto out;
@@ -364,14 +629,14 @@ on_event(void *ctx, const tk_event_t *ev)
 		s->present = false;
 		s->state = TK_SLOT_ABSENT;
 		s->card_seq = 0;
-		gone = slot_drop_token_locked(s);
+		slot_detach_token_locked(s, true, &gc);
 		s->event = true;
 		break;
 	case TK_EVENT_CARD_INSERTED:
 		s->present = true;
 		s->state = ev->state;
 		if (s->card_seq != ev->card_seq) {
-			gone = slot_drop_token_locked(s);
+			slot_detach_token_locked(s, false, &gc);
 			s->card_seq = ev->card_seq;
 		}
 		s->event = true;
@@ -379,31 +644,34 @@ on_event(void *ctx, const tk_event_t *ev)
 	case TK_EVENT_CARD_REMOVED:
 		s->state = ev->state;
 		s->card_seq = 0;
-		gone = slot_drop_token_locked(s);
+		/* state ABSENT: the reader itself is going (unplugged, or the
+		 * PC/SC service went away), not the card taken out */
+		slot_detach_token_locked(s, ev->state == TK_SLOT_ABSENT, &gc);
 		s->event = true;
 		break;
 	case TK_EVENT_STATE_CHANGED:
 		s->present = ev->state != TK_SLOT_ABSENT;
 		s->state = ev->state;
 		if (ev->card_seq != 0 && ev->card_seq != s->card_seq) {
-			gone = slot_drop_token_locked(s);
+			slot_detach_token_locked(s, false, &gc);
 			s->card_seq = ev->card_seq;
 			s->event = true;
 		}
 		if (ev->state == TK_SLOT_EMPTY && s->card_seq != 0) {
 			s->card_seq = 0;
-			gone = slot_drop_token_locked(s);
+			slot_detach_token_locked(s, false, &gc);
 			s->event = true;
 		}
 		break;
 	default:
 		break;
 	}
+	slot_expire_lost_locked(s, &gc);
 	maybe_open_locked(s);
 	pthread_cond_broadcast(&g_p11.cond);
 out:
 	pthread_mutex_unlock(&g_p11.lock);
-	tk_p11_token_free(gone);
+	gc_run(&gc);
 }
 
 void
@@ -632,6 +900,7 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 {
 	struct p11_token *t = NULL;
 	tk_token_info_t ti;
+	tk_token_t *tk;
 	CK_RV rv;
 	int r, max;
 
@@ -642,12 +911,13 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 		rv = CKR_ARGUMENTS_BAD;
 		goto out;
 	}
-	r = tk_token_info(t->tk, &ti);
+	tk = tk_p11_tk(t);
+	r = tk_token_info(tk, &ti);
 	if (r == TK_OK && ti.pin_retries < 0) {
 		/* Counters not read yet (the background read after opening may
 		 * still be on its way): one empty VERIFY, no try spent. */
-		if (tk_token_refresh_pin(t->tk) == TK_OK)
-			r = tk_token_info(t->tk, &ti);
+		if (tk_token_refresh_pin(tk) == TK_OK)
+			r = tk_token_info(tk, &ti);
 	}
 	if (r != TK_OK) {
 		rv = tk_err_to_ckr(r);

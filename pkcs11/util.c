@@ -1,9 +1,12 @@
 /* tokenkit-pkcs11: error conversion, string padding, small DER and hash helpers. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
+#include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
 #include "p11.h"
@@ -36,11 +39,11 @@ tk_err_to_ckr(int err)
 	case TK_ERR_SECURITY_STATUS:
 		return CKR_USER_NOT_LOGGED_IN;
 	case TK_ERR_CARD_REMOVED:
-	case TK_ERR_READER_GONE:
 	case TK_ERR_NO_READER:
 		return CKR_DEVICE_REMOVED;
 	case TK_ERR_NO_CARD:
 		return CKR_TOKEN_NOT_PRESENT;
+	case TK_ERR_READER_GONE: /* reader or PC/SC service away: the card may come back with it */
 	case TK_ERR_TIMEOUT:
 	case TK_ERR_COMM:
 	case TK_ERR_UNRESPONSIVE:
@@ -74,6 +77,39 @@ tk_err_to_ckr(int err)
 	default:
 		return CKR_GENERAL_ERROR;
 	}
+}
+
+int64_t
+tk_p11_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* $TOKENKIT_TIMEOUT_MS: the deadline of one APDU exchange (and of one
+ * recovery step) in milliseconds, P11_TIMEOUT_MIN_MS..P11_TIMEOUT_MAX_MS;
+ * 0 (the slot manager's default, TK_CARD_DEFAULT_TIMEOUT_MS) when unset
+ * or not a number in range. */
+int
+tk_p11_timeout_from_env(void)
+{
+	const char *v = getenv("TOKENKIT_TIMEOUT_MS");
+	char *end = NULL;
+	long n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || n < P11_TIMEOUT_MIN_MS ||
+	    n > P11_TIMEOUT_MAX_MS) {
+		tk_log_warn("pkcs11: TOKENKIT_TIMEOUT_MS=%s ignored (%d..%d ms)", v,
+		            P11_TIMEOUT_MIN_MS, P11_TIMEOUT_MAX_MS);
+		return 0;
+	}
+	return (int)n;
 }
 
 /* Blank-padded, not NUL-terminated, as CK_*_INFO fields are. */

@@ -28,7 +28,14 @@ TK_EXPORT void tk_card_unref(tk_card_t **cp);
  * TK_ERR_CARD_REMOVED, TK_ERR_CARD_RESET (card was reset by someone else:
  * re-select and log in again; the next call goes through), TK_ERR_COMM
  * (response shorter than 2 bytes, or transport failure), TK_ERR_NO_SERVICE,
- * TK_ERR_BUFFER_TOO_SMALL. */
+ * TK_ERR_BUFFER_TOO_SMALL; over the slot manager also TK_ERR_QUARANTINED
+ * (the reader is being recovered or re-probed; answered at once),
+ * TK_ERR_UNRESPONSIVE (a call ahead of this one is stuck) and
+ * TK_ERR_READER_GONE (reader or PC/SC service away; the same card may come
+ * back and the handle then works again, see tk_card_rebinds). After a
+ * failed transmit the reader recovers by itself; a read-only command
+ * (tk_apdu_is_read_only) may have been retried once transparently, a
+ * state-changing one never. */
 TK_EXPORT int tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len,
                                uint8_t *resp, size_t resp_cap, size_t *resp_len,
                                int timeout_ms);

@@ -20,10 +20,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 FAULT_DRIVER=$TK_BUILD/tk-p11-fault
 TK_P11_MODULE=${TK_P11_MODULE:-$TK_BUILD/tokenkit-pkcs11.so}
 export VPCD_ENV TK_BUILD
-# The module's per-APDU deadline: tokenkit has no setting for it yet (the slot
-# manager's transmit_timeout_ms is not exposed by tokenkit-pkcs11.so), so the
-# scenarios assume TK_CARD_DEFAULT_TIMEOUT_MS.
+# The module's per-APDU deadline: $TOKENKIT_TIMEOUT_MS (pkcs11/util.c), set
+# explicitly so that the scenarios' bounds follow from it (row 10's slow card
+# answers in 2 s, within it).
 FAULT_DEADLINE_MS=5000
+export TOKENKIT_TIMEOUT_MS=$FAULT_DEADLINE_MS
 # "did not hang" bound for one call that meets a dead card: deadline + 1 s
 FAULT_BOUND_MS=$((FAULT_DEADLINE_MS + 1000))
 

@@ -26,6 +26,8 @@
  *   session T expect STATE|RVS      C_GetSessionInfo: RO_PUBLIC, RO_USER, ... or an error
  *   find T                          look the key and certificate up again (new card)
  *   handles-same T                  the objects have the handles they had at the start
+ *   handles-new T                   none of T's current handles (after find) is one
+ *                                   of the handles of the start
  *   serial T same|different         the token serial number compared with the start
  *   slot T same                     the reader's slot id is the one it had at the start
  *   token T present|absent [within MS]
@@ -45,10 +47,13 @@
  *                                   failed step: --bench then shows no figure)
  *   b-window open MAXGAP | close    B may fail / pause up to MAXGAP ms in between
  *   b-ok-since NAME within MS       wait for a B signature made after mark NAME
+ *   b-back-since NAME within MS     wait for B's first failure after mark NAME, then
+ *                                   its next signature (marks b-fail and b-back)
  *   b-stop                          stop the B signer (joined, bounded)
  *   b-reopens MAX                   B had to open a new session at most MAX times
  *   bench NAME FROM TO              print "BENCH NAME ms" (time between two marks)
- *   bench-rate NAME FROM TO BFROM BTO  B's rate FROM..TO as a fraction of BFROM..BTO
+ *   bench-rate NAME FROM TO BFROM BTO  B's rate FROM..TO (at least 1 s; up to now when
+ *                                   TO was never marked) as a fraction of its rate BFROM..BTO
  *   report                          B's counters so far
  */
 #include <dirent.h>
@@ -475,6 +480,8 @@ static struct {
 	bool running, stop, done;
 	int64_t *ok_at; /* times of successful signatures */
 	size_t nok, cap;
+	int64_t *fail_at; /* times of failures */
+	size_t nfail, fcap;
 	uint64_t fails, badsig, relogins, reopens;
 	int64_t lat_max, lat_sum;
 	int64_t first_fail_at;
@@ -520,6 +527,17 @@ b_record(CK_RV rv, int64_t t0, int64_t t1)
 			bs.lat_max = t1 - t0;
 		bs.lat_sum += t1 - t0;
 	} else {
+		if (bs.nfail == bs.fcap) {
+			size_t cap = bs.fcap ? bs.fcap * 2 : 1024;
+			int64_t *n = realloc(bs.fail_at, cap * sizeof(*n));
+
+			if (n != NULL) {
+				bs.fail_at = n;
+				bs.fcap = cap;
+			}
+		}
+		if (bs.nfail < bs.fcap)
+			bs.fail_at[bs.nfail++] = t1;
 		bs.fails++;
 		if (rv == RV_BADSIG)
 			bs.badsig++;
@@ -1099,21 +1117,31 @@ cmd_token(const char *line, char **w, int nw)
 {
 	struct tok *t = tok_by_name(w[1]);
 	bool want = nw > 2 && strcmp(w[2], "present") == 0;
-	int64_t within = opt_num(w, nw, "within", 0), t0 = now_ms();
+	int64_t within = opt_num(w, nw, "within", 0), t0 = now_ms(), slowest = 0, el;
 	bool is;
 
 	if (t == NULL || nw < 3 || (!want && strcmp(w[2], "absent") != 0))
 		return step_result(false, line, "usage: token A|B present|absent [within MS]");
 	for (;;) {
 		CK_SLOT_ID slot;
+		CK_SLOT_INFO si;
+		int64_t c0 = now_ms();
 
-		is = find_slot(t->reader, &slot) == CKR_OK && token_present(slot);
+		/* present: the slot says so and C_GetTokenInfo works; absent: the
+		 * slot says no token (or the reader is gone) */
+		is = find_slot(t->reader, &slot) == CKR_OK &&
+		     p11->C_GetSlotInfo(slot, &si) == CKR_OK && (si.flags & CKF_TOKEN_PRESENT);
+		if (is && want)
+			is = token_present(slot);
+		if (now_ms() - c0 > slowest)
+			slowest = now_ms() - c0;
 		if (is == want || now_ms() - t0 > within)
 			break;
 		sleep_ms(20);
 	}
-	return step_result(is == want, line, "%s after %lld ms", is ? "present" : "absent",
-	                   (long long)(now_ms() - t0));
+	el = now_ms() - t0;
+	return step_result(is == want && el <= within, line, "%s after %lld ms (slowest check %lld ms)",
+	                   is ? "present" : "absent", (long long)el, (long long)slowest);
 }
 
 static bool
@@ -1332,6 +1360,20 @@ run_line(char *line)
 	}
 	if (strcmp(w[0], "handles-same") == 0)
 		return cmd_handles_same(line, t);
+	if (strcmp(w[0], "handles-new") == 0 && t != NULL) {
+		CK_OBJECT_HANDLE now[3] = {t->cert, t->pub, t->key};
+		CK_OBJECT_HANDLE old[3] = {t->cert0, t->pub0, t->key0};
+		bool fresh = true;
+
+		for (int i = 0; i < 3; i++)
+			for (int j = 0; j < 3; j++)
+				if (now[i] == old[j])
+					fresh = false;
+		return step_result(fresh, line, "now certificate %lu, public key %lu, private key %lu; "
+		                   "at the start %lu, %lu, %lu", (unsigned long)now[0],
+		                   (unsigned long)now[1], (unsigned long)now[2], (unsigned long)old[0],
+		                   (unsigned long)old[1], (unsigned long)old[2]);
+	}
 	if (strcmp(w[0], "serial") == 0 && t != NULL && nw >= 3) {
 		char s[17];
 		bool same;
@@ -1474,6 +1516,36 @@ run_line(char *line)
 		return step_result(first - m <= within, line, "first B signature %lld ms after mark %s",
 		                   (long long)(first - m), w[1]);
 	}
+	if (strcmp(w[0], "b-back-since") == 0 && nw >= 2) {
+		int64_t m = mark_get(w[1]), within = opt_num(w, nw, "within", 5000);
+		int64_t fail = -1, back = -1;
+
+		if (m < 0)
+			return step_result(false, line, "no mark %s", w[1]);
+		for (;;) {
+			pthread_mutex_lock(&bs.lock);
+			for (size_t i = 0; fail < 0 && i < bs.nfail; i++)
+				if (bs.fail_at[i] > m)
+					fail = bs.fail_at[i];
+			if (fail >= 0)
+				for (size_t i = bs.nok; i > 0 && bs.ok_at[i - 1] > fail; i--)
+					back = bs.ok_at[i - 1];
+			pthread_mutex_unlock(&bs.lock);
+			if (back >= 0 || now_ms() - m > within)
+				break;
+			sleep_ms(10);
+		}
+		if (fail < 0)
+			return step_result(false, line, "B did not fail within %lld ms of mark %s",
+			                   (long long)within, w[1]);
+		if (back < 0)
+			return step_result(false, line, "B failed %lld ms after mark %s and did not sign again within %lld ms",
+			                   (long long)(fail - m), w[1], (long long)within);
+		mark_set("b-fail", fail);
+		mark_set("b-back", back);
+		return step_result(true, line, "B failed %lld ms after mark %s, signed again %lld ms later",
+		                   (long long)(fail - m), w[1], (long long)(back - fail));
+	}
 	if (strcmp(w[0], "b-stop") == 0) {
 		bool ok = b_stop(15000);
 
@@ -1498,12 +1570,20 @@ run_line(char *line)
 		int64_t a = mark_get(w[2]), b = mark_get(w[3]), c = mark_get(w[4]), d = mark_get(w[5]);
 		double r1 = 0, r0 = 0;
 
-		if (a >= 0 && b > a)
-			r1 = (double)b_count(a, b) * 1000.0 / (double)(b - a);
-		if (c >= 0 && d > c)
-			r0 = (double)b_count(c, d) * 1000.0 / (double)(d - c);
-		out("BENCH %s %.3f (during %.1f/s, without fault %.1f/s)", w[1], r0 > 0 ? r1 / r0 : 0.0,
-		    r1, r0);
+		if (a >= 0 && b < 0) /* the fault never ended: up to now */
+			b = now_ms();
+		if (a < 0 || b < a || c < 0 || d <= c) {
+			out("BENCH %s -1 (marks missing)", w[1]);
+			return true;
+		}
+		if (b - a < 1000) /* at least 1 s, or the rate is noise */
+			b = a + 1000;
+		while (now_ms() < b)
+			sleep_ms(10);
+		r1 = (double)b_count(a, b) * 1000.0 / (double)(b - a);
+		r0 = (double)b_count(c, d) * 1000.0 / (double)(d - c);
+		out("BENCH %s %.3f (during %.1f/s, without fault %.1f/s, over %lld ms)", w[1],
+		    r0 > 0 ? r1 / r0 : 0.0, r1, r0, (long long)(b - a));
 		return true;
 	}
 	if (strcmp(w[0], "report") == 0) {
@@ -1634,6 +1714,7 @@ main(int argc, char **argv)
 	EVP_PKEY_free(tok_a.pk);
 	EVP_PKEY_free(tok_b.pk);
 	free(bs.ok_at);
+	free(bs.fail_at);
 	out("END pid %d (same process as PID %d: %s)", (int)getpid(), (int)my_pid,
 	    getpid() == my_pid ? "yes" : "no");
 	if (failures == 0 && end_ok) {

@@ -16,8 +16,9 @@
 #          is covered by tests/unit/test_recovery.c (in-process reader).
 #          `tokenkit reset --cold` afterwards shows the power cycle working
 #          on this stack.
-# Then `tokenkit diag` (another process) shows the history of rows 1-3 from
-# the recovery log, and no thread or descriptor leaked in the driver.
+# Then `tokenkit reset` (another process) forces recoveries, and
+# `tokenkit diag` shows the history of rows 1-3 and of those resets from the
+# recovery log; no thread or descriptor leaked in the driver.
 source "$(dirname "$0")/../integration/lib.sh"
 
 DRV="$TK_BUILD/tk-slotmgr-fault"
@@ -153,17 +154,23 @@ echo "$OUT" >&2
 drv settle 15
 ((  $(val threads) <= threads0 )) || tk_fail "threads: $threads0 before, $(val threads) after"
 (( $(val fds) <= fds0 )) || tk_fail "descriptors: $fds0 before, $(val fds) after"
+drv quit
 exec 8>&-
 wait "$DRV_PID" || tk_fail "driver exited with an error"
 DRV_PID=""
 
-# ---- another process: tokenkit diag, fed by the recovery log
+# ---- other processes: tokenkit reset, then tokenkit diag fed by the log
+tk_run "tokenkit reset --cold" "$TK_BUILD/tokenkit" reset "$TK_READER0" --cold
+tk_expect 'cured by cold-reset'
+tk_run "tokenkit reset" "$TK_BUILD/tokenkit" reset "$TK_READER1"
+tk_expect 'cured by warm-reset'
 tk_run "tokenkit diag" "$TK_BUILD/tokenkit" diag "$TK_READER0"
 echo "$TK_OUT" >&2
 tk_expect 'fault TK_ERR_TIMEOUT \(deadline\)'
 tk_expect 'cured by reconnect'
 tk_expect 'cured by cold-reset'
 tk_expect 'tk-slotmgr-fau'
+tk_expect 'pid [0-9]+ \(tokenkit\)'
 tk_run "tokenkit diag --json" "$TK_BUILD/tokenkit" diag --json
 python3 -c 'import json,sys; d=json.load(sys.stdin); h=d["history"]; assert len(h) >= 4, h; assert any(x["fault"]=="TK_ERR_TIMEOUT" for x in h); assert any(x["cured_by"]=="retry" for x in h)' <<<"$TK_OUT" ||
 	tk_fail "diag --json: history incomplete"

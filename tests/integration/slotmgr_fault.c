@@ -18,6 +18,8 @@
  *   diag X                  counters and the last recovery
  *   reset X [cold]          tk_slotmgr_reset
  *   res                     "res threads=<n> fds=<n>" (/proc/self)
+ *   quit                    free everything and exit (stdin EOF does too; a
+ *                           daemon started meanwhile may hold the pipe open)
  *   settle SECONDS          wait until threads are back to the first "res"
  *                           count or SECONDS pass (abandoned workers exit
  *                           when their call returns): "settle threads=<n>"
@@ -101,7 +103,10 @@ on_event(void *ctx, const tk_event_t *ev)
 	int w = which(ev->slot_id);
 
 	(void)ctx;
-	say("event %s %s state=%s", tk_event_type_name(ev->type), w < 0 ? "-" : w == 0 ? "A" : "B",
+	say("event %s %s state=%s", tk_event_type_name(ev->type),
+	    w < 0    ? "-"
+	    : w == 0 ? "A"
+	             : "B",
 	    tk_slot_state_name(ev->state));
 }
 
@@ -316,7 +321,10 @@ main(int argc, char **argv)
 		if (n == 0)
 			continue;
 		seq++;
-		if (strcmp(argv2[0], "card") == 0) {
+		if (strcmp(argv2[0], "quit") == 0) {
+			say("done %lu", seq);
+			break;
+		} else if (strcmp(argv2[0], "card") == 0) {
 			cmd_card(reader_arg(argv2[1]));
 		} else if (strcmp(argv2[0], "tx") == 0) {
 			cmd_tx(reader_arg(argv2[1]), argv2[2], argv2[3] ? atoi(argv2[3]) : 0);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -247,9 +248,41 @@ test_err_to_ckr(void **state)
 	assert_int_equal(tk_err_to_ckr(TK_ERR_TIMEOUT), CKR_DEVICE_ERROR);
 	assert_int_equal(tk_err_to_ckr(TK_ERR_COMM), CKR_DEVICE_ERROR);
 	assert_int_equal(tk_err_to_ckr(TK_ERR_UNRESPONSIVE), CKR_DEVICE_ERROR);
+	/* the reader (or the PC/SC service) went: the card may come back with it */
+	assert_int_equal(tk_err_to_ckr(TK_ERR_READER_GONE), CKR_DEVICE_ERROR);
+	assert_int_equal(tk_err_to_ckr(TK_ERR_NO_READER), CKR_DEVICE_REMOVED);
 	assert_int_equal(tk_err_to_ckr(TK_ERR_NO_MEMORY), CKR_HOST_MEMORY);
 	assert_int_equal(tk_err_to_ckr(TK_ERR_BUFFER_TOO_SMALL), CKR_BUFFER_TOO_SMALL);
 	assert_int_equal(tk_err_to_ckr(-99999), CKR_GENERAL_ERROR);
+}
+
+/* $TOKENKIT_TIMEOUT_MS: the module's per-APDU deadline. */
+static void
+test_timeout_from_env(void **state)
+{
+	(void)state;
+	assert_int_equal(unsetenv("TOKENKIT_TIMEOUT_MS"), 0);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	setenv("TOKENKIT_TIMEOUT_MS", "2500", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 2500);
+	setenv("TOKENKIT_TIMEOUT_MS", "100", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 100);
+	setenv("TOKENKIT_TIMEOUT_MS", "600000", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 600000);
+	/* out of range or not a number: the default */
+	setenv("TOKENKIT_TIMEOUT_MS", "99", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	setenv("TOKENKIT_TIMEOUT_MS", "600001", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	setenv("TOKENKIT_TIMEOUT_MS", "-5000", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	setenv("TOKENKIT_TIMEOUT_MS", "5000ms", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	setenv("TOKENKIT_TIMEOUT_MS", "", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	setenv("TOKENKIT_TIMEOUT_MS", "99999999999999999999", 1);
+	assert_int_equal(tk_p11_timeout_from_env(), 0);
+	unsetenv("TOKENKIT_TIMEOUT_MS");
 }
 
 static void
@@ -279,6 +312,7 @@ main(void)
 	        cmocka_unit_test(test_oaep_decode),
 	        cmocka_unit_test(test_der_octet_string),
 	        cmocka_unit_test(test_err_to_ckr),
+	        cmocka_unit_test(test_timeout_from_env),
 	        cmocka_unit_test(test_pad),
 	};
 

@@ -176,7 +176,9 @@ f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_l
 		if (fk.r[k].present && strcmp(fk.r[k].name, reader) == 0)
 			i = k;
 	if (fk.no_service || i < 0 || !fk.r[i].card) {
-		int r = fk.no_service ? TK_ERR_NO_SERVICE : i < 0 ? TK_ERR_NO_READER : TK_ERR_NO_CARD;
+		int r = fk.no_service ? TK_ERR_NO_SERVICE
+		        : i < 0       ? TK_ERR_NO_READER
+		                      : TK_ERR_NO_CARD;
 
 		pthread_mutex_unlock(&fk.mtx);
 		return r;
@@ -263,8 +265,8 @@ f_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 }
 
 static int
-f_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out,
-          size_t out_cap, size_t *out_len)
+f_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+          size_t *out_len)
 {
 	(void)conn, (void)code, (void)in, (void)in_len, (void)out, (void)out_cap;
 	*out_len = 0;
@@ -286,8 +288,7 @@ f_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *proto)
 		r = TK_ERR_NO_SERVICE;
 	else if (!fk.r[c->idx].card)
 		r = TK_ERR_NO_CARD;
-	else if ((*cure == CURE_RECONNECT) ||
-	         (*cure == CURE_WARM && how >= TK_READER_WARM_RESET) ||
+	else if ((*cure == CURE_RECONNECT) || (*cure == CURE_WARM && how >= TK_READER_WARM_RESET) ||
 	         (*cure == CURE_COLD && how == TK_READER_COLD_RESET))
 		*cure = CURE_NONE;
 	memcpy(atr, fk.r[c->idx].atr, fk.r[c->idx].atr_len);
@@ -311,7 +312,8 @@ f_status(void *conn)
 	int r = TK_OK;
 
 	pthread_mutex_lock(&fk.mtx);
-	if (fk.no_service || (fk.r[c->idx].cure == CURE_CONTEXT && c->id <= fk.r[c->idx].fault_conn))
+	if (fk.no_service ||
+	    (fk.r[c->idx].cure == CURE_CONTEXT && c->id <= fk.r[c->idx].fault_conn))
 		r = TK_ERR_NO_SERVICE;
 	else if (!fk.r[c->idx].card)
 		r = TK_ERR_CARD_REMOVED;
@@ -509,7 +511,8 @@ card(tk_slotmgr_t *m, const char *name, uint32_t *id)
 	return c;
 }
 
-static const uint8_t get_data[] = {0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00};
+static const uint8_t get_data[] = {0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C,
+                                   0x03, 0x5F, 0xC1, 0x02, 0x00};
 static const uint8_t gen_auth[] = {0x00, 0x87, 0x07, 0x9A, 0x04, 0x7C, 0x02, 0x81, 0x00, 0x00};
 
 static int
@@ -538,7 +541,7 @@ test_read_only_table(void **state)
 		bool ro;
 	} t[] = {
 	        {"00A4040009A00000030800001000", true}, /* SELECT PIV by AID */
-	        {"00A4000C023F00", false},             /* SELECT by file id */
+	        {"00A4000C023F00", false},              /* SELECT by file id */
 	        {"00CB3FFF055C035FC10200", true},       /* GET DATA */
 	        {"00CA7F6800", true},
 	        {"00B0000000", true},
@@ -547,16 +550,16 @@ test_read_only_table(void **state)
 	        {"00FD000000", true}, /* Yubico GET VERSION */
 	        {"00F8000000", true},
 	        {"00F7009A00", true},
-	        {"00200080", true},                       /* VERIFY status query */
-	        {"002000800831323334FFFFFFFF", false},    /* VERIFY with a PIN */
-	        {"002400800831323334FFFFFFFF", false},    /* CHANGE REFERENCE DATA */
-	        {"002C0080", false},                      /* RESET RETRY COUNTER */
-	        {"0047009A05AC03800111", false},          /* GENERATE */
-	        {"00DB3FFF055C035FC102", false},          /* PUT DATA */
-	        {"0087079A047C02810000", false},          /* GENERAL AUTHENTICATE */
-	        {"00FE000000", false},                    /* IMPORT */
-	        {"10CB3FFF055C035FC10200", false},        /* chained GET DATA */
-	        {"FFCA000000", false},                    /* reader pseudo-APDU */
+	        {"00200080", true},                    /* VERIFY status query */
+	        {"002000800831323334FFFFFFFF", false}, /* VERIFY with a PIN */
+	        {"002400800831323334FFFFFFFF", false}, /* CHANGE REFERENCE DATA */
+	        {"002C0080", false},                   /* RESET RETRY COUNTER */
+	        {"0047009A05AC03800111", false},       /* GENERATE */
+	        {"00DB3FFF055C035FC102", false},       /* PUT DATA */
+	        {"0087079A047C02810000", false},       /* GENERAL AUTHENTICATE */
+	        {"00FE000000", false},                 /* IMPORT */
+	        {"10CB3FFF055C035FC10200", false},     /* chained GET DATA */
+	        {"FFCA000000", false},                 /* reader pseudo-APDU */
 	        {"00CB", false},
 	};
 	uint8_t b[64];
@@ -568,7 +571,8 @@ test_read_only_table(void **state)
 		for (size_t k = 0; k < n; k++)
 			sscanf(t[i].hex + 2 * k, "%2hhx", &b[k]);
 		if (tk_apdu_is_read_only(b, n) != t[i].ro)
-			fail_msg("%s: expected %s", t[i].hex, t[i].ro ? "read-only" : "state-changing");
+			fail_msg("%s: expected %s", t[i].hex,
+			         t[i].ro ? "read-only" : "state-changing");
 	}
 	assert_false(tk_apdu_is_read_only(NULL, 0));
 }

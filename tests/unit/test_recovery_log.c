@@ -109,10 +109,11 @@ test_hostile_lines(void **state)
 	 * skipped; \u escapes beyond ASCII become '?'. */
 	{
 		char line[1024];
-		int n = snprintf(line, sizeof(line),
-		                 "{\"future\":{\"a\":[1,-2.5e3,true,false,null]},\"prog\":\"%0300d\","
-		                 "\"reader\":\"caf\\u00e9\\u0041\",\"id\":5}",
-		                 0);
+		int n = snprintf(
+		        line, sizeof(line),
+		        "{\"future\":{\"a\":[1,-2.5e3,true,false,null]},\"prog\":\"%0300d\","
+		        "\"reader\":\"caf\\u00e9\\u0041\",\"id\":5}",
+		        0);
 
 		assert_int_equal(tk_recovery_log_parse_line(line, (size_t)n, &e), TK_OK);
 		assert_int_equal(strlen(e.prog), sizeof(e.prog) - 1);

@@ -117,7 +117,8 @@ print_diag_text(const tk_slot_diag_t *d)
 	       (unsigned long long)d->connects, (unsigned long long)d->connect_failures,
 	       (unsigned long long)d->abandoned_workers, (unsigned long long)d->retried_ok);
 	if (d->lat_samples > 0)
-		printf("  APDU latency (last %u): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		printf("  APDU latency (last %u): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f "
+		       "ms\n",
 		       d->lat_samples, d->lat_p50_us / 1e3, d->lat_p90_us / 1e3,
 		       d->lat_p99_us / 1e3, d->lat_max_us / 1e3);
 	printf("  recoveries here %llu (failed %llu)", (unsigned long long)d->recoveries,
@@ -402,5 +403,4 @@ cmd_reset(int argc, char **argv)
 }
 
 TOOL_COMMAND(reset, "reset", "READER [--cold] [--json]",
-             "force a recovery (warm reset, or a power cycle with --cold) and show it",
-             cmd_reset)
+             "force a recovery (warm reset, or a power cycle with --cold) and show it", cmd_reset)

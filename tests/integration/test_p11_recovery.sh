@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# tokenkit-pkcs11.so when cards leave and come back (issue 4, the module's
+# side; pkcs11/README.md "Removal and return"), with the fault matrix's
+# driver and cards (tests/fault/lib_fault.sh: A in reader 0, B in reader 1
+# signing all the while, C a different card):
+#  1. the same card taken out and put back: the session opened before
+#     answers CKR_DEVICE_REMOVED while the card is out, then survives
+#     (same handle, public state: CKR_USER_NOT_LOGGED_IN), C_Login on it,
+#     same object handles, signing works;
+#  2. another program resets the card: the login is gone (C_GetSessionInfo
+#     says so, C_Login works again), signing after the login;
+#  3. $TOKENKIT_TIMEOUT_MS: a card that stalls costs the caller that
+#     deadline, not the default 5 s;
+#  4. a different card in reader A: the old session answers
+#     CKR_DEVICE_REMOVED once, then CKR_SESSION_HANDLE_INVALID; the new
+#     card works at once with handles never used for the old one.
+source "$(dirname "$0")/../fault/lib_fault.sh"
+fault_setup
+
+fault_run p11_same_card <<EOF
+sign A expect CKR_OK
+session A expect RO_USER
+exec \$VPCD_ENV card fault 0 remove
+token A absent within 3000
+sign A expect CKR_DEVICE_REMOVED within 1000
+session A expect CKR_DEVICE_REMOVED
+exec \$VPCD_ENV card fault 0 insert
+token A present within 5000
+session A expect RO_PUBLIC
+sign A expect CKR_USER_NOT_LOGGED_IN within 1000
+login A
+session A expect RO_USER
+handles-same A
+sign A expect CKR_OK
+slot A same
+serial A same
+EOF
+
+fault_run p11_reset <<EOF
+sign A expect CKR_OK
+exec \$VPCD_ENV exec \$TK_BUILD/tk-pcsc-reset "Virtual PCD 00 00" warm
+sign A expect CKR_USER_NOT_LOGGED_IN within 2000
+session A expect RO_PUBLIC
+login A
+sign A expect CKR_OK
+handles-same A
+EOF
+
+# Deadline 1500 ms: the stalled C_Sign must fail well before the 5 s default.
+export TOKENKIT_TIMEOUT_MS=1500
+fault_run p11_timeout <<EOF
+sign A expect CKR_OK
+exec \$VPCD_ENV card fault 0 stall
+sign A expect CKR_DEVICE_ERROR within 2600
+exec \$VPCD_ENV card fault 0 none
+recover A within 20000 same-session
+sign A expect CKR_OK
+EOF
+grep -q 'step 3: sign A expect CKR_DEVICE_ERROR.* after 1[45][0-9][0-9] ms' "$TK_TMP/p11_timeout.out" ||
+	tk_fail "p11_timeout: the stalled call did not end at the 1500 ms deadline"
+unset TOKENKIT_TIMEOUT_MS
+
+fault_run p11_other_card <<EOF
+sign A expect CKR_OK
+exec \$VPCD_ENV card stop 0
+token A absent within 3000
+exec \$VPCD_ENV card start 0 --state \$FAULT_STATE_C
+token A present within 5000
+serial A different
+sign A expect CKR_DEVICE_REMOVED
+sign A expect CKR_SESSION_HANDLE_INVALID
+open A
+login A
+find A
+handles-new A
+sign A expect CKR_OK
+EOF
+tk_pass
