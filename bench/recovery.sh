@@ -9,7 +9,10 @@
 #                       valid again (at least 1 s), as a fraction of B's rate
 #                       without a fault (the 3 s just before); target >= 0.9
 #
-#   bench/recovery.sh [SCENARIO...]   (stall short garbage mute restart; also: empty)
+#   bench/recovery.sh [--runs N] [SCENARIO...]
+#        scenarios: stall (row 1), short, garbage (row 2), mute (row 3),
+#        restart (row 8), empty (row 2; wedges vpcd 0.8); default all but empty.
+#        With --runs N every scenario runs N times and the table shows medians.
 #
 # Every scenario runs in a fresh private pcscd with freshly provisioned cards
 # (tests/fault/lib_fault.sh) and one tk-p11-fault --bench process, the
@@ -22,6 +25,11 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 export TK_SOURCE=$SRC
 export TK_BUILD=${TK_BUILD:-$SRC/build}
+RUNS=1
+if [[ ${1:-} == --runs ]]; then
+	RUNS=$2
+	shift 2
+fi
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(stall short garbage mute restart)
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/recovery-bench.XXXXXX")
@@ -106,9 +114,9 @@ EOF
 }
 
 declare -A FIG
-run_one() { # name
-	local name=$1 out=$LOGDIR/$1.out
-	echo "scenario $name..." >&2
+run_one() { # name run
+	local name=$1 run=$2 out=$LOGDIR/$1.$2.out
+	echo "scenario $name (run $run of $RUNS)..." >&2
 	# a subshell per scenario: fresh pcscd, cards and module
 	(
 		# shellcheck source=../tests/fault/lib_fault.sh
@@ -116,30 +124,47 @@ run_one() { # name
 		fault_setup >/dev/null 2>&1
 		scenario "$name" >"$TK_TMP/scenario"
 		timeout -k 5 300 "$FAULT_DRIVER" --bench "$TK_P11_MODULE" "$TK_TMP/scenario" >"$out" 2>&1 || true
-	) >"$LOGDIR/$name.setup.log" 2>&1 || echo "recovery: $name: set-up failed (see $LOGDIR/$name.setup.log)" >&2
+	) >"$LOGDIR/$name.$run.setup.log" 2>&1 || echo "recovery: $name: set-up failed (see $LOGDIR/$name.$run.setup.log)" >&2
 	local k v
 	while read -r k v; do
-		FIG[$name.$k]=$v
+		FIG[$name.$k]+="$v "
 	done < <(sed -n 's/.*\] BENCH \([a-z_]*\) \([-0-9.]*\).*/\1 \2/p' "$out" 2>/dev/null)
-	FIG[$name.rate]=$(sed -n 's/.*BENCH b_ratio .*(during \([0-9.]*\)\/s, without fault \([0-9.]*\)\/s.*/\1 \/ \2/p' "$out" 2>/dev/null)
-	FIG[$name.result]=$(sed -n 's/.*\] RESULT \(.*\)/\1/p' "$out" 2>/dev/null | cut -c1-40)
+	v=$(sed -n 's/.*BENCH b_ratio .*(during \([0-9.]*\)\/s, without fault \([0-9.]*\)\/s.*/\1\/\2/p' "$out" 2>/dev/null)
+	FIG[$name.rate]+="${v:--} "
+	v=$(sed -n 's/.*\] RESULT \([A-Z]*\).*/\1/p' "$out" 2>/dev/null)
+	FIG[$name.result]+="${v:-none} "
 }
 
-for s in "${SCENARIOS[@]}"; do run_one "$s"; done
-
-fig() { # value, "-" when missing or negative
-	local v=${FIG[$1]:-}
-	if [[ -z $v || $v == -* ]]; then echo "-"; else echo "$v"; fi
-}
-printf '\n%-9s %15s %15s %15s %9s %22s  %s\n' scenario "fault->error ms" "end->valid ms" \
-	"end->usable ms" "B ratio" "B signs/s (fault/base)" "driver"
 for s in "${SCENARIOS[@]}"; do
-	printf '%-9s %15s %15s %15s %9s %22s  %s\n' "$s" "$(fig "$s.fault_to_error")" \
+	for ((r = 1; r <= RUNS; r++)); do run_one "$s" "$r"; done
+done
+
+fig() { # median of the runs' values, "-" when none (missing or negative)
+	local vals
+	vals=$(tr ' ' '\n' <<<"${FIG[$1]:-}" | grep -E '^[0-9.]+$' | sort -g || true)
+	if [[ -z $vals ]]; then
+		echo "-"
+	else
+		sed -n "$((($(wc -l <<<"$vals") + 1) / 2))p" <<<"$vals"
+	fi
+}
+results() { # PASS/FAIL per run, counted
+	local out="" n r
+	while read -r n r; do
+		out+="${out:+, }$r x$n"
+	done < <(tr ' ' '\n' <<<"${FIG[$1.result]:-}" | grep -v '^$' | sort | uniq -c)
+	echo "$out"
+}
+printf '\n%-9s %15s %15s %15s %9s %24s  %s\n' scenario "fault->error ms" "end->valid ms" \
+	"end->usable ms" "B ratio" "B signs/s (fault/base)" "driver (per run)"
+for s in "${SCENARIOS[@]}"; do
+	printf '%-9s %15s %15s %15s %9s %24s  %s\n' "$s" "$(fig "$s.fault_to_error")" \
 		"$(fig "$s.end_to_valid")" "$(fig "$s.end_to_usable")" "$(fig "$s.b_ratio")" \
-		"${FIG[$s.rate]:--}" "${FIG[$s.result]:--}"
+		"$(tr ' ' '\n' <<<"${FIG[$s.rate]:-}" | grep -v '^$' | head -1)" "$(results "$s")"
 done
 for s in "${SCENARIOS[@]}"; do
 	[[ -n ${FIG[$s.b_back]:-} ]] && printf '%s: B signing again %s ms after its first failure\n' "$s" "$(fig "$s.b_back")"
 done
-printf '\nB ratio target >= 0.9 (rows 1-3; a pcscd restart stops B too). Logs: %s\n' "$LOGDIR"
+printf '\nMedians of %s run(s); "B signs/s" is from the first run. B ratio target >= 0.9\n' "$RUNS"
+printf '(rows 1-3; a pcscd restart stops B too). Driver output: %s\n' "$LOGDIR"
 printf "Deadline per APDU: TOKENKIT_TIMEOUT_MS=%s ms (tests/fault/lib_fault.sh).\n" "${TOKENKIT_TIMEOUT_MS:-5000}"

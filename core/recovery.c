@@ -25,8 +25,6 @@
 #define BACKOFF_MAX_MS 8000
 #define RESET_SETTLE_MS 500
 
-void worker_fail_queue(worker_t *w, int err);
-
 const char *
 tk_recovery_step_name(int step)
 {

@@ -156,6 +156,9 @@ ensure_dir(const char *path)
 	 * else made or opened up. (A directory the user named is theirs.) */
 	if (st.st_uid != getuid() && st.st_uid != 0)
 		return TK_ERR_IO;
+	/* Writable by others without the sticky bit: they could swap the file. */
+	if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0)
+		return TK_ERR_IO;
 	return TK_OK;
 }
 

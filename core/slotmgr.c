@@ -688,8 +688,6 @@ tk_slotmgr_diag(tk_slotmgr_t *m, uint32_t slot_id, tk_slot_diag_t *diag)
 	return r;
 }
 
-int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);
-
 int
 tk_slotmgr_reset(tk_slotmgr_t *m, uint32_t slot_id, bool cold, int timeout_ms, tk_recovery_t *rec)
 {

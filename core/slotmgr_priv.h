@@ -75,7 +75,7 @@ typedef struct worker {
 	int64_t step_deadline_us;
 } worker_t;
 
-/* Per-reader counters; the recovery ladder will read and extend these. */
+/* Per-reader counters (tk_slotmgr_diag). */
 typedef struct slot_stats {
 	uint64_t transmits, errors, timeouts;
 	uint64_t err_comm, err_removed, err_reset, err_no_service, err_other;
@@ -197,6 +197,10 @@ void worker_post_recover_locked(slot_t *s, int step, uint64_t card_seq);
 /* The slot's worker is stuck in the backend: take it off the slot, fail its
  * queue and quarantine the reader until the call returns. */
 void worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const char *what);
+/* Fail what is queued (the worker entering quarantine). */
+void worker_fail_queue(worker_t *w, int err);
+/* tk_slotmgr_reset: a W_RECOVER from step that the caller waits for. */
+int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);
 /* Worker thread only. */
 int worker_connect(worker_t *w, uint64_t card_seq, bool set_state);
 void worker_drop_conn(worker_t *w);

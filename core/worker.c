@@ -602,9 +602,6 @@ worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const 
 	worker_unref(w); /* the slot's reference; the thread's remains */
 }
 
-/* Worker thread, while quarantined: fail what is queued (submit refuses
- * new work meanwhile). */
-void worker_fail_queue(worker_t *w, int err);
 void
 worker_fail_queue(worker_t *w, int err)
 {
@@ -851,8 +848,6 @@ mc_rebinds(void *ctx)
 	return n;
 }
 
-/* tk_slotmgr_reset: a W_RECOVER the caller waits for. */
-int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);
 int
 worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms)
 {
@@ -896,14 +891,16 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 	c->gen_base = s->gen;
 	c->rebind_base = s->rebinds;
 	caps.extended_apdu = s->caps.extended_apdu;
-	/* The card's side: when its ATR states its capabilities and they say
-	 * "no extended length", believe it; many cards (PIV among them) do not
-	 * state them in the ATR at all, and then the reader decides. */
-	if (caps.extended_apdu && s->atr_len > 0) {
+	/* Extended length only when the reader AND the card allow it (ISO 7816-4
+	 * 5.1: a card announces it in the card capabilities of its historical
+	 * bytes). Many cards, PIV cards among them, say nothing there; short
+	 * APDUs with command chaining and GET RESPONSE work on every card, so
+	 * silence means short. */
+	if (caps.extended_apdu) {
 		tk_atr_t atr;
 
-		if (tk_atr_parse(s->atr, s->atr_len, &atr) == TK_OK && atr.h.valid &&
-		    atr.h.obj[TK_ATR_CTAG_CAPABILITIES].len >= 3 && !tk_atr_extended_length(&atr))
+		if (s->atr_len == 0 || tk_atr_parse(s->atr, s->atr_len, &atr) != TK_OK ||
+		    !tk_atr_extended_length(&atr))
 			caps.extended_apdu = false;
 	}
 	caps.max_cmd = s->caps.max_cmd != 0 ? s->caps.max_cmd : 261;

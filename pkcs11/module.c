@@ -221,6 +221,7 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 	pthread_mutex_lock(&g_p11.lock);
 	g_p11.mgr = mgr;
 	g_p11.timeout_ms = mo.transmit_timeout_ms;
+	g_p11.grace_ms = tk_p11_grace_from_env();
 	g_p11.initialized = true;
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_slots_start();

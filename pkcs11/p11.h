@@ -60,6 +60,7 @@
  * handles and session objects) for the same card (by identity) to come back;
  * a different card in the slot ends it at once. */
 #define P11_LOST_GRACE_MS 60000
+#define P11_LOST_GRACE_MAX_MS 3600000 /* $TOKENKIT_P11_GRACE_MS: 0 .. this */
 /* After a communication error, how long to look whether the card was
  * removed (then the call answers CKR_DEVICE_REMOVED, not CKR_DEVICE_ERROR):
  * pcscd notices a removal within one 400 ms poll. */
@@ -224,6 +225,7 @@ struct p11_module {
 	CK_OBJECT_HANDLE next_sobj;
 	CK_OBJECT_HANDLE next_obj; /* token objects: module-wide, never reused in the process */
 	int timeout_ms;            /* per-APDU deadline given to the slot manager */
+	int grace_ms;              /* how long a lost token waits for its card */
 
 	int openers;  /* token-open threads running */
 	int waiters;  /* threads in C_WaitForSlotEvent */
@@ -241,6 +243,7 @@ CK_RV tk_p11_enter(void);
 CK_RV tk_err_to_ckr(int err);
 int64_t tk_p11_now_ms(void);
 int tk_p11_timeout_from_env(void);
+int tk_p11_grace_from_env(void);
 void tk_p11_pad(CK_UTF8CHAR *dst, size_t cap, const char *src);
 CK_RV tk_p11_copy_out(const void *src, size_t len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 int tk_p11_der_octet_string(const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len);

@@ -94,9 +94,10 @@ token_forget_login_locked(struct p11_token *t)
 }
 
 /* A session of a token whose card left: while the card may still come back
- * (the slot's lost token, P11_LOST_GRACE_MS) the session stays and answers
+ * (the slot's lost token, for g_p11.grace_ms) the session stays and answers
  * CKR_DEVICE_REMOVED, or CKR_DEVICE_ERROR while the reader or the PC/SC
- * service is away (the card was not seen leaving). After that it ends. */
+ * service is away (the card was not seen leaving). Once the grace time is
+ * over the token ends here (CKR_OK: the caller reports the removal once). */
 static CK_RV
 session_detached_locked(struct p11_session *s, struct p11_token **fr_tok)
 {
@@ -109,8 +110,10 @@ session_detached_locked(struct p11_session *s, struct p11_token **fr_tok)
 	sl = tk_p11_slot_find_locked(t->slot);
 	if (sl != NULL && sl->lost == t) {
 		sl->lost = NULL;
+		/* drops the slot's reference (s still holds one, so this is
+		 * not the last; freed by the caller if it were) */
 		if (tk_p11_token_forget_locked(t))
-			*fr_tok = t; /* not while s holds it; kept for symmetry */
+			*fr_tok = t;
 	} else {
 		t->removed = true;
 	}

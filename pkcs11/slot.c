@@ -4,7 +4,13 @@
  * manager's events; when a card becomes valid, a thread of its own opens the
  * token (tk_token_open, which uses the on-disk object cache) so that neither
  * C_Initialize nor the event thread ever waits for card I/O. C_GetSlotList
- * waits, bounded, for the first enumeration and for token opens in flight. */
+ * waits, bounded, for the first enumeration and for token opens in flight.
+ *
+ * A card that leaves its slot leaves its token behind as the slot's lost
+ * token (sessions, handles, session objects) for g_p11.grace_ms; when a
+ * card is opened there and has the lost token's identity, the lost token
+ * takes the new tk token and objects and goes on (resurrect_locked);
+ * another card ends it (README: "Removal and return"). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -154,7 +160,7 @@ tk_p11_login_sync(struct p11_token *t)
 bool
 tk_p11_lost_expired_locked(const struct p11_token *t)
 {
-	return t->detached && now_ms() - t->detached_at > P11_LOST_GRACE_MS;
+	return t->detached && now_ms() - t->detached_at > g_p11.grace_ms;
 }
 
 /* For good: sessions answer CKR_DEVICE_REMOVED once, then
@@ -314,7 +320,7 @@ slot_expire_lost_locked(struct p11_slot *s, struct p11_gc *gc)
 /* The card left the slot (taken out, reset away, or its reader or the
  * PC/SC service went): the slot shows no token. The token is kept as the
  * slot's lost token, with its sessions, handles and session objects, for
- * the same card (same identity) to come back within P11_LOST_GRACE_MS;
+ * the same card (same identity) to come back within g_p11.grace_ms;
  * meanwhile its sessions answer CKR_DEVICE_REMOVED (reader_lost:
  * CKR_DEVICE_ERROR). The login ends now: the PIN is never kept. */
 static void
@@ -334,8 +340,8 @@ slot_detach_token_locked(struct p11_slot *s, bool reader_lost, struct p11_gc *gc
 	t->reader_lost = reader_lost;
 	t->detached_at = now_ms();
 	tk_p11_login_set_locked(t, -1);
-	if (t->info.identity[0] == '\0') {
-		/* nothing to recognise it by when it comes back */
+	if (t->info.identity[0] == '\0' || g_p11.grace_ms <= 0) {
+		/* nothing to recognise it by when it comes back (or no waiting) */
 		if (tk_p11_token_forget_locked(t))
 			gc_add(gc, t);
 		return;

@@ -88,6 +88,26 @@ tk_p11_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A number of milliseconds from the environment: dflt when unset, empty,
+ * not a number or out of [min, max] (with a warning). */
+static int
+env_ms(const char *name, int min, int max, int dflt)
+{
+	const char *v = getenv(name);
+	char *end = NULL;
+	long n;
+
+	if (v == NULL || *v == '\0')
+		return dflt;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || n < min || n > max) {
+		tk_log_warn("pkcs11: %s=%s ignored (%d..%d ms)", name, v, min, max);
+		return dflt;
+	}
+	return (int)n;
+}
+
 /* $TOKENKIT_TIMEOUT_MS: the deadline of one APDU exchange (and of one
  * recovery step) in milliseconds, P11_TIMEOUT_MIN_MS..P11_TIMEOUT_MAX_MS;
  * 0 (the slot manager's default, TK_CARD_DEFAULT_TIMEOUT_MS) when unset
@@ -95,21 +115,16 @@ tk_p11_now_ms(void)
 int
 tk_p11_timeout_from_env(void)
 {
-	const char *v = getenv("TOKENKIT_TIMEOUT_MS");
-	char *end = NULL;
-	long n;
+	return env_ms("TOKENKIT_TIMEOUT_MS", P11_TIMEOUT_MIN_MS, P11_TIMEOUT_MAX_MS, 0);
+}
 
-	if (v == NULL || *v == '\0')
-		return 0;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < P11_TIMEOUT_MIN_MS ||
-	    n > P11_TIMEOUT_MAX_MS) {
-		tk_log_warn("pkcs11: TOKENKIT_TIMEOUT_MS=%s ignored (%d..%d ms)", v,
-		            P11_TIMEOUT_MIN_MS, P11_TIMEOUT_MAX_MS);
-		return 0;
-	}
-	return (int)n;
+/* $TOKENKIT_P11_GRACE_MS: how long a token whose card left waits for the
+ * same card (0..P11_LOST_GRACE_MAX_MS; 0: never, sessions end at removal);
+ * P11_LOST_GRACE_MS when unset or invalid. */
+int
+tk_p11_grace_from_env(void)
+{
+	return env_ms("TOKENKIT_P11_GRACE_MS", 0, P11_LOST_GRACE_MAX_MS, P11_LOST_GRACE_MS);
 }
 
 /* Blank-padded, not NUL-terminated, as CK_*_INFO fields are. */

@@ -2,9 +2,11 @@
 # tokenkit-pkcs11.so through the PKCS#11 API itself (a small C client built
 # here), against the provisioned virtual card under real pcscd: attribute
 # rules, find, login states, operation state rules, mechanism/parameter
-# errors, ECDH session objects, card removal (CKR_DEVICE_REMOVED once, then
-# CKR_SESSION_HANDLE_INVALID; C_WaitForSlotEvent sees removal and insertion;
-# the new card is a new token), and two threads signing on two sessions.
+# errors, ECDH session objects, card removal and return (while the card is
+# out its session answers CKR_DEVICE_REMOVED and the slot has no token;
+# C_WaitForSlotEvent sees removal and insertion; the same card back: the old
+# session goes on, not logged in, same key handle), and two threads signing
+# on two sessions. (A different card, and the grace time: test_p11_recovery.sh.)
 #
 # Against the sanitizer build: TK_BUILD=build-asan and
 # P11CHECK_WRAP="env LD_PRELOAD=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so)"
@@ -366,6 +368,8 @@ removal(CK_SESSION_HANDLE s)
 	CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
 	CK_OBJECT_HANDLE k = find1(s, CKO_PRIVATE_KEY, 1);
 	CK_TOKEN_INFO ti;
+	CK_SESSION_INFO si;
+	CK_SESSION_HANDLE s2;
 	CK_ULONG n;
 
 	while (p->C_WaitForSlotEvent(CKF_DONT_BLOCK, &ev, NULL) == CKR_OK)
@@ -375,8 +379,11 @@ removal(CK_SESSION_HANDLE s)
 	CHECK(p->C_WaitForSlotEvent(0, &ev, NULL), CKR_OK);
 	TRUE_(ev == slot);
 	usleep(300 * 1000);
+	/* the card may come back: the session stays and says the card is out */
 	CHECK(p->C_SignInit(s, &m, k), CKR_DEVICE_REMOVED);
-	CHECK(p->C_SignInit(s, &m, k), CKR_SESSION_HANDLE_INVALID);
+	CHECK(p->C_SignInit(s, &m, k), CKR_DEVICE_REMOVED);
+	CHECK(p->C_GetSessionInfo(s, &si), CKR_DEVICE_REMOVED);
+	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s2), CKR_TOKEN_NOT_PRESENT);
 	n = 0;
 	CHECK(p->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
 	TRUE_(n == 0);
@@ -392,15 +399,24 @@ removal(CK_SESSION_HANDLE s)
 		usleep(100 * 1000);
 	}
 	TRUE_(n == 1);
-	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
+	/* the same card is back: the old session goes on, not logged in, and
+	 * the key keeps its handle */
+	CHECK(p->C_GetSessionInfo(s, &si), CKR_OK);
+	TRUE_(si.state == CKS_RO_PUBLIC_SESSION && si.slotID == slot);
+	CHECK(p->C_SignInit(s, &m, k), CKR_USER_NOT_LOGGED_IN);
 	CHECK(p->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_OK);
-	k = find1(s, CKO_PRIVATE_KEY, 1);
+	TRUE_(find1(s, CKO_PRIVATE_KEY, 1) == k);
 	CHECK(p->C_SignInit(s, &m, k), CKR_OK);
 	{
 		unsigned char sig[64];
 		n = sizeof(sig);
 		CHECK(p->C_Sign(s, (CK_BYTE_PTR) "x", 1, sig, &n), CKR_OK);
 	}
+	/* and new sessions share its login */
+	CHECK(p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s2), CKR_OK);
+	CHECK(p->C_GetSessionInfo(s2, &si), CKR_OK);
+	TRUE_(si.state == CKS_RO_USER_FUNCTIONS);
+	CHECK(p->C_CloseSession(s2), CKR_OK);
 }
 
 int

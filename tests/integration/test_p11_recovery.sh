@@ -11,9 +11,12 @@
 #     says so, C_Login works again), signing after the login;
 #  3. $TOKENKIT_TIMEOUT_MS: a card that stalls costs the caller that
 #     deadline, not the default 5 s;
-#  4. a different card in reader A: the old session answers
-#     CKR_DEVICE_REMOVED once, then CKR_SESSION_HANDLE_INVALID; the new
-#     card works at once with handles never used for the old one.
+#  4. $TOKENKIT_P11_GRACE_MS: the same card back after the grace time is a
+#     new token; the old session answers CKR_DEVICE_REMOVED once, then
+#     CKR_SESSION_HANDLE_INVALID;
+#  5. a different card in reader A: the old session ends the same way at
+#     once; the new card works at once with handles never used for the old
+#     one.
 source "$(dirname "$0")/../fault/lib_fault.sh"
 fault_setup
 
@@ -53,12 +56,36 @@ sign A expect CKR_OK
 exec \$VPCD_ENV card fault 0 stall
 sign A expect CKR_DEVICE_ERROR within 2600
 exec \$VPCD_ENV card fault 0 none
+# the ladder may still reset the card after a first success (row 1)
+sleep 1000
 recover A within 20000 same-session
-sign A expect CKR_OK
+recover A within 5000 same-session
 EOF
 grep -q 'step 3: sign A expect CKR_DEVICE_ERROR.* after 1[45][0-9][0-9] ms' "$TK_TMP/p11_timeout.out" ||
 	tk_fail "p11_timeout: the stalled call did not end at the 1500 ms deadline"
 unset TOKENKIT_TIMEOUT_MS
+
+# $TOKENKIT_P11_GRACE_MS=1000: the card back after 1.5 s is too late; its old
+# session ends (once CKR_DEVICE_REMOVED, then invalid), the token is new.
+export TOKENKIT_P11_GRACE_MS=1000
+fault_run p11_grace <<EOF
+sign A expect CKR_OK
+exec \$VPCD_ENV card fault 0 remove
+token A absent within 3000
+sign A expect CKR_DEVICE_REMOVED
+sleep 1500
+exec \$VPCD_ENV card fault 0 insert
+token A present within 5000
+serial A same
+sign A expect CKR_DEVICE_REMOVED
+sign A expect CKR_SESSION_HANDLE_INVALID
+open A
+login A
+find A
+handles-new A
+sign A expect CKR_OK
+EOF
+unset TOKENKIT_P11_GRACE_MS
 
 fault_run p11_other_card <<EOF
 sign A expect CKR_OK

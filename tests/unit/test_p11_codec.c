@@ -285,6 +285,26 @@ test_timeout_from_env(void **state)
 	unsetenv("TOKENKIT_TIMEOUT_MS");
 }
 
+/* $TOKENKIT_P11_GRACE_MS: how long a lost token waits for its card. */
+static void
+test_grace_from_env(void **state)
+{
+	(void)state;
+	unsetenv("TOKENKIT_P11_GRACE_MS");
+	assert_int_equal(tk_p11_grace_from_env(), P11_LOST_GRACE_MS);
+	setenv("TOKENKIT_P11_GRACE_MS", "0", 1);
+	assert_int_equal(tk_p11_grace_from_env(), 0);
+	setenv("TOKENKIT_P11_GRACE_MS", "1500", 1);
+	assert_int_equal(tk_p11_grace_from_env(), 1500);
+	setenv("TOKENKIT_P11_GRACE_MS", "3600001", 1);
+	assert_int_equal(tk_p11_grace_from_env(), P11_LOST_GRACE_MS);
+	setenv("TOKENKIT_P11_GRACE_MS", "-1", 1);
+	assert_int_equal(tk_p11_grace_from_env(), P11_LOST_GRACE_MS);
+	setenv("TOKENKIT_P11_GRACE_MS", "x", 1);
+	assert_int_equal(tk_p11_grace_from_env(), P11_LOST_GRACE_MS);
+	unsetenv("TOKENKIT_P11_GRACE_MS");
+}
+
 static void
 test_pad(void **state)
 {
@@ -313,6 +333,7 @@ main(void)
 	        cmocka_unit_test(test_der_octet_string),
 	        cmocka_unit_test(test_err_to_ckr),
 	        cmocka_unit_test(test_timeout_from_env),
+	        cmocka_unit_test(test_grace_from_env),
 	        cmocka_unit_test(test_pad),
 	};
 

@@ -11,10 +11,12 @@
 # process, blocks as well (opensc-tool -s ... after `card fault 0 empty
 # count=1`: killed by timeout after 8 s, the card never sees another APDU).
 # So the module's C_Sign ends with CKR_DEVICE_ERROR after the 5 s deadline
-# (correct), but A never recovers (CKR_DEVICE_ERROR for as long as pcscd
-# runs), and the abandoned worker thread stays inside pcsc-lite after
-# C_Finalize (2 threads instead of 1 at the end). The issue says such a row
-# is produced on the in-process virtual reader instead; tokenkit-pkcs11.so
+# (correct; working tree of 05:00 UTC), but A never recovers
+# (CKR_DEVICE_ERROR for as long as pcscd runs: step "sign A until
+# CKR_OK|CKR_USER_NOT_LOGGED_IN within 10000"), and the abandoned worker
+# thread stays inside pcsc-lite after C_Finalize (2 threads instead of 1).
+# The issue says such a row is produced on the in-process virtual reader
+# instead; tokenkit-pkcs11.so
 # cannot use that backend yet (tk_slotmgr_opts_t has only `pcsc`), so this
 # waits for an in-process virtual-reader backend selectable by the module.
 source "$(dirname "$0")/../lib_fault.sh"

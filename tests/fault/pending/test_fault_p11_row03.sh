@@ -6,12 +6,19 @@
 # SCardConnect from any other process blocks too, so neither the module's
 # ladder nor `tk-pcsc-reset ... cold` can power-cycle the card (measured:
 # tk-pcsc-reset cold and warm both killed by timeout after 6 s, the card
-# still "held=1"). The module does what it can: CKR_DEVICE_ERROR after the
-# 5000 ms deadline, then CKR_DEVICE_ERROR at once (quarantined) for ever;
-# the worker stuck in pcsc-lite outlives C_Finalize (2 threads at the end
-# instead of 1). The issue says to produce such a row on the in-process
-# virtual reader; tokenkit-pkcs11.so cannot use that backend yet
-# (tk_slotmgr_opts_t has only `pcsc`).
+# still "held=1"). The module does what it can (working tree of 05:00 UTC):
+# C_Sign answers CKR_DEVICE_ERROR after the 5000 ms deadline ("stuck in the
+# reader driver (deadline); worker abandoned, reader quarantined until the
+# call returns"), then CKR_DEVICE_ERROR at once for ever (step "sign A until
+# CKR_OK|CKR_USER_NOT_LOGGED_IN within 20000"); the worker stuck in
+# pcsc-lite outlives C_Finalize (2 threads at the end instead of 1: "1
+# reader worker(s) stuck in the backend, abandoned"). The issue says to
+# produce such a row on the in-process virtual reader; tokenkit-pkcs11.so
+# cannot use that backend yet (tk_slotmgr_opts_t has only `pcsc`).
+# Also seen here, worth a look in the core: while A stays stuck, single B
+# signatures took up to 3903 ms (one run; 557 ms in another; normally
+# < 10 ms), i.e. B is not fully isolated from a wedged reader A during the
+# quarantine re-probes.
 #
 # Fault matrix row 3 (issue 4): the card in reader A goes mute until it is
 # powered off or reset. A: the caller gets CKR_DEVICE_ERROR by the deadline;
