@@ -61,6 +61,12 @@
  * a different card in the slot ends it at once. */
 #define P11_LOST_GRACE_MS 60000
 #define P11_LOST_GRACE_MAX_MS 3600000 /* $TOKENKIT_P11_GRACE_MS: 0 .. this */
+/* A token comes back at most this many times: each return keeps the earlier
+ * tk token and object table (calls and operations may still point there)
+ * until the token is freed, so a card that keeps dropping out must not grow
+ * the process without bound; after that its sessions end and the card is a
+ * new token (with a new budget). */
+#define P11_MAX_RETURNS 32
 /* After a communication error, how long to look whether the card was
  * removed (then the call answers CKR_DEVICE_REMOVED, not CKR_DEVICE_ERROR):
  * pcscd notices a removal within one 400 ms poll. */

@@ -424,13 +424,20 @@ done:
  * takes the new insertion's tk token and objects from T (an unpublished
  * shell afterwards). L keeps its sessions, session objects and the handles
  * of the objects that did not change; nobody is logged in. False (and
- * nothing changed) when out of memory. */
+ * nothing changed) when out of memory or after P11_MAX_RETURNS returns. */
 static bool
 resurrect_locked(struct p11_token *l, struct p11_token *t)
 {
-	struct p11_objset *old = calloc(1, sizeof(*old));
-	tk_token_t **tks = realloc(l->old_tks, (l->nold_tks + 1) * sizeof(*tks));
+	struct p11_objset *old;
+	tk_token_t **tks;
 
+	if (l->nold_tks >= P11_MAX_RETURNS) {
+		tk_log_info("pkcs11: slot %lu: the card came back %d times; a new token this time",
+		            (unsigned long)l->slot, P11_MAX_RETURNS);
+		return false;
+	}
+	old = calloc(1, sizeof(*old));
+	tks = realloc(l->old_tks, (l->nold_tks + 1) * sizeof(*tks));
 	if (tks != NULL)
 		l->old_tks = tks;
 	if (old == NULL || tks == NULL) {

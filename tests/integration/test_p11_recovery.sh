@@ -14,7 +14,9 @@
 #  4. $TOKENKIT_P11_GRACE_MS: the same card back after the grace time is a
 #     new token; the old session answers CKR_DEVICE_REMOVED once, then
 #     CKR_SESSION_HANDLE_INVALID;
-#  5. a different card in reader A: the old session ends the same way at
+#  5. a card that keeps dropping out comes back as the same token 32
+#     times (P11_MAX_RETURNS), then as a new one;
+#  6. a different card in reader A: the old session ends the same way at
 #     once; the new card works at once with handles never used for the old
 #     one.
 source "$(dirname "$0")/../fault/lib_fault.sh"
@@ -86,6 +88,26 @@ handles-new A
 sign A expect CKR_OK
 EOF
 unset TOKENKIT_P11_GRACE_MS
+
+# A card that keeps dropping out: 32 returns keep the session
+# (P11_MAX_RETURNS), the 33rd makes a new token and the session ends.
+{
+	echo "sign A expect CKR_OK"
+	for ((i = 1; i <= 33; i++)); do
+		echo "exec \$VPCD_ENV card fault 0 remove"
+		echo "token A absent within 3000"
+		echo "exec \$VPCD_ENV card fault 0 insert"
+		echo "token A present within 5000"
+		((i == 32)) && echo "session A expect RO_PUBLIC"
+	done
+	echo "sign A expect CKR_DEVICE_REMOVED"
+	echo "sign A expect CKR_SESSION_HANDLE_INVALID"
+	echo "open A"
+	echo "login A"
+	echo "find A"
+	echo "handles-new A"
+	echo "sign A expect CKR_OK"
+} | fault_run p11_returns
 
 fault_run p11_other_card <<EOF
 sign A expect CKR_OK
