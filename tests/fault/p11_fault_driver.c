@@ -35,6 +35,7 @@
  *   waitevent [dontblock] expect RVS [slot T]
  *   waitevent-drain
  *   waitevent-bg                    a thread blocks in C_WaitForSlotEvent(0)
+ *   waitevent-blocked               that thread has not returned yet
  *   waitevent-join expect RVS within MS
  *   fork-check                      fork: the child sees CKR_CRYPTOKI_NOT_INITIALIZED,
  *                                   initialises, signs on A; the parent goes on
@@ -1640,7 +1641,6 @@ main(int argc, char **argv)
 		out("RESULT FAIL: cannot load %s", module);
 		return 1;
 	}
-	/* the scenario's shell commands must not inherit the driver's descriptors */
 	rv = module_init();
 	if (rv != CKR_OK) {
 		out("RESULT FAIL: set-up: %s", rv_name(rv));
