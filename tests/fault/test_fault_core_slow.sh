@@ -2,43 +2,8 @@
 # Fault matrix row 10 at the slot-manager level, under real pcscd + vpcd: a
 # slow card (every response 2 s late) with a 5 s deadline works, and the
 # recovery ladder never starts (no false recovery); B is used all the while.
-source "$(dirname "$0")/../integration/lib.sh"
-
-DRV="$TK_BUILD/tk-slotmgr-fault"
-[[ -x "$DRV" ]] || tk_fail "tk-slotmgr-fault not built in $TK_BUILD"
 DEADLINE_MS=5000
-
-tk_env_start
-tk_card_start 0
-tk_card_start 1
-export TOKENKIT_RECOVERY_LOG="$TK_TMP/recovery.jsonl"
-DRV_PID=""
-trap 'rc=$?; [[ -n $DRV_PID ]] && kill -TERM "$DRV_PID" 2>/dev/null; (exit $rc); tk_cleanup' EXIT
-
-wait_for() { # pattern seconds
-	local i
-	for ((i = 0; i < $2 * 20; i++)); do
-		grep -Eq -- "$1" "$TK_TMP/drv.out" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	cat "$TK_TMP/drv.out" "$TK_TMP/drv.err" >&2
-	tk_fail "no /$1/ from the driver within $2 s"
-}
-N=0
-drv() { # command... ; answer lines in $OUT
-	N=$((N + 1))
-	echo "$*" >&8
-	wait_for "^done $N\$" "${DRV_WAIT:-30}"
-	OUT=$(awk -v a="done $((N - 1))" -v b="done $N" 'BEGIN{on=(a=="done 0")} $0==a{on=1;next} $0==b{on=0} on' "$TK_TMP/drv.out" | grep -v '^event ' || true)
-	tk_log "> $* : $(tr '\n' ' ' <<<"$OUT")"
-}
-val() { sed -nE "s/.*[ ^]$1=([^ ]+).*/\\1/p" <<<"$OUT" | head -1; }
-
-mkfifo "$TK_TMP/drv.in"
-"$DRV" "$TK_READER0" "$TK_READER1" "$DEADLINE_MS" <"$TK_TMP/drv.in" >"$TK_TMP/drv.out" 2>"$TK_TMP/drv.err" &
-DRV_PID=$!
-exec 8>"$TK_TMP/drv.in"
-wait_for '^ready' 15
+source "$(dirname "$0")/lib_core.sh"
 drv card A
 drv card B
 drv res
