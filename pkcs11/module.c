@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include <tokenkit/log.h>
@@ -225,6 +226,12 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 	g_p11.initialized = true;
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_slots_start();
+	/* While the manager connects to the readers in the background, load
+	 * OpenSSL's configuration and our own library context here: the token
+	 * threads need both to parse certificates, and doing it now takes it off
+	 * the path from C_Initialize to the first object list. */
+	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
+	(void)tk_p11_libctx();
 	rv = CKR_OK;
 out:
 	pthread_mutex_unlock(&init_lock);
