@@ -47,10 +47,10 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "reader", required_argument, NULL, 'r' },
-		{ "count", required_argument, NULL, 'n' },
-		{ "apdu", required_argument, NULL, 'a' },
-		{ NULL, 0, NULL, 0 },
+	        {"reader", required_argument, NULL, 'r'},
+	        {"count", required_argument, NULL, 'n'},
+	        {"apdu", required_argument, NULL, 'a'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *want = NULL, *apdu_hex = "00 A4 04 00 09 A0 00 00 03 08 00 00 10 00 00";
 	long count = 1000;
@@ -80,8 +80,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (count < 1 || count > 10000000 || tk_hex_decode(apdu_hex, cmd, sizeof(cmd), &cmd_len) != 0 ||
-	    cmd_len < 4) {
+	if (count < 1 || count > 10000000 ||
+	    tk_hex_decode(apdu_hex, cmd, sizeof(cmd), &cmd_len) != 0 || cmd_len < 4) {
 		fprintf(stderr, "apdu_rtt: bad --count or --apdu\n");
 		return 2;
 	}
@@ -102,7 +102,7 @@ main(int argc, char **argv)
 		if (want != NULL && strstr(r, want) == NULL)
 			continue;
 		rv = SCardConnect(ctx, r, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1,
-				  &card, &proto);
+		                  &card, &proto);
 		if (rv == SCARD_S_SUCCESS) {
 			reader = r;
 			break;
@@ -116,7 +116,8 @@ main(int argc, char **argv)
 	if (t == NULL)
 		goto out;
 	for (long i = 0; i < count; i++) {
-		const SCARD_IO_REQUEST *pci = proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
+		const SCARD_IO_REQUEST *pci =
+		        proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
 		double t0 = now_us();
 
 		rlen = sizeof(resp);
@@ -124,7 +125,7 @@ main(int argc, char **argv)
 		t[i] = now_us() - t0;
 		if (rv != SCARD_S_SUCCESS || rlen < 2) {
 			fprintf(stderr, "apdu_rtt: transmit %ld: %s (%lu bytes)\n", i,
-				pcsc_stringify_error(rv), (unsigned long)rlen);
+			        pcsc_stringify_error(rv), (unsigned long)rlen);
 			goto out;
 		}
 		sum += t[i];

@@ -33,9 +33,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "reader", required_argument, NULL, 'r' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ NULL, 0, NULL, 0 },
+	        {"reader", required_argument, NULL, 'r'},
+	        {"timeout", required_argument, NULL, 't'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *want = "Virtual PCD 00 00";
 	double timeout_ms = 10000, t0, t_event = -1, t_cmd = -1;
@@ -56,7 +56,8 @@ main(int argc, char **argv)
 			timeout_ms = atof(optarg) * 1000.0;
 			break;
 		default:
-			fprintf(stderr, "usage: card_insert [--reader S] [--timeout SEC] -- CMD...\n");
+			fprintf(stderr,
+			        "usage: card_insert [--reader S] [--timeout SEC] -- CMD...\n");
 			return 2;
 		}
 	}
@@ -66,7 +67,8 @@ main(int argc, char **argv)
 	}
 	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
 	if (rv != SCARD_S_SUCCESS) {
-		fprintf(stderr, "card_insert: SCardEstablishContext: %s\n", pcsc_stringify_error(rv));
+		fprintf(stderr, "card_insert: SCardEstablishContext: %s\n",
+		        pcsc_stringify_error(rv));
 		return 1;
 	}
 	rv = SCardListReaders(ctx, NULL, NULL, &len);
@@ -88,7 +90,8 @@ main(int argc, char **argv)
 	rs.dwCurrentState = SCARD_STATE_UNAWARE;
 	rv = SCardGetStatusChange(ctx, 0, &rs, 1);
 	if (rv != SCARD_S_SUCCESS) {
-		fprintf(stderr, "card_insert: SCardGetStatusChange: %s\n", pcsc_stringify_error(rv));
+		fprintf(stderr, "card_insert: SCardGetStatusChange: %s\n",
+		        pcsc_stringify_error(rv));
 		goto out;
 	}
 	if (rs.dwEventState & SCARD_STATE_PRESENT) {
@@ -110,7 +113,7 @@ main(int argc, char **argv)
 			continue;
 		if (rv != SCARD_S_SUCCESS) {
 			fprintf(stderr, "card_insert: SCardGetStatusChange: %s\n",
-				pcsc_stringify_error(rv));
+			        pcsc_stringify_error(rv));
 			break;
 		}
 		if (rs.dwEventState & SCARD_STATE_PRESENT) {
@@ -122,7 +125,7 @@ main(int argc, char **argv)
 	if (t_cmd < 0) {
 		/* bounded: give the command the rest of the timeout, then stop it */
 		while (now_ms() - t0 < timeout_ms && waitpid(pid, &status, WNOHANG) == 0) {
-			struct timespec ts = { 0, 5000000 };
+			struct timespec ts = {0, 5000000};
 
 			nanosleep(&ts, NULL);
 		}

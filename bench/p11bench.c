@@ -79,10 +79,11 @@ card_apdus(const char *path)
 		return -1;
 	}
 	while (len + 1 < sizeof(reply)) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
-		if (poll(&pfd, 1, 2000) <= 0 || (n = read(fd, reply + len, sizeof(reply) - 1 - len)) <= 0)
+		if (poll(&pfd, 1, 2000) <= 0 ||
+		    (n = read(fd, reply + len, sizeof(reply) - 1 - len)) <= 0)
 			break;
 		len += (size_t)n;
 	}
@@ -104,7 +105,8 @@ mark_apdus(void)
 	if (env == NULL || strlen(env) >= sizeof(list))
 		return;
 	strcpy(list, env);
-	for (char *tok = strtok_r(list, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save)) {
+	for (char *tok = strtok_r(list, ":", &save); tok != NULL;
+	     tok = strtok_r(NULL, ":", &save)) {
 		long n = card_apdus(tok);
 
 		if (n < 0) {
@@ -141,11 +143,12 @@ startup(void)
 	for (CK_ULONG i = 0; i < n; i++) {
 		CK_SESSION_HANDLE s;
 		CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
-		CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof(cls) } };
+		CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)}};
 		CK_OBJECT_HANDLE objs[32];
 		CK_ULONG got = 0;
 
-		if ((rv = p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s)) != CKR_OK)
+		if ((rv = p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s)) !=
+		    CKR_OK)
 			die("C_OpenSession", rv);
 		if ((rv = p11->C_FindObjectsInit(s, tmpl, 1)) != CKR_OK)
 			die("C_FindObjectsInit", rv);
@@ -155,7 +158,7 @@ startup(void)
 		p11->C_FindObjectsFinal(s);
 		stage("C_FindObjects", t0);
 		for (CK_ULONG k = 0; k < got; k++) {
-			CK_ATTRIBUTE v = { CKA_VALUE, NULL, 0 };
+			CK_ATTRIBUTE v = {CKA_VALUE, NULL, 0};
 			unsigned char *buf;
 
 			if ((rv = p11->C_GetAttributeValue(s, objs[k], &v, 1)) != CKR_OK)
@@ -189,10 +192,10 @@ sign(const char *pin, const char *mech, long count)
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_KEY_TYPE kt = strcmp(mech, "rsa") == 0 ? CKK_RSA : CKK_EC;
-	CK_ATTRIBUTE tmpl[] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_KEY_TYPE, &kt, sizeof(kt) } };
+	CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_KEY_TYPE, &kt, sizeof(kt)}};
 	CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
 	CK_ULONG nslots = 64;
-	CK_MECHANISM m = { kt == CKK_RSA ? CKM_SHA256_RSA_PKCS : CKM_ECDSA_SHA256, NULL, 0 };
+	CK_MECHANISM m = {kt == CKK_RSA ? CKM_SHA256_RSA_PKCS : CKM_ECDSA_SHA256, NULL, 0};
 	unsigned char data[32] = "p11bench data to be signed....", sig[1024];
 	double t0 = 0, t1;
 	CK_RV rv;
@@ -205,7 +208,8 @@ sign(const char *pin, const char *mech, long count)
 	for (CK_ULONG i = 0; i < nslots && key == CK_INVALID_HANDLE; i++) {
 		CK_ULONG got = 0;
 
-		if ((rv = p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s)) != CKR_OK)
+		if ((rv = p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &s)) !=
+		    CKR_OK)
 			die("C_OpenSession", rv);
 		CK_UTF8CHAR pinbuf[64];
 		size_t pinlen = strlen(pin) < sizeof(pinbuf) ? strlen(pin) : sizeof(pinbuf);

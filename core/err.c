@@ -8,8 +8,8 @@ const char *
 tk_strerror(int err)
 {
 	switch (err) {
-#define TK_ERR_MSG(name, value, msg) \
-	case value:                  \
+#define TK_ERR_MSG(name, value, msg)                                                               \
+	case value:                                                                                \
 		return msg;
 		TK_ERR_LIST(TK_ERR_MSG)
 #undef TK_ERR_MSG
@@ -21,8 +21,8 @@ const char *
 tk_errname(int err)
 {
 	switch (err) {
-#define TK_ERR_NAME(name, value, msg) \
-	case value:                   \
+#define TK_ERR_NAME(name, value, msg)                                                              \
+	case value:                                                                                \
 		return #name;
 		TK_ERR_LIST(TK_ERR_NAME)
 #undef TK_ERR_NAME
@@ -90,27 +90,27 @@ static const struct {
 	uint16_t sw, mask;
 	int err;
 } sw_table[] = {
-	{ 0x9000, 0xffff, TK_OK },
-	{ 0x63c0, 0xfff0, TK_ERR_PIN_INCORRECT },
-	{ 0x6300, 0xffff, TK_ERR_PIN_INCORRECT },
-	{ 0x6581, 0xffff, TK_ERR_MEMORY_FAILURE },
-	{ 0x6700, 0xffff, TK_ERR_WRONG_LENGTH },
-	{ 0x6882, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED },
-	{ 0x6883, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED },
-	{ 0x6884, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED },
-	{ 0x6982, 0xffff, TK_ERR_SECURITY_STATUS },
-	{ 0x6983, 0xffff, TK_ERR_PIN_LOCKED },
-	{ 0x6984, 0xffff, TK_ERR_REF_NOT_FOUND },
-	{ 0x6985, 0xffff, TK_ERR_CONDITIONS },
-	{ 0x6a80, 0xffff, TK_ERR_WRONG_DATA },
-	{ 0x6a81, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED },
-	{ 0x6a82, 0xffff, TK_ERR_FILE_NOT_FOUND },
-	{ 0x6a84, 0xffff, TK_ERR_NO_SPACE },
-	{ 0x6a86, 0xffff, TK_ERR_WRONG_P1P2 },
-	{ 0x6a88, 0xffff, TK_ERR_REF_NOT_FOUND },
-	{ 0x6b00, 0xffff, TK_ERR_WRONG_P1P2 },
-	{ 0x6d00, 0xffff, TK_ERR_INS_NOT_SUPPORTED },
-	{ 0x6e00, 0xffff, TK_ERR_CLA_NOT_SUPPORTED },
+        {0x9000, 0xffff, TK_OK},
+        {0x63c0, 0xfff0, TK_ERR_PIN_INCORRECT},
+        {0x6300, 0xffff, TK_ERR_PIN_INCORRECT},
+        {0x6581, 0xffff, TK_ERR_MEMORY_FAILURE},
+        {0x6700, 0xffff, TK_ERR_WRONG_LENGTH},
+        {0x6882, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED},
+        {0x6883, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED},
+        {0x6884, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED},
+        {0x6982, 0xffff, TK_ERR_SECURITY_STATUS},
+        {0x6983, 0xffff, TK_ERR_PIN_LOCKED},
+        {0x6984, 0xffff, TK_ERR_REF_NOT_FOUND},
+        {0x6985, 0xffff, TK_ERR_CONDITIONS},
+        {0x6a80, 0xffff, TK_ERR_WRONG_DATA},
+        {0x6a81, 0xffff, TK_ERR_FUNC_NOT_SUPPORTED},
+        {0x6a82, 0xffff, TK_ERR_FILE_NOT_FOUND},
+        {0x6a84, 0xffff, TK_ERR_NO_SPACE},
+        {0x6a86, 0xffff, TK_ERR_WRONG_P1P2},
+        {0x6a88, 0xffff, TK_ERR_REF_NOT_FOUND},
+        {0x6b00, 0xffff, TK_ERR_WRONG_P1P2},
+        {0x6d00, 0xffff, TK_ERR_INS_NOT_SUPPORTED},
+        {0x6e00, 0xffff, TK_ERR_CLA_NOT_SUPPORTED},
 };
 
 int

@@ -13,7 +13,7 @@ static int log_level = TK_LOG_WARN;
 static tk_log_sink_fn log_sink;
 static void *log_sink_ctx;
 
-static const char *const level_names[] = { "none", "error", "warn", "info", "debug", "trace" };
+static const char *const level_names[] = {"none", "error", "warn", "info", "debug", "trace"};
 
 int
 tk_log_level_parse(const char *s)

@@ -584,8 +584,8 @@ same_object(const struct p11_object *a, const struct p11_object *b)
 		return false;
 	if (x->id_len > 0 && memcmp(x->id, y->id, x->id_len) != 0)
 		return false;
-	return x->der_len == 0 || (x->der != NULL && y->der != NULL &&
-	                           memcmp(x->der, y->der, x->der_len) == 0);
+	return x->der_len == 0 ||
+	       (x->der != NULL && y->der != NULL && memcmp(x->der, y->der, x->der_len) == 0);
 }
 
 /* Object handles are module-wide: an object that was in prev (the same

@@ -113,7 +113,7 @@ struct p11_token {
 	tk_token_t *tk;
 	CK_SLOT_ID slot;
 	uint64_t card_seq;
-	bool removed;         /* card gone for good: sessions answer CKR_DEVICE_REMOVED once */
+	bool removed; /* card gone for good: sessions answer CKR_DEVICE_REMOVED once */
 	/* Card gone, token kept (the slot's lost token) for the same card to
 	 * come back within P11_LOST_GRACE_MS: its sessions answer
 	 * CKR_DEVICE_REMOVED (card taken out) or CKR_DEVICE_ERROR (reader or
@@ -138,9 +138,9 @@ struct p11_token {
 	unsigned rsa_min, rsa_max, ec_min, ec_max;
 
 	/* Login state, shared by every session of the token (module lock). */
-	int login;          /* -1: none; CKU_USER; CKU_SO */
+	int login;             /* -1: none; CKU_USER; CKU_SO */
 	uint64_t login_serial; /* bumped at every change of login (module lock) */
-	uint8_t so_pin[64]; /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
+	uint8_t so_pin[64];    /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
 	size_t so_pin_len;
 };
 
@@ -273,9 +273,8 @@ void tk_p11_login_set_locked(struct p11_token *t, int login);
 void tk_p11_login_sync(struct p11_token *t);
 bool tk_p11_lost_expired_locked(const struct p11_token *t);
 bool tk_p11_token_forget_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
-CK_RV tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op,
-                    const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
-                    size_t *out_len);
+CK_RV tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const uint8_t *in,
+                    size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* session.c */
 CK_RV tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out);
@@ -287,8 +286,8 @@ void tk_p11_op_reset(struct p11_op *op);
 /* object.c */
 int tk_p11_objects_build(struct p11_token *t);
 int tk_p11_objects_rebuild(struct p11_token *t);
-void tk_p11_objects_number_locked(struct p11_object *objs, size_t n,
-                                  const struct p11_object *prev, size_t nprev);
+void tk_p11_objects_number_locked(struct p11_object *objs, size_t n, const struct p11_object *prev,
+                                  size_t nprev);
 void tk_p11_object_clear(struct p11_object *o);
 struct p11_object *tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h);
 const struct p11_attr *tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type);

@@ -586,8 +586,8 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 	pthread_mutex_lock(&g_p11.lock);
 	so = t->login == (int)CKU_SO;
 	pthread_mutex_unlock(&g_p11.lock);
-	r = tk_token_change_pin(tk_p11_tk(t), so ? TK_USER_SO : TK_USER_USER, pOldPin, ulOldLen, pNewPin,
-	                        ulNewLen);
+	r = tk_token_change_pin(tk_p11_tk(t), so ? TK_USER_SO : TK_USER_USER, pOldPin, ulOldLen,
+	                        pNewPin, ulNewLen);
 	rv = tk_err_to_ckr(r);
 	refresh_after(t, rv);
 	if (r == TK_OK && so) {

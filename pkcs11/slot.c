@@ -150,7 +150,8 @@ tk_p11_login_sync(struct p11_token *t)
 	pthread_mutex_lock(&g_p11.lock);
 	/* unless a C_Login or C_Logout changed it meanwhile */
 	if (t->login_serial == serial && t->tk == tk && t->login == (int)CKU_USER) {
-		tk_log_info("pkcs11: slot %lu: the card forgot the login (reset); sessions are public now",
+		tk_log_info("pkcs11: slot %lu: the card forgot the login (reset); sessions are "
+		            "public now",
 		            (unsigned long)t->slot);
 		tk_p11_login_set_locked(t, -1);
 	}
@@ -545,9 +546,10 @@ done:
 			if (s->lost != NULL && t->info.identity[0] != '\0' &&
 			    strcmp(s->lost->info.identity, t->info.identity) == 0 &&
 			    resurrect_locked(s->lost, t)) {
-				tk_log_info("pkcs11: slot %lu: the same card is back; its sessions and "
-				            "handles go on (not logged in)",
-				            (unsigned long)job.id);
+				tk_log_info(
+				        "pkcs11: slot %lu: the same card is back; its sessions and "
+				        "handles go on (not logged in)",
+				        (unsigned long)job.id);
 				published = s->lost; /* the slot's reference moves back */
 				s->lost = NULL;
 			} else {

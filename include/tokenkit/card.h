@@ -36,17 +36,16 @@ TK_EXPORT void tk_card_unref(tk_card_t **cp);
  * failed transmit the reader recovers by itself; a read-only command
  * (tk_apdu_is_read_only) may have been retried once transparently, a
  * state-changing one never. */
-TK_EXPORT int tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len,
-                               uint8_t *resp, size_t resp_cap, size_t *resp_len,
-                               int timeout_ms);
+TK_EXPORT int tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+                               size_t resp_cap, size_t *resp_len, int timeout_ms);
 
 /* Exchange a structured APDU with command chaining, GET RESPONSE (61xx) and
  * wrong-Le (6Cxx) handling, using extended length only when both the reader
  * and the card allow it. resp receives the data (without SW); *sw the final
  * status word. A status word other than 9000 is not an error here: callers
  * decide (tk_err_from_sw()). */
-TK_EXPORT int tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp,
-                           size_t resp_cap, size_t *resp_len, uint16_t *sw);
+TK_EXPORT int tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap,
+                           size_t *resp_len, uint16_t *sw);
 
 /* Exclusive access for a sequence of APDUs (PC/SC transaction). Nested
  * begin/end pairs count. Errors as tk_card_transmit. */

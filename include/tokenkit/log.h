@@ -36,8 +36,8 @@ TK_EXPORT bool tk_log_enabled(int level);
 /* Dump an APDU (command when is_command, else response) at level, after
  * prefix. Commands that carry secrets have their data replaced by
  * "<redacted N bytes>". */
-TK_EXPORT void tk_log_apdu(int level, const char *prefix, const uint8_t *apdu,
-                           size_t len, bool is_command);
+TK_EXPORT void tk_log_apdu(int level, const char *prefix, const uint8_t *apdu, size_t len,
+                           bool is_command);
 /* True when the command APDU's data field carries a secret. */
 TK_EXPORT bool tk_apdu_is_sensitive(const uint8_t *apdu, size_t len);
 

@@ -39,15 +39,16 @@ enum tk_event_type {
 TK_EXPORT const char *tk_event_type_name(int type);
 
 typedef struct tk_event {
-	int type;             /* enum tk_event_type */
-	uint64_t seq;         /* increases by one per event, per manager */
-	uint32_t slot_id;     /* stable for the manager's life: a reader that comes back by name gets its old id */
-	const char *reader;   /* reader name (valid during the callback) */
+	int type;           /* enum tk_event_type */
+	uint64_t seq;       /* increases by one per event, per manager */
+	uint32_t slot_id;   /* stable for the manager's life: a reader that comes back by name gets
+	                       its old id */
+	const char *reader; /* reader name (valid during the callback) */
 	int old_state, state; /* enum tk_slot_state */
 	uint64_t card_seq;    /* identifies one insertion; 0 when no card */
 	const uint8_t *atr;   /* for CARD_INSERTED / STATE_CHANGED to VALID */
 	size_t atr_len;
-	int64_t time_us;      /* CLOCK_MONOTONIC */
+	int64_t time_us; /* CLOCK_MONOTONIC */
 } tk_event_t;
 
 /* Called in order, from the manager's event thread (never from a reader
@@ -94,13 +95,13 @@ TK_EXPORT void tk_slotmgr_unsubscribe(tk_slotmgr_t *m, int id);
 typedef struct tk_slot_info {
 	uint32_t slot_id;
 	char reader[128];
-	int state;            /* enum tk_slot_state */
+	int state; /* enum tk_slot_state */
 	uint64_t card_seq;
 	uint8_t atr[33];
 	size_t atr_len;
-	int protocol;         /* 0 = T=0, 1 = T=1, -1 = none */
-	uint64_t transmits;   /* APDUs sent on this reader */
-	uint64_t errors;      /* failed transmits */
+	int protocol;       /* 0 = T=0, 1 = T=1, -1 = none */
+	uint64_t transmits; /* APDUs sent on this reader */
+	uint64_t errors;    /* failed transmits */
 } tk_slot_info_t;
 
 /* Snapshot of all known slots (present readers first). *infos is
@@ -127,8 +128,8 @@ TK_EXPORT int tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **car
  * the call returns; then the ladder continues. */
 enum tk_recovery_step {
 	TK_STEP_NONE = 0,
-	TK_STEP_RETRY,      /* the failed read-only command, once more */
-	TK_STEP_RECONNECT,  /* reconnect, leaving the card as is */
+	TK_STEP_RETRY,     /* the failed read-only command, once more */
+	TK_STEP_RECONNECT, /* reconnect, leaving the card as is */
 	TK_STEP_WARM_RESET,
 	TK_STEP_COLD_RESET, /* power cycle */
 	TK_STEP_CONTEXT,    /* new PC/SC context and connection */
@@ -148,42 +149,42 @@ TK_EXPORT bool tk_apdu_is_read_only(const uint8_t *cmd, size_t len);
 #define TK_SLOT_DIAG_HISTORY 32
 
 typedef struct tk_recovery_step_rec {
-	int step;            /* enum tk_recovery_step */
-	int result;          /* TK_OK: the step and its probe worked */
+	int step;   /* enum tk_recovery_step */
+	int result; /* TK_OK: the step and its probe worked */
 	int64_t duration_us;
 } tk_recovery_step_rec_t;
 
 typedef struct tk_recovery {
-	uint64_t id;           /* per slot, from 1 */
-	int64_t start_us;      /* CLOCK_MONOTONIC */
-	int64_t wall_ms;       /* CLOCK_REALTIME, ms since the epoch */
-	int fault;             /* the tk_err that started it */
-	char what[32];         /* "transmit", "deadline", "forced", "forced-cold" */
-	size_t nsteps;         /* steps[] beyond TK_RECOVERY_MAX_STEPS are counted here only */
+	uint64_t id;      /* per slot, from 1 */
+	int64_t start_us; /* CLOCK_MONOTONIC */
+	int64_t wall_ms;  /* CLOCK_REALTIME, ms since the epoch */
+	int fault;        /* the tk_err that started it */
+	char what[32];    /* "transmit", "deadline", "forced", "forced-cold" */
+	size_t nsteps;    /* steps[] beyond TK_RECOVERY_MAX_STEPS are counted here only */
 	tk_recovery_step_rec_t steps[TK_RECOVERY_MAX_STEPS];
-	int cured_by;          /* the step that worked, TK_STEP_NONE if none */
-	int outcome;           /* TK_OK, or why it ended (card removed, reader gone...) */
+	int cured_by; /* the step that worked, TK_STEP_NONE if none */
+	int outcome;  /* TK_OK, or why it ended (card removed, reader gone...) */
 	int64_t duration_us;
-	uint32_t probes;       /* re-probes while quarantined */
+	uint32_t probes; /* re-probes while quarantined */
 } tk_recovery_t;
 
 typedef struct tk_slot_diag {
 	tk_slot_info_t info;
-	uint64_t generation;   /* resets and reconnects seen on this reader */
-	uint64_t rebinds;      /* cards taken back after a PC/SC service restart */
-	bool stuck;            /* a worker is still inside the backend */
+	uint64_t generation; /* resets and reconnects seen on this reader */
+	uint64_t rebinds;    /* cards taken back after a PC/SC service restart */
+	bool stuck;          /* a worker is still inside the backend */
 	uint64_t transmits, errors, timeouts;
 	uint64_t err_comm, err_removed, err_reset, err_no_service, err_other;
 	uint64_t connects, connect_failures, abandoned_workers;
-	uint64_t retried_ok;   /* read-only commands that went through on the retry */
+	uint64_t retried_ok; /* read-only commands that went through on the retry */
 	uint64_t recoveries, recoveries_failed;
 	uint64_t step_ok[TK_STEP_COUNT]; /* how often each step was the one that worked */
 	int last_err;
-	int64_t last_err_us;   /* CLOCK_MONOTONIC, 0 if never */
+	int64_t last_err_us; /* CLOCK_MONOTONIC, 0 if never */
 	/* APDU round trips over the last (up to) 1024 transmits, microseconds */
 	uint32_t lat_samples;
 	uint32_t lat_p50_us, lat_p90_us, lat_p99_us, lat_max_us;
-	size_t nhistory;       /* oldest first */
+	size_t nhistory; /* oldest first */
 	tk_recovery_t history[TK_SLOT_DIAG_HISTORY];
 } tk_slot_diag_t;
 

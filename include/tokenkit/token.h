@@ -37,19 +37,20 @@ enum tk_key_type {
 #define TK_USAGE_DERIVE 0x04u
 
 typedef struct tk_object {
-	uint32_t handle;       /* stable for the token's life, > 0 */
-	int cls;               /* enum tk_obj_class */
-	uint8_t id[16];        /* CKA_ID: PIV 9A→01, 9C→02, 9D→03, 9E→04, 82..95→05.. */
+	uint32_t handle; /* stable for the token's life, > 0 */
+	int cls;         /* enum tk_obj_class */
+	uint8_t id[16];  /* CKA_ID: PIV 9A→01, 9C→02, 9D→03, 9E→04, 82..95→05.. */
 	size_t id_len;
-	char label[64];        /* NUL-terminated UTF-8 */
-	int key_type;          /* enum tk_key_type (keys and certificates) */
-	unsigned key_bits;     /* RSA modulus bits or EC field bits */
-	const uint8_t *der;    /* certificate DER (CERT), SubjectPublicKeyInfo DER (keys; may be NULL for a private key whose public key is unknown) */
+	char label[64];     /* NUL-terminated UTF-8 */
+	int key_type;       /* enum tk_key_type (keys and certificates) */
+	unsigned key_bits;  /* RSA modulus bits or EC field bits */
+	const uint8_t *der; /* certificate DER (CERT), SubjectPublicKeyInfo DER (keys; may be NULL
+	                       for a private key whose public key is unknown) */
 	size_t der_len;
-	unsigned usage;        /* TK_USAGE_* (private keys) */
+	unsigned usage;           /* TK_USAGE_* (private keys) */
 	bool always_authenticate; /* PIN needed right before each use (PIV 9C) */
-	bool has_identity;     /* certificate and private key are paired */
-	uint32_t key_ref;      /* driver key reference (PIV key slot 0x9A...) */
+	bool has_identity;        /* certificate and private key are paired */
+	uint32_t key_ref;         /* driver key reference (PIV key slot 0x9A...) */
 } tk_object_t;
 
 enum tk_user {
@@ -59,30 +60,31 @@ enum tk_user {
 };
 
 typedef struct tk_token_info {
-	char driver[16];          /* "piv" */
+	char driver[16]; /* "piv" */
 	char label[33];
 	char manufacturer[33];
 	char model[17];
-	char serial[17];          /* printable serial (PIV: from CHUID GUID / card serial) */
-	char identity[65];        /* stable card identity for caches and slot matching */
-	int pin_retries;          /* -1 unknown */
-	int pin_max_retries;      /* -1 unknown */
+	char serial[17];     /* printable serial (PIV: from CHUID GUID / card serial) */
+	char identity[65];   /* stable card identity for caches and slot matching */
+	int pin_retries;     /* -1 unknown */
+	int pin_max_retries; /* -1 unknown */
 	bool pin_locked;
-	int puk_retries;          /* -1 unknown */
+	int puk_retries; /* -1 unknown */
 	bool puk_locked;
 	size_t pin_min_len, pin_max_len;
-	bool logged_in;           /* TK_USER_USER login valid for the current card generation */
+	bool logged_in; /* TK_USER_USER login valid for the current card generation */
 	bool so_logged_in;
 } tk_token_info_t;
 
 typedef struct tk_token_opts {
-	const char *cache_dir;    /* NULL: $XDG_CACHE_HOME/tokenkit or ~/.cache/tokenkit; "" disables */
-	bool refresh_pin_status;  /* query PIN and PUK retry counters while opening (PIV: an
-	                           * empty VERIFY, plus 00 F7 00 81 on Yubico cards). Costs
-	                           * APDUs on the start-up path; prefer tk_token_refresh_pin
-	                           * when the counters are wanted */
-	bool defer_revalidation;  /* take a cache entry on trust once the card proved its
-	                           * identity; the caller runs tk_token_revalidate later */
+	const char
+	        *cache_dir; /* NULL: $XDG_CACHE_HOME/tokenkit or ~/.cache/tokenkit; "" disables */
+	bool refresh_pin_status; /* query PIN and PUK retry counters while opening (PIV: an
+	                          * empty VERIFY, plus 00 F7 00 81 on Yubico cards). Costs
+	                          * APDUs on the start-up path; prefer tk_token_refresh_pin
+	                          * when the counters are wanted */
+	bool defer_revalidation; /* take a cache entry on trust once the card proved its
+	                          * identity; the caller runs tk_token_revalidate later */
 } tk_token_opts_t;
 /* Defaults: cache_dir NULL (the user's cache directory), refresh_pin_status
  * false, defer_revalidation false (the full check before open returns). */
@@ -155,8 +157,8 @@ TK_EXPORT const tk_object_t *tk_token_object(tk_token_t *t, uint32_t handle);
  * P1 = FF) and always succeeds locally. */
 TK_EXPORT int tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len);
 TK_EXPORT int tk_token_logout(tk_token_t *t);
-TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin,
-                                  size_t old_len, const uint8_t *new_pin, size_t new_len);
+TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin, size_t old_len,
+                                  const uint8_t *new_pin, size_t new_len);
 /* Reset the user PIN with the PUK (PKCS#11 C_InitPIN after SO login). */
 TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len,
                                    const uint8_t *new_pin, size_t new_len);
@@ -179,9 +181,8 @@ enum tk_key_op {
 	TK_OP_ECDSA = 2,
 	TK_OP_ECDH = 3,
 };
-TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op,
-                              const uint8_t *in, size_t in_len, uint8_t *out,
-                              size_t out_cap, size_t *out_len);
+TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in,
+                              size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* True while the token's card is still the card in the reader. */
 TK_EXPORT bool tk_token_present(tk_token_t *t);

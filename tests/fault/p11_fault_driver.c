@@ -119,32 +119,32 @@ static const struct {
 	CK_RV rv;
 	const char *name;
 } rv_names[] = {
-	{CKR_OK, "CKR_OK"},
-	{CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR"},
-	{CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED"},
-	{CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD"},
-	{CKR_NO_EVENT, "CKR_NO_EVENT"},
-	{CKR_CANT_LOCK, "CKR_CANT_LOCK"},
-	{CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR"},
-	{CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY"},
-	{CKR_DEVICE_REMOVED, "CKR_DEVICE_REMOVED"},
-	{CKR_FUNCTION_CANCELED, "CKR_FUNCTION_CANCELED"},
-	{CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID"},
-	{CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID"},
-	{CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE"},
-	{CKR_OPERATION_NOT_INITIALIZED, "CKR_OPERATION_NOT_INITIALIZED"},
-	{CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT"},
-	{CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED"},
-	{CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID"},
-	{CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID"},
-	{CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT"},
-	{CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED"},
-	{CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN"},
-	{CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN"},
-	{CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"},
-	{CKR_CRYPTOKI_ALREADY_INITIALIZED, "CKR_CRYPTOKI_ALREADY_INITIALIZED"},
-	{CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"},
-	{CKR_SIGNATURE_INVALID, "CKR_SIGNATURE_INVALID"},
+        {CKR_OK, "CKR_OK"},
+        {CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR"},
+        {CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED"},
+        {CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD"},
+        {CKR_NO_EVENT, "CKR_NO_EVENT"},
+        {CKR_CANT_LOCK, "CKR_CANT_LOCK"},
+        {CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR"},
+        {CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY"},
+        {CKR_DEVICE_REMOVED, "CKR_DEVICE_REMOVED"},
+        {CKR_FUNCTION_CANCELED, "CKR_FUNCTION_CANCELED"},
+        {CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID"},
+        {CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID"},
+        {CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE"},
+        {CKR_OPERATION_NOT_INITIALIZED, "CKR_OPERATION_NOT_INITIALIZED"},
+        {CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT"},
+        {CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED"},
+        {CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID"},
+        {CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID"},
+        {CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT"},
+        {CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED"},
+        {CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN"},
+        {CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN"},
+        {CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"},
+        {CKR_CRYPTOKI_ALREADY_INITIALIZED, "CKR_CRYPTOKI_ALREADY_INITIALIZED"},
+        {CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"},
+        {CKR_SIGNATURE_INVALID, "CKR_SIGNATURE_INVALID"},
 };
 
 /* pseudo result: the card answered CKR_OK but the signature did not verify */
@@ -591,7 +591,8 @@ b_thread(void *arg)
 			CK_SLOT_ID slot;
 
 			if (find_slot(t->reader, &slot) == CKR_OK &&
-			    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
+			    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) ==
+			            CKR_OK) {
 				p11->C_CloseSession(t->sess);
 				t->sess = s;
 				t->slot = slot;
@@ -690,7 +691,9 @@ b_gaps_ok(int64_t until, char *why, size_t cap)
 				limit = bs.win[w].maxgap;
 		}
 		if (cur - prev > limit) {
-			snprintf(why, cap, "B made no signature for %lld ms (from %lld to %lld ms, limit %lld)",
+			snprintf(why, cap,
+			         "B made no signature for %lld ms (from %lld to %lld ms, limit "
+			         "%lld)",
 			         (long long)(cur - prev), (long long)(prev - t_start),
 			         (long long)(cur - t_start), (long long)limit);
 			ok = false;
@@ -785,8 +788,8 @@ leaks_ok(const char *what, int threads0, int fds0)
 		sleep_ms(100);
 	}
 	if (th <= threads0 && fd <= fds0) {
-		out("%s: threads %d (baseline %d), fds %d (baseline %d): no leak", what, th, threads0,
-		    fd, fds0);
+		out("%s: threads %d (baseline %d), fds %d (baseline %d): no leak", what, th,
+		    threads0, fd, fds0);
 		return true;
 	}
 	out("%s: LEAK: threads %d (baseline %d), fds %d (baseline %d) after %d ms", what, th,
@@ -964,7 +967,7 @@ static bool last_failed;
 
 /* Result line of one step; false when the expectation failed. */
 static bool step_result(bool ok, const char *line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static bool
 step_result(bool ok, const char *line, const char *fmt, ...)
 {
@@ -1004,12 +1007,18 @@ static const char *
 state_name(CK_STATE s)
 {
 	switch (s) {
-	case CKS_RO_PUBLIC_SESSION: return "RO_PUBLIC";
-	case CKS_RO_USER_FUNCTIONS: return "RO_USER";
-	case CKS_RW_PUBLIC_SESSION: return "RW_PUBLIC";
-	case CKS_RW_USER_FUNCTIONS: return "RW_USER";
-	case CKS_RW_SO_FUNCTIONS: return "RW_SO";
-	default: return "?";
+	case CKS_RO_PUBLIC_SESSION:
+		return "RO_PUBLIC";
+	case CKS_RO_USER_FUNCTIONS:
+		return "RO_USER";
+	case CKS_RW_PUBLIC_SESSION:
+		return "RW_PUBLIC";
+	case CKS_RW_USER_FUNCTIONS:
+		return "RW_USER";
+	case CKS_RW_SO_FUNCTIONS:
+		return "RW_SO";
+	default:
+		return "?";
 	}
 }
 
@@ -1028,7 +1037,8 @@ cmd_sign(const char *line, char **w, int nw)
 	    (strcmp(mode, "expect") != 0 && strcmp(mode, "until") != 0))
 		return step_result(false, line, "usage: sign A|B expect|until RVS [within MS]");
 	if (t == &tok_b && bs.running)
-		return step_result(false, line, "B is busy signing in the background (b-stop first)");
+		return step_result(false, line,
+		                   "B is busy signing in the background (b-stop first)");
 	if (strcmp(mode, "expect") == 0) {
 		rv = sign_once(t->sess, t->key, t->pk);
 		el = now_ms() - t0;
@@ -1053,8 +1063,9 @@ cmd_sign(const char *line, char **w, int nw)
 		if (rv == RV_BADSIG)
 			return step_result(false, line, "a signature did not verify");
 		if (el > within)
-			return step_result(false, line, "still %s after %lld ms (%d tries, last took %lld ms)",
-			                   rv_name(rv), (long long)el, tries, (long long)(now_ms() - c0));
+			return step_result(
+			        false, line, "still %s after %lld ms (%d tries, last took %lld ms)",
+			        rv_name(rv), (long long)el, tries, (long long)(now_ms() - c0));
 		sleep_ms(20);
 	}
 	return step_result(true, line, "%s after %lld ms (%d tries)", rv_name(rv), (long long)el,
@@ -1071,7 +1082,8 @@ cmd_recover(const char *line, struct tok *t, int64_t within, bool same_session)
 	if (t == NULL || within < 0)
 		return step_result(false, line, "usage: recover A|B within MS");
 	if (t == &tok_b && bs.running)
-		return step_result(false, line, "B is busy signing in the background (b-stop first)");
+		return step_result(false, line,
+		                   "B is busy signing in the background (b-stop first)");
 	for (;;) {
 		rv = sign_once(t->sess, t->key, t->pk);
 		tries++;
@@ -1081,8 +1093,8 @@ cmd_recover(const char *line, struct tok *t, int64_t within, bool same_session)
 		if (rv == RV_BADSIG)
 			return step_result(false, line, "a signature did not verify");
 		if (el > within)
-			return step_result(false, line, "still %s after %lld ms (%d tries)", rv_name(rv),
-			                   (long long)el, tries);
+			return step_result(false, line, "still %s after %lld ms (%d tries)",
+			                   rv_name(rv), (long long)el, tries);
 		if (rv == CKR_USER_NOT_LOGGED_IN) {
 			if (p11->C_Login(t->sess, CKU_USER, (CK_UTF8CHAR_PTR)pin,
 			                 (CK_ULONG)strlen(pin)) == CKR_OK)
@@ -1093,10 +1105,12 @@ cmd_recover(const char *line, struct tok *t, int64_t within, bool same_session)
 			CK_SLOT_ID slot;
 
 			if (same_session && rv != CKR_TOKEN_NOT_PRESENT)
-				return step_result(false, line, "the session did not survive: %s after %lld ms",
+				return step_result(false, line,
+				                   "the session did not survive: %s after %lld ms",
 				                   rv_name(rv), (long long)el);
 			if (!same_session && find_slot(t->reader, &slot) == CKR_OK &&
-			    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) == CKR_OK) {
+			    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) ==
+			            CKR_OK) {
 				t->sess = s;
 				t->slot = slot;
 				opens++;
@@ -1109,7 +1123,8 @@ cmd_recover(const char *line, struct tok *t, int64_t within, bool same_session)
 		}
 		sleep_ms(20);
 	}
-	return step_result(true, line, "CKR_OK after %lld ms (%d tries, %d logins, %d new sessions)",
+	return step_result(true, line,
+	                   "CKR_OK after %lld ms (%d tries, %d logins, %d new sessions)",
 	                   (long long)el, tries, logins, opens);
 }
 
@@ -1141,8 +1156,9 @@ cmd_token(const char *line, char **w, int nw)
 		sleep_ms(20);
 	}
 	el = now_ms() - t0;
-	return step_result(is == want && el <= within, line, "%s after %lld ms (slowest check %lld ms)",
-	                   is ? "present" : "absent", (long long)el, (long long)slowest);
+	return step_result(is == want && el <= within, line,
+	                   "%s after %lld ms (slowest check %lld ms)", is ? "present" : "absent",
+	                   (long long)el, (long long)slowest);
 }
 
 static bool
@@ -1165,12 +1181,15 @@ cmd_handles_same(const char *line, struct tok *t)
 	if (rv != CKR_OK)
 		return step_result(false, line, "find: %s", rv_name(rv));
 	if (c != t->cert0 || pb != t->pub0)
-		return step_result(false, line, "certificate %lu (was %lu), public key %lu (was %lu)",
+		return step_result(false, line,
+		                   "certificate %lu (was %lu), public key %lu (was %lu)",
 		                   (unsigned long)c, (unsigned long)t->cert0, (unsigned long)pb,
 		                   (unsigned long)t->pub0);
 	if (!logged)
-		return step_result(true, line, "certificate %lu, public key %lu (not logged in: "
-		                   "private key not visible)", (unsigned long)c, (unsigned long)pb);
+		return step_result(true, line,
+		                   "certificate %lu, public key %lu (not logged in: "
+		                   "private key not visible)",
+		                   (unsigned long)c, (unsigned long)pb);
 	rv = find_one(t->sess, CKO_PRIVATE_KEY, &k);
 	if (rv != CKR_OK || k != t->key0)
 		return step_result(false, line, "private key %lu (was %lu): %s", (unsigned long)k,
@@ -1241,7 +1260,8 @@ cmd_waitevent(const char *line, char **w, int nw)
 	CK_RV rv;
 
 	if (exp == NULL || !rvset_parse(&set, exp))
-		return step_result(false, line, "usage: waitevent [dontblock] expect RVS [slot A|B]");
+		return step_result(false, line,
+		                   "usage: waitevent [dontblock] expect RVS [slot A|B]");
 	rv = p11->C_WaitForSlotEvent(dontblock ? CKF_DONT_BLOCK : 0, &slot, NULL);
 	if (!rvset_has(&set, rv))
 		return step_result(false, line, "got %s", rv_name(rv));
@@ -1260,7 +1280,9 @@ cmd_waitevent_join(const char *line, char **w, int nw)
 	bool done = false;
 
 	if (exp == NULL || !rvset_parse(&set, exp) || !we.running)
-		return step_result(false, line, "usage: waitevent-join expect RVS within MS (after waitevent-bg)");
+		return step_result(
+		        false, line,
+		        "usage: waitevent-join expect RVS within MS (after waitevent-bg)");
 	while (now_ms() <= end) {
 		pthread_mutex_lock(&we.lock);
 		done = we.done;
@@ -1309,7 +1331,8 @@ run_line(char *line)
 	if (strcmp(w[0], "login") == 0 && t != NULL) {
 		int64_t t0 = now_ms();
 
-		if (!rvset_parse(&set, opt_str(w, nw, "expect") ? opt_str(w, nw, "expect") : "CKR_OK"))
+		if (!rvset_parse(&set,
+		                 opt_str(w, nw, "expect") ? opt_str(w, nw, "expect") : "CKR_OK"))
 			return step_result(false, line, "bad RVS");
 		rv = p11->C_Login(t->sess, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
 		return step_result(rvset_has(&set, rv), line, "%s after %lld ms", rv_name(rv),
@@ -1331,7 +1354,8 @@ run_line(char *line)
 		CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 		CK_SLOT_ID slot = t->slot;
 
-		if (!rvset_parse(&set, opt_str(w, nw, "expect") ? opt_str(w, nw, "expect") : "CKR_OK"))
+		if (!rvset_parse(&set,
+		                 opt_str(w, nw, "expect") ? opt_str(w, nw, "expect") : "CKR_OK"))
 			return step_result(false, line, "bad RVS");
 		if (find_slot(t->reader, &slot) == CKR_OK)
 			t->slot = slot;
@@ -1370,9 +1394,11 @@ run_line(char *line)
 			for (int j = 0; j < 3; j++)
 				if (now[i] == old[j])
 					fresh = false;
-		return step_result(fresh, line, "now certificate %lu, public key %lu, private key %lu; "
-		                   "at the start %lu, %lu, %lu", (unsigned long)now[0],
-		                   (unsigned long)now[1], (unsigned long)now[2], (unsigned long)old[0],
+		return step_result(fresh, line,
+		                   "now certificate %lu, public key %lu, private key %lu; "
+		                   "at the start %lu, %lu, %lu",
+		                   (unsigned long)now[0], (unsigned long)now[1],
+		                   (unsigned long)now[2], (unsigned long)old[0],
 		                   (unsigned long)old[1], (unsigned long)old[2]);
 	}
 	if (strcmp(w[0], "serial") == 0 && t != NULL && nw >= 3) {
@@ -1383,8 +1409,8 @@ run_line(char *line)
 		same = rv == CKR_OK && strcmp(s, t->serial0) == 0;
 		if (rv != CKR_OK)
 			return step_result(false, line, "C_GetTokenInfo: %s", rv_name(rv));
-		return step_result(same == (strcmp(w[2], "same") == 0), line, "serial '%s' (was '%s')",
-		                   s, t->serial0);
+		return step_result(same == (strcmp(w[2], "same") == 0), line,
+		                   "serial '%s' (was '%s')", s, t->serial0);
 	}
 	if (strcmp(w[0], "slot") == 0 && t != NULL) {
 		CK_SLOT_ID slot = 0;
@@ -1402,7 +1428,8 @@ run_line(char *line)
 
 		rv = p11->C_GetSlotInfo(t->slot, &si);
 		rv2 = p11->C_GetTokenInfo(t->slot, &ti);
-		return step_result(true, line, "slot %lu: C_GetSlotInfo %s flags 0x%lx; C_GetTokenInfo %s",
+		return step_result(true, line,
+		                   "slot %lu: C_GetSlotInfo %s flags 0x%lx; C_GetTokenInfo %s",
 		                   (unsigned long)t->slot, rv_name(rv),
 		                   rv == CKR_OK ? (unsigned long)si.flags : 0UL, rv_name(rv2));
 	}
@@ -1432,7 +1459,8 @@ run_line(char *line)
 		pthread_mutex_lock(&we.lock);
 		done = we.done;
 		pthread_mutex_unlock(&we.lock);
-		return step_result(we.running && !done, line, done ? "returned %s" : "still blocked%s",
+		return step_result(we.running && !done, line,
+		                   done ? "returned %s" : "still blocked%s",
 		                   done ? rv_name(we.rv) : "");
 	}
 	if (strcmp(w[0], "waitevent-join") == 0)
@@ -1487,7 +1515,8 @@ run_line(char *line)
 		if (strcmp(w[1], "open") == 0 && bs.nwin < sizeof(bs.win) / sizeof(bs.win[0])) {
 			bs.win[bs.nwin].open = now_ms();
 			bs.win[bs.nwin].close = 0;
-			bs.win[bs.nwin].maxgap = nw > 2 ? strtoll(w[2], NULL, 10) : B_DEFAULT_MAXGAP_MS;
+			bs.win[bs.nwin].maxgap =
+			        nw > 2 ? strtoll(w[2], NULL, 10) : B_DEFAULT_MAXGAP_MS;
 			bs.nwin++;
 		} else if (strcmp(w[1], "close") == 0 && bs.nwin > 0) {
 			bs.win[bs.nwin - 1].close = now_ms();
@@ -1514,7 +1543,8 @@ run_line(char *line)
 			return step_result(false, line, "no B signature within %lld ms of mark %s",
 			                   (long long)within, w[1]);
 		mark_set("b-ok", first);
-		return step_result(first - m <= within, line, "first B signature %lld ms after mark %s",
+		return step_result(first - m <= within, line,
+		                   "first B signature %lld ms after mark %s",
 		                   (long long)(first - m), w[1]);
 	}
 	if (strcmp(w[0], "b-back-since") == 0 && nw >= 2) {
@@ -1540,11 +1570,14 @@ run_line(char *line)
 			return step_result(false, line, "B did not fail within %lld ms of mark %s",
 			                   (long long)within, w[1]);
 		if (back < 0)
-			return step_result(false, line, "B failed %lld ms after mark %s and did not sign again within %lld ms",
+			return step_result(false, line,
+			                   "B failed %lld ms after mark %s and did not sign again "
+			                   "within %lld ms",
 			                   (long long)(fail - m), w[1], (long long)within);
 		mark_set("b-fail", fail);
 		mark_set("b-back", back);
-		return step_result(true, line, "B failed %lld ms after mark %s, signed again %lld ms later",
+		return step_result(true, line,
+		                   "B failed %lld ms after mark %s, signed again %lld ms later",
 		                   (long long)(fail - m), w[1], (long long)(back - fail));
 	}
 	if (strcmp(w[0], "b-stop") == 0) {
@@ -1568,7 +1601,8 @@ run_line(char *line)
 		return true;
 	}
 	if (strcmp(w[0], "bench-rate") == 0 && nw >= 6) {
-		int64_t a = mark_get(w[2]), b = mark_get(w[3]), c = mark_get(w[4]), d = mark_get(w[5]);
+		int64_t a = mark_get(w[2]), b = mark_get(w[3]), c = mark_get(w[4]),
+		        d = mark_get(w[5]);
 		double r1 = 0, r0 = 0;
 
 		if (a >= 0 && b < 0) /* the fault never ended: up to now */
@@ -1680,7 +1714,8 @@ main(int argc, char **argv)
 			end_ok = false;
 		}
 		if (bs.fails_outside != 0 || bs.badsig != 0) {
-			out("END: B failed outside the allowed windows (%llu times, first %s at %lld ms)",
+			out("END: B failed outside the allowed windows (%llu times, first %s at "
+			    "%lld ms)",
 			    (unsigned long long)bs.fails_outside, rv_name(bs.fail_outside_rv),
 			    (long long)(bs.fail_outside_at - t_start));
 			end_ok = false;
@@ -1693,8 +1728,10 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < nbg; i++) {
 		int st;
 
-		if (waitpid(bg_pids[i], &st, 0) == bg_pids[i] && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-			out("END: background command %d exited with status 0x%x", (int)bg_pids[i], st);
+		if (waitpid(bg_pids[i], &st, 0) == bg_pids[i] &&
+		    !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			out("END: background command %d exited with status 0x%x", (int)bg_pids[i],
+			    st);
 	}
 	if (we.running) {
 		out("END: a C_WaitForSlotEvent waiter was never joined");

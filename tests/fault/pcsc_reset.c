@@ -38,7 +38,8 @@ main(int argc, char **argv)
 		SCardReleaseContext(ctx);
 		return 1;
 	}
-	r = SCardReconnect(h, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, how, &proto);
+	r = SCardReconnect(h, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, how,
+	                   &proto);
 	if (r != SCARD_S_SUCCESS)
 		fprintf(stderr, "SCardReconnect: %s\n", pcsc_stringify_error(r));
 	else

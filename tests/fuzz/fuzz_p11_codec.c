@@ -57,7 +57,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* re-wrapping gives back a valid encoding of the same bytes */
 			if (tk_p11_der_octet_string(p, out_len, &again, &again_len) == TK_OK) {
 				size_t n2 = 0;
-				const uint8_t *q = tk_p11_der_unwrap_octet_string(again, again_len, &n2);
+				const uint8_t *q =
+				        tk_p11_der_unwrap_octet_string(again, again_len, &n2);
 
 				if (q == NULL || n2 != out_len || memcmp(q, p, n2) != 0)
 					abort();

@@ -23,8 +23,7 @@ run_file(const char *path)
 		perror(path);
 		return -1;
 	}
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
 		goto out;
 	if ((buf = malloc((size_t)n + 1)) == NULL)
 		goto out;

@@ -60,11 +60,8 @@ test_answers(void **state)
 		const char *spec;
 		enum tk_fault_action action;
 	} cases[] = {
-		{ "garbage", TK_FAULT_GARBAGE },
-		{ "short", TK_FAULT_SHORT },
-		{ "empty", TK_FAULT_EMPTY },
-		{ "close=10", TK_FAULT_CLOSE },
-		{ "stall", TK_FAULT_HOLD },
+	        {"garbage", TK_FAULT_GARBAGE}, {"short", TK_FAULT_SHORT}, {"empty", TK_FAULT_EMPTY},
+	        {"close=10", TK_FAULT_CLOSE},  {"stall", TK_FAULT_HOLD},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -136,8 +133,9 @@ test_remove_insert(void **state)
 static void
 test_bad_specs_leave_state(void **state)
 {
-	static const char *const bad[] = { "bogus", "delay=", "delay=abc", "count=-1",
-		                           "delay=99999999999999999999", "close=x" };
+	static const char *const bad[] = {
+	        "bogus",  "delay=", "delay=abc", "count=-1", "delay=99999999999999999999",
+	        "close=x"};
 	tk_fault_t *f = fault("delay=5");
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -170,15 +168,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_default_passes),
-		cmocka_unit_test(test_delay_and_count),
-		cmocka_unit_test(test_answers),
-		cmocka_unit_test(test_close_away_time),
-		cmocka_unit_test(test_stall_release),
-		cmocka_unit_test(test_mute_until_power),
-		cmocka_unit_test(test_remove_insert),
-		cmocka_unit_test(test_bad_specs_leave_state),
-		cmocka_unit_test(test_garbage_bytes),
+	        cmocka_unit_test(test_default_passes), cmocka_unit_test(test_delay_and_count),
+	        cmocka_unit_test(test_answers),        cmocka_unit_test(test_close_away_time),
+	        cmocka_unit_test(test_stall_release),  cmocka_unit_test(test_mute_until_power),
+	        cmocka_unit_test(test_remove_insert),  cmocka_unit_test(test_bad_specs_leave_state),
+	        cmocka_unit_test(test_garbage_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

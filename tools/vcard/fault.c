@@ -11,8 +11,8 @@
 
 enum kind { K_NONE, K_DELAY, K_STALL, K_CLOSE, K_GARBAGE, K_SHORT, K_EMPTY, K_MUTE };
 
-static const char *const kind_names[] = { "none",    "delay", "stall", "close",
-					  "garbage", "short", "empty", "mute" };
+static const char *const kind_names[] = {"none",    "delay", "stall", "close",
+                                         "garbage", "short", "empty", "mute"};
 
 struct tk_fault {
 	enum kind kind;
@@ -93,7 +93,8 @@ tk_fault_apply(tk_fault_t *f, const char *spec, char *err, size_t err_cap)
 	}
 	memcpy(copy, spec, strlen(spec) + 1);
 	n = *f;
-	for (w = strtok_r(copy, " ,\t\r\n", &save); w != NULL; w = strtok_r(NULL, " ,\t\r\n", &save)) {
+	for (w = strtok_r(copy, " ,\t\r\n", &save); w != NULL;
+	     w = strtok_r(NULL, " ,\t\r\n", &save)) {
 		char *eq = strchr(w, '=');
 		const char *arg = NULL;
 
@@ -300,5 +301,5 @@ tk_fault_describe(const tk_fault_t *f, char *buf, size_t cap)
 	else if (f->kind == K_CLOSE)
 		snprintf(extra, sizeof(extra), "=%u", (unsigned)f->away_ms);
 	snprintf(buf, cap, "fault=%s%s count=%ld present=%d held=%d", kind_names[f->kind], extra,
-		 f->remaining, f->present ? 1 : 0, f->holding ? 1 : 0);
+	         f->remaining, f->present ? 1 : 0, f->holding ? 1 : 0);
 }

@@ -178,9 +178,9 @@ try_connect(struct server *s)
 static int
 send_frame(struct server *s, const uint8_t *p, size_t len)
 {
-	uint8_t hdr[2] = { (uint8_t)(len >> 8), (uint8_t)len };
-	const uint8_t *parts[2] = { hdr, p };
-	size_t lens[2] = { 2, len };
+	uint8_t hdr[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+	const uint8_t *parts[2] = {hdr, p};
+	size_t lens[2] = {2, len};
 
 	if (s->fd < 0)
 		return TK_ERR_IO;
@@ -197,7 +197,7 @@ send_frame(struct server *s, const uint8_t *p, size_t len)
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				struct pollfd pfd = { .fd = s->fd, .events = POLLOUT };
+				struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
 
 				if (poll(&pfd, 1, SEND_TIMEOUT_MS) > 0)
 					continue;
@@ -354,7 +354,7 @@ read_vpcd(struct server *s)
 			return;
 		if (n <= 0) {
 			drop_connection(s, n == 0 ? "closed by vpcd" : strerror(errno),
-					s->backoff_ms);
+			                s->backoff_ms);
 			return;
 		}
 		quickack(s->fd);
@@ -417,7 +417,7 @@ read_line(int fd, char *line, size_t cap)
 	now(&start);
 	line[0] = '\0';
 	while (len + 1 < cap) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int left;
 		ssize_t n;
 
@@ -447,11 +447,11 @@ status_line(struct server *s, char *out, size_t cap)
 
 	tk_fault_describe(s->fault, f, sizeof(f));
 	snprintf(out, cap,
-		 "ok connected=%d seen=%d powered=%d atr_requests=%lu connects=%lu apdus=%lu "
-		 "card_apdus=%llu %s\n",
-		 s->fd >= 0 ? 1 : 0, s->fd >= 0 && s->atr_requests > 0 ? 1 : 0, s->powered ? 1 : 0,
-		 s->atr_requests, s->connects, s->apdus_in,
-		 (unsigned long long)tk_vcard_apdu_count(s->card), f);
+	         "ok connected=%d seen=%d powered=%d atr_requests=%lu connects=%lu apdus=%lu "
+	         "card_apdus=%llu %s\n",
+	         s->fd >= 0 ? 1 : 0, s->fd >= 0 && s->atr_requests > 0 ? 1 : 0, s->powered ? 1 : 0,
+	         s->atr_requests, s->connects, s->apdus_in,
+	         (unsigned long long)tk_vcard_apdu_count(s->card), f);
 }
 
 static void
@@ -527,7 +527,7 @@ control_send(const char *path, const char *cmd)
 		return 2;
 	}
 	for (int i = 0; i < 100 && len + 1 < sizeof(reply); i++) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
 		if (poll(&pfd, 1, 3000) <= 0)
@@ -595,8 +595,9 @@ run(struct server *s, const sigset_t *waitmask)
 			if (ts_diff_us(&t, &s->next_connect) >= 0 && try_connect(s) != TK_OK) {
 				now(&s->next_connect);
 				ts_add_us(&s->next_connect, (uint64_t)s->backoff_ms * 1000u);
-				s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-										 : s->backoff_ms * 2;
+				s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS
+				                        ? BACKOFF_MAX_MS
+				                        : s->backoff_ms * 2;
 			}
 		}
 		wait_precisely(s);
@@ -635,13 +636,14 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-		"usage: tokenkit-vcard [--state FILE] --vpcd [HOST:]PORT [--latency none|yubikey5]\n"
-		"                      [--control PATH] [--fault SPEC]\n"
-		"       tokenkit-vcard --control PATH --send 'SPEC|status'\n"
-		"Serves the virtual PIV card to pcscd through vpcd (default 127.0.0.1:%d).\n"
-		"Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
-		"remove, insert, mute, with optional count=N. TOKENKIT_LOG=debug shows APDUs.\n",
-		DEFAULT_PORT);
+	        "usage: tokenkit-vcard [--state FILE] --vpcd [HOST:]PORT [--latency "
+	        "none|yubikey5]\n"
+	        "                      [--control PATH] [--fault SPEC]\n"
+	        "       tokenkit-vcard --control PATH --send 'SPEC|status'\n"
+	        "Serves the virtual PIV card to pcscd through vpcd (default 127.0.0.1:%d).\n"
+	        "Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
+	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=debug shows APDUs.\n",
+	        DEFAULT_PORT);
 }
 
 /* arg is a copy (the caller's argv stays intact for ps). */
@@ -665,14 +667,14 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "vpcd", required_argument, NULL, 'v' },
-		{ "latency", required_argument, NULL, 'l' },
-		{ "control", required_argument, NULL, 'c' },
-		{ "fault", required_argument, NULL, 'f' },
-		{ "send", required_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"state", required_argument, NULL, 's'},
+	        {"vpcd", required_argument, NULL, 'v'},
+	        {"latency", required_argument, NULL, 'l'},
+	        {"control", required_argument, NULL, 'c'},
+	        {"fault", required_argument, NULL, 'f'},
+	        {"send", required_argument, NULL, 'S'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *state = NULL, *latency = NULL, *fault_spec = NULL, *send_cmd = NULL;
 	char *vpcd_arg = NULL, *vpcd_copy = NULL, err[160], dflt_port[8];
