@@ -348,6 +348,16 @@ subject_for(const struct p11_token *t, const tk_object_t *k)
 	return NULL;
 }
 
+/* Grow [*min, *max] to include bits (0 means "no key yet"). */
+static void
+widen(unsigned *min, unsigned *max, unsigned bits)
+{
+	if (*min == 0 || bits < *min)
+		*min = bits;
+	if (bits > *max)
+		*max = bits;
+}
+
 /* SubjectPublicKeyInfo DER for a key: its own, else from the public key
  * object or paired certificate with the same CKA_ID. */
 static const uint8_t *
@@ -491,23 +501,15 @@ note_key(struct p11_token *t, const struct p11_object *o)
 			t->rsa_sign = true;
 		if (o->usage & TK_USAGE_DECRYPT)
 			t->rsa_decrypt = true;
-		if (!(o->usage & (TK_USAGE_SIGN | TK_USAGE_DECRYPT)))
-			return;
-		if (t->rsa_min == 0 || bits < t->rsa_min)
-			t->rsa_min = bits;
-		if (bits > t->rsa_max)
-			t->rsa_max = bits;
+		if (o->usage & (TK_USAGE_SIGN | TK_USAGE_DECRYPT))
+			widen(&t->rsa_min, &t->rsa_max, bits);
 	} else if (o->key_type == TK_KEY_EC) {
 		if (o->usage & TK_USAGE_SIGN)
 			t->ec_sign = true;
 		if (o->usage & TK_USAGE_DERIVE)
 			t->ec_derive = true;
-		if (!(o->usage & (TK_USAGE_SIGN | TK_USAGE_DERIVE)))
-			return;
-		if (t->ec_min == 0 || bits < t->ec_min)
-			t->ec_min = bits;
-		if (bits > t->ec_max)
-			t->ec_max = bits;
+		if (o->usage & (TK_USAGE_SIGN | TK_USAGE_DERIVE))
+			widen(&t->ec_min, &t->ec_max, bits);
 	}
 }
 

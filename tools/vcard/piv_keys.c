@@ -192,6 +192,20 @@ policy_ok(const tk_buf_t *v, uint8_t *out)
 	return true;
 }
 
+/* Put a new key (generated or imported) into slot idx, replacing the old one. */
+static void
+install_key(tk_vcard_t *c, int idx, struct vc_key *nk, uint8_t alg, uint8_t pinp, uint8_t touchp,
+            uint8_t origin)
+{
+	nk->alg = alg;
+	nk->pin_policy = pinp;
+	nk->touch_policy = touchp;
+	nk->origin = origin;
+	vc_key_clear(&c->keys[idx]);
+	c->keys[idx] = *nk;
+	c->dirty = true;
+}
+
 uint16_t
 vc_generate(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 {
@@ -237,13 +251,7 @@ vc_generate(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 		vc_key_clear(&nk);
 		return SW_NO_PRECISE;
 	}
-	nk.alg = alg;
-	nk.pin_policy = pinp;
-	nk.touch_policy = touchp;
-	nk.origin = ORIGIN_GENERATED;
-	vc_key_clear(&c->keys[idx]);
-	c->keys[idx] = nk;
-	c->dirty = true;
+	install_key(c, idx, &nk, alg, pinp, touchp, ORIGIN_GENERATED);
 	return SW_OK;
 }
 
@@ -432,13 +440,7 @@ vc_import(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 	}
 	if (nk.pkey == NULL)
 		return SW_WRONG_DATA;
-	nk.alg = alg;
-	nk.pin_policy = pinp;
-	nk.touch_policy = touchp;
-	nk.origin = ORIGIN_IMPORTED;
-	vc_key_clear(&c->keys[idx]);
-	c->keys[idx] = nk;
-	c->dirty = true;
+	install_key(c, idx, &nk, alg, pinp, touchp, ORIGIN_IMPORTED);
 	return SW_OK;
 }
 
