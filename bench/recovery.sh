@@ -11,7 +11,10 @@
 #
 #   bench/recovery.sh [--runs N] [SCENARIO...]
 #        scenarios: stall (row 1), short, garbage (row 2), mute (row 3),
-#        restart (row 8), empty (row 2; wedges vpcd 0.8); default all but empty.
+#        restart (row 8), empty (row 2; wedges vpcd 0.8), and on the
+#        in-process virtual reader (TOKENKIT_READERS=vcard:..., no pcscd for
+#        A and B): vr-stall, vr-empty, vr-mute (mute until power cycle,
+#        cured by the ladder's cold reset); default all but empty.
 #        With --runs N every scenario runs N times and the table shows medians.
 #
 # Every scenario runs in a fresh private pcscd with freshly provisioned cards
@@ -31,7 +34,7 @@ if [[ ${1:-} == --runs ]]; then
 	shift 2
 fi
 SCENARIOS=("$@")
-[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(stall short garbage mute restart)
+[[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(stall short garbage mute restart vr-stall vr-empty vr-mute)
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/recovery-bench.XXXXXX")
 
 # the scenario text of each (shared preamble: 3 s of B without a fault)
@@ -48,17 +51,26 @@ bench fault_to_error fault error
 bench end_to_valid fault-end valid
 bench end_to_usable fault-end usable
 bench-rate b_ratio fault valid base0 base1'
+	local send='$VPCD_ENV card fault 0'
 	case $1 in
-	stall | mute)
+	vr-*)
+		# the in-process virtual reader: faults through A's control socket
+		send='$VR_SEND_A'
+		set -- "${1#vr-}"
+		[[ $1 == mute ]] && set -- mute=cold
+		;;
+	esac
+	case $1 in
+	stall | mute | mute=cold)
 		local spec=$1
 		if [[ $1 == stall ]]; then
 			cat <<EOF
 $pre
-exec \$VPCD_ENV card fault 0 stall
+exec $send stall
 sign A expect CKR_DEVICE_ERROR within 30000
 mark error
 sleep 2000
-exec \$VPCD_ENV card fault 0 none
+exec $send none
 mark fault-end
 sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 30000
 $post
@@ -67,7 +79,7 @@ EOF
 			# mute ends only by a power cycle: its "end" is the error itself
 			cat <<EOF
 $pre
-exec \$VPCD_ENV card fault 0 $spec
+exec $send $spec
 sign A expect CKR_DEVICE_ERROR within 30000
 mark error
 mark fault-end
@@ -79,7 +91,7 @@ EOF
 	empty | short | garbage)
 		cat <<EOF
 $pre
-exec \$VPCD_ENV card fault 0 $1 count=1
+exec $send $1,count=1
 sign A expect ERR within 30000
 mark error
 mark fault-end
@@ -121,9 +133,14 @@ run_one() { # name run
 	(
 		# shellcheck source=../tests/fault/lib_fault.sh
 		source "$SRC/tests/fault/lib_fault.sh"
-		fault_setup >/dev/null 2>&1
+		if [[ $name == vr-* ]]; then
+			fault_setup_vreader >/dev/null 2>&1
+		else
+			fault_setup >/dev/null 2>&1
+		fi
 		scenario "$name" >"$TK_TMP/scenario"
-		timeout -k 5 300 "$FAULT_DRIVER" --bench "$TK_P11_MODULE" "$TK_TMP/scenario" >"$out" 2>&1 || true
+		timeout -k 5 300 "$FAULT_DRIVER" "${FAULT_READERS[@]}" --bench "$TK_P11_MODULE" \
+			"$TK_TMP/scenario" >"$out" 2>&1 || true
 	) >"$LOGDIR/$name.$run.setup.log" 2>&1 || echo "recovery: $name: set-up failed (see $LOGDIR/$name.$run.setup.log)" >&2
 	local k v
 	while read -r k v; do
@@ -155,10 +172,10 @@ results() { # PASS/FAIL per run, counted
 	done < <(tr ' ' '\n' <<<"${FIG[$1.result]:-}" | grep -v '^$' | sort | uniq -c)
 	echo "$out"
 }
-printf '\n%-9s %15s %15s %15s %9s %24s  %s\n' scenario "fault->error ms" "end->valid ms" \
+printf '\n%-10s %15s %15s %15s %9s %24s  %s\n' scenario "fault->error ms" "end->valid ms" \
 	"end->usable ms" "B ratio" "B signs/s (fault/base)" "driver (per run)"
 for s in "${SCENARIOS[@]}"; do
-	printf '%-9s %15s %15s %15s %9s %24s  %s\n' "$s" "$(fig "$s.fault_to_error")" \
+	printf '%-10s %15s %15s %15s %9s %24s  %s\n' "$s" "$(fig "$s.fault_to_error")" \
 		"$(fig "$s.end_to_valid")" "$(fig "$s.end_to_usable")" "$(fig "$s.b_ratio")" \
 		"$(tr ' ' '\n' <<<"${FIG[$s.rate]:-}" | grep -v '^$' | head -1)" "$(results "$s")"
 done

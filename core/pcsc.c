@@ -8,12 +8,14 @@
  * - after pcscd restarts every call on an old context fails with
  *   SCARD_E_NO_SERVICE while SCardIsValidContext still says yes: the only
  *   cure is a new context, so we drop ours whenever we see that code.
- * - a card that dies with an APDU outstanding answers "success, 0 bytes". */
+ * - a card that dies with an APDU outstanding answers "success, 0 bytes".
+ * - pcsc-lite has no fork handler: see "fork" below. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <PCSC/pcsclite.h>
 #include <PCSC/reader.h>
@@ -56,6 +58,197 @@ tk_pcsc_socket_path(void)
 	return (s != NULL && *s != '\0') ? s : PCSC_DEFAULT_SOCKET;
 }
 
+/* --- fork -----------------------------------------------------------------
+ * pcsc-lite's client library keeps one process-wide mutex and no fork
+ * handler. SCardEstablishContext holds that mutex across its round trips to
+ * pcscd; every other call holds it for a moment while it looks its context
+ * or handle up. A child forked while one of our threads held it would block
+ * forever in its first SCardEstablishContext. So each of our calls passes a
+ * gate: the prepare handler closes it (no call starts), waits until no
+ * SCardEstablishContext (or SCardReleaseContext, which takes the mutex
+ * after its round trip) is under way and every other call is past its
+ * first moments (bounded), and the parent handler opens it again. Should
+ * one still be under way at the bound (pcscd not answering), the child never
+ * calls pcsc-lite at all: its readers look like a missing service instead of
+ * a hang. Left open: pcsc-lite's own retry loop while another process holds
+ * the card (SCardTransmit/SCardBeginTransaction poll every 100 ms) takes the
+ * mutex for a moment on each try. The child never uses the contexts and
+ * handles it inherited: the module forgets the parent's manager. */
+#define FORK_WAIT_MS 1000
+#define FORK_YOUNG_US 20000 /* a call this young may still hold the library mutex */
+
+struct gate_call {
+	int64_t start_us;
+	bool holds; /* may hold the library mutex across a round trip to pcscd */
+	struct gate_call *next;
+};
+
+static pthread_mutex_t gate_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond;
+static struct gate_call *gate_calls; /* under way (gate_mtx) */
+static bool gate_closed;             /* a fork is being prepared */
+static int64_t gate_holds_end_us;    /* when the last "holds" call ended */
+static bool gate_risky_fork;         /* prepare gave up with a "holds" call under way */
+static bool gate_poisoned;           /* this process is such a child: no pcsc-lite */
+
+static int64_t
+gate_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+gate_cond_init(void)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&gate_cond, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static void
+gate_prepare(void)
+{
+	int64_t end = gate_now_us() + (int64_t)FORK_WAIT_MS * 1000;
+
+	pthread_mutex_lock(&gate_mtx);
+	gate_closed = true;
+	for (;;) {
+		int64_t now = gate_now_us(), wake = now + 5000;
+		bool wait = false, holds = false;
+		struct timespec ts;
+
+		for (const struct gate_call *c = gate_calls; c != NULL; c = c->next) {
+			/* a call that waited for a "holds" call to free the
+			 * mutex takes it right after: young again */
+			int64_t since =
+			        c->start_us > gate_holds_end_us ? c->start_us : gate_holds_end_us;
+
+			holds = holds || c->holds;
+			wait = wait || c->holds || now - since < FORK_YOUNG_US;
+		}
+		gate_risky_fork = holds;
+		if (!wait || now >= end)
+			break;
+		if (wake > end)
+			wake = end;
+		ts.tv_sec = (time_t)(wake / 1000000);
+		ts.tv_nsec = (long)(wake % 1000000) * 1000;
+		pthread_cond_timedwait(&gate_cond, &gate_mtx, &ts);
+	}
+	pthread_mutex_unlock(&gate_mtx);
+}
+
+static void
+gate_parent(void)
+{
+	pthread_mutex_lock(&gate_mtx);
+	gate_closed = false;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_mtx);
+}
+
+static void
+gate_child(void)
+{
+	/* The calls under way belong to threads that do not exist here. */
+	pthread_mutex_init(&gate_mtx, NULL);
+	gate_cond_init();
+	gate_calls = NULL;
+	gate_closed = false;
+	if (gate_risky_fork)
+		gate_poisoned = true;
+}
+
+/* At load time, so before the PKCS#11 module registers its own handlers
+ * (at C_Initialize): prepare handlers run in reverse order, so the module
+ * first takes its locks (waiting for a C_Finalize in progress, whose worker
+ * joins need this gate open), and the gate closes last. */
+__attribute__((constructor)) static void
+gate_init(void)
+{
+	gate_cond_init();
+	pthread_atfork(gate_prepare, gate_parent, gate_child);
+}
+
+/* Before a pcsc-lite call; false: do not call it (a child that may have
+ * inherited the library's mutex held). */
+static bool
+gate_enter(struct gate_call *c, bool holds)
+{
+	bool ok;
+
+	pthread_mutex_lock(&gate_mtx);
+	while (gate_closed)
+		pthread_cond_wait(&gate_cond, &gate_mtx);
+	ok = !gate_poisoned;
+	if (ok) {
+		c->start_us = gate_now_us();
+		c->holds = holds;
+		c->next = gate_calls;
+		gate_calls = c;
+	}
+	pthread_mutex_unlock(&gate_mtx);
+	return ok;
+}
+
+static void
+gate_leave(struct gate_call *c)
+{
+	pthread_mutex_lock(&gate_mtx);
+	for (struct gate_call **pp = &gate_calls; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->holds)
+		gate_holds_end_us = gate_now_us();
+	if (gate_closed)
+		pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_mtx);
+}
+
+static LONG
+establish(SCARDCONTEXT *ctx)
+{
+	struct gate_call g;
+	LONG rv;
+
+	if (!gate_enter(&g, true))
+		return SCARD_E_NO_SERVICE;
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, ctx);
+	gate_leave(&g);
+	return rv;
+}
+
+static void
+release_context(SCARDCONTEXT ctx)
+{
+	struct gate_call g;
+
+	if (!gate_enter(&g, true))
+		return;                 /* leaked on purpose: see "fork" */
+	(void)SCardReleaseContext(ctx); /* NO_SERVICE after a restart: fine */
+	gate_leave(&g);
+}
+
+static void
+disconnect(SCARDHANDLE h)
+{
+	struct gate_call g;
+
+	if (!gate_enter(&g, false))
+		return;
+	(void)SCardDisconnect(h, SCARD_LEAVE_CARD);
+	gate_leave(&g);
+}
+
 static int
 scard_err(const char *what, LONG rv)
 {
@@ -66,11 +259,13 @@ scard_err(const char *what, LONG rv)
 }
 
 static int
-be_open(void **out)
+be_open(void **out, const char *config)
 {
 	pcsc_be_t *b;
 
 	*out = NULL;
+	if (config != NULL && *config != '\0')
+		return TK_ERR_INVALID_ARG; /* "pcsc" takes no options */
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return TK_ERR_NO_MEMORY;
@@ -100,7 +295,7 @@ drop_context(pcsc_be_t *b)
 {
 	pthread_mutex_lock(&b->mtx);
 	if (b->have_ctx) {
-		(void)SCardReleaseContext(b->ctx); /* NO_SERVICE after a restart: fine */
+		release_context(b->ctx);
 		b->have_ctx = false;
 	}
 	pthread_mutex_unlock(&b->mtx);
@@ -127,7 +322,7 @@ ensure_context(pcsc_be_t *b)
 
 	if (b->have_ctx)
 		return TK_OK;
-	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
+	rv = establish(&ctx);
 	if (rv != SCARD_S_SUCCESS)
 		return scard_err("SCardEstablishContext", rv);
 	pthread_mutex_lock(&b->mtx);
@@ -137,33 +332,50 @@ ensure_context(pcsc_be_t *b)
 	return TK_OK;
 }
 
+static LONG
+get_status_change(SCARDCONTEXT ctx, DWORD timeout_ms, SCARD_READERSTATE *rs, DWORD n)
+{
+	struct gate_call g;
+	LONG rv;
+
+	if (!gate_enter(&g, false))
+		return SCARD_E_NO_SERVICE;
+	rv = SCardGetStatusChange(ctx, timeout_ms, rs, n);
+	gate_leave(&g);
+	return rv;
+}
+
 static int
 list_names(pcsc_be_t *b, char ***names_out, size_t *count_out)
 {
 	DWORD len = 0;
 	char *buf = NULL, **names = NULL;
 	size_t n = 0;
-	LONG rv;
+	struct gate_call g;
+	LONG rv = SCARD_E_NO_SERVICE;
 	int r = TK_OK;
 
 	*names_out = NULL;
 	*count_out = 0;
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
 	/* Bounded: the list can grow between the two calls; try a few times. */
 	for (int tries = 0; tries < 4; tries++) {
 		rv = SCardListReaders(b->ctx, NULL, NULL, &len);
-		if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE)
-			return TK_OK;
 		if (rv != SCARD_S_SUCCESS)
-			return scard_err("SCardListReaders", rv);
+			break;
 		free(buf);
 		buf = calloc(1, (size_t)len + 1);
-		if (buf == NULL)
+		if (buf == NULL) {
+			gate_leave(&g);
 			return TK_ERR_NO_MEMORY;
+		}
 		rv = SCardListReaders(b->ctx, NULL, buf, &len);
 		if (rv == (LONG)SCARD_E_INSUFFICIENT_BUFFER)
 			continue;
 		break;
 	}
+	gate_leave(&g);
 	if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE)
 		goto out;
 	if (rv != SCARD_S_SUCCESS) {
@@ -230,7 +442,7 @@ be_enumerate(void *be, tk_reader_desc_t **descs_out, size_t *count_out)
 	}
 	rs[n].szReader = PNP_READER;
 	rs[n].dwCurrentState = 0;
-	rv = SCardGetStatusChange(b->ctx, 0, rs, (DWORD)(n + 1));
+	rv = get_status_change(b->ctx, 0, rs, (DWORD)(n + 1));
 	if (rv != SCARD_S_SUCCESS && rv != (LONG)SCARD_E_TIMEOUT) {
 		r = scard_err("SCardGetStatusChange", rv);
 		goto fail;
@@ -307,7 +519,7 @@ be_wait_change(void *be, int timeout_ms)
 	rs[b->count].szReader = PNP_READER;
 	rs[b->count].dwCurrentState = b->pnp_state;
 	ctx = b->ctx;
-	rv = SCardGetStatusChange(ctx, (DWORD)timeout_ms, rs, (DWORD)(b->count + 1));
+	rv = get_status_change(ctx, (DWORD)timeout_ms, rs, (DWORD)(b->count + 1));
 	switch (rv) {
 	case SCARD_S_SUCCESS:
 		r = TK_OK;
@@ -337,11 +549,14 @@ static void
 be_cancel(void *be)
 {
 	pcsc_be_t *b = be;
+	struct gate_call g;
 
 	atomic_store(&b->cancel_pending, true);
 	pthread_mutex_lock(&b->mtx);
-	if (b->have_ctx)
+	if (b->have_ctx && gate_enter(&g, false)) {
 		(void)SCardCancel(b->ctx);
+		gate_leave(&g);
+	}
 	pthread_mutex_unlock(&b->mtx);
 }
 
@@ -350,9 +565,13 @@ read_atr(pcsc_conn_t *c, uint8_t *atr, size_t *atr_len, int *protocol)
 {
 	BYTE buf[MAX_ATR_SIZE];
 	DWORD alen = sizeof(buf), state = 0, proto = 0;
+	struct gate_call g;
 	LONG rv;
 
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
 	rv = SCardStatus(c->h, NULL, NULL, &state, &proto, buf, &alen);
+	gate_leave(&g);
 	if (rv != SCARD_S_SUCCESS)
 		return scard_err("SCardStatus", rv);
 	if (alen > TK_READER_ATR_MAX)
@@ -375,12 +594,16 @@ probe_caps(pcsc_conn_t *c)
 {
 	uint8_t feat[256];
 	DWORD maxin = 0, alen = sizeof(maxin), flen = 0;
+	struct gate_call g;
 	LONG rv;
 
 	c->caps.extended_apdu = true;
 	c->caps.max_cmd = 65544;
 	c->caps.max_resp = 65538;
+	if (!gate_enter(&g, false))
+		return;
 	rv = SCardGetAttrib(c->h, SCARD_ATTR_MAXINPUT, (LPBYTE)&maxin, &alen);
+	gate_leave(&g);
 	if (rv == SCARD_S_SUCCESS && alen == sizeof(maxin) && maxin > 0) {
 		if (maxin < 261) {
 			c->caps.extended_apdu = false;
@@ -390,7 +613,10 @@ probe_caps(pcsc_conn_t *c)
 			c->caps.max_cmd = maxin;
 		}
 	}
+	if (!gate_enter(&g, false))
+		return;
 	rv = SCardControl(c->h, CM_IOCTL_GET_FEATURE_REQUEST, NULL, 0, feat, sizeof(feat), &flen);
+	gate_leave(&g);
 	if (rv == SCARD_S_SUCCESS && flen <= sizeof(feat)) {
 		tk_buf_t b;
 		uint8_t tag, len;
@@ -411,6 +637,7 @@ static int
 conn_connect(void *be, const char *reader, void **out, uint8_t *atr, size_t *atr_len, int *protocol)
 {
 	pcsc_conn_t *c;
+	struct gate_call g;
 	LONG rv;
 	int r;
 
@@ -426,15 +653,20 @@ conn_connect(void *be, const char *reader, void **out, uint8_t *atr, size_t *atr
 		free(c);
 		return TK_ERR_NO_MEMORY;
 	}
-	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &c->ctx);
+	rv = establish(&c->ctx);
 	if (rv != SCARD_S_SUCCESS) {
 		r = scard_err("SCardEstablishContext", rv);
 		free(c->reader);
 		free(c);
 		return r;
 	}
+	if (!gate_enter(&g, false)) {
+		r = TK_ERR_NO_SERVICE;
+		goto fail;
+	}
 	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1,
 	                  &c->h, &c->proto);
+	gate_leave(&g);
 	if (rv != SCARD_S_SUCCESS) {
 		r = scard_err("SCardConnect", rv);
 		if (r == TK_ERR_CARD_REMOVED)
@@ -443,14 +675,14 @@ conn_connect(void *be, const char *reader, void **out, uint8_t *atr, size_t *atr
 	}
 	r = read_atr(c, atr, atr_len, protocol);
 	if (r != TK_OK) {
-		(void)SCardDisconnect(c->h, SCARD_LEAVE_CARD);
+		disconnect(c->h);
 		goto fail;
 	}
 	probe_caps(c);
 	*out = c;
 	return TK_OK;
 fail:
-	(void)SCardReleaseContext(c->ctx);
+	release_context(c->ctx);
 	free(c->reader);
 	free(c);
 	return r;
@@ -462,6 +694,7 @@ conn_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, siz
 {
 	pcsc_conn_t *c = conn;
 	const SCARD_IO_REQUEST *pci;
+	struct gate_call g;
 	DWORD rlen;
 	LONG rv;
 
@@ -470,7 +703,10 @@ conn_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, siz
 		resp_cap = MAX_BUFFER_SIZE_EXTENDED;
 	rlen = (DWORD)resp_cap;
 	pci = c->proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
 	rv = SCardTransmit(c->h, pci, cmd, (DWORD)cmd_len, NULL, resp, &rlen);
+	gate_leave(&g);
 	if (rv != SCARD_S_SUCCESS)
 		return scard_err("SCardTransmit", rv);
 	if (rlen < 2 || rlen > resp_cap) {
@@ -487,10 +723,14 @@ conn_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_
 {
 	pcsc_conn_t *c = conn;
 	DWORD n = 0;
+	struct gate_call g;
 	LONG rv;
 
 	*out_len = 0;
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
 	rv = SCardControl(c->h, code, in, (DWORD)in_len, out, (DWORD)out_cap, &n);
+	gate_leave(&g);
 	if (rv != SCARD_S_SUCCESS)
 		return scard_err("SCardControl", rv);
 	*out_len = n;
@@ -504,10 +744,14 @@ conn_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *protocol)
 	DWORD init = how == TK_READER_COLD_RESET   ? SCARD_UNPOWER_CARD
 	             : how == TK_READER_WARM_RESET ? SCARD_RESET_CARD
 	                                           : SCARD_LEAVE_CARD;
+	struct gate_call g;
 	LONG rv;
 
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
 	rv = SCardReconnect(c->h, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, init,
 	                    &c->proto);
+	gate_leave(&g);
 	if (rv != SCARD_S_SUCCESS)
 		return scard_err("SCardReconnect", rv);
 	return read_atr(c, atr, atr_len, protocol);
@@ -516,16 +760,26 @@ conn_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *protocol)
 static int
 conn_begin(void *conn)
 {
-	LONG rv = SCardBeginTransaction(((pcsc_conn_t *)conn)->h);
+	struct gate_call g;
+	LONG rv;
 
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
+	rv = SCardBeginTransaction(((pcsc_conn_t *)conn)->h);
+	gate_leave(&g);
 	return rv == SCARD_S_SUCCESS ? TK_OK : scard_err("SCardBeginTransaction", rv);
 }
 
 static int
 conn_end(void *conn)
 {
-	LONG rv = SCardEndTransaction(((pcsc_conn_t *)conn)->h, SCARD_LEAVE_CARD);
+	struct gate_call g;
+	LONG rv;
 
+	if (!gate_enter(&g, false))
+		return TK_ERR_NO_SERVICE;
+	rv = SCardEndTransaction(((pcsc_conn_t *)conn)->h, SCARD_LEAVE_CARD);
+	gate_leave(&g);
 	return rv == SCARD_S_SUCCESS ? TK_OK : scard_err("SCardEndTransaction", rv);
 }
 
@@ -548,8 +802,8 @@ conn_disconnect(void *conn)
 
 	if (c == NULL)
 		return;
-	(void)SCardDisconnect(c->h, SCARD_LEAVE_CARD);
-	(void)SCardReleaseContext(c->ctx);
+	disconnect(c->h);
+	release_context(c->ctx);
 	free(c->reader);
 	free(c);
 }

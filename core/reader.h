@@ -43,10 +43,12 @@ typedef struct tk_reader_caps {
 typedef struct tk_reader_ops {
 	const char *name; /* "pcsc" */
 
-	/* Create / destroy the backend. open may fail with TK_ERR_NO_SERVICE
-	 * only if it cannot work at all; a daemon that is not running yet is
-	 * reported by enumerate. */
-	int (*open)(void **be);
+	/* Create / destroy the backend. config is the backend's part of the
+	 * reader spec (tk_slotmgr_opts_t.readers: after "NAME:"), or NULL.
+	 * open may fail with TK_ERR_NO_SERVICE only if it cannot work at all;
+	 * a daemon that is not running yet is reported by enumerate.
+	 * TK_ERR_INVALID_ARG: a config the backend does not understand. */
+	int (*open)(void **be, const char *config);
 	void (*close)(void *be);
 
 	/* List readers and their card state. *descs is malloc'd (free()).
@@ -94,5 +96,8 @@ extern const tk_reader_ops_t tk_reader_pcsc_ops;
 /* The socket the PC/SC client library talks to ($PCSCLITE_CSOCK_NAME or
  * the default), for messages. */
 const char *tk_pcsc_socket_path(void);
+/* The in-process virtual reader (tools/vcard/vreader.c): virtual cards with
+ * fault injection, served without pcscd. Config grammar in vreader.c. */
+extern const tk_reader_ops_t tk_reader_vcard_ops;
 
 #endif

@@ -70,7 +70,6 @@ tk_slotmgr_opts_init(tk_slotmgr_opts_t *o)
 		return;
 	memset(o, 0, sizeof(*o));
 	o->transmit_timeout_ms = TK_CARD_DEFAULT_TIMEOUT_MS;
-	o->pcsc = true;
 }
 
 void
@@ -87,6 +86,8 @@ mgr_unref(tk_slotmgr_t *m)
 	for (size_t i = 0; i < m->nslots; i++)
 		free(m->slots[i]);
 	free(m->slots);
+	/* Only detached entries are left (their threads hold no reference now). */
+	tk_threads_free(&m->threads);
 	free(m->log_path);
 	ev_destroy(m);
 	pthread_mutex_destroy(&m->mtx);
@@ -356,6 +357,7 @@ monitor_main(void *arg)
 		free(d);
 
 		rec_watchdog(m);
+		worker_reap(m); /* workers that left since (a card or reader went) */
 		r = m->ops->wait_change(m->be, m->poll_ms);
 		rec_watchdog(m);
 		if (r == TK_ERR_NO_SERVICE) {
@@ -372,8 +374,8 @@ monitor_main(void *arg)
 }
 
 int
-tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops, int poll_ms,
-                        tk_slotmgr_t **out)
+tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops,
+                        const char *config, int poll_ms, tk_slotmgr_t **out)
 {
 	tk_slotmgr_t *m;
 	pthread_condattr_t ca;
@@ -393,7 +395,8 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
 	if (m->opts.transmit_timeout_ms <= 0)
 		m->opts.transmit_timeout_ms = TK_CARD_DEFAULT_TIMEOUT_MS;
 	m->log_path = rec_log_resolve(m->opts.recovery_log);
-	m->opts.recovery_log = NULL; /* the caller's string is not kept */
+	m->opts.recovery_log = NULL; /* the caller's strings are not kept */
+	m->opts.readers = NULL;
 	m->ops = ops;
 	m->poll_ms = poll_ms > 0 ? poll_ms : MONITOR_POLL_MS;
 	m->next_id = 1;
@@ -404,7 +407,7 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
 	pthread_cond_init(&m->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	ev_init(m);
-	r = ops->open(&m->be);
+	r = ops->open(&m->be, config);
 	if (r != TK_OK)
 		goto fail;
 	if (pthread_create(&m->ev_thread, NULL, ev_thread_main, m) != 0) {
@@ -427,19 +430,40 @@ fail:
 int
 tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
 {
-	if (opts != NULL && !opts->pcsc) {
-		if (out != NULL)
-			*out = NULL;
-		return TK_ERR_NOT_SUPPORTED; /* no other backend yet */
+	const char *spec = opts != NULL ? opts->readers : NULL;
+	const tk_reader_ops_t *ops = NULL;
+	const char *config = NULL;
+	static const tk_reader_ops_t *const backends[] = {&tk_reader_pcsc_ops,
+	                                                  &tk_reader_vcard_ops};
+
+	if (out != NULL)
+		*out = NULL;
+	if (spec == NULL)
+		spec = secure_getenv("TOKENKIT_READERS");
+	if (spec == NULL || *spec == '\0')
+		spec = "pcsc";
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		size_t n = strlen(backends[i]->name);
+
+		if (strncmp(spec, backends[i]->name, n) == 0 &&
+		    (spec[n] == '\0' || spec[n] == ':')) {
+			ops = backends[i];
+			config = spec[n] == ':' ? spec + n + 1 : NULL;
+			break;
+		}
 	}
-	return tk_slotmgr_new_with_ops(opts, &tk_reader_pcsc_ops, 0, out);
+	if (ops == NULL) {
+		tk_log_error("slotmgr: unknown reader spec '%s' (want pcsc or vcard:...)", spec);
+		return TK_ERR_INVALID_ARG;
+	}
+	return tk_slotmgr_new_with_ops(opts, ops, config, 0, out);
 }
 
 void
 tk_slotmgr_free(tk_slotmgr_t **mp)
 {
 	tk_slotmgr_t *m;
-	struct timespec dl;
+	int step_ms;
 
 	if (mp == NULL || *mp == NULL)
 		return;
@@ -456,17 +480,14 @@ tk_slotmgr_free(tk_slotmgr_t **mp)
 	pthread_mutex_lock(&m->mtx);
 	for (size_t i = 0; i < m->nslots; i++)
 		worker_stop_locked(m, m->slots[i], TK_ERR_READER_GONE);
-	/* Give workers a moment to leave; a stuck one is abandoned and frees
-	 * its share (and maybe the manager) whenever it returns. */
-	mgr_abstime(&dl, STOP_GRACE_MS);
-	while (m->live_workers > 0) {
-		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
-			break;
-	}
-	if (m->live_workers > 0)
-		tk_log_warn("slotmgr: %d reader worker(s) stuck in the backend, abandoned",
-		            m->live_workers);
 	pthread_mutex_unlock(&m->mtx);
+	/* Nothing of ours runs after this returns, except a worker stuck in
+	 * the backend: it is detached and frees its share (and maybe the
+	 * manager) whenever the call returns. A worker busy with an ordinary
+	 * call gets that call's deadline. */
+	step_ms =
+	        m->opts.step_timeout_ms > 0 ? m->opts.step_timeout_ms : m->opts.transmit_timeout_ms;
+	worker_join_all(m, STOP_GRACE_MS, step_ms > STOP_GRACE_MS ? step_ms : STOP_GRACE_MS);
 	if (m->ev_started) {
 		pthread_mutex_lock(&m->ev_mtx);
 		m->ev_stop = true;

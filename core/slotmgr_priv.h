@@ -24,6 +24,7 @@
 #include <tokenkit/slot.h>
 
 #include "reader.h"
+#include "threads.h"
 
 enum work_op {
 	W_CONNECT = 1,
@@ -54,10 +55,16 @@ typedef struct work {
 
 typedef struct slot slot_t;
 
+/* Worker threads are tk_thread_t entries in m->threads (arg: the worker,
+ * while !done), under m->mtx: joined once done (by the monitor, or by
+ * tk_slotmgr_free), or detached there when still stuck in the backend
+ * (then freed with the manager). */
+
 typedef struct worker {
 	atomic_int refs;
 	struct tk_slotmgr *m; /* holds a manager reference */
 	slot_t *slot;
+	tk_thread_t *thr; /* its entry in m->threads */
 	pthread_mutex_t mtx;
 	pthread_cond_t cond;
 	work_t *head, *tail;
@@ -154,6 +161,7 @@ struct tk_slotmgr {
 	bool service_up, service_down_reported;
 	bool stopping;
 	int live_workers;
+	tk_thread_t *threads; /* every worker thread not joined yet */
 	pthread_t monitor;
 	bool monitor_started;
 	char *log_path; /* recovery log, NULL: none */
@@ -173,8 +181,9 @@ struct tk_slotmgr {
 };
 
 /* slotmgr.c */
-int tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops, int poll_ms,
-                            tk_slotmgr_t **out);
+/* A manager over ops; config is handed to ops->open. */
+int tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops,
+                            const char *config, int poll_ms, tk_slotmgr_t **out);
 void tk_slotmgr_get_stats(tk_slotmgr_t *m, uint32_t slot_id, slot_stats_t *st);
 void mgr_ref(tk_slotmgr_t *m);
 void mgr_unref(tk_slotmgr_t *m);
@@ -186,6 +195,11 @@ slot_t *mgr_slot_locked(tk_slotmgr_t *m, uint32_t id);
 
 /* worker.c (all with m->mtx held unless said otherwise) */
 int worker_start_locked(tk_slotmgr_t *m, slot_t *s);
+/* Join the worker threads that are done (takes m->mtx; joins outside it). */
+void worker_reap(tk_slotmgr_t *m);
+/* tk_slotmgr_free, after the workers were told to stop: wait for them
+ * (bounded: a stuck one is left behind, detached) and join them. */
+void worker_join_all(tk_slotmgr_t *m, int grace_ms, int busy_ms);
 void worker_stop_locked(tk_slotmgr_t *m, slot_t *s, int err);
 /* Queue work nobody waits for (CONNECT, DISCONNECT). */
 void worker_post_locked(slot_t *s, int op, uint64_t card_seq);

@@ -309,6 +309,11 @@ transmit_failed(worker_t *w, work_t *it, int r)
 
 	pthread_mutex_lock(&m->mtx);
 	rec_begin_locked(m, s, r, "transmit");
+	/* Recovering from now on, before the caller has its answer: a caller
+	 * that then sees the reader valid again with the same card knows the
+	 * recovery is over and the card still there. */
+	if (s->worker == w && s->state == TK_SLOT_VALID)
+		mgr_set_state_locked(m, s, TK_SLOT_RECOVERING);
 	pthread_mutex_unlock(&m->mtx);
 	tk_log_warn("slotmgr: %s: transmit: %s; recovering", s->name, tk_strerror(r));
 	if (r == TK_ERR_NO_SERVICE) {
@@ -330,6 +335,10 @@ transmit_failed(worker_t *w, work_t *it, int r)
 	pthread_mutex_unlock(&m->mtx);
 	if (r2 == TK_OK) {
 		w->need_recovery = 0;
+		pthread_mutex_lock(&m->mtx);
+		if (s->worker == w && s->state == TK_SLOT_RECOVERING)
+			mgr_set_state_locked(m, s, TK_SLOT_VALID);
+		pthread_mutex_unlock(&m->mtx);
 		rec_finish(m, s, TK_STEP_RETRY, TK_OK);
 	}
 	return r2;
@@ -423,6 +432,18 @@ worker_exited(tk_slotmgr_t *m, worker_t *w)
 		rec_finish(m, s, TK_STEP_NONE, TK_ERR_CARD_REMOVED);
 }
 
+/* The thread's last touch of its entry: after this it only drops its
+ * references and returns, so a join does not wait long. */
+static void
+worker_done(tk_slotmgr_t *m, worker_t *w)
+{
+	pthread_mutex_lock(&m->mtx);
+	w->thr->done = true;
+	w->thr->arg = NULL;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->mtx);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -472,6 +493,7 @@ worker_main(void *arg)
 	}
 	drop_conn(w);
 	worker_exited(m, w);
+	worker_done(m, w);
 	worker_unref(w);
 	return NULL;
 }
@@ -480,38 +502,115 @@ int
 worker_start_locked(tk_slotmgr_t *m, slot_t *s)
 {
 	worker_t *w;
-	pthread_attr_t a;
-	pthread_t t;
+	tk_thread_t *thr;
 	int e;
 
 	if (s->worker != NULL)
 		return TK_OK;
 	w = calloc(1, sizeof(*w));
-	if (w == NULL)
+	thr = calloc(1, sizeof(*thr));
+	if (w == NULL || thr == NULL) {
+		free(w);
+		free(thr);
 		return TK_ERR_NO_MEMORY;
+	}
 	atomic_init(&w->refs, 2); /* the slot's and the thread's */
 	w->m = m;
 	w->slot = s;
+	w->thr = thr;
+	thr->arg = w;
 	pthread_mutex_init(&w->mtx, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	mgr_ref(m);
-	pthread_attr_init(&a);
-	/* Detached: a worker stuck in the backend is never joined. */
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	e = pthread_create(&t, &a, worker_main, w);
-	pthread_attr_destroy(&a);
+	/* Joinable: tk_slotmgr_free joins every worker that left; only one
+	 * stuck in the backend is detached there. The thread cannot mark its
+	 * entry done before we return (that takes m->mtx, held here). */
+	e = pthread_create(&thr->t, NULL, worker_main, w);
 	if (e != 0) {
 		tk_log_error("slotmgr: %s: cannot start worker: %s", s->name, strerror(e));
 		pthread_mutex_destroy(&w->mtx);
 		pthread_cond_destroy(&w->cond);
 		free(w);
+		free(thr);
 		/* Not the last reference: the caller holds m->mtx, m is alive. */
 		atomic_fetch_sub(&m->refs, 1);
 		return TK_ERR_NO_MEMORY;
 	}
+	thr->next = m->threads;
+	m->threads = thr;
 	m->live_workers++;
 	s->worker = w;
 	return TK_OK;
+}
+
+void
+worker_reap(tk_slotmgr_t *m)
+{
+	tk_thread_t *done;
+
+	pthread_mutex_lock(&m->mtx);
+	done = tk_threads_take_locked(&m->threads, false);
+	pthread_mutex_unlock(&m->mtx);
+	(void)tk_threads_join(done);
+}
+
+/* With m->mtx held: a worker still running that is not abandoned, i.e. busy
+ * with an ordinary call (bounded by its deadline) rather than stuck. */
+static bool
+busy_workers_locked(tk_slotmgr_t *m, bool *any)
+{
+	bool busy = false;
+
+	*any = false;
+	for (tk_thread_t *t = m->threads; t != NULL; t = t->next) {
+		worker_t *w = t->arg;
+
+		if (t->done || t->detached)
+			continue;
+		*any = true;
+		pthread_mutex_lock(&w->mtx);
+		busy = busy || !w->abandoned;
+		pthread_mutex_unlock(&w->mtx);
+	}
+	return busy;
+}
+
+void
+worker_join_all(tk_slotmgr_t *m, int grace_ms, int busy_ms)
+{
+	int64_t start = mgr_now_us(), left_ms;
+	tk_thread_t *done;
+	int stuck = 0;
+	bool any, busy;
+
+	pthread_mutex_lock(&m->mtx);
+	/* Workers that were told to quit finish their current backend call
+	 * (bounded by its deadline); abandoned ones are stuck and get only
+	 * the grace period. */
+	for (;;) {
+		struct timespec dl;
+
+		busy = busy_workers_locked(m, &any);
+		left_ms = (busy ? busy_ms : grace_ms) - (mgr_now_us() - start) / 1000;
+		if (!any || left_ms <= 0)
+			break;
+		mgr_abstime(&dl, (int)(left_ms < 100 ? left_ms : 100));
+		pthread_cond_timedwait(&m->cond, &m->mtx, &dl);
+	}
+	done = tk_threads_take_locked(&m->threads, false);
+	for (tk_thread_t *t = m->threads; t != NULL; t = t->next) {
+		if (t->done || t->detached)
+			continue;
+		/* It holds a manager reference: whatever it touches when the
+		 * backend returns stays allocated until then. */
+		pthread_detach(t->t);
+		t->detached = true;
+		stuck++;
+	}
+	pthread_mutex_unlock(&m->mtx);
+	if (stuck > 0)
+		tk_log_warn("slotmgr: %d reader worker(s) stuck in the backend, abandoned", stuck);
+	(void)tk_threads_join(done);
 }
 
 void
@@ -678,6 +777,13 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uin
 		r = TK_ERR_QUARANTINED;
 	else if (s->worker == NULL)
 		r = TK_ERR_UNRESPONSIVE;
+	if (r == TK_OK && op == W_END && s->rec_open) {
+		/* The recovery under way reconnects or resets the card, which
+		 * ends every transaction: the caller of a failed operation
+		 * need not wait behind the ladder for its END. */
+		pthread_mutex_unlock(&m->mtx);
+		goto out;
+	}
 	if (r == TK_OK) {
 		w = s->worker;
 		atomic_fetch_add(&w->refs, 1);

@@ -74,6 +74,7 @@ atfork_child(void)
 	g_p11.sessions = NULL;
 	g_p11.nsessions = g_p11.sessions_cap = 0;
 	g_p11.openers = g_p11.waiters = g_p11.calls = 0;
+	g_p11.threads = NULL; /* the parent's threads: never joined here */
 	g_p11.pid = 0;
 }
 
@@ -216,7 +217,8 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 	r = tk_slotmgr_new(&mo, &mgr);
 	if (r != TK_OK) {
 		tk_log_error("C_Initialize: slot manager: %s", tk_strerror(r));
-		rv = tk_err_to_ckr(r);
+		/* a bad TOKENKIT_READERS is no bad argument of this call */
+		rv = r == TK_ERR_INVALID_ARG ? CKR_GENERAL_ERROR : tk_err_to_ckr(r);
 		goto out;
 	}
 	pthread_mutex_lock(&g_p11.lock);
@@ -278,6 +280,12 @@ C_Finalize(CK_VOID_PTR pReserved)
 
 	pthread_mutex_lock(&g_p11.lock);
 	wait_until_idle_locked(busy_openers, P11_FINALIZE_WAIT_MS);
+	pthread_mutex_unlock(&g_p11.lock);
+	/* Nothing of ours runs after C_Finalize: the manager joined its
+	 * threads (a reader stuck in pcsc-lite excepted), these are ours. */
+	tk_p11_slots_join(P11_FINALIZE_WAIT_MS);
+
+	pthread_mutex_lock(&g_p11.lock);
 	g_p11.mgr = NULL;
 	tk_p11_sessions_clear_locked();
 	tk_p11_slots_clear_locked();

@@ -23,6 +23,8 @@
 #include <tokenkit/slot.h>
 #include <tokenkit/token.h>
 
+#include "threads.h"
+
 /* PKCS#11 3.0 names the packaged header does not carry. */
 #ifndef CKA_UNIQUE_ID
 #define CKA_UNIQUE_ID 0x4UL
@@ -212,6 +214,8 @@ struct p11_slot {
 
 /* --- the module --------------------------------------------------------- */
 
+/* A token-open thread (slot.c), joined by the next open thread or by
+ * C_Finalize once done (module lock). */
 struct p11_module {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* slot events, open completion, finalize */
@@ -233,10 +237,11 @@ struct p11_module {
 	int timeout_ms;            /* per-APDU deadline given to the slot manager */
 	int grace_ms;              /* how long a lost token waits for its card */
 
-	int openers;  /* token-open threads running */
-	int waiters;  /* threads in C_WaitForSlotEvent */
-	int calls;    /* calls holding a session or token reference */
-	uint64_t gen; /* increases with every C_Initialize */
+	int openers;          /* token-open threads running */
+	tk_thread_t *threads; /* token-open threads not joined yet */
+	int waiters;          /* threads in C_WaitForSlotEvent */
+	int calls;            /* calls holding a session or token reference */
+	uint64_t gen;         /* increases with every C_Initialize */
 };
 
 extern struct p11_module g_p11;
@@ -263,6 +268,10 @@ int tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t 
 /* slot.c */
 void tk_p11_slots_start(void);
 void tk_p11_slots_clear_locked(void);
+/* C_Finalize, after the manager is gone: wait (bounded) for the token-open
+ * threads and join them; one still running then is detached (not expected:
+ * their card I/O fails fast without the manager). Without the module lock. */
+void tk_p11_slots_join(int timeout_ms);
 bool tk_p11_token_unref_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
 void tk_p11_token_free(struct p11_token *t);
 struct p11_slot *tk_p11_slot_find_locked(CK_SLOT_ID id);

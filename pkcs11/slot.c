@@ -233,17 +233,25 @@ tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const
 		r = TK_ERR_SECURITY_STATUS;
 	} else if (r == TK_ERR_COMM) {
 		/* A card taken out with a command outstanding answers "success,
-		 * no bytes" on PC/SC: look whether the slot loses the card. */
+		 * no bytes" on PC/SC: look whether the slot loses the card. The
+		 * slot manager turned the reader "recovering" before this error
+		 * came back, so the same card valid again means its recovery
+		 * found the card there: no need to wait any longer. */
 		int64_t end = now_ms() + P11_REMOVAL_SETTLE_MS;
 		bool left = false;
 
 		pthread_mutex_lock(&g_p11.lock);
 		for (;;) {
 			const struct p11_slot *sl = tk_p11_slot_find_locked(t->slot);
+			tk_slot_info_t info;
 
 			left = sl == NULL || sl->token != t;
-			if (left || tk_p11_check_init_locked() != CKR_OK ||
-			    !wait_deadline_locked(end < now_ms() + 50 ? end : now_ms() + 50))
+			if (left || tk_p11_check_init_locked() != CKR_OK)
+				break;
+			if (tk_slotmgr_info(g_p11.mgr, (uint32_t)t->slot, &info) == TK_OK &&
+			    info.state == TK_SLOT_VALID && info.card_seq == t->card_seq)
+				break;
+			if (!wait_deadline_locked(end < now_ms() + 20 ? end : now_ms() + 20))
 				break;
 		}
 		left = left && !t->reader_lost;
@@ -372,7 +380,43 @@ struct open_job {
 	CK_SLOT_ID id;
 	uint64_t seq;
 	uint64_t gen;
+	tk_thread_t *thr;
 };
+
+static bool
+open_threads_running_locked(void)
+{
+	for (const tk_thread_t *t = g_p11.threads; t != NULL; t = t->next)
+		if (!t->done)
+			return true;
+	return false;
+}
+
+void
+tk_p11_slots_join(int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	tk_thread_t *all;
+
+	pthread_mutex_lock(&g_p11.lock);
+	while (open_threads_running_locked() && wait_deadline_locked(end))
+		;
+	all = tk_threads_take_locked(&g_p11.threads, true);
+	pthread_mutex_unlock(&g_p11.lock);
+	if (tk_threads_join(all) > 0)
+		tk_log_warn("pkcs11: a token-open thread is still running; detached");
+}
+
+/* The open thread's last touch of module state: after it the thread only
+ * returns, so whoever joins it does not wait long. */
+static void
+open_thread_done(tk_thread_t *thr)
+{
+	pthread_mutex_lock(&g_p11.lock);
+	thr->done = true;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
+}
 
 static bool
 transient(int r)
@@ -484,11 +528,14 @@ open_thread(void *arg)
 	struct p11_token *t = NULL, *published = NULL;
 	struct p11_gc gc = {.n = 0};
 	struct p11_slot *s;
+	tk_thread_t *reap;
 	tk_token_opts_t o;
 	int r;
 
 	free(arg);
 	pthread_mutex_lock(&g_p11.lock);
+	/* earlier open threads that finished: joined here, outside the lock */
+	reap = tk_threads_take_locked(&g_p11.threads, false);
 	if (g_p11.gen != job.gen || g_p11.finalizing || g_p11.mgr == NULL) {
 		r = TK_ERR_CANCELLED;
 		pthread_mutex_unlock(&g_p11.lock);
@@ -497,6 +544,8 @@ open_thread(void *arg)
 	mgr = g_p11.mgr;
 	g_p11.calls++; /* C_Finalize frees the manager only when no call uses it */
 	pthread_mutex_unlock(&g_p11.lock);
+	(void)tk_threads_join(reap);
+	reap = NULL;
 
 	r = tk_slotmgr_card(mgr, (uint32_t)job.id, &card);
 
@@ -580,6 +629,8 @@ done:
 	tk_token_free(&tk);
 	if (published != NULL)
 		after_open(published);
+	(void)tk_threads_join(reap);
+	open_thread_done(job.thr);
 	return NULL;
 }
 
@@ -587,8 +638,7 @@ static void
 maybe_open_locked(struct p11_slot *s)
 {
 	struct open_job *job;
-	pthread_attr_t a;
-	pthread_t th;
+	tk_thread_t *thr;
 
 	if (!s->present || s->state != TK_SLOT_VALID || s->card_seq == 0 || s->opening ||
 	    s->opened_seq == s->card_seq || now_ms() < s->retry_at)
@@ -596,21 +646,28 @@ maybe_open_locked(struct p11_slot *s)
 	if (s->token != NULL && s->token->card_seq == s->card_seq)
 		return;
 	job = malloc(sizeof(*job));
-	if (job == NULL)
+	thr = calloc(1, sizeof(*thr));
+	if (job == NULL || thr == NULL) {
+		free(job);
+		free(thr);
 		return;
+	}
 	job->id = s->id;
 	job->seq = s->card_seq;
 	job->gen = g_p11.gen;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &a, open_thread, job) != 0) {
+	job->thr = thr;
+	/* Joinable: C_Finalize joins it, so nothing of ours runs after. The
+	 * thread marks itself done under the module lock, held here. */
+	if (pthread_create(&thr->t, NULL, open_thread, job) != 0) {
 		free(job);
+		free(thr);
 	} else {
+		thr->next = g_p11.threads;
+		g_p11.threads = thr;
 		s->opening = true;
 		s->opened_seq = s->card_seq;
 		g_p11.openers++;
 	}
-	pthread_attr_destroy(&a);
 }
 
 static void

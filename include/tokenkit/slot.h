@@ -58,7 +58,19 @@ typedef void (*tk_event_fn)(void *ctx, const tk_event_t *ev);
 
 typedef struct tk_slotmgr_opts {
 	int transmit_timeout_ms; /* default deadline per APDU (0: TK_CARD_DEFAULT_TIMEOUT_MS) */
-	bool pcsc;               /* use the PC/SC backend (default true via tk_slotmgr_opts_init) */
+	/* Where readers come from: NULL means $TOKENKIT_READERS (ignored in
+	 * set-uid programs), else "pcsc". Specs:
+	 *   "pcsc"            readers of the PC/SC daemon (pcsc-lite)
+	 *   "vcard:CARD[;CARD...]"  in-process virtual readers, one virtual PIV
+	 *                     card each, with fault injection (no pcscd); CARD is
+	 *                     comma-separated key=value: state=PATH (the card's
+	 *                     state file; none: a fresh in-memory card),
+	 *                     control=PATH (UNIX socket taking the fault specs of
+	 *                     tokenkit-vcard), latency=none|yubikey5, bwt=MS (how
+	 *                     long the reader waits for a mute card; 1000),
+	 *                     empty (a reader with no card)
+	 * An unknown spec makes tk_slotmgr_new fail with TK_ERR_INVALID_ARG. */
+	const char *readers;
 	/* Recovery (0: defaults). A quarantined reader is re-probed after
 	 * backoff_min_ms, doubling up to backoff_max_ms (250 / 8000). One
 	 * recovery step (reconnect, reset, probe) that takes longer than

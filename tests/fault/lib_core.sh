@@ -1,7 +1,10 @@
 # Shared set-up for the slot-manager-level fault scripts
 # (tests/fault/test_fault_core_*.sh): a private pcscd with two virtual cards,
 # a private recovery log, and the driver tk-slotmgr-fault reading commands
-# from a FIFO. Set DEADLINE_MS before sourcing.
+# from a FIFO. Set DEADLINE_MS before sourcing. With CORE_READERS=vcard the
+# two cards are in-process virtual readers of the driver instead (no pcscd;
+# TOKENKIT_READERS, control sockets $TK_TMP/ctl0 and ctl1).
+#   fault N SPEC     inject a fault into card N (0: A, 1: B)
 #   drv COMMAND...   send one command, wait for its "done N"; answer in $OUT
 #   val KEY          KEY=value from $OUT
 #   wait_for RE S    wait up to S seconds for a driver output line
@@ -10,9 +13,23 @@ source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 DRV="$TK_BUILD/tk-slotmgr-fault"
 [[ -x "$DRV" ]] || tk_fail "tk-slotmgr-fault not built in $TK_BUILD"
 
-tk_env_start
-tk_card_start 0
-tk_card_start 1
+if [[ ${CORE_READERS:-pcsc} == vcard ]]; then
+	TK_TMP=$(mktemp -d /tmp/tk-fault.XXXXXX)
+	export TOKENKIT_READERS="vcard:state=$TK_TMP/card0.state,control=$TK_TMP/ctl0;state=$TK_TMP/card1.state,control=$TK_TMP/ctl1"
+	TK_READER0="tokenkit virtual reader 0"
+	TK_READER1="tokenkit virtual reader 1"
+	tk_cleanup() {
+		local rc=$?
+		[[ ${TK_KEEP:-0} == 1 ]] || rm -rf "$TK_TMP"
+		exit "$rc"
+	}
+	fault() { tk_run "card $1: ${*:2}" "$TK_BUILD/tokenkit-vcard" --control "$TK_TMP/ctl$1" --send "${*:2}"; }
+else
+	tk_env_start
+	tk_card_start 0
+	tk_card_start 1
+	fault() { tk_run "card $1: ${*:2}" "$VPCD_ENV" card fault "$1" "${*:2}"; }
+fi
 export TOKENKIT_RECOVERY_LOG="$TK_TMP/recovery.jsonl"
 DRV_PID=""
 trap 'rc=$?; [[ -n $DRV_PID ]] && kill -TERM "$DRV_PID" 2>/dev/null; (exit $rc); tk_cleanup' EXIT

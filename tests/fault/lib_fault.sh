@@ -68,6 +68,26 @@ fault_setup() {
 	tk_log "cards A, B, C provisioned; A in reader 0, B in reader 1"
 }
 
+# fault_setup_vreader: the same three cards, but A and B leave pcscd and
+# become the module's in-process virtual readers (TOKENKIT_READERS=vcard:...,
+# readers "tokenkit virtual reader 0" and "1"), for the rows a real pcscd
+# with vpcd cannot produce. Scenario lines inject faults into A with
+# `exec $VR_SEND_A SPEC` (a line to A's control socket). The module's
+# recovery log is $TK_TMP/recovery.jsonl.
+fault_setup_vreader() {
+	fault_setup
+	tk_card_stop 0
+	tk_card_stop 1
+	TOKENKIT_READERS="vcard:state=$FAULT_STATE_A,control=$TK_TMP/ctlA"
+	TOKENKIT_READERS+=";state=$FAULT_STATE_B,control=$TK_TMP/ctlB"
+	VR_SEND_A="$TK_BUILD/tokenkit-vcard --control $TK_TMP/ctlA --send"
+	TOKENKIT_RECOVERY_LOG=$TK_TMP/recovery.jsonl
+	export TOKENKIT_READERS VR_SEND_A TOKENKIT_RECOVERY_LOG
+	FAULT_READERS=(--readers "tokenkit virtual reader 0" "tokenkit virtual reader 1")
+	tk_log "A and B are now in-process virtual readers: $TOKENKIT_READERS"
+}
+FAULT_READERS=()
+
 # fault_run NAME [driver options]: the scenario on stdin; output in
 # $TK_TMP/NAME.out (and on stderr). Fails unless the driver passes, in one
 # process from start to end.
@@ -77,7 +97,7 @@ fault_run() {
 	cat >"$TK_TMP/$name.scenario"
 	tk_log "scenario $name:"
 	sed 's/^/    /' "$TK_TMP/$name.scenario" >&2
-	timeout -k 5 400 "$FAULT_DRIVER" "$@" "$TK_P11_MODULE" "$TK_TMP/$name.scenario" \
+	timeout -k 5 400 "$FAULT_DRIVER" "${FAULT_READERS[@]}" "$@" "$TK_P11_MODULE" "$TK_TMP/$name.scenario" \
 		>"$TK_TMP/$name.out" 2>&1 || rc=$?
 	cat "$TK_TMP/$name.out" >&2
 	TK_OUT=$(cat "$TK_TMP/$name.out")

@@ -1,16 +1,16 @@
 /* tk-p11-fault: drives tokenkit-pkcs11.so through one fault scenario.
  *
- *   tk-p11-fault [--bench] [--pin PIN] MODULE [SCRIPT]   (script on stdin without SCRIPT)
+ *   tk-p11-fault [--bench] [--pin PIN] [--readers A B] MODULE [SCRIPT]
+ *   (script on stdin without SCRIPT)
  *
- * Loads MODULE, finds token A (reader "Virtual PCD 00 00") and token B
- * ("Virtual PCD 00 01"), logs in on both and starts a thread that signs on B
- * all the time (CKM_ECDSA_SHA256, key CKA_ID 01, every signature verified
- * with OpenSSL against the certificate with CKA_ID 01). The main thread runs
- * the scenario, one command per line, and prints one result line per step;
- * it stops at the first failed expectation (exit 1). At the end it checks
- * that B never failed outside the windows a scenario allows (b-window), that
- * B never went longer than 3 s without a signature outside them, that every
- * signature verified, and that no thread or file descriptor leaked. With
+ * Loads MODULE, finds token A (reader "Virtual PCD 00 00", or the first name
+ * given with --readers) and token B ("Virtual PCD 00 01"), logs in on both and starts a thread that
+ * signs on B all the time (CKM_ECDSA_SHA256, key CKA_ID 01, every signature verified with OpenSSL
+ * against the certificate with CKA_ID 01). The main thread runs the scenario, one command per line,
+ * and prints one result line per step; it stops at the first failed expectation (exit 1). At the
+ * end it checks that B never failed outside the windows a scenario allows (b-window), that B never
+ * went longer than 3 s without a signature outside them, that every signature verified, and that no
+ * thread or file descriptor leaked. With
  * --bench failed expectations are reported but never change the exit code.
  *
  * Commands (T is A or B; RVS is one CKR_ name, several joined by '|', or
@@ -80,6 +80,8 @@
 #include <openssl/x509.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
+
+#include "asan_fork.h" /* fork-check: the child must not inherit a held allocator lock */
 
 extern char **environ;
 
@@ -1633,7 +1635,8 @@ run_line(char *line)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: tk-p11-fault [--bench] [--pin PIN] MODULE [SCRIPT]\n");
+	fprintf(stderr,
+	        "usage: tk-p11-fault [--bench] [--pin PIN] [--readers A B] MODULE [SCRIPT]\n");
 	exit(2);
 }
 
@@ -1653,7 +1656,10 @@ main(int argc, char **argv)
 			bench_mode = true;
 		else if (strcmp(argv[i], "--pin") == 0 && i + 1 < argc)
 			snprintf(pin, sizeof(pin), "%s", argv[++i]);
-		else if (module == NULL)
+		else if (strcmp(argv[i], "--readers") == 0 && i + 2 < argc) {
+			tok_a.reader = argv[++i];
+			tok_b.reader = argv[++i];
+		} else if (module == NULL)
 			module = argv[i];
 		else if (script == NULL)
 			script = argv[i];

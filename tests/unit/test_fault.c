@@ -108,9 +108,30 @@ test_mute_until_power(void **state)
 	tk_fault_t *f = fault("mute");
 	uint32_t delay;
 
-	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_HOLD);
+	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_MUTE);
 	/* the held APDU is dropped by the power cycle, which ends the fault */
-	assert_true(tk_fault_on_power(f));
+	assert_true(tk_fault_on_power(f, false));
+	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_PASS);
+	tk_fault_free(&f);
+}
+
+static void
+test_mute_cold_needs_power_cycle(void **state)
+{
+	tk_fault_t *f = fault("mute=cold");
+	char err[64];
+	uint32_t delay;
+
+	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_MUTE);
+	/* a warm reset does not wake it: the next APDU is held too */
+	assert_false(tk_fault_on_power(f, false));
+	assert_true(tk_fault_holding(f));
+	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_MUTE);
+	assert_true(tk_fault_on_power(f, true));
+	assert_false(tk_fault_holding(f));
+	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_PASS);
+	/* "mute" takes no other value */
+	assert_int_equal(tk_fault_apply(f, "mute=warm", err, sizeof(err)), TK_ERR_INVALID_ARG);
 	assert_int_equal(tk_fault_on_apdu(f, &delay), TK_FAULT_PASS);
 	tk_fault_free(&f);
 }
@@ -168,10 +189,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_default_passes), cmocka_unit_test(test_delay_and_count),
-	        cmocka_unit_test(test_answers),        cmocka_unit_test(test_close_away_time),
-	        cmocka_unit_test(test_stall_release),  cmocka_unit_test(test_mute_until_power),
-	        cmocka_unit_test(test_remove_insert),  cmocka_unit_test(test_bad_specs_leave_state),
+	        cmocka_unit_test(test_default_passes),
+	        cmocka_unit_test(test_delay_and_count),
+	        cmocka_unit_test(test_answers),
+	        cmocka_unit_test(test_close_away_time),
+	        cmocka_unit_test(test_stall_release),
+	        cmocka_unit_test(test_mute_until_power),
+	        cmocka_unit_test(test_mute_cold_needs_power_cycle),
+	        cmocka_unit_test(test_remove_insert),
+	        cmocka_unit_test(test_bad_specs_leave_state),
 	        cmocka_unit_test(test_garbage_bytes),
 	};
 

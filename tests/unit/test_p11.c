@@ -3,13 +3,20 @@
  * finalize, fork, slot events, argument validation — with no reader at all
  * (PCSCLITE_CSOCK_NAME points at a socket that does not exist).
  *
+ * With TK_P11_TEST_READERS=1 only the thread and fork tests run, against the
+ * readers of the pcscd that $PCSCLITE_CSOCK_NAME names
+ * (tests/integration/test_p11_threads.sh: two virtual cards).
+ *
  * The module is found next to the build root (../tokenkit-pkcs11.so from
  * this program) or at $TK_P11_MODULE. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +29,8 @@
 #include <cmocka.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
+
+#include "../fault/asan_fork.h" /* the fork tests: no allocator lock held in the child */
 
 static void *lib;
 static CK_FUNCTION_LIST_PTR f;      /* 2.40 list from C_GetFunctionList */
@@ -36,6 +45,14 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static bool
+real_readers(void)
+{
+	const char *e = getenv("TK_P11_TEST_READERS");
+
+	return e != NULL && strcmp(e, "1") == 0;
+}
+
 static int
 setup(void **state)
 {
@@ -47,8 +64,10 @@ setup(void **state)
 	ssize_t n;
 
 	(void)state;
-	setenv("PCSCLITE_CSOCK_NAME", "/nonexistent/tokenkit-test/pcscd.comm", 1);
-	setenv("XDG_CACHE_HOME", "/nonexistent/tokenkit-test-cache", 1);
+	if (!real_readers()) {
+		setenv("PCSCLITE_CSOCK_NAME", "/nonexistent/tokenkit-test/pcscd.comm", 1);
+		setenv("XDG_CACHE_HOME", "/nonexistent/tokenkit-test-cache", 1);
+	}
 	if (env != NULL) {
 		snprintf(path, sizeof(path), "%s", env);
 	} else {
@@ -378,6 +397,122 @@ test_reinitialize_cycles(void **state)
 	}
 }
 
+static int
+count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Use every token: sessions, token info (PIN counters), an object search. */
+static void
+use_tokens(void)
+{
+	CK_SLOT_ID slots[8];
+	CK_ULONG n = 8;
+
+	assert_int_equal(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+	/* two virtual cards (real readers), none otherwise */
+	assert_int_equal(n, real_readers() ? 2 : 0);
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_SESSION_HANDLE h;
+		CK_TOKEN_INFO ti;
+		CK_OBJECT_HANDLE o[4];
+		CK_ULONG k = 0;
+
+		assert_int_equal(f->C_GetTokenInfo(slots[i], &ti), CKR_OK);
+		assert_int_equal(f->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &h),
+		                 CKR_OK);
+		assert_int_equal(f->C_FindObjectsInit(h, NULL, 0), CKR_OK);
+		assert_int_equal(f->C_FindObjects(h, o, 4, &k), CKR_OK);
+		assert_int_equal(f->C_FindObjectsFinal(h), CKR_OK);
+	}
+}
+
+/* C_Finalize joins every thread the module started (reader workers, token
+ * opens, the manager's monitor and event threads): right after it the
+ * process has the threads it had before C_Initialize. Rounds alternate
+ * between finalizing at once (workers still connecting, tokens opening)
+ * and after using the tokens. */
+static void
+test_finalize_joins_threads(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 6; round++) {
+		int before = count_threads(), during;
+
+		assert_true(before > 0);
+		assert_int_equal(f->C_Initialize(NULL), CKR_OK);
+		if (round % 2 == 1)
+			use_tokens();
+		during = count_threads();
+		assert_int_equal(f->C_Finalize(NULL), CKR_OK);
+		if (count_threads() != before)
+			fprintf(stderr,
+			        "round %d: threads %d before C_Initialize, %d before "
+			        "C_Finalize, %d after it\n",
+			        round, before, during, count_threads());
+		assert_int_equal(count_threads(), before);
+	}
+}
+
+/* Fork right after C_Initialize, while the workers connect to the readers
+ * (pcsc-lite's process-wide mutex is taken then): the child initialises,
+ * sees the tokens and finalizes without hanging; the parent goes on. */
+static void
+test_fork_while_connecting(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 5; round++) {
+		CK_ULONG n = 0;
+		int64_t end;
+		pid_t pid, r = 0;
+		int status = 0, before = count_threads();
+
+		assert_int_equal(f->C_Initialize(NULL), CKR_OK);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			int code = 0;
+
+			if (f->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_CRYPTOKI_NOT_INITIALIZED)
+				code |= 1;
+			if (f->C_Initialize(NULL) != CKR_OK)
+				code |= 2;
+			else if (f->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_OK ||
+			         n != (real_readers() ? 2 : 0))
+				code |= 4;
+			if (f->C_Finalize(NULL) != CKR_OK)
+				code |= 8;
+			_exit(code);
+		}
+		/* "did not hang": a minute */
+		end = now_ms() + 60000;
+		while (now_ms() < end && (r = waitpid(pid, &status, WNOHANG)) == 0)
+			usleep(10000);
+		if (r != pid) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			fail_msg("round %d: the child hung", round);
+		}
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		assert_int_equal(f->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
+		assert_int_equal(n, real_readers() ? 2 : 0);
+		assert_int_equal(f->C_Finalize(NULL), CKR_OK);
+		assert_int_equal(count_threads(), before);
+	}
+}
+
 int
 main(void)
 {
@@ -391,7 +526,15 @@ main(void)
 	        cmocka_unit_test(test_finalize_wakes_waiter),
 	        cmocka_unit_test(test_fork),
 	        cmocka_unit_test(test_reinitialize_cycles),
+	        cmocka_unit_test(test_finalize_joins_threads),
+	        cmocka_unit_test(test_fork_while_connecting),
+	};
+	const struct CMUnitTest real[] = {
+	        cmocka_unit_test(test_finalize_joins_threads),
+	        cmocka_unit_test(test_fork_while_connecting),
 	};
 
+	if (real_readers())
+		return cmocka_run_group_tests(real, setup, teardown);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

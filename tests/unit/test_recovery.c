@@ -40,128 +40,22 @@ enum cure {
 	CURE_NEVER,     /* until the test clears it */
 };
 
-static struct fake {
-	pthread_mutex_t mtx;
-	pthread_cond_t cond;
-	struct {
-		char name[32];
-		bool present, card;
-		uint8_t atr[8];
-		size_t atr_len;
-		uint32_t events;
-		int cure, count, err;
-		unsigned fault_conn; /* CURE_CONTEXT: connections up to this id are dead */
-		bool stall_transmit, stall_reset;
-		int ins_count[256]; /* transmits seen, by INS */
-		int resets[3];
-		int connects;
-	} r[NR];
-	bool no_service;
-	unsigned version, seen_version;
-	bool cancelled;
-	unsigned next_conn;
-	int stuck; /* threads inside a stalled call */
-} fk = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-typedef struct fconn {
-	int idx;
-	unsigned id;
-} fconn_t;
-
-static void
-abstime(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static int
-f_open(void **be)
-{
-	*be = &fk;
-	return TK_OK;
-}
-
-static void
-f_close(void *be)
-{
-	(void)be;
-}
-
-static int
-f_enumerate(void *be, tk_reader_desc_t **out, size_t *count)
-{
-	tk_reader_desc_t *d;
-	size_t n = 0;
-
-	(void)be;
-	*out = NULL;
-	*count = 0;
-	pthread_mutex_lock(&fk.mtx);
-	fk.seen_version = fk.version;
-	if (fk.no_service) {
-		pthread_mutex_unlock(&fk.mtx);
-		return TK_ERR_NO_SERVICE;
-	}
-	d = calloc(NR, sizeof(*d));
-	for (int i = 0; i < NR; i++) {
-		if (!fk.r[i].present)
-			continue;
-		snprintf(d[n].name, sizeof(d[n].name), "%s", fk.r[i].name);
-		d[n].card_present = fk.r[i].card;
-		d[n].event_count = fk.r[i].events;
-		if (fk.r[i].card) {
-			memcpy(d[n].atr, fk.r[i].atr, fk.r[i].atr_len);
-			d[n].atr_len = fk.r[i].atr_len;
-		}
-		n++;
-	}
-	pthread_mutex_unlock(&fk.mtx);
-	*out = d;
-	*count = n;
-	return TK_OK;
-}
-
-static int
-f_wait(void *be, int timeout_ms)
-{
-	struct timespec dl;
-	int r = TK_ERR_TIMEOUT;
-
-	(void)be;
-	abstime(&dl, timeout_ms);
-	pthread_mutex_lock(&fk.mtx);
-	for (;;) {
-		if (fk.cancelled) {
-			fk.cancelled = false;
-			r = TK_ERR_CANCELLED;
-			break;
-		}
-		if (fk.version != fk.seen_version) {
-			r = fk.no_service ? TK_ERR_NO_SERVICE : TK_OK;
-			break;
-		}
-		if (pthread_cond_timedwait(&fk.cond, &fk.mtx, &dl) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&fk.mtx);
-	return r;
-}
-
-static void
-f_cancel(void *be)
-{
-	(void)be;
-	pthread_mutex_lock(&fk.mtx);
-	fk.cancelled = true;
-	pthread_cond_broadcast(&fk.cond);
-	pthread_mutex_unlock(&fk.mtx);
-}
+/* per reader: the fault and what cures it (CURE_CONTEXT: connections up to
+ * fault_conn are dead), stalls, and what the reader saw (transmits by INS,
+ * resets by kind, connects); globally: the last connection number and the
+ * threads inside a stalled call */
+#define FAKE_NR 2
+#define FAKE_READER_FIELDS                                                                         \
+	int cure, count, err;                                                                      \
+	unsigned fault_conn;                                                                       \
+	bool stall_transmit, stall_reset;                                                          \
+	int ins_count[256];                                                                        \
+	int resets[3];                                                                             \
+	int connects;
+#define FAKE_FIELDS                                                                                \
+	unsigned next_conn;                                                                        \
+	int stuck;
+#include "fake_reader.h"
 
 static int
 f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_len, int *proto)
@@ -172,9 +66,7 @@ f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_l
 	(void)be;
 	*conn = NULL;
 	pthread_mutex_lock(&fk.mtx);
-	for (int k = 0; k < NR; k++)
-		if (fk.r[k].present && strcmp(fk.r[k].name, reader) == 0)
-			i = k;
+	i = fake_find_locked(reader);
 	if (fk.no_service || i < 0 || !fk.r[i].card) {
 		int r = fk.no_service ? TK_ERR_NO_SERVICE
 		        : i < 0       ? TK_ERR_NO_READER
@@ -254,23 +146,7 @@ f_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 	pthread_mutex_unlock(&fk.mtx);
 	if (r != TK_OK)
 		return r;
-	if (resp_cap < 4)
-		return TK_ERR_BUFFER_TOO_SMALL;
-	resp[0] = cmd[1];
-	resp[1] = (uint8_t)c->idx;
-	resp[2] = 0x90;
-	resp[3] = 0x00;
-	*resp_len = 4;
-	return TK_OK;
-}
-
-static int
-f_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
-          size_t *out_len)
-{
-	(void)conn, (void)code, (void)in, (void)in_len, (void)out, (void)out_cap;
-	*out_len = 0;
-	return TK_ERR_NOT_SUPPORTED;
+	return fake_answer(c, cmd, resp, resp_cap, resp_len);
 }
 
 static int
@@ -296,13 +172,6 @@ f_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *proto)
 	pthread_mutex_unlock(&fk.mtx);
 	*proto = 1;
 	return r;
-}
-
-static int
-f_begin(void *conn)
-{
-	(void)conn;
-	return TK_OK;
 }
 
 static int
@@ -336,24 +205,6 @@ f_disconnect(void *conn)
 	free(conn);
 }
 
-static const tk_reader_ops_t fake_ops = {
-        .name = "fake",
-        .open = f_open,
-        .close = f_close,
-        .enumerate = f_enumerate,
-        .wait_change = f_wait,
-        .cancel = f_cancel,
-        .connect = f_connect,
-        .transmit = f_transmit,
-        .control = f_control,
-        .reset = f_reset,
-        .begin = f_begin,
-        .end = f_begin,
-        .status = f_status,
-        .caps = f_caps,
-        .disconnect = f_disconnect,
-};
-
 static void
 fake_setup(void)
 {
@@ -361,15 +212,14 @@ fake_setup(void)
 	memset(fk.r, 0, sizeof(fk.r));
 	fk.no_service = false;
 	fk.cancelled = false;
-	for (int i = 0; i < NR; i++) {
+	for (int i = 0; i < FAKE_NR; i++) {
 		snprintf(fk.r[i].name, sizeof(fk.r[i].name), "Fake %c", 'A' + i);
 		fk.r[i].present = fk.r[i].card = true;
-		memcpy(fk.r[i].atr, "\x3B\x80\x80\x01\x01", 5);
-		fk.r[i].atr_len = 5;
+		memcpy(fk.r[i].atr, FAKE_ATR, FAKE_ATR_LEN);
+		fk.r[i].atr_len = FAKE_ATR_LEN;
 		fk.r[i].events = 1;
 	}
-	fk.version++;
-	pthread_cond_broadcast(&fk.cond);
+	fake_changed_locked();
 	pthread_mutex_unlock(&fk.mtx);
 }
 
@@ -389,8 +239,7 @@ fake_set(bool *flag, bool v)
 {
 	pthread_mutex_lock(&fk.mtx);
 	*flag = v;
-	fk.version++;
-	pthread_cond_broadcast(&fk.cond);
+	fake_changed_locked();
 	pthread_mutex_unlock(&fk.mtx);
 }
 
@@ -434,23 +283,6 @@ wait_unstuck(void)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
 static char log_path[256];
 
 static tk_slotmgr_t *
@@ -466,23 +298,9 @@ start(int timeout_ms, int step_ms)
 	o.backoff_min_ms = 50;
 	o.backoff_max_ms = 200;
 	o.recovery_log = log_path;
-	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, 50, &m), TK_OK);
+	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, NULL, 50, &m), TK_OK);
 	assert_int_equal(tk_slotmgr_wait_ready(m, 5000), TK_OK);
 	return m;
-}
-
-static bool
-wait_state(tk_slotmgr_t *m, uint32_t id, int want, int ms)
-{
-	int64_t end = now_ms() + ms;
-	tk_slot_info_t info;
-
-	do {
-		if (tk_slotmgr_info(m, id, &info) == TK_OK && info.state == want)
-			return true;
-		sleep_ms(5);
-	} while (now_ms() < end);
-	return false;
 }
 
 /* Wait until the slot has at least n finished recoveries. */

@@ -22,136 +22,11 @@
 
 /* ---- the fake backend ------------------------------------------------ */
 
-#define FAKE_MAX 4
-
-static struct fake {
-	pthread_mutex_t mtx;
-	pthread_cond_t cond;
-	struct {
-		char name[64];
-		bool present, card;
-		bool stall; /* transmit blocks until released */
-		uint32_t events;
-	} r[FAKE_MAX];
-	bool no_service;
-	unsigned version, seen_version;
-	bool cancelled;
-	int in_transmit; /* threads currently inside transmit */
-	int connects, disconnects;
-} fk = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-typedef struct fconn {
-	int idx;
-} fconn_t;
-
-static void
-fake_changed_locked(void)
-{
-	fk.version++;
-	pthread_cond_broadcast(&fk.cond);
-}
-
-static int
-f_open(void **be)
-{
-	*be = &fk;
-	return TK_OK;
-}
-
-static void
-f_close(void *be)
-{
-	(void)be;
-}
-
-static int
-f_enumerate(void *be, tk_reader_desc_t **out, size_t *count)
-{
-	tk_reader_desc_t *d;
-	size_t n = 0;
-
-	*out = NULL;
-	*count = 0;
-	pthread_mutex_lock(&fk.mtx);
-	fk.seen_version = fk.version;
-	if (fk.no_service) {
-		pthread_mutex_unlock(&fk.mtx);
-		return TK_ERR_NO_SERVICE;
-	}
-	d = calloc(FAKE_MAX, sizeof(*d));
-	for (int i = 0; i < FAKE_MAX; i++) {
-		if (!fk.r[i].present)
-			continue;
-		snprintf(d[n].name, sizeof(d[n].name), "%s", fk.r[i].name);
-		d[n].card_present = fk.r[i].card;
-		d[n].event_count = fk.r[i].events;
-		if (fk.r[i].card) {
-			memcpy(d[n].atr, "\x3B\x80\x80\x01\x01", 5);
-			d[n].atr_len = 5;
-		}
-		n++;
-	}
-	pthread_mutex_unlock(&fk.mtx);
-	*out = d;
-	*count = n;
-	return TK_OK;
-}
-
-/* fk.cond is a default (CLOCK_REALTIME) condition variable. */
-static void
-abstime(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static int
-f_wait(void *be, int timeout_ms)
-{
-	struct timespec dl;
-	int r = TK_ERR_TIMEOUT;
-
-	abstime(&dl, timeout_ms);
-	pthread_mutex_lock(&fk.mtx);
-	for (;;) {
-		if (fk.cancelled) {
-			fk.cancelled = false;
-			r = TK_ERR_CANCELLED;
-			break;
-		}
-		if (fk.version != fk.seen_version) {
-			r = fk.no_service ? TK_ERR_NO_SERVICE : TK_OK;
-			break;
-		}
-		if (pthread_cond_timedwait(&fk.cond, &fk.mtx, &dl) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&fk.mtx);
-	return r;
-}
-
-static void
-f_cancel(void *be)
-{
-	pthread_mutex_lock(&fk.mtx);
-	fk.cancelled = true;
-	pthread_cond_broadcast(&fk.cond);
-	pthread_mutex_unlock(&fk.mtx);
-}
-
-static int
-find_idx_locked(const char *name)
-{
-	for (int i = 0; i < FAKE_MAX; i++)
-		if (fk.r[i].present && strcmp(fk.r[i].name, name) == 0)
-			return i;
-	return -1;
-}
+/* per reader: transmit blocks until released; in_transmit: threads inside
+ * transmit; connections made and closed */
+#define FAKE_READER_FIELDS bool stall;
+#define FAKE_FIELDS int in_transmit, connects, disconnects;
+#include "fake_reader.h"
 
 static int
 f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_len, int *proto)
@@ -161,7 +36,7 @@ f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_l
 
 	*conn = NULL;
 	pthread_mutex_lock(&fk.mtx);
-	i = find_idx_locked(reader);
+	i = fake_find_locked(reader);
 	if (i < 0 || !fk.r[i].card || fk.no_service) {
 		pthread_mutex_unlock(&fk.mtx);
 		return i < 0           ? TK_ERR_NO_READER
@@ -172,8 +47,8 @@ f_connect(void *be, const char *reader, void **conn, uint8_t *atr, size_t *atr_l
 	pthread_mutex_unlock(&fk.mtx);
 	c = calloc(1, sizeof(*c));
 	c->idx = i;
-	memcpy(atr, "\x3B\x80\x80\x01\x01", 5);
-	*atr_len = 5;
+	memcpy(atr, FAKE_ATR, FAKE_ATR_LEN);
+	*atr_len = FAKE_ATR_LEN;
 	*proto = 1;
 	*conn = c;
 	return TK_OK;
@@ -205,24 +80,8 @@ f_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 	pthread_mutex_unlock(&fk.mtx);
 	if (r != TK_OK)
 		return r;
-	/* Echo INS and the reader index, then 90 00. */
-	if (resp_cap < 4)
-		return TK_ERR_BUFFER_TOO_SMALL;
-	resp[0] = cmd[1];
-	resp[1] = (uint8_t)c->idx;
-	resp[2] = 0x90;
-	resp[3] = 0x00;
-	*resp_len = 4;
 	(void)cmd_len;
-	return TK_OK;
-}
-
-static int
-f_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
-          size_t *out_len)
-{
-	*out_len = 0;
-	return TK_ERR_NOT_SUPPORTED;
+	return fake_answer(c, cmd, resp, resp_cap, resp_len);
 }
 
 static int
@@ -230,12 +89,6 @@ f_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *proto)
 {
 	*atr_len = 0;
 	*proto = 1;
-	return TK_OK;
-}
-
-static int
-f_begin(void *conn)
-{
 	return TK_OK;
 }
 
@@ -263,24 +116,6 @@ f_disconnect(void *conn)
 	free(conn);
 }
 
-static const tk_reader_ops_t fake_ops = {
-        .name = "fake",
-        .open = f_open,
-        .close = f_close,
-        .enumerate = f_enumerate,
-        .wait_change = f_wait,
-        .cancel = f_cancel,
-        .connect = f_connect,
-        .transmit = f_transmit,
-        .control = f_control,
-        .reset = f_reset,
-        .begin = f_begin,
-        .end = f_begin,
-        .status = f_status,
-        .caps = f_caps,
-        .disconnect = f_disconnect,
-};
-
 static void
 fake_reset_all(void)
 {
@@ -302,6 +137,8 @@ fake_reader(int i, const char *name, bool present, bool card)
 		fk.r[i].events++;
 	fk.r[i].present = present;
 	fk.r[i].card = card;
+	memcpy(fk.r[i].atr, FAKE_ATR, FAKE_ATR_LEN);
+	fk.r[i].atr_len = FAKE_ATR_LEN;
 	fake_changed_locked();
 	pthread_mutex_unlock(&fk.mtx);
 }
@@ -323,8 +160,6 @@ fake_service(bool up)
 	fake_changed_locked();
 	pthread_mutex_unlock(&fk.mtx);
 }
-
-static int64_t now_ms(void);
 
 /* ---- event recorder -------------------------------------------------- */
 
@@ -432,15 +267,6 @@ rec_count(rec_t *r)
 	return n;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static tk_slotmgr_t *
 start_mgr(rec_t *r, int timeout_ms)
 {
@@ -450,7 +276,7 @@ start_mgr(rec_t *r, int timeout_ms)
 	tk_slotmgr_opts_init(&o);
 	o.transmit_timeout_ms = timeout_ms;
 	o.recovery_log = ""; /* no log lines from unit tests */
-	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, 100, &m), TK_OK);
+	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, NULL, 100, &m), TK_OK);
 	assert_non_null(m);
 	if (r != NULL) {
 		r->m = m;
@@ -461,22 +287,6 @@ start_mgr(rec_t *r, int timeout_ms)
 }
 
 static const uint8_t cmd_ping[] = {0x00, 0xCA, 0x00, 0x00, 0x00};
-
-/* Poll (bounded) until the slot reaches state. */
-static bool
-wait_state(tk_slotmgr_t *m, uint32_t id, int want, int ms)
-{
-	int64_t end = now_ms() + ms;
-	tk_slot_info_t info;
-
-	do {
-		if (tk_slotmgr_info(m, id, &info) == TK_OK && info.state == want)
-			return true;
-		struct timespec ts = {0, 10 * 1000000L};
-		nanosleep(&ts, NULL);
-	} while (now_ms() < end);
-	return false;
-}
 
 static void
 get_valid_card(tk_slotmgr_t *m, rec_t *r, const char *name, uint32_t *id, tk_card_t **card)
@@ -824,7 +634,7 @@ test_no_service_at_start(void **state)
 	fake_reset_all();
 	fake_service(false);
 	tk_slotmgr_opts_init(&o);
-	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, 100, &m), TK_OK);
+	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, NULL, 100, &m), TK_OK);
 	assert_int_equal(tk_slotmgr_wait_ready(m, 5000), TK_ERR_NO_SERVICE);
 	fake_service(true);
 	tk_slotmgr_free(&m);

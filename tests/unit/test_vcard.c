@@ -1086,12 +1086,23 @@ test_persist(void **state)
 	assert_memory_equal(v, pt, pt_len);
 	memset(hash, 1, sizeof(hash));
 	assert_int_equal(sign(c, 0x11, 0x9D, hash, 32, 0x81), 0x9000);
-	tk_vcard_free(&c);
-	/* no temporary files are left behind */
+	/* one card, one reader: a second program cannot open it meanwhile */
 	{
-		char cmd[128];
+		tk_vcard_t *c2 = NULL;
 
-		snprintf(cmd, sizeof(cmd), "test $(ls %.60s* | wc -l) -eq 1", path);
+		tk_log_set_level(TK_LOG_NONE);
+		assert_int_equal(tk_vcard_open(path, &c2), TK_ERR_BUSY);
+		assert_null(c2);
+		tk_vcard_free(&c);
+		assert_int_equal(tk_vcard_open(path, &c2), TK_OK);
+		tk_vcard_free(&c2);
+	}
+	/* no temporary files are left behind: the state and its lock file */
+	{
+		char cmd[200];
+
+		snprintf(cmd, sizeof(cmd), "test $(ls %.60s* | wc -l) -eq 2 && test -e %.60s.lock",
+		         path, path);
 		assert_int_equal(system(cmd), 0);
 	}
 }

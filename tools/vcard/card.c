@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -174,8 +177,37 @@ tk_vcard_free(tk_vcard_t **cp)
 	tk_freezero(c->chain, VC_MAX_CHAIN);
 	tk_freezero(c->rbuf, VC_RESP_CAP);
 	free(c->path);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
 	tk_freezero(c, sizeof(*c));
 	*cp = NULL;
+}
+
+/* One card is in one reader: the first program to open a state file holds
+ * <path>.lock until it frees the card; another one gets TK_ERR_BUSY instead
+ * of two copies of the card overwriting each other's changes. */
+static int
+lock_state(tk_vcard_t *c, const char *path)
+{
+	char lock[4096];
+	int n = snprintf(lock, sizeof(lock), "%s.lock", path);
+
+	if (n < 0 || (size_t)n >= sizeof(lock))
+		return TK_ERR_TOO_LONG;
+	c->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (c->lock_fd < 0) {
+		tk_log_error("vcard: %s: %s", lock, strerror(errno));
+		return TK_ERR_IO;
+	}
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+
+		tk_log_error("vcard: %s: %s", path,
+		             e == EWOULDBLOCK ? "in use by another program (one card, one reader)"
+		                              : strerror(e));
+		return e == EWOULDBLOCK ? TK_ERR_BUSY : TK_ERR_IO;
+	}
+	return TK_OK;
 }
 
 static int
@@ -194,6 +226,7 @@ card_alloc(tk_vcard_t **out)
 		free(c);
 		return TK_ERR_NO_MEMORY;
 	}
+	c->lock_fd = -1;
 	*out = c;
 	return TK_OK;
 }
@@ -310,6 +343,8 @@ tk_vcard_open(const char *state_path, tk_vcard_t **out)
 		r = TK_ERR_NO_MEMORY;
 		goto fail;
 	}
+	if ((r = lock_state(c, state_path)) != TK_OK)
+		goto fail;
 	r = read_file(state_path, &file, &file_len);
 	if (r == TK_ERR_NOT_FOUND) {
 		if ((r = card_create(c)) != TK_OK || (r = vc_state_save(c)) != TK_OK)

@@ -21,6 +21,7 @@ struct tk_fault {
 	long remaining; /* APDUs left; -1: until cleared */
 	bool present;
 	bool holding;
+	bool mute_cold; /* mute=cold: only a power cycle ends it */
 };
 
 #define DEFAULT_AWAY_MS 1000u
@@ -144,6 +145,15 @@ tk_fault_apply(tk_fault_t *f, const char *spec, char *err, size_t err_cap)
 			n.away_ms = (uint32_t)v;
 			continue;
 		}
+		if (strcmp(w, "mute") == 0) {
+			if (arg != NULL && strcmp(arg, "cold") != 0) {
+				set_err(err, err_cap, "mute takes only =cold, not", arg);
+				return TK_ERR_INVALID_ARG;
+			}
+			n.kind = K_MUTE;
+			n.mute_cold = arg != NULL;
+			continue;
+		}
 		if (arg != NULL) {
 			set_err(err, err_cap, "unexpected value for", w);
 			return TK_ERR_INVALID_ARG;
@@ -158,8 +168,6 @@ tk_fault_apply(tk_fault_t *f, const char *spec, char *err, size_t err_cap)
 			n.kind = K_SHORT;
 		else if (strcmp(w, "empty") == 0)
 			n.kind = K_EMPTY;
-		else if (strcmp(w, "mute") == 0)
-			n.kind = K_MUTE;
 		else {
 			set_err(err, err_cap, "unknown fault", w);
 			return TK_ERR_INVALID_ARG;
@@ -198,9 +206,11 @@ tk_fault_on_apdu(tk_fault_t *f, uint32_t *delay_ms)
 		*delay_ms = f->delay_ms;
 		return TK_FAULT_PASS;
 	case K_STALL:
-	case K_MUTE:
 		f->holding = true;
 		return TK_FAULT_HOLD;
+	case K_MUTE:
+		f->holding = true;
+		return TK_FAULT_MUTE;
 	case K_CLOSE:
 		return TK_FAULT_CLOSE;
 	case K_GARBAGE:
@@ -216,11 +226,11 @@ tk_fault_on_apdu(tk_fault_t *f, uint32_t *delay_ms)
 }
 
 bool
-tk_fault_on_power(tk_fault_t *f)
+tk_fault_on_power(tk_fault_t *f, bool power_cycle)
 {
 	bool drop = false;
 
-	if (f->kind == K_MUTE) {
+	if (f->kind == K_MUTE && (power_cycle || !f->mute_cold)) {
 		f->kind = K_NONE;
 		f->remaining = -1;
 		drop = f->holding;
@@ -300,6 +310,8 @@ tk_fault_describe(const tk_fault_t *f, char *buf, size_t cap)
 		snprintf(extra, sizeof(extra), "=%u", (unsigned)f->delay_ms);
 	else if (f->kind == K_CLOSE)
 		snprintf(extra, sizeof(extra), "=%u", (unsigned)f->away_ms);
+	else if (f->kind == K_MUTE && f->mute_cold)
+		snprintf(extra, sizeof(extra), "=cold");
 	snprintf(buf, cap, "fault=%s%s count=%ld present=%d held=%d", kind_names[f->kind], extra,
 	         f->remaining, f->present ? 1 : 0, f->holding ? 1 : 0);
 }

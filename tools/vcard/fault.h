@@ -19,6 +19,8 @@
  *   remove        disconnect and stay away until "insert"
  *   insert        come back after "remove"
  *   mute          answer no APDU until a power-off or reset arrives
+ *   mute=cold     answer no APDU until a power-off (a warm reset is not
+ *                 enough)
  *   count=N       (with one of the above) apply to the next N APDUs only;
  *                 without it a fault lasts until "none"
  * A spec that names a new per-APDU fault replaces the previous one;
@@ -35,7 +37,10 @@ typedef struct tk_fault tk_fault_t;
 /* What the transport does with one command APDU. */
 enum tk_fault_action {
 	TK_FAULT_PASS = 0, /* process normally (after *delay_ms, maybe 0) */
-	TK_FAULT_HOLD,     /* do not answer; ask tk_fault_release() later */
+	TK_FAULT_HOLD,     /* stall: the card keeps the reader waiting (time
+	                      extensions) until the fault is cleared */
+	TK_FAULT_MUTE,     /* mute: the card sends nothing; a reader gives up
+	                      after its waiting time, a power event ends it */
 	TK_FAULT_CLOSE,    /* drop the connection; come back after tk_fault_away_ms() */
 	TK_FAULT_GARBAGE,  /* answer tk_fault_garbage() bytes */
 	TK_FAULT_SHORT,    /* answer 1 byte */
@@ -55,9 +60,10 @@ int tk_fault_apply(tk_fault_t *f, const char *spec, char *err, size_t err_cap);
  * *delay_ms receives the extra delay for TK_FAULT_PASS and answers. */
 enum tk_fault_action tk_fault_on_apdu(tk_fault_t *f, uint32_t *delay_ms);
 
-/* A power-off or reset arrived: ends "mute". Returns true when a held APDU
- * must be dropped unanswered. */
-bool tk_fault_on_power(tk_fault_t *f);
+/* A power-off (power_cycle true) or a warm reset arrived: ends "mute" (a
+ * warm reset does not end "mute=cold"). Returns true when a held APDU must
+ * be dropped unanswered. */
+bool tk_fault_on_power(tk_fault_t *f, bool power_cycle);
 
 /* True while an APDU held by stall/mute may now be answered (the fault
  * was cleared); the transport then answers it and calls tk_fault_released(). */

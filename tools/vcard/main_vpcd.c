@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,14 +27,16 @@
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
+#include "control.h"
 #include "fault.h"
 #include "vcard.h"
+#include "vpcd_frame.h"
 
-#define FRAME_MAX 65535u
+#define FRAME_MAX TK_VPCD_FRAME_MAX
+#define RECV_CHUNK 4096
 #define BACKOFF_MIN_MS 50u
 #define BACKOFF_MAX_MS 500u
 #define SEND_TIMEOUT_MS 5000
-#define CONTROL_TIMEOUT_MS 1000
 #define DEFAULT_PORT 35963
 
 static volatile sig_atomic_t stop_requested;
@@ -49,11 +49,9 @@ struct server {
 	const char *control_path;
 	int fd;  /* connection to vpcd, -1 when none */
 	int lfd; /* control socket, -1 when none */
-	/* receive state: 2-byte header, then payload */
-	uint8_t hdr[2];
-	size_t hdr_len;
+	/* receive state: the frame decoder, on rx (FRAME_MAX bytes) */
+	tk_vpcd_dec_t dec;
 	uint8_t *rx;
-	size_t rx_len, rx_need;
 	/* a response waiting for its due time (latency, delay fault) */
 	bool resp_pending;
 	uint8_t *resp;
@@ -119,9 +117,7 @@ drop_connection(struct server *s, const char *why, uint32_t away_ms)
 		close(s->fd);
 	}
 	s->fd = -1;
-	s->hdr_len = 0;
-	s->rx_len = 0;
-	s->rx_need = 0;
+	tk_vpcd_dec_reset(&s->dec);
 	s->resp_pending = false;
 	if (s->held_len > 0 || tk_fault_holding(s->fault)) {
 		tk_wipe(s->held, FRAME_MAX);
@@ -178,12 +174,17 @@ try_connect(struct server *s)
 static int
 send_frame(struct server *s, const uint8_t *p, size_t len)
 {
-	uint8_t hdr[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+	uint8_t hdr[TK_VPCD_HDR_LEN];
 	const uint8_t *parts[2] = {hdr, p};
-	size_t lens[2] = {2, len};
+	size_t lens[2] = {sizeof(hdr), len};
+	int r;
 
 	if (s->fd < 0)
 		return TK_ERR_IO;
+	if ((r = tk_vpcd_frame_header(len, hdr)) != TK_OK) {
+		tk_log_error("%s: %zu bytes: %s", __func__, len, tk_strerror(r));
+		return r;
+	}
 	for (int i = 0; i < 2; i++) {
 		size_t off = 0;
 
@@ -265,6 +266,7 @@ handle_apdu(struct server *s, const uint8_t *cmd, size_t len)
 		answer_apdu(s, cmd, len, extra_ms);
 		break;
 	case TK_FAULT_HOLD:
+	case TK_FAULT_MUTE: /* vpcd has no reader timeout: both hold */
 		tk_log_info("fault: holding APDU unanswered");
 		memcpy(s->held, cmd, len);
 		s->held_len = len;
@@ -305,7 +307,7 @@ handle_message(struct server *s, const uint8_t *m, size_t len)
 		tk_log_debug("vpcd: power off");
 		s->powered = false;
 		tk_vcard_power_off(s->card);
-		if (tk_fault_on_power(s->fault)) {
+		if (tk_fault_on_power(s->fault, true)) {
 			s->held_len = 0;
 			tk_log_info("fault: mute ended by power off");
 		}
@@ -319,7 +321,7 @@ handle_message(struct server *s, const uint8_t *m, size_t len)
 		tk_log_debug("vpcd: reset");
 		s->powered = true;
 		tk_vcard_reset(s->card);
-		if (tk_fault_on_power(s->fault)) {
+		if (tk_fault_on_power(s->fault, false)) {
 			s->held_len = 0;
 			tk_log_info("fault: mute ended by reset");
 		}
@@ -337,17 +339,21 @@ handle_message(struct server *s, const uint8_t *m, size_t len)
 	}
 }
 
-/* Read what is available; handle each complete message. */
+/* Read what is available; handle each complete message. Never reads past
+ * the end of the current message: the next one waits in the socket until
+ * this one's answer has gone out (resp_pending). */
 static void
 read_vpcd(struct server *s)
 {
-	for (int rounds = 0; rounds < 64 && s->fd >= 0 && !s->resp_pending; rounds++) {
-		ssize_t n;
+	uint8_t chunk[RECV_CHUNK];
 
-		if (s->hdr_len < 2)
-			n = recv(s->fd, s->hdr + s->hdr_len, 2 - s->hdr_len, 0);
-		else
-			n = recv(s->fd, s->rx + s->rx_len, s->rx_need - s->rx_len, 0);
+	for (int rounds = 0; rounds < 64 && s->fd >= 0 && !s->resp_pending; rounds++) {
+		const uint8_t *msg;
+		size_t want = tk_vpcd_dec_want(&s->dec), used, len;
+		ssize_t n;
+		int r;
+
+		n = recv(s->fd, chunk, want < sizeof(chunk) ? want : sizeof(chunk), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -358,87 +364,22 @@ read_vpcd(struct server *s)
 			return;
 		}
 		quickack(s->fd);
-		if (s->hdr_len < 2) {
-			s->hdr_len += (size_t)n;
-			if (s->hdr_len < 2)
-				continue;
-			s->rx_need = ((size_t)s->hdr[0] << 8) | s->hdr[1];
-			s->rx_len = 0;
-		} else {
-			s->rx_len += (size_t)n;
+		r = tk_vpcd_dec_feed(&s->dec, chunk, (size_t)n, &used, &msg, &len);
+		tk_wipe(chunk, (size_t)n);
+		if (r != TK_OK) {
+			/* cannot happen: rx takes the longest frame */
+			tk_log_error("%s: %s", __func__, tk_strerror(r));
+			drop_connection(s, "bad frame", s->backoff_ms);
+			return;
 		}
-		if (s->rx_len == s->rx_need) {
-			size_t len = s->rx_len;
-
-			s->hdr_len = 0;
-			s->rx_len = 0;
-			s->rx_need = 0;
-			handle_message(s, s->rx, len);
-			tk_wipe(s->rx, len);
+		if (msg != NULL) {
+			handle_message(s, msg, len);
+			tk_vpcd_dec_reset(&s->dec);
 		}
 	}
 }
 
 /* ---- control channel ---------------------------------------------------- */
-
-static int
-control_listen(const char *path)
-{
-	struct sockaddr_un sa;
-	int fd;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		tk_log_error("control path too long: %s", path);
-		return -1;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0) {
-		tk_log_error("control socket %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	(void)chmod(path, 0600);
-	return fd;
-}
-
-/* Read one line from a fresh control client, bounded in time and size. */
-static int
-read_line(int fd, char *line, size_t cap)
-{
-	size_t len = 0;
-	struct timespec start, t;
-
-	now(&start);
-	line[0] = '\0';
-	while (len + 1 < cap) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int left;
-		ssize_t n;
-
-		now(&t);
-		left = CONTROL_TIMEOUT_MS - (int)(ts_diff_us(&t, &start) / 1000);
-		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			return TK_ERR_TIMEOUT;
-		n = recv(fd, line + len, cap - 1 - len, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		line[len] = '\0';
-		if (memchr(line, '\n', len) != NULL)
-			break;
-	}
-	line[len] = '\0';
-	line[strcspn(line, "\r\n")] = '\0';
-	return TK_OK;
-}
 
 static void
 status_line(struct server *s, char *out, size_t cap)
@@ -484,7 +425,7 @@ serve_control(struct server *s)
 
 	if (c < 0)
 		return;
-	if (read_line(c, line, sizeof(line)) != TK_OK) {
+	if (tk_vc_control_read_line(c, line, sizeof(line)) != 0) {
 		close(c);
 		return;
 	}
@@ -505,42 +446,14 @@ serve_control(struct server *s)
 static int
 control_send(const char *path, const char *cmd)
 {
-	struct sockaddr_un sa;
 	char reply[512];
-	int fd, r;
-	size_t len = 0;
+	int r = tk_vc_control_send(path, cmd, reply, sizeof(reply));
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return 2;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (r == 2) {
 		fprintf(stderr, "tokenkit-vcard: %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return 2;
 	}
-	if (send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-		close(fd);
-		return 2;
-	}
-	for (int i = 0; i < 100 && len + 1 < sizeof(reply); i++) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pfd, 1, 3000) <= 0)
-			break;
-		n = recv(fd, reply + len, sizeof(reply) - 1 - len, 0);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	reply[len] = '\0';
 	fputs(reply, stdout);
-	r = strncmp(reply, "ok", 2) == 0 ? 0 : 1;
 	return r;
 }
 
@@ -749,6 +662,7 @@ main(int argc, char **argv)
 	s.resp = malloc(TK_APDU_MAX_RESP);
 	if (s.rx == NULL || s.held == NULL || s.resp == NULL)
 		goto out;
+	tk_vpcd_dec_init(&s.dec, s.rx, FRAME_MAX);
 	r = tk_vcard_open(state, &s.card);
 	if (r != TK_OK) {
 		tk_log_error("card state %s: %s", state ? state : "(memory)", tk_strerror(r));
@@ -760,7 +674,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (s.control_path != NULL) {
-		s.lfd = control_listen(s.control_path);
+		s.lfd = tk_vc_control_listen(s.control_path);
 		if (s.lfd < 0)
 			goto out;
 	}

@@ -18,7 +18,9 @@ typedef struct tk_vcard tk_vcard_t;
  * 010203040506070801020304050607080102030405060708, empty key slots) if
  * the file does not exist. state_path NULL: a fresh in-memory card. State
  * changes are written atomically (temp file, fsync, rename) before the
- * response that reports them is returned. Returns 0 or a negative tk_err. */
+ * response that reports them is returned. A state file is used by one
+ * program at a time (it holds <state_path>.lock): TK_ERR_BUSY when another
+ * one has it. Returns 0 or a negative tk_err. */
 int tk_vcard_open(const char *state_path, tk_vcard_t **out);
 void tk_vcard_free(tk_vcard_t **cp);
 

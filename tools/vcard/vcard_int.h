@@ -103,7 +103,8 @@ enum vc_mgm_step {
 };
 
 struct tk_vcard {
-	char *path; /* NULL: in memory */
+	char *path;  /* NULL: in memory */
+	int lock_fd; /* flock()ed <path>.lock, -1: none */
 
 	/* persistent state */
 	uint8_t pin[VC_PIN_LEN], puk[VC_PIN_LEN];
