@@ -13,6 +13,26 @@ static int log_level = TK_LOG_WARN;
 static tk_log_sink_fn log_sink;
 static void *log_sink_ctx;
 
+/* A fork while another thread writes a log line would leave the child's
+ * copy of log_lock held for ever: hold it across fork(). */
+static void
+log_atfork_prepare(void)
+{
+	pthread_mutex_lock(&log_lock);
+}
+
+static void
+log_atfork_release(void)
+{
+	pthread_mutex_unlock(&log_lock);
+}
+
+__attribute__((constructor)) static void
+log_register_atfork(void)
+{
+	pthread_atfork(log_atfork_prepare, log_atfork_release, log_atfork_release);
+}
+
 static const char *const level_names[] = {"none", "error", "warn", "info", "debug", "trace"};
 
 int
