@@ -10,7 +10,8 @@
 #                       without a fault (the 3 s just before); target >= 0.9
 #
 #   bench/recovery.sh [--runs N] [SCENARIO...]
-#        scenarios: stall (row 1), short, garbage (row 2), mute (row 3),
+#        scenarios: stall (row 1), short, garbage (row 2), mute (row 3; under
+#        vpcd cleared by hand after 2 s: no reset can reach the card there),
 #        restart (row 8), empty (row 2; wedges vpcd 0.8), and on the
 #        in-process virtual reader (TOKENKIT_READERS=vcard:..., no pcscd for
 #        A and B): vr-stall, vr-empty, vr-mute (mute until power cycle,
@@ -60,13 +61,22 @@ bench-rate b_ratio fault valid base0 base1'
 		[[ $1 == mute ]] && set -- mute=cold
 		;;
 	esac
+	case $send:$1 in
+	*VPCD*:mute)
+		# under vpcd no reset reaches a mute card (pcscd holds the reader
+		# while the APDU is outstanding): the fault is cleared by hand after
+		# 2 s, like a stall; vr-mute shows the ladder curing it
+		set -- stall-like
+		;;
+	esac
 	case $1 in
-	stall | mute | mute=cold)
+	stall | stall-like | mute=cold)
 		local spec=$1
-		if [[ $1 == stall ]]; then
+		[[ $1 == stall-like ]] && spec=mute
+		if [[ $1 != mute=cold ]]; then
 			cat <<EOF
 $pre
-exec $send stall
+exec $send $spec
 sign A expect CKR_DEVICE_ERROR within 30000
 mark error
 sleep 2000
@@ -89,10 +99,14 @@ EOF
 		fi
 		;;
 	empty | short | garbage)
+		# random bytes may end in a status word the driver follows
+		# (61xx, 6Cxx) and the signature then works: not a failure
+		local want=ERR
+		[[ $1 == garbage ]] && want='ERR|CKR_OK'
 		cat <<EOF
 $pre
 exec $send $1,count=1
-sign A expect ERR within 30000
+sign A expect $want within 30000
 mark error
 mark fault-end
 sign A until CKR_OK|CKR_USER_NOT_LOGGED_IN within 30000
