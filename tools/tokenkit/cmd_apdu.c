@@ -216,6 +216,13 @@ cmd_apdu(int argc, char **argv)
 		if (r != TK_OK) {
 			fprintf(stderr, "tokenkit apdu: %s: %s\n", tk_card_reader_name(c),
 			        tk_strerror(r));
+			if (r == TK_ERR_TIMEOUT || r == TK_ERR_UNRESPONSIVE || r == TK_ERR_COMM ||
+			    r == TK_ERR_QUARANTINED)
+				fprintf(stderr,
+				        "tokenkit apdu: the reader is being recovered (reset, "
+				        "power "
+				        "cycle); `tokenkit diag '%s'` shows what happened\n",
+				        tk_card_reader_name(c));
 			rc = tool_exit_code(r);
 			goto out;
 		}

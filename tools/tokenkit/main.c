@@ -40,10 +40,10 @@ tool_exit_code(int err)
 		return TOOL_EXIT_NO_READER;
 	case TK_ERR_NO_CARD:
 	case TK_ERR_CARD_REMOVED:
-	case TK_ERR_UNRESPONSIVE:
 	case TK_ERR_QUARANTINED:
 		return TOOL_EXIT_NO_CARD;
 	case TK_ERR_TIMEOUT:
+	case TK_ERR_UNRESPONSIVE: /* the reader gave up waiting for the card */
 		return TOOL_EXIT_TIMEOUT;
 	case TK_ERR_INVALID_ARG:
 	case TK_ERR_MALFORMED:

@@ -13,6 +13,8 @@
  *   latency=NAME    the card's latency profile (none, yubikey5)
  *   bwt=MS          how long the reader waits for a mute card before it
  *                   reports it unresponsive (default 1000)
+ *   fault=SPEC      a fault from the start (fault.h; words joined by '+',
+ *                   e.g. fault=empty+count=1)
  *   empty           no card in this reader
  * "vcard" alone is one reader with a fresh in-memory card. Paths cannot
  * hold ',' or ';'.
@@ -379,6 +381,18 @@ parse_reader(vr_reader_t *r, char *spec, const char **latency)
 				return TK_ERR_NO_MEMORY;
 		} else if (strcmp(w, "latency") == 0 && v != NULL) {
 			*latency = v;
+		} else if (strcmp(w, "fault") == 0 && v != NULL) {
+			/* words joined by '+' here, as ',' separates options */
+			char words[128], err[160];
+			int n = snprintf(words, sizeof(words), "%s", v);
+
+			for (char *p = words; *p != '\0'; p++)
+				*p = *p == '+' ? ' ' : *p;
+			if (n < 0 || (size_t)n >= sizeof(words) ||
+			    tk_fault_apply(r->fault, words, err, sizeof(err)) != TK_OK) {
+				tk_log_error("vreader: bad fault '%s'", v);
+				return TK_ERR_INVALID_ARG;
+			}
 		} else if (strcmp(w, "bwt") == 0 && v != NULL && parse_ms(v, &r->bwt_ms) == TK_OK) {
 			continue;
 		} else {
@@ -417,7 +431,7 @@ reader_init(vr_be_t *b, vr_reader_t *r, size_t idx, char *spec)
 	}
 	if (r->control_path != NULL && (r->lfd = tk_vc_control_listen(r->control_path)) < 0)
 		return TK_ERR_IO;
-	r->present = r->has_card;
+	r->present = r->has_card && tk_fault_present(r->fault);
 	r->insert_gen = r->has_card ? 1 : 0;
 	return TK_OK;
 }
