@@ -35,10 +35,11 @@
  * reset; vpcd wedges on an empty answer).
  *
  * Locks: r->mtx (one reader's presence, power and fault state), then
- * be->mtx (change notification); card_mtx (the card's own state) is taken
- * alone. Connections hold a reference on the backend, so a transmit still
- * blocked when the slot manager closes the backend returns
- * TK_ERR_NO_SERVICE and frees nothing under itself. */
+ * be->mtx (change notification, disconnects); card_mtx (the card's own
+ * state) is taken alone. Connections hold a reference on the backend, so a
+ * transmit still blocked when the slot manager closes the backend returns
+ * TK_ERR_NO_SERVICE and frees nothing under itself; the close waits a
+ * bounded time for those connections to go. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -64,6 +65,8 @@
 #define VR_MAX_READERS 16
 #define VR_DEFAULT_BWT_MS 1000u
 #define VR_MAX_BWT_MS 600000ul
+/* how long vr_close waits for the connections it woke to go away */
+#define VR_CLOSE_GRACE_MS 1000
 #define VR_NAME_PREFIX "tokenkit virtual reader"
 
 typedef struct vr_be vr_be_t;
@@ -504,6 +507,8 @@ static void
 vr_close(void *be)
 {
 	vr_be_t *b = be;
+	struct timespec ts;
+	int64_t until;
 
 	if (b == NULL)
 		return;
@@ -521,8 +526,20 @@ vr_close(void *be)
 		pthread_cond_broadcast(&b->r[i].cond);
 		pthread_mutex_unlock(&b->r[i].mtx);
 	}
+	/* Every call now returns TK_ERR_NO_SERVICE at once, so a worker the
+	 * slot manager abandoned in a held transmit disconnects promptly. Wait
+	 * for that: the last reference frees the cards (OpenSSL keys), which
+	 * must happen before our caller returns, not in a detached thread
+	 * while the process runs its exit handlers (OPENSSL_cleanup). */
+	until = now_us() + (int64_t)VR_CLOSE_GRACE_MS * 1000;
+	abstime_us(&ts, until);
 	pthread_mutex_lock(&b->mtx);
 	pthread_cond_broadcast(&b->cond);
+	while (atomic_load(&b->refs) > 1 && now_us() < until)
+		(void)pthread_cond_timedwait(&b->cond, &b->mtx, &ts);
+	if (atomic_load(&b->refs) > 1)
+		tk_log_warn("vreader: %d connection(s) still open at close",
+		            atomic_load(&b->refs) - 1);
 	pthread_mutex_unlock(&b->mtx);
 	be_unref(b);
 }
@@ -894,12 +911,21 @@ static void
 vr_disconnect(void *conn)
 {
 	vr_conn_t *c = conn;
+	vr_be_t *b;
+	bool last;
 
 	if (c == NULL)
 		return;
+	b = c->be;
 	free(c->buf);
-	be_unref(c->be);
 	free(c);
+	/* under b->mtx: vr_close may be waiting for this */
+	pthread_mutex_lock(&b->mtx);
+	last = atomic_fetch_sub(&b->refs, 1) == 1;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->mtx);
+	if (last)
+		be_free(b);
 }
 
 const tk_reader_ops_t tk_reader_vcard_ops = {
