@@ -1200,6 +1200,42 @@ cmd_handles_same(const char *line, struct tok *t)
 	                   (unsigned long)c, (unsigned long)pb, (unsigned long)k);
 }
 
+/* A child that hangs: where each of its threads waits (name, wait channel,
+ * current syscall), for the log; gdb is not always installed. */
+static void
+dump_tasks(pid_t pid)
+{
+	char path[96], buf[256];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		static const char *const files[] = {"comm", "wchan", "syscall"};
+
+		if (e->d_name[0] == '.')
+			continue;
+		fprintf(stderr, "child %d task %s:", (int)pid, e->d_name);
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			FILE *f;
+
+			snprintf(path, sizeof(path), "/proc/%d/task/%.16s/%s", (int)pid, e->d_name,
+			         files[i]);
+			if ((f = fopen(path, "r")) == NULL)
+				continue;
+			if (fgets(buf, sizeof(buf), f) != NULL) {
+				buf[strcspn(buf, "\n")] = '\0';
+				fprintf(stderr, " %s=%s", files[i], buf);
+			}
+			fclose(f);
+		}
+		fprintf(stderr, "\n");
+	}
+	closedir(d);
+}
+
 static bool
 cmd_fork_check(const char *line)
 {
@@ -1223,6 +1259,7 @@ cmd_fork_check(const char *line)
 		sleep_ms(20);
 	}
 	if (r != pid) {
+		dump_tasks(pid);
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
 		return step_result(false, line, "child %d did not finish within 60 s", (int)pid);
