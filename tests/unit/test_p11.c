@@ -347,6 +347,18 @@ test_finalize_wakes_waiter(void **state)
 	assert_true(w.returned - t0 < 2000);
 }
 
+/* In a forked child: cmocka's signal handlers would jump back into the test
+ * runner and run the rest of the suite in the child; let a crash be a crash
+ * that the parent sees in the wait status instead. */
+static void
+child_default_signals(void)
+{
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS};
+
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+}
+
 static void
 test_fork(void **state)
 {
@@ -362,6 +374,7 @@ test_fork(void **state)
 	if (pid == 0) {
 		int code = 0;
 
+		child_default_signals();
 		/* the child must initialise again */
 		if (f->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_CRYPTOKI_NOT_INITIALIZED)
 			code |= 1;
@@ -484,6 +497,7 @@ test_fork_while_connecting(void **state)
 		if (pid == 0) {
 			int code = 0;
 
+			child_default_signals();
 			if (f->C_GetSlotList(CK_TRUE, NULL, &n) != CKR_CRYPTOKI_NOT_INITIALIZED)
 				code |= 1;
 			if (f->C_Initialize(NULL) != CKR_OK)
@@ -504,8 +518,10 @@ test_fork_while_connecting(void **state)
 			waitpid(pid, &status, 0);
 			fail_msg("round %d: the child hung", round);
 		}
-		assert_true(WIFEXITED(status));
-		assert_int_equal(WEXITSTATUS(status), 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("round %d: child status 0x%x (exit code bits: 1 slot list before "
+			         "C_Initialize, 2 C_Initialize, 4 slot list after, 8 C_Finalize)",
+			         round, status);
 		assert_int_equal(f->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
 		assert_int_equal(n, real_readers() ? 2 : 0);
 		assert_int_equal(f->C_Finalize(NULL), CKR_OK);
