@@ -5,6 +5,10 @@
 # two cards are in-process virtual readers of the driver instead (no pcscd;
 # TOKENKIT_READERS, control sockets $TK_TMP/ctl0 and ctl1).
 #   fault N SPEC     inject a fault into card N (0: A, 1: B)
+#   core_begin       sessions on A and B, A answering, the thread/descriptor
+#                    baseline taken, B busy in the background
+#   core_finish      B must have answered all along; no thread or descriptor
+#                    leaked; the driver quits cleanly
 #   drv COMMAND...   send one command, wait for its "done N"; answer in $OUT
 #   val KEY          KEY=value from $OUT
 #   wait_for RE S    wait up to S seconds for a driver output line
@@ -58,3 +62,30 @@ mkfifo "$TK_TMP/drv.in"
 DRV_PID=$!
 exec 8>"$TK_TMP/drv.in"
 wait_for '^ready' 15
+
+core_begin() {
+	drv card A
+	drv card B
+	drv tx A ro
+	[[ $(val result) == TK_OK ]] || tk_fail "A does not answer before the faults"
+	drv res
+	threads0=$(val threads)
+	fds0=$(val fds)
+	drv bg start
+}
+
+core_finish() {
+	local ok fail
+	drv bg stop
+	ok=$(val ok)
+	fail=$(val fail)
+	((ok > 50 && fail == 0)) || tk_fail "B during the faults: ok=$ok fail=$fail"
+	tk_log "B answered $ok APDUs during the faults, none failed, slowest $(val max_ms) ms"
+	drv settle 15
+	(($(val threads) <= threads0)) || tk_fail "threads: $threads0 before, $(val threads) after"
+	(($(val fds) <= fds0)) || tk_fail "descriptors: $fds0 before, $(val fds) after"
+	drv quit
+	exec 8>&-
+	wait "$DRV_PID" || tk_fail "driver exited with an error"
+	DRV_PID=""
+}

@@ -81,6 +81,7 @@
 
 #include <pkcs11-helper-1.0/pkcs11.h>
 
+#include "../proc_count.h"
 #include "asan_fork.h" /* fork-check: the child must not inherit a held allocator lock */
 
 extern char **environ;
@@ -725,34 +726,6 @@ b_report(const char *what)
 
 /* --- threads and descriptors --------------------------------------------- */
 
-static int
-count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-static int
-count_threads(void)
-{
-	return count_dir("/proc/self/task");
-}
-
-static int
-count_fds(void)
-{
-	return count_dir("/proc/self/fd") - 1; /* the directory itself */
-}
-
 static void
 list_fds(void)
 {
@@ -783,8 +756,8 @@ leaks_ok(const char *what, int threads0, int fds0)
 	int th, fd;
 
 	for (;;) {
-		th = count_threads();
-		fd = count_fds();
+		th = tk_test_threads();
+		fd = tk_test_fds();
 		if ((th <= threads0 && fd <= fds0) || now_ms() > end)
 			break;
 		sleep_ms(100);
@@ -1712,8 +1685,8 @@ main(int argc, char **argv)
 	t_start = now_ms();
 	my_pid = getpid();
 	out("PID %d", (int)my_pid);
-	threads_pre = count_threads();
-	fds_pre = count_fds();
+	threads_pre = tk_test_threads();
+	fds_pre = tk_test_fds();
 	if (module_load(module) != CKR_OK) {
 		out("RESULT FAIL: cannot load %s", module);
 		return 1;
@@ -1728,8 +1701,8 @@ main(int argc, char **argv)
 	    (unsigned long)tok_b.slot, tok_b.serial, (unsigned long)tok_b.key);
 	/* let the module's start-up work (token opens, revalidation) finish */
 	sleep_ms(1000);
-	threads0 = count_threads();
-	fds0 = count_fds();
+	threads0 = tk_test_threads();
+	fds0 = tk_test_fds();
 	out("baseline: threads %d, fds %d (before C_Initialize: %d, %d)", threads0, fds0,
 	    threads_pre, fds_pre);
 	if (!b_start()) {

@@ -22,14 +22,7 @@
 DEADLINE_MS=1500
 source "$(dirname "$0")/lib_core.sh"
 fault() { tk_run "card 0: $*" vpcd card fault 0 "$*"; }
-drv card A
-drv card B
-drv tx A ro
-[[ $(val result) == TK_OK ]] || tk_fail "A does not answer before the faults"
-drv res
-threads0=$(val threads)
-fds0=$(val fds)
-drv bg start
+core_begin
 
 # ---- row 1: stall mid-APDU forever
 fault stall
@@ -108,21 +101,9 @@ drv reset A cold
 drv tx A ro
 [[ $(val result) == TK_OK ]] || tk_fail "row 3: A after the power cycle: $(val result)"
 
-drv bg stop
-ok=$(val ok)
-fail=$(val fail)
-((ok > 50 && fail == 0)) || tk_fail "B during the faults: ok=$ok fail=$fail"
-tk_log "B answered $ok APDUs during rows 1-3, none failed, slowest $(val max_ms) ms"
-
 drv diag A
 echo "$OUT" >&2
-drv settle 15
-((  $(val threads) <= threads0 )) || tk_fail "threads: $threads0 before, $(val threads) after"
-(( $(val fds) <= fds0 )) || tk_fail "descriptors: $fds0 before, $(val fds) after"
-drv quit
-exec 8>&-
-wait "$DRV_PID" || tk_fail "driver exited with an error"
-DRV_PID=""
+core_finish
 
 # ---- other processes: tokenkit reset, then tokenkit diag fed by the log
 tk_run "tokenkit reset --cold" "$TK_BUILD/tokenkit" reset "$TK_READER0" --cold

@@ -17,14 +17,7 @@
 DEADLINE_MS=1500
 CORE_READERS=vcard
 source "$(dirname "$0")/lib_core.sh"
-drv card A
-drv card B
-drv tx A ro
-[[ $(val result) == TK_OK ]] || tk_fail "A does not answer before the faults"
-drv res
-threads0=$(val threads)
-fds0=$(val fds)
-drv bg start
+core_begin
 
 # ---- row 1: stall mid-APDU forever
 fault 0 stall
@@ -87,19 +80,7 @@ drv wait A valid 15
 drv diag A
 grep -q 'cured_by=warm-reset outcome=TK_OK' <<<"$OUT" || tk_fail "row 3: mute not cured by the warm reset: $OUT"
 
-drv bg stop
-ok=$(val ok)
-fail=$(val fail)
-((ok > 50 && fail == 0)) || tk_fail "B during the faults: ok=$ok fail=$fail"
-tk_log "B answered $ok APDUs during rows 1-3, none failed, slowest $(val max_ms) ms"
-drv settle 15
-(($(val threads) <= threads0)) || tk_fail "threads: $threads0 before, $(val threads) after"
-drv res
-(($(val fds) <= fds0)) || tk_fail "descriptors: $fds0 before, $(val fds) after"
-drv quit
-exec 8>&-
-wait "$DRV_PID" || tk_fail "driver exited with an error"
-DRV_PID=""
+core_finish
 
 # ---- another process: tokenkit diag fed by the recovery log
 tk_run "tokenkit diag" "$TK_BUILD/tokenkit" diag "$TK_READER0"

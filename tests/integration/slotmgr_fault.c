@@ -37,6 +37,8 @@
 #include <tokenkit/err.h>
 #include <tokenkit/slot.h>
 
+#include "../proc_count.h"
+
 static const uint8_t select_piv[] = {0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00,
                                      0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x00};
 /* GENERAL AUTHENTICATE with a malformed template: the card refuses it, but
@@ -108,34 +110,6 @@ on_event(void *ctx, const tk_event_t *ev)
 	    : w == 0 ? "A"
 	             : "B",
 	    tk_slot_state_name(ev->state));
-}
-
-static int
-count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory stream's own descriptor (fd) or nothing (task) */
-}
-
-static int
-threads(void)
-{
-	return count_dir("/proc/self/task") + 1;
-}
-
-static int
-fds(void)
-{
-	return count_dir("/proc/self/fd");
 }
 
 static void *
@@ -366,14 +340,14 @@ main(int argc, char **argv)
 			    tk_recovery_step_name(rec.cured_by));
 		} else if (strcmp(argv2[0], "res") == 0) {
 			if (base_threads < 0)
-				base_threads = threads();
-			say("res threads=%d fds=%d", threads(), fds());
+				base_threads = tk_test_threads();
+			say("res threads=%d fds=%d", tk_test_threads(), tk_test_fds());
 		} else if (strcmp(argv2[0], "settle") == 0 && n >= 2) {
 			int64_t end = mono_us() + (int64_t)atoi(argv2[1]) * 1000000;
 
-			while (threads() > base_threads && mono_us() < end)
+			while (tk_test_threads() > base_threads && mono_us() < end)
 				sleep_ms(20);
-			say("settle threads=%d fds=%d", threads(), fds());
+			say("settle threads=%d fds=%d", tk_test_threads(), tk_test_fds());
 		} else {
 			say("unknown command %s", argv2[0]);
 		}

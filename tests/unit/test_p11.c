@@ -31,6 +31,7 @@
 #include <pkcs11-helper-1.0/pkcs11.h>
 
 #include "../fault/asan_fork.h" /* the fork tests: no allocator lock held in the child */
+#include "../proc_count.h"
 
 static void *lib;
 static CK_FUNCTION_LIST_PTR f;      /* 2.40 list from C_GetFunctionList */
@@ -410,22 +411,6 @@ test_reinitialize_cycles(void **state)
 	}
 }
 
-static int
-count_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* Use every token: sessions, token info (PIN counters), an object search. */
 static void
 use_tokens(void)
@@ -461,20 +446,20 @@ test_finalize_joins_threads(void **state)
 {
 	(void)state;
 	for (int round = 0; round < 6; round++) {
-		int before = count_threads(), during;
+		int before = tk_test_threads(), during;
 
 		assert_true(before > 0);
 		assert_int_equal(f->C_Initialize(NULL), CKR_OK);
 		if (round % 2 == 1)
 			use_tokens();
-		during = count_threads();
+		during = tk_test_threads();
 		assert_int_equal(f->C_Finalize(NULL), CKR_OK);
-		if (count_threads() != before)
+		if (tk_test_threads() != before)
 			fprintf(stderr,
 			        "round %d: threads %d before C_Initialize, %d before "
 			        "C_Finalize, %d after it\n",
-			        round, before, during, count_threads());
-		assert_int_equal(count_threads(), before);
+			        round, before, during, tk_test_threads());
+		assert_int_equal(tk_test_threads(), before);
 	}
 }
 
@@ -489,7 +474,7 @@ test_fork_while_connecting(void **state)
 		CK_ULONG n = 0;
 		int64_t end;
 		pid_t pid, r = 0;
-		int status = 0, before = count_threads();
+		int status = 0, before = tk_test_threads();
 
 		assert_int_equal(f->C_Initialize(NULL), CKR_OK);
 		pid = fork();
@@ -525,7 +510,7 @@ test_fork_while_connecting(void **state)
 		assert_int_equal(f->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
 		assert_int_equal(n, real_readers() ? 2 : 0);
 		assert_int_equal(f->C_Finalize(NULL), CKR_OK);
-		assert_int_equal(count_threads(), before);
+		assert_int_equal(tk_test_threads(), before);
 	}
 }
 

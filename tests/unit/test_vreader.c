@@ -22,24 +22,11 @@
 #include <tokenkit/err.h>
 #include <tokenkit/slot.h>
 
+#include "../proc_count.h"
 #include "control.h"
 #include "slot_wait.h"
 
 static char dir[64], ctl[2][128], spec[512];
-
-static int
-threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
 
 static int
 setup(void **state)
@@ -362,7 +349,7 @@ test_reset_by_another_program(void **state)
 static void
 test_free_while_held(void **state)
 {
-	int t0 = threads();
+	int t0 = tk_test_threads();
 	tk_slotmgr_t *m = start(spec);
 	uint32_t id;
 	uint16_t sw;
@@ -375,9 +362,9 @@ test_free_while_held(void **state)
 	/* closing the backend releases the held transmit: no thread is left */
 	tk_slotmgr_free(&m);
 	end = now_ms() + 5000;
-	while (threads() != t0 && now_ms() < end)
+	while (tk_test_threads() != t0 && now_ms() < end)
 		sleep_ms(10);
-	assert_int_equal(threads(), t0);
+	assert_int_equal(tk_test_threads(), t0);
 }
 
 int
