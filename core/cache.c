@@ -15,6 +15,7 @@
 #include <tokenkit/mem.h>
 
 #include "cache.h"
+#include "env.h"
 
 static const uint8_t cache_magic[8] = {'T', 'K', 'C', 'A', 'C', 'H', 'E', '1'};
 #define DIGEST_LEN 32
@@ -299,9 +300,9 @@ tk_cache_dir(const char *opt, char *out, size_t cap)
 		if (opt[0] == '\0')
 			return TK_ERR_NOT_SUPPORTED;
 		n = snprintf(out, cap, "%s", opt);
-	} else if ((base = getenv("XDG_CACHE_HOME")) != NULL && base[0] == '/') {
+	} else if ((base = tk_env("XDG_CACHE_HOME")) != NULL && base[0] == '/') {
 		n = snprintf(out, cap, "%s/tokenkit", base);
-	} else if ((base = getenv("HOME")) != NULL && base[0] == '/') {
+	} else if ((base = tk_env("HOME")) != NULL && base[0] == '/') {
 		n = snprintf(out, cap, "%s/.cache/tokenkit", base);
 	} else {
 		return TK_ERR_NOT_FOUND;

@@ -20,13 +20,9 @@ void
 ev_init(tk_slotmgr_t *m)
 {
 	pthread_mutexattr_t a;
-	pthread_condattr_t ca;
 
 	pthread_mutex_init(&m->ev_mtx, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&m->ev_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	tk_cond_init_monotonic(&m->ev_cond);
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&m->sub_mtx, &a);
@@ -77,7 +73,7 @@ ev_queue_locked(tk_slotmgr_t *m, int type, const slot_t *s, int old_state, int t
 		return;
 	}
 	n->ev.type = type;
-	n->ev.time_us = mgr_now_us();
+	n->ev.time_us = tk_now_us();
 	n->target = target;
 	if (s != NULL) {
 		snprintf(n->reader, sizeof(n->reader), "%s", s->name);

@@ -7,6 +7,8 @@
 
 #include <tokenkit/log.h>
 
+#include "env.h"
+
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static int log_level = TK_LOG_WARN;
@@ -51,7 +53,7 @@ tk_log_level_parse(const char *s)
 static void
 log_init(void)
 {
-	int l = tk_log_level_parse(getenv("TOKENKIT_LOG"));
+	int l = tk_log_level_parse(tk_env("TOKENKIT_LOG"));
 
 	if (l >= 0)
 		__atomic_store_n(&log_level, l, __ATOMIC_RELAXED);

@@ -25,6 +25,8 @@
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
+#include "clock.h"
+#include "env.h"
 #include "reader.h"
 
 #define PNP_READER "\\\\?PnP?\\Notification"
@@ -53,7 +55,7 @@ typedef struct pcsc_conn {
 const char *
 tk_pcsc_socket_path(void)
 {
-	const char *s = getenv("PCSCLITE_CSOCK_NAME");
+	const char *s = tk_env("PCSCLITE_CSOCK_NAME");
 
 	return (s != NULL && *s != '\0') ? s : PCSC_DEFAULT_SOCKET;
 }
@@ -91,37 +93,22 @@ static int64_t gate_holds_end_us;    /* when the last "holds" call ended */
 static bool gate_risky_fork;         /* prepare gave up with a "holds" call under way */
 static bool gate_poisoned;           /* this process is such a child: no pcsc-lite */
 
-static int64_t
-gate_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 gate_cond_init(void)
 {
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&gate_cond, &a);
-	pthread_condattr_destroy(&a);
+	tk_cond_init_monotonic(&gate_cond);
 }
 
 static void
 gate_prepare(void)
 {
-	int64_t end = gate_now_us() + (int64_t)FORK_WAIT_MS * 1000;
+	int64_t end = tk_now_us() + (int64_t)FORK_WAIT_MS * 1000;
 
 	pthread_mutex_lock(&gate_mtx);
 	gate_closed = true;
 	for (;;) {
-		int64_t now = gate_now_us(), wake = now + 5000;
+		int64_t now = tk_now_us(), wake = now + 5000;
 		bool wait = false, holds = false;
-		struct timespec ts;
 
 		for (const struct gate_call *c = gate_calls; c != NULL; c = c->next) {
 			/* a call that waited for a "holds" call to free the
@@ -137,9 +124,7 @@ gate_prepare(void)
 			break;
 		if (wake > end)
 			wake = end;
-		ts.tv_sec = (time_t)(wake / 1000000);
-		ts.tv_nsec = (long)(wake % 1000000) * 1000;
-		pthread_cond_timedwait(&gate_cond, &gate_mtx, &ts);
+		tk_cond_wait_until_us(&gate_cond, &gate_mtx, wake);
 	}
 	pthread_mutex_unlock(&gate_mtx);
 }
@@ -188,7 +173,7 @@ gate_enter(struct gate_call *c, bool holds)
 		pthread_cond_wait(&gate_cond, &gate_mtx);
 	ok = !gate_poisoned;
 	if (ok) {
-		c->start_us = gate_now_us();
+		c->start_us = tk_now_us();
 		c->holds = holds;
 		c->next = gate_calls;
 		gate_calls = c;
@@ -208,7 +193,7 @@ gate_leave(struct gate_call *c)
 		}
 	}
 	if (c->holds)
-		gate_holds_end_us = gate_now_us();
+		gate_holds_end_us = tk_now_us();
 	if (gate_closed)
 		pthread_cond_broadcast(&gate_cond);
 	pthread_mutex_unlock(&gate_mtx);

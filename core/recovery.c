@@ -100,7 +100,7 @@ rec_begin_locked(tk_slotmgr_t *m, slot_t *s, int fault, const char *what)
 		return;
 	memset(&s->rec, 0, sizeof(s->rec));
 	s->rec.id = ++s->rec_ids;
-	s->rec.start_us = mgr_now_us();
+	s->rec.start_us = tk_now_us();
 	s->rec.wall_ms = wall_ms();
 	s->rec.fault = fault;
 	snprintf(s->rec.what, sizeof(s->rec.what), "%s", what != NULL ? what : "");
@@ -132,7 +132,7 @@ finish_locked(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome, tk_recovery
 		return false;
 	r->cured_by = cured_by;
 	r->outcome = outcome;
-	r->duration_us = mgr_now_us() - r->start_us;
+	r->duration_us = tk_now_us() - r->start_us;
 	s->hist[s->hist_next] = *r;
 	s->hist_next = (s->hist_next + 1) % TK_SLOT_DIAG_HISTORY;
 	if (s->hist_n < TK_SLOT_DIAG_HISTORY)
@@ -254,7 +254,7 @@ static void
 guard_begin(worker_t *w)
 {
 	pthread_mutex_lock(&w->mtx);
-	w->step_deadline_us = mgr_now_us() + (int64_t)step_timeout_ms(w->m) * 1000;
+	w->step_deadline_us = tk_now_us() + (int64_t)step_timeout_ms(w->m) * 1000;
 	pthread_mutex_unlock(&w->mtx);
 }
 
@@ -385,13 +385,7 @@ backoff_sleep(worker_t *w, int ms)
 	struct timespec dl;
 	bool woken;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ms / 1000;
-	dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	tk_abstime_in_ms(&dl, ms);
 	pthread_mutex_lock(&w->mtx);
 	while (w->head == NULL && !w->quit && !w->abandoned) {
 		if (pthread_cond_timedwait(&w->cond, &w->mtx, &dl) != 0)
@@ -438,13 +432,13 @@ quarantine(worker_t *w, uint64_t seq)
 			rec_finish(m, w->slot, TK_STEP_NONE, TK_ERR_CARD_REMOVED);
 			return TK_ERR_CARD_REMOVED;
 		}
-		t0 = mgr_now_us();
+		t0 = tk_now_us();
 		r = run_step(w, TK_STEP_PROBE, seq, &abandoned);
 		if (abandoned)
 			return TK_ERR_UNRESPONSIVE; /* the record goes on in the next worker */
 		pthread_mutex_lock(&m->mtx);
 		w->slot->rec.probes = n + 1;
-		rec_step_locked(w->slot, TK_STEP_PROBE, r, mgr_now_us() - t0);
+		rec_step_locked(w->slot, TK_STEP_PROBE, r, tk_now_us() - t0);
 		pthread_mutex_unlock(&m->mtx);
 		if (r == TK_OK) {
 			cured(w, seq, TK_STEP_PROBE);
@@ -485,7 +479,7 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 	}
 	for (; i < sizeof(ladder) / sizeof(ladder[0]); i++) {
 		bool abandoned;
-		int64_t t0 = mgr_now_us();
+		int64_t t0 = tk_now_us();
 		int r;
 
 		if (worker_gone(w)) {
@@ -521,7 +515,7 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 			return TK_ERR_UNRESPONSIVE;
 		}
 		pthread_mutex_lock(&m->mtx);
-		rec_step_locked(s, ladder[i], r, mgr_now_us() - t0);
+		rec_step_locked(s, ladder[i], r, tk_now_us() - t0);
 		pthread_mutex_unlock(&m->mtx);
 		tk_log_info("slotmgr: %s: recovery step %s: %s", s->name,
 		            tk_recovery_step_name(ladder[i]), tk_strerror(r));
@@ -549,7 +543,7 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 void
 rec_watchdog(tk_slotmgr_t *m)
 {
-	int64_t now = mgr_now_us();
+	int64_t now = tk_now_us();
 
 	pthread_mutex_lock(&m->mtx);
 	for (size_t i = 0; i < m->nslots; i++) {

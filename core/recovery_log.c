@@ -18,6 +18,7 @@
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
+#include "env.h"
 #include "recovery_log.h"
 #include "slotmgr_priv.h"
 
@@ -26,8 +27,8 @@
 int
 tk_recovery_log_path(char *buf, size_t cap)
 {
-	const char *env = getenv("TOKENKIT_RECOVERY_LOG");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	const char *env = tk_env("TOKENKIT_RECOVERY_LOG");
+	const char *xdg = tk_env("XDG_RUNTIME_DIR");
 	int n;
 
 	if (buf != NULL && cap > 0)

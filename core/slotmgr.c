@@ -13,32 +13,13 @@
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
+#include "clock.h"
+#include "env.h"
 #include "slotmgr_priv.h"
 
 #define MONITOR_POLL_MS 1000
 #define SERVICE_RETRY_MS 250
 #define STOP_GRACE_MS 1000
-
-int64_t
-mgr_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void
-mgr_abstime(struct timespec *ts, int timeout_ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += timeout_ms / 1000;
-	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
 
 const char *
 tk_slot_state_name(int state)
@@ -293,7 +274,7 @@ monitor_sleep(tk_slotmgr_t *m, int ms)
 	struct timespec dl;
 	bool stop;
 
-	mgr_abstime(&dl, ms);
+	tk_abstime_in_ms(&dl, ms);
 	pthread_mutex_lock(&m->mtx);
 	while (!m->stopping) {
 		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
@@ -378,7 +359,6 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
                         const char *config, int poll_ms, tk_slotmgr_t **out)
 {
 	tk_slotmgr_t *m;
-	pthread_condattr_t ca;
 	int r;
 
 	if (out != NULL)
@@ -402,10 +382,7 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
 	m->next_id = 1;
 	atomic_init(&m->refs, 1);
 	pthread_mutex_init(&m->mtx, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&m->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	tk_cond_init_monotonic(&m->cond);
 	ev_init(m);
 	r = ops->open(&m->be, config);
 	if (r != TK_OK)
@@ -439,7 +416,7 @@ tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
 	if (out != NULL)
 		*out = NULL;
 	if (spec == NULL)
-		spec = secure_getenv("TOKENKIT_READERS");
+		spec = tk_env("TOKENKIT_READERS");
 	if (spec == NULL || *spec == '\0')
 		spec = "pcsc";
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
@@ -509,7 +486,7 @@ tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms)
 
 	if (m == NULL)
 		return TK_ERR_INVALID_ARG;
-	mgr_abstime(&dl, timeout_ms > 0 ? timeout_ms : 0);
+	tk_abstime_in_ms(&dl, timeout_ms > 0 ? timeout_ms : 0);
 	pthread_mutex_lock(&m->mtx);
 	while (!m->ready) {
 		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
@@ -656,7 +633,7 @@ tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card)
 		*card = NULL;
 	if (m == NULL || card == NULL)
 		return TK_ERR_INVALID_ARG;
-	mgr_abstime(&dl, m->opts.transmit_timeout_ms);
+	tk_abstime_in_ms(&dl, m->opts.transmit_timeout_ms);
 	pthread_mutex_lock(&m->mtx);
 	s = mgr_slot_locked(m, slot_id);
 	if (s == NULL || !s->present || m->stopping) {

@@ -23,6 +23,7 @@
 
 #include <tokenkit/slot.h>
 
+#include "clock.h"
 #include "reader.h"
 #include "threads.h"
 
@@ -187,8 +188,6 @@ int tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t
 void tk_slotmgr_get_stats(tk_slotmgr_t *m, uint32_t slot_id, slot_stats_t *st);
 void mgr_ref(tk_slotmgr_t *m);
 void mgr_unref(tk_slotmgr_t *m);
-int64_t mgr_now_us(void);
-void mgr_abstime(struct timespec *ts, int timeout_ms);
 /* With m->mtx held: change a slot's state and queue the event. */
 void mgr_set_state_locked(tk_slotmgr_t *m, slot_t *s, int state);
 slot_t *mgr_slot_locked(tk_slotmgr_t *m, uint32_t id);

@@ -27,7 +27,6 @@ static work_t *
 work_new(int op, uint64_t card_seq, const uint8_t *cmd, size_t cmd_len, size_t resp_cap)
 {
 	work_t *it = calloc(1, sizeof(*it));
-	pthread_condattr_t ca;
 
 	if (it == NULL)
 		return NULL;
@@ -48,10 +47,7 @@ work_new(int op, uint64_t card_seq, const uint8_t *cmd, size_t cmd_len, size_t r
 	it->card_seq = card_seq;
 	atomic_init(&it->refs, 1);
 	pthread_mutex_init(&it->mtx, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&it->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	tk_cond_init_monotonic(&it->cond);
 	return it;
 fail:
 	free(it->cmd);
@@ -201,7 +197,7 @@ do_connect(worker_t *w, uint64_t card_seq, bool set_state)
 	} else {
 		s->stats.connect_failures++;
 		s->stats.last_err = r;
-		s->stats.last_err_us = mgr_now_us();
+		s->stats.last_err_us = tk_now_us();
 		tk_log_debug("slotmgr: %s: connect: %s", s->name, tk_strerror(r));
 		if (set_state && r != TK_ERR_NO_CARD && r != TK_ERR_NO_SERVICE &&
 		    r != TK_ERR_NO_READER && r != TK_ERR_CARD_REMOVED && s->state != TK_SLOT_MUTE)
@@ -229,7 +225,7 @@ count_result(tk_slotmgr_t *m, slot_t *s, int op, int r)
 	if (r != TK_OK) {
 		st->errors++;
 		st->last_err = r;
-		st->last_err_us = mgr_now_us();
+		st->last_err_us = tk_now_us();
 		switch (r) {
 		case TK_ERR_COMM:
 			st->err_comm++;
@@ -269,7 +265,7 @@ ensure_conn(worker_t *w, uint64_t card_seq)
 static int
 transmit_once(worker_t *w, work_t *it)
 {
-	int64_t t0 = mgr_now_us();
+	int64_t t0 = tk_now_us();
 	int r;
 
 	it->resp_len = 0;
@@ -281,7 +277,7 @@ transmit_once(worker_t *w, work_t *it)
 	 * latency sample. */
 	if (r == TK_OK && !worker_gone(w)) {
 		pthread_mutex_lock(&w->m->mtx);
-		rec_latency_locked(w->slot, mgr_now_us() - t0);
+		rec_latency_locked(w->slot, tk_now_us() - t0);
 		pthread_mutex_unlock(&w->m->mtx);
 	}
 	return r;
@@ -324,12 +320,12 @@ transmit_failed(worker_t *w, work_t *it, int r)
 	if (!tk_apdu_is_read_only(it->cmd, it->cmd_len))
 		return r;
 	count_result(m, s, W_TRANSMIT, r); /* the first attempt */
-	t0 = mgr_now_us();
+	t0 = tk_now_us();
 	r2 = transmit_once(w, it);
 	if (worker_gone(w))
 		return r2;
 	pthread_mutex_lock(&m->mtx);
-	rec_step_locked(s, TK_STEP_RETRY, r2, mgr_now_us() - t0);
+	rec_step_locked(s, TK_STEP_RETRY, r2, tk_now_us() - t0);
 	if (r2 == TK_OK)
 		s->stats.retried_ok++;
 	pthread_mutex_unlock(&m->mtx);
@@ -415,7 +411,7 @@ worker_exited(tk_slotmgr_t *m, worker_t *w)
 	if (s->stuck == w) {
 		s->stuck = NULL;
 		tk_log_info("slotmgr: %s: stuck call returned; recovering", s->name);
-		rec_step_locked(s, TK_STEP_STUCK, TK_OK, mgr_now_us() - s->stuck_since_us);
+		rec_step_locked(s, TK_STEP_STUCK, TK_OK, tk_now_us() - s->stuck_since_us);
 		if (s->worker == NULL && s->present && s->card_seq != 0 && !m->stopping &&
 		    worker_start_locked(m, s) == TK_OK) {
 			/* The ladder goes on from the reconnect in a fresh worker. */
@@ -520,7 +516,7 @@ worker_start_locked(tk_slotmgr_t *m, slot_t *s)
 	w->thr = thr;
 	thr->arg = w;
 	pthread_mutex_init(&w->mtx, NULL);
-	pthread_cond_init(&w->cond, NULL);
+	tk_cond_init_monotonic(&w->cond);
 	mgr_ref(m);
 	/* Joinable: tk_slotmgr_free joins every worker that left; only one
 	 * stuck in the backend is detached there. The thread cannot mark its
@@ -578,7 +574,7 @@ busy_workers_locked(tk_slotmgr_t *m, bool *any)
 void
 worker_join_all(tk_slotmgr_t *m, int grace_ms, int busy_ms)
 {
-	int64_t start = mgr_now_us(), left_ms;
+	int64_t start = tk_now_us(), left_ms;
 	tk_thread_t *done;
 	int stuck = 0;
 	bool any, busy;
@@ -591,10 +587,10 @@ worker_join_all(tk_slotmgr_t *m, int grace_ms, int busy_ms)
 		struct timespec dl;
 
 		busy = busy_workers_locked(m, &any);
-		left_ms = (busy ? busy_ms : grace_ms) - (mgr_now_us() - start) / 1000;
+		left_ms = (busy ? busy_ms : grace_ms) - (tk_now_us() - start) / 1000;
 		if (!any || left_ms <= 0)
 			break;
-		mgr_abstime(&dl, (int)(left_ms < 100 ? left_ms : 100));
+		tk_abstime_in_ms(&dl, (int)(left_ms < 100 ? left_ms : 100));
 		pthread_cond_timedwait(&m->cond, &m->mtx, &dl);
 	}
 	done = tk_threads_take_locked(&m->threads, false);
@@ -682,7 +678,7 @@ worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const 
 		return;
 	s->worker = NULL;
 	s->stuck = w;
-	s->stuck_since_us = mgr_now_us();
+	s->stuck_since_us = tk_now_us();
 	s->stats.abandoned_workers++;
 	tk_log_warn("slotmgr: %s: stuck in the reader driver (%s); worker abandoned, reader "
 	            "quarantined until the call returns",
@@ -743,7 +739,7 @@ handle_timeout(tk_slotmgr_t *m, slot_t *s, worker_t *w, work_t *it)
 	pthread_mutex_lock(&m->mtx);
 	s->stats.timeouts++;
 	s->stats.last_err = TK_ERR_TIMEOUT;
-	s->stats.last_err_us = mgr_now_us();
+	s->stats.last_err_us = tk_now_us();
 	if (stuck && s->worker == w)
 		worker_abandon_locked(m, s, w, TK_ERR_TIMEOUT, "deadline");
 	pthread_mutex_unlock(&m->mtx);
@@ -762,7 +758,7 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uin
 		*resp_len = 0;
 	if (timeout_ms <= 0)
 		timeout_ms = m->opts.transmit_timeout_ms;
-	mgr_abstime(&dl, timeout_ms);
+	tk_abstime_in_ms(&dl, timeout_ms);
 	it = work_new(op, card_seq, cmd, cmd_len, resp_cap);
 	if (it == NULL)
 		return TK_ERR_NO_MEMORY;

@@ -34,13 +34,8 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void
 init_cond(void)
 {
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
 	pthread_cond_destroy(&g_p11.cond);
-	pthread_cond_init(&g_p11.cond, &a);
-	pthread_condattr_destroy(&a);
+	tk_cond_init_monotonic(&g_p11.cond);
 }
 
 static void
@@ -134,36 +129,14 @@ check_init_args(const CK_C_INITIALIZE_ARGS *a)
 	return CKR_OK;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait on the module condition until pred() is false or the deadline passes. */
 static void
 wait_until_idle_locked(bool (*pred)(void), int timeout_ms)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = tk_now_ms() + timeout_ms;
 
-	while (pred()) {
-		struct timespec ts;
-		int64_t left = end - now_ms();
-
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&g_p11.cond, &g_p11.lock, &ts);
-	}
+	while (pred() && tk_now_ms() < end)
+		tk_cond_wait_until_us(&g_p11.cond, &g_p11.lock, end * 1000);
 }
 
 static bool

@@ -23,6 +23,7 @@
 #include <tokenkit/slot.h>
 #include <tokenkit/token.h>
 
+#include "clock.h"
 #include "threads.h"
 
 /* PKCS#11 3.0 names the packaged header does not carry. */
@@ -252,7 +253,6 @@ CK_RV tk_p11_enter(void);
 
 /* util.c */
 CK_RV tk_err_to_ckr(int err);
-int64_t tk_p11_now_ms(void);
 int tk_p11_timeout_from_env(void);
 int tk_p11_grace_from_env(void);
 void tk_p11_pad(CK_UTF8CHAR *dst, size_t cap, const char *src);

@@ -20,31 +20,17 @@
 
 #include "p11.h"
 
-static int64_t
-now_ms(void)
-{
-	return tk_p11_now_ms();
-}
-
 /* Wait on the module condition until the absolute deadline; false once it passed. */
 static bool
 wait_deadline_locked(int64_t end)
 {
-	struct timespec ts;
-	int64_t left = end - now_ms();
+	int64_t now = tk_now_ms();
 
-	if (left <= 0)
+	if (end <= now)
 		return false;
-	if (left > 1000)
-		left = 1000;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += left / 1000;
-	ts.tv_nsec += (left % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(&g_p11.cond, &g_p11.lock, &ts);
+	/* at most a second at a time: waiters re-check what they wait for */
+	tk_cond_wait_until_us(&g_p11.cond, &g_p11.lock,
+	                      (end - now > 1000 ? now + 1000 : end) * 1000);
 	return true;
 }
 
@@ -161,7 +147,7 @@ tk_p11_login_sync(struct p11_token *t)
 bool
 tk_p11_lost_expired_locked(const struct p11_token *t)
 {
-	return t->detached && now_ms() - t->detached_at > g_p11.grace_ms;
+	return t->detached && tk_now_ms() - t->detached_at > g_p11.grace_ms;
 }
 
 /* For good: sessions answer CKR_DEVICE_REMOVED once, then
@@ -237,7 +223,7 @@ tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const
 		 * slot manager turned the reader "recovering" before this error
 		 * came back, so the same card valid again means its recovery
 		 * found the card there: no need to wait any longer. */
-		int64_t end = now_ms() + P11_REMOVAL_SETTLE_MS;
+		int64_t end = tk_now_ms() + P11_REMOVAL_SETTLE_MS;
 		bool left = false;
 
 		pthread_mutex_lock(&g_p11.lock);
@@ -251,7 +237,7 @@ tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const
 			if (tk_slotmgr_info(g_p11.mgr, (uint32_t)t->slot, &info) == TK_OK &&
 			    info.state == TK_SLOT_VALID && info.card_seq == t->card_seq)
 				break;
-			if (!wait_deadline_locked(end < now_ms() + 20 ? end : now_ms() + 20))
+			if (!wait_deadline_locked(end < tk_now_ms() + 20 ? end : tk_now_ms() + 20))
 				break;
 		}
 		left = left && !t->reader_lost;
@@ -347,7 +333,7 @@ slot_detach_token_locked(struct p11_slot *s, bool reader_lost, struct p11_gc *gc
 	slot_forget_lost_locked(s, gc);
 	t->detached = true;
 	t->reader_lost = reader_lost;
-	t->detached_at = now_ms();
+	t->detached_at = tk_now_ms();
 	tk_p11_login_set_locked(t, -1);
 	if (t->info.identity[0] == '\0' || g_p11.grace_ms <= 0) {
 		/* nothing to recognise it by when it comes back (or no waiting) */
@@ -395,7 +381,7 @@ open_threads_running_locked(void)
 void
 tk_p11_slots_join(int timeout_ms)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = tk_now_ms() + timeout_ms;
 	tk_thread_t *all;
 
 	pthread_mutex_lock(&g_p11.lock);
@@ -615,7 +601,7 @@ done:
 		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
 			/* try again soon (next event, C_GetSlotList or token wait) */
 			s->opened_seq = 0;
-			s->retry_at = now_ms() + P11_OPEN_RETRY_MS;
+			s->retry_at = tk_now_ms() + P11_OPEN_RETRY_MS;
 		}
 	}
 	if (published == NULL)
@@ -641,7 +627,7 @@ maybe_open_locked(struct p11_slot *s)
 	tk_thread_t *thr;
 
 	if (!s->present || s->state != TK_SLOT_VALID || s->card_seq == 0 || s->opening ||
-	    s->opened_seq == s->card_seq || now_ms() < s->retry_at)
+	    s->opened_seq == s->card_seq || tk_now_ms() < s->retry_at)
 		return;
 	if (s->token != NULL && s->token->card_seq == s->card_seq)
 		return;
@@ -813,7 +799,7 @@ slot_has_token_locked(const struct p11_slot *s)
 P11_EXPORT CK_RV
 C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
 {
-	int64_t end = now_ms() + P11_GETSLOTLIST_WAIT_MS;
+	int64_t end = tk_now_ms() + P11_GETSLOTLIST_WAIT_MS;
 	tk_slot_info_t *infos = NULL;
 	size_t ninfos = 0;
 	tk_slotmgr_t *mgr;
@@ -851,9 +837,9 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 	       (behind_snapshot_locked(infos, ninfos) || opens_pending_locked())) {
 		for (size_t i = 0; i < g_p11.nslots; i++)
 			maybe_open_locked(&g_p11.slots[i]);
-		if (!wait_deadline_locked(end < now_ms() + P11_OPEN_RETRY_MS
+		if (!wait_deadline_locked(end < tk_now_ms() + P11_OPEN_RETRY_MS
 		                                  ? end
-		                                  : now_ms() + P11_OPEN_RETRY_MS))
+		                                  : tk_now_ms() + P11_OPEN_RETRY_MS))
 			break;
 	}
 	rv = tk_p11_check_init_locked();
@@ -919,7 +905,7 @@ out:
 CK_RV
 tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 {
-	int64_t end = now_ms() + P11_GETSLOTLIST_WAIT_MS;
+	int64_t end = tk_now_ms() + P11_GETSLOTLIST_WAIT_MS;
 	struct p11_slot *s;
 	CK_RV rv;
 
@@ -935,10 +921,11 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 			goto out;
 		}
 		maybe_open_locked(s);
-		if (!slot_settling_locked(s) || now_ms() >= end)
+		if (!slot_settling_locked(s) || tk_now_ms() >= end)
 			break;
-		wait_deadline_locked(
-		        end < now_ms() + P11_OPEN_RETRY_MS ? end : now_ms() + P11_OPEN_RETRY_MS);
+		wait_deadline_locked(end < tk_now_ms() + P11_OPEN_RETRY_MS
+		                             ? end
+		                             : tk_now_ms() + P11_OPEN_RETRY_MS);
 	}
 	if (!s->present || s->token == NULL) {
 		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID
@@ -1076,7 +1063,7 @@ C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
 			break;
 		}
 		/* woken by events and by C_Finalize; the timeout only re-checks */
-		wait_deadline_locked(now_ms() + 1000);
+		wait_deadline_locked(tk_now_ms() + 1000);
 	}
 	g_p11.waiters--;
 	pthread_cond_broadcast(&g_p11.cond);

@@ -9,6 +9,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
+#include "env.h"
 #include "p11.h"
 
 /* The one place a tk_err becomes a CK_RV. */
@@ -79,21 +80,12 @@ tk_err_to_ckr(int err)
 	}
 }
 
-int64_t
-tk_p11_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A number of milliseconds from the environment: dflt when unset, empty,
  * not a number or out of [min, max] (with a warning). */
 static int
 env_ms(const char *name, int min, int max, int dflt)
 {
-	const char *v = getenv(name);
+	const char *v = tk_env(name);
 	char *end = NULL;
 	long n;
 

@@ -10,6 +10,7 @@
 
 #include <tokenkit/log.h>
 
+#include "clock.h"
 #include "control.h"
 
 #define READ_TIMEOUT_MS 1000
@@ -24,15 +25,6 @@ fill_addr(struct sockaddr_un *sa, const char *path)
 		return -1;
 	memcpy(sa->sun_path, path, strlen(path) + 1);
 	return 0;
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int
@@ -62,14 +54,14 @@ int
 tk_vc_control_read_line(int fd, char *line, size_t cap)
 {
 	size_t len = 0;
-	int64_t end = now_ms() + READ_TIMEOUT_MS;
+	int64_t end = tk_now_ms() + READ_TIMEOUT_MS;
 
 	if (cap == 0)
 		return -1;
 	line[0] = '\0';
 	while (len + 1 < cap) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int64_t left = end - now_ms();
+		int64_t left = end - tk_now_ms();
 		ssize_t n;
 
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
@@ -113,10 +105,10 @@ tk_vc_control_send(const char *path, const char *cmd, char *reply, size_t cap)
 		errno = e;
 		return 2;
 	}
-	end = now_ms() + REPLY_TIMEOUT_MS;
+	end = tk_now_ms() + REPLY_TIMEOUT_MS;
 	while (len + 1 < cap) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int64_t left = end - now_ms();
+		int64_t left = end - tk_now_ms();
 		ssize_t n;
 
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)

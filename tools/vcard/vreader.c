@@ -59,6 +59,7 @@
 
 #include "control.h"
 #include "fault.h"
+#include "clock.h"
 #include "reader.h"
 #include "vcard.h"
 
@@ -114,33 +115,6 @@ typedef struct vr_conn {
 	uint8_t *buf; /* TK_APDU_MAX_RESP */
 } vr_conn_t;
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void
-abstime_us(struct timespec *ts, int64_t at_us)
-{
-	ts->tv_sec = (time_t)(at_us / 1000000);
-	ts->tv_nsec = (long)(at_us % 1000000) * 1000L;
-}
-
-static void
-cond_init_mono(pthread_cond_t *c)
-{
-	pthread_condattr_t ca;
-
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(c, &ca);
-	pthread_condattr_destroy(&ca);
-}
-
 /* ---- backend lifetime ------------------------------------------------------ */
 
 static void
@@ -194,7 +168,7 @@ refresh_locked(vr_reader_t *r)
 {
 	bool present;
 
-	if (r->away_until_us != 0 && now_us() >= r->away_until_us)
+	if (r->away_until_us != 0 && tk_now_us() >= r->away_until_us)
 		r->away_until_us = 0;
 	present = r->has_card && r->away_until_us == 0 && tk_fault_present(r->fault);
 	if (present == r->present)
@@ -417,7 +391,7 @@ reader_init(vr_be_t *b, vr_reader_t *r, size_t idx, char *spec)
 	r->lfd = -1;
 	pthread_mutex_init(&r->mtx, NULL);
 	pthread_mutex_init(&r->card_mtx, NULL);
-	cond_init_mono(&r->cond);
+	tk_cond_init_monotonic(&r->cond);
 	snprintf(r->name, sizeof(r->name), "%s %zu", VR_NAME_PREFIX, idx);
 	if ((e = tk_fault_new(&r->fault)) != TK_OK)
 		return e;
@@ -467,7 +441,7 @@ vr_open(void **out, const char *config)
 	atomic_init(&b->refs, 1);
 	atomic_init(&b->closing, false);
 	pthread_mutex_init(&b->mtx, NULL);
-	cond_init_mono(&b->cond);
+	tk_cond_init_monotonic(&b->cond);
 	b->wake_fd = -1;
 	b->change_gen = 1;
 	/* strtok_r would merge empty parts; split by hand so "a;;b" is an error */
@@ -531,11 +505,11 @@ vr_close(void *be)
 	 * for that: the last reference frees the cards (OpenSSL keys), which
 	 * must happen before our caller returns, not in a detached thread
 	 * while the process runs its exit handlers (OPENSSL_cleanup). */
-	until = now_us() + (int64_t)VR_CLOSE_GRACE_MS * 1000;
-	abstime_us(&ts, until);
+	until = tk_now_us() + (int64_t)VR_CLOSE_GRACE_MS * 1000;
+	tk_abstime_at_us(&ts, until);
 	pthread_mutex_lock(&b->mtx);
 	pthread_cond_broadcast(&b->cond);
-	while (atomic_load(&b->refs) > 1 && now_us() < until)
+	while (atomic_load(&b->refs) > 1 && tk_now_us() < until)
 		(void)pthread_cond_timedwait(&b->cond, &b->mtx, &ts);
 	if (atomic_load(&b->refs) > 1)
 		tk_log_warn("vreader: %d connection(s) still open at close",
@@ -604,14 +578,14 @@ static int
 vr_wait_change(void *be, int timeout_ms)
 {
 	vr_be_t *b = be;
-	int64_t end = now_us() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
+	int64_t end = tk_now_us() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
 	int r = TK_ERR_TIMEOUT;
 
 	for (;;) {
 		int64_t back = next_return_us(b), until = end;
 		struct timespec ts;
 
-		if (back != 0 && now_us() >= back) {
+		if (back != 0 && tk_now_us() >= back) {
 			/* a card's absence ended: publish it */
 			for (size_t i = 0; i < b->n; i++) {
 				pthread_mutex_lock(&b->r[i].mtx);
@@ -630,14 +604,14 @@ vr_wait_change(void *be, int timeout_ms)
 			r = TK_ERR_CANCELLED;
 		} else if (b->change_gen != b->seen_gen) {
 			r = TK_OK;
-		} else if (now_us() < until) {
-			abstime_us(&ts, until);
+		} else if (tk_now_us() < until) {
+			tk_abstime_at_us(&ts, until);
 			(void)pthread_cond_timedwait(&b->cond, &b->mtx, &ts);
 			pthread_mutex_unlock(&b->mtx);
 			continue;
 		}
 		pthread_mutex_unlock(&b->mtx);
-		if (r != TK_ERR_TIMEOUT || now_us() >= end)
+		if (r != TK_ERR_TIMEOUT || tk_now_us() >= end)
 			return r;
 	}
 }
@@ -726,7 +700,7 @@ static int
 hold_locked(vr_conn_t *c, bool mute)
 {
 	vr_reader_t *r = c->r;
-	int64_t until = mute ? now_us() + (int64_t)r->bwt_ms * 1000 : 0;
+	int64_t until = mute ? tk_now_us() + (int64_t)r->bwt_ms * 1000 : 0;
 
 	for (;;) {
 		struct timespec ts;
@@ -743,13 +717,13 @@ hold_locked(vr_conn_t *c, bool mute)
 		}
 		if (!tk_fault_holding(r->fault)) /* dropped by a power event */
 			return TK_ERR_CARD_RESET;
-		if (mute && now_us() >= until) {
+		if (mute && tk_now_us() >= until) {
 			/* the reader gives up on the card; the card stays mute */
 			tk_fault_drop_held(r->fault);
 			return TK_ERR_UNRESPONSIVE;
 		}
 		if (mute) {
-			abstime_us(&ts, until);
+			tk_abstime_at_us(&ts, until);
 			(void)pthread_cond_timedwait(&r->cond, &r->mtx, &ts);
 		} else {
 			(void)pthread_cond_wait(&r->cond, &r->mtx);
@@ -764,8 +738,8 @@ delay_locked(vr_conn_t *c, int64_t at_us)
 	struct timespec ts;
 	int e;
 
-	abstime_us(&ts, at_us);
-	while ((e = conn_check_locked(c)) == TK_OK && now_us() < at_us)
+	tk_abstime_at_us(&ts, at_us);
+	while ((e = conn_check_locked(c)) == TK_OK && tk_now_us() < at_us)
 		(void)pthread_cond_timedwait(&c->r->cond, &c->r->mtx, &ts);
 	return e;
 }
@@ -798,7 +772,7 @@ vr_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_
 		break;
 	case TK_FAULT_CLOSE:
 		tk_log_info("vreader: %s: fault: card gone with an APDU outstanding", r->name);
-		r->away_until_us = now_us() + (int64_t)tk_fault_away_ms(r->fault) * 1000;
+		r->away_until_us = tk_now_us() + (int64_t)tk_fault_away_ms(r->fault) * 1000;
 		refresh_locked(r);
 		e = TK_ERR_CARD_REMOVED;
 		goto out;
@@ -825,7 +799,7 @@ vr_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_
 
 	pthread_mutex_lock(&r->mtx);
 	if (delay_ms != 0 || lat_us != 0)
-		e = delay_locked(c, now_us() + (int64_t)delay_ms * 1000 + (int64_t)lat_us);
+		e = delay_locked(c, tk_now_us() + (int64_t)delay_ms * 1000 + (int64_t)lat_us);
 	else
 		e = conn_check_locked(c);
 	if (e == TK_OK) {
