@@ -21,7 +21,7 @@ tk_p11_pss_encode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *mhash, siz
                   size_t salt_len, unsigned mod_bits, uint8_t *em, size_t em_len)
 {
 	size_t em_bits = mod_bits - 1, elen = (em_bits + 7) / 8, dblen, off;
-	uint8_t salt[EVP_MAX_MD_SIZE * 2 + 64], h[EVP_MAX_MD_SIZE];
+	uint8_t *salt = NULL, h[EVP_MAX_MD_SIZE];
 	static const uint8_t zeros[8] = {0};
 	EVP_MD_CTX *ctx = NULL;
 	unsigned int hl = 0;
@@ -29,10 +29,14 @@ tk_p11_pss_encode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *mhash, siz
 	int r = TK_ERR_CRYPTO;
 
 	if (mod_bits < 2 || elen > em_len || (size_t)EVP_MD_get_size(md) != hlen ||
-	    elen < hlen + salt_len + 2 || salt_len > sizeof(salt))
+	    salt_len > elen || elen < hlen + salt_len + 2)
 		return TK_ERR_INVALID_ARG;
 	memset(em, 0, em_len);
 	off = em_len - elen;
+	/* any salt length RFC 8017 allows for this modulus (up to emLen - hLen - 2) */
+	salt = malloc(salt_len > 0 ? salt_len : 1);
+	if (salt == NULL)
+		return TK_ERR_NO_MEMORY;
 	if (salt_len > 0 && RAND_bytes_ex(tk_p11_libctx(), salt, salt_len, 0) != 1)
 		goto out;
 	ctx = EVP_MD_CTX_new();
@@ -58,7 +62,7 @@ tk_p11_pss_encode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *mhash, siz
 	em[em_len - 1] = 0xbc;
 	r = TK_OK;
 out:
-	tk_wipe(salt, sizeof(salt));
+	tk_freezero(salt, salt_len > 0 ? salt_len : 1);
 	EVP_MD_CTX_free(ctx);
 	return r;
 }

@@ -87,8 +87,10 @@ decrypt_finish(struct p11_session *s, const uint8_t *enc, size_t enc_len, bool s
 
 	if (op->kind != P11_OP_DECRYPT)
 		return CKR_OPERATION_NOT_INITIALIZED;
+	/* the single-part call on a multi-part operation: CKR_OPERATION_ACTIVE
+	 * is not among its answers (PKCS#11 3.0 5.10); the operation goes on */
 	if (single && op->multi)
-		return CKR_OPERATION_ACTIVE;
+		return CKR_FUNCTION_FAILED;
 	k = (op->obj->key_bits + 7) / 8;
 	if (out_len == NULL || (single && enc == NULL && enc_len > 0)) {
 		rv = CKR_ARGUMENTS_BAD;
@@ -127,8 +129,8 @@ end:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_DecryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+CK_RV
+tk_p11_C_DecryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -140,9 +142,9 @@ C_DecryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_Decrypt(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedData, CK_ULONG ulEncryptedDataLen,
-          CK_BYTE_PTR pData, CK_ULONG_PTR pulDataLen)
+CK_RV
+tk_p11_C_Decrypt(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedData,
+                 CK_ULONG ulEncryptedDataLen, CK_BYTE_PTR pData, CK_ULONG_PTR pulDataLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -155,9 +157,9 @@ C_Decrypt(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedData, CK_ULONG ulEnc
 }
 
 /* RSA has no partial output: parts are collected (at most one block). */
-P11_EXPORT CK_RV
-C_DecryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart, CK_ULONG ulEncryptedPartLen,
-                CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen)
+CK_RV
+tk_p11_C_DecryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
+                       CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -183,8 +185,9 @@ C_DecryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart, CK_ULONG
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_DecryptFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pLastPart, CK_ULONG_PTR pulLastPartLen)
+CK_RV
+tk_p11_C_DecryptFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pLastPart,
+                      CK_ULONG_PTR pulLastPartLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);

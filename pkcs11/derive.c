@@ -196,9 +196,10 @@ build_secret(struct p11_object *o, const struct derive_tpl *d, const uint8_t *va
 	return r;
 }
 
-P11_EXPORT CK_RV
-C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
-            CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+CK_RV
+tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                   CK_OBJECT_HANDLE hBaseKey, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount,
+                   CK_OBJECT_HANDLE_PTR phKey)
 {
 	struct p11_session *s;
 	struct p11_object *key, *o = NULL;
@@ -246,7 +247,8 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 		goto out;
 	}
 	if (key->cls != CKO_PRIVATE_KEY || !(key->usage & TK_USAGE_DERIVE)) {
-		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+		rv = CKR_KEY_TYPE_INCONSISTENT; /* KEY_FUNCTION_NOT_PERMITTED is no C_DeriveKey
+		                                   answer */
 		goto out;
 	}
 	rv = parse_template(pTemplate, ulAttributeCount, &d);

@@ -3,7 +3,8 @@
  * A token lists the mechanisms its private keys can serve (RSA ones when it
  * holds an RSA key allowed to sign or decrypt, EC ones for EC keys), with
  * key sizes taken from those keys. CKF_VERIFY: verification is done on the
- * host with the public key. */
+ * host with the public key. The digests (CKF_DIGEST) are the host's and
+ * listed for every token. */
 #include <string.h>
 
 #include "p11.h"
@@ -32,6 +33,16 @@ static const struct p11_mech mechs[] = {
         {CKM_ECDSA_SHA384, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA384, false, false},
         {CKM_ECDSA_SHA512, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA512, false, false},
         {CKM_ECDH1_DERIVE, TK_KEY_EC, CKF_DERIVE | EC_FLAGS, 0, false, false},
+        /* digests: on the host (digest.c), whatever keys the token holds */
+        {CKM_SHA_1, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA224, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA256, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA384, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA512, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_224, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_256, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_384, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_512, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
 };
 #define NMECHS (sizeof(mechs) / sizeof(mechs[0]))
 
@@ -50,7 +61,7 @@ usable_flags(const struct p11_mech *m, int key_type, unsigned usage)
 {
 	CK_FLAGS f = 0;
 
-	if (m->key_type != key_type)
+	if (m->key_type != key_type || m->key_type == TK_KEY_NONE)
 		return 0;
 	if ((m->flags & CKF_SIGN) && (usage & TK_USAGE_SIGN))
 		f |= CKF_SIGN | CKF_VERIFY;
@@ -66,6 +77,8 @@ token_flags(const struct p11_token *t, const struct p11_mech *m)
 {
 	CK_FLAGS f = 0;
 
+	if (m->flags & CKF_DIGEST)
+		return CKF_DIGEST; /* no key, no card */
 	for (size_t i = 0; i < t->nobjs; i++) {
 		const struct p11_object *o = &t->objs[i];
 
@@ -113,8 +126,9 @@ tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out
 	return CKR_OK;
 }
 
-P11_EXPORT CK_RV
-C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList, CK_ULONG_PTR pulCount)
+CK_RV
+tk_p11_C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList,
+                          CK_ULONG_PTR pulCount)
 {
 	struct p11_token *t = NULL;
 	size_t n;
@@ -141,8 +155,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo)
+CK_RV
+tk_p11_C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo)
 {
 	struct p11_token *t = NULL;
 	const struct p11_mech *m;
@@ -161,8 +175,10 @@ C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_
 	if (f != 0) {
 		memset(pInfo, 0, sizeof(*pInfo));
 		pInfo->flags = f;
-		pInfo->ulMinKeySize = m->key_type == TK_KEY_RSA ? t->rsa_min : t->ec_min;
-		pInfo->ulMaxKeySize = m->key_type == TK_KEY_RSA ? t->rsa_max : t->ec_max;
+		if (m->key_type != TK_KEY_NONE) {
+			pInfo->ulMinKeySize = m->key_type == TK_KEY_RSA ? t->rsa_min : t->ec_min;
+			pInfo->ulMaxKeySize = m->key_type == TK_KEY_RSA ? t->rsa_max : t->ec_max;
+		}
 	}
 	pthread_mutex_unlock(&g_p11.lock);
 	if (f == 0)

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
@@ -151,8 +150,8 @@ busy_openers(void)
 	return g_p11.openers > 0;
 }
 
-P11_EXPORT CK_RV
-C_Initialize(CK_VOID_PTR pInitArgs)
+CK_RV
+tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 {
 	tk_slotmgr_opts_t mo;
 	tk_slotmgr_t *mgr = NULL;
@@ -213,8 +212,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_Finalize(CK_VOID_PTR pReserved)
+CK_RV
+tk_p11_C_Finalize(CK_VOID_PTR pReserved)
 {
 	tk_slotmgr_t *mgr;
 	int sub;
@@ -269,8 +268,8 @@ C_Finalize(CK_VOID_PTR pReserved)
 	return CKR_OK;
 }
 
-P11_EXPORT CK_RV
-C_GetInfo(CK_INFO_PTR pInfo)
+CK_RV
+tk_p11_C_GetInfo(CK_INFO_PTR pInfo)
 {
 	CK_RV rv = tk_p11_enter();
 
@@ -299,308 +298,259 @@ not_supported(void)
 	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
 }
 
-P11_EXPORT CK_RV
-C_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR l)
+CK_RV
+tk_p11_C_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR l)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG l, CK_OBJECT_HANDLE e,
-                    CK_OBJECT_HANDLE a)
+CK_RV
+tk_p11_C_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG l, CK_OBJECT_HANDLE e,
+                           CK_OBJECT_HANDLE a)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e, CK_ULONG_PTR el)
+CK_RV
+tk_p11_C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e, CK_ULONG_PTR el)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e, CK_ULONG_PTR el)
+CK_RV
+tk_p11_C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e,
+                       CK_ULONG_PTR el)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG_PTR el)
+CK_RV
+tk_p11_C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG_PTR el)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
+CK_RV
+tk_p11_C_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR o, CK_ULONG_PTR ol)
+CK_RV
+tk_p11_C_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR s,
+                     CK_ULONG_PTR sl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl)
+CK_RV
+tk_p11_C_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl, CK_BYTE_PTR d,
+                       CK_ULONG_PTR dl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR ol)
+CK_RV
+tk_p11_C_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
+                             CK_ULONG_PTR el)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
+                             CK_ULONG_PTR pl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR s, CK_ULONG_PTR sl)
+CK_RV
+tk_p11_C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
+                           CK_ULONG_PTR el)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
+                             CK_ULONG_PTR pl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl, CK_BYTE_PTR d, CK_ULONG_PTR dl)
+CK_RV
+tk_p11_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
+                 CK_BYTE_PTR w, CK_ULONG_PTR wl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
-                      CK_ULONG_PTR el)
+CK_RV
+tk_p11_C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
+                   CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
-                      CK_ULONG_PTR pl)
-{
-	return not_supported();
-}
-
-P11_EXPORT CK_RV
-C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e, CK_ULONG_PTR el)
-{
-	return not_supported();
-}
-
-P11_EXPORT CK_RV
-C_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
-                      CK_ULONG_PTR pl)
-{
-	return not_supported();
-}
-
-P11_EXPORT CK_RV
-C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
-          CK_BYTE_PTR w, CK_ULONG_PTR wl)
-{
-	return not_supported();
-}
-
-P11_EXPORT CK_RV
-C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
-            CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k)
-{
-	return not_supported();
-}
-
-P11_EXPORT CK_RV
-C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl)
-{
-	CK_RV rv = tk_p11_enter();
-
-	return rv != CKR_OK ? rv : CKR_RANDOM_SEED_NOT_SUPPORTED;
-}
-/* PIV cards offer no random generator; clients (pkcs11-tool --test, nonces
- * in protocols) still expect C_GenerateRandom to work, so it answers with
- * the host's CSPRNG (OpenSSL). CKF_RNG stays clear in the token flags. */
-P11_EXPORT CK_RV
-C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR r, CK_ULONG rl)
-{
-	struct p11_session *s;
-	CK_RV rv = tk_p11_session_get(h, &s);
-
-	if (rv != CKR_OK)
-		return rv;
-	if (r == NULL && rl > 0)
-		rv = CKR_ARGUMENTS_BAD;
-	else if (rl > 0 && RAND_bytes_ex(tk_p11_libctx(), r, rl, 0) != 1)
-		rv = CKR_FUNCTION_FAILED;
-	tk_p11_session_put(s, rv);
-	return rv;
-}
 /* Legacy functions: always CKR_FUNCTION_NOT_PARALLEL (PKCS#11 3.0 5.20). */
-P11_EXPORT CK_RV
-C_GetFunctionStatus(CK_SESSION_HANDLE h)
+CK_RV
+tk_p11_C_GetFunctionStatus(CK_SESSION_HANDLE h)
 {
 	CK_RV rv = tk_p11_enter();
 
 	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
 }
-P11_EXPORT CK_RV
-C_CancelFunction(CK_SESSION_HANDLE h)
+CK_RV
+tk_p11_C_CancelFunction(CK_SESSION_HANDLE h)
 {
 	CK_RV rv = tk_p11_enter();
 
 	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
 }
-P11_EXPORT CK_RV
-C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS f)
+CK_RV
+tk_p11_C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS f)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageEncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_MessageEncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_EncryptMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al,
-                 CK_BYTE_PTR t, CK_ULONG tl, CK_BYTE_PTR c, CK_ULONG_PTR cl)
+CK_RV
+tk_p11_C_EncryptMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al,
+                        CK_BYTE_PTR t, CK_ULONG tl, CK_BYTE_PTR c, CK_ULONG_PTR cl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_EncryptMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al)
+CK_RV
+tk_p11_C_EncryptMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a,
+                             CK_ULONG al)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_EncryptMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR t, CK_ULONG tl,
-                     CK_BYTE_PTR c, CK_ULONG_PTR cl, CK_FLAGS f)
+CK_RV
+tk_p11_C_EncryptMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR t,
+                            CK_ULONG tl, CK_BYTE_PTR c, CK_ULONG_PTR cl, CK_FLAGS f)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageEncryptFinal(CK_SESSION_HANDLE h)
+CK_RV
+tk_p11_C_MessageEncryptFinal(CK_SESSION_HANDLE h)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageDecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_MessageDecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DecryptMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al,
-                 CK_BYTE_PTR c, CK_ULONG cl, CK_BYTE_PTR t, CK_ULONG_PTR tl)
+CK_RV
+tk_p11_C_DecryptMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al,
+                        CK_BYTE_PTR c, CK_ULONG cl, CK_BYTE_PTR t, CK_ULONG_PTR tl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DecryptMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a, CK_ULONG al)
+CK_RV
+tk_p11_C_DecryptMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR a,
+                             CK_ULONG al)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_DecryptMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR c, CK_ULONG cl,
-                     CK_BYTE_PTR t, CK_ULONG_PTR tl, CK_FLAGS f)
+CK_RV
+tk_p11_C_DecryptMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR c,
+                            CK_ULONG cl, CK_BYTE_PTR t, CK_ULONG_PTR tl, CK_FLAGS f)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageDecryptFinal(CK_SESSION_HANDLE h)
+CK_RV
+tk_p11_C_MessageDecryptFinal(CK_SESSION_HANDLE h)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageSignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_MessageSignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_SignMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
-              CK_BYTE_PTR s, CK_ULONG_PTR sl)
+CK_RV
+tk_p11_C_SignMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
+                     CK_BYTE_PTR s, CK_ULONG_PTR sl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_SignMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl)
+CK_RV
+tk_p11_C_SignMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_SignMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
-                  CK_BYTE_PTR s, CK_ULONG_PTR sl)
+CK_RV
+tk_p11_C_SignMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d,
+                         CK_ULONG dl, CK_BYTE_PTR s, CK_ULONG_PTR sl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageSignFinal(CK_SESSION_HANDLE h)
+CK_RV
+tk_p11_C_MessageSignFinal(CK_SESSION_HANDLE h)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageVerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+CK_RV
+tk_p11_C_MessageVerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_VerifyMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
-                CK_BYTE_PTR s, CK_ULONG sl)
+CK_RV
+tk_p11_C_VerifyMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
+                       CK_BYTE_PTR s, CK_ULONG sl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_VerifyMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl)
+CK_RV
+tk_p11_C_VerifyMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_VerifyMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d, CK_ULONG dl,
-                    CK_BYTE_PTR s, CK_ULONG sl)
+CK_RV
+tk_p11_C_VerifyMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG pl, CK_BYTE_PTR d,
+                           CK_ULONG dl, CK_BYTE_PTR s, CK_ULONG sl)
 {
 	return not_supported();
 }
 
-P11_EXPORT CK_RV
-C_MessageVerifyFinal(CK_SESSION_HANDLE h)
+CK_RV
+tk_p11_C_MessageVerifyFinal(CK_SESSION_HANDLE h)
 {
 	return not_supported();
 }
@@ -655,8 +605,8 @@ static CK_INTERFACE interfaces[] = {
 };
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 
-P11_EXPORT CK_RV
-C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+CK_RV
+tk_p11_C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
 {
 	if (ppFunctionList == NULL)
 		return CKR_ARGUMENTS_BAD;
@@ -664,8 +614,8 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
 	return CKR_OK;
 }
 
-P11_EXPORT CK_RV
-C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
+CK_RV
+tk_p11_C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
 {
 	if (pulCount == NULL)
 		return CKR_ARGUMENTS_BAD;
@@ -682,9 +632,9 @@ C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
 	return CKR_OK;
 }
 
-P11_EXPORT CK_RV
-C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
-               CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+CK_RV
+tk_p11_C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                      CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
 {
 	if (ppInterface == NULL)
 		return CKR_ARGUMENTS_BAD;

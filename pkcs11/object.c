@@ -229,15 +229,58 @@ date_of(const ASN1_TIME *t, CK_DATE *d, bool *ok)
 	*ok = true;
 }
 
+/* CKA_UNIQUE_ID: the same for the same object of the same card in every
+ * session and process, different for every other object. Built from stable
+ * facts only (never a handle): the card's identity (PIV GUID, else its
+ * serial), the object's class, key reference and CKA_ID, hashed so that the
+ * value is short printable text (32 hex digits of SHA-256). */
+static int
+unique_id(const struct p11_token *t, const struct p11_object *o, const tk_object_t *k, char *uid,
+          size_t cap)
+{
+	static const char domain[] = "tokenkit CKA_UNIQUE_ID v1";
+	const char *card = t->info.identity[0] ? t->info.identity : t->info.serial;
+	uint8_t facts[9], h[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int hl = 0;
+	int r = TK_ERR_CRYPTO;
+
+	if (ctx == NULL)
+		return TK_ERR_NO_MEMORY;
+	facts[0] = (uint8_t)(o->cls >> 24);
+	facts[1] = (uint8_t)(o->cls >> 16);
+	facts[2] = (uint8_t)(o->cls >> 8);
+	facts[3] = (uint8_t)o->cls;
+	facts[4] = (uint8_t)(k->key_ref >> 24);
+	facts[5] = (uint8_t)(k->key_ref >> 16);
+	facts[6] = (uint8_t)(k->key_ref >> 8);
+	facts[7] = (uint8_t)k->key_ref;
+	facts[8] = (uint8_t)k->id_len;
+	/* the NUL after each string keeps the fields apart */
+	if (EVP_DigestInit_ex(ctx, tk_p11_md_from_mech(CKM_SHA256), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, domain, sizeof(domain)) != 1 ||
+	    EVP_DigestUpdate(ctx, card, strlen(card) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, facts, sizeof(facts)) != 1 ||
+	    EVP_DigestUpdate(ctx, k->id, k->id_len) != 1 || EVP_DigestFinal_ex(ctx, h, &hl) != 1 ||
+	    hl < 16 || cap < 33)
+		goto out;
+	for (size_t i = 0; i < 16; i++)
+		snprintf(uid + 2 * i, 3, "%02x", h[i]);
+	r = TK_OK;
+out:
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
 static int
 add_common(struct p11_object *o, const struct p11_token *t, const tk_object_t *k, bool priv)
 {
-	char uid[96];
+	char uid[33];
 	int r;
 
-	snprintf(uid, sizeof(uid), "%s:%lu",
-	         t->info.identity[0] ? t->info.identity : t->info.serial, (unsigned long)o->handle);
-	r = tk_p11_attr_add_ulong(o, CKA_CLASS, o->cls);
+	r = unique_id(t, o, k, uid, sizeof(uid));
+	if (r == TK_OK)
+		r = tk_p11_attr_add_ulong(o, CKA_CLASS, o->cls);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_bool(o, CKA_TOKEN, true);
 	if (r == TK_OK)
@@ -734,9 +777,9 @@ tk_p11_session_objects_drop_locked(struct p11_token *t, CK_SESSION_HANDLE owner)
 
 /* --- C_GetAttributeValue, C_GetObjectSize ------------------------------- */
 
-P11_EXPORT CK_RV
-C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+CK_RV
+tk_p11_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                           CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
 	struct p11_session *s;
 	struct p11_object *o;
@@ -789,8 +832,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
+CK_RV
+tk_p11_C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
 {
 	struct p11_session *s;
 	struct p11_object *o;
@@ -834,8 +877,8 @@ matches(const struct p11_object *o, const CK_ATTRIBUTE *tpl, CK_ULONG n)
 	return true;
 }
 
-P11_EXPORT CK_RV
-C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+CK_RV
+tk_p11_C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
 	struct p11_session *s;
 	struct p11_token *t;
@@ -879,9 +922,9 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxObjectCount,
-              CK_ULONG_PTR pulObjectCount)
+CK_RV
+tk_p11_C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
+                     CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
 {
 	struct p11_session *s;
 	CK_ULONG n = 0;
@@ -905,8 +948,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
+CK_RV
+tk_p11_C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -936,9 +979,9 @@ template_wants_token(const CK_ATTRIBUTE *tpl, CK_ULONG n)
 	return false;
 }
 
-P11_EXPORT CK_RV
-C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
-               CK_OBJECT_HANDLE_PTR phObject)
+CK_RV
+tk_p11_C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+                      CK_OBJECT_HANDLE_PTR phObject)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -955,9 +998,9 @@ C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG 
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
-             CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
+CK_RV
+tk_p11_C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
 {
 	struct p11_session *s;
 	bool found;
@@ -980,8 +1023,8 @@ C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
+CK_RV
+tk_p11_C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 {
 	struct p11_session *s;
 	struct p11_token *t;
@@ -1008,9 +1051,9 @@ C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+CK_RV
+tk_p11_C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                           CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
 	struct p11_session *s;
 	struct p11_object *o;
@@ -1033,9 +1076,9 @@ C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
-              CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+CK_RV
+tk_p11_C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                     CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -1052,11 +1095,11 @@ C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIB
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
-                  CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount,
-                  CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
-                  CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
+CK_RV
+tk_p11_C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                         CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount,
+                         CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
+                         CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);

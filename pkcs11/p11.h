@@ -24,6 +24,7 @@
 #include <tokenkit/token.h>
 
 #include "clock.h"
+#include "rv.h"
 #include "threads.h"
 
 /* PKCS#11 3.0 names the packaged header does not carry. */
@@ -54,6 +55,10 @@
 
 /* Bounds. */
 #define P11_MAX_RAW_INPUT 1024 /* multi-part raw (unhashed) sign/decrypt accumulation */
+/* Raw CKM_ECDSA: the input is a digest, truncated to the key's field (PKCS#11
+ * 3.0 2.3.6 / FIPS 186-4 6.4); longer than the longest hash offered (SHA-512)
+ * it is no digest: CKR_DATA_LEN_RANGE. */
+#define P11_ECDSA_MAX_INPUT 64
 #define P11_GETSLOTLIST_WAIT_MS 4000
 #define P11_FINALIZE_WAIT_MS 10000
 #define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
@@ -154,6 +159,7 @@ enum p11_op_kind {
 	P11_OP_SIGN,
 	P11_OP_VERIFY,
 	P11_OP_DECRYPT,
+	P11_OP_DIGEST,
 };
 
 struct p11_op {
@@ -194,6 +200,7 @@ struct p11_session {
 	pthread_mutex_t op_lock;
 	struct p11_find find;
 	struct p11_op sign, verify, decrypt;
+	struct p11_op digest; /* C_Digest*: its own state, beside sign/verify/decrypt */
 };
 
 /* --- slots -------------------------------------------------------------- */
@@ -247,6 +254,13 @@ struct p11_module {
 
 extern struct p11_module g_p11;
 
+/* The implementation of each C_* function, in the file of its concept;
+ * rv.c exports C_* itself and keeps the answer to the codes the
+ * specification allows that function (rv.h). */
+#define P11_DECLARE_IMPL(name, params, args) CK_RV tk_p11_##name params;
+P11_RV_FUNCTIONS(P11_DECLARE_IMPL)
+#undef P11_DECLARE_IMPL
+
 /* module.c */
 CK_RV tk_p11_check_init_locked(void);
 CK_RV tk_p11_enter(void);
@@ -261,6 +275,7 @@ int tk_p11_der_octet_string(const uint8_t *in, size_t in_len, uint8_t **out, siz
 const uint8_t *tk_p11_der_unwrap_octet_string(const uint8_t *in, size_t in_len, size_t *out_len);
 OSSL_LIB_CTX *tk_p11_libctx(void);
 const EVP_MD *tk_p11_md_from_mech(CK_MECHANISM_TYPE hash_mech);
+const EVP_MD *tk_p11_md_for_digest(CK_MECHANISM_TYPE mech);
 const EVP_MD *tk_p11_md_from_mgf(CK_RSA_PKCS_MGF_TYPE mgf);
 int tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t *mask,
                 size_t mask_len);

@@ -45,6 +45,7 @@ session_free(struct p11_session *s)
 	tk_p11_op_reset(&s->sign);
 	tk_p11_op_reset(&s->verify);
 	tk_p11_op_reset(&s->decrypt);
+	tk_p11_op_reset(&s->digest);
 	free(s->find.handles);
 	pthread_mutex_destroy(&s->op_lock);
 	pthread_mutex_lock(&g_p11.lock);
@@ -199,6 +200,7 @@ tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot)
 			tk_p11_op_reset(&s->sign);
 			tk_p11_op_reset(&s->verify);
 			tk_p11_op_reset(&s->decrypt);
+			tk_p11_op_reset(&s->digest);
 			free(s->find.handles);
 			pthread_mutex_destroy(&s->op_lock);
 			if (tk_p11_token_unref_locked(s->tok))
@@ -218,9 +220,9 @@ tk_p11_sessions_clear_locked(void)
 	g_p11.sessions_cap = 0;
 }
 
-P11_EXPORT CK_RV
-C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
-              CK_SESSION_HANDLE_PTR phSession)
+CK_RV
+tk_p11_C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
+                     CK_SESSION_HANDLE_PTR phSession)
 {
 	struct p11_token *t = NULL;
 	struct p11_session *s = NULL;
@@ -339,8 +341,8 @@ match_slot(const struct p11_session *s, uintptr_t slot)
 	return s->slot == (CK_SLOT_ID)slot;
 }
 
-P11_EXPORT CK_RV
-C_CloseSession(CK_SESSION_HANDLE hSession)
+CK_RV
+tk_p11_C_CloseSession(CK_SESSION_HANDLE hSession)
 {
 	bool found;
 	CK_RV rv = tk_p11_enter();
@@ -351,8 +353,8 @@ C_CloseSession(CK_SESSION_HANDLE hSession)
 	return found ? CKR_OK : CKR_SESSION_HANDLE_INVALID;
 }
 
-P11_EXPORT CK_RV
-C_CloseAllSessions(CK_SLOT_ID slotID)
+CK_RV
+tk_p11_C_CloseAllSessions(CK_SLOT_ID slotID)
 {
 	bool found, known;
 	CK_RV rv;
@@ -369,8 +371,8 @@ C_CloseAllSessions(CK_SLOT_ID slotID)
 	return CKR_OK;
 }
 
-P11_EXPORT CK_RV
-C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
+CK_RV
+tk_p11_C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 {
 	struct p11_session *s;
 	int login;
@@ -431,8 +433,9 @@ check_pin_len(const struct p11_token *t, CK_ULONG len)
 	return CKR_OK;
 }
 
-P11_EXPORT CK_RV
-C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+CK_RV
+tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+               CK_ULONG ulPinLen)
 {
 	struct p11_session *s;
 	struct p11_token *t;
@@ -480,9 +483,12 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	pthread_mutex_unlock(&g_p11.lock);
 	if (rv != CKR_OK)
 		goto out;
-	rv = check_pin_len(t, ulPinLen);
-	if (rv != CKR_OK)
+	/* CKR_PIN_LEN_RANGE is not a C_Login answer: a PIN the card could never
+	 * take is simply wrong, refused without sending VERIFY (no try spent) */
+	if (check_pin_len(t, ulPinLen) != CKR_OK) {
+		rv = CKR_PIN_INCORRECT;
 		goto out;
+	}
 
 	switch (userType) {
 	case CKU_USER:
@@ -499,7 +505,7 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 		break;
 	case CKU_SO:
 		if (ulPinLen > sizeof(t->so_pin)) {
-			rv = CKR_PIN_LEN_RANGE;
+			rv = CKR_PIN_INCORRECT;
 			break;
 		}
 		pthread_mutex_lock(&g_p11.lock);
@@ -525,17 +531,17 @@ out:
 }
 
 /* PIV has no user names: the name is ignored. */
-P11_EXPORT CK_RV
-C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
-            CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
+CK_RV
+tk_p11_C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+                   CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
 {
 	if (pUsername == NULL && ulUsernameLen > 0)
 		return tk_p11_enter() != CKR_OK ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_ARGUMENTS_BAD;
-	return C_Login(hSession, userType, pPin, ulPinLen);
+	return tk_p11_C_Login(hSession, userType, pPin, ulPinLen);
 }
 
-P11_EXPORT CK_RV
-C_Logout(CK_SESSION_HANDLE hSession)
+CK_RV
+tk_p11_C_Logout(CK_SESSION_HANDLE hSession)
 {
 	struct p11_session *s;
 	int login;
@@ -555,9 +561,9 @@ C_Logout(CK_SESSION_HANDLE hSession)
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
-         CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+CK_RV
+tk_p11_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
+                CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
 	struct p11_session *s;
 	struct p11_token *t;
@@ -604,8 +610,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+CK_RV
+tk_p11_C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
 	struct p11_session *s;
 	struct p11_token *t;

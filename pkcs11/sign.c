@@ -247,7 +247,7 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 	CK_RV rv;
 
 	if (key->key_type == TK_KEY_EC) {
-		if (in_len == 0 || in_len > P11_MAX_RAW_INPUT)
+		if (in_len == 0 || in_len > P11_ECDSA_MAX_INPUT)
 			return CKR_DATA_LEN_RANGE;
 		rv = tk_p11_key_op(s, key, TK_OP_ECDSA, in, in_len, out, 2 * k, &got);
 		if (rv != CKR_OK)
@@ -342,8 +342,8 @@ sign_length_rules(struct p11_op *op, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len, CK_R
 	return true;
 }
 
-P11_EXPORT CK_RV
-C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+CK_RV
+tk_p11_C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -367,8 +367,10 @@ sign_finish(struct p11_session *s, const uint8_t *data, size_t len, bool single,
 
 	if (op->kind != P11_OP_SIGN)
 		return CKR_OPERATION_NOT_INITIALIZED;
+	/* the single-part call on a multi-part operation: CKR_OPERATION_ACTIVE
+	 * is not among its answers (PKCS#11 3.0 5.13); the operation goes on */
 	if (single && op->multi)
-		return CKR_OPERATION_ACTIVE;
+		return CKR_FUNCTION_FAILED;
 	if (single && data == NULL && len > 0) {
 		tk_p11_op_reset(op);
 		return CKR_ARGUMENTS_BAD;
@@ -384,9 +386,9 @@ sign_finish(struct p11_session *s, const uint8_t *data, size_t len, bool single,
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
-       CK_ULONG_PTR pulSignatureLen)
+CK_RV
+tk_p11_C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+              CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -398,8 +400,8 @@ C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYT
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+CK_RV
+tk_p11_C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -420,8 +422,8 @@ C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+CK_RV
+tk_p11_C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);

@@ -796,8 +796,8 @@ slot_has_token_locked(const struct p11_slot *s)
 	return s->present && (s->token != NULL || slot_settling_locked(s));
 }
 
-P11_EXPORT CK_RV
-C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
+CK_RV
+tk_p11_C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
 {
 	int64_t end = tk_now_ms() + P11_GETSLOTLIST_WAIT_MS;
 	tk_slot_info_t *infos = NULL;
@@ -871,8 +871,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+CK_RV
+tk_p11_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
 	struct p11_slot *s;
 	CK_RV rv;
@@ -954,8 +954,8 @@ count_sessions_locked(const struct p11_token *t, CK_ULONG *all, CK_ULONG *rw)
 	}
 }
 
-P11_EXPORT CK_RV
-C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+CK_RV
+tk_p11_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 {
 	struct p11_token *t = NULL;
 	tk_token_info_t ti;
@@ -987,8 +987,9 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), ti.manufacturer);
 	tk_p11_pad(pInfo->model, sizeof(pInfo->model), ti.model);
 	tk_p11_pad(pInfo->serialNumber, sizeof(pInfo->serialNumber), ti.serial);
+	/* CKF_RNG: C_GenerateRandom works, from the host's DRBG (random.c) */
 	pInfo->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED |
-	               CKF_WRITE_PROTECTED;
+	               CKF_WRITE_PROTECTED | CKF_RNG;
 	/* COUNT_LOW: fewer tries left than the card allows. Where the card does
 	 * not say how many it allows (tk_token_info has no PUK maximum, and the
 	 * PIN maximum needs the metadata command), assume PIV's usual 3. */
@@ -1025,8 +1026,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
+CK_RV
+tk_p11_C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
 {
 	CK_RV rv;
 
@@ -1072,8 +1073,9 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel)
+CK_RV
+tk_p11_C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
+                   CK_UTF8CHAR_PTR pLabel)
 {
 	struct p11_token *t = NULL;
 	CK_RV rv = tk_p11_slot_token(slotID, &t);

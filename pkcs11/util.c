@@ -222,14 +222,16 @@ tk_p11_der_unwrap_octet_string(const uint8_t *in, size_t in_len, size_t *out_len
  * the process. */
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
 static OSSL_LIB_CTX *libctx;
-static EVP_MD *mds[5];
-static const char *const md_names[5] = {"SHA1", "SHA224", "SHA256", "SHA384", "SHA512"};
+#define NMDS 9
+static EVP_MD *mds[NMDS];
+static const char *const md_names[NMDS] = {"SHA1",     "SHA224",   "SHA256",   "SHA384",  "SHA512",
+                                           "SHA3-224", "SHA3-256", "SHA3-384", "SHA3-512"};
 
 static void
 crypto_init(void)
 {
 	libctx = OSSL_LIB_CTX_new();
-	for (size_t i = 0; libctx != NULL && i < 5; i++)
+	for (size_t i = 0; libctx != NULL && i < NMDS; i++)
 		mds[i] = EVP_MD_fetch(libctx, md_names[i], NULL);
 }
 
@@ -243,8 +245,9 @@ tk_p11_libctx(void)
 static const EVP_MD *
 md_at(size_t i)
 {
-	static const EVP_MD *(*const fallback[5])(void) = {EVP_sha1, EVP_sha224, EVP_sha256,
-	                                                   EVP_sha384, EVP_sha512};
+	static const EVP_MD *(*const fallback[NMDS])(void) = {
+	        EVP_sha1,     EVP_sha224,   EVP_sha256,   EVP_sha384,  EVP_sha512,
+	        EVP_sha3_224, EVP_sha3_256, EVP_sha3_384, EVP_sha3_512};
 
 	pthread_once(&crypto_once, crypto_init);
 	return mds[i] != NULL ? mds[i] : fallback[i]();
@@ -266,6 +269,25 @@ tk_p11_md_from_mech(CK_MECHANISM_TYPE hash_mech)
 		return md_at(4);
 	default:
 		return NULL;
+	}
+}
+
+/* The hashes C_DigestInit offers: those above plus SHA-3 (which the
+ * signature mechanisms do not use). */
+const EVP_MD *
+tk_p11_md_for_digest(CK_MECHANISM_TYPE mech)
+{
+	switch (mech) {
+	case CKM_SHA3_224:
+		return md_at(5);
+	case CKM_SHA3_256:
+		return md_at(6);
+	case CKM_SHA3_384:
+		return md_at(7);
+	case CKM_SHA3_512:
+		return md_at(8);
+	default:
+		return tk_p11_md_from_mech(mech);
 	}
 }
 

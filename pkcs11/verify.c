@@ -98,8 +98,10 @@ verify_core(const struct p11_op *op, const uint8_t *in, size_t in_len, const uin
 				goto out;
 		}
 	}
-	if (key->key_type == TK_KEY_EC && mech->hash == 0 && tbs_len > 64)
-		tbs_len = 64; /* raw ECDSA input longer than any supported field */
+	if (key->key_type == TK_KEY_EC && mech->hash == 0 && tbs_len > P11_ECDSA_MAX_INPUT) {
+		rv = CKR_DATA_LEN_RANGE; /* as C_Sign answers it */
+		goto out;
+	}
 	ok = EVP_PKEY_verify(ctx, s, slen, tbs, tbs_len);
 	rv = ok == 1 ? CKR_OK : CKR_SIGNATURE_INVALID;
 out:
@@ -111,8 +113,8 @@ out:
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+CK_RV
+tk_p11_C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -136,8 +138,10 @@ verify_finish(struct p11_session *s, const uint8_t *data, size_t len, bool singl
 
 	if (op->kind != P11_OP_VERIFY)
 		return CKR_OPERATION_NOT_INITIALIZED;
+	/* the single-part call on a multi-part operation: CKR_OPERATION_ACTIVE
+	 * is not among its answers (PKCS#11 3.0 5.15); the operation goes on */
 	if (single && op->multi)
-		return CKR_OPERATION_ACTIVE;
+		return CKR_FUNCTION_FAILED;
 	if ((single && data == NULL && len > 0) || (sig == NULL && sig_len > 0))
 		rv = CKR_ARGUMENTS_BAD;
 	else
@@ -148,9 +152,9 @@ verify_finish(struct p11_session *s, const uint8_t *data, size_t len, bool singl
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
-         CK_ULONG ulSignatureLen)
+CK_RV
+tk_p11_C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+                CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -162,8 +166,8 @@ C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_B
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+CK_RV
+tk_p11_C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
@@ -184,8 +188,8 @@ C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen
 	return rv;
 }
 
-P11_EXPORT CK_RV
-C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+CK_RV
+tk_p11_C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
 {
 	struct p11_session *s;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
