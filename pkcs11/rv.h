@@ -11,7 +11,8 @@
  * C_GetInterface CKR_CRYPTOKI_NOT_INITIALIZED; a function on a session the
  * session codes (P11_RV_SESSION); a function that uses a token the device
  * codes (P11_RV_TOKEN). CKR_FUNCTION_NOT_SUPPORTED is listed only for the
- * functions this module does not offer (their stubs answer it). A code may
+ * functions this module does not offer (their stubs answer it, as 5.1.6
+ * asks) and C_CreateObject (no object from a template). A code may
  * appear twice; order carries no meaning. */
 #ifndef TK_P11_RV_H
 #define TK_P11_RV_H
@@ -176,7 +177,8 @@
 	P11_RV_TOKEN, CKR_ARGUMENTS_BAD, CKR_ATTRIBUTE_READ_ONLY, CKR_ATTRIBUTE_TYPE_INVALID, \
 	CKR_ATTRIBUTE_VALUE_INVALID, CKR_CURVE_NOT_SUPPORTED, CKR_DOMAIN_PARAMS_INVALID, CKR_PIN_EXPIRED, \
 	CKR_SESSION_READ_ONLY, CKR_TEMPLATE_INCOMPLETE, CKR_TEMPLATE_INCONSISTENT, \
-	CKR_TOKEN_WRITE_PROTECTED, CKR_USER_NOT_LOGGED_IN
+	CKR_TOKEN_WRITE_PROTECTED, CKR_USER_NOT_LOGGED_IN, \
+	CKR_FUNCTION_NOT_SUPPORTED /* the module creates no object from a template */
 #define P11_RV_C_CopyObject P11_RV_BASE, CKR_CRYPTOKI_NOT_INITIALIZED, P11_RV_SESSION, \
 	P11_RV_TOKEN, CKR_ACTION_PROHIBITED, CKR_ARGUMENTS_BAD, CKR_ATTRIBUTE_READ_ONLY, \
 	CKR_ATTRIBUTE_TYPE_INVALID, CKR_ATTRIBUTE_VALUE_INVALID, CKR_OBJECT_HANDLE_INVALID, \

@@ -641,6 +641,11 @@ tk_p11_C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPi
 		goto out;
 	rv = tk_err_to_ckr(tk_token_unblock_pin(tk_p11_tk(t), puk, puk_len, pPin, ulPinLen));
 	refresh_after(t, rv);
+	/* The PUK of C_Login(CKU_SO) is checked only here; C_InitPIN may not
+	 * answer CKR_PIN_INCORRECT/CKR_PIN_LOCKED (those are about the SO's
+	 * login, not the new PIN): the SO was, in effect, not logged in. */
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED)
+		rv = CKR_USER_NOT_LOGGED_IN;
 out:
 	tk_wipe(puk, sizeof(puk));
 	tk_p11_session_put(s, rv);
