@@ -6,8 +6,11 @@
  * shorter than the secret keeps its leading bytes. The key is extractable
  * only when the template asks for it, and sensitive unless the template
  * says CKA_SENSITIVE=FALSE. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/rand.h>
 
 #include <tokenkit/mem.h>
 
@@ -138,11 +141,21 @@ static int
 build_secret(struct p11_object *o, const struct derive_tpl *d, const uint8_t *val, size_t len)
 {
 	bool hidden = d->sensitive || !d->extractable;
+	uint8_t rnd[16];
+	char uid[2 * sizeof(rnd) + 1];
 	int r;
 
 	o->cls = CKO_SECRET_KEY;
 	o->visible_private = d->priv;
+	/* CKA_UNIQUE_ID of a session object: it lives only in this process,
+	 * so 128 random bits make it unique (never the handle) */
+	if (RAND_bytes_ex(tk_p11_libctx(), rnd, sizeof(rnd), 0) != 1)
+		return TK_ERR_CRYPTO;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(uid + 2 * i, 3, "%02x", rnd[i]);
 	r = tk_p11_attr_add_ulong(o, CKA_CLASS, CKO_SECRET_KEY);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_UNIQUE_ID, uid, strlen(uid), false);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE, d->key_type);
 	if (r == TK_OK)

@@ -230,12 +230,37 @@ uid_of(const struct uid *set, size_t n, CK_OBJECT_CLASS cls, const uint8_t *id, 
 	return NULL;
 }
 
+/* The CKA_UNIQUE_ID of a secret key derived with 9D (ECDH). */
+static void
+secret_uid(CK_SESSION_HANDLE h, struct uid *u)
+{
+	uint8_t peer_pt[65], *pt = NULL;
+	EVP_PKEY *peer = fx_soft_key("P-256");
+	CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+	CK_ECDH1_DERIVE_PARAMS ep = {CKD_NULL, 0, NULL, 65, peer_pt};
+	CK_MECHANISM dm = {CKM_ECDH1_DERIVE, &ep, sizeof(ep)};
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+	CK_ATTRIBUTE tpl = {CKA_CLASS, &sk, sizeof(sk)};
+	CK_ATTRIBUTE a = {CKA_UNIQUE_ID, u->uid, sizeof(u->uid)};
+
+	assert_int_equal(EVP_PKEY_get1_encoded_public_key(peer, &pt), 65);
+	memcpy(peer_pt, pt, 65);
+	OPENSSL_free(pt);
+	EVP_PKEY_free(peer);
+	assert_int_equal(
+	        pvf.f->C_DeriveKey(h, &dm, pvf_find(h, CKO_PRIVATE_KEY, ID_ECDH), &tpl, 1, &secret),
+	        CKR_OK);
+	assert_int_equal(pvf.f->C_GetAttributeValue(h, secret, &a, 1), CKR_OK);
+	u->uid_len = a.ulValueLen;
+	assert_true(u->uid_len > 0);
+}
+
 /* Unique per object (today's main: every object of a token has the same
  * value), the same in a second session and after a module restart. */
 static void
 test_unique_id(void **state)
 {
-	struct uid a[32], b[32], c[32];
+	struct uid a[33], b[32], c[32];
 	size_t na, nb, nc;
 	CK_SESSION_HANDLE h;
 
@@ -250,6 +275,11 @@ test_unique_id(void **state)
 			             memcmp(a[i].uid, a[j].uid, a[i].uid_len) == 0);
 	nb = collect_uids(pvf_session(true), b, 32);
 	assert_int_equal(nb, na);
+	/* a session object (an ECDH result) has one too, unlike every other */
+	secret_uid(h, &a[na]);
+	for (size_t i = 0; i < na; i++)
+		assert_false(a[i].uid_len == a[na].uid_len &&
+		             memcmp(a[i].uid, a[na].uid, a[i].uid_len) == 0);
 	pvf.f->C_Finalize(NULL);
 
 	pvf_init();
