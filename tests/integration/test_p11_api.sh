@@ -310,9 +310,10 @@ pins(void)
 	CHECK(p->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)pin, 6), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
 	CHECK(p->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, 6), CKR_OK);
 	CHECK(p->C_Logout(rw), CKR_OK);
-	/* a wrong PUK shows at C_InitPIN */
+	/* a wrong PUK shows at C_InitPIN (not as CKR_PIN_INCORRECT: no
+	 * C_InitPIN return value) */
 	CHECK(p->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR) "87654321", 8), CKR_OK);
-	CHECK(p->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, 6), CKR_PIN_INCORRECT);
+	CHECK(p->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, 6), CKR_USER_NOT_LOGGED_IN);
 	CHECK(p->C_Logout(rw), CKR_OK);
 	CHECK(p->C_GetTokenInfo(slot, &ti), CKR_OK);
 	TRUE_(ti.flags & CKF_SO_PIN_COUNT_LOW);
