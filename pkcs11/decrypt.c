@@ -87,10 +87,13 @@ decrypt_finish(struct p11_session *s, const uint8_t *enc, size_t enc_len, bool s
 
 	if (op->kind != P11_OP_DECRYPT)
 		return CKR_OPERATION_NOT_INITIALIZED;
-	/* the single-part call on a multi-part operation: CKR_OPERATION_ACTIVE
-	 * is not among its answers (PKCS#11 3.0 5.10); the operation goes on */
-	if (single && op->multi)
+	/* the single-part call on a multi-part operation: an error, and (as
+	 * every error of C_Decrypt, PKCS#11 3.0 5.10) the end of the operation;
+	 * CKR_OPERATION_ACTIVE is not among its answers */
+	if (single && op->multi) {
+		tk_p11_op_reset(op);
 		return CKR_FUNCTION_FAILED;
+	}
 	k = (op->obj->key_bits + 7) / 8;
 	if (out_len == NULL || (single && enc == NULL && enc_len > 0)) {
 		rv = CKR_ARGUMENTS_BAD;

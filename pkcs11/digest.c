@@ -10,8 +10,7 @@
  * Operation life (PKCS#11 3.0 5.12, 5.2 for the output convention): a
  * length query (NULL output) and CKR_BUFFER_TOO_SMALL keep the operation
  * going; any other error, and every successful C_Digest/C_DigestFinal, ends
- * it — except C_Digest on a multi-part digest, refused with the operation
- * kept. */
+ * it. */
 #include <string.h>
 
 #include <tokenkit/mem.h>
@@ -83,11 +82,13 @@ digest_finish(struct p11_session *s, const uint8_t *data, size_t len, bool singl
 
 	if (op->kind != P11_OP_DIGEST)
 		return CKR_OPERATION_NOT_INITIALIZED;
-	/* C_Digest cannot end a multi-part digest (5.12) and may not answer
-	 * CKR_OPERATION_ACTIVE: refused, the update state stays for
-	 * C_DigestFinal */
-	if (single && op->multi)
+	/* C_Digest cannot end a multi-part digest (5.12): an error, which
+	 * ends the operation like every C_Digest error; CKR_OPERATION_ACTIVE
+	 * is not among its answers */
+	if (single && op->multi) {
+		tk_p11_op_reset(op);
 		return CKR_FUNCTION_FAILED;
+	}
 	if (single && data == NULL && len > 0) {
 		tk_p11_op_reset(op);
 		return CKR_ARGUMENTS_BAD;

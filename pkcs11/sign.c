@@ -367,10 +367,13 @@ sign_finish(struct p11_session *s, const uint8_t *data, size_t len, bool single,
 
 	if (op->kind != P11_OP_SIGN)
 		return CKR_OPERATION_NOT_INITIALIZED;
-	/* the single-part call on a multi-part operation: CKR_OPERATION_ACTIVE
-	 * is not among its answers (PKCS#11 3.0 5.13); the operation goes on */
-	if (single && op->multi)
+	/* the single-part call on a multi-part operation: an error, and (as
+	 * every error of C_Sign, PKCS#11 3.0 5.13) the end of the operation;
+	 * CKR_OPERATION_ACTIVE is not among its answers */
+	if (single && op->multi) {
+		tk_p11_op_reset(op);
 		return CKR_FUNCTION_FAILED;
+	}
 	if (single && data == NULL && len > 0) {
 		tk_p11_op_reset(op);
 		return CKR_ARGUMENTS_BAD;

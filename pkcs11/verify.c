@@ -138,10 +138,13 @@ verify_finish(struct p11_session *s, const uint8_t *data, size_t len, bool singl
 
 	if (op->kind != P11_OP_VERIFY)
 		return CKR_OPERATION_NOT_INITIALIZED;
-	/* the single-part call on a multi-part operation: CKR_OPERATION_ACTIVE
-	 * is not among its answers (PKCS#11 3.0 5.15); the operation goes on */
-	if (single && op->multi)
+	/* the single-part call on a multi-part operation: an error, and (as
+	 * every error of C_Verify, PKCS#11 3.0 5.15) the end of the operation;
+	 * CKR_OPERATION_ACTIVE is not among its answers */
+	if (single && op->multi) {
+		tk_p11_op_reset(op);
 		return CKR_FUNCTION_FAILED;
+	}
 	if ((single && data == NULL && len > 0) || (sig == NULL && sig_len > 0))
 		rv = CKR_ARGUMENTS_BAD;
 	else
