@@ -39,12 +39,21 @@ PIN=123456
 SOPIN=12345678
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/p11suites.XXXXXX")
-OUT=${OUT:-$TMP/logs}
+KEEP=$TMP/logs # the logs stay unless --out put them elsewhere
+OUT=${OUT:-$KEEP}
 mkdir -p "$OUT"
 export TK_VPCD_DIR=$TMP/vpcd TK_BUILD=$BUILD
 VPCD=$SRC/tests/harness/vpcd-env
-cleanup() { "$VPCD" stop >/dev/null 2>&1 || true; rm -rf "$TMP/vpcd" "$TMP/work"; }
+cleanup() {
+	"$VPCD" stop >/dev/null 2>&1 || true
+	if [[ $OUT == "$KEEP" ]]; then
+		rm -rf "$TMP/vpcd" "$TMP/work" "$TMP/cache" "$TMP"/*.state
+	else
+		rm -rf "$TMP"
+	fi
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # --- the card ----------------------------------------------------------------
 out=$("$VPCD" start --dir "$TK_VPCD_DIR" --owner $$)
