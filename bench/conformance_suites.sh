@@ -144,7 +144,7 @@ if [[ -n $PKCS11TEST ]]; then
 			crashed=$((crashed + 1)); f=$((f + 1))
 		elif grep -q '^\[  FAILED  \] 1 test' <<<"$o" || ((RC != 0)); then
 			f=$((f + 1))
-		elif grep -q 'SKIPPED TESTS' <<<"$o"; then
+		elif grep -q 'Following tests were skipped because' <<<"$o"; then
 			sk=$((sk + 1))
 		else
 			p=$((p + 1))
