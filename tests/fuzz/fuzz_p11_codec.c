@@ -8,9 +8,8 @@
 
 #include <openssl/evp.h>
 
-/* The module sources are compiled in directly, as in the unit tests. */
-#include "../../pkcs11/codec.c"
-#include "../../pkcs11/util.c"
+/* The module's internals (tokenkit_p11_internal). */
+#include "p11.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
