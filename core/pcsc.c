@@ -24,6 +24,7 @@
 #include <tokenkit/buf.h>
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
+#include <tokenkit/slot.h>
 
 #include "clock.h"
 #include "env.h"

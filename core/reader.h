@@ -1,7 +1,7 @@
 /* tokenkit: the reader backend interface (private).
  *
- * A backend (PC/SC now; CCID, the in-process virtual reader, test and fuzz
- * readers later) is a table of functions over two kinds of object:
+ * A backend (PC/SC; the in-process virtual reader as a plugin; CCID, test
+ * and fuzz readers later) is a table of functions over two kinds of object:
  *
  * - the backend itself (void *be): enumerates readers and waits for changes.
  *   Only the slot manager's monitor thread calls enumerate/wait_change;
@@ -93,11 +93,20 @@ enum { TK_READER_RECONNECT = 0, TK_READER_WARM_RESET = 1, TK_READER_COLD_RESET =
 
 /* The PC/SC backend (core/pcsc.c). */
 extern const tk_reader_ops_t tk_reader_pcsc_ops;
-/* The socket the PC/SC client library talks to ($PCSCLITE_CSOCK_NAME or
- * the default), for messages. */
-const char *tk_pcsc_socket_path(void);
-/* The in-process virtual reader (tools/vcard/vreader.c): virtual cards with
- * fault injection, served without pcscd. Config grammar in vreader.c. */
-extern const tk_reader_ops_t tk_reader_vcard_ops;
+
+/* The backend table (core/readers.c): "pcsc" is built in; backends added
+ * with tk_reader_backend_register come next; any other name is looked up
+ * as a reader plugin (plugin.h: reader-NAME.so), e.g. "vcard", the
+ * in-process virtual reader (tools/vcard). */
+
+/* Find the backend called name (name_len bytes; need not be terminated).
+ * Errors: TK_ERR_NOT_FOUND (logged: where a plugin was looked for and what
+ * to set), TK_ERR_INVALID_ARG (a plugin whose table lacks a function). */
+int tk_reader_backend_find(const char *name, size_t name_len, const tk_reader_ops_t **out);
+/* Add a backend without a plugin (tests and tools that link one, e.g. the
+ * virtual reader's unit tests). Registering the same table again is fine.
+ * Errors: TK_ERR_EXISTS (another table has that name), TK_ERR_NO_MEMORY
+ * (table full), TK_ERR_INVALID_ARG. */
+int tk_reader_backend_register(const tk_reader_ops_t *ops);
 
 #endif

@@ -410,8 +410,7 @@ tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
 	const char *spec = opts != NULL ? opts->readers : NULL;
 	const tk_reader_ops_t *ops = NULL;
 	const char *config = NULL;
-	static const tk_reader_ops_t *const backends[] = {&tk_reader_pcsc_ops,
-	                                                  &tk_reader_vcard_ops};
+	size_t n;
 
 	if (out != NULL)
 		*out = NULL;
@@ -419,18 +418,15 @@ tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
 		spec = tk_env("TOKENKIT_READERS");
 	if (spec == NULL || *spec == '\0')
 		spec = "pcsc";
-	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
-		size_t n = strlen(backends[i]->name);
-
-		if (strncmp(spec, backends[i]->name, n) == 0 &&
-		    (spec[n] == '\0' || spec[n] == ':')) {
-			ops = backends[i];
-			config = spec[n] == ':' ? spec + n + 1 : NULL;
-			break;
-		}
-	}
-	if (ops == NULL) {
-		tk_log_error("slotmgr: unknown reader spec '%s' (want pcsc or vcard:...)", spec);
+	n = strcspn(spec, ":");
+	if (spec[n] == ':')
+		config = spec + n + 1;
+	/* An unknown backend or a plugin that does not load fails loudly (the
+	 * reason is logged) rather than falling back to PC/SC. */
+	if (tk_reader_backend_find(spec, n, &ops) != TK_OK) {
+		tk_log_error("slotmgr: reader spec '%s' not usable (want pcsc, or vcard:... with "
+		             "the virtual reader plugin)",
+		             spec);
 		return TK_ERR_INVALID_ARG;
 	}
 	return tk_slotmgr_new_with_ops(opts, ops, config, 0, out);

@@ -137,6 +137,30 @@ parse_template(const CK_ATTRIBUTE *tpl, CK_ULONG n, struct derive_tpl *d)
 	return CKR_OK;
 }
 
+CK_RV
+tk_p11_ecdh_peer_point(const uint8_t *data, size_t len, size_t field_bytes, const uint8_t **point,
+                       size_t *point_len)
+{
+	const uint8_t *pub = data;
+	size_t pub_len = len;
+
+	*point = NULL;
+	*point_len = 0;
+	if (data == NULL || len == 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	/* the raw point, or (as many clients send) a DER OCTET STRING around it */
+	if (pub_len != 1 + 2 * field_bytes) {
+		pub = tk_p11_der_unwrap_octet_string(data, len, &pub_len);
+		if (pub == NULL)
+			pub_len = 0;
+	}
+	if (pub_len != 1 + 2 * field_bytes || pub[0] != 0x04)
+		return CKR_MECHANISM_PARAM_INVALID;
+	*point = pub;
+	*point_len = pub_len;
+	return CKR_OK;
+}
+
 static int
 build_secret(struct p11_object *o, const struct derive_tpl *d, const uint8_t *val, size_t len)
 {
@@ -268,18 +292,11 @@ tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (rv != CKR_OK)
 		goto out;
 	fb = (key->key_bits + 7) / 8;
-	/* the raw point, or (as many clients send) a DER OCTET STRING around it */
-	pub = p->pPublicData;
-	pub_len = p->ulPublicDataLen;
-	if (pub_len != 1 + 2 * fb) {
-		pub = tk_p11_der_unwrap_octet_string(p->pPublicData, p->ulPublicDataLen, &pub_len);
-		if (pub == NULL)
-			pub_len = 0;
-	}
-	if (pub_len != 1 + 2 * fb || pub[0] != 0x04 || fb > sizeof(secret)) {
+	rv = tk_p11_ecdh_peer_point(p->pPublicData, p->ulPublicDataLen, fb, &pub, &pub_len);
+	if (rv == CKR_OK && fb > sizeof(secret))
 		rv = CKR_MECHANISM_PARAM_INVALID;
+	if (rv != CKR_OK)
 		goto out;
-	}
 	if (d.value_len > fb) {
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;

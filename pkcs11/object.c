@@ -557,6 +557,43 @@ note_key(struct p11_token *t, const struct p11_object *o)
 }
 
 int
+tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object *o)
+{
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	o->handle = 0; /* numbered when published (tk_p11_objects_number_locked) */
+	o->tko = k;
+	o->key_type = k->key_type;
+	o->key_bits = k->key_bits;
+	o->usage = k->usage;
+	o->always_auth = k->always_authenticate;
+	switch (k->cls) {
+	case TK_OBJ_CERT:
+		o->cls = CKO_CERTIFICATE;
+		r = build_cert(o, t, k);
+		break;
+	case TK_OBJ_PUBKEY:
+		o->cls = CKO_PUBLIC_KEY;
+		r = build_key(o, t, k, false);
+		break;
+	case TK_OBJ_PRIVKEY:
+		o->cls = CKO_PRIVATE_KEY;
+		r = build_key(o, t, k, true);
+		break;
+	default:
+		return TK_ERR_NOT_SUPPORTED; /* data objects are not published yet */
+	}
+	if (r != TK_OK) {
+		tk_p11_object_clear(o);
+		return r;
+	}
+	if (o->key_bits == 0 && o->pub != NULL)
+		o->key_bits = (unsigned)EVP_PKEY_get_bits(o->pub);
+	return TK_OK;
+}
+
+int
 tk_p11_objects_build(struct p11_token *t)
 {
 	const tk_object_t *objs = NULL;
@@ -573,44 +610,13 @@ tk_p11_objects_build(struct p11_token *t)
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			const tk_object_t *k = &objs[i];
-			struct p11_object *o;
-			bool cert = k->cls == TK_OBJ_CERT;
 
-			if ((pass == 0) != cert)
+			if ((pass == 0) != (k->cls == TK_OBJ_CERT))
 				continue;
-			if (k->cls != TK_OBJ_CERT && k->cls != TK_OBJ_PUBKEY &&
-			    k->cls != TK_OBJ_PRIVKEY)
-				continue; /* data objects are not published yet */
-			o = &t->objs[t->nobjs];
-			memset(o, 0, sizeof(*o));
-			o->handle = 0; /* numbered when published (tk_p11_objects_number_locked) */
-			o->tko = k;
-			o->key_type = k->key_type;
-			o->key_bits = k->key_bits;
-			o->usage = k->usage;
-			o->always_auth = k->always_authenticate;
-			switch (k->cls) {
-			case TK_OBJ_CERT:
-				o->cls = CKO_CERTIFICATE;
-				r = build_cert(o, t, k);
-				break;
-			case TK_OBJ_PUBKEY:
-				o->cls = CKO_PUBLIC_KEY;
-				r = build_key(o, t, k, false);
-				break;
-			default:
-				o->cls = CKO_PRIVATE_KEY;
-				r = build_key(o, t, k, true);
-				break;
-			}
-			if (r != TK_OK) {
-				/* one bad object must not hide the others */
-				tk_p11_object_clear(o);
+			/* one bad object must not hide the others */
+			if (tk_p11_object_build(t, k, &t->objs[t->nobjs]) != TK_OK)
 				continue;
-			}
-			if (o->key_bits == 0 && o->pub != NULL)
-				o->key_bits = (unsigned)EVP_PKEY_get_bits(o->pub);
-			note_key(t, o);
+			note_key(t, &t->objs[t->nobjs]);
 			t->nobjs++;
 		}
 	}

@@ -309,6 +309,14 @@ void tk_p11_op_reset(struct p11_op *op);
 
 /* object.c */
 int tk_p11_objects_build(struct p11_token *t);
+/* One PKCS#11 object from one token object k (certificate, public or
+ * private key): its attributes from the certificate's DER (names, serial,
+ * dates, SPKI through OpenSSL), or for keys from their SPKI, else from the
+ * public key or certificate with the same CKA_ID among t->objs[0..nobjs).
+ * o is overwritten. Errors (o is then cleared): TK_ERR_MALFORMED (a
+ * certificate OpenSSL cannot read), TK_ERR_NOT_SUPPORTED (a data object),
+ * TK_ERR_NO_MEMORY, TK_ERR_CRYPTO. */
+int tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object *o);
 int tk_p11_objects_rebuild(struct p11_token *t);
 void tk_p11_objects_number_locked(struct p11_object *objs, size_t n, const struct p11_object *prev,
                                   size_t nprev);
@@ -343,6 +351,13 @@ int tk_p11_pss_encode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *mhash,
 int tk_p11_pkcs1_type2_decode(const uint8_t *em, size_t k, uint8_t *out, size_t *out_len);
 int tk_p11_oaep_decode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *label, size_t label_len,
                        const uint8_t *em, size_t k, uint8_t *out, size_t *out_len);
+
+/* derive.c: the peer's public point of CKM_ECDH1_DERIVE for a key whose
+ * field is field_bytes long: the raw uncompressed point (04 X Y) or, as many
+ * clients send it, a DER OCTET STRING around one. *point points into data.
+ * CKR_MECHANISM_PARAM_INVALID for anything else. */
+CK_RV tk_p11_ecdh_peer_point(const uint8_t *data, size_t len, size_t field_bytes,
+                             const uint8_t **point, size_t *point_len);
 
 /* sign.c / verify.c / decrypt.c / derive.c */
 CK_RV tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_PTR m,

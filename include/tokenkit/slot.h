@@ -62,14 +62,18 @@ typedef struct tk_slotmgr_opts {
 	 * set-uid programs), else "pcsc". Specs:
 	 *   "pcsc"            readers of the PC/SC daemon (pcsc-lite)
 	 *   "vcard:CARD[;CARD...]"  in-process virtual readers, one virtual PIV
-	 *                     card each, with fault injection (no pcscd); CARD is
+	 *                     card each, with fault injection (no pcscd), from
+	 *                     the reader plugin reader-vcard.so (found through
+	 *                     $TOKENKIT_PLUGIN_PATH, ignored in set-uid programs,
+	 *                     or <libdir>/tokenkit/plugins); CARD is
 	 *                     comma-separated key=value: state=PATH (the card's
 	 *                     state file; none: a fresh in-memory card),
 	 *                     control=PATH (UNIX socket taking the fault specs of
 	 *                     tokenkit-vcard), latency=none|yubikey5, bwt=MS (how
 	 *                     long the reader waits for a mute card; 1000),
 	 *                     empty (a reader with no card)
-	 * An unknown spec makes tk_slotmgr_new fail with TK_ERR_INVALID_ARG. */
+	 * An unknown spec, or a backend plugin that is missing or refused, makes
+	 * tk_slotmgr_new fail with TK_ERR_INVALID_ARG (the reason is logged). */
 	const char *readers;
 	/* Recovery (0: defaults). A quarantined reader is re-probed after
 	 * backoff_min_ms, doubling up to backoff_max_ms (250 / 8000). One
@@ -216,5 +220,25 @@ TK_EXPORT int tk_slotmgr_reset(tk_slotmgr_t *m, uint32_t slot_id, bool cold, int
  * /tmp/tokenkit-<uid>/recovery.jsonl; $TOKENKIT_RECOVERY_LOG overrides it
  * ("" disables: returns TK_ERR_NOT_FOUND). Errors: TK_ERR_BUFFER_TOO_SMALL. */
 TK_EXPORT int tk_recovery_log_path(char *buf, size_t cap);
+
+/* One line of the recovery log, as tk_recovery_log_parse_line reads it. */
+typedef struct tk_recovery_log_entry {
+	int64_t pid;
+	char prog[64];
+	char reader[128];
+	tk_recovery_t rec; /* start_us is 0 (another process's clock) */
+} tk_recovery_log_entry_t;
+
+/* Parse one line of the recovery log (no newline needed; bytes need not be
+ * NUL-terminated). Unknown keys are skipped; missing ones stay zero. The
+ * strings are copied as found (they may hold any byte but NUL: escape them
+ * before printing). Errors: TK_ERR_MALFORMED (not one JSON object of the
+ * expected shape), TK_ERR_TOO_DEEP, TK_ERR_TOO_LONG. */
+TK_EXPORT int tk_recovery_log_parse_line(const char *line, size_t len, tk_recovery_log_entry_t *e);
+
+/* The socket the PC/SC client library talks to ($PCSCLITE_CSOCK_NAME, else
+ * pcsc-lite's default), for messages such as "pcscd is not reachable at
+ * ...". Never NULL. */
+TK_EXPORT const char *tk_pcsc_socket_path(void);
 
 #endif

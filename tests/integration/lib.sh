@@ -13,7 +13,12 @@ set -euo pipefail
 
 TK_SOURCE=${TK_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 TK_BUILD=${TK_BUILD:-$TK_SOURCE/build}
-export TK_SOURCE TK_BUILD
+# The in-process virtual reader (TOKENKIT_READERS=vcard:...) is a plugin
+# built into $TK_BUILD/plugins, never part of the library or module: every
+# script (and lib_fault.sh, lib_core.sh, bench/recovery.sh through them)
+# finds it here.
+TOKENKIT_PLUGIN_PATH=$TK_BUILD/plugins
+export TK_SOURCE TK_BUILD TOKENKIT_PLUGIN_PATH
 VPCD_ENV="$TK_SOURCE/tests/harness/vpcd-env"
 TK_TEST=$(basename "$0" .sh)
 TK_TMP=""

@@ -3,8 +3,15 @@
 # export), the public headers, a working pkg-config file, the tools and the
 # PKCS#11 module. A program built against the installed tree with pkg-config
 # links and runs.
+# What is installed carries no card emulator (issue 9): neither the library
+# nor the module holds a symbol (exported or local), a string or the default
+# management key of the virtual card; the virtual reader plugin is installed
+# only on request (--component vcard), and then works with the installed
+# CLI. The CLI uses the library's public API only (it links libtokenkit.so
+# and carries no core code of its own); only public headers are installed;
+# nothing links libusb.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-tk_require_cmd cc pkg-config nm
+tk_require_cmd cc pkg-config nm objdump objcopy strings python3
 TK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TK_TEST.XXXXXX")
 trap 'rm -rf "$TK_TMP"' EXIT
 ROOT=$TK_TMP/root
@@ -25,6 +32,74 @@ others=$(awk '$2 ~ /^[TDBRV]$/ {print $3}' <<<"$TK_OUT" | grep -v '^tk_' || true
 for f in tk_strerror tk_slotmgr_new tk_token_open tk_card_transmit tk_atr_parse tk_ber_get tk_wipe; do
 	grep -qw "$f" <<<"$TK_OUT" || tk_fail "$f not exported"
 done
+
+P=$ROOT/opt/tokenkit
+mod=$P/lib/pkcs11/tokenkit-pkcs11.so
+cli=$P/bin/tokenkit
+
+# ---- no virtual card in the product ----------------------------------------
+# the virtual card's names: tk_vc_*, tk_vcard_*, tk_fault_*, its reader
+# (vreader.c: vr_*, tk_reader_vcard_ops) and card internals (vc_*)
+vc_re='^(tk_vc_|tk_vcard_|tk_fault_|tk_reader_vcard|vr_|vc_)|vreader|vcard'
+for f in "$lib" "$mod"; do
+	name=${f#"$P"/}
+	# the local symbol table is there (not stripped), so its silence counts
+	tk_run "$name: all symbols" nm "$f"
+	grep -qw log_init <<<"$TK_OUT" || tk_fail "$name: no local symbols to check (stripped?)"
+	found=$(awk '{print $NF}' <<<"$TK_OUT" | grep -E "$vc_re" || true)
+	[[ -z "$found" ]] || tk_fail "$name: virtual card symbols (nm): $(tr '\n' ' ' <<<"$found")"
+	tk_run "$name: objdump -t" objdump -t "$f"
+	found=$(awk '{print $NF}' <<<"$TK_OUT" | grep -E "$vc_re" || true)
+	[[ -z "$found" ]] || tk_fail "$name: virtual card symbols (objdump -t): $(tr '\n' ' ' <<<"$found")"
+	tk_run "$name: strings" strings -a "$f"
+	tk_expect_not 'tokenkit virtual reader|vreader:|tokenkit virtual card'
+	# the virtual card's default 3DES management key, as bytes in .rodata
+	objcopy -O binary --only-section=.rodata "$f" "$TK_TMP/rodata" || tk_fail "$name: no .rodata"
+	python3 -c 'import sys; sys.exit(bytes.fromhex("0102030405060708" * 3) in open(sys.argv[1], "rb").read())' \
+		"$TK_TMP/rodata" || tk_fail "$name: the virtual card's default management key is in .rodata"
+	tk_run "$name: needed libraries" objdump -p "$f"
+	tk_expect_not 'NEEDED +libusb'
+done
+plugins=$(find "$ROOT" -name 'reader-*.so')
+[[ -z "$plugins" ]] || tk_fail "a plain install installed plugins: $plugins"
+
+# ---- the CLI: public API only, through the shared library ------------------
+tk_run "CLI: needed libraries" objdump -p "$cli"
+tk_expect 'NEEDED +libtokenkit\.so\.0'
+tk_run "CLI: defined symbols" nm --defined-only "$cli"
+found=$(awk '$2 ~ /^[TtDdBbRr]$/ && $3 ~ /^tk_/ {print $3}' <<<"$TK_OUT")
+[[ -z "$found" ]] || tk_fail "the CLI carries core code of its own: $(head -5 <<<"$found" | tr '\n' ' ')"
+# only the public headers
+diff <(cd "$TK_SOURCE/include/tokenkit" && ls) <(cd "$P/include/tokenkit" && ls) >&2 ||
+	tk_fail "installed headers differ from include/tokenkit"
+[[ -z $(find "$P" -name reader.h -o -name plugin.h -o -name slotmgr_priv.h) ]] ||
+	tk_fail "a private header was installed"
+
+# the installed CLI runs (relocatable: its library is found from its place)
+run_cli() { # expected-exit args...: output in $TK_OUT
+	local want=$1 rc=0
+	shift
+	TK_OUT=$("$cli" "$@" 2>&1) || rc=$?
+	if [[ $rc -ne $want ]]; then
+		printf '%s\n' "$TK_OUT" >&2
+		tk_fail "installed tokenkit $*: exit $rc, want $want"
+	fi
+}
+run_cli 0 help
+# without the plugin the virtual reader fails loudly, saying what to set
+TOKENKIT_READERS=vcard TOKENKIT_PLUGIN_PATH= run_cli 2 readers
+tk_expect 'set TOKENKIT_PLUGIN_PATH'
+# the plugin, installed on request, on its own
+VROOT=$TK_TMP/vroot
+tk_run "install the vcard component" env DESTDIR="$VROOT" cmake --install "$TK_BUILD" \
+	--prefix /opt/tokenkit --component vcard
+files=$(cd "$VROOT" && find . -type f)
+[[ $files == ./opt/tokenkit/lib/tokenkit/plugins/reader-vcard.so ]] ||
+	tk_fail "the vcard component installed: $files"
+TOKENKIT_READERS="vcard:empty;bwt=1000" TOKENKIT_PLUGIN_PATH=$VROOT/opt/tokenkit/lib/tokenkit/plugins \
+	run_cli 0 readers
+tk_expect 'empty +.*tokenkit virtual reader 0'
+tk_expect 'valid +T=1 +tokenkit virtual reader 1'
 
 # a consumer, built with pkg-config against the installed tree
 cat >"$TK_TMP/use.c" <<'C'

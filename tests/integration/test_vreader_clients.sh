@@ -6,6 +6,9 @@
 # openssl against the certificate yubico-piv-tool imported); GnuTLS p11tool
 # lists the token; `tokenkit readers` shows the card and the empty reader.
 # No pcscd is needed by the clients: it is stopped before they run.
+# The virtual reader is a plugin (reader-vcard.so, TOKENKIT_PLUGIN_PATH from
+# lib.sh): without it the tool and the module fail loudly, saying what to set,
+# instead of falling back to PC/SC.
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
 p11_require
 tk_require_cmd pkcs11-tool p11tool
@@ -18,6 +21,15 @@ export TOKENKIT_READERS="vcard:state=$TK_TMP/card0.state;empty"
 unset PCSCLITE_CSOCK_NAME
 cd "$TK_TMP"
 printf 'signed inside the client process\n' >data.txt
+
+rc=0
+TK_OUT=$(TOKENKIT_PLUGIN_PATH= "$TK_BUILD/tokenkit" readers 2>&1) || rc=$?
+[[ $rc -eq 2 ]] || { printf '%s\n' "$TK_OUT" >&2; tk_fail "tokenkit without the plugin: exit $rc, want 2"; }
+tk_expect 'set TOKENKIT_PLUGIN_PATH'
+tk_run_fails "pkcs11-tool -L without the plugin" env TOKENKIT_PLUGIN_PATH= pkcs11-tool \
+	--module "$TK_BUILD/tokenkit-pkcs11.so" -L
+tk_expect 'C_Initialize failed.*CKR_GENERAL_ERROR'
+tk_expect 'set TOKENKIT_PLUGIN_PATH'
 
 tk_run "tokenkit readers" "$TK_BUILD/tokenkit" readers
 tk_expect 'valid +T=1 +tokenkit virtual reader 0'

@@ -13,9 +13,8 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-/* The module sources are compiled in directly (they need no card). */
-#include "../../pkcs11/codec.c"
-#include "../../pkcs11/util.c"
+/* The module's internals (tokenkit_p11_internal; they need no card). */
+#include "p11.h"
 
 static EVP_PKEY *rsa_key;
 

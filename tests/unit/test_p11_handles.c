@@ -11,47 +11,8 @@
 
 #include <cmocka.h>
 
-/* The module sources are compiled in directly (no card, no slot manager). */
-#include "../../pkcs11/object.c"
-#include "../../pkcs11/util.c"
-
-struct p11_module g_p11 = {
-        .lock = PTHREAD_MUTEX_INITIALIZER,
-        .cond = PTHREAD_COND_INITIALIZER,
-};
-
-/* object.c's C_* functions are not called here. */
-CK_RV
-tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
-{
-	(void)h;
-	*out = NULL;
-	return CKR_CRYPTOKI_NOT_INITIALIZED;
-}
-
-void
-tk_p11_session_put(struct p11_session *s, CK_RV rv)
-{
-	(void)s;
-	(void)rv;
-}
-
-tk_token_t *
-tk_p11_tk(struct p11_token *t)
-{
-	return t->tk;
-}
-
-CK_RV
-tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out, size_t cap,
-                            size_t *count)
-{
-	(void)key;
-	(void)out;
-	(void)cap;
-	*count = 0;
-	return CKR_OK;
-}
+/* The module's internals (tokenkit_p11_internal): no card, no slot manager. */
+#include "p11.h"
 
 #define NOBJ 4
 

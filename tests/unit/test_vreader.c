@@ -4,7 +4,9 @@
  * cured by a warm reset, a "mute until power cycle" card cured only by the
  * cold reset, an empty answer, a card gone mid-APDU that comes back, a
  * stalled card released later, a card reset by "another program", and a
- * manager freed while a worker is held inside the reader (no thread left). */
+ * manager freed while a worker is held inside the reader (no thread left).
+ * The backend is registered directly (tk_reader_backend_register), as a
+ * program that links the virtual card may; processes get it as a plugin. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,12 +27,17 @@
 #include "../proc_count.h"
 #include "control.h"
 #include "slot_wait.h"
+#include "vreader.h"
 
 static char dir[64], ctl[2][128], spec[512];
 
 static int
 setup(void **state)
 {
+	/* The backend linked in (tkvcard), not the plugin: this program
+	 * tests the reader, test_plugin.c the loader. */
+	if (tk_reader_backend_register(&tk_reader_vcard_ops) != TK_OK)
+		return -1;
 	snprintf(dir, sizeof(dir), "/tmp/tk-vreader-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	for (int i = 0; i < 2; i++)

@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include <tokenkit/err.h>
+#include <tokenkit/slot.h>
 
-#include "recovery_log.h"
 #include "tool.h"
 
 #define HISTORY_DEFAULT 32

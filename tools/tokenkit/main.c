@@ -5,8 +5,8 @@
 
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
+#include <tokenkit/slot.h>
 
-#include "reader.h"
 #include "tool.h"
 
 #ifndef TOKENKIT_VERSION

@@ -62,6 +62,7 @@
 #include "clock.h"
 #include "reader.h"
 #include "vcard.h"
+#include "vreader.h"
 
 #define VR_MAX_READERS 16
 #define VR_DEFAULT_BWT_MS 1000u
