@@ -65,6 +65,19 @@ pvf_env(void)
 	setenv("XDG_CACHE_HOME", pvf.cache, 1);
 	setenv("PCSCLITE_CSOCK_NAME", "/nonexistent/tokenkit-test/pcscd.comm", 1);
 	setenv("TOKENKIT_TIMEOUT_MS", "1000", 1);
+	if (getenv("TOKENKIT_PLUGIN_PATH") == NULL) {
+		/* the in-process reader is a plugin: <build>/plugins, next to
+		 * the test programs' directory */
+		char exe[PATH_MAX], dir[PATH_MAX + 16];
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+		if (n > 0) {
+			exe[n] = '\0';
+			*strrchr(exe, '/') = '\0';
+			snprintf(dir, sizeof(dir), "%s/../plugins", exe);
+			setenv("TOKENKIT_PLUGIN_PATH", dir, 1);
+		}
+	}
 }
 
 static __attribute__((unused)) int
