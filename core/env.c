@@ -14,6 +14,13 @@ tk_env(const char *name)
 }
 
 bool
+tk_env_present(const char *name)
+{
+	/* the one plain getenv in tokenkit: presence only (see env.h) */
+	return getenv(name) != NULL;
+}
+
+bool
 tk_env_privileged(void)
 {
 	return getauxval(AT_SECURE) != 0;
