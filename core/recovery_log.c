@@ -301,7 +301,7 @@ tk_recovery_log_read(const char *path, tk_recovery_log_fn fn, void *ctx, size_t 
 		if (rr == TK_OK) {
 			r = read_lines(data, len, fn, ctx, bad);
 		} else if (rr != TK_ERR_NOT_FOUND) {
-			tk_log_warn("recovery log: %s/%s not read: %s", used, files[k],
+			tk_log_warn("recovery log: %s%s not read: %s", used, k == 0 ? ".1" : "",
 			            tk_strerror(rr));
 			(*bad)++;
 		}
