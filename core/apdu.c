@@ -156,6 +156,7 @@ struct xchg {
 	uint8_t raw[TK_APDU_MAX_RESP];
 	size_t raw_len;
 	size_t cmd_max, raw_max; /* bytes ever used, to wipe only those */
+	bool secret;             /* the response to x->cmd carries a secret */
 };
 
 /* Send the encoded command in x->cmd; on success x->raw holds at least SW1 SW2. */
@@ -185,7 +186,7 @@ xmit(struct xchg *x, uint16_t *sw)
 		x->raw_len = 0;
 		return TK_ERR_COMM;
 	}
-	tk_log_apdu(TK_LOG_TRACE, "apdu <", x->raw, x->raw_len, false);
+	tk_log_apdu_response(TK_LOG_TRACE, "apdu <", x->raw, x->raw_len, x->secret);
 	tk_buf_init(&b, x->raw, x->raw_len);
 	(void)tk_buf_skip(&b, x->raw_len - 2);
 	return tk_buf_get_u16be(&b, sw);
@@ -198,6 +199,8 @@ set_cmd(struct xchg *x, const tk_apdu_t *a, bool extended)
 
 	if (x->cmd_len > x->cmd_max)
 		x->cmd_max = x->cmd_len;
+	/* a GET RESPONSE keeps the verdict of the command it continues */
+	x->secret = tk_apdu_response_is_sensitive(x->cmd, x->cmd_len, x->secret);
 	return r;
 }
 

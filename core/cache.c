@@ -1,10 +1,10 @@
 /* tokenkit: the on-disk public-object cache (format in cache.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "env.h"
+#include "fsutil.h"
 
 static const uint8_t cache_magic[8] = {'T', 'K', 'C', 'A', 'C', 'H', 'E', '1'};
 #define DIGEST_LEN 32
@@ -296,6 +297,9 @@ tk_cache_dir(const char *opt, char *out, size_t cap)
 
 	if (cap > 0)
 		out[0] = '\0';
+	/* Not in a set-uid program, even one that names a directory. */
+	if (!tk_env_files_allowed())
+		return TK_ERR_NOT_SUPPORTED;
 	if (opt != NULL) {
 		if (opt[0] == '\0')
 			return TK_ERR_NOT_SUPPORTED;
@@ -315,8 +319,9 @@ tk_cache_dir(const char *opt, char *out, size_t cap)
 	return TK_OK;
 }
 
-int
-tk_cache_path(const char *dir, const char *identity, char *out, size_t cap)
+/* The file name for identity: non-portable characters become '_'. */
+static int
+cache_name(const char *identity, char *out, size_t cap)
 {
 	char name[TK_CACHE_MAX_IDENTITY + 1];
 	size_t l = strlen(identity);
@@ -331,56 +336,60 @@ tk_cache_path(const char *dir, const char *identity, char *out, size_t cap)
 
 		name[i] = ok ? ch : '_';
 	}
-	n = snprintf(out, cap, "%s/%s.cache", dir, name);
+	n = snprintf(out, cap, "%s.cache", name);
 	if (n < 0 || (size_t)n >= cap)
 		return TK_ERR_TOO_LONG;
 	return TK_OK;
 }
 
-static int
-read_all(int fd, uint8_t **out, size_t *out_len)
+int
+tk_cache_path(const char *dir, const char *identity, char *out, size_t cap)
 {
-	struct stat st;
-	uint8_t *p;
-	size_t got = 0;
+	char name[TK_CACHE_MAX_IDENTITY + 8];
+	int n, r;
 
-	*out = NULL;
-	*out_len = 0;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-		return TK_ERR_IO;
-	if (st.st_size > (off_t)TK_CACHE_MAX_FILE)
+	if ((r = cache_name(identity, name, sizeof(name))) != TK_OK)
+		return r;
+	n = snprintf(out, cap, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= cap)
 		return TK_ERR_TOO_LONG;
-	if ((p = malloc((size_t)st.st_size + 1)) == NULL)
-		return TK_ERR_NO_MEMORY;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, p + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	*out = p;
-	*out_len = got;
 	return TK_OK;
+}
+
+/* A cache directory (or file) that is not ours and private is refused:
+ * another user could read what we cache or plant a card's certificates.
+ * Said once per process, as a warning. */
+static void
+refused(const char *dir, const char *what, int r)
+{
+	static atomic_bool warned;
+
+	if (r == TK_ERR_UNSAFE && !atomic_exchange(&warned, true))
+		tk_log_warn("cache: %s%s%s refused (not a private directory or file of uid %u); "
+		            "no disk cache",
+		            dir, what != NULL ? "/" : "", what != NULL ? what : "",
+		            (unsigned)geteuid());
 }
 
 int
 tk_cache_load(const char *dir, const char *identity, tk_cache_t **out)
 {
-	char path[4096];
+	char name[TK_CACHE_MAX_IDENTITY + 8];
 	uint8_t *data = NULL;
 	size_t len = 0;
-	int fd, r;
+	int dfd = -1, r;
 
 	*out = NULL;
-	if ((r = tk_cache_path(dir, identity, path, sizeof(path))) != TK_OK)
+	if ((r = cache_name(identity, name, sizeof(name))) != TK_OK)
 		return r;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return errno == ENOENT ? TK_ERR_NOT_FOUND : TK_ERR_IO;
-	r = read_all(fd, &data, &len);
-	close(fd);
+	if ((r = tk_fs_dir_open(dir, 0, &dfd)) != TK_OK) {
+		refused(dir, NULL, r);
+		return r == TK_ERR_UNSAFE ? r : TK_ERR_NOT_FOUND;
+	}
+	r = tk_fs_read(dfd, name, TK_CACHE_MAX_FILE, &data, &len);
+	tk_fs_close(&dfd);
+	if (r == TK_ERR_NOT_FOUND)
+		return r;
 	if (r == TK_OK)
 		r = tk_cache_decode(data, len, out);
 	free(data);
@@ -389,113 +398,48 @@ tk_cache_load(const char *dir, const char *identity, tk_cache_t **out)
 		r = TK_ERR_MALFORMED;
 	}
 	if (r != TK_OK)
-		tk_log_warn("cache: ignoring %s: %s", path, tk_strerror(r));
+		tk_log_warn("cache: ignoring %s/%s: %s", dir, name, tk_strerror(r));
 	return r;
-}
-
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return TK_ERR_IO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return TK_OK;
-}
-
-static int
-make_dir(const char *dir)
-{
-	char tmp[4096];
-	size_t l = strlen(dir);
-
-	if (l == 0 || l >= sizeof(tmp))
-		return TK_ERR_INVALID_ARG;
-	memcpy(tmp, dir, l + 1);
-	/* Parents as the user's umask says; the cache directory itself 0700. */
-	for (size_t i = 1; i < l; i++) {
-		if (tmp[i] != '/')
-			continue;
-		tmp[i] = '\0';
-		if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-			return TK_ERR_IO;
-		tmp[i] = '/';
-	}
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return TK_ERR_IO;
-	return TK_OK;
 }
 
 int
 tk_cache_store(const char *dir, const tk_cache_t *c)
 {
-	char path[4096], tmp[4200];
+	char name[TK_CACHE_MAX_IDENTITY + 8];
 	uint8_t *data = NULL;
 	size_t len = 0;
-	int fd = -1, dfd, r, n;
+	int dfd = -1, r;
 
-	if ((r = tk_cache_path(dir, c->identity, path, sizeof(path))) != TK_OK)
+	if ((r = cache_name(c->identity, name, sizeof(name))) != TK_OK)
 		return r;
-	if ((r = make_dir(dir)) != TK_OK)
+	if ((r = tk_fs_dir_open(dir, TK_FS_DIR_CREATE, &dfd)) != TK_OK) {
+		refused(dir, NULL, r);
 		goto out;
+	}
 	if ((r = tk_cache_encode(c, &data, &len)) != TK_OK)
 		goto out;
-	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		r = TK_ERR_TOO_LONG;
-		goto out;
-	}
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-		r = TK_ERR_IO;
-		goto out;
-	}
-	if ((r = write_all(fd, data, len)) != TK_OK || fsync(fd) != 0) {
-		r = TK_ERR_IO;
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		r = TK_ERR_IO;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		r = TK_ERR_IO;
-		goto out;
-	}
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	r = TK_OK;
+	r = tk_fs_write_atomic(dfd, name, data, len);
+	refused(dir, name, r);
 out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	} else if (r != TK_OK && r != TK_ERR_TOO_LONG && data != NULL) {
-		unlink(tmp);
-	}
+	tk_fs_close(&dfd);
 	free(data);
-	if (r != TK_OK)
-		tk_log_warn("cache: cannot write %s: %s", path, tk_strerror(r));
+	if (r != TK_OK && r != TK_ERR_UNSAFE)
+		tk_log_warn("cache: cannot write %s/%s: %s", dir, name, tk_strerror(r));
 	return r;
 }
 
 int
 tk_cache_remove(const char *dir, const char *identity)
 {
-	char path[4096];
-	int r;
+	char name[TK_CACHE_MAX_IDENTITY + 8];
+	int dfd = -1, r;
 
-	if ((r = tk_cache_path(dir, identity, path, sizeof(path))) != TK_OK)
+	if ((r = cache_name(identity, name, sizeof(name))) != TK_OK)
 		return r;
-	if (unlink(path) != 0 && errno != ENOENT)
-		return TK_ERR_IO;
-	return TK_OK;
+	if ((r = tk_fs_dir_open(dir, 0, &dfd)) != TK_OK)
+		return r == TK_ERR_NOT_FOUND ? TK_OK : r;
+	if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
+		r = TK_ERR_IO;
+	tk_fs_close(&dfd);
+	return r;
 }

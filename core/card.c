@@ -32,6 +32,9 @@ struct tk_card {
 	void *ctx;
 	int default_timeout_ms;
 	atomic_bool removed;
+	/* whether the response to the last command sent carries a secret: a
+	 * GET RESPONSE that follows it carries more of the same */
+	atomic_bool resp_secret;
 	atomic_uint_fast64_t gen;
 	pthread_mutex_t mtx; /* guards tx_depth */
 	unsigned tx_depth;
@@ -199,6 +202,7 @@ tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp
                  size_t *resp_len, int timeout_ms)
 {
 	size_t n = 0;
+	bool secret;
 	int r;
 
 	if (resp_len != NULL)
@@ -213,6 +217,8 @@ tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp
 	if (timeout_ms <= 0)
 		timeout_ms = c->default_timeout_ms;
 	tk_log_apdu(TK_LOG_TRACE, "card >>", cmd, cmd_len, true);
+	secret = tk_apdu_response_is_sensitive(cmd, cmd_len, atomic_load(&c->resp_secret));
+	atomic_store(&c->resp_secret, secret);
 	r = c->be.transmit(c->ctx, cmd, cmd_len, resp, resp_cap, &n, timeout_ms);
 	if (r == TK_OK && n < 2) {
 		/* A card that died mid-command answers "success, 0 bytes". */
@@ -224,7 +230,7 @@ tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp
 		tk_log_debug("%s: %s: transmit: %s", __func__, c->reader, tk_strerror(r));
 		return after_call(c, r);
 	}
-	tk_log_apdu(TK_LOG_TRACE, "card <<", resp, n, false);
+	tk_log_apdu_response(TK_LOG_TRACE, "card <<", resp, n, secret);
 	*resp_len = n;
 	return TK_OK;
 }

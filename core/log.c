@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include <tokenkit/log.h>
+#include <tokenkit/text.h>
 
 #include "env.h"
 
@@ -97,11 +98,17 @@ tk_logv(int level, const char *fmt, va_list ap)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	pthread_mutex_lock(&log_lock);
-	if (log_sink != NULL)
+	if (log_sink != NULL) {
 		log_sink(log_sink_ctx, level, msg);
-	else
+	} else {
+		/* Messages carry reader names, labels and file contents: one
+		 * line each, with no terminal control sequences. */
+		char esc[sizeof(msg) * 4];
+
+		tk_text_escape(msg, strlen(msg), TK_TEXT_PLAIN, esc, sizeof(esc));
 		fprintf(stderr, "tokenkit: %s: %s\n",
-		        level_names[level <= TK_LOG_TRACE ? level : TK_LOG_TRACE], msg);
+		        level_names[level <= TK_LOG_TRACE ? level : TK_LOG_TRACE], esc);
+	}
 	pthread_mutex_unlock(&log_lock);
 }
 
@@ -130,37 +137,145 @@ tk_apdu_is_sensitive(const uint8_t *apdu, size_t len)
 	case 0xFE: /* vendor key import (PIV) */
 	case 0xFF: /* vendor set management key (PIV) */
 	case 0xDA: /* PUT DATA: resetting code and AES key on OpenPGP cards */
-	case 0xDB: /* PUT DATA: carries key material on OpenPGP cards */
+	case 0xDB: /* PUT DATA: carries key material on OpenPGP cards, and the
+	            * PIN-protected management key in PIV printed information */
 		return true;
-	case 0x87: /* GENERAL AUTHENTICATE: management-key responses */
-		return false;
 	default:
+		/* GENERAL AUTHENTICATE carries a ciphertext, a peer's public
+		 * point, a digest or a management-key cryptogram: none of them
+		 * a secret (the cryptogram answers a fresh challenge). */
 		return false;
 	}
+}
+
+/* The data field of a command APDU (cases 3 and 4, short or extended), or
+ * false when it has none. */
+static bool
+cmd_data(const uint8_t *cmd, size_t len, const uint8_t **data, size_t *dlen)
+{
+	size_t lc;
+
+	if (len > 5 && cmd[4] != 0) {
+		lc = cmd[4];
+		*data = cmd + 5;
+	} else if (len > 7 && cmd[4] == 0) {
+		lc = (size_t)cmd[5] << 8 | cmd[6];
+		*data = cmd + 7;
+	} else {
+		return false;
+	}
+	if (lc == 0 || (size_t)(*data - cmd) + lc > len)
+		return false;
+	*dlen = lc;
+	return true;
+}
+
+/* PIV data objects behind the PIN (SP 800-73-4 part 1, table 3):
+ * fingerprints, facial image, printed information, iris images and the
+ * pairing code. Biometrics are personal data; YubiKey tools keep the
+ * PIN-protected management key inside the printed information object. */
+static bool
+piv_private_object(const uint8_t *cmd, size_t len)
+{
+	const uint8_t *d = NULL;
+	size_t n = 0;
+
+	if (!cmd_data(cmd, len, &d, &n) || n < 5 || d[0] != 0x5C || d[1] != 0x03 || d[2] != 0x5F ||
+	    d[3] != 0xC1)
+		return false;
+	return d[4] == 0x03 || d[4] == 0x08 || d[4] == 0x09 || d[4] == 0x21 || d[4] == 0x23;
+}
+
+bool
+tk_apdu_response_is_sensitive(const uint8_t *cmd, size_t len, bool prev)
+{
+	if (cmd == NULL || len < 4)
+		return true; /* no command to judge by */
+	switch (cmd[1]) {
+	case 0xC0: /* GET RESPONSE: more of the response before it */
+		return prev;
+	case 0x86: /* GENERAL AUTHENTICATE: the plaintext of a decryption, */
+	case 0x87: /* an ECDH shared secret; at this level an RSA signature
+	            * and a decryption are the same command, so signatures
+	            * and management-key cryptograms are hidden too */
+	case 0x2A: /* PERFORM SECURITY OPERATION: DECIPHER answers with the
+	            * plaintext (and the ECDH secret) on OpenPGP cards */
+	case 0x88: /* INTERNAL AUTHENTICATE: a private-key operation on data
+	            * the host chose, as the two above */
+		return true;
+	case 0xCA: /* GET DATA: OpenPGP private-use objects 0101..0104 (0103
+	            * and 0104 need PW1 / PW3 to be read) */
+		return cmd[2] == 0x01 && cmd[3] >= 0x01 && cmd[3] <= 0x04;
+	case 0xCB: /* GET DATA, odd INS (PIV): the PIN-protected objects */
+		return piv_private_object(cmd, len);
+	default:
+		/* Public by design: SELECT answers, certificates and other
+		 * objects, generated public keys (GENERATE ASYMMETRIC KEY
+		 * PAIR), YubiKey attestation certificates, metadata, serial
+		 * and version, challenges, PIN retry counters. */
+		return false;
+	}
+}
+
+static size_t
+hex_bytes(char *line, size_t cap, const uint8_t *p, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && o + 4 < cap; i++)
+		o += (size_t)snprintf(line + o, cap - o, "%02X ", p[i]);
+	if (o > 0)
+		line[--o] = '\0';
+	else if (cap > 0)
+		line[0] = '\0';
+	return o;
 }
 
 void
 tk_log_apdu(int level, const char *prefix, const uint8_t *apdu, size_t len, bool is_command)
 {
 	char line[3 * 64 + 64];
-	size_t shown = len, o = 0;
+	size_t shown = len;
 	bool redact = is_command && tk_apdu_is_sensitive(apdu, len);
 
 	if (!tk_log_enabled(level))
 		return;
+	if (!is_command) {
+		/* A response whose command is unknown here may hold a secret. */
+		tk_log_apdu_response(level, prefix, apdu, len, true);
+		return;
+	}
 	if (redact)
 		shown = 4; /* CLA INS P1 P2 */
 	if (shown > 64)
 		shown = 64;
-	for (size_t i = 0; i < shown && o + 4 < sizeof(line); i++)
-		o += (size_t)snprintf(line + o, sizeof(line) - o, "%02X ", apdu[i]);
-	if (o > 0)
-		line[o - 1] = '\0';
-	else
-		line[0] = '\0';
+	hex_bytes(line, sizeof(line), apdu, shown);
 	if (redact)
 		tk_log(level, "%s %s <redacted %zu bytes>", prefix, line, len - 4);
 	else if (shown < len)
+		tk_log(level, "%s %s ... (%zu bytes)", prefix, line, len);
+	else
+		tk_log(level, "%s %s", prefix, line);
+}
+
+void
+tk_log_apdu_response(int level, const char *prefix, const uint8_t *resp, size_t len, bool secret)
+{
+	char line[3 * 64 + 64];
+	size_t shown = len;
+
+	if (!tk_log_enabled(level) || resp == NULL)
+		return;
+	if (secret && len > 2) {
+		/* the status word is what a reader of the log needs */
+		hex_bytes(line, sizeof(line), resp + len - 2, 2);
+		tk_log(level, "%s <redacted %zu bytes> %s", prefix, len - 2, line);
+		return;
+	}
+	if (shown > 64)
+		shown = 64;
+	hex_bytes(line, sizeof(line), resp, shown);
+	if (shown < len)
 		tk_log(level, "%s %s ... (%zu bytes)", prefix, line, len);
 	else
 		tk_log(level, "%s %s", prefix, line);

@@ -203,9 +203,19 @@ gate_leave(struct gate_call *c)
 static LONG
 establish(SCARDCONTEXT *ctx)
 {
+	static atomic_bool warned;
 	struct gate_call g;
 	LONG rv;
 
+	/* pcsc-lite 1.9 reads PCSCLITE_CSOCK_NAME with getenv(), even in a
+	 * set-uid process: there it would connect wherever the less privileged
+	 * caller points it (a daemon of theirs answering for a card). */
+	if (tk_env_privileged() && tk_env_present("PCSCLITE_CSOCK_NAME")) {
+		if (!atomic_exchange(&warned, true))
+			tk_log_warn("pcsc: PCSCLITE_CSOCK_NAME is set in a set-uid or set-gid "
+			            "process and pcsc-lite would follow it: no PC/SC");
+		return SCARD_E_NO_SERVICE;
+	}
 	if (!gate_enter(&g, true))
 		return SCARD_E_NO_SERVICE;
 	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, ctx);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <tokenkit/log.h>
 
 #include "env.h"
+#include "fsutil.h"
 #include "recovery_log.h"
 #include "slotmgr_priv.h"
 
@@ -35,6 +37,8 @@ tk_recovery_log_path(char *buf, size_t cap)
 		buf[0] = '\0';
 	if (buf == NULL || cap == 0)
 		return TK_ERR_INVALID_ARG;
+	if (!tk_env_files_allowed())
+		return TK_ERR_NOT_FOUND;
 	if (env != NULL) {
 		if (env[0] == '\0')
 			return TK_ERR_NOT_FOUND;
@@ -42,7 +46,7 @@ tk_recovery_log_path(char *buf, size_t cap)
 	} else if (xdg != NULL && xdg[0] == '/') {
 		n = snprintf(buf, cap, "%s/tokenkit/recovery.jsonl", xdg);
 	} else {
-		n = snprintf(buf, cap, "/tmp/tokenkit-%u/recovery.jsonl", (unsigned)getuid());
+		n = snprintf(buf, cap, "/tmp/tokenkit-%u/recovery.jsonl", (unsigned)geteuid());
 	}
 	if (n < 0 || (size_t)n >= cap) {
 		buf[0] = '\0';
@@ -56,11 +60,69 @@ rec_log_resolve(const char *opt)
 {
 	char buf[4096];
 
+	/* A set-uid program keeps no log, even one it names itself. */
+	if (!tk_env_files_allowed())
+		return NULL;
 	if (opt != NULL)
 		return opt[0] != '\0' ? strdup(opt) : NULL;
 	if (tk_recovery_log_path(buf, sizeof(buf)) != TK_OK)
 		return NULL;
 	return strdup(buf);
+}
+
+/* Where the log goes when its directory is refused: the user's own state
+ * directory, which no other user can prepare. */
+static int
+fallback_path(char *buf, size_t cap)
+{
+	const char *state = tk_env("XDG_STATE_HOME");
+	const char *home = tk_env("HOME");
+	int n;
+
+	if (state != NULL && state[0] == '/')
+		n = snprintf(buf, cap, "%s/tokenkit/recovery.jsonl", state);
+	else if (home != NULL && home[0] == '/')
+		n = snprintf(buf, cap, "%s/.local/state/tokenkit/recovery.jsonl", home);
+	else
+		return TK_ERR_NOT_FOUND;
+	return n < 0 || (size_t)n >= cap ? TK_ERR_TOO_LONG : TK_OK;
+}
+
+/* Open the log's directory, checked like every directory tokenkit keeps
+ * files in (fsutil.h); the writer creates it. One that is refused (another
+ * user made /tmp/tokenkit-<uid> first, a symlink, open permissions) is
+ * worth one warning per process, and the log moves to fallback_path().
+ * used (ucap bytes) receives the path of the file actually used. */
+static int
+log_dir_open(const char *path, bool create, int *dfd, char *name, size_t ncap, char *used,
+             size_t ucap)
+{
+	static atomic_bool warned;
+	unsigned flags = create ? TK_FS_DIR_CREATE : 0;
+	char alt[4096];
+	int r;
+
+	*dfd = -1;
+	if (snprintf(used, ucap, "%s", path) >= (int)ucap)
+		return TK_ERR_TOO_LONG;
+	r = tk_fs_parent_open(path, flags, dfd, name, ncap);
+	if (r != TK_ERR_UNSAFE)
+		return r;
+	if (fallback_path(alt, sizeof(alt)) != TK_OK || strcmp(alt, path) == 0 ||
+	    (r = tk_fs_parent_open(alt, flags, dfd, name, ncap)) == TK_ERR_UNSAFE) {
+		if (!atomic_exchange(&warned, true))
+			tk_log_warn("recovery log: the directory of %s is refused (not a private "
+			            "directory of uid %u) and there is no safe fallback: no "
+			            "recovery log",
+			            path, (unsigned)geteuid());
+		return TK_ERR_UNSAFE;
+	}
+	if (!atomic_exchange(&warned, true))
+		tk_log_warn("recovery log: the directory of %s is refused (not a private directory "
+		            "of uid %u); using %s",
+		            path, (unsigned)geteuid(), alt);
+	(void)snprintf(used, ucap, "%s", alt);
+	return r;
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -135,71 +197,118 @@ tk_recovery_log_format(char *buf, size_t cap, int64_t pid, const char *prog, con
 	return at >= cap ? 0 : at;
 }
 
-/* The directory must be ours and private; we make it when it is missing. */
+/* Open the log for appending: a regular file of ours (fsutil.h), never a
+ * symlink or a FIFO someone planted. */
 static int
-ensure_dir(const char *path)
+open_append(int dfd, const char *name, int *fd)
 {
-	char dir[4096];
-	char *slash;
-	struct stat st;
-
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return TK_ERR_TOO_LONG;
-	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir)
-		return TK_OK;
-	*slash = '\0';
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return TK_ERR_IO;
-	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-		return TK_ERR_IO;
-	/* A shared place like /tmp/tokenkit-<uid>: refuse one that someone
-	 * else made or opened up. (A directory the user named is theirs.) */
-	if (st.st_uid != getuid() && st.st_uid != 0)
-		return TK_ERR_IO;
-	/* Writable by others without the sticky bit: they could swap the file. */
-	if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0)
-		return TK_ERR_IO;
-	return TK_OK;
+	return tk_fs_open(dfd, name, O_WRONLY | O_APPEND | O_CREAT, fd);
 }
 
 void
 rec_log_append(const char *path, const char *reader, const tk_recovery_t *r)
 {
 	char line[TK_RECOVERY_LOG_LINE_MAX];
-	char old[4200];
+	char name[256], old[260], used[4096];
 	struct stat st;
 	size_t len;
 	ssize_t n;
-	int fd;
+	int dfd = -1, fd = -1, rv;
 
-	if (path == NULL || path[0] == '\0')
+	if (path == NULL || path[0] == '\0' || !tk_env_files_allowed())
 		return;
 	len = tk_recovery_log_format(line, sizeof(line), (int64_t)getpid(),
 	                             program_invocation_short_name, reader, r);
-	if (len == 0 || ensure_dir(path) != TK_OK) {
-		tk_log_debug("recovery log: cannot write to %s", path);
+	if (len == 0)
 		return;
-	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		tk_log_debug("recovery log: %s: %s", path, strerror(errno));
-		return;
+	rv = log_dir_open(path, true, &dfd, name, sizeof(name), used, sizeof(used));
+	if (rv == TK_OK)
+		rv = open_append(dfd, name, &fd);
+	if (rv != TK_OK) {
+		tk_log_debug("recovery log: cannot write to %s: %s", used, tk_strerror(rv));
+		goto out;
 	}
 	if (fstat(fd, &st) == 0 && st.st_size > TK_RECOVERY_LOG_MAX &&
-	    snprintf(old, sizeof(old), "%s.1", path) < (int)sizeof(old)) {
+	    snprintf(old, sizeof(old), "%s.1", name) < (int)sizeof(old)) {
 		/* Rotate. Two processes may both rotate; the second rename then
 		 * drops the first one's fresh file: bounded, and only history. */
-		(void)rename(path, old);
-		close(fd);
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd < 0)
-			return;
+		(void)renameat(dfd, name, dfd, old);
+		tk_fs_close(&fd);
+		if (open_append(dfd, name, &fd) != TK_OK)
+			goto out;
 	}
 	n = write(fd, line, len);
 	if (n != (ssize_t)len)
-		tk_log_debug("recovery log: short write to %s", path);
-	close(fd);
+		tk_log_debug("recovery log: short write to %s", used);
+out:
+	tk_fs_close(&fd);
+	tk_fs_close(&dfd);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int
+read_lines(const uint8_t *p, size_t len, tk_recovery_log_fn fn, void *ctx, size_t *bad)
+{
+	const char *at = (const char *)p, *end = at + len;
+
+	while (at < end) {
+		const char *nl = memchr(at, '\n', (size_t)(end - at));
+		size_t l = (size_t)((nl != NULL ? nl : end) - at);
+		tk_recovery_log_entry_t e;
+
+		/* a line cut short by a writer still busy with it, or an
+		 * over-long or unparsable one, is counted and skipped */
+		if (l > 0) {
+			if (nl == NULL || tk_recovery_log_parse_line(at, l, &e) != TK_OK) {
+				(*bad)++;
+			} else {
+				int r = fn(ctx, &e);
+
+				if (r != TK_OK)
+					return r;
+			}
+		}
+		at += l + (nl != NULL);
+	}
+	return TK_OK;
+}
+
+int
+tk_recovery_log_read(const char *path, tk_recovery_log_fn fn, void *ctx, size_t *bad, char *used,
+                     size_t ucap)
+{
+	char name[256], files[2][260];
+	int dfd = -1, r;
+
+	if (bad != NULL)
+		*bad = 0;
+	if (used != NULL && ucap > 0)
+		used[0] = '\0';
+	if (path == NULL || fn == NULL || bad == NULL || used == NULL || ucap == 0)
+		return TK_ERR_INVALID_ARG;
+	if (!tk_env_files_allowed())
+		return TK_ERR_NOT_SUPPORTED;
+	if ((r = log_dir_open(path, false, &dfd, name, sizeof(name), used, ucap)) != TK_OK)
+		return r;
+	snprintf(files[0], sizeof(files[0]), "%s.1", name); /* the rotated part first */
+	snprintf(files[1], sizeof(files[1]), "%s", name);
+	for (int k = 0; k < 2 && r == TK_OK; k++) {
+		uint8_t *data = NULL;
+		size_t len = 0;
+		int rr = tk_fs_read(dfd, files[k], TK_RECOVERY_LOG_READ_MAX, &data, &len);
+
+		if (rr == TK_OK) {
+			r = read_lines(data, len, fn, ctx, bad);
+		} else if (rr != TK_ERR_NOT_FOUND) {
+			tk_log_warn("recovery log: %s%s not read: %s", used, k == 0 ? ".1" : "",
+			            tk_strerror(rr));
+			(*bad)++;
+		}
+		free(data);
+	}
+	tk_fs_close(&dfd);
+	return r;
 }
 
 /* ---- parsing ---------------------------------------------------------- */

@@ -14,6 +14,9 @@
 
 #define TK_RECOVERY_LOG_MAX (256 * 1024)
 #define TK_RECOVERY_LOG_LINE_MAX 4096
+/* A file larger than this is not read (several writers may each append a
+ * line past TK_RECOVERY_LOG_MAX before one rotates: a few lines at most). */
+#define TK_RECOVERY_LOG_READ_MAX (4 * TK_RECOVERY_LOG_MAX)
 
 /* Format one line (with the trailing newline) into buf. Returns its length,
  * or 0 when it does not fit. */

@@ -25,6 +25,7 @@
 	X(TK_ERR_STATE, -11, "operation not valid in this state")                                  \
 	X(TK_ERR_CONFLICT, -12, "generation conflict")                                             \
 	X(TK_ERR_CRYPTO, -13, "cryptographic library error")                                       \
+	X(TK_ERR_UNSAFE, -14, "refused: file or directory not private (owner, mode or type)")      \
 	/* parsing of wire and file data: -100 .. -199 */                                          \
 	X(TK_ERR_TRUNCATED, -100, "data truncated")                                                \
 	X(TK_ERR_MALFORMED, -101, "malformed data")                                                \

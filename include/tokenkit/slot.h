@@ -236,6 +236,19 @@ typedef struct tk_recovery_log_entry {
  * expected shape), TK_ERR_TOO_DEEP, TK_ERR_TOO_LONG. */
 TK_EXPORT int tk_recovery_log_parse_line(const char *line, size_t len, tk_recovery_log_entry_t *e);
 
+/* Read the recovery log at path (its rotated part first) with the writer's
+ * checks (a private directory of ours, regular files, bounded sizes) and
+ * hand each parsed line to fn, oldest first; *bad counts lines that do not
+ * parse (too long, cut short, malformed) and files that were refused. A
+ * refused directory is read at its fallback, where the writer writes then;
+ * used (ucap bytes) receives the path actually read. fn returns TK_OK to go
+ * on. Errors: TK_ERR_NOT_FOUND (no log yet), TK_ERR_UNSAFE,
+ * TK_ERR_NOT_SUPPORTED (set-uid process), TK_ERR_INVALID_ARG,
+ * TK_ERR_TOO_LONG, fn's error. */
+typedef int (*tk_recovery_log_fn)(void *ctx, const tk_recovery_log_entry_t *e);
+TK_EXPORT int tk_recovery_log_read(const char *path, tk_recovery_log_fn fn, void *ctx, size_t *bad,
+                                   char *used, size_t ucap);
+
 /* The socket the PC/SC client library talks to ($PCSCLITE_CSOCK_NAME, else
  * pcsc-lite's default), for messages such as "pcscd is not reachable at
  * ...". Never NULL. */

@@ -8,6 +8,7 @@
 #include <tokenkit/buf.h>
 #include <tokenkit/hex.h>
 #include <tokenkit/log.h>
+#include <tokenkit/text.h>
 #include <tokenkit/tlv.h>
 #include <tokenkit/apdu.h>
 #include <tokenkit/atr.h>

@@ -199,6 +199,86 @@ test_dir(void **state)
 	assert_string_equal(out, "/d/______etc_x.cache");
 }
 
+/* A cache directory another user prepared, or one opened up to a group:
+ * nothing is written there and nothing planted there is read. Planted
+ * files in our own directory (a FIFO that would block the reader, a
+ * symlink at the temporary name the old code used) change nothing. */
+static int warnings;
+
+static void
+count_warnings(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+	if (level == TK_LOG_WARN)
+		warnings++;
+}
+
+static void
+test_store_refused(void **state)
+{
+	char dir[] = "/tmp/tk-test-cache.XXXXXX", sub[128], path[256], cmd[300], pred[300];
+	tk_cache_t *c = NULL, *l = NULL;
+	uint8_t *img = NULL;
+	size_t img_len = 0;
+	FILE *f;
+
+	(void)state;
+	alarm(60); /* a blocking open fails the test instead of hanging it */
+	assert_non_null(mkdtemp(dir));
+	tk_log_set_sink(count_warnings, NULL);
+	assert_int_equal(tk_cache_new("piv:ABCD", &c), TK_OK);
+	assert_int_equal(tk_cache_put(c, 1, (const uint8_t *)"cert", 4), TK_OK);
+	assert_int_equal(tk_cache_encode(c, &img, &img_len), TK_OK);
+
+	/* group-writable */
+	snprintf(sub, sizeof(sub), "%s/shared", dir);
+	assert_int_equal(mkdir(sub, 0770), 0);
+	assert_int_equal(chmod(sub, 0770), 0);
+	assert_int_equal(tk_cache_store(sub, c), TK_ERR_UNSAFE);
+	assert_int_equal(tk_cache_path(sub, "piv:ABCD", path, sizeof(path)), TK_OK);
+	assert_int_equal(access(path, F_OK), -1);
+	/* a valid file planted there is not believed */
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(img, 1, img_len, f), img_len);
+	fclose(f);
+	assert_int_equal(tk_cache_load(sub, "piv:ABCD", &l), TK_ERR_UNSAFE);
+	assert_null(l);
+	assert_int_equal(warnings, 1); /* one warning per process */
+
+	/* another user's directory, private to them */
+	if (geteuid() == 0) {
+		snprintf(sub, sizeof(sub), "%s/theirs", dir);
+		assert_int_equal(mkdir(sub, 0700), 0);
+		assert_int_equal(chown(sub, 4242, 4242), 0);
+		assert_int_equal(tk_cache_store(sub, c), TK_ERR_UNSAFE);
+		snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", sub);
+		assert_int_equal(system(cmd), 0);
+	}
+
+	/* our own directory with a FIFO and symlinks planted in it */
+	snprintf(sub, sizeof(sub), "%s/ours", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(tk_cache_path(sub, "piv:ABCD", path, sizeof(path)), TK_OK);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(tk_cache_load(sub, "piv:ABCD", &l), TK_ERR_UNSAFE);
+	snprintf(pred, sizeof(pred), "%s.tmp.%ld", path, (long)getpid());
+	assert_int_equal(symlink("/nonexistent/victim", pred), 0);
+	assert_int_equal(tk_cache_store(sub, c), TK_OK);
+	assert_int_equal(tk_cache_load(sub, "piv:ABCD", &l), TK_OK);
+	assert_true(tk_cache_equal(c, l));
+	assert_int_equal(access("/nonexistent/victim", F_OK), -1);
+
+	tk_log_set_sink(NULL, NULL);
+	alarm(0);
+	tk_cache_free(&l);
+	tk_cache_free(&c);
+	free(img);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -207,6 +287,7 @@ main(void)
 	        cmocka_unit_test(test_decode_rejects),
 	        cmocka_unit_test(test_store_load),
 	        cmocka_unit_test(test_dir),
+	        cmocka_unit_test(test_store_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <tokenkit/err.h>
+#include <tokenkit/log.h>
 #include <tokenkit/slot.h>
 
 #include "recovery_log.h"
@@ -198,6 +199,171 @@ test_append_and_rotate(void **state)
 	rmdir(dir);
 }
 
+static int warnings;
+
+static void
+count_warnings(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+	if (level == TK_LOG_WARN)
+		warnings++;
+}
+
+static int
+count_lines(const char *path)
+{
+	char line[TK_RECOVERY_LOG_LINE_MAX];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n++;
+	fclose(f);
+	return n;
+}
+
+struct got {
+	int n;
+	char reader[128];
+};
+
+static int
+got_entry(void *ctx, const tk_recovery_log_entry_t *e)
+{
+	struct got *g = ctx;
+
+	g->n++;
+	snprintf(g->reader, sizeof(g->reader), "%s", e->reader);
+	return TK_OK;
+}
+
+/* /tmp/tokenkit-<uid> made first by another user (or opened up to
+ * others): one warning, and the log goes to the user's own state directory
+ * instead, where `tokenkit diag` reads it too. Nothing is written into the
+ * refused directory. */
+static void
+test_refused_dir_fallback(void **state)
+{
+	char dir[] = "/tmp/tk-test-reclog-XXXXXX", bad[128], path[160], alt[200], used[256];
+	char cmd[300];
+	tk_recovery_t r = sample();
+	struct got g = {0};
+	size_t nbad = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(bad, sizeof(bad), "%s/tokenkit-victim", dir);
+	snprintf(path, sizeof(path), "%s/recovery.jsonl", bad);
+	snprintf(alt, sizeof(alt), "%s/state/tokenkit/recovery.jsonl", dir);
+	assert_int_equal(mkdir(bad, 0700), 0);
+	if (geteuid() == 0)
+		assert_int_equal(chown(bad, 4242, 4242), 0);
+	else
+		assert_int_equal(chmod(bad, 0777), 0);
+	snprintf(cmd, sizeof(cmd), "%s/state", dir);
+	setenv("XDG_STATE_HOME", cmd, 1);
+	tk_log_set_sink(count_warnings, NULL);
+	warnings = 0;
+	rec_log_append(path, "Reader A", &r);
+	rec_log_append(path, "Reader A", &r);
+	tk_log_set_sink(NULL, NULL);
+	assert_int_equal(warnings, 1);
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", bad);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(count_lines(alt), 2);
+	/* the reader follows the writer */
+	assert_int_equal(tk_recovery_log_read(path, got_entry, &g, &nbad, used, sizeof(used)),
+	                 TK_OK);
+	assert_int_equal(g.n, 2);
+	assert_int_equal(nbad, 0);
+	assert_string_equal(used, alt);
+	unsetenv("XDG_STATE_HOME");
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A FIFO where the log goes: the writer must neither block nor write. */
+static void
+test_append_fifo(void **state)
+{
+	char dir[] = "/tmp/tk-test-reclog-XXXXXX", path[160], cmd[200];
+	tk_recovery_t r = sample();
+	struct stat st;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/recovery.jsonl", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(30); /* an open that blocks fails the test */
+	rec_log_append(path, "Reader A", &r);
+	alarm(0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The reader caps line length and file size and keeps the writer's
+ * checks: over-long, cut-short and malformed lines are counted, a file
+ * over the cap or a symlink is not read. */
+static void
+test_read_checks(void **state)
+{
+	char dir[] = "/tmp/tk-test-reclog-XXXXXX", path[160], old[170], used[256], cmd[200];
+	char line[TK_RECOVERY_LOG_LINE_MAX];
+	tk_recovery_t r = sample();
+	struct got g = {0};
+	size_t nbad = 0, n;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/recovery.jsonl", dir);
+	snprintf(old, sizeof(old), "%s.1", path);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	n = tk_recovery_log_format(line, sizeof(line), 1, "prog", "Evil\x1b[2J", &r);
+	assert_true(n > 0);
+	fwrite(line, 1, n, f);
+	fputs("{\"reader\":\"", f);
+	for (int i = 0; i < TK_RECOVERY_LOG_LINE_MAX; i++)
+		fputc('x', f);
+	fputs("\"}\n", f);
+	fputs("not json\n", f);
+	fwrite(line, 1, n - 10, f); /* cut short, no newline */
+	fclose(f);
+	assert_int_equal(tk_recovery_log_read(path, got_entry, &g, &nbad, used, sizeof(used)),
+	                 TK_OK);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.reader, "Evil\x1b[2J"); /* escaped where it is shown */
+	assert_int_equal(nbad, 3);
+	assert_string_equal(used, path);
+
+	/* over the cap (a sparse file: no disk used) */
+	assert_int_equal(truncate(path, (off_t)TK_RECOVERY_LOG_READ_MAX + 1), 0);
+	g.n = 0;
+	tk_log_set_level(TK_LOG_NONE);
+	assert_int_equal(tk_recovery_log_read(path, got_entry, &g, &nbad, used, sizeof(used)),
+	                 TK_OK);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(nbad, 1);
+	/* a symlink in place of the rotated part */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink("/etc/passwd", old), 0);
+	assert_int_equal(tk_recovery_log_read(path, got_entry, &g, &nbad, used, sizeof(used)),
+	                 TK_OK);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(nbad, 1);
+	tk_log_set_level(TK_LOG_WARN);
+	assert_int_equal(tk_recovery_log_read(NULL, got_entry, &g, &nbad, used, sizeof(used)),
+	                 TK_ERR_INVALID_ARG);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -206,6 +372,9 @@ main(void)
 	        cmocka_unit_test(test_hostile_lines),
 	        cmocka_unit_test(test_path_rules),
 	        cmocka_unit_test(test_append_and_rotate),
+	        cmocka_unit_test(test_refused_dir_fallback),
+	        cmocka_unit_test(test_append_fifo),
+	        cmocka_unit_test(test_read_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -191,7 +191,7 @@ cmd_apdu(int argc, char **argv)
 		tk_slot_info_t info;
 
 		(void)tk_slotmgr_info(m, id, &info);
-		fprintf(stderr, "tokenkit apdu: %s (slot %u, %s): %s\n", info.reader, id,
+		fprintf(stderr, "tokenkit apdu: %s (slot %u, %s): %s\n", tool_text(info.reader), id,
 		        tk_slot_state_name(info.state), tk_strerror(r));
 		rc = tool_exit_code(r);
 		goto out;
@@ -199,7 +199,7 @@ cmd_apdu(int argc, char **argv)
 	r = tk_card_begin(c);
 	if (r != TK_OK) {
 		fprintf(stderr, "tokenkit apdu: %s: begin transaction: %s\n",
-		        tk_card_reader_name(c), tk_strerror(r));
+		        tool_text(tk_card_reader_name(c)), tk_strerror(r));
 		rc = tool_exit_code(r);
 		goto out;
 	}
@@ -214,15 +214,15 @@ cmd_apdu(int argc, char **argv)
 		fflush(stdout);
 		r = exchange(c, cmds[k], lens[k], raw, resp, &n, &sw);
 		if (r != TK_OK) {
-			fprintf(stderr, "tokenkit apdu: %s: %s\n", tk_card_reader_name(c),
-			        tk_strerror(r));
+			fprintf(stderr, "tokenkit apdu: %s: %s\n",
+			        tool_text(tk_card_reader_name(c)), tk_strerror(r));
 			if (r == TK_ERR_TIMEOUT || r == TK_ERR_UNRESPONSIVE || r == TK_ERR_COMM ||
 			    r == TK_ERR_QUARANTINED)
 				fprintf(stderr,
 				        "tokenkit apdu: the reader is being recovered (reset, "
 				        "power "
 				        "cycle); `tokenkit diag '%s'` shows what happened\n",
-				        tk_card_reader_name(c));
+				        tool_text(tk_card_reader_name(c)));
 			rc = tool_exit_code(r);
 			goto out;
 		}

@@ -49,7 +49,8 @@ print_record_text(const tk_recovery_t *r)
 {
 	size_t n = r->nsteps < TK_RECOVERY_MAX_STEPS ? r->nsteps : TK_RECOVERY_MAX_STEPS;
 
-	printf("fault %s (%s)\n", r->fault == TK_OK ? "none" : tk_errname(r->fault), r->what);
+	printf("fault %s (%s)\n", r->fault == TK_OK ? "none" : tk_errname(r->fault),
+	       tool_text(r->what));
 	printf("      steps:");
 	for (size_t i = 0; i < n; i++) {
 		printf("%s %s %s ", i ? "," : "", tk_recovery_step_name(r->steps[i].step),
@@ -97,7 +98,7 @@ print_diag_text(const tk_slot_diag_t *d)
 	char hex[2 * 33 + 1];
 	const tk_slot_info_t *s = &d->info;
 
-	printf("%s (slot %u)\n", s->reader, s->slot_id);
+	printf("%s (slot %u)\n", tool_text(s->reader), s->slot_id);
 	printf("  state %s%s, protocol %s, generation %llu", tk_slot_state_name(s->state),
 	       d->stuck ? " (a call is stuck in the reader driver)" : "", proto_name(s->protocol),
 	       (unsigned long long)d->generation);
@@ -174,53 +175,47 @@ print_diag_json(const tk_slot_diag_t *d)
 	       d->lat_samples, d->lat_p50_us, d->lat_p90_us, d->lat_p99_us, d->lat_max_us);
 }
 
+struct history {
+	const char *filter;
+	tk_recovery_log_entry_t *ring;
+	size_t keep, total;
+};
+
+static int
+keep_entry(void *ctx, const tk_recovery_log_entry_t *e)
+{
+	struct history *h = ctx;
+
+	if (h->filter == NULL || strstr(e->reader, h->filter) != NULL)
+		h->ring[h->total++ % h->keep] = *e;
+	return TK_OK;
+}
+
 /* The last `keep` entries of the log (and its rotated part) whose reader
- * contains `filter` (NULL: all), oldest first. */
+ * contains `filter` (NULL: all), oldest first. The log is read with the
+ * writer's checks; used receives the file actually read. */
 static size_t
 read_history(const char *path, const char *filter, tk_recovery_log_entry_t *ring, size_t keep,
-             size_t *bad)
+             size_t *bad, char *used, size_t ucap)
 {
-	char old[4200];
-	const char *files[2] = {old, path};
-	char *line = NULL;
-	size_t cap = 0, total = 0;
+	struct history h = {filter, ring, keep, 0};
 
-	*bad = 0;
-	snprintf(old, sizeof(old), "%s.1", path);
-	for (int k = 0; k < 2; k++) {
-		FILE *f = fopen(files[k], "r");
-		ssize_t n;
-
-		if (f == NULL)
-			continue;
-		while ((n = getline(&line, &cap, f)) > 0) {
-			tk_recovery_log_entry_t e;
-
-			if (tk_recovery_log_parse_line(line, (size_t)n, &e) != TK_OK) {
-				(*bad)++;
-				continue;
-			}
-			if (filter != NULL && strstr(e.reader, filter) == NULL)
-				continue;
-			ring[total % keep] = e;
-			total++;
-		}
-		fclose(f);
-	}
-	free(line);
-	if (total > keep) {
+	(void)tk_recovery_log_read(path, keep_entry, &h, bad, used, ucap);
+	if (used[0] == '\0')
+		snprintf(used, ucap, "%s", path);
+	if (h.total > keep) {
 		/* Rotate the ring so the oldest kept entry comes first. */
 		tk_recovery_log_entry_t *tmp = malloc(keep * sizeof(*tmp));
 
 		if (tmp != NULL) {
 			for (size_t i = 0; i < keep; i++)
-				tmp[i] = ring[(total + i) % keep];
+				tmp[i] = ring[(h.total + i) % keep];
 			memcpy(ring, tmp, keep * sizeof(*tmp));
 			free(tmp);
 		}
 		return keep;
 	}
-	return total;
+	return h.total;
 }
 
 static int
@@ -233,7 +228,7 @@ cmd_diag(int argc, char **argv)
 	tk_slot_info_t *infos = NULL;
 	tk_slot_diag_t *d = NULL;
 	tk_recovery_log_entry_t *hist = NULL;
-	char path[4096];
+	char path[4096], used[4096];
 	uint32_t only = 0;
 	int rc = TOOL_EXIT_OK, r;
 
@@ -301,11 +296,12 @@ cmd_diag(int argc, char **argv)
 			reader = infos[i].reader; /* the full name, for the history filter */
 		shown++;
 	}
+	used[0] = '\0';
 	if (path[0] != '\0')
-		nh = read_history(path, reader, hist, keep, &bad);
+		nh = read_history(path, reader, hist, keep, &bad, used, sizeof(used));
 	if (json) {
 		printf("%s],\n \"log\": ", shown ? "\n " : "");
-		tool_json_str(stdout, path[0] != '\0' ? path : "");
+		tool_json_str(stdout, used);
 		printf(", \"unreadable_lines\": %zu, \"history\": [", bad);
 		for (size_t i = 0; i < nh; i++) {
 			printf("%s\n  {\"pid\": %lld, \"prog\": ", i ? "," : "",
@@ -324,14 +320,14 @@ cmd_diag(int argc, char **argv)
 		if (path[0] == '\0') {
 			printf("recovery log disabled (TOKENKIT_RECOVERY_LOG is empty)\n");
 		} else if (nh == 0) {
-			printf("recovery history (%s): none\n", path);
+			printf("recovery history (%s): none\n", tool_text(used));
 		} else {
-			printf("recovery history (%s), oldest first:\n", path);
+			printf("recovery history (%s), oldest first:\n", tool_text(used));
 			for (size_t i = 0; i < nh; i++) {
 				printf("  ");
 				print_time(hist[i].rec.wall_ms);
-				printf("  %s  pid %lld (%s)  ", hist[i].reader,
-				       (long long)hist[i].pid, hist[i].prog);
+				printf("  %s  pid %lld (%s)  ", tool_text(hist[i].reader),
+				       (long long)hist[i].pid, tool_text(hist[i].prog));
 				print_record_text(&hist[i].rec);
 			}
 		}

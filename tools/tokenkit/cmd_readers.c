@@ -35,7 +35,7 @@ print_atr_text(const uint8_t *atr, size_t len, const char *indent)
 		nl = strchr(line, '\n');
 		if (nl != NULL)
 			*nl++ = '\0';
-		printf("%s%s\n", indent, line);
+		printf("%s%s\n", indent, tool_text(line));
 	}
 	free(text);
 }
@@ -117,8 +117,8 @@ cmd_readers(int argc, char **argv)
 			printf("}");
 		} else {
 			printf("%u  %-11s %-3s  %s%s%s\n", s->slot_id, tk_slot_state_name(s->state),
-			       proto_name(s->protocol), s->reader, s->atr_len ? "  " : "",
-			       s->atr_len ? hex : "");
+			       proto_name(s->protocol), tool_text(s->reader),
+			       s->atr_len ? "  " : "", s->atr_len ? hex : "");
 			if (atr && s->atr_len > 0)
 				print_atr_text(s->atr, s->atr_len, "     ");
 		}
@@ -168,7 +168,7 @@ on_event(void *ctx, const tk_event_t *ev)
 		if (ev->type != TK_EVENT_SERVICE_LOST && ev->type != TK_EVENT_SERVICE_RESTORED) {
 			printf(" slot=%u state=%s->%s reader=\"%s\"", ev->slot_id,
 			       tk_slot_state_name(ev->old_state), tk_slot_state_name(ev->state),
-			       ev->reader != NULL ? ev->reader : "");
+			       tool_text(ev->reader != NULL ? ev->reader : ""));
 			if (ev->atr_len > 0)
 				printf(" atr=%s", hex);
 		}

@@ -91,8 +91,9 @@ print_token_text(const tk_slot_info_t *s, tk_token_t *t)
 	size_t n = 0;
 
 	(void)tk_token_info(t, &ti);
-	printf("%u  %s\n", s->slot_id, s->reader);
-	printf("    driver: %s  label: %s  serial: %s\n", ti.driver, ti.label, ti.serial);
+	printf("%u  %s\n", s->slot_id, tool_text(s->reader));
+	printf("    driver: %s  label: %s  serial: %s\n", tool_text(ti.driver), tool_text(ti.label),
+	       tool_text(ti.serial));
 	printf("    PIN tries left: ");
 	if (ti.pin_retries >= 0)
 		printf("%d%s", ti.pin_retries, ti.pin_locked ? " (blocked)" : "");
@@ -112,7 +113,7 @@ print_token_text(const tk_slot_info_t *s, tk_token_t *t)
 		cert_subject(o, subj, sizeof(subj));
 		printf("    identity %s  %s %u  %s  %s\n",
 		       tool_hex(o->id, o->id_len, hex, sizeof(hex)), key_name(o->key_type),
-		       o->key_bits, o->label, subj);
+		       o->key_bits, tool_text(o->label), tool_text(subj));
 	}
 }
 
@@ -175,7 +176,7 @@ print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 		tool_json_str(stdout, s->reader);
 		printf(", \"objects\": [");
 	} else {
-		printf("%u  %s\n", s->slot_id, s->reader);
+		printf("%u  %s\n", s->slot_id, tool_text(s->reader));
 	}
 	for (size_t i = 0; i < n; i++) {
 		const tk_object_t *o = &objs[i];
@@ -203,12 +204,12 @@ print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 			printf("}");
 		} else {
 			printf("    %-11s id %-4s %-3s %4u  %-36s%s%s%s\n", class_name(o->cls), hex,
-			       key_name(o->key_type), o->key_bits, o->label,
+			       key_name(o->key_type), o->key_bits, tool_text(o->label),
 			       o->cls == TK_OBJ_PRIVKEY ? use : "",
 			       o->always_authenticate ? " always-auth" : "",
 			       o->cls != TK_OBJ_PUBKEY && !o->has_identity ? " (no identity)" : "");
 			if (subj[0])
-				printf("                subject: %s\n", subj);
+				printf("                subject: %s\n", tool_text(subj));
 		}
 	}
 	if (json)
@@ -263,8 +264,8 @@ run(int argc, char **argv, bool objects)
 			continue;
 		if ((r = open_token(m, s->slot_id, &t)) != TK_OK) {
 			if (want != NULL) {
-				fprintf(stderr, "tokenkit %s: %s: %s\n", argv[0], s->reader,
-				        tk_strerror(r));
+				fprintf(stderr, "tokenkit %s: %s: %s\n", argv[0],
+				        tool_text(s->reader), tk_strerror(r));
 				rc = r == TK_ERR_NOT_SUPPORTED ? TOOL_EXIT_NO_CARD
 				                               : tool_exit_code(r);
 			}

@@ -6,6 +6,7 @@
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 #include <tokenkit/slot.h>
+#include <tokenkit/text.h>
 
 #include "tool.h"
 
@@ -106,33 +107,28 @@ tool_settle(tk_slotmgr_t *m, int timeout_ms)
 void
 tool_json_str(FILE *f, const char *s)
 {
+	size_t len = s != NULL ? strlen(s) : 0;
+	size_t need = tk_text_escape(s, len, TK_TEXT_JSON, NULL, 0);
+	char *buf = malloc(need + 1);
+
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f); /* UTF-8 passes through */
-			break;
-		}
+	if (buf != NULL) {
+		tk_text_escape(s, len, TK_TEXT_JSON, buf, need + 1);
+		fputs(buf, f);
+		free(buf);
 	}
 	fputc('"', f);
+}
+
+const char *
+tool_text(const char *s)
+{
+	static _Thread_local char bufs[4][2048];
+	static _Thread_local unsigned next;
+	char *b = bufs[next++ % 4];
+
+	tk_text_escape(s, s != NULL ? strlen(s) : 0, TK_TEXT_PLAIN, b, sizeof(bufs[0]));
+	return b;
 }
 
 const char *
@@ -163,7 +159,7 @@ tool_print_readers_hint(FILE *f, tk_slotmgr_t *m)
 			continue;
 		if (shown++ == 0)
 			fprintf(f, "available readers:\n");
-		fprintf(f, "  %u: %s\n", infos[i].slot_id, infos[i].reader);
+		fprintf(f, "  %u: %s\n", infos[i].slot_id, tool_text(infos[i].reader));
 	}
 	if (shown == 0)
 		fprintf(f, "no readers available\n");

@@ -48,8 +48,15 @@ int tool_open_mgr(tk_slotmgr_t **m, int timeout_ms);
 void tool_settle(tk_slotmgr_t *m, int timeout_ms);
 /* Map a tk_err to an exit code. */
 int tool_exit_code(int err);
-/* Print s as a JSON string (quotes and escapes included). */
+/* Print s as a JSON string (quotes and escapes included): text from a
+ * reader, a card or a file, escaped by tk_text_escape (valid JSON and
+ * UTF-8 whatever the bytes). */
 void tool_json_str(FILE *f, const char *s);
+/* s escaped for a terminal (tk_text_escape, TK_TEXT_PLAIN): every reader
+ * name, label, serial, X.509 name or log field printed as text goes through
+ * it. The result lives in one of four per-thread buffers (so up to four
+ * in one printf), cut short at 2 KiB. */
+const char *tool_text(const char *s);
 /* Upper-case hex without separators into a static-size buffer. */
 const char *tool_hex(const uint8_t *p, size_t len, char *buf, size_t cap);
 /* Print the readers the manager knows (for "unknown reader" errors). */

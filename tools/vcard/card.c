@@ -20,6 +20,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
+#include "fsutil.h"
 #include "vcard_int.h"
 
 /* PIV AID (SP 800-73-4 part 1, 2.2): RID A0 00 00 03 08, PIX 00 00 10 00 01 00. */
@@ -185,19 +186,20 @@ tk_vcard_free(tk_vcard_t **cp)
 
 /* One card is in one reader: the first program to open a state file holds
  * <path>.lock until it frees the card; another one gets TK_ERR_BUSY instead
- * of two copies of the card overwriting each other's changes. */
+ * of two copies of the card overwriting each other's changes. The lock
+ * file is opened like every file tokenkit keeps (fsutil.h): a symlink or a
+ * FIFO planted in its place is refused. */
 static int
-lock_state(tk_vcard_t *c, const char *path)
+lock_state(tk_vcard_t *c, int dfd, const char *name, const char *path)
 {
-	char lock[4096];
-	int n = snprintf(lock, sizeof(lock), "%s.lock", path);
+	char lock[300];
+	int n = snprintf(lock, sizeof(lock), "%s.lock", name), r;
 
 	if (n < 0 || (size_t)n >= sizeof(lock))
 		return TK_ERR_TOO_LONG;
-	c->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->lock_fd < 0) {
-		tk_log_error("vcard: %s: %s", lock, strerror(errno));
-		return TK_ERR_IO;
+	if ((r = tk_fs_open(dfd, lock, O_RDWR | O_CREAT, &c->lock_fd)) != TK_OK) {
+		tk_log_error("vcard: %s.lock: %s", path, tk_strerror(r));
+		return r;
 	}
 	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
@@ -255,41 +257,6 @@ card_create(tk_vcard_t *c)
 	return vc_attest_create(c);
 }
 
-static int
-read_file(const char *path, uint8_t **out, size_t *out_len)
-{
-	FILE *f;
-	uint8_t *p = NULL;
-	long n;
-	int r = TK_ERR_IO;
-
-	*out = NULL;
-	*out_len = 0;
-	if ((f = fopen(path, "rb")) == NULL)
-		return errno == ENOENT ? TK_ERR_NOT_FOUND : TK_ERR_IO;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-		goto out;
-	if (n > 16L * 1024 * 1024) {
-		r = TK_ERR_MALFORMED;
-		goto out;
-	}
-	if ((p = malloc((size_t)n + 1)) == NULL) {
-		r = TK_ERR_NO_MEMORY;
-		goto out;
-	}
-	if (n > 0 && fread(p, 1, (size_t)n, f) != (size_t)n)
-		goto out;
-	*out = p;
-	*out_len = (size_t)n;
-	p = NULL;
-	r = TK_OK;
-out:
-	if (p != NULL)
-		tk_freezero(p, (size_t)n);
-	fclose(f);
-	return r;
-}
-
 int
 tk_vcard_load_mem(const uint8_t *data, size_t len, tk_vcard_t **out)
 {
@@ -327,7 +294,8 @@ tk_vcard_open(const char *state_path, tk_vcard_t **out)
 	tk_vcard_t *c = NULL;
 	uint8_t *file = NULL;
 	size_t file_len = 0;
-	int r;
+	char name[256];
+	int dfd = -1, r;
 
 	if (out == NULL)
 		return TK_ERR_INVALID_ARG;
@@ -343,23 +311,36 @@ tk_vcard_open(const char *state_path, tk_vcard_t **out)
 		r = TK_ERR_NO_MEMORY;
 		goto fail;
 	}
-	if ((r = lock_state(c, state_path)) != TK_OK)
+	/* The state holds the card's keys and PINs: its directory must be
+	 * the user's own, with nobody else allowed to write there. */
+	r = tk_fs_parent_open(state_path, VC_STATE_DIR_FLAGS, &dfd, name, sizeof(name));
+	if (r != TK_OK) {
+		tk_log_error("vcard: %s: %s%s", state_path, tk_strerror(r),
+		             r == TK_ERR_UNSAFE ? " (its directory must belong to this user and "
+		                                  "not be writable by others)"
+		                                : "");
 		goto fail;
-	r = read_file(state_path, &file, &file_len);
+	}
+	if ((r = lock_state(c, dfd, name, state_path)) != TK_OK)
+		goto fail;
+	r = tk_fs_read(dfd, name, VC_STATE_MAX, &file, &file_len);
 	if (r == TK_ERR_NOT_FOUND) {
 		if ((r = card_create(c)) != TK_OK || (r = vc_state_save(c)) != TK_OK)
 			goto fail;
 	} else if (r != TK_OK) {
+		tk_log_error("vcard: %s: %s", state_path, tk_strerror(r));
 		goto fail;
 	} else if ((r = vc_state_decode(c, file, file_len)) != TK_OK) {
 		tk_log_error("vcard: %s: %s", state_path, tk_strerror(r));
 		goto fail;
 	}
 done:
+	tk_fs_close(&dfd);
 	tk_freezero(file, file_len);
 	*out = c;
 	return TK_OK;
 fail:
+	tk_fs_close(&dfd);
 	tk_freezero(file, file_len);
 	tk_vcard_free(&c);
 	return r;

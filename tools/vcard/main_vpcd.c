@@ -56,6 +56,7 @@ struct server {
 	bool resp_pending;
 	uint8_t *resp;
 	size_t resp_len;
+	bool resp_secret; /* the last command's answer carries a secret (log.h) */
 	struct timespec resp_due;
 	/* an APDU held by stall/mute */
 	uint8_t *held;
@@ -230,7 +231,7 @@ flush_response(struct server *s)
 	if (ts_diff_us(&s->resp_due, &t) > 0)
 		return;
 	s->resp_pending = false;
-	tk_log_apdu(TK_LOG_DEBUG, "card >>", s->resp, s->resp_len, false);
+	tk_log_apdu_response(TK_LOG_TRACE, "card >>", s->resp, s->resp_len, s->resp_secret);
 	(void)send_frame(s, s->resp, s->resp_len);
 }
 
@@ -259,7 +260,8 @@ handle_apdu(struct server *s, const uint8_t *cmd, size_t len)
 	enum tk_fault_action a;
 
 	s->apdus_in++;
-	tk_log_apdu(TK_LOG_DEBUG, "card <<", cmd, len, true);
+	tk_log_apdu(TK_LOG_TRACE, "card <<", cmd, len, true);
+	s->resp_secret = tk_apdu_response_is_sensitive(cmd, len, s->resp_secret);
 	a = tk_fault_on_apdu(s->fault, &extra_ms);
 	switch (a) {
 	case TK_FAULT_PASS:
@@ -555,7 +557,7 @@ usage(FILE *f)
 	        "       tokenkit-vcard --control PATH --send 'SPEC|status'\n"
 	        "Serves the virtual PIV card to pcscd through vpcd (default 127.0.0.1:%d).\n"
 	        "Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
-	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=debug shows APDUs.\n",
+	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=trace shows APDUs.\n",
 	        DEFAULT_PORT);
 }
 

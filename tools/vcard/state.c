@@ -13,10 +13,9 @@
  * PIN, PUK, MGMT and SERIAL appear exactly once; objects and keys at most
  * once per tag / slot. Anything else is TK_ERR_MALFORMED.
  *
- * Writes are atomic: a temporary file in the same directory, fsync, rename
- * over the old file, fsync of the directory. */
-#include <fcntl.h>
-#include <libgen.h>
+ * Writes are atomic (tk_fs_write_atomic: a temporary file with an
+ * unpredictable name in the same directory, fsync, rename over the old
+ * file, fsync of the directory), in a directory checked to be the user's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
+#include "fsutil.h"
 #include "vcard_int.h"
 
 #define MAGIC "TKVCARD1"
@@ -256,67 +256,24 @@ fail:
 	return TK_ERR_MALFORMED;
 }
 
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0)
-			return TK_ERR_IO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return TK_OK;
-}
-
 int
 vc_state_save(tk_vcard_t *c)
 {
 	uint8_t *data = NULL;
 	size_t len = 0;
-	char *tmp = NULL, *dcopy = NULL;
-	int fd = -1, dfd, r;
+	char name[256];
+	int dfd = -1, r;
 
 	if (c->path == NULL)
 		return TK_OK;
 	if ((r = vc_state_encode(c, &data, &len)) != TK_OK)
 		return r;
-	r = TK_ERR_NO_MEMORY;
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", c->path) < 0) {
-		tmp = NULL;
-		goto out;
-	}
-	r = TK_ERR_IO;
-	if ((fd = mkstemp(tmp)) < 0)
-		goto out;
-	if (write_all(fd, data, len) != TK_OK || fsync(fd) != 0)
-		goto out;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, c->path) != 0)
-		goto out;
-	free(tmp);
-	tmp = NULL;
-	if ((dcopy = strdup(c->path)) != NULL &&
-	    (dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	r = TK_OK;
-out:
+	/* the directory is checked again: it is the one the keys go to */
+	if ((r = tk_fs_parent_open(c->path, VC_STATE_DIR_FLAGS, &dfd, name, sizeof(name))) == TK_OK)
+		r = tk_fs_write_atomic(dfd, name, data, len);
 	if (r != TK_OK)
-		tk_log_error("vcard: saving %s failed", c->path);
-	if (fd >= 0)
-		close(fd);
-	if (tmp != NULL) {
-		unlink(tmp);
-		free(tmp);
-	}
-	free(dcopy);
+		tk_log_error("vcard: saving %s failed: %s", c->path, tk_strerror(r));
+	tk_fs_close(&dfd);
 	tk_freezero(data, len);
 	return r;
 }

@@ -80,6 +80,11 @@
 /* Response buffer: every response the card builds fits here. */
 #define VC_RESP_CAP (VC_MAX_OBJECT + 64)
 #define VC_MAX_OBJECTS 64
+/* The state file: at most this big, in a directory of the user's that
+ * nobody else may write to (fsutil.h; a home directory that is 0755 is
+ * fine: the file itself is 0600). */
+#define VC_STATE_MAX (16u * 1024 * 1024)
+#define VC_STATE_DIR_FLAGS TK_FS_DIR_READABLE
 
 struct vc_key {
 	uint8_t alg; /* 0: empty */
