@@ -93,6 +93,8 @@ sleep_ms(int64_t ms)
 		;
 }
 
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void
 say(const char *fmt, ...)
 {
