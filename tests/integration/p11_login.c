@@ -1046,6 +1046,7 @@ int
 main(int argc, char **argv)
 {
 	const char *mode;
+	int rc;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: tk-p11-login MODULE two-sessions|two-procs|threads N SECS|"
@@ -1070,19 +1071,20 @@ main(int argc, char **argv)
 		return run_two_procs();
 	if (load_module() != 0)
 		return 1;
-	if (strcmp(mode, "two-sessions") == 0)
-		return run_two_sessions();
-	if (strcmp(mode, "others") == 0 && argc == 4)
-		return run_others(argv[3]);
 	if (strcmp(mode, "login-logout") == 0 || strcmp(mode, "login-only") == 0)
 		return run_login_logout(strcmp(mode, "login-logout") == 0);
-	if (strcmp(mode, "threads") == 0 && argc == 5) {
-		int n = atoi(argv[3]);
-
-		if (n < 1 || n > MAX_THREADS)
-			return 2;
-		return run_threads(n, atoi(argv[4]));
+	if (strcmp(mode, "two-sessions") == 0) {
+		rc = run_two_sessions();
+	} else if (strcmp(mode, "others") == 0 && argc == 4) {
+		rc = run_others(argv[3]);
+	} else if (strcmp(mode, "threads") == 0 && argc == 5 && atoi(argv[3]) >= 1 &&
+	           atoi(argv[3]) <= MAX_THREADS) {
+		rc = run_threads(atoi(argv[3]), atoi(argv[4]));
+	} else {
+		fprintf(stderr, "tk-p11-login: bad arguments\n");
+		rc = 2;
 	}
-	fprintf(stderr, "tk-p11-login: bad arguments\n");
-	return 2;
+	/* every thread of the module ends before the process does */
+	p->C_Finalize(NULL);
+	return rc;
 }
