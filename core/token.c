@@ -11,7 +11,10 @@
  *
  * Login state belongs to one card generation: a reset (ours or anyone's)
  * bumps tk_card_generation(), which ends the login here and makes the
- * driver select its applet again before its next command.
+ * driver select its applet again before its next command. A PIN-always
+ * key's PIN belongs to one operation: the caller passes it with the
+ * operation (tk_token_key_op_auth) and it is verified right before it, in
+ * the same card transaction; nothing of it stays here.
  *
  * Locking: two mutexes per token, nothing process-wide. io serialises the
  * calls that talk to the card (the driver state needs no lock of its own;
@@ -61,8 +64,8 @@ struct tk_token {
 	bool use_cache;
 	char dir[4096];
 	tk_token_info_t info;
-	bool logged_in, so_logged_in, context_ok;
-	uint64_t login_gen, so_gen, context_gen;
+	bool logged_in, so_logged_in;
+	uint64_t login_gen, so_gen;
 };
 
 /* ---- the driver model ------------------------------------------------------- */
@@ -523,8 +526,6 @@ check_generation(tk_token_t *t)
 		t->logged_in = false;
 	if (t->so_logged_in && t->so_gen != g)
 		t->so_logged_in = false;
-	if (t->context_ok && t->context_gen != g)
-		t->context_ok = false;
 }
 
 int
@@ -611,11 +612,35 @@ note_retries(tk_token_t *t, int user, int r, int retries)
 	}
 }
 
+/* What a VERIFY (or the PUK check) told about the login; io held. A user
+ * PIN the card refused also ends the user's login on the card (PIV resets
+ * the security status of a reference whose verification fails), so the
+ * token says so rather than find out at the next operation. */
+static void
+note_verify(tk_token_t *t, int user, int r, int retries)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&t->st);
+	check_generation(t);
+	note_retries(t, user, r, retries);
+	g = tk_card_generation(t->card);
+	if (r == TK_OK && user == TK_USER_SO) {
+		t->so_logged_in = true;
+		t->so_gen = g;
+	} else if (r == TK_OK) {
+		t->logged_in = true;
+		t->login_gen = g;
+	} else if (user != TK_USER_SO && (r == TK_ERR_PIN_INCORRECT || r == TK_ERR_PIN_LOCKED)) {
+		t->logged_in = false;
+	}
+	pthread_mutex_unlock(&t->st);
+}
+
 int
 tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 {
 	int r, retries = -1;
-	uint64_t g;
 
 	if (t == NULL || pin == NULL)
 		return TK_ERR_INVALID_ARG;
@@ -625,26 +650,7 @@ tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
 	r = t->drv->pin_verify(t->ds, user, pin, pin_len, &retries);
-	pthread_mutex_lock(&t->st);
-	check_generation(t);
-	note_retries(t, user, r, retries);
-	g = tk_card_generation(t->card);
-	if (r == TK_OK) {
-		if (user == TK_USER_SO) {
-			t->so_logged_in = true;
-			t->so_gen = g;
-		} else {
-			t->logged_in = true;
-			t->login_gen = g;
-		}
-		if (user == TK_USER_CONTEXT) {
-			t->context_ok = true;
-			t->context_gen = g;
-		}
-	} else if (user == TK_USER_CONTEXT) {
-		t->context_ok = false;
-	}
-	pthread_mutex_unlock(&t->st);
+	note_verify(t, user, r, retries);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
 }
@@ -665,7 +671,7 @@ tk_token_logout(tk_token_t *t)
 	if (was)
 		r = t->drv->pin_verify(t->ds, TK_USER_USER, NULL, 0, &retries);
 	pthread_mutex_lock(&t->st);
-	t->logged_in = t->so_logged_in = t->context_ok = false;
+	t->logged_in = t->so_logged_in = false;
 	pthread_mutex_unlock(&t->st);
 	pthread_mutex_unlock(&t->mtx);
 	/* the token is logged out here whatever the card said */
@@ -744,13 +750,93 @@ key_slot_locked(const tk_token_t *t, const tk_object_t *key)
 	return NULL;
 }
 
+/* A kept PIN (the caller's, opt-in) is sent again only while the card's
+ * counter shows no failed try since the last good VERIFY: a PIN changed by
+ * another program then costs one try in all, whatever number of programs
+ * keep the old one, and never blocks the card. Where the card does not
+ * tell its maximum, at least this many tries must be left. */
+#define KEPT_PIN_MIN_TRIES 3
+/* Transaction attempts after the card reports a reset at its start. */
+#define KEY_OP_BEGIN_TRIES 3
+
+/* Before a kept PIN goes to the card: an empty VERIFY (no try spent) tells
+ * the tries left, or that the PIN is verified already (the card's login
+ * came back: someone logged in again), in which case nothing is sent.
+ * io held, inside the operation's transaction. */
+static int
+kept_pin_guard(tk_token_t *t, bool *verified)
+{
+	tk_drv_pin_status_t st;
+	int max, r;
+
+	*verified = false;
+	if ((r = t->drv->pin_status(t->ds, TK_USER_USER, &st)) != TK_OK)
+		return r;
+	if (st.verified) {
+		*verified = true;
+		return TK_OK;
+	}
+	pthread_mutex_lock(&t->st);
+	max = st.max_retries >= 0 ? st.max_retries : t->info.pin_max_retries;
+	pthread_mutex_unlock(&t->st);
+	if (st.retries < 0 || (max > 0 ? st.retries < max : st.retries < KEPT_PIN_MIN_TRIES)) {
+		tk_log_info("token: the kept PIN is not sent again: %d tries left (of %d)",
+		            st.retries, max);
+		return TK_ERR_SECURITY_STATUS;
+	}
+	return TK_OK;
+}
+
+/* One card transaction: VERIFY with pin when one is given (TK_USER_CONTEXT:
+ * the PIN of this operation of a PIN-always key; TK_USER_USER: a kept PIN,
+ * checked by kept_pin_guard first), then the key operation. Nobody (no
+ * other thread: io is held; no other program: the card transaction) gets a
+ * command in between. */
+static int
+key_op_tx(tk_token_t *t, const tk_drv_slot_t *s, int op, int user, const uint8_t *pin,
+          size_t pin_len, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+          size_t *out_len)
+{
+	bool verified = false;
+	int r, retries = -1;
+
+	/* taking the transaction changed nothing on the card: again (the
+	 * generation moved on, so the login checks below see the reset) */
+	r = tk_card_begin(t->card);
+	for (int i = 0; i < KEY_OP_BEGIN_TRIES && r == TK_ERR_CARD_RESET; i++)
+		r = tk_card_begin(t->card);
+	if (r != TK_OK)
+		return r;
+	if (pin != NULL && user == TK_USER_USER)
+		r = kept_pin_guard(t, &verified);
+	if (r == TK_OK && pin != NULL) {
+		if (!verified)
+			r = t->drv->pin_verify(t->ds, user, pin, pin_len, &retries);
+		note_verify(t, user, r, retries);
+	}
+	if (r == TK_OK)
+		r = t->drv->key_op(t->ds, s, op, in, in_len, out, out_cap, out_len);
+	if (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET) {
+		pthread_mutex_lock(&t->st);
+		check_generation(t);
+		/* the card forgot the PIN: another program logged out, reset the
+		 * card or selected another application */
+		if (r == TK_ERR_SECURITY_STATUS && s->needs_login && !s->always_authenticate)
+			t->logged_in = false;
+		pthread_mutex_unlock(&t->st);
+	}
+	(void)tk_card_end(t->card);
+	return r;
+}
+
 int
-tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in, size_t in_len,
-                uint8_t *out, size_t out_cap, size_t *out_len)
+tk_token_key_op_auth(tk_token_t *t, const tk_object_t *key, int op, const tk_key_auth_t *auth,
+                     const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                     size_t *out_len)
 {
 	const tk_drv_slot_t *s;
+	bool logged, kept;
 	unsigned need;
-	bool allowed;
 	int r;
 
 	if (out_len != NULL)
@@ -764,28 +850,47 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
 	pthread_mutex_lock(&t->mtx);
 	pthread_mutex_lock(&t->st);
 	/* the model (and so s) changes only under io, which we hold */
-	if ((s = key_slot_locked(t, key)) == NULL || need == 0 || (s->usage & need) == 0) {
+	s = key_slot_locked(t, key);
+	if (s == NULL || need == 0 || (s->usage & need) == 0) {
 		pthread_mutex_unlock(&t->st);
-		pthread_mutex_unlock(&t->mtx);
-		return TK_ERR_INVALID_ARG;
+		r = TK_ERR_INVALID_ARG;
+		goto out;
 	}
 	check_generation(t);
+	logged = t->logged_in;
+	pthread_mutex_unlock(&t->st);
 	/* Refused here, without an APDU, when the card would refuse too. */
-	allowed = !(s->needs_login && !t->logged_in) && !(s->always_authenticate && !t->context_ok);
-	pthread_mutex_unlock(&t->st);
-	r = allowed ? t->drv->key_op(t->ds, s, op, in, in_len, out, out_cap, out_len)
-	            : TK_ERR_SECURITY_STATUS;
-	pthread_mutex_lock(&t->st);
-	if (allowed && (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET))
-		check_generation(t);
-	if (allowed && r == TK_ERR_SECURITY_STATUS && !s->always_authenticate)
-		t->logged_in = false; /* the card forgot the PIN (someone reset it) */
-	/* a context login is good for one operation */
-	if (s->always_authenticate)
-		t->context_ok = false;
-	pthread_mutex_unlock(&t->st);
+	if (s->always_authenticate) {
+		if (auth == NULL || auth->op_pin == NULL)
+			r = TK_ERR_SECURITY_STATUS;
+		else
+			r = key_op_tx(t, s, op, TK_USER_CONTEXT, auth->op_pin, auth->op_pin_len, in,
+			              in_len, out, out_cap, out_len);
+		goto out;
+	}
+	kept = s->needs_login && auth != NULL && auth->user_pin != NULL;
+	if (s->needs_login && !logged && !kept) {
+		r = TK_ERR_SECURITY_STATUS;
+		goto out;
+	}
+	r = key_op_tx(t, s, op, TK_USER_USER, kept && !logged ? auth->user_pin : NULL,
+	              kept ? auth->user_pin_len : 0, in, in_len, out, out_cap, out_len);
+	if (kept && logged && (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET)) {
+		/* the card lost the login meanwhile: the kept PIN again, with the
+		 * operation, in a transaction of their own */
+		r = key_op_tx(t, s, op, TK_USER_USER, auth->user_pin, auth->user_pin_len, in,
+		              in_len, out, out_cap, out_len);
+	}
+out:
 	pthread_mutex_unlock(&t->mtx);
 	return r;
+}
+
+int
+tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in, size_t in_len,
+                uint8_t *out, size_t out_cap, size_t *out_len)
+{
+	return tk_token_key_op_auth(t, key, op, NULL, in, in_len, out, out_cap, out_len);
 }
 
 bool

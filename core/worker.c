@@ -23,6 +23,9 @@
 #include "card_priv.h"
 #include "slotmgr_priv.h"
 
+/* Connect attempts after the card reports a reset while we connect. */
+#define CONNECT_RESET_TRIES 3
+
 static work_t *
 work_new(int op, uint64_t card_seq, const uint8_t *cmd, size_t cmd_len, size_t resp_cap)
 {
@@ -172,6 +175,13 @@ do_connect(worker_t *w, uint64_t card_seq, bool set_state)
 	memset(&caps, 0, sizeof(caps));
 	/* s->name never changes after the slot is created. */
 	r = m->ops->connect(m->be, s->name, &w->conn, atr, &atr_len, &proto);
+	for (int i = 0; i < CONNECT_RESET_TRIES && r == TK_ERR_CARD_RESET; i++) {
+		/* another program reset the card while we connected (PC/SC: between
+		 * SCardConnect and SCardStatus); connecting changed nothing on it:
+		 * again, rather than call the card mute */
+		tk_log_debug("slotmgr: %s: card reset while connecting; again", s->name);
+		r = m->ops->connect(m->be, s->name, &w->conn, atr, &atr_len, &proto);
+	}
 	if (r == TK_OK)
 		m->ops->caps(w->conn, &caps);
 	pthread_mutex_lock(&m->mtx);

@@ -42,7 +42,7 @@ decrypt_card(struct p11_session *s, struct p11_op *op, const uint8_t *enc, size_
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	rv = tk_p11_key_op(s, op->obj, TK_OP_RSA_RAW, enc, k, raw, k, &got);
+	rv = tk_p11_key_op(s, op, op->obj, TK_OP_RSA_RAW, enc, k, raw, k, &got);
 	if (rv != CKR_OK)
 		goto out;
 	if (got == 0 || got > k) {

@@ -301,7 +301,7 @@ tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
-	rv = tk_p11_key_op(s, key, TK_OP_ECDH, pub, pub_len, secret, sizeof(secret), &got);
+	rv = tk_p11_key_op(s, NULL, key, TK_OP_ECDH, pub, pub_len, secret, sizeof(secret), &got);
 	if (rv != CKR_OK)
 		goto out;
 	if (got == 0 || got > sizeof(secret) || (d.value_len > 0 && d.value_len > got)) {

@@ -23,6 +23,7 @@
 
 struct p11_module g_p11 = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
+        .pin_lock = PTHREAD_MUTEX_INITIALIZER,
         .cond = PTHREAD_COND_INITIALIZER,
 };
 
@@ -42,11 +43,13 @@ atfork_prepare(void)
 {
 	pthread_mutex_lock(&init_lock);
 	pthread_mutex_lock(&g_p11.lock);
+	pthread_mutex_lock(&g_p11.pin_lock);
 }
 
 static void
 atfork_parent(void)
 {
+	pthread_mutex_unlock(&g_p11.pin_lock);
 	pthread_mutex_unlock(&g_p11.lock);
 	pthread_mutex_unlock(&init_lock);
 }
@@ -54,8 +57,11 @@ atfork_parent(void)
 static void
 atfork_child(void)
 {
-	/* Forget, never free: the memory belongs to threads that do not exist here. */
+	/* Forget, never free: the memory belongs to threads that do not exist
+	 * here. The PINs the parent kept (operations', and the opt-in user PIN)
+	 * are zero in this process: their pages are MADV_WIPEONFORK. */
 	pthread_mutex_init(&g_p11.lock, NULL);
+	pthread_mutex_init(&g_p11.pin_lock, NULL);
 	pthread_mutex_init(&init_lock, NULL);
 	init_cond();
 	g_p11.initialized = false;
@@ -197,6 +203,7 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	g_p11.mgr = mgr;
 	g_p11.timeout_ms = mo.transmit_timeout_ms;
 	g_p11.grace_ms = tk_p11_grace_from_env();
+	g_p11.pin_cache = tk_p11_pin_cache_from_env();
 	g_p11.initialized = true;
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_slots_start();

@@ -5,7 +5,9 @@
  * card I/O: callers take a reference (session or token), drop the lock and
  * then call tk_token_*. Each session has its own op_lock, held for the
  * whole of a call on that session (so its operation state is consistent);
- * sessions on different tokens therefore run in parallel. */
+ * sessions on different tokens therefore run in parallel. The PINs of
+ * operations (p11_op.ctx_pin) are under g_p11.pin_lock, always the last
+ * lock taken, so that C_Logout on one session can wipe another's. */
 #ifndef TK_P11_H
 #define TK_P11_H
 
@@ -150,6 +152,12 @@ struct p11_token {
 	uint64_t login_serial; /* bumped at every change of login (module lock) */
 	uint8_t so_pin[64];    /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
 	size_t so_pin_len;
+	/* Opt-in ($TOKENKIT_P11_PIN_CACHE=1): the user PIN while CKU_USER is
+	 * logged in, verified again with an operation when the card lost the
+	 * login (never for PIN-always keys). Secret memory (core/secmem.h),
+	 * wiped when the login ends in any way (tk_p11_login_set_locked). */
+	void *user_pin;
+	size_t user_pin_len;
 };
 
 /* --- sessions ----------------------------------------------------------- */
@@ -181,7 +189,14 @@ struct p11_op {
 	uint8_t *result;
 	size_t result_len;
 	bool have_result;
-	bool context_login; /* CKU_CONTEXT_SPECIFIC done for this operation */
+	/* The PIN given for this operation with C_Login(CKU_CONTEXT_SPECIFIC),
+	 * for a PIN-always key: verified on the card at C_Login, then taken by
+	 * the key operation and verified again right before it, in the same
+	 * card transaction. Nobody else's operation can use it. Secret memory
+	 * (core/secmem.h), g_p11.pin_lock; wiped when the operation ends in
+	 * any way (tk_p11_op_reset), at C_Logout and in a fork child. */
+	void *ctx_pin;
+	size_t ctx_pin_len;
 };
 
 struct p11_find {
@@ -226,7 +241,8 @@ struct p11_slot {
  * C_Finalize once done (module lock). */
 struct p11_module {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* slot events, open completion, finalize */
+	pthread_mutex_t pin_lock; /* p11_op.ctx_pin of every session; taken last */
+	pthread_cond_t cond;      /* slot events, open completion, finalize */
 	bool initialized;
 	bool finalizing;
 	pid_t pid;
@@ -244,6 +260,7 @@ struct p11_module {
 	CK_OBJECT_HANDLE next_obj; /* token objects: module-wide, never reused in the process */
 	int timeout_ms;            /* per-APDU deadline given to the slot manager */
 	int grace_ms;              /* how long a lost token waits for its card */
+	bool pin_cache;            /* $TOKENKIT_P11_PIN_CACHE=1: keep the user PIN (opt-in) */
 
 	int openers;          /* token-open threads running */
 	tk_thread_t *threads; /* token-open threads not joined yet */
@@ -269,6 +286,7 @@ CK_RV tk_p11_enter(void);
 CK_RV tk_err_to_ckr(int err);
 int tk_p11_timeout_from_env(void);
 int tk_p11_grace_from_env(void);
+bool tk_p11_pin_cache_from_env(void);
 void tk_p11_pad(CK_UTF8CHAR *dst, size_t cap, const char *src);
 CK_RV tk_p11_copy_out(const void *src, size_t len, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 int tk_p11_der_octet_string(const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len);
@@ -295,10 +313,14 @@ void tk_p11_token_put(struct p11_token *t);
 tk_token_t *tk_p11_tk(struct p11_token *t);
 void tk_p11_login_set_locked(struct p11_token *t, int login);
 void tk_p11_login_sync(struct p11_token *t);
+void tk_p11_slot_event_locked(CK_SLOT_ID id);
 bool tk_p11_lost_expired_locked(const struct p11_token *t);
 bool tk_p11_token_forget_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
-CK_RV tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const uint8_t *in,
-                    size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
+/* pop: the operation whose C_Login(CKU_CONTEXT_SPECIFIC) PIN goes with a
+ * PIN-always key (taken, used once), or NULL. */
+CK_RV tk_p11_key_op(struct p11_session *s, struct p11_op *pop, const struct p11_object *key, int op,
+                    const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                    size_t *out_len);
 
 /* session.c */
 CK_RV tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out);
@@ -306,6 +328,9 @@ void tk_p11_session_put(struct p11_session *s, CK_RV rv);
 void tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot);
 void tk_p11_sessions_clear_locked(void);
 void tk_p11_op_reset(struct p11_op *op);
+void tk_p11_op_pin_set(struct p11_op *op, void *pin, size_t len);
+void tk_p11_op_pin_take(struct p11_op *op, void **pin, size_t *len);
+void tk_p11_ops_pins_drop_locked(const struct p11_token *t);
 
 /* object.c */
 int tk_p11_objects_build(struct p11_token *t);

@@ -1,6 +1,12 @@
 /* tokenkit-pkcs11: sessions, login state, PIN management.
  *
- * Login state belongs to the token and is shared by all its sessions.
+ * Login state belongs to the token and is shared by all its sessions (of
+ * this application: another program's login, logout or reset shows here
+ * only as the card's answers, README "Login state"). A PIN-always key's
+ * login (CKU_CONTEXT_SPECIFIC) belongs to one operation of one session:
+ * its PIN is kept in that operation (secret memory) until the key
+ * operation takes it, and verified again right before that operation in
+ * the same card transaction.
  * CKU_SO: PIV has no way to check the PUK without spending or changing it,
  * so C_Login(CKU_SO) checks nothing on the card; it keeps the PUK (in the
  * token's memory, wiped on C_Logout, on the last C_CloseSession and on
@@ -13,15 +19,66 @@
 #include <tokenkit/mem.h>
 
 #include "p11.h"
+#include "secmem.h"
+
+/* The operation's C_Login(CKU_CONTEXT_SPECIFIC) PIN (secret memory, owned
+ * from now on by op); an earlier one is wiped. */
+void
+tk_p11_op_pin_set(struct p11_op *op, void *pin, size_t len)
+{
+	void *old;
+
+	pthread_mutex_lock(&g_p11.pin_lock);
+	old = op->ctx_pin;
+	op->ctx_pin = pin;
+	op->ctx_pin_len = len;
+	pthread_mutex_unlock(&g_p11.pin_lock);
+	tk_secmem_free(&old);
+}
+
+/* The key operation takes the PIN (the caller frees it): one use. */
+void
+tk_p11_op_pin_take(struct p11_op *op, void **pin, size_t *len)
+{
+	pthread_mutex_lock(&g_p11.pin_lock);
+	*pin = op->ctx_pin;
+	*len = op->ctx_pin_len;
+	op->ctx_pin = NULL;
+	op->ctx_pin_len = 0;
+	pthread_mutex_unlock(&g_p11.pin_lock);
+}
+
+/* C_Logout: no operation of the token's sessions keeps a PIN. */
+void
+tk_p11_ops_pins_drop_locked(const struct p11_token *t)
+{
+	for (size_t i = 0; i < g_p11.nsessions; i++) {
+		struct p11_session *s = g_p11.sessions[i];
+
+		if (s->tok != t)
+			continue;
+		pthread_mutex_lock(&g_p11.pin_lock);
+		tk_secmem_free(&s->sign.ctx_pin);
+		tk_secmem_free(&s->decrypt.ctx_pin);
+		pthread_mutex_unlock(&g_p11.pin_lock);
+	}
+}
 
 void
 tk_p11_op_reset(struct p11_op *op)
 {
+	void *pin;
+
 	EVP_MD_CTX_free(op->mdctx);
 	tk_freezero(op->buf, op->buf_cap);
 	free(op->label);
 	tk_freezero(op->result, op->result_len);
+	/* (C_Logout on another session may be wiping the PIN right now) */
+	pthread_mutex_lock(&g_p11.pin_lock);
+	pin = op->ctx_pin;
 	memset(op, 0, sizeof(*op));
+	pthread_mutex_unlock(&g_p11.pin_lock);
+	tk_secmem_free(&pin);
 }
 
 static struct p11_session *
@@ -498,8 +555,15 @@ tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PT
 			tk_log_info("pkcs11: C_Login(user): %s", tk_strerror(r));
 		refresh_after(t, rv);
 		if (r == TK_OK) {
+			void *kept = NULL;
+
+			/* opt-in: kept (secret memory) while logged in */
+			if (g_p11.pin_cache && tk_secmem_dup(pPin, ulPinLen, &kept) != TK_OK)
+				tk_log_warn("pkcs11: C_Login: the PIN cannot be kept");
 			pthread_mutex_lock(&g_p11.lock);
 			tk_p11_login_set_locked(t, CKU_USER);
+			t->user_pin = kept;
+			t->user_pin_len = kept != NULL ? ulPinLen : 0;
 			pthread_mutex_unlock(&g_p11.lock);
 		}
 		break;
@@ -519,10 +583,19 @@ tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PT
 		pthread_mutex_unlock(&g_p11.lock);
 		break;
 	default: /* CKU_CONTEXT_SPECIFIC */
+		/* Checked on the card now (a wrong PIN is this call's error), kept
+		 * for the operation, verified again with it. */
 		r = tk_token_login(tk_p11_tk(t), TK_USER_CONTEXT, pPin, ulPinLen);
 		rv = tk_err_to_ckr(r);
-		if (r == TK_OK)
-			op->context_login = true;
+		refresh_after(t, rv);
+		if (r == TK_OK) {
+			void *copy = NULL;
+
+			r = tk_secmem_dup(pPin, ulPinLen, &copy);
+			rv = tk_err_to_ckr(r);
+			if (r == TK_OK)
+				tk_p11_op_pin_set(op, copy, ulPinLen);
+		}
 		break;
 	}
 out:
@@ -552,6 +625,7 @@ tk_p11_C_Logout(CK_SESSION_HANDLE hSession)
 	pthread_mutex_lock(&g_p11.lock);
 	login = s->tok->login;
 	tk_p11_login_set_locked(s->tok, -1);
+	tk_p11_ops_pins_drop_locked(s->tok);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (login < 0)
 		rv = CKR_USER_NOT_LOGGED_IN;
@@ -604,6 +678,21 @@ tk_p11_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ul
 			t->so_pin_len = ulNewLen;
 		}
 		pthread_mutex_unlock(&g_p11.lock);
+	} else if (r == TK_OK) {
+		/* a kept user PIN (opt-in) follows the change */
+		void *kept = NULL;
+
+		if (g_p11.pin_cache && tk_secmem_dup(pNewPin, ulNewLen, &kept) != TK_OK)
+			kept = NULL;
+		pthread_mutex_lock(&g_p11.lock);
+		if (t->user_pin != NULL && t->login == (int)CKU_USER) {
+			tk_secmem_free(&t->user_pin);
+			t->user_pin = kept;
+			t->user_pin_len = kept != NULL ? ulNewLen : 0;
+			kept = NULL;
+		}
+		pthread_mutex_unlock(&g_p11.lock);
+		tk_secmem_free(&kept);
 	}
 out:
 	tk_p11_session_put(s, rv);

@@ -249,7 +249,7 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 	if (key->key_type == TK_KEY_EC) {
 		if (in_len == 0 || in_len > P11_ECDSA_MAX_INPUT)
 			return CKR_DATA_LEN_RANGE;
-		rv = tk_p11_key_op(s, key, TK_OP_ECDSA, in, in_len, out, 2 * k, &got);
+		rv = tk_p11_key_op(s, op, key, TK_OP_ECDSA, in, in_len, out, 2 * k, &got);
 		if (rv != CKR_OK)
 			return rv;
 		if (got != 2 * k)
@@ -299,7 +299,7 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 			memcpy(em + k - tlen, prefix, plen);
 		memcpy(em + k - in_len, in, in_len);
 	}
-	rv = tk_p11_key_op(s, key, TK_OP_RSA_RAW, em, k, out, k, &got);
+	rv = tk_p11_key_op(s, op, key, TK_OP_RSA_RAW, em, k, out, k, &got);
 	if (rv != CKR_OK)
 		goto out;
 	if (got > k || got == 0) {

@@ -19,6 +19,7 @@
 #include <tokenkit/mem.h>
 
 #include "p11.h"
+#include "secmem.h"
 
 /* Wait on the module condition until the absolute deadline; false once it passed. */
 static bool
@@ -59,6 +60,7 @@ tk_p11_token_free(struct p11_token *t)
 	}
 	free(t->sobjs);
 	tk_wipe(t->so_pin, sizeof(t->so_pin));
+	tk_secmem_free(&t->user_pin);
 	tk_token_free(&t->tk);
 	for (size_t i = 0; i < t->nold_tks; i++)
 		tk_token_free(&t->old_tks[i]);
@@ -109,13 +111,57 @@ tk_p11_login_set_locked(struct p11_token *t, int login)
 		tk_wipe(t->so_pin, sizeof(t->so_pin));
 		t->so_pin_len = 0;
 	}
+	if (login != (int)CKU_USER) {
+		tk_secmem_free(&t->user_pin);
+		t->user_pin_len = 0;
+	}
+}
+
+/* C_WaitForSlotEvent reports the slot: its token changed in a way the
+ * application did not make (here: its login ended). */
+void
+tk_p11_slot_event_locked(CK_SLOT_ID id)
+{
+	struct p11_slot *sl = tk_p11_slot_find_locked(id);
+
+	if (sl == NULL)
+		return;
+	sl->event = true;
+	pthread_cond_broadcast(&g_p11.cond);
+}
+
+/* The card no longer has the user login the token had at login_serial
+ * serial (another program logged out, reset the card or selected another
+ * application; a wrong PIN): every session of the token is public from now
+ * on and the slot has an event, before any call answers
+ * CKR_USER_NOT_LOGGED_IN for it. False when nothing changed; true when a
+ * newer login than serial exists (a C_Login after the operation began:
+ * worth one more try). */
+static bool
+login_lost(struct p11_token *t, uint64_t serial, const char *why)
+{
+	bool newer;
+
+	pthread_mutex_lock(&g_p11.lock);
+	newer = t->login == (int)CKU_USER && t->login_serial != serial;
+	if (!newer && t->login == (int)CKU_USER && !t->detached && !t->removed) {
+		tk_log_info("pkcs11: slot %lu: the card forgot the login (%s); sessions are public "
+		            "now",
+		            (unsigned long)t->slot, why);
+		tk_p11_login_set_locked(t, -1);
+		tk_p11_slot_event_locked(t->slot);
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	return newer;
 }
 
 /* The user login is the card's: a reset (ours in recovery, or another
  * program's), a power cycle or the card's return ends it, and the core
  * token notices (tk_token_info().logged_in). Follow it, so that C_Login
- * works again and sessions show the public state. CKU_SO is the module's
- * own (the PUK in memory) and is left alone. */
+ * works again and sessions show the public state (with a slot event).
+ * With a kept PIN (opt-in) the login stays: the next operation verifies
+ * the PIN again. CKU_SO is the module's own (the PUK in memory) and is
+ * left alone. */
 void
 tk_p11_login_sync(struct p11_token *t)
 {
@@ -124,7 +170,7 @@ tk_p11_login_sync(struct p11_token *t)
 	uint64_t serial;
 
 	pthread_mutex_lock(&g_p11.lock);
-	if (t->login != (int)CKU_USER || t->detached || t->removed) {
+	if (t->login != (int)CKU_USER || t->detached || t->removed || t->user_pin != NULL) {
 		pthread_mutex_unlock(&g_p11.lock);
 		return;
 	}
@@ -133,15 +179,8 @@ tk_p11_login_sync(struct p11_token *t)
 	pthread_mutex_unlock(&g_p11.lock);
 	if (tk_token_info(tk, &ti) != TK_OK || ti.logged_in)
 		return;
-	pthread_mutex_lock(&g_p11.lock);
-	/* unless a C_Login or C_Logout changed it meanwhile */
-	if (t->login_serial == serial && t->tk == tk && t->login == (int)CKU_USER) {
-		tk_log_info("pkcs11: slot %lu: the card forgot the login (reset); sessions are "
-		            "public now",
-		            (unsigned long)t->slot);
-		tk_p11_login_set_locked(t, -1);
-	}
-	pthread_mutex_unlock(&g_p11.lock);
+	/* (unless a C_Login or C_Logout changed it meanwhile) */
+	(void)login_lost(t, serial, "reset");
 }
 
 bool
@@ -186,38 +225,138 @@ gc_run(struct p11_gc *g)
 	g->n = 0;
 }
 
-/* A private-key operation on the session's token. The key is looked up by
- * handle in the current object table (the card may have come back since
- * the operation was set up, with a new tk token). Errors are put in
- * context before the one conversion: a reset or a refused security status
- * means the login is gone (CKR_USER_NOT_LOGGED_IN); a communication error
- * while the card is being taken out is CKR_DEVICE_REMOVED. */
-CK_RV
-tk_p11_key_op(struct p11_session *s, const struct p11_object *key, int op, const uint8_t *in,
-              size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len)
+/* Not a tk_err: the key's handle no longer resolves. */
+#define KEY_MISSING 1
+
+/* One try of a private-key operation with the token's current tk token.
+ * The key is looked up by handle in the current object table (the card may
+ * have come back since the operation was set up, with a new tk token).
+ * *serial: the login the try counted on. */
+static int
+key_op_try(struct p11_token *t, const struct p11_object *key, int op, const tk_key_auth_t *auth,
+           const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len,
+           uint64_t *serial)
 {
-	struct p11_token *t = s->tok;
 	const struct p11_object *cur;
 	const tk_object_t *tko = NULL;
 	tk_token_t *tk;
-	int r;
 
-	*out_len = 0;
 	pthread_mutex_lock(&g_p11.lock);
 	tk = t->tk;
+	*serial = t->login_serial;
 	cur = tk_p11_object_find_locked(t, key->handle);
 	if (cur != NULL && cur->cls == key->cls)
 		tko = cur->tko;
 	pthread_mutex_unlock(&g_p11.lock);
 	if (tko == NULL)
-		return CKR_KEY_HANDLE_INVALID;
-	r = tk_token_key_op(tk, tko, op, in, in_len, out, out_cap, out_len);
-	if (r == TK_OK)
-		return CKR_OK;
-	if (r == TK_ERR_CARD_RESET || r == TK_ERR_SECURITY_STATUS) {
-		tk_p11_login_sync(t);
+		return KEY_MISSING;
+	return tk_token_key_op_auth(tk, tko, op, auth, in, in_len, out, out_cap, out_len);
+}
+
+static bool
+login_gone(int r)
+{
+	return r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET || r == TK_ERR_PIN_INCORRECT ||
+	       r == TK_ERR_PIN_LOCKED;
+}
+
+/* The kept user PIN (opt-in), copied into secret memory of its own for one
+ * operation (C_Logout may wipe the token's copy meanwhile); NULL when none
+ * is kept for the login the operation counted on. */
+static void *
+kept_pin_copy(struct p11_token *t, uint64_t serial, size_t *len)
+{
+	void *copy = NULL;
+
+	*len = 0;
+	if (!g_p11.pin_cache || tk_secmem_alloc(sizeof(t->so_pin), &copy) != TK_OK)
+		return NULL;
+	pthread_mutex_lock(&g_p11.lock);
+	if (t->user_pin != NULL && t->login == (int)CKU_USER && t->login_serial == serial &&
+	    t->user_pin_len <= sizeof(t->so_pin)) {
+		memcpy(copy, t->user_pin, t->user_pin_len);
+		*len = t->user_pin_len;
+	}
+	pthread_mutex_unlock(&g_p11.lock);
+	if (*len == 0)
+		tk_secmem_free(&copy);
+	return copy;
+}
+
+/* A private-key operation on the session's token; for a PIN-always key with
+ * the PIN pop's C_Login(CKU_CONTEXT_SPECIFIC) gave (taken here: one use;
+ * verified with the operation in one card transaction). Errors are put in
+ * context before the one conversion:
+ *  - a PIN-always key without its operation's PIN, or whose PIN the card
+ *    no longer takes: CKR_USER_NOT_LOGGED_IN (the user's login follows the
+ *    card's, tk_p11_login_sync);
+ *  - the card lost the user's login (another program logged out, reset the
+ *    card or selected another application): with a kept PIN (opt-in) the
+ *    operation goes again after a VERIFY, in one transaction; otherwise,
+ *    or when the card refuses that PIN, every session of the token turns
+ *    public and the slot gets an event (login_lost) before this call
+ *    answers CKR_USER_NOT_LOGGED_IN;
+ *  - a communication error while the card is being taken out is
+ *    CKR_DEVICE_REMOVED. */
+CK_RV
+tk_p11_key_op(struct p11_session *s, struct p11_op *pop, const struct p11_object *key, int op,
+              const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+	struct p11_token *t = s->tok;
+	tk_key_auth_t auth;
+	void *op_pin = NULL, *kept = NULL;
+	size_t op_pin_len = 0, kept_len = 0;
+	uint64_t serial = 0;
+	int r = TK_OK;
+
+	*out_len = 0;
+	memset(&auth, 0, sizeof(auth));
+	if (pop != NULL)
+		tk_p11_op_pin_take(pop, &op_pin, &op_pin_len);
+	auth.op_pin = op_pin;
+	auth.op_pin_len = op_pin_len;
+	/* at most: the try, the kept PIN's try, a try on a newer login */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		r = key_op_try(t, key, op, &auth, in, in_len, out, out_cap, out_len, &serial);
+		if (r == TK_OK || r == KEY_MISSING || !login_gone(r))
+			break;
+		if (key->always_auth) {
+			/* this operation's PIN is spent (or was never given) */
+			tk_p11_login_sync(t);
+			r = TK_ERR_SECURITY_STATUS;
+			break;
+		}
+		if (auth.user_pin == NULL &&
+		    (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET)) {
+			kept = kept_pin_copy(t, serial, &kept_len);
+			if (kept != NULL) {
+				auth.user_pin = kept;
+				auth.user_pin_len = kept_len;
+				continue;
+			}
+		}
+		if (auth.user_pin != NULL && (r == TK_ERR_PIN_INCORRECT || r == TK_ERR_PIN_LOCKED))
+			tk_log_info("pkcs11: slot %lu: the card refused the kept PIN (changed "
+			            "elsewhere?); it is not kept any more",
+			            (unsigned long)t->slot);
+		if (!login_lost(t, serial,
+		                r == TK_ERR_CARD_RESET        ? "card reset"
+		                : r == TK_ERR_SECURITY_STATUS ? "security status lost"
+		                                              : "PIN refused")) {
+			r = TK_ERR_SECURITY_STATUS;
+			break;
+		}
+		/* a C_Login came after the try began: once more, on that login */
+		tk_secmem_free(&kept);
+		auth.user_pin = NULL;
+		auth.user_pin_len = 0;
 		r = TK_ERR_SECURITY_STATUS;
-	} else if (r == TK_ERR_COMM) {
+	}
+	tk_secmem_free(&op_pin);
+	tk_secmem_free(&kept);
+	if (r == KEY_MISSING)
+		return CKR_KEY_HANDLE_INVALID;
+	if (r == TK_ERR_COMM) {
 		/* A card taken out with a command outstanding answers "success,
 		 * no bytes" on PC/SC: look whether the slot loses the card. The
 		 * slot manager turned the reader "recovering" before this error

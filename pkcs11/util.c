@@ -119,6 +119,25 @@ tk_p11_grace_from_env(void)
 	return env_ms("TOKENKIT_P11_GRACE_MS", 0, P11_LOST_GRACE_MAX_MS, P11_LOST_GRACE_MS);
 }
 
+/* $TOKENKIT_P11_PIN_CACHE=1: keep the user PIN while logged in and verify
+ * it again when the card lost the login (README: "Login state"). Off
+ * unless the user turns it on: PINs are never kept by default. */
+bool
+tk_p11_pin_cache_from_env(void)
+{
+	const char *v = tk_env("TOKENKIT_P11_PIN_CACHE");
+
+	if (v == NULL || *v == '\0' || strcmp(v, "0") == 0)
+		return false;
+	if (strcmp(v, "1") == 0) {
+		tk_log_info("pkcs11: TOKENKIT_P11_PIN_CACHE=1: the user PIN is kept (locked "
+		            "memory) while logged in");
+		return true;
+	}
+	tk_log_warn("pkcs11: TOKENKIT_P11_PIN_CACHE=%s ignored (0 or 1)", v);
+	return false;
+}
+
 /* Blank-padded, not NUL-terminated, as CK_*_INFO fields are. */
 void
 tk_p11_pad(CK_UTF8CHAR *dst, size_t cap, const char *src)

@@ -295,6 +295,33 @@ piv_fascn_digits(const uint8_t fascn[25], char out[15])
 
 /* ---- card I/O ------------------------------------------------------------- */
 
+/* The card answered a PIV command as if another application were selected
+ * (another program selected one between our transactions; with it went the
+ * PIN state). Only for PIV's own instructions, which a PIV application
+ * always knows: "instruction / class not supported"; for VERIFY and GENERAL
+ * AUTHENTICATE, which name no file, also the file, parameter and reference
+ * errors another application gives them. An error status means the command
+ * did nothing, so it may be sent again once the applet is selected; where
+ * PIV itself answered so, the second answer is the same and stands. */
+static bool
+other_application(const tk_apdu_t *a, uint16_t sw)
+{
+	switch (a->ins) {
+	case 0x20: /* VERIFY */
+	case 0x87: /* GENERAL AUTHENTICATE */
+		if (sw == 0x6A82 || sw == 0x6A86 || sw == 0x6A88 || sw == 0x6B00)
+			return true;
+		break;
+	case 0x24: /* CHANGE REFERENCE DATA */
+	case 0x2C: /* RESET RETRY COUNTER */
+	case 0xCB: /* GET DATA */
+		break;
+	default:
+		return false;
+	}
+	return sw == 0x6D00 || sw == 0x6E00;
+}
+
 int
 piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap, size_t *resp_len,
         uint16_t *sw)
@@ -308,6 +335,18 @@ piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap
 		if ((r = piv_ensure_selected(p)) != TK_OK)
 			return r;
 		r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+	} else if (r == TK_OK && other_application(a, *sw)) {
+		tk_log_debug("piv: %02X: SW %04X: another application is selected; selecting PIV "
+		             "again",
+		             a->ins, *sw);
+		r = piv_select(p);
+		if (r == TK_ERR_NOT_SUPPORTED)
+			return TK_OK; /* no PIV to select: the first answer stands */
+		if (r != TK_OK)
+			return r;
+		r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+		if (r == TK_ERR_CARD_RESET)
+			p->selected = false;
 	}
 	if (r != TK_OK)
 		tk_log_debug("piv: %02X %02X: %s", a->ins, a->p1, tk_strerror(r));
@@ -361,8 +400,10 @@ piv_begin(piv_t *p)
 {
 	int r = tk_card_begin(p->card);
 
-	if (r == TK_ERR_CARD_RESET) {
-		/* taking the transaction changed nothing on the card */
+	/* Taking the transaction changed nothing on the card: again, a few
+	 * times (another program may reset the card more than once while we
+	 * wait for it). */
+	for (int i = 0; i < PIV_BEGIN_TRIES && r == TK_ERR_CARD_RESET; i++) {
 		p->selected = false;
 		r = tk_card_begin(p->card);
 	}

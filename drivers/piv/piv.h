@@ -45,6 +45,8 @@
 #define PIV_PROBE_LE 0x40
 
 #define PIV_NUM_RETIRED 20
+/* Transaction attempts after the card reports a reset at its start. */
+#define PIV_BEGIN_TRIES 3
 
 /* Yubico PIN policies (metadata tag 02, first byte). */
 #define PIV_PIN_POLICY_DEFAULT 0
@@ -119,7 +121,11 @@ int piv_begin(piv_t *p);
 void piv_end(piv_t *p);
 /* Exchange one command (chaining and 61xx handled). When idempotent, a
  * card reset reported by the transport leads to one re-select and resend;
- * commands that change card state are never resent. */
+ * commands that change card state are never resent after a reset. A PIV
+ * instruction the card answers as if another application were selected
+ * (another program selected one: 6D00, 6E00; for VERIFY and GENERAL
+ * AUTHENTICATE also 6A82 6A86 6A88 6B00 — error answers, so the command did
+ * nothing) leads to one SELECT of PIV and one resend. */
 int piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap,
             size_t *resp_len, uint16_t *sw);
 int piv_parse_apt(const uint8_t *p, size_t n, piv_apt_t *apt);

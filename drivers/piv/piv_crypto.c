@@ -154,9 +154,10 @@ piv_key_op(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in, si
 	if (r != TK_OK)
 		goto out;
 	if (sw == 0x6D00 || sw == 0x6E00) {
-		/* GENERAL AUTHENTICATE is mandatory in PIV: the applet is no
-		 * longer selected (reset or another applet), and with it went
-		 * the PIN. Select again next time; the PIN is needed again. */
+		/* GENERAL AUTHENTICATE is mandatory in PIV, and piv_cmd already
+		 * selected the applet again once: it is still not there for this
+		 * command, and with it went the PIN. Select again next time; the
+		 * PIN is needed again. */
 		p->selected = false;
 		r = TK_ERR_SECURITY_STATUS;
 		goto out;

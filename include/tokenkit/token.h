@@ -147,9 +147,12 @@ TK_EXPORT int tk_token_objects(tk_token_t *t, const tk_object_t **objs, size_t *
 TK_EXPORT const tk_object_t *tk_token_object(tk_token_t *t, uint32_t handle);
 
 /* Errors: TK_ERR_PIN_INCORRECT, TK_ERR_PIN_LOCKED, TK_ERR_INVALID_ARG (bad
- * PIN length), transport errors. Never retried automatically.
- * TK_USER_CONTEXT verifies the user PIN again and allows exactly one
- * operation with an always_authenticate key. TK_USER_SO (PIV): PIV has no
+ * PIN length), transport errors. Never retried automatically. A user PIN
+ * the card refuses also ends the user's login (the card forgets it).
+ * TK_USER_CONTEXT verifies the user PIN again (to check a PIN meant for
+ * one operation of an always_authenticate key); it allows nothing by
+ * itself: that operation takes its PIN with it (tk_token_key_op_auth).
+ * TK_USER_SO (PIV): PIV has no
  * VERIFY for the PUK; the driver checks it with CHANGE REFERENCE DATA from
  * the PUK to itself, so a wrong PUK costs a try, like any login. A login
  * lasts while tk_card_generation() stays the same (a card reset ends it).
@@ -170,12 +173,15 @@ TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk
  *   size), out gets r||s (2 × field bytes).
  * TK_OP_ECDH: in is the peer public point (uncompressed 04||X||Y), out gets
  *   the shared secret X coordinate.
- * Errors: TK_ERR_SECURITY_STATUS (not logged in / PIN needed again; for a
- * key that needs the PIN this is decided without an APDU), TK_ERR_INVALID_ARG
+ * Errors: TK_ERR_SECURITY_STATUS (not logged in, or the card says its login
+ * is gone: someone logged out, reset the card or selected another
+ * application; an always_authenticate key without its operation's PIN.
+ * Decided without an APDU where the token knows), TK_ERR_INVALID_ARG
  * (operation not in the key's usage, wrong input length),
  * TK_ERR_BUFFER_TOO_SMALL, transport errors. On a logged-in token whose
  * card was not reset the operation is one command exchange (PIV: GENERAL
- * AUTHENTICATE, plus chaining). */
+ * AUTHENTICATE, plus chaining). tk_token_key_op never uses a PIN: an
+ * always_authenticate key answers TK_ERR_SECURITY_STATUS there. */
 enum tk_key_op {
 	TK_OP_RSA_RAW = 1,
 	TK_OP_ECDSA = 2,
@@ -183,6 +189,37 @@ enum tk_key_op {
 };
 TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in,
                               size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
+
+/* The PINs a key operation may use (tk_token_key_op_auth). Both stay the
+ * caller's; the token keeps no copy. */
+typedef struct tk_key_auth {
+	/* The PIN given for this one operation of an always_authenticate key
+	 * (PKCS#11 C_Login with CKU_CONTEXT_SPECIFIC): verified right before
+	 * the operation, in the same card transaction, so that no other
+	 * session or program can use it or come in between. Ignored for
+	 * other keys. */
+	const uint8_t *op_pin;
+	size_t op_pin_len;
+	/* A user PIN the caller keeps while its user is logged in (opt-in):
+	 * for a key that is not always_authenticate, verified again, in the
+	 * operation's card transaction, when the token is not logged in any
+	 * more or the card says its login is gone. Sent only while the card's
+	 * counter shows no failed try (the maximum, or at least 3 where the
+	 * card does not tell it; an empty VERIFY asks, no try spent), so that
+	 * a PIN changed elsewhere costs at most one try. Never used for an
+	 * always_authenticate key. NULL: none. */
+	const uint8_t *user_pin;
+	size_t user_pin_len;
+} tk_key_auth_t;
+
+/* tk_token_key_op with PINs (auth may be NULL). Errors as tk_token_key_op,
+ * and TK_ERR_PIN_INCORRECT / TK_ERR_PIN_LOCKED when the card refused a PIN
+ * of auth (its login is gone with it: the caller must not send that PIN
+ * again). Costs one VERIFY more than tk_token_key_op where a PIN is used
+ * (a kept PIN: one empty VERIFY more). */
+TK_EXPORT int tk_token_key_op_auth(tk_token_t *t, const tk_object_t *key, int op,
+                                   const tk_key_auth_t *auth, const uint8_t *in, size_t in_len,
+                                   uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* True while the token's card is still the card in the reader. */
 TK_EXPORT bool tk_token_present(tk_token_t *t);

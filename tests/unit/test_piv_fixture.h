@@ -42,6 +42,9 @@ struct fx {
 	unsigned count;          /* APDUs sent since fx_count_reset */
 	size_t bytes;            /* response bytes since fx_count_reset */
 	uint8_t ins[FX_LOG_MAX]; /* INS of each APDU */
+	unsigned tx[FX_LOG_MAX]; /* the card transaction each APDU was sent in (0: none) */
+	unsigned tx_now;         /* fx_tx_reader: the transaction open now, 0: none */
+	unsigned tx_count;       /* ... and how many were begun */
 	char dir[256];           /* cache directory of this test */
 	EVP_PKEY *pub[4];        /* card public keys: 9A 9C 9D 9E */
 	EVP_PKEY *ca;            /* software key that signs the certificates */
@@ -61,8 +64,10 @@ fx_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t res
 {
 	struct fx *f = ctx;
 
-	if (f->count < FX_LOG_MAX)
+	if (f->count < FX_LOG_MAX) {
 		f->ins[f->count] = cmd_len > 1 ? cmd[1] : 0;
+		f->tx[f->count] = f->tx_now;
+	}
 	f->count++;
 	if (f->no_vendor && cmd_len > 1 && (cmd[1] == 0xF7 || cmd[1] == 0xFD || cmd[1] == 0xF8)) {
 		resp[0] = 0x6D;
@@ -396,6 +401,41 @@ fx_be_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t 
 {
 	(void)timeout_ms;
 	return fx_xmit(ctx, cmd, cmd_len, resp, resp_cap, resp_len);
+}
+
+static int
+fx_be_begin(void *ctx, int timeout_ms)
+{
+	struct fx *f = ctx;
+
+	(void)timeout_ms;
+	f->tx_now = ++f->tx_count;
+	return TK_OK;
+}
+
+static int
+fx_be_end(void *ctx, int timeout_ms)
+{
+	struct fx *f = ctx;
+
+	(void)timeout_ms;
+	f->tx_now = 0;
+	return TK_OK;
+}
+
+/* Replace the card with one behind a reader with transactions (PC/SC's
+ * SCardBeginTransaction): f->tx tells which one each APDU was sent in. */
+static __attribute__((unused)) int
+fx_tx_reader(struct fx *f)
+{
+	static const tk_card_backend_t be = {
+	        .transmit = fx_be_xmit, .begin = fx_be_begin, .end = fx_be_end};
+	tk_card_caps_t caps = {true, 65544, 65538};
+	uint8_t atr[40];
+	size_t atr_len = tk_vcard_atr(f->vc, atr, sizeof(atr));
+
+	tk_card_unref(&f->card);
+	return tk_card_new_backend("transactions", atr, atr_len, &caps, &be, f, 0, &f->card);
 }
 
 /* Replace the card with one behind a reader that takes short APDUs only

@@ -404,13 +404,17 @@ test_rsa_context_login(void **state)
 	static const uint8_t di[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
 	                             0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
 	struct fx *f = *state;
-	tk_token_t *t = open_token(f, false);
+	tk_token_t *t = fx_tx_reader(f) == TK_OK ? open_token(f, false) : NULL;
 	const tk_object_t *key = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
 	const tk_object_t *cert = fx_find(t, TK_OBJ_CERT, 0x02);
 	uint8_t block[256], sig[256], hash[32];
 	size_t sl = 0;
 	EVP_PKEY *ck;
 	EVP_PKEY_CTX *ctx;
+	tk_token_info_t info;
+	const tk_key_auth_t op_auth = {pin_ok, 6, NULL, 0};
+	const tk_key_auth_t kept_auth = {NULL, 0, pin_ok, 6};
+	const tk_key_auth_t bad_auth = {pin_bad, 6, NULL, 0};
 
 	assert_non_null(key);
 	/* EMSA-PKCS1-v1_5 block for SHA-256, built here */
@@ -428,14 +432,25 @@ test_rsa_context_login(void **state)
 	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
 	                 TK_ERR_SECURITY_STATUS);
 	assert_int_equal(f->count, 0);
+	/* a context login allows nothing by itself: the PIN goes with the
+	 * operation it was given for, nobody else's (issue 8 §3) */
 	assert_int_equal(tk_token_login(t, TK_USER_CONTEXT, pin_ok, 6), TK_OK);
 	fx_count_reset(f);
 	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	assert_int_equal(f->count, 0);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op_auth(t, key, TK_OP_RSA_RAW, &op_auth, block, 256, sig,
+	                                      sizeof(sig), &sl),
 	                 TK_OK);
 	assert_int_equal(sl, 256);
-	assert_int_equal(fx_count_ins(f, 0x87), f->count);
-	print_message("APDUs per RSA-2048 signature after context login: %u (+1 VERIFY)\n",
-	              f->count);
+	/* VERIFY, then the operation, in one card transaction and nothing between */
+	assert_int_equal(f->count, 2);
+	assert_int_equal(f->ins[0], 0x20);
+	assert_int_equal(f->ins[1], 0x87);
+	assert_int_not_equal(f->tx[0], 0);
+	assert_int_equal(f->tx[0], f->tx[1]);
+	print_message("APDUs per RSA-2048 signature with its own PIN: %u\n", f->count);
 	ck = cert_key(cert);
 	ctx = EVP_PKEY_CTX_new(ck, NULL);
 	assert_int_equal(EVP_PKEY_verify_init(ctx), 1);
@@ -444,14 +459,27 @@ test_rsa_context_login(void **state)
 	assert_int_equal(EVP_PKEY_verify(ctx, sig, sl, hash, 32), 1);
 	EVP_PKEY_CTX_free(ctx);
 	EVP_PKEY_free(ck);
-	/* the context login is spent */
+	/* nothing of the PIN stays with the token */
 	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
 	                 TK_ERR_SECURITY_STATUS);
 	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 255, sig, sizeof(sig), &sl),
 	                 TK_ERR_SECURITY_STATUS);
-	assert_int_equal(tk_token_login(t, TK_USER_CONTEXT, pin_ok, 6), TK_OK);
-	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 255, sig, sizeof(sig), &sl),
+	assert_int_equal(tk_token_key_op_auth(t, key, TK_OP_RSA_RAW, &op_auth, block, 255, sig,
+	                                      sizeof(sig), &sl),
 	                 TK_ERR_INVALID_ARG);
+	/* a kept user PIN never serves a PIN-always key */
+	assert_int_equal(tk_token_key_op_auth(t, key, TK_OP_RSA_RAW, &kept_auth, block, 256, sig,
+	                                      sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	/* a wrong PIN for the operation: refused, and the card's login is gone with it */
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op_auth(t, key, TK_OP_RSA_RAW, &bad_auth, block, 256, sig,
+	                                      sizeof(sig), &sl),
+	                 TK_ERR_PIN_INCORRECT);
+	assert_int_equal(fx_count_ins(f, 0x87), 0);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.logged_in);
+	assert_int_equal(info.pin_retries, 2);
 	tk_token_free(&t);
 }
 
@@ -546,6 +574,143 @@ test_reset_drops_login(void **state)
 	                 false);
 	assert_int_equal(tk_token_info(t, &info), TK_OK);
 	assert_false(info.logged_in);
+	tk_token_free(&t);
+}
+
+/* Another program selects another application of the card between our
+ * operations (a YubiKey's OpenPGP): the PIV driver selects PIV again and
+ * sends the command once more; the PIN went with the switch, and the token
+ * says so. A PIN given with the operation is verified after the SELECT. */
+static void
+test_other_application(void **state)
+{
+	static const uint8_t other_aid[] = {0xD2, 0x76, 0x00, 0x01, 0x24, 0x01};
+	struct fx *f = *state;
+	tk_token_t *t = fx_tx_reader(f) == TK_OK ? open_token(f, false) : NULL;
+	const tk_object_t *key = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
+	const tk_object_t *key9c = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
+	const tk_key_auth_t op_auth = {pin_ok, 6, NULL, 0};
+	uint8_t hash[32], sig[256], block[256];
+	tk_token_info_t info;
+	size_t sl = 0;
+
+	assert_non_null(key);
+	assert_non_null(key9c);
+	sha256("other application", hash);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(
+	        fx_apdu(f, 0, 0xA4, 0x04, 0x00, other_aid, sizeof(other_aid), NULL, 0, NULL),
+	        0x9000);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_ERR_SECURITY_STATUS);
+	/* GENERAL AUTHENTICATE (6D00), SELECT, GENERAL AUTHENTICATE again (6982) */
+	assert_int_equal(f->count, 3);
+	assert_int_equal(f->ins[0], 0x87);
+	assert_int_equal(f->ins[1], 0xA4);
+	assert_int_equal(f->ins[2], 0x87);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.logged_in);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(tk_token_key_op(t, key, TK_OP_ECDSA, hash, 32, sig, sizeof(sig), &sl),
+	                 TK_OK);
+
+	/* the PIN-always key: VERIFY (6D00), SELECT, VERIFY, operation: one
+	 * transaction, and the signature is made */
+	assert_int_equal(
+	        fx_apdu(f, 0, 0xA4, 0x04, 0x00, other_aid, sizeof(other_aid), NULL, 0, NULL),
+	        0x9000);
+	memset(block, 0x5A, sizeof(block));
+	block[0] = 0x00;
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op_auth(t, key9c, TK_OP_RSA_RAW, &op_auth, block, 256, sig,
+	                                      sizeof(sig), &sl),
+	                 TK_OK);
+	assert_int_equal(f->count, 4);
+	assert_int_equal(f->ins[0], 0x20);
+	assert_int_equal(f->ins[1], 0xA4);
+	assert_int_equal(f->ins[2], 0x20);
+	assert_int_equal(f->ins[3], 0x87);
+	assert_int_not_equal(f->tx[0], 0);
+	assert_int_equal(f->tx[3], f->tx[0]);
+	tk_token_free(&t);
+}
+
+/* A PIN kept by the caller (opt-in) is verified again, with the operation,
+ * when the card lost the login; only while the card's counter shows no
+ * failed try, so that a PIN changed elsewhere costs one try in all. */
+static void
+test_kept_pin(void **state)
+{
+	static const uint8_t new_pin[] = "11223344";
+	struct fx *f = *state;
+	tk_token_t *t = fx_tx_reader(f) == TK_OK ? open_token(f, false) : NULL;
+	const tk_object_t *key = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
+	const tk_key_auth_t kept = {NULL, 0, pin_ok, 6};
+	const tk_key_auth_t kept_new = {NULL, 0, new_pin, 8};
+	uint8_t hash[32], sig[64];
+	tk_token_info_t info;
+	size_t sl = 0;
+
+	assert_non_null(key);
+	sha256("kept", hash);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	/* logged in: the kept PIN is not sent */
+	fx_count_reset(f);
+	assert_int_equal(
+	        tk_token_key_op_auth(t, key, TK_OP_ECDSA, &kept, hash, 32, sig, sizeof(sig), &sl),
+	        TK_OK);
+	assert_int_equal(f->count, 1);
+	/* another program logs out (VERIFY P1=FF) */
+	assert_int_equal(fx_apdu(f, 0, 0x20, 0xFF, 0x80, NULL, 0, NULL, 0, NULL), 0x9000);
+	fx_count_reset(f);
+	assert_int_equal(
+	        tk_token_key_op_auth(t, key, TK_OP_ECDSA, &kept, hash, 32, sig, sizeof(sig), &sl),
+	        TK_OK);
+	/* the refused operation; then empty VERIFY, VERIFY, operation, in one transaction */
+	assert_int_equal(f->count, 4);
+	assert_int_equal(f->ins[0], 0x87);
+	assert_int_equal(f->ins[1], 0x20);
+	assert_int_equal(f->ins[2], 0x20);
+	assert_int_equal(f->ins[3], 0x87);
+	assert_int_not_equal(f->tx[0], f->tx[1]);
+	assert_int_equal(f->tx[1], f->tx[3]);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_true(info.logged_in);
+	/* a reset: the token knows the login is gone; the kept PIN goes first */
+	tk_vcard_reset(f->vc);
+	tk_card_bump_generation(f->card);
+	fx_count_reset(f);
+	assert_int_equal(
+	        tk_token_key_op_auth(t, key, TK_OP_ECDSA, &kept, hash, 32, sig, sizeof(sig), &sl),
+	        TK_OK);
+	assert_int_equal(fx_count_ins(f, 0x87), 1);
+	/* the PIN is changed elsewhere: the old one costs one try, once */
+	assert_int_equal(tk_token_change_pin(t, TK_USER_USER, pin_ok, 6, new_pin, 8), TK_OK);
+	assert_int_equal(fx_apdu(f, 0, 0x20, 0xFF, 0x80, NULL, 0, NULL, 0, NULL), 0x9000);
+	assert_int_equal(
+	        tk_token_key_op_auth(t, key, TK_OP_ECDSA, &kept, hash, 32, sig, sizeof(sig), &sl),
+	        TK_ERR_PIN_INCORRECT);
+	fx_count_reset(f);
+	assert_int_equal(
+	        tk_token_key_op_auth(t, key, TK_OP_ECDSA, &kept, hash, 32, sig, sizeof(sig), &sl),
+	        TK_ERR_SECURITY_STATUS);
+	/* only the empty VERIFY that reads the counter: no PIN sent */
+	assert_int_equal(f->count, 1);
+	assert_int_equal(f->ins[0], 0x20);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_false(info.logged_in);
+	assert_int_equal(info.pin_retries, 2);
+	/* another program logs in (its own VERIFY): the card's login is back,
+	 * and a kept PIN is not sent */
+	assert_int_equal(fx_apdu(f, 0, 0x20, 0x00, 0x80, new_pin, 8, NULL, 0, NULL), 0x9000);
+	fx_count_reset(f);
+	assert_int_equal(tk_token_key_op_auth(t, key, TK_OP_ECDSA, &kept_new, hash, 32, sig,
+	                                      sizeof(sig), &sl),
+	                 TK_OK);
+	assert_int_equal(f->count, 2);
+	assert_int_equal(f->ins[0], 0x20);
+	assert_int_equal(f->ins[1], 0x87);
 	tk_token_free(&t);
 }
 
@@ -1171,6 +1336,7 @@ test_short_apdu_reader(void **state)
 	EVP_PKEY_CTX *ctx;
 	uint8_t plain[256];
 	size_t pl = sizeof(plain);
+	const tk_key_auth_t op_auth = {pin_ok, 6, NULL, 0};
 
 	assert_int_equal(fx_short_reader(f), TK_OK);
 	fx_count_reset(f);
@@ -1187,14 +1353,15 @@ test_short_apdu_reader(void **state)
 	/* a raw block below the modulus; its RSA public operation must give it back */
 	memset(block, 0x5A, sizeof(block));
 	block[0] = 0x00;
-	assert_int_equal(tk_token_login(t, TK_USER_CONTEXT, pin_ok, 6), TK_OK);
 	fx_count_reset(f);
-	assert_int_equal(tk_token_key_op(t, key, TK_OP_RSA_RAW, block, 256, sig, sizeof(sig), &sl),
+	assert_int_equal(tk_token_key_op_auth(t, key, TK_OP_RSA_RAW, &op_auth, block, 256, sig,
+	                                      sizeof(sig), &sl),
 	                 TK_OK);
-	print_message("RSA-2048 over a short-APDU reader: %u APDUs\n", f->count);
-	assert_true(f->count >= 3); /* chained command + GET RESPONSE */
+	print_message("RSA-2048 over a short-APDU reader: %u APDUs (VERIFY first)\n", f->count);
+	assert_true(f->count >= 4); /* VERIFY, chained command + GET RESPONSE */
+	assert_int_equal(f->ins[0], 0x20);
 	assert_int_equal(fx_count_ins(f, 0x87), 2);
-	assert_int_equal(fx_count_ins(f, 0xC0), f->count - 2);
+	assert_int_equal(fx_count_ins(f, 0xC0), f->count - 3);
 	ctx = EVP_PKEY_CTX_new(f->pub[1], NULL);
 	assert_int_equal(EVP_PKEY_verify_recover_init(ctx), 1);
 	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING), 1);
@@ -1307,6 +1474,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_rsa_context_login, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_ecdh_and_p384, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_reset_drops_login, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_other_application, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_kept_pin, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_cache_warm_open, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_cache_mismatch, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_revalidate_replaced_cert, setup, teardown),

@@ -26,6 +26,11 @@
 /* PIV AID (SP 800-73-4 part 1, 2.2): RID A0 00 00 03 08, PIX 00 00 10 00 01 00. */
 static const uint8_t piv_aid[] = {0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00};
 #define PIV_RID_LEN 5
+/* Another application on the same card (OpenPGP's RID and application
+ * number, any version after it): selecting it deselects PIV, whose PIN
+ * state goes with it, as on a multi-application card such as a YubiKey.
+ * The other application itself answers nothing but its SELECT. */
+static const uint8_t other_aid[] = {0xD2, 0x76, 0x00, 0x01, 0x24, 0x01};
 
 static const uint8_t card_version[3] = {5, 4, 3};
 
@@ -415,6 +420,12 @@ do_select(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 
 	if (a->p1 != 0x04)
 		return SW_WRONG_P1P2;
+	if (a->lc >= sizeof(other_aid) && a->lc <= 16 &&
+	    memcmp(a->data, other_aid, sizeof(other_aid)) == 0) {
+		vc_clear_session(c);
+		c->selected = false;
+		return SW_OK;
+	}
 	/* the full AID, the AID without version, or the RID alone */
 	if (a->lc < PIV_RID_LEN || a->lc > sizeof(piv_aid) || memcmp(a->data, piv_aid, a->lc) != 0)
 		return SW_NOT_FOUND;
