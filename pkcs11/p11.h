@@ -55,6 +55,18 @@
 /* Bounds. */
 #define P11_MAX_RAW_INPUT 1024 /* multi-part raw (unhashed) sign/decrypt accumulation */
 #define P11_GETSLOTLIST_WAIT_MS 4000
+/* The first reader enumeration (no APDU) is finished inside C_Initialize,
+ * so every slot answers from the first call; a PC/SC daemon that does not
+ * answer (pcsc-lite then waits without a timeout) costs C_Initialize and
+ * the slot calls after it at most this much, counted from C_Initialize. */
+#define P11_FIRST_SCAN_WAIT_MS 2000
+/* A card whose token is being opened is waited for (C_GetSlotList,
+ * C_GetTokenInfo, C_OpenSession, ...) while it makes progress; it makes none
+ * when its reader has been inside one exchange with the card (APDU, reset,
+ * status) for this long, or when the slot manager is recovering it
+ * (README: "Waiting for tokens"). */
+#define P11_STALL_MS 100
+#define P11_STALL_POLL_MS 10 /* how often a waiting call looks at the readers */
 #define P11_FINALIZE_WAIT_MS 10000
 #define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
 #define P11_OPEN_RETRY_MS 200          /* token open after a transient failure */
@@ -210,7 +222,12 @@ struct p11_slot {
 	uint64_t opened_seq;     /* card_seq for which an open was started */
 	bool opening;            /* an open is running */
 	int64_t retry_at;        /* after a transient failure: not before (ms, monotonic) */
-	bool event;              /* pending for C_WaitForSlotEvent */
+	/* The card being opened made no progress (P11_STALL_MS) once: until
+	 * its token is published or the card leaves, the slot shows no token
+	 * and nobody waits for it. */
+	uint64_t stalled_seq;
+	unsigned view; /* SLOT_VIEW_*: what C_GetSlotInfo showed at the last change */
+	bool event;    /* pending for C_WaitForSlotEvent */
 };
 
 /* --- the module --------------------------------------------------------- */
@@ -225,7 +242,11 @@ struct p11_module {
 	pid_t pid;
 	tk_slotmgr_t *mgr;
 	int sub_id;
-	bool mgr_ready; /* first enumeration done (or given up) */
+	/* The slot table holds the first reader enumeration (or it was given
+	 * up at scan_end, ms): before, slot calls wait for it; changes after
+	 * it are slot events. */
+	bool scanned;
+	int64_t scan_end;
 
 	struct p11_slot *slots;
 	size_t nslots, slots_cap;
@@ -267,6 +288,9 @@ int tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t 
 
 /* slot.c */
 void tk_p11_slots_start(void);
+/* Wait (until g_p11.scan_end) for the first reader enumeration to be in
+ * the slot table; C_Initialize and the slot calls. Without the module lock. */
+void tk_p11_slots_first_scan(void);
 void tk_p11_slots_clear_locked(void);
 /* C_Finalize, after the manager is gone: wait (bounded) for the token-open
  * threads and join them; one still running then is detached (not expected:

@@ -357,6 +357,7 @@ C_CloseAllSessions(CK_SLOT_ID slotID)
 	bool found, known;
 	CK_RV rv;
 
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	rv = tk_p11_check_init_locked();
 	known = tk_p11_slot_find_locked(slotID) != NULL;

@@ -3,8 +3,11 @@
  * CK_SLOT_ID is the slot manager's stable slot id. The module follows the
  * manager's events; when a card becomes valid, a thread of its own opens the
  * token (tk_token_open, which uses the on-disk object cache) so that neither
- * C_Initialize nor the event thread ever waits for card I/O. C_GetSlotList
- * waits, bounded, for the first enumeration and for token opens in flight.
+ * C_Initialize nor the event thread ever waits for card I/O. C_Initialize
+ * waits (bounded) for the first reader enumeration, so every slot answers
+ * from the first call; C_GetSlotList and the calls on one slot wait
+ * (bounded) for token opens in flight from cards that make progress, never
+ * for a card that does not answer (slot_stalled_locked).
  *
  * A card that leaves its slot leaves its token behind as the slot's lost
  * token (sessions, handles, session objects) for g_p11.grace_ms; when a
@@ -291,6 +294,124 @@ out:
 	return s;
 }
 
+/* --- what a slot shows, and whether its token is worth waiting for ------- */
+
+enum { SLOT_VIEW_READER = 1u, SLOT_VIEW_TOKEN = 2u };
+
+/* The slot's card is on its way to a token: being connected, opened, or
+ * about to be (after a transient failure, or once it is valid). */
+static bool
+slot_opening_locked(const struct p11_slot *s)
+{
+	if (!s->present || s->token != NULL || s->card_seq == 0)
+		return false;
+	if (s->opening || s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING)
+		return true;
+	return s->state == TK_SLOT_VALID && s->opened_seq != s->card_seq;
+}
+
+static bool
+stall_latched(const struct p11_slot *s)
+{
+	return s->card_seq != 0 && s->stalled_seq == s->card_seq;
+}
+
+/* What C_GetSlotInfo shows: the reader, and a token (published, or coming
+ * from a card that has not stalled). */
+static unsigned
+slot_view_locked(const struct p11_slot *s)
+{
+	unsigned v = 0;
+
+	if (!s->present)
+		return 0;
+	v |= SLOT_VIEW_READER;
+	if (s->token != NULL || (slot_opening_locked(s) && !stall_latched(s)))
+		v |= SLOT_VIEW_TOKEN;
+	return v;
+}
+
+/* After a change of the slot. A slot event (C_WaitForSlotEvent) is a change
+ * of what the slot shows — a reader added or removed, a token inserted or
+ * removed — after the first reader scan, which is where every application
+ * starts from: an empty reader that stays empty has none, nor has a card
+ * present at C_Initialize whose token is then published. */
+static void
+slot_changed_locked(struct p11_slot *s)
+{
+	unsigned v = slot_view_locked(s);
+
+	if (v == s->view)
+		return;
+	s->view = v;
+	if (g_p11.scanned)
+		s->event = true;
+}
+
+/* The card being opened in the slot makes no progress: its reader has been
+ * inside one exchange with the card (APDU, reset, status) for P11_STALL_MS, or
+ * the slot manager is recovering it (a first call already failed). Then no
+ * call waits for its token, and the slot shows none until the token is
+ * published (a slot event) or the card leaves. A card that answers, however
+ * slowly its token opens, is waited for (each call within P11_STALL_MS).
+ * *recheck_ms (may be NULL) is lowered to when the answer may change. */
+static bool
+slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms)
+{
+	tk_slot_info_t info;
+	int64_t next;
+
+	if (!slot_opening_locked(s))
+		return false;
+	if (stall_latched(s))
+		return true;
+	if (g_p11.mgr == NULL || tk_slotmgr_info(g_p11.mgr, (uint32_t)s->id, &info) != TK_OK)
+		return false;
+	if (info.card_seq == s->card_seq &&
+	    (info.state == TK_SLOT_RECOVERING || info.state == TK_SLOT_QUARANTINED ||
+	     info.state == TK_SLOT_MUTE || info.busy_ms >= P11_STALL_MS)) {
+		tk_log_info(
+		        "pkcs11: slot %lu (%s): the card makes no progress (%s, %u ms in a call); "
+		        "its token is not waited for",
+		        (unsigned long)s->id, s->reader, tk_slot_state_name(info.state),
+		        (unsigned)info.busy_ms);
+		s->stalled_seq = s->card_seq;
+		/* no event: the token was only expected, never shown as opened */
+		s->view = slot_view_locked(s);
+		return true;
+	}
+	/* (another card by now: its events are on their way) */
+	next = info.busy_ms > 0 ? P11_STALL_MS - (int64_t)info.busy_ms + 1 : P11_STALL_POLL_MS;
+	if (recheck_ms != NULL && next < *recheck_ms)
+		*recheck_ms = next;
+	return false;
+}
+
+/* A token is coming in some slot from a card that makes progress. */
+static bool
+opens_progressing_locked(int64_t *recheck_ms)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < g_p11.nslots; i++) {
+		struct p11_slot *s = &g_p11.slots[i];
+
+		if (slot_opening_locked(s) && !slot_stalled_locked(s, recheck_ms))
+			any = true;
+	}
+	return any;
+}
+
+/* Wait on the module condition until now + step_ms, but not past end;
+ * false once end has passed. */
+static bool
+wait_step_locked(int64_t end, int64_t step_ms)
+{
+	int64_t at = tk_now_ms() + step_ms;
+
+	return wait_deadline_locked(at < end ? at : end);
+}
+
 /* The slot's lost token ends for good. */
 static void
 slot_forget_lost_locked(struct p11_slot *s, struct p11_gc *gc)
@@ -325,6 +446,7 @@ slot_detach_token_locked(struct p11_slot *s, bool reader_lost, struct p11_gc *gc
 
 	s->token = NULL;
 	s->opened_seq = 0; /* the same insertion may come back (re-bound): open it again */
+	s->stalled_seq = 0;
 	if (t == NULL) {
 		if (reader_lost && s->lost != NULL)
 			s->lost->reader_lost = true;
@@ -597,12 +719,12 @@ done:
 			s->token = published;
 			s->opened_seq = job.seq;
 			published->refs++; /* ours, for the checks below */
-			s->event = true;
 		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
 			/* try again soon (next event, C_GetSlotList or token wait) */
 			s->opened_seq = 0;
 			s->retry_at = tk_now_ms() + P11_OPEN_RETRY_MS;
 		}
+		slot_changed_locked(s);
 	}
 	if (published == NULL)
 		g_p11.openers--;
@@ -681,14 +803,12 @@ on_event(void *ctx, const tk_event_t *ev)
 	case TK_EVENT_READER_ADDED:
 		s->present = true;
 		s->state = ev->state;
-		s->event = true;
 		break;
 	case TK_EVENT_READER_REMOVED:
 		s->present = false;
 		s->state = TK_SLOT_ABSENT;
 		s->card_seq = 0;
 		slot_detach_token_locked(s, true, &gc);
-		s->event = true;
 		break;
 	case TK_EVENT_CARD_INSERTED:
 		s->present = true;
@@ -697,7 +817,6 @@ on_event(void *ctx, const tk_event_t *ev)
 			slot_detach_token_locked(s, false, &gc);
 			s->card_seq = ev->card_seq;
 		}
-		s->event = true;
 		break;
 	case TK_EVENT_CARD_REMOVED:
 		s->state = ev->state;
@@ -705,7 +824,6 @@ on_event(void *ctx, const tk_event_t *ev)
 		/* state ABSENT: the reader itself is going (unplugged, or the
 		 * PC/SC service went away), not the card taken out */
 		slot_detach_token_locked(s, ev->state == TK_SLOT_ABSENT, &gc);
-		s->event = true;
 		break;
 	case TK_EVENT_STATE_CHANGED:
 		s->present = ev->state != TK_SLOT_ABSENT;
@@ -713,12 +831,10 @@ on_event(void *ctx, const tk_event_t *ev)
 		if (ev->card_seq != 0 && ev->card_seq != s->card_seq) {
 			slot_detach_token_locked(s, false, &gc);
 			s->card_seq = ev->card_seq;
-			s->event = true;
 		}
 		if (ev->state == TK_SLOT_EMPTY && s->card_seq != 0) {
 			s->card_seq = 0;
 			slot_detach_token_locked(s, false, &gc);
-			s->event = true;
 		}
 		break;
 	default:
@@ -726,6 +842,7 @@ on_event(void *ctx, const tk_event_t *ev)
 	}
 	slot_expire_lost_locked(s, &gc);
 	maybe_open_locked(s);
+	slot_changed_locked(s);
 	pthread_cond_broadcast(&g_p11.cond);
 out:
 	pthread_mutex_unlock(&g_p11.lock);
@@ -751,64 +868,60 @@ tk_p11_slots_start(void)
 		tk_log_warn("pkcs11: slot events: %s", tk_strerror(id));
 }
 
-/* True while the event-driven table has not yet seen what the manager's
- * snapshot shows (a reader, or a newer card). The snapshot is only a
- * barrier: state always comes from the ordered events. */
-static bool
-behind_snapshot_locked(const tk_slot_info_t *infos, size_t n)
+static int
+ms_left(int64_t end)
 {
-	for (size_t i = 0; i < n; i++) {
-		const struct p11_slot *s;
+	int64_t left = end - tk_now_ms();
 
-		if (infos[i].state == TK_SLOT_ABSENT)
-			continue;
-		s = tk_p11_slot_find_locked(infos[i].slot_id);
-		if (s == NULL || !s->present || s->card_seq < infos[i].card_seq)
-			return true;
+	return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+void
+tk_p11_slots_first_scan(void)
+{
+	tk_slotmgr_t *mgr;
+	int64_t end;
+	int r;
+
+	pthread_mutex_lock(&g_p11.lock);
+	if (g_p11.scanned || tk_p11_check_init_locked() != CKR_OK) {
+		pthread_mutex_unlock(&g_p11.lock);
+		return;
 	}
-	return false;
-}
+	mgr = g_p11.mgr;
+	end = g_p11.scan_end;
+	g_p11.calls++; /* C_Finalize frees the manager only when no call uses it */
+	pthread_mutex_unlock(&g_p11.lock);
 
-/* A card is being connected or its token opened: its token is coming. */
-static bool
-slot_settling_locked(const struct p11_slot *s)
-{
-	if (!s->present)
-		return false;
-	if (s->opening || s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING)
-		return true;
-	return s->state == TK_SLOT_VALID && s->card_seq != 0 && s->token == NULL &&
-	       s->opened_seq != s->card_seq;
-}
+	/* No service at all is an answer too: no readers (yet). */
+	r = tk_slotmgr_wait_ready(mgr, ms_left(end));
+	if (r == TK_OK || r == TK_ERR_NO_SERVICE)
+		r = tk_slotmgr_sync(mgr, ms_left(end)); /* its events are in the table */
 
-static bool
-opens_pending_locked(void)
-{
-	for (size_t i = 0; i < g_p11.nslots; i++)
-		if (slot_settling_locked(&g_p11.slots[i]))
-			return true;
-	return false;
-}
-
-static bool
-slot_has_token_locked(const struct p11_slot *s)
-{
-	return s->present && (s->token != NULL || slot_settling_locked(s));
+	pthread_mutex_lock(&g_p11.lock);
+	if (!g_p11.scanned && (r == TK_OK || tk_now_ms() >= end)) {
+		if (r != TK_OK)
+			tk_log_warn("pkcs11: no answer from the reader service within %d ms (%s); "
+			            "its readers appear as slot events when it answers",
+			            P11_FIRST_SCAN_WAIT_MS, tk_strerror(r));
+		g_p11.scanned = true;
+	}
+	g_p11.calls--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
 }
 
 P11_EXPORT CK_RV
 C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
 {
 	int64_t end = tk_now_ms() + P11_GETSLOTLIST_WAIT_MS;
-	tk_slot_info_t *infos = NULL;
-	size_t ninfos = 0;
 	tk_slotmgr_t *mgr;
-	bool ready;
 	CK_ULONG n = 0;
 	CK_RV rv;
 
 	if (pulCount == NULL)
 		return tk_p11_enter() != CKR_OK ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_ARGUMENTS_BAD;
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	rv = tk_p11_check_init_locked();
 	if (rv != CKR_OK) {
@@ -816,30 +929,24 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 		return rv;
 	}
 	mgr = g_p11.mgr;
-	ready = g_p11.mgr_ready;
 	g_p11.calls++;
 	pthread_mutex_unlock(&g_p11.lock);
 
-	if (!ready) {
-		int r = tk_slotmgr_wait_ready(mgr, P11_GETSLOTLIST_WAIT_MS / 2);
-
-		if (r != TK_OK)
-			tk_log_debug("pkcs11: first reader scan: %s", tk_strerror(r));
-	}
-	if (tk_slotmgr_list(mgr, &infos, &ninfos) != TK_OK) {
-		infos = NULL;
-		ninfos = 0;
-	}
+	/* What the manager knows now (a card inserted a moment ago) is in the
+	 * table before we look. */
+	(void)tk_slotmgr_sync(mgr, ms_left(end));
 
 	pthread_mutex_lock(&g_p11.lock);
-	g_p11.mgr_ready = true;
-	while (tk_p11_check_init_locked() == CKR_OK &&
-	       (behind_snapshot_locked(infos, ninfos) || opens_pending_locked())) {
+	/* Tokens on their way from cards that make progress are worth the
+	 * wait; a card that does not answer is not (slot_stalled_locked). */
+	for (;;) {
+		int64_t recheck = P11_OPEN_RETRY_MS;
+
+		if (tk_p11_check_init_locked() != CKR_OK)
+			break;
 		for (size_t i = 0; i < g_p11.nslots; i++)
 			maybe_open_locked(&g_p11.slots[i]);
-		if (!wait_deadline_locked(end < tk_now_ms() + P11_OPEN_RETRY_MS
-		                                  ? end
-		                                  : tk_now_ms() + P11_OPEN_RETRY_MS))
+		if (!opens_progressing_locked(&recheck) || !wait_step_locked(end, recheck))
 			break;
 	}
 	rv = tk_p11_check_init_locked();
@@ -848,10 +955,10 @@ C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulC
 	for (size_t i = 0; i < g_p11.nslots; i++) {
 		const struct p11_slot *s = &g_p11.slots[i];
 
-		if (s->present && s->token == NULL && (s->card_seq != 0 || slot_settling_locked(s)))
+		if (s->present && s->token == NULL && s->card_seq != 0)
 			tk_log_info("pkcs11: slot %lu (%s): card without token (%s%s)",
 			            (unsigned long)s->id, s->reader, tk_slot_state_name(s->state),
-			            slot_settling_locked(s) ? ", still opening" : "");
+			            slot_opening_locked(s) ? ", still opening" : "");
 		if (!s->present)
 			continue;
 		if (tokenPresent && s->token == NULL)
@@ -867,7 +974,6 @@ out:
 	g_p11.calls--;
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
-	free(infos);
 	return rv;
 }
 
@@ -877,6 +983,7 @@ C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	struct p11_slot *s;
 	CK_RV rv;
 
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	rv = tk_p11_check_init_locked();
 	if (rv != CKR_OK)
@@ -894,14 +1001,18 @@ C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	tk_p11_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), s->reader);
 	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
 	pInfo->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
-	if (slot_has_token_locked(s))
+	(void)slot_stalled_locked(s, NULL);
+	if (slot_view_locked(s) & SLOT_VIEW_TOKEN)
 		pInfo->flags |= CKF_TOKEN_PRESENT;
 out:
 	pthread_mutex_unlock(&g_p11.lock);
 	return rv;
 }
 
-/* A reference to the slot's token, waiting (bounded) for an open in flight. */
+/* A reference to the slot's token, waiting (bounded) for an open in flight
+ * while its card makes progress. A card that makes none answers
+ * CKR_TOKEN_NOT_PRESENT at once (the slot shows no token either) until its
+ * token is published. */
 CK_RV
 tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 {
@@ -910,8 +1021,11 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 	CK_RV rv;
 
 	*out = NULL;
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	for (;;) {
+		int64_t recheck = P11_OPEN_RETRY_MS;
+
 		rv = tk_p11_check_init_locked();
 		if (rv != CKR_OK)
 			goto out;
@@ -921,14 +1035,13 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 			goto out;
 		}
 		maybe_open_locked(s);
-		if (!slot_settling_locked(s) || tk_now_ms() >= end)
+		if (!slot_opening_locked(s) || slot_stalled_locked(s, &recheck) ||
+		    !wait_step_locked(end, recheck))
 			break;
-		wait_deadline_locked(end < tk_now_ms() + P11_OPEN_RETRY_MS
-		                             ? end
-		                             : tk_now_ms() + P11_OPEN_RETRY_MS);
 	}
 	if (!s->present || s->token == NULL) {
-		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID
+		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID &&
+		                     !slot_opening_locked(s)
 		             ? CKR_TOKEN_NOT_RECOGNIZED
 		             : CKR_TOKEN_NOT_PRESENT;
 		goto out;
