@@ -76,11 +76,10 @@
  * a different card in the slot ends it at once. */
 #define P11_LOST_GRACE_MS 60000
 #define P11_LOST_GRACE_MAX_MS 3600000 /* $TOKENKIT_P11_GRACE_MS: 0 .. this */
-/* A token comes back at most this many times: each return keeps the earlier
- * tk token and object table (calls and operations may still point there)
- * until the token is freed, so a card that keeps dropping out must not grow
- * the process without bound; after that its sessions end and the card is a
- * new token (with a new budget). */
+/* A token comes back at most this many times; after that its sessions end
+ * and the card is a new token (with a new budget). Each return keeps the
+ * earlier tk token and object table while calls and operations may still
+ * point there (tk_p11_gc_take_locked frees them once none can). */
 #define P11_MAX_RETURNS 32
 /* After a communication error, how long to look whether the card was
  * removed (then the call answers CKR_DEVICE_REMOVED, not CKR_DEVICE_ERROR):
@@ -137,14 +136,16 @@ struct p11_token {
 	bool reader_lost;     /* detached because the reader (or the service) went */
 	int64_t detached_at;  /* ms, monotonic */
 	tk_token_t **old_tks; /* tk tokens of earlier insertions (resurrections): calls may
-	                       * still use them; freed with the token */
+	                       * still use them; freed when none can (tk_p11_gc_take_locked) */
 	size_t nold_tks;
+	unsigned returns;     /* how often the card came back (P11_MAX_RETURNS) */
 	tk_token_info_t info; /* at open (C_GetTokenInfo asks tk_token_info afresh) */
 
 	struct p11_object *objs; /* token objects (swapped, never changed in place, under the
 	                          * module lock when revalidation found changes) */
 	size_t nobjs;
-	struct p11_objset *retired; /* earlier object tables: operations may still point there */
+	struct p11_objset *retired; /* earlier object tables: operations may still point there
+	                             * (freed like old_tks) */
 	struct p11_object **sobjs;  /* session objects (module lock) */
 	size_t nsobjs, sobjs_cap;
 
@@ -264,6 +265,7 @@ struct p11_module {
 	int waiters;          /* threads in C_WaitForSlotEvent */
 	int calls;            /* calls holding a session or token reference */
 	uint64_t gen;         /* increases with every C_Initialize */
+	bool gc_wanted;       /* a token has old_tks or retired tables to free */
 };
 
 extern struct p11_module g_p11;
@@ -298,6 +300,11 @@ void tk_p11_slots_clear_locked(void);
 void tk_p11_slots_join(int timeout_ms);
 bool tk_p11_token_unref_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
 void tk_p11_token_free(struct p11_token *t);
+/* When a call or a token open ends: the earlier tk tokens and object tables
+ * that nothing can use any more (no call in flight, no token being opened,
+ * no operation set up on the token), moved into a token shell for
+ * tk_p11_token_free (unlocked), or NULL. */
+struct p11_token *tk_p11_gc_take_locked(void);
 struct p11_slot *tk_p11_slot_find_locked(CK_SLOT_ID id);
 CK_RV tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out);
 void tk_p11_token_put(struct p11_token *t);

@@ -167,6 +167,7 @@ out:
 void
 tk_p11_session_put(struct p11_session *s, CK_RV rv)
 {
+	struct p11_token *junk;
 	bool fr;
 
 	if (s == NULL)
@@ -176,10 +177,12 @@ tk_p11_session_put(struct p11_session *s, CK_RV rv)
 	pthread_mutex_lock(&g_p11.lock);
 	fr = --s->refs == 0;
 	g_p11.calls--;
+	junk = tk_p11_gc_take_locked();
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (fr)
 		session_free(s);
+	tk_p11_token_free(junk);
 }
 
 void

@@ -77,18 +77,81 @@ tk_p11_token_unref_locked(struct p11_token *t)
 	return --t->refs == 0;
 }
 
+/* A session of t has an operation set up: it may point into an earlier
+ * object table (the key it was set up with). */
+static bool
+token_ops_active_locked(const struct p11_token *t)
+{
+	for (size_t i = 0; i < g_p11.nsessions; i++) {
+		const struct p11_session *s = g_p11.sessions[i];
+
+		if (s->tok == t && (s->sign.kind != P11_OP_NONE || s->verify.kind != P11_OP_NONE ||
+		                    s->decrypt.kind != P11_OP_NONE))
+			return true;
+	}
+	return false;
+}
+
+/* Moves t's earlier tk tokens and object tables into *shell (a new one per
+ * token); false when they must stay for now. */
+static bool
+gc_token_locked(struct p11_token *t, struct p11_token **shell)
+{
+	*shell = NULL;
+	if (t == NULL || (t->nold_tks == 0 && t->retired == NULL))
+		return true;
+	if (token_ops_active_locked(t) || (*shell = calloc(1, sizeof(**shell))) == NULL)
+		return false;
+	(*shell)->old_tks = t->old_tks;
+	(*shell)->nold_tks = t->nold_tks;
+	(*shell)->retired = t->retired;
+	t->old_tks = NULL;
+	t->nold_tks = 0;
+	t->retired = NULL;
+	return true;
+}
+
+/* Calls hold a token's tk token and object pointers only while they run
+ * (g_p11.calls), token opens and their background checks while they run
+ * (g_p11.openers), operations while they are set up: with none of these,
+ * what a token kept from before its card came back is unreachable. One
+ * token's leftovers per call; the next end of a call takes the next. */
+struct p11_token *
+tk_p11_gc_take_locked(void)
+{
+	struct p11_token *shell = NULL;
+	bool done = true;
+
+	if (!g_p11.gc_wanted || g_p11.calls != 0 || g_p11.openers != 0)
+		return NULL;
+	for (size_t i = 0; i < g_p11.nslots && shell == NULL; i++) {
+		done = gc_token_locked(g_p11.slots[i].token, &shell) && done;
+		if (shell == NULL)
+			done = gc_token_locked(g_p11.slots[i].lost, &shell) && done;
+	}
+	for (size_t i = 0; i < g_p11.nsessions && shell == NULL; i++)
+		done = gc_token_locked(g_p11.sessions[i]->tok, &shell) && done;
+	/* more to do (another token, or one with an operation set up): at the
+	 * next end of a call */
+	g_p11.gc_wanted = shell != NULL || !done;
+	return shell;
+}
+
 void
 tk_p11_token_put(struct p11_token *t)
 {
+	struct p11_token *junk;
 	bool last;
 
 	pthread_mutex_lock(&g_p11.lock);
 	last = tk_p11_token_unref_locked(t);
 	g_p11.calls--;
+	junk = tk_p11_gc_take_locked();
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (last)
 		tk_p11_token_free(t);
+	tk_p11_token_free(junk);
 }
 
 /* The token's current tk token (it changes when the card comes back). */
@@ -540,6 +603,7 @@ transient(int r)
 static void
 after_open(struct p11_token *t)
 {
+	struct p11_token *junk;
 	bool changed = false, last, stop;
 	tk_token_t *tk;
 	int r;
@@ -567,10 +631,12 @@ done:
 	pthread_mutex_lock(&g_p11.lock);
 	last = tk_p11_token_unref_locked(t);
 	g_p11.openers--;
+	junk = tk_p11_gc_take_locked();
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (last)
 		tk_p11_token_free(t);
+	tk_p11_token_free(junk);
 }
 
 /* The same card came back to the slot (by identity): its lost token L
@@ -584,7 +650,7 @@ resurrect_locked(struct p11_token *l, struct p11_token *t)
 	struct p11_objset *old;
 	tk_token_t **tks;
 
-	if (l->nold_tks >= P11_MAX_RETURNS) {
+	if (l->returns >= P11_MAX_RETURNS) {
 		tk_log_info("pkcs11: slot %lu: the card came back %d times; a new token this time",
 		            (unsigned long)l->slot, P11_MAX_RETURNS);
 		return false;
@@ -598,8 +664,11 @@ resurrect_locked(struct p11_token *l, struct p11_token *t)
 		return false;
 	}
 	tk_p11_objects_number_locked(t->objs, t->nobjs, l->objs, l->nobjs);
-	/* calls that started before may still use the old tk token and table */
+	/* calls that started before may still use the old tk token and table
+	 * (freed when none can: tk_p11_gc_take_locked) */
 	l->old_tks[l->nold_tks++] = l->tk;
+	l->returns++;
+	g_p11.gc_wanted = true;
 	l->tk = t->tk;
 	t->tk = NULL;
 	old->objs = l->objs;
@@ -726,8 +795,10 @@ done:
 		}
 		slot_changed_locked(s);
 	}
-	if (published == NULL)
+	if (published == NULL) {
 		g_p11.openers--;
+		gc_add(&gc, tk_p11_gc_take_locked());
+	}
 	/* Wake C_GetSlotList now: a published token is ready, and revalidation
 	 * and PIN counters (after_open) happen off the caller's critical path. */
 	pthread_cond_broadcast(&g_p11.cond);

@@ -57,12 +57,12 @@ first_calls() {
 	[[ $bad -eq 0 ]] || tk_fail "$label: $bad runs where a first call on a known slot failed"
 }
 
-first_calls "in-process readers" with_vreaders tk_host
+first_calls "in-process readers" with_vreaders
 
 tk_env_start
 tk_card_start 0
 tk_card_start 1
-first_calls "pcscd + vpcd" tk_host
+first_calls "pcscd + vpcd" env
 
 # A daemon that does not answer: pcsc-lite waits for it without a timeout.
 PCSCD_PID=$(sed -n 's/^PCSCD_PID=//p' "$TK_VPCD_DIR/env")

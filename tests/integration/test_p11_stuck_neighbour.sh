@@ -40,7 +40,8 @@ startup() {
 	local label=$1 rc=0
 	shift
 	tk_log "$label: ${PRE[*]} p11_startup $*"
-	TK_OUT=$("${PRE[@]}" tk_host timeout -k 5 120 "$STARTUP" "$MODULE" "$@" 2>&1) || rc=$?
+	# (our own program: it carries its sanitizer runtime, no tk_host)
+	TK_OUT=$("${PRE[@]}" timeout -k 5 120 "$STARTUP" "$MODULE" "$@" 2>&1) || rc=$?
 	printf '%s\n' "$TK_OUT" | sed 's/^/    /' >&2
 	[[ $rc -eq 0 ]] || tk_fail "$label: exit $rc"
 }
