@@ -443,7 +443,9 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms)
 		s->view = slot_view_locked(s);
 		return true;
 	}
-	/* (another card by now: its events are on their way) */
+	/* making progress (or the manager has another card by now, whose events
+	 * are on their way): look again when the current exchange reaches
+	 * P11_STALL_MS, or soon when there is none (the next may hang) */
 	next = info.busy_ms > 0 ? P11_STALL_MS - (int64_t)info.busy_ms + 1 : P11_STALL_POLL_MS;
 	if (recheck_ms != NULL && next < *recheck_ms)
 		*recheck_ms = next;
