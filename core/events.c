@@ -23,6 +23,7 @@ ev_init(tk_slotmgr_t *m)
 
 	pthread_mutex_init(&m->ev_mtx, NULL);
 	tk_cond_init_monotonic(&m->ev_cond);
+	tk_cond_init_monotonic(&m->ev_done);
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&m->sub_mtx, &a);
@@ -46,6 +47,7 @@ ev_destroy(tk_slotmgr_t *m)
 	m->nsubs = 0;
 	pthread_mutex_destroy(&m->ev_mtx);
 	pthread_cond_destroy(&m->ev_cond);
+	pthread_cond_destroy(&m->ev_done);
 	pthread_mutex_destroy(&m->sub_mtx);
 }
 
@@ -140,11 +142,39 @@ ev_thread_main(void *arg)
 			m->ev_tail = NULL;
 		pthread_mutex_unlock(&m->ev_mtx);
 		deliver(m, n);
-		free(n);
 		pthread_mutex_lock(&m->ev_mtx);
+		m->ev_done_seq = n->ev.seq;
+		pthread_cond_broadcast(&m->ev_done);
+		free(n);
 	}
+	/* Nothing is delivered from now on: nobody waits for it. */
+	m->ev_done_seq = UINT64_MAX;
+	pthread_cond_broadcast(&m->ev_done);
 	pthread_mutex_unlock(&m->ev_mtx);
 	return NULL;
+}
+
+int
+tk_slotmgr_sync(tk_slotmgr_t *m, int timeout_ms)
+{
+	int64_t end_us;
+	uint64_t want;
+	int r = TK_OK;
+
+	if (m == NULL)
+		return TK_ERR_INVALID_ARG;
+	end_us = tk_now_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000;
+	pthread_mutex_lock(&m->ev_mtx);
+	want = m->ev_seq;
+	while (m->ev_done_seq < want && m->ev_started) {
+		if (tk_now_us() >= end_us) {
+			r = TK_ERR_TIMEOUT;
+			break;
+		}
+		tk_cond_wait_until_us(&m->ev_done, &m->ev_mtx, end_us);
+	}
+	pthread_mutex_unlock(&m->ev_mtx);
+	return r;
 }
 
 int

@@ -282,10 +282,12 @@ probe(worker_t *w)
 
 	if (w->conn == NULL)
 		return TK_ERR_COMM;
+	worker_io_begin(w);
 	r = ops->status(w->conn);
-	if (r != TK_OK)
-		return r;
-	r = ops->transmit(w->conn, get_response, sizeof(get_response), resp, sizeof(resp), &n);
+	if (r == TK_OK)
+		r = ops->transmit(w->conn, get_response, sizeof(get_response), resp, sizeof(resp),
+		                  &n);
+	worker_io_end(w);
 	if (r == TK_OK && n < 2)
 		r = TK_ERR_COMM;
 	return r;
@@ -299,7 +301,9 @@ do_reset(worker_t *w, int how)
 	size_t alen = 0;
 	int proto = -1, r;
 
+	worker_io_begin(w);
 	r = m->ops->reset(w->conn, how, atr, &alen, &proto);
+	worker_io_end(w);
 	if (r == TK_OK && alen > 0 && alen <= TK_READER_ATR_MAX) {
 		pthread_mutex_lock(&m->mtx);
 		if (w->slot->worker == w) {

@@ -296,6 +296,28 @@ stopping(tk_slotmgr_t *m)
 	return s;
 }
 
+/* The monitor's last touch of the manager. When tk_slotmgr_free gave up
+ * waiting for it (it was inside a backend call that did not return: a
+ * PC/SC daemon that does not answer blocks pcsc-lite without a timeout),
+ * the backend is still in use here until now, so the monitor closes it. */
+static void
+monitor_exit(tk_slotmgr_t *m)
+{
+	bool close_be;
+
+	pthread_mutex_lock(&m->mtx);
+	m->monitor_done = true;
+	close_be = m->monitor_detached;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->mtx);
+	if (close_be) {
+		tk_log_info("slotmgr: the reader service answered at last; monitor gone");
+		m->ops->close(m->be);
+		m->be = NULL;
+	}
+	mgr_unref(m);
+}
+
 static void *
 monitor_main(void *arg)
 {
@@ -351,6 +373,7 @@ monitor_main(void *arg)
 				break;
 		}
 	}
+	monitor_exit(m);
 	return NULL;
 }
 
@@ -392,7 +415,9 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
 		goto fail;
 	}
 	m->ev_started = true;
+	mgr_ref(m); /* the monitor's: it may outlive tk_slotmgr_free (monitor_exit) */
 	if (pthread_create(&m->monitor, NULL, monitor_main, m) != 0) {
+		atomic_fetch_sub(&m->refs, 1);
 		r = TK_ERR_NO_MEMORY;
 		goto fail;
 	}
@@ -432,10 +457,40 @@ tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
 	return tk_slotmgr_new_with_ops(opts, ops, config, 0, out);
 }
 
+/* Stop the monitor: cancel its wait and join it, or, when it is stuck in
+ * the backend (pcsc-lite waits for a daemon that does not answer without
+ * any timeout), detach it. The bound is one wait_change (a cancel that
+ * arrives just before the wait begins is not seen by it) plus
+ * STOP_GRACE_MS. False when detached. */
+static bool
+monitor_join(tk_slotmgr_t *m)
+{
+	int64_t end = tk_now_us() + (int64_t)(m->poll_ms + STOP_GRACE_MS) * 1000;
+	bool done;
+
+	m->ops->cancel(m->be);
+	pthread_mutex_lock(&m->mtx);
+	while (!m->monitor_done && tk_now_us() < end)
+		tk_cond_wait_until_us(&m->cond, &m->mtx, end);
+	done = m->monitor_done;
+	if (!done) {
+		pthread_detach(m->monitor);
+		m->monitor_detached = true;
+	}
+	pthread_mutex_unlock(&m->mtx);
+	if (done) {
+		pthread_join(m->monitor, NULL);
+		return true;
+	}
+	tk_log_warn("slotmgr: the reader service does not answer; its monitor is left behind");
+	return false;
+}
+
 void
 tk_slotmgr_free(tk_slotmgr_t **mp)
 {
 	tk_slotmgr_t *m;
+	bool monitor_gone = false;
 	int step_ms;
 
 	if (mp == NULL || *mp == NULL)
@@ -446,10 +501,8 @@ tk_slotmgr_free(tk_slotmgr_t **mp)
 	m->stopping = true;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->mtx);
-	if (m->monitor_started) {
-		m->ops->cancel(m->be);
-		pthread_join(m->monitor, NULL);
-	}
+	if (m->monitor_started && !monitor_join(m))
+		monitor_gone = true;
 	pthread_mutex_lock(&m->mtx);
 	for (size_t i = 0; i < m->nslots; i++)
 		worker_stop_locked(m, m->slots[i], TK_ERR_READER_GONE);
@@ -468,9 +521,11 @@ tk_slotmgr_free(tk_slotmgr_t **mp)
 		pthread_mutex_unlock(&m->ev_mtx);
 		pthread_join(m->ev_thread, NULL);
 	}
-	if (m->be != NULL)
+	/* (a detached monitor closes the backend itself once it returns) */
+	if (!monitor_gone && m->be != NULL) {
 		m->ops->close(m->be);
-	m->be = NULL;
+		m->be = NULL;
+	}
 	mgr_unref(m);
 }
 
@@ -493,9 +548,13 @@ tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms)
 	return r;
 }
 
+/* With m->mtx held. */
 static void
 fill_info(const slot_t *s, tk_slot_info_t *info)
 {
+	worker_t *w;
+	int64_t since;
+
 	memset(info, 0, sizeof(*info));
 	info->slot_id = s->id;
 	snprintf(info->reader, sizeof(info->reader), "%s", s->name);
@@ -508,6 +567,15 @@ fill_info(const slot_t *s, tk_slot_info_t *info)
 	info->protocol = s->state == TK_SLOT_VALID ? s->protocol : -1;
 	info->transmits = s->stats.transmits;
 	info->errors = s->stats.errors;
+	/* A stuck (abandoned) worker is still alive while s->stuck is set:
+	 * it clears that under m->mtx, held here, before it goes. */
+	w = s->worker != NULL ? s->worker : s->stuck;
+	since = w != NULL ? atomic_load(&w->io_since_us) : 0;
+	if (since > 0) {
+		int64_t ms = (tk_now_us() - since) / 1000;
+
+		info->busy_ms = ms <= 0 ? 0 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+	}
 }
 
 int

@@ -77,6 +77,10 @@ typedef struct worker {
 	void *conn;
 	uint64_t conn_card_seq;
 	int need_recovery; /* first ladder step to run after the current item, 0: none */
+	/* When the worker entered its current call into the backend (connect,
+	 * APDU, reset, ...), 0 while it is not in one: read by other threads
+	 * for tk_slot_info_t.busy_ms (a card that is not making progress). */
+	atomic_llong io_since_us;
 	/* Under mtx: while a recovery step is inside the backend, when it must
 	 * have returned (0: not in a step); the monitor abandons the worker
 	 * past it. */
@@ -165,6 +169,10 @@ struct tk_slotmgr {
 	tk_thread_t *threads; /* every worker thread not joined yet */
 	pthread_t monitor;
 	bool monitor_started;
+	/* The monitor left its loop (m->mtx); detached: tk_slotmgr_free gave up
+	 * waiting for it (a PC/SC daemon that does not answer), so the monitor
+	 * closes the backend and drops its manager reference when it returns. */
+	bool monitor_done, monitor_detached;
 	char *log_path; /* recovery log, NULL: none */
 
 	/* events */
@@ -172,6 +180,8 @@ struct tk_slotmgr {
 	pthread_cond_t ev_cond;
 	evnode_t *ev_head, *ev_tail;
 	uint64_t ev_seq;
+	uint64_t ev_done_seq;   /* the last event whose callbacks returned (ev_mtx) */
+	pthread_cond_t ev_done; /* ev_done_seq moved (tk_slotmgr_sync) */
 	bool ev_stop;
 	pthread_t ev_thread;
 	bool ev_started;
@@ -180,6 +190,19 @@ struct tk_slotmgr {
 	size_t nsubs;
 	int next_sub;
 };
+
+/* Around each call into the backend on a worker's connection. */
+static inline void
+worker_io_begin(worker_t *w)
+{
+	atomic_store(&w->io_since_us, tk_now_us());
+}
+
+static inline void
+worker_io_end(worker_t *w)
+{
+	atomic_store(&w->io_since_us, 0);
+}
 
 /* slotmgr.c */
 /* A manager over ops; config is handed to ops->open. */

@@ -143,17 +143,9 @@ void
 worker_drop_conn(worker_t *w)
 {
 	if (w->conn != NULL) {
+		worker_io_begin(w);
 		w->m->ops->disconnect(w->conn);
-		w->conn = NULL;
-	}
-	w->conn_card_seq = 0;
-}
-
-static void
-drop_conn(worker_t *w)
-{
-	if (w->conn != NULL) {
-		w->m->ops->disconnect(w->conn);
+		worker_io_end(w);
 		w->conn = NULL;
 	}
 	w->conn_card_seq = 0;
@@ -171,9 +163,11 @@ do_connect(worker_t *w, uint64_t card_seq, bool set_state)
 	int proto = -1, r;
 	tk_reader_caps_t caps;
 
-	drop_conn(w);
+	worker_drop_conn(w);
 	memset(&caps, 0, sizeof(caps));
 	/* s->name never changes after the slot is created. */
+	/* Not counted as busy (tk_slot_info_t.busy_ms): pcscd holds a connect
+	 * while another application's transaction lasts, polling every 100 ms. */
 	r = m->ops->connect(m->be, s->name, &w->conn, atr, &atr_len, &proto);
 	for (int i = 0; i < CONNECT_RESET_TRIES && r == TK_ERR_CARD_RESET; i++) {
 		/* another program reset the card while we connected (PC/SC: between
@@ -190,7 +184,7 @@ do_connect(worker_t *w, uint64_t card_seq, bool set_state)
 		if (r == TK_OK)
 			r = TK_ERR_CARD_REMOVED; /* a different card by now */
 		pthread_mutex_unlock(&m->mtx);
-		drop_conn(w);
+		worker_drop_conn(w);
 		return r;
 	}
 	if (r == TK_OK) {
@@ -279,8 +273,10 @@ transmit_once(worker_t *w, work_t *it)
 	int r;
 
 	it->resp_len = 0;
+	worker_io_begin(w);
 	r = w->m->ops->transmit(w->conn, it->cmd, it->cmd_len, it->resp, it->resp_cap,
 	                        &it->resp_len);
+	worker_io_end(w);
 	if (r == TK_OK && it->resp_len < 2)
 		r = TK_ERR_COMM;
 	/* An abandoned call's late answer is counted as a timeout, not as a
@@ -360,7 +356,7 @@ execute(worker_t *w, work_t *it)
 	case W_CONNECT:
 		return do_connect(w, it->card_seq, true);
 	case W_DISCONNECT:
-		drop_conn(w);
+		worker_drop_conn(w);
 		return TK_OK;
 	case W_RECOVER:
 		return rec_ladder(w, it->how, it->card_seq);
@@ -378,17 +374,27 @@ execute(worker_t *w, work_t *it)
 		r = transmit_failed(w, it, r);
 		break;
 	case W_BEGIN:
+		/* Not counted as busy either: this waits for another
+		 * application's transaction (pcsc-lite retries every 100 ms),
+		 * not for the card. */
 		r = ops->begin(w->conn);
 		break;
 	case W_END:
+		worker_io_begin(w);
 		r = ops->end(w->conn);
+		worker_io_end(w);
 		break;
 	case W_RESET: {
 		uint8_t atr[TK_READER_ATR_MAX];
 		size_t alen = 0;
 		int proto = -1;
 
+		/* a reconnect waits for pcscd's lock, not for the card (above) */
+		if (it->how != TK_READER_RECONNECT)
+			worker_io_begin(w);
 		r = ops->reset(w->conn, it->how, atr, &alen, &proto);
+		if (it->how != TK_READER_RECONNECT)
+			worker_io_end(w);
 		break;
 	}
 	default:
@@ -400,12 +406,16 @@ execute(worker_t *w, work_t *it)
 		 * call goes through; the caller re-selects. */
 		uint8_t atr[TK_READER_ATR_MAX];
 		size_t alen = 0;
-		int proto = -1;
+		int proto = -1, r2;
 
-		if (ops->reset(w->conn, TK_READER_RECONNECT, atr, &alen, &proto) != TK_OK)
-			drop_conn(w);
+		/* Not counted as busy: like a connect, pcscd holds a reconnect
+		 * while another application's transaction lasts (100 ms polls);
+		 * nothing waits for the card here. */
+		r2 = ops->reset(w->conn, TK_READER_RECONNECT, atr, &alen, &proto);
+		if (r2 != TK_OK)
+			worker_drop_conn(w);
 	} else if (r == TK_ERR_NO_SERVICE || r == TK_ERR_CARD_REMOVED || r == TK_ERR_NO_READER) {
-		drop_conn(w);
+		worker_drop_conn(w);
 	}
 	count_result(w->m, w->slot, it->op, r);
 	return r;
@@ -497,7 +507,7 @@ worker_main(void *arg)
 				(void)rec_ladder(w, step, seq);
 		}
 	}
-	drop_conn(w);
+	worker_drop_conn(w);
 	worker_exited(m, w);
 	worker_done(m, w);
 	worker_unref(w);
@@ -521,6 +531,7 @@ worker_start_locked(tk_slotmgr_t *m, slot_t *s)
 		return TK_ERR_NO_MEMORY;
 	}
 	atomic_init(&w->refs, 2); /* the slot's and the thread's */
+	atomic_init(&w->io_since_us, 0);
 	w->m = m;
 	w->slot = s;
 	w->thr = thr;

@@ -68,7 +68,7 @@ atfork_child(void)
 	g_p11.finalizing = false;
 	g_p11.mgr = NULL;
 	g_p11.sub_id = 0;
-	g_p11.mgr_ready = false;
+	g_p11.scanned = false;
 	g_p11.slots = NULL;
 	g_p11.nslots = g_p11.slots_cap = 0;
 	g_p11.sessions = NULL;
@@ -178,7 +178,8 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	}
 	/* (a stale state from a parent process was forgotten by atfork_child) */
 	g_p11.finalizing = false;
-	g_p11.mgr_ready = false;
+	g_p11.scanned = false;
+	g_p11.scan_end = tk_now_ms() + P11_FIRST_SCAN_WAIT_MS;
 	g_p11.pid = getpid();
 	if (g_p11.next_session == 0)
 		g_p11.next_session = 1;
@@ -186,8 +187,9 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 		g_p11.next_sobj = 0x80000000UL;
 	pthread_mutex_unlock(&g_p11.lock);
 
-	/* No APDU here: the manager discovers readers in the background and
-	 * tokens are opened by their own threads when cards appear. */
+	/* No APDU here: the manager discovers readers in the background (we
+	 * wait for its first enumeration below) and tokens are opened by their
+	 * own threads when cards appear. */
 	tk_slotmgr_opts_init(&mo);
 	timeout_ms = tk_p11_timeout_from_env();
 	if (timeout_ms > 0)
@@ -213,6 +215,10 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	 * the path from C_Initialize to the first object list. */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	(void)tk_p11_libctx();
+	/* Every reader's slot answers from the first call: the readers found
+	 * by the first enumeration are in the slot table when we return
+	 * (bounded: see P11_FIRST_SCAN_WAIT_MS). */
+	tk_p11_slots_first_scan();
 	rv = CKR_OK;
 out:
 	pthread_mutex_unlock(&init_lock);

@@ -698,6 +698,7 @@ tk_p11_objects_rebuild(struct p11_token *t)
 	old->nobjs = t->nobjs;
 	old->next = t->retired;
 	t->retired = old;
+	g_p11.gc_wanted = true;
 	t->objs = tmp.objs;
 	t->nobjs = tmp.nobjs;
 	t->rsa_sign = tmp.rsa_sign;

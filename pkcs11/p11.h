@@ -62,6 +62,18 @@
  * it is no digest: CKR_DATA_LEN_RANGE. */
 #define P11_ECDSA_MAX_INPUT 64
 #define P11_GETSLOTLIST_WAIT_MS 4000
+/* The first reader enumeration (no APDU) is finished inside C_Initialize,
+ * so every slot answers from the first call; a PC/SC daemon that does not
+ * answer (pcsc-lite then waits without a timeout) costs C_Initialize and
+ * the slot calls after it at most this much, counted from C_Initialize. */
+#define P11_FIRST_SCAN_WAIT_MS 2000
+/* A card whose token is being opened is waited for (C_GetSlotList,
+ * C_GetTokenInfo, C_OpenSession, ...) while it makes progress; it makes none
+ * when its reader has been inside one exchange with the card (APDU, reset,
+ * status) for this long, or when the slot manager is recovering it
+ * (README: "Waiting for tokens"). */
+#define P11_STALL_MS 100
+#define P11_STALL_POLL_MS 10 /* how often a waiting call looks at the readers */
 #define P11_FINALIZE_WAIT_MS 10000
 #define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
 #define P11_OPEN_RETRY_MS 200          /* token open after a transient failure */
@@ -71,11 +83,10 @@
  * a different card in the slot ends it at once. */
 #define P11_LOST_GRACE_MS 60000
 #define P11_LOST_GRACE_MAX_MS 3600000 /* $TOKENKIT_P11_GRACE_MS: 0 .. this */
-/* A token comes back at most this many times: each return keeps the earlier
- * tk token and object table (calls and operations may still point there)
- * until the token is freed, so a card that keeps dropping out must not grow
- * the process without bound; after that its sessions end and the card is a
- * new token (with a new budget). */
+/* A token comes back at most this many times; after that its sessions end
+ * and the card is a new token (with a new budget). Each return keeps the
+ * earlier tk token and object table while calls and operations may still
+ * point there (tk_p11_gc_take_locked frees them once none can). */
 #define P11_MAX_RETURNS 32
 /* After a communication error, how long to look whether the card was
  * removed (then the call answers CKR_DEVICE_REMOVED, not CKR_DEVICE_ERROR):
@@ -132,14 +143,16 @@ struct p11_token {
 	bool reader_lost;     /* detached because the reader (or the service) went */
 	int64_t detached_at;  /* ms, monotonic */
 	tk_token_t **old_tks; /* tk tokens of earlier insertions (resurrections): calls may
-	                       * still use them; freed with the token */
+	                       * still use them; freed when none can (tk_p11_gc_take_locked) */
 	size_t nold_tks;
+	unsigned returns;     /* how often the card came back (P11_MAX_RETURNS) */
 	tk_token_info_t info; /* at open (C_GetTokenInfo asks tk_token_info afresh) */
 
 	struct p11_object *objs; /* token objects (swapped, never changed in place, under the
 	                          * module lock when revalidation found changes) */
 	size_t nobjs;
-	struct p11_objset *retired; /* earlier object tables: operations may still point there */
+	struct p11_objset *retired; /* earlier object tables: operations may still point there
+	                             * (freed like old_tks) */
 	struct p11_object **sobjs;  /* session objects (module lock) */
 	size_t nsobjs, sobjs_cap;
 
@@ -232,7 +245,12 @@ struct p11_slot {
 	uint64_t opened_seq;     /* card_seq for which an open was started */
 	bool opening;            /* an open is running */
 	int64_t retry_at;        /* after a transient failure: not before (ms, monotonic) */
-	bool event;              /* pending for C_WaitForSlotEvent */
+	/* The card being opened made no progress (P11_STALL_MS) once: until
+	 * its token is published or the card leaves, the slot shows no token
+	 * and nobody waits for it. */
+	uint64_t stalled_seq;
+	unsigned view; /* SLOT_VIEW_*: what C_GetSlotInfo showed at the last change */
+	bool event;    /* pending for C_WaitForSlotEvent */
 };
 
 /* --- the module --------------------------------------------------------- */
@@ -248,7 +266,11 @@ struct p11_module {
 	pid_t pid;
 	tk_slotmgr_t *mgr;
 	int sub_id;
-	bool mgr_ready; /* first enumeration done (or given up) */
+	/* The slot table holds the first reader enumeration (or it was given
+	 * up at scan_end, ms): before, slot calls wait for it; changes after
+	 * it are slot events. */
+	bool scanned;
+	int64_t scan_end;
 
 	struct p11_slot *slots;
 	size_t nslots, slots_cap;
@@ -267,6 +289,7 @@ struct p11_module {
 	int waiters;          /* threads in C_WaitForSlotEvent */
 	int calls;            /* calls holding a session or token reference */
 	uint64_t gen;         /* increases with every C_Initialize */
+	bool gc_wanted;       /* a token has old_tks or retired tables to free */
 };
 
 extern struct p11_module g_p11;
@@ -300,6 +323,9 @@ int tk_p11_mgf1(const EVP_MD *md, const uint8_t *seed, size_t seed_len, uint8_t 
 
 /* slot.c */
 void tk_p11_slots_start(void);
+/* Wait (until g_p11.scan_end) for the first reader enumeration to be in
+ * the slot table; C_Initialize and the slot calls. Without the module lock. */
+void tk_p11_slots_first_scan(void);
 void tk_p11_slots_clear_locked(void);
 /* C_Finalize, after the manager is gone: wait (bounded) for the token-open
  * threads and join them; one still running then is detached (not expected:
@@ -307,6 +333,11 @@ void tk_p11_slots_clear_locked(void);
 void tk_p11_slots_join(int timeout_ms);
 bool tk_p11_token_unref_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
 void tk_p11_token_free(struct p11_token *t);
+/* When a call or a token open ends: the earlier tk tokens and object tables
+ * that nothing can use any more (no call in flight, no token being opened,
+ * no operation set up on the token), moved into a token shell for
+ * tk_p11_token_free (unlocked), or NULL. */
+struct p11_token *tk_p11_gc_take_locked(void);
 struct p11_slot *tk_p11_slot_find_locked(CK_SLOT_ID id);
 CK_RV tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out);
 void tk_p11_token_put(struct p11_token *t);

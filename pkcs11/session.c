@@ -225,6 +225,7 @@ out:
 void
 tk_p11_session_put(struct p11_session *s, CK_RV rv)
 {
+	struct p11_token *junk;
 	bool fr;
 
 	if (s == NULL)
@@ -234,10 +235,12 @@ tk_p11_session_put(struct p11_session *s, CK_RV rv)
 	pthread_mutex_lock(&g_p11.lock);
 	fr = --s->refs == 0;
 	g_p11.calls--;
+	junk = tk_p11_gc_take_locked();
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (fr)
 		session_free(s);
+	tk_p11_token_free(junk);
 }
 
 void
@@ -416,6 +419,7 @@ tk_p11_C_CloseAllSessions(CK_SLOT_ID slotID)
 	bool found, known;
 	CK_RV rv;
 
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	rv = tk_p11_check_init_locked();
 	known = tk_p11_slot_find_locked(slotID) != NULL;

@@ -3,8 +3,11 @@
  * CK_SLOT_ID is the slot manager's stable slot id. The module follows the
  * manager's events; when a card becomes valid, a thread of its own opens the
  * token (tk_token_open, which uses the on-disk object cache) so that neither
- * C_Initialize nor the event thread ever waits for card I/O. C_GetSlotList
- * waits, bounded, for the first enumeration and for token opens in flight.
+ * C_Initialize nor the event thread ever waits for card I/O. C_Initialize
+ * waits (bounded) for the first reader enumeration, so every slot answers
+ * from the first call; C_GetSlotList and the calls on one slot wait
+ * (bounded) for token opens in flight from cards that make progress, never
+ * for a card that does not answer (slot_stalled_locked).
  *
  * A card that leaves its slot leaves its token behind as the slot's lost
  * token (sessions, handles, session objects) for g_p11.grace_ms; when a
@@ -76,18 +79,81 @@ tk_p11_token_unref_locked(struct p11_token *t)
 	return --t->refs == 0;
 }
 
+/* A session of t has an operation set up: it may point into an earlier
+ * object table (the key it was set up with). */
+static bool
+token_ops_active_locked(const struct p11_token *t)
+{
+	for (size_t i = 0; i < g_p11.nsessions; i++) {
+		const struct p11_session *s = g_p11.sessions[i];
+
+		if (s->tok == t && (s->sign.kind != P11_OP_NONE || s->verify.kind != P11_OP_NONE ||
+		                    s->decrypt.kind != P11_OP_NONE))
+			return true;
+	}
+	return false;
+}
+
+/* Moves t's earlier tk tokens and object tables into *shell (a new one per
+ * token); false when they must stay for now. */
+static bool
+gc_token_locked(struct p11_token *t, struct p11_token **shell)
+{
+	*shell = NULL;
+	if (t == NULL || (t->nold_tks == 0 && t->retired == NULL))
+		return true;
+	if (token_ops_active_locked(t) || (*shell = calloc(1, sizeof(**shell))) == NULL)
+		return false;
+	(*shell)->old_tks = t->old_tks;
+	(*shell)->nold_tks = t->nold_tks;
+	(*shell)->retired = t->retired;
+	t->old_tks = NULL;
+	t->nold_tks = 0;
+	t->retired = NULL;
+	return true;
+}
+
+/* Calls hold a token's tk token and object pointers only while they run
+ * (g_p11.calls), token opens and their background checks while they run
+ * (g_p11.openers), operations while they are set up: with none of these,
+ * what a token kept from before its card came back is unreachable. One
+ * token's leftovers per call; the next end of a call takes the next. */
+struct p11_token *
+tk_p11_gc_take_locked(void)
+{
+	struct p11_token *shell = NULL;
+	bool done = true;
+
+	if (!g_p11.gc_wanted || g_p11.calls != 0 || g_p11.openers != 0)
+		return NULL;
+	for (size_t i = 0; i < g_p11.nslots && shell == NULL; i++) {
+		done = gc_token_locked(g_p11.slots[i].token, &shell) && done;
+		if (shell == NULL)
+			done = gc_token_locked(g_p11.slots[i].lost, &shell) && done;
+	}
+	for (size_t i = 0; i < g_p11.nsessions && shell == NULL; i++)
+		done = gc_token_locked(g_p11.sessions[i]->tok, &shell) && done;
+	/* more to do (another token, or one with an operation set up): at the
+	 * next end of a call */
+	g_p11.gc_wanted = shell != NULL || !done;
+	return shell;
+}
+
 void
 tk_p11_token_put(struct p11_token *t)
 {
+	struct p11_token *junk;
 	bool last;
 
 	pthread_mutex_lock(&g_p11.lock);
 	last = tk_p11_token_unref_locked(t);
 	g_p11.calls--;
+	junk = tk_p11_gc_take_locked();
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (last)
 		tk_p11_token_free(t);
+	tk_p11_token_free(junk);
 }
 
 /* The token's current tk token (it changes when the card comes back). */
@@ -430,6 +496,126 @@ out:
 	return s;
 }
 
+/* --- what a slot shows, and whether its token is worth waiting for ------- */
+
+enum { SLOT_VIEW_READER = 1u, SLOT_VIEW_TOKEN = 2u };
+
+/* The slot's card is on its way to a token: being connected, opened, or
+ * about to be (after a transient failure, or once it is valid). */
+static bool
+slot_opening_locked(const struct p11_slot *s)
+{
+	if (!s->present || s->token != NULL || s->card_seq == 0)
+		return false;
+	if (s->opening || s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING)
+		return true;
+	return s->state == TK_SLOT_VALID && s->opened_seq != s->card_seq;
+}
+
+static bool
+stall_latched(const struct p11_slot *s)
+{
+	return s->card_seq != 0 && s->stalled_seq == s->card_seq;
+}
+
+/* What C_GetSlotInfo shows: the reader, and a token (published, or coming
+ * from a card that has not stalled). */
+static unsigned
+slot_view_locked(const struct p11_slot *s)
+{
+	unsigned v = 0;
+
+	if (!s->present)
+		return 0;
+	v |= SLOT_VIEW_READER;
+	if (s->token != NULL || (slot_opening_locked(s) && !stall_latched(s)))
+		v |= SLOT_VIEW_TOKEN;
+	return v;
+}
+
+/* After a change of the slot. A slot event (C_WaitForSlotEvent) is a change
+ * of what the slot shows — a reader added or removed, a token inserted or
+ * removed — after the first reader scan, which is where every application
+ * starts from: an empty reader that stays empty has none, nor has a card
+ * present at C_Initialize whose token is then published. */
+static void
+slot_changed_locked(struct p11_slot *s)
+{
+	unsigned v = slot_view_locked(s);
+
+	if (v == s->view)
+		return;
+	s->view = v;
+	if (g_p11.scanned)
+		s->event = true;
+}
+
+/* The card being opened in the slot makes no progress: its reader has been
+ * inside one exchange with the card (APDU, reset, status) for P11_STALL_MS, or
+ * the slot manager is recovering it (a first call already failed). Then no
+ * call waits for its token, and the slot shows none until the token is
+ * published (a slot event) or the card leaves. A card that answers, however
+ * slowly its token opens, is waited for (each call within P11_STALL_MS).
+ * *recheck_ms (may be NULL) is lowered to when the answer may change. */
+static bool
+slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms)
+{
+	tk_slot_info_t info;
+	int64_t next;
+
+	if (!slot_opening_locked(s))
+		return false;
+	if (stall_latched(s))
+		return true;
+	if (g_p11.mgr == NULL || tk_slotmgr_info(g_p11.mgr, (uint32_t)s->id, &info) != TK_OK)
+		return false;
+	if (info.card_seq == s->card_seq &&
+	    (info.state == TK_SLOT_RECOVERING || info.state == TK_SLOT_QUARANTINED ||
+	     info.state == TK_SLOT_MUTE || info.busy_ms >= P11_STALL_MS)) {
+		tk_log_info(
+		        "pkcs11: slot %lu (%s): the card makes no progress (%s, %u ms in a call); "
+		        "its token is not waited for",
+		        (unsigned long)s->id, s->reader, tk_slot_state_name(info.state),
+		        (unsigned)info.busy_ms);
+		s->stalled_seq = s->card_seq;
+		/* no event: the token was only expected, never shown as opened */
+		s->view = slot_view_locked(s);
+		return true;
+	}
+	/* making progress (or the manager has another card by now, whose events
+	 * are on their way): look again when the current exchange reaches
+	 * P11_STALL_MS, or soon when there is none (the next may hang) */
+	next = info.busy_ms > 0 ? P11_STALL_MS - (int64_t)info.busy_ms + 1 : P11_STALL_POLL_MS;
+	if (recheck_ms != NULL && next < *recheck_ms)
+		*recheck_ms = next;
+	return false;
+}
+
+/* A token is coming in some slot from a card that makes progress. */
+static bool
+opens_progressing_locked(int64_t *recheck_ms)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < g_p11.nslots; i++) {
+		struct p11_slot *s = &g_p11.slots[i];
+
+		if (slot_opening_locked(s) && !slot_stalled_locked(s, recheck_ms))
+			any = true;
+	}
+	return any;
+}
+
+/* Wait on the module condition until now + step_ms, but not past end;
+ * false once end has passed. */
+static bool
+wait_step_locked(int64_t end, int64_t step_ms)
+{
+	int64_t at = tk_now_ms() + step_ms;
+
+	return wait_deadline_locked(at < end ? at : end);
+}
+
 /* The slot's lost token ends for good. */
 static void
 slot_forget_lost_locked(struct p11_slot *s, struct p11_gc *gc)
@@ -464,6 +650,7 @@ slot_detach_token_locked(struct p11_slot *s, bool reader_lost, struct p11_gc *gc
 
 	s->token = NULL;
 	s->opened_seq = 0; /* the same insertion may come back (re-bound): open it again */
+	s->stalled_seq = 0;
 	if (t == NULL) {
 		if (reader_lost && s->lost != NULL)
 			s->lost->reader_lost = true;
@@ -557,6 +744,7 @@ transient(int r)
 static void
 after_open(struct p11_token *t)
 {
+	struct p11_token *junk;
 	bool changed = false, last, stop;
 	tk_token_t *tk;
 	int r;
@@ -584,10 +772,12 @@ done:
 	pthread_mutex_lock(&g_p11.lock);
 	last = tk_p11_token_unref_locked(t);
 	g_p11.openers--;
+	junk = tk_p11_gc_take_locked();
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
 	if (last)
 		tk_p11_token_free(t);
+	tk_p11_token_free(junk);
 }
 
 /* The same card came back to the slot (by identity): its lost token L
@@ -601,7 +791,7 @@ resurrect_locked(struct p11_token *l, struct p11_token *t)
 	struct p11_objset *old;
 	tk_token_t **tks;
 
-	if (l->nold_tks >= P11_MAX_RETURNS) {
+	if (l->returns >= P11_MAX_RETURNS) {
 		tk_log_info("pkcs11: slot %lu: the card came back %d times; a new token this time",
 		            (unsigned long)l->slot, P11_MAX_RETURNS);
 		return false;
@@ -615,8 +805,11 @@ resurrect_locked(struct p11_token *l, struct p11_token *t)
 		return false;
 	}
 	tk_p11_objects_number_locked(t->objs, t->nobjs, l->objs, l->nobjs);
-	/* calls that started before may still use the old tk token and table */
+	/* calls that started before may still use the old tk token and table
+	 * (freed when none can: tk_p11_gc_take_locked) */
 	l->old_tks[l->nold_tks++] = l->tk;
+	l->returns++;
+	g_p11.gc_wanted = true;
 	l->tk = t->tk;
 	t->tk = NULL;
 	old->objs = l->objs;
@@ -736,15 +929,17 @@ done:
 			s->token = published;
 			s->opened_seq = job.seq;
 			published->refs++; /* ours, for the checks below */
-			s->event = true;
 		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
 			/* try again soon (next event, C_GetSlotList or token wait) */
 			s->opened_seq = 0;
 			s->retry_at = tk_now_ms() + P11_OPEN_RETRY_MS;
 		}
+		slot_changed_locked(s);
 	}
-	if (published == NULL)
+	if (published == NULL) {
 		g_p11.openers--;
+		gc_add(&gc, tk_p11_gc_take_locked());
+	}
 	/* Wake C_GetSlotList now: a published token is ready, and revalidation
 	 * and PIN counters (after_open) happen off the caller's critical path. */
 	pthread_cond_broadcast(&g_p11.cond);
@@ -820,14 +1015,12 @@ on_event(void *ctx, const tk_event_t *ev)
 	case TK_EVENT_READER_ADDED:
 		s->present = true;
 		s->state = ev->state;
-		s->event = true;
 		break;
 	case TK_EVENT_READER_REMOVED:
 		s->present = false;
 		s->state = TK_SLOT_ABSENT;
 		s->card_seq = 0;
 		slot_detach_token_locked(s, true, &gc);
-		s->event = true;
 		break;
 	case TK_EVENT_CARD_INSERTED:
 		s->present = true;
@@ -836,7 +1029,6 @@ on_event(void *ctx, const tk_event_t *ev)
 			slot_detach_token_locked(s, false, &gc);
 			s->card_seq = ev->card_seq;
 		}
-		s->event = true;
 		break;
 	case TK_EVENT_CARD_REMOVED:
 		s->state = ev->state;
@@ -844,7 +1036,6 @@ on_event(void *ctx, const tk_event_t *ev)
 		/* state ABSENT: the reader itself is going (unplugged, or the
 		 * PC/SC service went away), not the card taken out */
 		slot_detach_token_locked(s, ev->state == TK_SLOT_ABSENT, &gc);
-		s->event = true;
 		break;
 	case TK_EVENT_STATE_CHANGED:
 		s->present = ev->state != TK_SLOT_ABSENT;
@@ -852,12 +1043,10 @@ on_event(void *ctx, const tk_event_t *ev)
 		if (ev->card_seq != 0 && ev->card_seq != s->card_seq) {
 			slot_detach_token_locked(s, false, &gc);
 			s->card_seq = ev->card_seq;
-			s->event = true;
 		}
 		if (ev->state == TK_SLOT_EMPTY && s->card_seq != 0) {
 			s->card_seq = 0;
 			slot_detach_token_locked(s, false, &gc);
-			s->event = true;
 		}
 		break;
 	default:
@@ -865,6 +1054,7 @@ on_event(void *ctx, const tk_event_t *ev)
 	}
 	slot_expire_lost_locked(s, &gc);
 	maybe_open_locked(s);
+	slot_changed_locked(s);
 	pthread_cond_broadcast(&g_p11.cond);
 out:
 	pthread_mutex_unlock(&g_p11.lock);
@@ -890,64 +1080,60 @@ tk_p11_slots_start(void)
 		tk_log_warn("pkcs11: slot events: %s", tk_strerror(id));
 }
 
-/* True while the event-driven table has not yet seen what the manager's
- * snapshot shows (a reader, or a newer card). The snapshot is only a
- * barrier: state always comes from the ordered events. */
-static bool
-behind_snapshot_locked(const tk_slot_info_t *infos, size_t n)
+static int
+ms_left(int64_t end)
 {
-	for (size_t i = 0; i < n; i++) {
-		const struct p11_slot *s;
+	int64_t left = end - tk_now_ms();
 
-		if (infos[i].state == TK_SLOT_ABSENT)
-			continue;
-		s = tk_p11_slot_find_locked(infos[i].slot_id);
-		if (s == NULL || !s->present || s->card_seq < infos[i].card_seq)
-			return true;
+	return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+void
+tk_p11_slots_first_scan(void)
+{
+	tk_slotmgr_t *mgr;
+	int64_t end;
+	int r;
+
+	pthread_mutex_lock(&g_p11.lock);
+	if (g_p11.scanned || tk_p11_check_init_locked() != CKR_OK) {
+		pthread_mutex_unlock(&g_p11.lock);
+		return;
 	}
-	return false;
-}
+	mgr = g_p11.mgr;
+	end = g_p11.scan_end;
+	g_p11.calls++; /* C_Finalize frees the manager only when no call uses it */
+	pthread_mutex_unlock(&g_p11.lock);
 
-/* A card is being connected or its token opened: its token is coming. */
-static bool
-slot_settling_locked(const struct p11_slot *s)
-{
-	if (!s->present)
-		return false;
-	if (s->opening || s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING)
-		return true;
-	return s->state == TK_SLOT_VALID && s->card_seq != 0 && s->token == NULL &&
-	       s->opened_seq != s->card_seq;
-}
+	/* No service at all is an answer too: no readers (yet). */
+	r = tk_slotmgr_wait_ready(mgr, ms_left(end));
+	if (r == TK_OK || r == TK_ERR_NO_SERVICE)
+		r = tk_slotmgr_sync(mgr, ms_left(end)); /* its events are in the table */
 
-static bool
-opens_pending_locked(void)
-{
-	for (size_t i = 0; i < g_p11.nslots; i++)
-		if (slot_settling_locked(&g_p11.slots[i]))
-			return true;
-	return false;
-}
-
-static bool
-slot_has_token_locked(const struct p11_slot *s)
-{
-	return s->present && (s->token != NULL || slot_settling_locked(s));
+	pthread_mutex_lock(&g_p11.lock);
+	if (!g_p11.scanned && (r == TK_OK || tk_now_ms() >= end)) {
+		if (r != TK_OK)
+			tk_log_warn("pkcs11: no answer from the reader service within %d ms (%s); "
+			            "its readers appear as slot events when it answers",
+			            P11_FIRST_SCAN_WAIT_MS, tk_strerror(r));
+		g_p11.scanned = true;
+	}
+	g_p11.calls--;
+	pthread_cond_broadcast(&g_p11.cond);
+	pthread_mutex_unlock(&g_p11.lock);
 }
 
 CK_RV
 tk_p11_C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
 {
 	int64_t end = tk_now_ms() + P11_GETSLOTLIST_WAIT_MS;
-	tk_slot_info_t *infos = NULL;
-	size_t ninfos = 0;
 	tk_slotmgr_t *mgr;
-	bool ready;
 	CK_ULONG n = 0;
 	CK_RV rv;
 
 	if (pulCount == NULL)
 		return tk_p11_enter() != CKR_OK ? CKR_CRYPTOKI_NOT_INITIALIZED : CKR_ARGUMENTS_BAD;
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	rv = tk_p11_check_init_locked();
 	if (rv != CKR_OK) {
@@ -955,30 +1141,24 @@ tk_p11_C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_P
 		return rv;
 	}
 	mgr = g_p11.mgr;
-	ready = g_p11.mgr_ready;
 	g_p11.calls++;
 	pthread_mutex_unlock(&g_p11.lock);
 
-	if (!ready) {
-		int r = tk_slotmgr_wait_ready(mgr, P11_GETSLOTLIST_WAIT_MS / 2);
-
-		if (r != TK_OK)
-			tk_log_debug("pkcs11: first reader scan: %s", tk_strerror(r));
-	}
-	if (tk_slotmgr_list(mgr, &infos, &ninfos) != TK_OK) {
-		infos = NULL;
-		ninfos = 0;
-	}
+	/* What the manager knows now (a card inserted a moment ago) is in the
+	 * table before we look. */
+	(void)tk_slotmgr_sync(mgr, ms_left(end));
 
 	pthread_mutex_lock(&g_p11.lock);
-	g_p11.mgr_ready = true;
-	while (tk_p11_check_init_locked() == CKR_OK &&
-	       (behind_snapshot_locked(infos, ninfos) || opens_pending_locked())) {
+	/* Tokens on their way from cards that make progress are worth the
+	 * wait; a card that does not answer is not (slot_stalled_locked). */
+	for (;;) {
+		int64_t recheck = P11_OPEN_RETRY_MS;
+
+		if (tk_p11_check_init_locked() != CKR_OK)
+			break;
 		for (size_t i = 0; i < g_p11.nslots; i++)
 			maybe_open_locked(&g_p11.slots[i]);
-		if (!wait_deadline_locked(end < tk_now_ms() + P11_OPEN_RETRY_MS
-		                                  ? end
-		                                  : tk_now_ms() + P11_OPEN_RETRY_MS))
+		if (!opens_progressing_locked(&recheck) || !wait_step_locked(end, recheck))
 			break;
 	}
 	rv = tk_p11_check_init_locked();
@@ -987,10 +1167,10 @@ tk_p11_C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_P
 	for (size_t i = 0; i < g_p11.nslots; i++) {
 		const struct p11_slot *s = &g_p11.slots[i];
 
-		if (s->present && s->token == NULL && (s->card_seq != 0 || slot_settling_locked(s)))
+		if (s->present && s->token == NULL && s->card_seq != 0)
 			tk_log_info("pkcs11: slot %lu (%s): card without token (%s%s)",
 			            (unsigned long)s->id, s->reader, tk_slot_state_name(s->state),
-			            slot_settling_locked(s) ? ", still opening" : "");
+			            slot_opening_locked(s) ? ", still opening" : "");
 		if (!s->present)
 			continue;
 		if (tokenPresent && s->token == NULL)
@@ -1006,7 +1186,6 @@ out:
 	g_p11.calls--;
 	pthread_cond_broadcast(&g_p11.cond);
 	pthread_mutex_unlock(&g_p11.lock);
-	free(infos);
 	return rv;
 }
 
@@ -1016,6 +1195,7 @@ tk_p11_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	struct p11_slot *s;
 	CK_RV rv;
 
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	rv = tk_p11_check_init_locked();
 	if (rv != CKR_OK)
@@ -1033,14 +1213,18 @@ tk_p11_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	tk_p11_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), s->reader);
 	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
 	pInfo->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
-	if (slot_has_token_locked(s))
+	(void)slot_stalled_locked(s, NULL);
+	if (slot_view_locked(s) & SLOT_VIEW_TOKEN)
 		pInfo->flags |= CKF_TOKEN_PRESENT;
 out:
 	pthread_mutex_unlock(&g_p11.lock);
 	return rv;
 }
 
-/* A reference to the slot's token, waiting (bounded) for an open in flight. */
+/* A reference to the slot's token, waiting (bounded) for an open in flight
+ * while its card makes progress. A card that makes none answers
+ * CKR_TOKEN_NOT_PRESENT at once (the slot shows no token either) until its
+ * token is published. */
 CK_RV
 tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 {
@@ -1049,8 +1233,11 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 	CK_RV rv;
 
 	*out = NULL;
+	tk_p11_slots_first_scan();
 	pthread_mutex_lock(&g_p11.lock);
 	for (;;) {
+		int64_t recheck = P11_OPEN_RETRY_MS;
+
 		rv = tk_p11_check_init_locked();
 		if (rv != CKR_OK)
 			goto out;
@@ -1060,14 +1247,13 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 			goto out;
 		}
 		maybe_open_locked(s);
-		if (!slot_settling_locked(s) || tk_now_ms() >= end)
+		if (!slot_opening_locked(s) || slot_stalled_locked(s, &recheck) ||
+		    !wait_step_locked(end, recheck))
 			break;
-		wait_deadline_locked(end < tk_now_ms() + P11_OPEN_RETRY_MS
-		                             ? end
-		                             : tk_now_ms() + P11_OPEN_RETRY_MS);
 	}
 	if (!s->present || s->token == NULL) {
-		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID
+		rv = s->present && s->card_seq != 0 && s->state == TK_SLOT_VALID &&
+		                     !slot_opening_locked(s)
 		             ? CKR_TOKEN_NOT_RECOGNIZED
 		             : CKR_TOKEN_NOT_PRESENT;
 		goto out;

@@ -428,7 +428,7 @@ read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
 	uint8_t cmd[5];
 	tk_apdu_t a = {0x00, 0xCB, 0x3F, 0xFF, cmd, 0, 65536};
 	tk_wbuf_t w;
-	uint8_t *buf;
+	uint8_t *buf, *shrunk;
 	size_t n = 0;
 	uint16_t sw = 0;
 	int r;
@@ -465,7 +465,10 @@ read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
 		tk_log_debug("piv: GET DATA %06X: SW %04X", (unsigned)tag, sw);
 		return tk_err_from_sw(sw);
 	}
-	*data = buf;
+	/* Objects are kept (the CHUID for as long as the token lives): give
+	 * back what the largest possible object needed. */
+	shrunk = realloc(buf, n > 0 ? n : 1);
+	*data = shrunk != NULL ? shrunk : buf;
 	*len = n;
 	return TK_OK;
 }

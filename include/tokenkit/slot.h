@@ -108,6 +108,12 @@ TK_EXPORT int tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms);
 TK_EXPORT int tk_slotmgr_subscribe(tk_slotmgr_t *m, tk_event_fn fn, void *ctx, bool replay);
 TK_EXPORT void tk_slotmgr_unsubscribe(tk_slotmgr_t *m, int id);
 
+/* Wait until every event queued before this call has been delivered: the
+ * callbacks of every subscriber have returned for it. With it a subscriber
+ * knows its own state has caught up with tk_slotmgr_list() taken before.
+ * Not from inside a callback. Errors: TK_ERR_TIMEOUT, TK_ERR_INVALID_ARG. */
+TK_EXPORT int tk_slotmgr_sync(tk_slotmgr_t *m, int timeout_ms);
+
 typedef struct tk_slot_info {
 	uint32_t slot_id;
 	char reader[128];
@@ -118,6 +124,13 @@ typedef struct tk_slot_info {
 	int protocol;       /* 0 = T=0, 1 = T=1, -1 = none */
 	uint64_t transmits; /* APDUs sent on this reader */
 	uint64_t errors;    /* failed transmits */
+	/* How long the reader has been inside its current exchange with the
+	 * card (APDU, reset, status, disconnect), in ms; 0 while it is in none.
+	 * A card that answers keeps this near its round-trip time; one that
+	 * does not answer makes it grow until the deadline. Connecting and
+	 * starting a transaction are not counted: PC/SC holds both while
+	 * another application's transaction lasts. */
+	uint32_t busy_ms;
 } tk_slot_info_t;
 
 /* Snapshot of all known slots (present readers first). *infos is

@@ -95,6 +95,8 @@ sleep_ms(int64_t ms)
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+static bool in_worker;
+
 static void
 say(const char *fmt, ...)
 {
@@ -106,6 +108,10 @@ say(const char *fmt, ...)
 	va_end(ap);
 	printf("[%d] %s\n", (int)getpid(), line);
 	fflush(stdout);
+	/* a worker's stdout is its report pipe: its other messages go to
+	 * stderr too, where the test shows them on failure */
+	if (in_worker && strncmp(line, "WORKER ", 7) != 0)
+		fprintf(stderr, "[%d] %s\n", (int)getpid(), line);
 }
 
 static const char *
@@ -785,6 +791,8 @@ run_worker(int secs, unsigned seed)
 	int64_t end = now_ms() + (int64_t)secs * 1000;
 	CK_SESSION_HANDLE s;
 	CK_RV rv;
+
+	in_worker = true;
 
 	memset(&w, 0, sizeof(w));
 	srand(seed);

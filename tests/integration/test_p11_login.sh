@@ -38,9 +38,9 @@ login_run() {
 	tk_log "$what: $*"
 	timeout -k 5 $((SECS * 3 + 120)) "$LOGIN" "$TK_P11_MODULE" "$@" >"$TK_TMP/out" 2>"$TK_TMP/err" || rc=$?
 	TK_OUT=$(cat "$TK_TMP/out")
-	grep -E 'FAIL|RESULT|THREADS|PROCS|thread [0-9]|worker [0-9]' <<<"$TK_OUT" >&2 || true
+	grep -E 'FAIL|RESULT|THREADS|PROCS|thread [0-9]|worker [0-9]|set-up failed' <<<"$TK_OUT" >&2 || true
 	if [[ $rc -ne 0 ]]; then
-		grep -v 'Card not transacted' "$TK_TMP/err" | tail -n 40 >&2
+		grep -v 'Card not transacted\|PIN is kept' "$TK_TMP/err" | tail -n 40 >&2
 		tk_fail "$what (exit $rc)"
 	fi
 	tk_expect 'RESULT PASS'

@@ -673,6 +673,140 @@ test_replay_and_unsubscribe(void **state)
 	rec_destroy(&r2);
 }
 
+/* tk_slot_info_t.busy_ms: how long the reader has been inside one exchange
+ * with the card; 0 when idle, growing while the card does not answer (also
+ * for a worker abandoned in the backend), other readers unaffected. */
+struct bg_transmit {
+	tk_card_t *card;
+	int result;
+};
+
+static void *
+bg_transmit_main(void *arg)
+{
+	struct bg_transmit *b = arg;
+	uint8_t resp[16];
+	size_t n;
+
+	b->result =
+	        tk_card_transmit(b->card, cmd_ping, sizeof(cmd_ping), resp, sizeof(resp), &n, 3000);
+	return NULL;
+}
+
+static uint32_t
+busy_ms(tk_slotmgr_t *m, uint32_t id)
+{
+	tk_slot_info_t info;
+
+	assert_int_equal(tk_slotmgr_info(m, id, &info), TK_OK);
+	return info.busy_ms;
+}
+
+static void
+test_busy_ms(void **state)
+{
+	struct bg_transmit b = {.result = -1};
+	tk_slotmgr_t *m;
+	tk_card_t *ca = NULL, *cb = NULL;
+	uint8_t resp[16];
+	size_t n;
+	uint32_t ida, idb;
+	pthread_t t;
+
+	(void)state;
+	fake_reset_all();
+	fake_reader(0, "Fake A", true, true);
+	fake_reader(1, "Fake B", true, true);
+	m = start_mgr(NULL, 2000);
+	get_valid_card(m, NULL, "Fake A", &ida, &ca);
+	get_valid_card(m, NULL, "Fake B", &idb, &cb);
+	assert_int_equal(busy_ms(m, ida), 0);
+
+	/* a card that does not answer, within the caller's deadline */
+	fake_stall(0, true);
+	b.card = ca;
+	assert_int_equal(pthread_create(&t, NULL, bg_transmit_main, &b), 0);
+	wait_in_transmit(1);
+	sleep_ms(150);
+	assert_true(busy_ms(m, ida) >= 140);
+	assert_true(busy_ms(m, ida) < 3000);
+	assert_int_equal(
+	        tk_card_transmit(cb, cmd_ping, sizeof(cmd_ping), resp, sizeof(resp), &n, 1000),
+	        TK_OK);
+	assert_int_equal(busy_ms(m, idb), 0);
+	fake_stall(0, false);
+	pthread_join(t, NULL);
+	assert_int_equal(b.result, TK_OK);
+	assert_int_equal(busy_ms(m, ida), 0);
+
+	/* past the deadline: the worker is abandoned inside the backend and
+	 * the reader stays busy until the call returns */
+	fake_stall(0, true);
+	assert_int_equal(
+	        tk_card_transmit(ca, cmd_ping, sizeof(cmd_ping), resp, sizeof(resp), &n, 50),
+	        TK_ERR_TIMEOUT);
+	wait_in_transmit(1);
+	sleep_ms(150);
+	assert_true(busy_ms(m, ida) >= 140);
+	fake_stall(0, false);
+	assert_true(wait_state(m, ida, TK_SLOT_VALID, 5000));
+	assert_int_equal(busy_ms(m, ida), 0);
+
+	tk_card_unref(&ca);
+	tk_card_unref(&cb);
+	tk_slotmgr_free(&m);
+}
+
+/* tk_slotmgr_sync returns once every event queued before it went through
+ * the subscribers' callbacks, however slow they are; or at its deadline. */
+static void
+slow_fn(void *ctx, const tk_event_t *ev)
+{
+	sleep_ms(200);
+	rec_fn(ctx, ev);
+}
+
+static void
+test_sync(void **state)
+{
+	rec_t r;
+	tk_slotmgr_t *m;
+	uint32_t id;
+
+	(void)state;
+	fake_reset_all();
+	fake_reader(0, "Fake A", true, true);
+	rec_init(&r);
+	m = start_mgr(NULL, 2000);
+	assert_true(tk_slotmgr_subscribe(m, slow_fn, &r, true) > 0);
+	assert_int_equal(tk_slotmgr_find(m, "Fake A", &id), TK_OK);
+	/* the replayed READER_ADDED and CARD_INSERTED take 200 ms each */
+	assert_int_equal(tk_slotmgr_sync(m, 5000), TK_OK);
+	assert_true(rec_count(&r) >= 2);
+
+	/* the manager has seen the removal (its state says so): the event is
+	 * queued, and delivered when sync returns */
+	fake_reader(0, "Fake A", true, false);
+	assert_true(wait_state(m, id, TK_SLOT_EMPTY, 5000));
+	assert_int_equal(tk_slotmgr_sync(m, 5000), TK_OK);
+	assert_true(rec_wait(&r, 0, TK_EVENT_CARD_REMOVED, -1, id, 0) >= 0);
+
+	/* a deadline shorter than the callback */
+	fake_reader(0, "Fake A", true, true);
+	for (int64_t end = now_ms() + 5000; now_ms() < end; sleep_ms(2)) {
+		tk_slot_info_t info;
+
+		if (tk_slotmgr_info(m, id, &info) == TK_OK && info.card_seq != 0)
+			break;
+	}
+	assert_int_equal(tk_slotmgr_sync(m, 20), TK_ERR_TIMEOUT);
+	assert_int_equal(tk_slotmgr_sync(m, 5000), TK_OK);
+	assert_int_equal(tk_slotmgr_sync(NULL, 10), TK_ERR_INVALID_ARG);
+
+	tk_slotmgr_free(&m);
+	rec_destroy(&r);
+}
+
 static void
 test_names(void **state)
 {
@@ -696,6 +830,8 @@ main(void)
 	        cmocka_unit_test(test_service_lost_and_restored),
 	        cmocka_unit_test(test_no_service_at_start),
 	        cmocka_unit_test(test_replay_and_unsubscribe),
+	        cmocka_unit_test(test_busy_ms),
+	        cmocka_unit_test(test_sync),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Issue 8 §1: every slot answers from the first call. Fresh processes call
+# C_Initialize and at once, without C_GetSlotList, C_OpenSession (and
+# C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList) on each known slot:
+# no CKR_SLOT_ID_INVALID, ever (before: 4-6 of 10 runs failed). Both with
+# the in-process virtual reader and with pcscd + vpcd. And a PC/SC daemon
+# that does not answer (SIGSTOP): C_Initialize returns within its bound
+# (P11_FIRST_SCAN_WAIT_MS, 2 s) and C_Finalize too (before: C_Finalize
+# waited forever for the monitor stuck in pcsc-lite).
+source "$(dirname "$0")/lib.sh"
+
+STARTUP=$TK_BUILD/p11_startup
+MODULE=$TK_BUILD/tokenkit-pkcs11.so
+[[ -x $STARTUP && -e $MODULE ]] || tk_fail "$STARTUP or $MODULE not built"
+RUNS=${TK_FIRST_CALL_RUNS:-100}
+
+# The in-process virtual readers, set up in this one place.
+VREADERS='vcard:latency=none;latency=none'
+with_vreaders() { TOKENKIT_READERS=$VREADERS "$@"; }
+
+# slots_of OUTPUT: the slot ids with a token, from a "slotlist" action
+tokens_of() { sed -n 's/^slots=.* tokens=\(.*\)$/\1/p' <<<"$1" | tr ',' ' '; }
+
+# first_calls LABEL [env...]: $RUNS fresh processes, each C_Initialize and
+# at once C_OpenSession on every slot; then 20 runs each starting with
+# C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList. Every call CKR_OK.
+first_calls() {
+	local label=$1 out ids id i bad=0 first
+	shift
+	out=$("$@" "$STARTUP" "$MODULE" init slotlist finalize 2>&1)
+	ids=$(tokens_of "$out")
+	[[ $(wc -w <<<"$ids") -eq 2 ]] || {
+		printf '%s\n' "$out" >&2
+		tk_fail "$label: two slots with a token expected"
+	}
+	tk_log "$label: slots with a token: $ids; $RUNS runs of C_Initialize + C_OpenSession"
+	for ((i = 0; i < RUNS; i++)); do
+		out=$("$@" "$STARTUP" "$MODULE" init "open-all:${ids// /,}" finalize 2>&1)
+		if [[ $(grep -c '^open rv=CKR_OK' <<<"$out") -ne 2 ]]; then
+			bad=$((bad + 1))
+			printf '%s\n' "$out" >&2
+		fi
+	done
+	for first in slotinfo tokeninfo mechs; do
+		for ((i = 0; i < 20; i++)); do
+			local acts=(init)
+			for id in $ids; do acts+=("$first:$id"); done
+			out=$("$@" "$STARTUP" "$MODULE" "${acts[@]}" finalize 2>&1)
+			if [[ $(grep -c "^$first rv=CKR_OK" <<<"$out") -ne 2 ]] ||
+				{ [[ $first == slotinfo ]] && grep -q 'token=0' <<<"$out"; }; then
+				bad=$((bad + 1))
+				printf '%s\n' "$out" >&2
+			fi
+		done
+	done
+	tk_log "$label: $bad failed runs"
+	[[ $bad -eq 0 ]] || tk_fail "$label: $bad runs where a first call on a known slot failed"
+}
+
+first_calls "in-process readers" with_vreaders
+
+tk_env_start
+tk_card_start 0
+tk_card_start 1
+first_calls "pcscd + vpcd" env
+
+# A daemon that does not answer: pcsc-lite waits for it without a timeout.
+PCSCD_PID=$(sed -n 's/^PCSCD_PID=//p' "$TK_VPCD_DIR/env")
+[[ -n $PCSCD_PID ]] || tk_fail "no pcscd pid in $TK_VPCD_DIR/env"
+wedge_cleanup() {
+	local rc=$?
+	kill -CONT "$PCSCD_PID" 2>/dev/null
+	(exit $rc)
+	tk_cleanup
+}
+kill -STOP "$PCSCD_PID"
+trap wedge_cleanup EXIT
+rc=0
+out=$(timeout -k 5 60 "$STARTUP" "$MODULE" init slotlist open:1 finalize 2>&1) || rc=$?
+kill -CONT "$PCSCD_PID"
+trap tk_cleanup EXIT
+printf '%s\n' "$out" >&2
+[[ $rc -eq 0 ]] || tk_fail "wedged pcscd: the program did not finish (exit $rc)"
+init_ms=$(sed -n 's/^init rv=CKR_OK ms=\([0-9]*\) .*/\1/p' <<<"$out")
+fin_ms=$(sed -n 's/^finalize rv=CKR_OK ms=\([0-9]*\) .*/\1/p' <<<"$out")
+[[ -n $init_ms && -n $fin_ms ]] || tk_fail "wedged pcscd: C_Initialize or C_Finalize failed"
+# bounds: 2 s first-scan wait, 1 s for the stuck monitor; generous margins
+((init_ms < 6000)) || tk_fail "wedged pcscd: C_Initialize took $init_ms ms"
+((fin_ms < 6000)) || tk_fail "wedged pcscd: C_Finalize took $fin_ms ms"
+TK_OUT=$out
+tk_expect '^slotlist rv=CKR_OK'
+# and once the daemon answers again, everything is back
+tk_run "after the wedge" "$STARTUP" "$MODULE" init slotlist "open-all:1,2" finalize
+[[ $(grep -c '^open rv=CKR_OK' <<<"$TK_OUT") -eq 2 ]] || tk_fail "sessions after the wedge"
+tk_pass
