@@ -33,6 +33,7 @@ declare -A PARSER=(
 	[p11_cert]="pkcs11/object.c:tk_p11_object_build,build_cert,build_key,add_common,add_public_parts,add_bn,add_i2d,add_curve_oid,curve_nid_of,date_of,spki_for,subject_for"
 	[p11_ecdh]="pkcs11/derive.c:tk_p11_ecdh_peer_point pkcs11/util.c:tk_p11_der_unwrap_octet_string"
 	[piv_objects]="drivers/piv/piv.c drivers/piv/piv_cert.c"
+	[registry]="core/registry_rec.c:tk_reg_decode,tk_reg_encode,unframe,load_cbor,parse_rec,parse_item,get_text,get_bytes,get_uint,key_index,label_ok,item_ok,tk_reg_store_id_decode,tk_reg_store_id_encode"
 	[recovery_log]="core/recovery_log.c:tk_recovery_log_parse_line,tk_recovery_log_format,tk_recovery_step_from_name,put,put_str,eat,get_str,hexval,parse_steps,parse_step,get_int,clamp_int,skip_value,skip_container,lit,ws"
 	[tlv]="core/tlv.c"
 	[vcard_apdu]="tools/vcard/card.c tools/vcard/piv_data.c tools/vcard/piv_auth.c tools/vcard/piv_keys.c tools/vcard/tlv.c"

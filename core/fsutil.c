@@ -37,14 +37,15 @@ tk_fs_name_ok(const char *name)
 static int
 dir_st_ok(const char *path, const struct stat *st, unsigned flags)
 {
-	mode_t forbidden = (flags & TK_FS_DIR_READABLE) ? 022 : 077;
+	mode_t forbidden = (flags & (TK_FS_DIR_READABLE | TK_FS_DIR_SYSTEM)) ? 022 : 077;
+	bool owner_ok = st->st_uid == geteuid() || ((flags & TK_FS_DIR_SYSTEM) && st->st_uid == 0);
 
 	if (!S_ISDIR(st->st_mode)) {
 		tk_log_debug("fs: %s: %s", path,
 		             S_ISLNK(st->st_mode) ? "a symbolic link" : "not a directory");
 		return TK_ERR_UNSAFE;
 	}
-	if (st->st_uid != geteuid()) {
+	if (!owner_ok) {
 		tk_log_debug("fs: %s: owned by uid %u, not %u", path, (unsigned)st->st_uid,
 		             (unsigned)geteuid());
 		return TK_ERR_UNSAFE;
@@ -89,7 +90,8 @@ tk_fs_dir_open(const char *path, unsigned flags, int *dfd)
 
 	if (dfd != NULL)
 		*dfd = -1;
-	if (path == NULL || path[0] == '\0' || dfd == NULL)
+	if (path == NULL || path[0] == '\0' || dfd == NULL ||
+	    ((flags & TK_FS_DIR_SYSTEM) && (flags & TK_FS_DIR_CREATE)))
 		return TK_ERR_INVALID_ARG;
 	if (strlen(path) >= PATH_CAP)
 		return TK_ERR_TOO_LONG;
@@ -171,10 +173,13 @@ tk_fs_parent_open(const char *path, unsigned flags, int *dfd, char *name, size_t
 	return tk_fs_dir_open(dir, flags, dfd);
 }
 
-int
-tk_fs_open(int dfd, const char *name, int oflags, int *fd)
+/* tk_fs_open; system: a system directory's file (owned by root or the
+ * effective uid, no group or other write bits). */
+static int
+open_checked(int dfd, const char *name, int oflags, bool system, int *fd)
 {
 	struct stat st;
+	bool owner_ok;
 	int f, r;
 
 	if (fd != NULL)
@@ -188,6 +193,8 @@ tk_fs_open(int dfd, const char *name, int oflags, int *fd)
 		tk_log_debug("fs: open %s: %s", name, strerror(e));
 		if (e == ENOENT)
 			return TK_ERR_NOT_FOUND;
+		if (e == ENOSPC || e == EDQUOT)
+			return TK_ERR_DISK_FULL;
 		/* ELOOP: a symlink; ENXIO: a FIFO with no reader (O_WRONLY);
 		 * EISDIR: a directory; EEXIST only with the caller's O_EXCL */
 		if (e == ELOOP || e == ENXIO || e == EISDIR || e == ENODEV)
@@ -198,11 +205,14 @@ tk_fs_open(int dfd, const char *name, int oflags, int *fd)
 		r = TK_ERR_IO;
 		goto fail;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
+	owner_ok = st.st_uid == geteuid() || (system && st.st_uid == 0);
+	if (!S_ISREG(st.st_mode) || !owner_ok || st.st_nlink != 1 ||
+	    (system && (st.st_mode & 022) != 0)) {
 		tk_log_debug("fs: %s: %s", name,
-		             !S_ISREG(st.st_mode)     ? "not a regular file"
-		             : st.st_uid != geteuid() ? "owned by another user"
-		                                      : "has other hard links");
+		             !S_ISREG(st.st_mode) ? "not a regular file"
+		             : !owner_ok          ? "owned by another user"
+		             : st.st_nlink != 1   ? "has other hard links"
+		                                  : "writable by others");
 		r = TK_ERR_UNSAFE;
 		goto fail;
 	}
@@ -214,11 +224,17 @@ fail:
 }
 
 int
-tk_fs_read(int dfd, const char *name, size_t max, uint8_t **out, size_t *len)
+tk_fs_open(int dfd, const char *name, int oflags, int *fd)
+{
+	return open_checked(dfd, name, oflags, false, fd);
+}
+
+static int
+read_checked(int dfd, const char *name, bool system, size_t max, uint8_t **out, size_t *len)
 {
 	struct stat st;
 	uint8_t *p = NULL;
-	size_t got = 0, size;
+	size_t got = 0, size = 0;
 	int fd = -1, r;
 
 	if (out != NULL)
@@ -227,7 +243,7 @@ tk_fs_read(int dfd, const char *name, size_t max, uint8_t **out, size_t *len)
 		*len = 0;
 	if (out == NULL || len == NULL)
 		return TK_ERR_INVALID_ARG;
-	if ((r = tk_fs_open(dfd, name, O_RDONLY, &fd)) != TK_OK)
+	if ((r = open_checked(dfd, name, O_RDONLY, system, &fd)) != TK_OK)
 		return r;
 	if (fstat(fd, &st) != 0 || st.st_size < 0) {
 		r = TK_ERR_IO;
@@ -270,6 +286,25 @@ out:
 	return r;
 }
 
+int
+tk_fs_read(int dfd, const char *name, size_t max, uint8_t **out, size_t *len)
+{
+	return read_checked(dfd, name, false, max, out, len);
+}
+
+int
+tk_fs_read_system(int dfd, const char *name, size_t max, uint8_t **out, size_t *len)
+{
+	return read_checked(dfd, name, true, max, out, len);
+}
+
+/* A full file system is worth its own error: the caller can say so. */
+static int
+io_err(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? TK_ERR_DISK_FULL : TK_ERR_IO;
+}
+
 static int
 write_all(int fd, const uint8_t *p, size_t n)
 {
@@ -278,7 +313,9 @@ write_all(int fd, const uint8_t *p, size_t n)
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w < 0)
+			return io_err(errno);
+		if (w == 0)
 			return TK_ERR_IO;
 		p += w;
 		n -= (size_t)w;
@@ -311,11 +348,17 @@ tmp_name(const char *name, char *out, size_t cap)
 int
 tk_fs_write_atomic(int dfd, const char *name, const uint8_t *data, size_t len)
 {
+	return tk_fs_write_atomic_mode(dfd, name, data, len, 0600);
+}
+
+int
+tk_fs_write_atomic_mode(int dfd, const char *name, const uint8_t *data, size_t len, unsigned mode)
+{
 	char tmp[300];
 	int fd = -1, r = TK_ERR_IO;
 	bool made = false;
 
-	if (dfd < 0 || !tk_fs_name_ok(name) || (data == NULL && len > 0))
+	if (dfd < 0 || !tk_fs_name_ok(name) || (data == NULL && len > 0) || (mode & ~0644u) != 0)
 		return TK_ERR_INVALID_ARG;
 	if (strlen(name) > 255)
 		return TK_ERR_TOO_LONG;
@@ -329,13 +372,15 @@ tk_fs_write_atomic(int dfd, const char *name, const uint8_t *data, size_t len)
 	}
 	if (!made)
 		return TK_ERR_IO;
-	if (write_all(fd, data, len) != TK_OK || fsync(fd) != 0) {
-		r = TK_ERR_IO;
+	if ((r = write_all(fd, data, len)) != TK_OK)
+		goto fail;
+	if ((mode != 0600 && fchmod(fd, mode) != 0) || fsync(fd) != 0) {
+		r = io_err(errno);
 		goto fail;
 	}
 	if (close(fd) != 0) {
+		r = io_err(errno);
 		fd = -1;
-		r = TK_ERR_IO;
 		goto fail;
 	}
 	fd = -1;

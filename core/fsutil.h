@@ -40,6 +40,10 @@ enum tk_fs_dir_flags {
 	 * directory the user named for a file of their own, e.g. the
 	 * virtual card's state file in a home directory that is 0755. */
 	TK_FS_DIR_READABLE = 1u << 1,
+	/* A system directory others read from (the registry's system store):
+	 * owned by root or the effective uid, group and other may read and
+	 * search, never write. Not with TK_FS_DIR_CREATE. */
+	TK_FS_DIR_SYSTEM = 1u << 2,
 };
 
 /* Open the directory at path, checked: lstat and then fstat on the opened
@@ -78,10 +82,19 @@ int tk_fs_open(int dfd, const char *name, int oflags, int *fd);
  * (larger than max bytes: nothing is read). */
 int tk_fs_read(int dfd, const char *name, size_t max, uint8_t **out, size_t *len);
 
+/* tk_fs_read for a file of a TK_FS_DIR_SYSTEM directory: owned by root or
+ * the effective uid, not writable by group or others (readable by them). */
+int tk_fs_read_system(int dfd, const char *name, size_t max, uint8_t **out, size_t *len);
+
 /* Replace name in dfd with data, atomically (see above), mode 0600.
- * Errors: TK_ERR_IO (the old file, if any, is untouched), TK_ERR_UNSAFE
- * (name is a directory). */
+ * Errors: TK_ERR_IO (the old file, if any, is untouched), TK_ERR_DISK_FULL
+ * (ENOSPC or EDQUOT while writing: the old file is untouched),
+ * TK_ERR_UNSAFE (name is a directory). */
 int tk_fs_write_atomic(int dfd, const char *name, const uint8_t *data, size_t len);
+/* The same with another mode (0644 for a system directory's files that
+ * others read; never group or other write bits: TK_ERR_INVALID_ARG). */
+int tk_fs_write_atomic_mode(int dfd, const char *name, const uint8_t *data, size_t len,
+                            unsigned mode);
 
 /* Close *fd if open and set it to -1. */
 void tk_fs_close(int *fd);

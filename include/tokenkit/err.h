@@ -26,6 +26,8 @@
 	X(TK_ERR_CONFLICT, -12, "generation conflict")                                             \
 	X(TK_ERR_CRYPTO, -13, "cryptographic library error")                                       \
 	X(TK_ERR_UNSAFE, -14, "refused: file or directory not private (owner, mode or type)")      \
+	X(TK_ERR_STORE_CHANGED, -15, "the store changed under this handle (replaced or wiped)")    \
+	X(TK_ERR_DISK_FULL, -16, "no space left on the file system")                               \
 	/* parsing of wire and file data: -100 .. -199 */                                          \
 	X(TK_ERR_TRUNCATED, -100, "data truncated")                                                \
 	X(TK_ERR_MALFORMED, -101, "malformed data")                                                \
