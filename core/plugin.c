@@ -74,6 +74,8 @@ kind_name(uint32_t kind)
 		return "reader";
 	case TK_PLUGIN_DRIVER:
 		return "driver";
+	case TK_PLUGIN_PROVIDER:
+		return "provider";
 	default:
 		return NULL;
 	}

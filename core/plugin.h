@@ -36,6 +36,9 @@
 enum tk_plugin_kind {
 	TK_PLUGIN_READER = 1, /* table: const tk_reader_ops_t * (reader.h) */
 	TK_PLUGIN_DRIVER = 2, /* card drivers (reserved) */
+	/* token providers: table const tk_provider_t * (provider.h); the
+	 * plugin's name is the provider id of the registrations it serves */
+	TK_PLUGIN_PROVIDER = 3,
 };
 
 /* What the host gives a plugin. Valid for the life of the process. */

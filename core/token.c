@@ -36,6 +36,7 @@
 
 #include "cache.h"
 #include "driver.h"
+#include "provider.h"
 
 static const tk_driver_t *const drivers[] = {
         &tk_piv_driver,
@@ -52,7 +53,8 @@ struct token_gen {
 struct tk_token {
 	pthread_mutex_t mtx; /* io */
 	pthread_mutex_t st;
-	tk_card_t *card;
+	tk_card_t *card;           /* NULL for a registered token (prov) */
+	const tk_provider_t *prov; /* a registered token's provider */
 	const tk_driver_t *drv;
 	void *ds;
 	tk_drv_model_t model;
@@ -322,7 +324,8 @@ refresh_pin_locked(tk_token_t *t)
 static void
 info_from_model(tk_token_t *t)
 {
-	copy_str(t->info.driver, sizeof(t->info.driver), t->drv->name);
+	copy_str(t->info.driver, sizeof(t->info.driver),
+	         t->prov != NULL ? t->prov->id : t->drv->name);
 	copy_str(t->info.label, sizeof(t->info.label), t->model.label);
 	copy_str(t->info.manufacturer, sizeof(t->info.manufacturer), t->model.manufacturer);
 	copy_str(t->info.model, sizeof(t->info.model), t->model.model);
@@ -447,13 +450,37 @@ tk_token_free(tk_token_t **tp)
 	*tp = NULL;
 }
 
+/* Publish model *m and its objects (taken: *m cleared, *objs NULL); the
+ * superseded ones stay until tk_token_free. io held. */
+static int
+install_locked(tk_token_t *t, tk_drv_model_t *m, tk_object_t **objs, size_t n)
+{
+	struct token_gen *g;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return TK_ERR_NO_MEMORY;
+	pthread_mutex_lock(&t->st);
+	g->model = t->model;
+	g->objs = t->objs;
+	g->nobjs = t->nobjs;
+	g->next = t->old;
+	t->old = g;
+	t->model = *m;
+	memset(m, 0, sizeof(*m));
+	t->objs = *objs;
+	t->nobjs = n;
+	*objs = NULL;
+	info_from_model(t);
+	pthread_mutex_unlock(&t->st);
+	return TK_OK;
+}
+
 int
 tk_token_revalidate(tk_token_t *t, bool *changed)
 {
 	tk_drv_model_t m;
 	tk_cache_t *fresh = NULL;
 	tk_object_t *objs = NULL;
-	struct token_gen *g = NULL;
 	size_t n = 0;
 	bool same;
 	int r;
@@ -462,6 +489,8 @@ tk_token_revalidate(tk_token_t *t, bool *changed)
 		*changed = false;
 	if (t == NULL || changed == NULL)
 		return TK_ERR_INVALID_ARG;
+	if (t->card == NULL)
+		return TK_OK; /* a registered token: tk_token_update_registration */
 	memset(&m, 0, sizeof(m));
 	pthread_mutex_lock(&t->mtx);
 	if ((r = tk_cache_new(tk_cache_identity(t->records), &fresh)) != TK_OK)
@@ -486,23 +515,8 @@ tk_token_revalidate(tk_token_t *t, bool *changed)
 		 * empty slot, vendor data): keep the published list as it is */
 		goto out;
 	}
-	if ((g = calloc(1, sizeof(*g))) == NULL) {
-		r = TK_ERR_NO_MEMORY;
+	if ((r = install_locked(t, &m, &objs, n)) != TK_OK)
 		goto out;
-	}
-	pthread_mutex_lock(&t->st);
-	g->model = t->model;
-	g->objs = t->objs;
-	g->nobjs = t->nobjs;
-	g->next = t->old;
-	t->old = g;
-	t->model = m;
-	memset(&m, 0, sizeof(m));
-	t->objs = objs;
-	t->nobjs = n;
-	objs = NULL;
-	info_from_model(t);
-	pthread_mutex_unlock(&t->st);
 	*changed = true;
 	tk_log_info("token: %s: objects changed on the card; %zu objects now", t->info.identity,
 	            t->nobjs);
@@ -801,8 +815,9 @@ key_op_tx(tk_token_t *t, const tk_drv_slot_t *s, int op, int user, const uint8_t
 	int r, retries = -1;
 
 	/* taking the transaction changed nothing on the card: again (the
-	 * generation moved on, so the login checks below see the reset) */
-	r = tk_card_begin(t->card);
+	 * generation moved on, so the login checks below see the reset). A
+	 * registered token has no card: its provider serialises itself. */
+	r = t->card != NULL ? tk_card_begin(t->card) : TK_OK;
 	for (int i = 0; i < KEY_OP_BEGIN_TRIES && r == TK_ERR_CARD_RESET; i++)
 		r = tk_card_begin(t->card);
 	if (r != TK_OK)
@@ -825,7 +840,8 @@ key_op_tx(tk_token_t *t, const tk_drv_slot_t *s, int op, int user, const uint8_t
 			t->logged_in = false;
 		pthread_mutex_unlock(&t->st);
 	}
-	(void)tk_card_end(t->card);
+	if (t->card != NULL)
+		(void)tk_card_end(t->card);
 	return r;
 }
 
@@ -896,11 +912,108 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
 bool
 tk_token_present(tk_token_t *t)
 {
-	return t != NULL && tk_card_present(t->card);
+	/* a registered token is there while it is registered: whoever holds
+	 * it hears of its removal from the registry */
+	return t != NULL && (t->card == NULL ? t->prov != NULL : tk_card_present(t->card));
 }
 
 tk_card_t *
 tk_token_card(tk_token_t *t)
 {
 	return t != NULL ? t->card : NULL;
+}
+
+/* ---- registered tokens (provider.h) ------------------------------------------------- */
+
+static int
+token_alloc(tk_token_t **out)
+{
+	tk_token_t *t;
+
+	*out = NULL;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return TK_ERR_NO_MEMORY;
+	if (pthread_mutex_init(&t->mtx, NULL) != 0) {
+		free(t);
+		return TK_ERR_NO_MEMORY;
+	}
+	if (pthread_mutex_init(&t->st, NULL) != 0) {
+		pthread_mutex_destroy(&t->mtx);
+		free(t);
+		return TK_ERR_NO_MEMORY;
+	}
+	*out = t;
+	return TK_OK;
+}
+
+int
+tk_token_open_registration(const tk_registration_t *reg, tk_token_t **out)
+{
+	const tk_provider_t *p = NULL;
+	tk_token_t *t = NULL;
+	int r;
+
+	if (out == NULL)
+		return TK_ERR_INVALID_ARG;
+	*out = NULL;
+	if (reg == NULL || tk_registration_removed(reg))
+		return TK_ERR_INVALID_ARG;
+	if ((r = tk_provider_find(tk_registration_provider(reg), &p)) != TK_OK)
+		return r;
+	if ((r = token_alloc(&t)) != TK_OK)
+		return r;
+	if ((r = p->open(reg, &t->ds, &t->model)) != TK_OK)
+		goto fail;
+	t->prov = p;
+	t->drv = p->ops;
+	if ((r = build_objects(&t->model, &t->objs, &t->nobjs)) != TK_OK)
+		goto fail;
+	assign_handles(t, t->objs, t->nobjs, NULL, 0);
+	info_from_model(t);
+	snprintf(t->info.identity, sizeof(t->info.identity), "%s/%s", tk_registration_provider(reg),
+	         tk_registration_instance(reg));
+	t->info.pin_retries = t->info.pin_max_retries = t->info.puk_retries = -1;
+	*out = t;
+	return TK_OK;
+fail:
+	/* (a provider whose open fails leaves no state behind) */
+	tk_token_free(&t);
+	return r;
+}
+
+int
+tk_token_update_registration(tk_token_t *t, const tk_registration_t *reg, bool *changed)
+{
+	tk_drv_model_t m;
+	tk_object_t *objs = NULL;
+	size_t n = 0;
+	bool same;
+	int r;
+
+	if (changed != NULL)
+		*changed = false;
+	if (t == NULL || t->prov == NULL || reg == NULL || changed == NULL ||
+	    strcmp(t->prov->id, tk_registration_provider(reg)) != 0)
+		return TK_ERR_INVALID_ARG;
+	memset(&m, 0, sizeof(m));
+	pthread_mutex_lock(&t->mtx);
+	if ((r = t->prov->update(t->ds, reg, &m)) != TK_OK)
+		goto out;
+	if ((r = build_objects(&m, &objs, &n)) != TK_OK)
+		goto out;
+	assign_handles(t, objs, n, t->objs, t->nobjs);
+	same = n == t->nobjs && strcmp(m.label, t->model.label) == 0;
+	for (size_t i = 0; same && i < n; i++)
+		same = objs[i].handle == t->objs[i].handle;
+	if (same)
+		goto out; /* nothing a user of the token sees: nothing moves */
+	if ((r = install_locked(t, &m, &objs, n)) != TK_OK)
+		goto out;
+	*changed = true;
+	tk_log_info("token: %s: registration updated; %zu objects now", t->info.identity, t->nobjs);
+out:
+	pthread_mutex_unlock(&t->mtx);
+	free(objs);
+	tk_drv_model_clear(&m);
+	return r;
 }

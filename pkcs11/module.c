@@ -76,6 +76,7 @@ atfork_child(void)
 	g_p11.openers = g_p11.waiters = g_p11.calls = 0;
 	g_p11.threads = NULL; /* the parent's threads: never joined here */
 	g_p11.pid = 0;
+	tk_p11_regslots_forget();
 }
 
 static void
@@ -209,6 +210,7 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	g_p11.initialized = true;
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_p11_slots_start();
+	tk_p11_regslots_start();
 	/* While the manager connects to the readers in the background, load
 	 * OpenSSL's configuration and our own library context here: the token
 	 * threads need both to parse certificates, and doing it now takes it off
@@ -250,6 +252,7 @@ tk_p11_C_Finalize(CK_VOID_PTR pReserved)
 
 	if (sub > 0)
 		tk_slotmgr_unsubscribe(mgr, sub);
+	tk_p11_regslots_stop();
 
 	pthread_mutex_lock(&g_p11.lock);
 	wait_until_idle_locked(busy_calls, P11_FINALIZE_WAIT_MS);

@@ -251,6 +251,7 @@ struct p11_slot {
 	uint64_t stalled_seq;
 	unsigned view; /* SLOT_VIEW_*: what C_GetSlotInfo showed at the last change */
 	bool event;    /* pending for C_WaitForSlotEvent */
+	bool registry; /* a registered token's slot (regslot.c), not a reader's */
 };
 
 /* --- the module --------------------------------------------------------- */
@@ -352,6 +353,21 @@ bool tk_p11_token_forget_locked(struct p11_token *t); /* true: call tk_p11_token
 CK_RV tk_p11_key_op(struct p11_session *s, struct p11_op *pop, const struct p11_object *key, int op,
                     const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
                     size_t *out_len);
+
+/* The slot table's entry for id (made, sorted in, when missing; reader:
+ * the slot description), and the slot's event when what C_GetSlotInfo
+ * shows changed (after the first scan). For regslot.c. */
+struct p11_slot *tk_p11_slot_add_locked(CK_SLOT_ID id, const char *reader);
+void tk_p11_slot_changed_locked(struct p11_slot *s);
+
+/* regslot.c: registered tokens as slots (ids from P11_REGSLOT_BASE on).
+ * start: at C_Initialize, before the first scan (the registrations there
+ * are slots from the first call, without events); stop: at C_Finalize,
+ * before the slot table is cleared; forget: in a fork child. */
+#define P11_REGSLOT_BASE 0x40000000UL
+void tk_p11_regslots_start(void);
+void tk_p11_regslots_stop(void);
+void tk_p11_regslots_forget(void);
 
 /* session.c */
 CK_RV tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out);

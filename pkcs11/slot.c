@@ -550,6 +550,18 @@ slot_changed_locked(struct p11_slot *s)
 		s->event = true;
 }
 
+struct p11_slot *
+tk_p11_slot_add_locked(CK_SLOT_ID id, const char *reader)
+{
+	return slot_get_locked(id, reader);
+}
+
+void
+tk_p11_slot_changed_locked(struct p11_slot *s)
+{
+	slot_changed_locked(s);
+}
+
 /* The card being opened in the slot makes no progress: its reader has been
  * inside one exchange with the card (APDU, reset, status) for P11_STALL_MS, or
  * the slot manager is recovering it (a first call already failed). Then no
@@ -1212,7 +1224,8 @@ tk_p11_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	memset(pInfo, 0, sizeof(*pInfo));
 	tk_p11_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), s->reader);
 	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
-	pInfo->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
+	/* a registered token's slot: no hardware; removable (unregistered) */
+	pInfo->flags = CKF_REMOVABLE_DEVICE | (s->registry ? 0 : CKF_HW_SLOT);
 	(void)slot_stalled_locked(s, NULL);
 	if (slot_view_locked(s) & SLOT_VIEW_TOKEN)
 		pInfo->flags |= CKF_TOKEN_PRESENT;
