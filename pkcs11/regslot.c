@@ -231,6 +231,7 @@ publish(int store, const tk_registration_t *reg)
 		tk_p11_token_free(t);
 		return;
 	}
+	tk_p11_objects_number_locked(t->objs, t->nobjs, NULL, 0); /* handles: module-wide */
 	s->registry = true;
 	s->present = true;
 	s->state = TK_SLOT_VALID;
