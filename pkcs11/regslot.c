@@ -56,7 +56,20 @@ static struct {
 	struct regslot *map; /* module lock */
 	size_t n, cap;
 	uint64_t seq; /* card_seq of registry tokens: one per publication */
+	bool initial; /* C_Initialize's first read: slots without events */
 } rs = {.wake = {-1, -1}};
+
+/* After a change of what a registered token's slot shows: its event (the
+ * reader slots' rule waits for the first reader scan, which has nothing to
+ * do with the registry: a registration is an event once C_Initialize
+ * returned, whatever the reader service does). */
+static void
+changed_locked(struct p11_slot *s)
+{
+	tk_p11_slot_changed_locked(s);
+	s->event = !rs.initial;
+	pthread_cond_broadcast(&g_p11.cond);
+}
 
 /* The slot id of (store, provider, instance), made when new. 0: no memory. */
 static CK_SLOT_ID
@@ -135,8 +148,7 @@ unpublish_locked(struct p11_slot *s, struct p11_token **junk)
 		if (tk_p11_token_forget_locked(t))
 			*junk = t;
 	}
-	tk_p11_slot_changed_locked(s);
-	pthread_cond_broadcast(&g_p11.cond);
+	changed_locked(s);
 }
 
 static void
@@ -238,8 +250,7 @@ publish(int store, const tk_registration_t *reg)
 	s->card_seq = t->card_seq = ++rs.seq;
 	s->opened_seq = s->card_seq; /* nothing for the reader logic to open */
 	s->token = t;
-	tk_p11_slot_changed_locked(s);
-	pthread_cond_broadcast(&g_p11.cond);
+	changed_locked(s);
 	pthread_mutex_unlock(&g_p11.lock);
 	tk_log_info("pkcs11: slot %lu: registration %s/%s (generation %llu) published",
 	            (unsigned long)id, tk_registration_provider(reg), tk_registration_instance(reg),
@@ -341,8 +352,10 @@ tk_p11_regslots_start(void)
 	pthread_mutex_lock(&g_p11.lock);
 	rs.stop = false;
 	pthread_mutex_unlock(&g_p11.lock);
+	rs.initial = true;
 	watch_store(0, 0);
 	watch_store(1, TK_REGISTRY_SYSTEM | TK_REGISTRY_NO_CREATE);
+	rs.initial = false;
 	if (rs.w[0] == NULL && rs.w[1] == NULL)
 		return;
 	if (pipe2(rs.wake, O_CLOEXEC | O_NONBLOCK) != 0 ||
