@@ -13,7 +13,31 @@
  * A file that fails any check (magic, version, lengths, a foreign identity,
  * checksum, trailing bytes) is ignored with a warning. Files are written
  * atomically: temporary file, fsync, rename, fsync of the directory; mode
- * 0600 in a 0700 directory. */
+ * 0600 in a 0700 directory.
+ *
+ * Why this is not the registry's record of a card token (include/tokenkit/
+ * registry.h), although both hold a card's public objects:
+ *  - Lifetime. The cache is disposable: the card is the truth, every entry
+ *    is revalidated against it at insertion, and losing it (a user wiping
+ *    $XDG_CACHE_HOME, "" as cache_dir, a set-uid program) costs APDUs, never
+ *    correctness. A registration is a provider's durable word that nobody
+ *    else can re-create; kept in the cache directory, a wipe would be exactly
+ *    the silent loss the registry exists to prevent, and a card cache moved
+ *    into $XDG_STATE_HOME would make disposable data something users must not
+ *    delete.
+ *  - Writers. Every process that opens the card writes its entry, and the
+ *    last writer is right because each wrote what the card said; under the
+ *    registry's compare-and-swap these concurrent opens would turn into
+ *    conflicts to resolve, for nothing.
+ *  - Content. The entry holds the driver's raw records (CHUID, key history,
+ *    certificate containers, metadata) keyed for the driver's cheap probes;
+ *    a registration holds items (certificate DER, key references).
+ * So a card token's registration (TK_REG_FLAG_CARD: the module leaves it to
+ * the reader that holds the card) carries its items, written through the
+ * registry's one writer path, and this cache stays what it is. The record
+ * of a card token in the registry is written when the card is first seen
+ * and when its items change (not yet done: see the registry's README
+ * section). */
 #ifndef TK_CACHE_H
 #define TK_CACHE_H
 

@@ -369,6 +369,8 @@ make_reg(const char *instance, const char *label, const char *cert)
 	return r;
 }
 
+static void cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void
 cmd(const char *fmt, ...)
 {
