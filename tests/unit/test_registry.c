@@ -494,6 +494,7 @@ test_store_bad_records_skipped(void **state)
 	assert_null(list);
 	/* the good one is still writable, and an unreadable record counts as
 	 * absent for a writer (which replaces it) */
+	tk_registration_free(&r);
 	r = make_reg("good", "Good", "C2");
 	assert_int_equal(tk_registry_put(reg, r, 1, &gen), TK_OK);
 	tk_registration_free(&r);
