@@ -117,7 +117,7 @@ struct p11_object {
 	unsigned key_bits;
 	unsigned usage; /* TK_USAGE_* */
 	bool always_auth;
-	EVP_PKEY *pub;        /* public key for host-side work, may be NULL */
+	EVP_PKEY *pub;        /* public key for host-side work: tk_p11_object_pub */
 	bool visible_private; /* CKA_PRIVATE true */
 };
 
@@ -379,6 +379,10 @@ void tk_p11_objects_number_locked(struct p11_object *objs, size_t n, const struc
 void tk_p11_object_clear(struct p11_object *o);
 struct p11_object *tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h);
 const struct p11_attr *tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type);
+/* A token key object's public key as an OpenSSL key (host-side C_Verify),
+ * made from its CKA_PUBLIC_KEY_INFO on first use and kept with the object;
+ * any thread. NULL: none (a certificate, a session object, no public key). */
+EVP_PKEY *tk_p11_object_pub(const struct p11_object *o);
 int tk_p11_attr_add(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const void *val, size_t len,
                     bool sensitive);
 int tk_p11_attr_add_bool(struct p11_object *o, CK_ATTRIBUTE_TYPE type, bool v);
