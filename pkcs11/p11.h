@@ -56,6 +56,7 @@
 #define P11_LIBRARY_DESC "tokenkit PKCS#11 module"
 
 /* Bounds. */
+#define P11_PIN_MAX 64         /* longest PIN or PUK the module keeps */
 #define P11_MAX_RAW_INPUT 1024 /* multi-part raw (unhashed) sign/decrypt accumulation */
 /* Raw CKM_ECDSA: the input is a digest, truncated to the key's field (PKCS#11
  * 3.0 2.3.6 / FIPS 186-4 6.4); longer than the longest hash offered (SHA-512)
@@ -163,7 +164,8 @@ struct p11_token {
 	/* Login state, shared by every session of the token (module lock). */
 	int login;             /* -1: none; CKU_USER; CKU_SO */
 	uint64_t login_serial; /* bumped at every change of login (module lock) */
-	uint8_t so_pin[64];    /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
+	void *so_pin;          /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in (secmem,
+	                        * P11_PIN_MAX bytes) */
 	size_t so_pin_len;
 	/* Opt-in ($TOKENKIT_P11_PIN_CACHE=1): the user PIN while CKU_USER is
 	 * logged in, verified again with an operation when the card lost the

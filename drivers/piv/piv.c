@@ -358,6 +358,11 @@ exchange(piv_t *p, const tk_apdu_t *a, bool idempotent, bool short_form, uint8_t
 		if (r == TK_ERR_CARD_RESET)
 			p->selected = false;
 	}
+	/* Every buffer given here holds the largest answer the command can
+	 * have (GET DATA: PIV_MAX_OBJECT): a longer one is the card's fault
+	 * (garbage), not the caller's buffer. */
+	if (r == TK_ERR_BUFFER_TOO_SMALL)
+		r = TK_ERR_MALFORMED;
 	if (r != TK_OK)
 		tk_log_debug("piv: %02X %02X: %s", a->ins, a->p1, tk_strerror(r));
 	return r;
