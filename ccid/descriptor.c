@@ -328,11 +328,9 @@ tk_ccid_config_parse(const uint8_t *cfg, size_t len, const tk_ccid_usb_id_t *id,
 			break;
 		default:
 			/* The class descriptor: type 21 on a CCID-class
-			 * interface; on a vendor-specific one, any descriptor
-			 * of exactly the class descriptor's length. */
+			 * interface (the parser checks); on a vendor-specific
+			 * one, any descriptor of exactly its length. */
 			if (!s.open || s.have_desc)
-				break;
-			if (s.iface_class == TK_CCID_CLASS && type != TK_CCID_DESC_TYPE)
 				break;
 			if (s.iface_class != TK_CCID_CLASS && blen != TK_CCID_DESC_LEN)
 				break;
