@@ -48,11 +48,14 @@ reply_type_for(uint8_t cmd)
 void
 tk_ccid_drain(tk_ccid_dev_t *d)
 {
+	enum tk_ccid_fault keep = tk_ccid_last_fault(d);
 	size_t got = 0;
 
+	/* (the read that ends the drain times out: not a fault to report) */
 	for (int i = 0; i < DRAIN_READS; i++)
 		if (tk_ccid_bulk_in(d, d->rbuf, d->rcap, &got, DRAIN_MS) != TK_OK)
 			break;
+	tk_ccid_set_fault(d, keep);
 }
 
 /* Read one whole reply into d->rbuf: *len bytes. */
@@ -95,8 +98,8 @@ read_reply(tk_ccid_dev_t *d, int read_ms, int64_t end_ms, size_t *len)
 	tk_log_debug("ccid: %s: reply in more than %d pieces", d->name, MAX_PIECES);
 garbage:
 	d->st.garbage++;
-	tk_ccid_set_fault(d, TK_CCID_FAULT_GARBAGE);
 	tk_ccid_drain(d);
+	tk_ccid_set_fault(d, TK_CCID_FAULT_GARBAGE);
 	return TK_ERR_COMM;
 }
 

@@ -375,19 +375,20 @@ waiting_ms(const tk_ccid_slot_t *s, uint8_t fidi)
 	return (int)(us / 1000 + 1);
 }
 
-/* PPS (ISO/IEC 7816-3, 9) through an XfrBlock: the card echoes what it
- * accepts. */
+/* PPS (ISO/IEC 7816-3, 9) through an XfrBlock. The card echoes what it
+ * accepts: the same PPS1, or none (9.3: it keeps Fi/Di at their defaults,
+ * and that is a success). *fidi gets the parameters now in force. */
 static int
-pps(tk_ccid_slot_t *s, int protocol, uint8_t fidi)
+pps(tk_ccid_slot_t *s, int protocol, uint8_t *fidi)
 {
-	uint8_t req[4], n = 0;
+	uint8_t req[4], n = 0, x = 0;
 	tk_ccid_reply_t rp;
 	int r;
 
 	req[n++] = 0xFF;
-	req[n++] = (uint8_t)((fidi != DEFAULT_FIDI ? 0x10 : 0x00) | protocol);
-	if (fidi != DEFAULT_FIDI)
-		req[n++] = fidi;
+	req[n++] = (uint8_t)((*fidi != DEFAULT_FIDI ? 0x10 : 0x00) | protocol);
+	if (*fidi != DEFAULT_FIDI)
+		req[n++] = *fidi;
 	req[n] = 0;
 	for (uint8_t i = 0; i < n; i++)
 		req[n] ^= req[i];
@@ -395,11 +396,16 @@ pps(tk_ccid_slot_t *s, int protocol, uint8_t fidi)
 	s->dev->st.pps++;
 	if ((r = xfr(s, 0, 0, req, n, 0, &rp)) != TK_OK)
 		return r;
-	if (rp.len != n || memcmp(rp.data, req, n) != 0) {
-		tk_log_debug("ccid: %s slot %u: PPS not accepted as sent", s->dev->name, s->index);
-		return TK_ERR_PROTOCOL;
+	for (size_t i = 0; i < rp.len; i++)
+		x ^= rp.data[i];
+	if (rp.len == n && memcmp(rp.data, req, n) == 0)
+		return TK_OK;
+	if (rp.len == 3 && x == 0 && rp.data[0] == 0xFF && rp.data[1] == (req[1] & 0x0F)) {
+		*fidi = DEFAULT_FIDI;
+		return TK_OK;
 	}
-	return TK_OK;
+	tk_log_debug("ccid: %s slot %u: PPS not accepted", s->dev->name, s->index);
+	return TK_ERR_PROTOCOL;
 }
 
 static int
@@ -476,7 +482,7 @@ setup_protocol(tk_ccid_slot_t *s)
 	if (tpdu && !a->specific_mode &&
 	    !(d->features & (TK_CCID_F_AUTO_PPS | TK_CCID_F_AUTO_NEGOTIATION)) &&
 	    (fidi != DEFAULT_FIDI || (unsigned)s->protocol != a->first_protocol)) {
-		if ((r = pps(s, s->protocol, fidi)) != TK_OK) {
+		if ((r = pps(s, s->protocol, &fidi)) != TK_OK) {
 			/* The card stays at its defaults (after a new reset);
 			 * that works, only slower. */
 			if (r != TK_ERR_PROTOCOL && r != TK_ERR_UNRESPONSIVE && r != TK_ERR_COMM)

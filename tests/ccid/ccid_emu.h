@@ -75,6 +75,7 @@ typedef struct ccid_emu_faults {
 	unsigned split;       /* replies in pieces of this many bytes (0: whole) */
 	unsigned delay_ms;    /* every reply this late */
 	unsigned icc_mute;    /* the next N XfrBlocks: bError ICC_MUTE */
+	bool mute_card;       /* XfrBlocks answered ICC_MUTE until the card is powered again */
 	unsigned t1_bad_edc;  /* the next N T=1 blocks from the card: wrong EDC */
 	unsigned t1_wtx;      /* the next T=1 answer comes after N S(WTX requests) */
 	unsigned t1_ifs;      /* the card asks for IFSC = this in its next answer */
@@ -90,6 +91,8 @@ typedef struct ccid_emu_counts {
 	unsigned claims;
 	unsigned power_on, power_off; /* card power, all slots */
 	unsigned apdus;               /* APDUs the cards processed */
+	unsigned ins[256];            /* ... by INS */
+	unsigned cla_chained;         /* ... with CLA bit 5 set (command chaining) */
 	unsigned xfr_chained;         /* XfrBlocks with a wLevelParameter other than 0 */
 	unsigned resp_parts;          /* response parts asked for with wLevelParameter 10h */
 	unsigned pps;

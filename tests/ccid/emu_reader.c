@@ -220,6 +220,11 @@ static size_t
 card_apdu(emu_iface_t *f, emu_slot_t *s, const uint8_t *cmd, size_t len, uint8_t *resp, size_t cap)
 {
 	f->counts.apdus++;
+	if (len >= 2) {
+		f->counts.ins[cmd[1]]++;
+		if (cmd[0] & 0x10)
+			f->counts.cla_chained++;
+	}
 	if (s->card.process == NULL)
 		return 0;
 	return s->card.process(s->card.ctx, cmd, len, resp, cap);
@@ -239,6 +244,7 @@ power_on(emu_iface_t *f, emu_slot_t *s, const tk_ccid_cmd_t *c)
 	if (s->powered && s->card.power_off != NULL)
 		s->card.power_off(s->card.ctx);
 	slot_power_state(s);
+	f->faults.mute_card = false; /* a new activation cures it */
 	if (s->card.power_on != NULL)
 		s->card.power_on(s->card.ctx);
 	if (s->atr_override_len > 0) {
@@ -460,6 +466,20 @@ t1_resend(emu_iface_t *f, emu_slot_t *s, const tk_ccid_cmd_t *c)
 	data_block(f, c, s, 0, blk, n);
 }
 
+/* Does an R-block with nr ask for our last block again? Yes when that was
+ * an S-request, or the I-block with N(S) = nr. */
+static bool
+t1_lost(const emu_slot_t *s, uint8_t nr)
+{
+	uint8_t pcb = s->t1_last[1];
+
+	if (s->t1_last_len == 0)
+		return false;
+	if ((pcb & 0xE0) == 0xC0)
+		return true;
+	return (pcb & 0x80) == 0 && ((pcb >> 6) & 1) == nr;
+}
+
 static void
 t1_chunk(emu_iface_t *f, emu_slot_t *s, const tk_ccid_cmd_t *c)
 {
@@ -546,8 +566,11 @@ t1_card(emu_iface_t *f, emu_slot_t *s, const tk_ccid_cmd_t *c)
 			s->t1_ns ^= 1;
 			s->resp_off += s->t1_chunk;
 			t1_chunk(f, s, c);
-		} else {
+		} else if (t1_lost(s, k.nr)) {
 			t1_resend(f, s, c);
+		} else {
+			/* we have nothing outstanding: send your I-block again */
+			t1_send(f, s, c, TK_T1_PCB_R(s->t1_nr, TK_T1_R_OK), NULL, 0);
 		}
 		return;
 	case TK_T1_I:
@@ -846,8 +869,9 @@ emu_bulk_out(emu_iface_t *f, const uint8_t *p, size_t len)
 			     TK_CCID_ERR_DEACTIVATED_PROTOCOL);
 			break;
 		}
-		if (f->faults.icc_mute > 0) {
-			f->faults.icc_mute--;
+		if (f->faults.icc_mute > 0 || f->faults.mute_card) {
+			if (f->faults.icc_mute > 0)
+				f->faults.icc_mute--;
 			fail(f, &c, TK_CCID_RDR_DATA_BLOCK, TK_CCID_ICC_ACTIVE,
 			     TK_CCID_ERR_ICC_MUTE);
 			break;

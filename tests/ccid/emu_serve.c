@@ -157,6 +157,9 @@ main(int argc, char **argv)
 		;
 	if (log != NULL)
 		write_counts(log, d, cfg.ninterfaces);
+	/* let umockdev notice the clients' closed streams before the testbed
+	 * goes (it complains about open ones otherwise) */
+	usleep(300000);
 	ccid_emu_free(&e);
 	for (unsigned i = 0; i < 4; i++)
 		tk_vcard_free(&cards[i]);
