@@ -599,10 +599,10 @@ power_on_locked(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, in
 	return TK_OK;
 }
 
-int
-tk_ccid_power_on(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol)
+static int
+power(tk_ccid_slot_t *s, bool cycle, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol)
 {
-	int r;
+	int r = TK_OK;
 
 	if (atr_len != NULL)
 		*atr_len = 0;
@@ -611,28 +611,24 @@ tk_ccid_power_on(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, i
 	if (s == NULL || atr == NULL || atr_len == NULL || protocol == NULL)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&s->dev->lock);
-	r = power_on_locked(s, atr, cap, atr_len, protocol);
+	if (cycle)
+		r = power_off_locked(s);
+	if (r == TK_OK)
+		r = power_on_locked(s, atr, cap, atr_len, protocol);
 	pthread_mutex_unlock(&s->dev->lock);
 	return r;
 }
 
 int
+tk_ccid_power_on(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol)
+{
+	return power(s, false, atr, cap, atr_len, protocol);
+}
+
+int
 tk_ccid_power_cycle(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol)
 {
-	int r;
-
-	if (atr_len != NULL)
-		*atr_len = 0;
-	if (protocol != NULL)
-		*protocol = -1;
-	if (s == NULL || atr == NULL || atr_len == NULL || protocol == NULL)
-		return TK_ERR_INVALID_ARG;
-	pthread_mutex_lock(&s->dev->lock);
-	r = power_off_locked(s);
-	if (r == TK_OK)
-		r = power_on_locked(s, atr, cap, atr_len, protocol);
-	pthread_mutex_unlock(&s->dev->lock);
-	return r;
+	return power(s, true, atr, cap, atr_len, protocol);
 }
 
 /* --- PIN pad, escape, abort ------------------------------------------------- */

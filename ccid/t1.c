@@ -396,6 +396,19 @@ out:
 	return r;
 }
 
+static void
+x_init(struct x *x, tk_t1_t *t, tk_t1_xfer_fn xfer, void *ctx, uint8_t *resp, size_t cap)
+{
+	memset(x, 0, sizeof(*x));
+	x->t = t;
+	x->xfer = xfer;
+	x->ctx = ctx;
+	x->resp = resp;
+	x->cap = cap;
+	x->sending = true;
+	x->wtx = 1;
+}
+
 int
 tk_t1_transceive(tk_t1_t *t, tk_t1_xfer_fn xfer, void *ctx, const uint8_t *apdu, size_t len,
                  uint8_t *resp, size_t cap, size_t *rlen)
@@ -408,17 +421,10 @@ tk_t1_transceive(tk_t1_t *t, tk_t1_xfer_fn xfer, void *ctx, const uint8_t *apdu,
 	if (t == NULL || xfer == NULL || apdu == NULL || len == 0 || resp == NULL || rlen == NULL ||
 	    t->ifsc == 0)
 		return TK_ERR_INVALID_ARG;
-	memset(&x, 0, sizeof(x));
-	x.t = t;
-	x.xfer = xfer;
-	x.ctx = ctx;
+	x_init(&x, t, xfer, ctx, resp, cap);
 	x.apdu = apdu;
 	x.len = len;
-	x.resp = resp;
-	x.cap = cap;
-	x.sending = true;
 	x.can_resend = true;
-	x.wtx = 1;
 	if ((r = next_iblock(&x)) != TK_OK)
 		return r;
 	return run(&x, NULL, 0, rlen);
@@ -435,15 +441,7 @@ tk_t1_continue(tk_t1_t *t, tk_t1_xfer_fn xfer, void *ctx, const uint8_t *first, 
 	if (t == NULL || xfer == NULL || first == NULL || resp == NULL || rlen == NULL ||
 	    first_len > TK_T1_MAX_BLOCK)
 		return TK_ERR_INVALID_ARG;
-	memset(&x, 0, sizeof(x));
-	x.t = t;
-	x.xfer = xfer;
-	x.ctx = ctx;
-	x.resp = resp;
-	x.cap = cap;
-	x.sending = true;
-	x.can_resend = false;
-	x.wtx = 1;
+	x_init(&x, t, xfer, ctx, resp, cap);
 	/* Our (the reader's) single I-block: nothing left to chain. */
 	x.len = 1;
 	x.chunk = 1;

@@ -14,6 +14,7 @@
 #include <linux/usbdevice_fs.h>
 #include <sys/ioctl.h>
 
+#include "clock.h"
 #include "descriptor.h"
 #include "emu_int.h"
 #include "message.h"
@@ -42,17 +43,6 @@ struct emu_plug {
 	ccid_emu_dev_t *dev;
 	unsigned gen;
 };
-
-static unsigned plug_gen_counter;
-
-int64_t
-emu_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 void
 emu_queue(GQueue *q, const uint8_t *p, size_t len, int64_t due_us)
@@ -434,7 +424,7 @@ fill_in(struct emu_urb *u)
 		urb_finish(u, -EPIPE, 0);
 		return true;
 	}
-	if ((m = g_queue_peek_head(q)) == NULL || m->due_us > emu_now_us())
+	if ((m = g_queue_peek_head(q)) == NULL || m->due_us > tk_now_us())
 		return false;
 	n = m->len - m->off;
 	if (!intr && f->faults.split > 0 && n > f->faults.split)
@@ -765,7 +755,6 @@ plug_in(ccid_emu_dev_t *d)
 	plug = g_new0(struct emu_plug, 1);
 	plug->dev = d;
 	plug->gen = d->devnum;
-	plug_gen_counter++;
 	if (d->handler != NULL)
 		g_object_unref(d->handler);
 	d->handler = umockdev_ioctl_base_new();
@@ -1061,7 +1050,6 @@ void
 ccid_emu_reexec(int argc, char **argv)
 {
 	const char *pre = getenv("LD_PRELOAD");
-	g_autofree char *lib = NULL;
 	g_autofree char *wrapper = g_find_program_in_path("umockdev-wrapper");
 	char *newpre;
 

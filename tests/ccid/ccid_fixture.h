@@ -157,6 +157,30 @@ cfx_slot(struct cfx *x, unsigned iface, unsigned slot)
 	return tk_ccid_slot(x->d[iface], slot);
 }
 
+static __attribute__((unused)) void
+cfx_fault(struct cfx *x, unsigned iface, const ccid_emu_faults_t *f)
+{
+	ccid_emu_set_faults(x->dev, iface, f);
+}
+
+static __attribute__((unused)) ccid_emu_counts_t
+cfx_counts(struct cfx *x, unsigned iface)
+{
+	ccid_emu_counts_t c;
+
+	ccid_emu_counts(x->dev, iface, &c);
+	return c;
+}
+
+static __attribute__((unused)) tk_ccid_stats_t
+cfx_stats(struct cfx *x, unsigned iface)
+{
+	tk_ccid_stats_t s;
+
+	tk_ccid_get_stats(x->d[iface], &s);
+	return s;
+}
+
 /* Power on and check the ATR is the card's (or atr/atr_len when given). */
 static __attribute__((unused)) int
 cfx_power(struct cfx *x, unsigned iface, unsigned slot)

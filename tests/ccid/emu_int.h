@@ -118,7 +118,6 @@ void emu_intr(emu_iface_t *f, const uint8_t *p, size_t len);
 void emu_notify_slots(emu_iface_t *f, unsigned changed_slot);
 
 /* ccid_emu.c */
-int64_t emu_now_us(void);
 void emu_queue(GQueue *q, const uint8_t *p, size_t len, int64_t due_us);
 void emu_msg_free(emu_msg_t *m);
 

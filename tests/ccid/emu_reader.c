@@ -10,6 +10,7 @@
 #include <tokenkit/atr.h>
 #include <tokenkit/err.h>
 
+#include "clock.h"
 #include "descriptor.h"
 #include "emu_int.h"
 #include "message.h"
@@ -164,7 +165,7 @@ reply(emu_iface_t *f, uint8_t type, uint8_t slot, uint8_t seq, uint8_t status, u
 	                      .data = data,
 	                      .len = len};
 	ccid_emu_faults_t *ft = &f->faults;
-	int64_t due = emu_now_us() + (int64_t)ft->delay_ms * 1000;
+	int64_t due = tk_now_us() + (int64_t)ft->delay_ms * 1000;
 	uint8_t *buf = g_malloc(TK_CCID_HDR_LEN + len);
 	size_t n = 0;
 

@@ -37,16 +37,10 @@ teardown(void **state)
 	return 0;
 }
 
-static tk_ccid_slot_t *
-slot(void)
-{
-	return cfx_slot(&x, 0, 0);
-}
-
 static int
 xmit(const uint8_t *cmd, size_t len)
 {
-	return tk_ccid_transmit(slot(), cmd, len, resp, sizeof(resp), &rn);
+	return tk_ccid_transmit(cfx_slot(&x, 0, 0), cmd, len, resp, sizeof(resp), &rn);
 }
 
 static void
@@ -59,46 +53,22 @@ works(void)
 }
 
 static void
-fault(const ccid_emu_faults_t *f)
-{
-	ccid_emu_set_faults(x.dev, 0, f);
-}
-
-static ccid_emu_counts_t
-counts(void)
-{
-	ccid_emu_counts_t c;
-
-	ccid_emu_counts(x.dev, 0, &c);
-	return c;
-}
-
-static tk_ccid_stats_t
-stats(void)
-{
-	tk_ccid_stats_t s;
-
-	tk_ccid_get_stats(x.d[0], &s);
-	return s;
-}
-
-static void
 test_stall_out(void **state)
 {
 	ccid_emu_faults_t f = {.stall_out = true};
 
 	(void)state;
 	works();
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_IO);
 	assert_int_equal(tk_ccid_last_fault(x.d[0]), TK_CCID_FAULT_STALL);
 	/* it stays halted until cleared */
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_IO);
-	assert_int_equal(counts().clear_halt_out, 0);
+	assert_int_equal(cfx_counts(&x, 0).clear_halt_out, 0);
 	assert_int_equal(tk_ccid_clear_halt(x.d[0]), TK_OK);
-	assert_int_equal(counts().clear_halt_out, 1);
-	assert_int_equal(counts().clear_halt_in, 1);
-	assert_int_equal(stats().clear_halts, 1);
+	assert_int_equal(cfx_counts(&x, 0).clear_halt_out, 1);
+	assert_int_equal(cfx_counts(&x, 0).clear_halt_in, 1);
+	assert_int_equal(cfx_stats(&x, 0).clear_halts, 1);
 	works();
 }
 
@@ -108,11 +78,11 @@ test_stall_in(void **state)
 	ccid_emu_faults_t f = {.stall_in = true};
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_IO);
 	assert_int_equal(tk_ccid_last_fault(x.d[0]), TK_CCID_FAULT_STALL);
 	assert_int_equal(tk_ccid_clear_halt(x.d[0]), TK_OK);
-	assert_int_equal(counts().clear_halt_in, 1);
+	assert_int_equal(cfx_counts(&x, 0).clear_halt_in, 1);
 	/* the reply queued behind the halt is gone (drained or discarded),
 	 * the next command gets its own */
 	works();
@@ -126,10 +96,10 @@ test_no_answer(void **state)
 	ccid_emu_faults_t f = {.mute = 1};
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_TIMEOUT);
 	assert_int_equal(tk_ccid_last_fault(x.d[0]), TK_CCID_FAULT_TIMEOUT);
-	assert_int_equal(counts().mute_dropped, 1);
+	assert_int_equal(cfx_counts(&x, 0).mute_dropped, 1);
 	/* one command lost; the reader answers the next */
 	works();
 }
@@ -140,10 +110,10 @@ test_garbage(void **state)
 	ccid_emu_faults_t f = {.garbage = 1};
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_COMM);
 	assert_int_equal(tk_ccid_last_fault(x.d[0]), TK_CCID_FAULT_GARBAGE);
-	assert_int_equal(stats().garbage, 1);
+	assert_int_equal(cfx_stats(&x, 0).garbage, 1);
 	works();
 }
 
@@ -154,16 +124,16 @@ test_wrong_sequence(void **state)
 
 	(void)state;
 	/* a few late replies to earlier commands: skipped */
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	works();
-	assert_int_equal(counts().stale_sent, 3);
-	assert_int_equal(stats().stale_frames, 3);
+	assert_int_equal(cfx_counts(&x, 0).stale_sent, 3);
+	assert_int_equal(cfx_stats(&x, 0).stale_frames, 3);
 	/* more than the bound (16): given up */
 	f.stale = 20;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_COMM);
 	assert_int_equal(tk_ccid_last_fault(x.d[0]), TK_CCID_FAULT_SEQUENCE);
-	assert_int_equal(stats().stale_frames, 3 + 17);
+	assert_int_equal(cfx_stats(&x, 0).stale_frames, 3 + 17);
 	/* what is left in the pipe belongs to an old command */
 	works();
 }
@@ -175,19 +145,19 @@ test_time_extensions(void **state)
 	tk_ccid_timeouts_t t;
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	works();
-	assert_int_equal(stats().time_extensions, 5);
-	assert_int_equal(counts().time_ext_sent, 5);
+	assert_int_equal(cfx_stats(&x, 0).time_extensions, 5);
+	assert_int_equal(cfx_counts(&x, 0).time_ext_sent, 5);
 	/* beyond the bound */
 	tk_ccid_timeouts_default(&t);
 	t.read_ms = 400;
 	t.max_time_ext = 2;
 	tk_ccid_set_timeouts(x.d[0], &t);
 	f.time_ext = 5;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_TIMEOUT);
-	assert_int_equal(stats().time_extensions, 5 + 3);
+	assert_int_equal(cfx_stats(&x, 0).time_extensions, 5 + 3);
 	cfx_fast(x.d[0]);
 	works();
 }
@@ -198,11 +168,11 @@ test_split_replies(void **state)
 	ccid_emu_faults_t f = {.split = 7};
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(select_piv, sizeof(select_piv)), TK_OK);
 	/* 10 + 78 bytes in pieces of 7: 13 transfers */
 	assert_int_equal(rn, 78);
-	assert_int_equal(stats().split_replies, 12);
+	assert_int_equal(cfx_stats(&x, 0).split_replies, 12);
 	assert_int_equal(xmit(chuid, sizeof(chuid)), TK_OK);
 	assert_int_equal(resp[rn - 2], 0x90);
 }
@@ -213,20 +183,20 @@ test_wedged_until_abort(void **state)
 	ccid_emu_faults_t f = {.wedge_abort = true};
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_TIMEOUT);
 	/* CLEAR_HALT is not the cure for this one */
 	assert_int_equal(tk_ccid_clear_halt(x.d[0]), TK_OK);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_TIMEOUT);
-	assert_int_equal(counts().abort_requests, 0);
-	assert_int_equal(tk_ccid_abort(slot()), TK_OK);
-	assert_int_equal(counts().abort_requests, 1);
-	assert_int_equal(counts().aborts_done, 1);
-	assert_int_equal(counts().msgs[TK_CCID_PC_ABORT], 1);
-	assert_int_equal(stats().aborts, 1);
+	assert_int_equal(cfx_counts(&x, 0).abort_requests, 0);
+	assert_int_equal(tk_ccid_abort(cfx_slot(&x, 0, 0)), TK_OK);
+	assert_int_equal(cfx_counts(&x, 0).abort_requests, 1);
+	assert_int_equal(cfx_counts(&x, 0).aborts_done, 1);
+	assert_int_equal(cfx_counts(&x, 0).msgs[TK_CCID_PC_ABORT], 1);
+	assert_int_equal(cfx_stats(&x, 0).aborts, 1);
 	/* the card kept its power and state */
 	works();
-	assert_int_equal(counts().power_on, 1);
+	assert_int_equal(cfx_counts(&x, 0).power_on, 1);
 }
 
 static void
@@ -238,18 +208,18 @@ test_wedged_until_reset(void **state)
 	int proto;
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_TIMEOUT);
 	/* ABORT is ignored too */
-	assert_int_equal(tk_ccid_abort(slot()), TK_ERR_TIMEOUT);
-	assert_int_equal(counts().abort_requests, 1);
-	assert_int_equal(counts().aborts_done, 0);
+	assert_int_equal(tk_ccid_abort(cfx_slot(&x, 0, 0)), TK_ERR_TIMEOUT);
+	assert_int_equal(cfx_counts(&x, 0).abort_requests, 1);
+	assert_int_equal(cfx_counts(&x, 0).aborts_done, 0);
 	assert_int_equal(tk_ccid_reset_device(x.d[0]), TK_OK);
-	assert_int_equal(counts().resets, 1);
-	assert_int_equal(stats().resets, 1);
+	assert_int_equal(cfx_counts(&x, 0).resets, 1);
+	assert_int_equal(cfx_stats(&x, 0).resets, 1);
 	/* a USB reset takes the card's power */
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_STATE);
-	assert_int_equal(tk_ccid_power_on(slot(), atr, sizeof(atr), &n, &proto), TK_OK);
+	assert_int_equal(tk_ccid_power_on(cfx_slot(&x, 0, 0), atr, sizeof(atr), &n, &proto), TK_OK);
 	works();
 }
 
@@ -262,14 +232,15 @@ test_mute_card_power_cycle(void **state)
 	int proto;
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_UNRESPONSIVE);
 	/* the reader is fine: ABORT changes nothing */
-	assert_int_equal(tk_ccid_abort(slot()), TK_OK);
+	assert_int_equal(tk_ccid_abort(cfx_slot(&x, 0, 0)), TK_OK);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_UNRESPONSIVE);
-	assert_int_equal(tk_ccid_power_cycle(slot(), atr, sizeof(atr), &n, &proto), TK_OK);
-	assert_int_equal(counts().power_off, 1);
-	assert_int_equal(counts().power_on, 2);
+	assert_int_equal(tk_ccid_power_cycle(cfx_slot(&x, 0, 0), atr, sizeof(atr), &n, &proto),
+	                 TK_OK);
+	assert_int_equal(cfx_counts(&x, 0).power_off, 1);
+	assert_int_equal(cfx_counts(&x, 0).power_on, 2);
 	works();
 }
 
@@ -304,14 +275,15 @@ test_card_change(void **state)
 	assert_int_equal(ev.present, 0);
 	assert_int_equal(ev.changed, 1);
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_NO_CARD);
-	assert_int_equal(tk_ccid_slot_status(slot(), &st), TK_OK);
+	assert_int_equal(tk_ccid_slot_status(cfx_slot(&x, 0, 0), &st), TK_OK);
 	assert_false(st.present);
-	assert_int_equal(tk_ccid_power_on(slot(), atr, sizeof(atr), &n, &proto), TK_ERR_NO_CARD);
+	assert_int_equal(tk_ccid_power_on(cfx_slot(&x, 0, 0), atr, sizeof(atr), &n, &proto),
+	                 TK_ERR_NO_CARD);
 	ccid_emu_insert(x.dev, 0, 0, &card, true);
 	assert_int_equal(tk_ccid_wait_event(x.d[0], 2000, &ev), TK_OK);
 	assert_int_equal(ev.present, 1);
 	assert_int_equal(ev.changed, 1);
-	assert_int_equal(tk_ccid_slot_status(slot(), &st), TK_OK);
+	assert_int_equal(tk_ccid_slot_status(cfx_slot(&x, 0, 0), &st), TK_OK);
 	assert_true(st.present);
 	assert_false(st.active);
 	assert_int_equal(cfx_power(&x, 0, 0), 1);
@@ -371,7 +343,7 @@ test_unplug_replug(void **state)
 	assert_int_not_equal(now, old);
 	assert_int_equal(tk_ccid_reopen(x.d[0], 5000), TK_OK);
 	assert_int_equal(tk_ccid_info(x.d[0])->addr, now);
-	assert_int_equal(stats().reopens, 2);
+	assert_int_equal(cfx_stats(&x, 0).reopens, 2);
 	/* the slot starts unpowered */
 	assert_int_equal(xmit(version, sizeof(version)), TK_ERR_STATE);
 	assert_int_equal(cfx_power(&x, 0, 0), 1);

@@ -35,40 +35,11 @@ teardown(void **state)
 	return 0;
 }
 
-static tk_ccid_slot_t *
-slot(void)
-{
-	return cfx_slot(&x, 0, 0);
-}
-
-static void
-fault(const ccid_emu_faults_t *f)
-{
-	ccid_emu_set_faults(x.dev, 0, f);
-}
-
-static ccid_emu_counts_t
-counts(void)
-{
-	ccid_emu_counts_t c;
-
-	ccid_emu_counts(x.dev, 0, &c);
-	return c;
-}
-
-static tk_ccid_stats_t
-stats(void)
-{
-	tk_ccid_stats_t s;
-
-	tk_ccid_get_stats(x.d[0], &s);
-	return s;
-}
-
 static int
 sel(void)
 {
-	return tk_ccid_transmit(slot(), select_piv, sizeof(select_piv), resp, sizeof(resp), &rn);
+	return tk_ccid_transmit(cfx_slot(&x, 0, 0), select_piv, sizeof(select_piv), resp,
+	                        sizeof(resp), &rn);
 }
 
 static void
@@ -86,11 +57,11 @@ test_bad_edc(void **state)
 
 	(void)state;
 	assert_int_equal(cfx_power(&x, 0, 0), 1);
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	works();
 	/* we asked again with an R-block, the card sent the block again */
-	assert_int_equal(counts().t1_r_blocks, 1);
-	assert_int_equal(stats().t1_retransmits, 1);
+	assert_int_equal(cfx_counts(&x, 0).t1_r_blocks, 1);
+	assert_int_equal(cfx_stats(&x, 0).t1_retransmits, 1);
 	/* two damaged blocks in a chained answer (the 270-byte public key
 	 * of a generated RSA key) */
 	{
@@ -99,18 +70,18 @@ test_bad_edc(void **state)
 		uint8_t atr[40];
 		size_t n = tk_vcard_atr(x.vc[0][0], atr, sizeof(atr));
 
-		pf = cfx_piv(slot(), atr, n);
+		pf = cfx_piv(cfx_slot(&x, 0, 0), atr, n);
 		assert_int_equal(fx_select(pf), 0);
 		assert_int_equal(fx_mgm_auth(pf), 0);
 		f.t1_bad_edc = 2;
-		fault(&f);
+		cfx_fault(&x, 0, &f);
 		key = fx_generate(pf, 0x9A, 0x07);
 		assert_non_null(key);
 		EVP_PKEY_free(key);
 		cfx_free_piv(pf);
 	}
-	assert_int_equal(stats().t1_retransmits, 3);
-	assert_int_equal(stats().t1_resynchs, 0);
+	assert_int_equal(cfx_stats(&x, 0).t1_retransmits, 3);
+	assert_int_equal(cfx_stats(&x, 0).t1_resynchs, 0);
 }
 
 static void
@@ -121,23 +92,23 @@ test_wtx_and_ifs(void **state)
 
 	(void)state;
 	assert_int_equal(cfx_power(&x, 0, 0), 1);
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	works();
-	assert_int_equal(counts().t1_wtx_resp, 3);
-	assert_int_equal(stats().t1_wtx, 3);
+	assert_int_equal(cfx_counts(&x, 0).t1_wtx_resp, 3);
+	assert_int_equal(cfx_stats(&x, 0).t1_wtx, 3);
 	/* the card asks for an IFSC of 16: our next 22-byte APDU (a SELECT
 	 * of an application the card does not have) goes in two blocks */
 	f.t1_wtx = 0;
 	f.t1_ifs = 16;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	works();
-	blocks = counts().t1_blocks;
-	assert_int_equal(
-	        tk_ccid_transmit(slot(), long_select, sizeof(long_select), resp, sizeof(resp), &rn),
-	        TK_OK);
+	blocks = cfx_counts(&x, 0).t1_blocks;
+	assert_int_equal(tk_ccid_transmit(cfx_slot(&x, 0, 0), long_select, sizeof(long_select),
+	                                  resp, sizeof(resp), &rn),
+	                 TK_OK);
 	assert_int_equal(rn, 2);
 	assert_int_equal(resp[0], 0x6A);
-	assert_int_equal(counts().t1_blocks - blocks, 2);
+	assert_int_equal(cfx_counts(&x, 0).t1_blocks - blocks, 2);
 }
 
 static void
@@ -150,16 +121,16 @@ test_reader_parity_errors(void **state)
 	/* the reader reports the card mute twice: two R-blocks; the card,
 	 * which never saw our I-block, asks for it with an R-block of its
 	 * own, and we send it again: three retransmissions */
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	works();
-	assert_int_equal(stats().t1_retransmits, 3);
-	assert_int_equal(counts().t1_resynch, 0);
+	assert_int_equal(cfx_stats(&x, 0).t1_retransmits, 3);
+	assert_int_equal(cfx_counts(&x, 0).t1_resynch, 0);
 	/* five times: beyond three retries, the link is resynchronised and
 	 * the exchange reported lost; the next one works */
 	f.icc_mute = 4;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	assert_int_equal(sel(), TK_ERR_COMM);
-	assert_int_equal(counts().t1_resynch, 1);
+	assert_int_equal(cfx_counts(&x, 0).t1_resynch, 1);
 	works();
 }
 
@@ -173,16 +144,17 @@ test_card_needs_power_cycle(void **state)
 
 	(void)state;
 	assert_int_equal(cfx_power(&x, 0, 0), 1);
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	/* retries, then three S(RESYNCH) unanswered: the card needs a reset */
 	assert_int_equal(sel(), TK_ERR_UNRESPONSIVE);
-	assert_int_equal(stats().t1_resynchs, 3);
-	assert_int_equal(tk_ccid_power_cycle(slot(), atr, sizeof(atr), &n, &proto), TK_OK);
+	assert_int_equal(cfx_stats(&x, 0).t1_resynchs, 3);
+	assert_int_equal(tk_ccid_power_cycle(cfx_slot(&x, 0, 0), atr, sizeof(atr), &n, &proto),
+	                 TK_OK);
 	works();
-	assert_int_equal(counts().power_on, 2);
+	assert_int_equal(cfx_counts(&x, 0).power_on, 2);
 	/* PPS and the parameters again after the new activation */
-	assert_int_equal(counts().pps, 2);
-	assert_int_equal(counts().set_params, 2);
+	assert_int_equal(cfx_counts(&x, 0).pps, 2);
+	assert_int_equal(cfx_counts(&x, 0).set_params, 2);
 }
 
 static void
@@ -191,13 +163,13 @@ test_pps_declined(void **state)
 	ccid_emu_faults_t f = {.reject_pps = true};
 
 	(void)state;
-	fault(&f);
+	cfx_fault(&x, 0, &f);
 	/* the card answers the PPS without PPS1: it stays at Fi 372 / Di 1,
 	 * and the reader must be told so (it would be at TA1 otherwise) */
 	assert_int_equal(cfx_power(&x, 0, 0), 1);
-	assert_int_equal(counts().pps, 1);
-	assert_int_equal(counts().power_on, 1);
-	assert_int_equal(counts().set_params, 1);
+	assert_int_equal(cfx_counts(&x, 0).pps, 1);
+	assert_int_equal(cfx_counts(&x, 0).power_on, 1);
+	assert_int_equal(cfx_counts(&x, 0).set_params, 1);
 	works();
 }
 
