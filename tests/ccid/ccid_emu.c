@@ -1042,20 +1042,44 @@ ccid_emu_free(ccid_emu_t **ep)
 	}
 	g_list_free(e->devs);
 	g_free(e->root);
+	if (getenv("TK_CCID_EMU_TMP") != NULL)
+		(void)rmdir(getenv("TK_CCID_EMU_TMP")); /* ours, and empty by now */
 	g_mutex_clear(&e->lock);
 	g_free(e);
+}
+
+/* umockdev's sockets live in the testbed, under $TMPDIR: a long build path
+ * there runs past the 108 bytes of a UNIX socket name (the testbed then
+ * fails in odd ways). Such a TMPDIR is traded for a short directory of our
+ * own, removed by ccid_emu_free. */
+#define EMU_TMPDIR_MAX 40
+
+static void
+short_tmpdir(void)
+{
+	const char *t = getenv("TMPDIR");
+	char d[] = "/tmp/tkccid.XXXXXX";
+
+	if (getenv("TK_CCID_EMU_TMP") != NULL || t == NULL || strlen(t) <= EMU_TMPDIR_MAX)
+		return;
+	if (mkdtemp(d) == NULL)
+		return;
+	setenv("TMPDIR", d, 1);
+	setenv("TK_CCID_EMU_TMP", d, 1);
 }
 
 void
 ccid_emu_reexec(int argc, char **argv)
 {
 	const char *pre = getenv("LD_PRELOAD");
-	g_autofree char *wrapper = g_find_program_in_path("umockdev-wrapper");
+	g_autofree char *wrapper = NULL;
 	char *newpre;
 
 	(void)argc;
+	short_tmpdir();
 	if (pre != NULL && strstr(pre, "libumockdev-preload") != NULL)
 		return;
+	wrapper = g_find_program_in_path("umockdev-wrapper");
 	if (wrapper == NULL) {
 		fprintf(stderr, "%s: umockdev is not installed (umockdev-wrapper): skipped\n",
 		        argv[0]);

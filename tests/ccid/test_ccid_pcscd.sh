@@ -27,7 +27,8 @@ done
 [[ -f $PLIST ]] || { echo "skipped: libccid not installed"; exit 77; }
 grep -q '<string>0x5116</string>' "$PLIST" || { echo "libccid does not list 04E6:5116"; exit 1; }
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/tk-ccid-pcscd.XXXXXX")
+# (under /tmp: socket names must stay short; see ccid_emu.c)
+W=$(mktemp -d /tmp/tk-ccid-pcscd.XXXXXX)
 cleanup() { rm -rf "$W"; }
 trap cleanup EXIT
 : >"$W/reader.conf"

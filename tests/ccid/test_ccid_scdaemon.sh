@@ -15,7 +15,8 @@ SCD=/usr/lib/gnupg/scdaemon
 [[ -x $SCD ]] || { echo "skipped: scdaemon not installed"; exit 77; }
 command -v gpg-connect-agent >/dev/null || { echo "skipped: gnupg not installed"; exit 77; }
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/tk-ccid-scd.XXXXXX")
+# (under /tmp: socket names must stay short; see ccid_emu.c)
+W=$(mktemp -d /tmp/tk-ccid-scd.XXXXXX)
 export GNUPGHOME=$W/gnupg
 cleanup() { gpgconf --kill all 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
