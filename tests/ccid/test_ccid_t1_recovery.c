@@ -173,6 +173,32 @@ test_pps_declined(void **state)
 	works();
 }
 
+static void
+test_crc(void **state)
+{
+	/* The card's ATR with TD2 = 71 (TA3 TB3 TC3 follow), TC3 = 01: the
+	 * error detection code is a CRC (ISO/IEC 7816-3, 11.4.4). */
+	uint8_t atr[] = {0x3B, 0xFD, 0x13, 0x00, 0x00, 0x81, 0x71, 0xFE, 0x15, 0x01, 0x80, 0x73,
+	                 0xC0, 0x21, 0xC0, 0x57, 0x59, 0x75, 0x62, 0x69, 0x4B, 0x65, 0x79, 0x00};
+	ccid_emu_faults_t f = {.t1_bad_edc = 1};
+	uint8_t got[40];
+	size_t n = 0;
+	int proto = -1;
+
+	(void)state;
+	for (size_t i = 1; i + 1 < sizeof(atr); i++)
+		atr[sizeof(atr) - 1] ^= atr[i];
+	ccid_emu_set_atr(x.dev, 0, 0, atr, sizeof(atr));
+	assert_int_equal(tk_ccid_power_on(cfx_slot(&x, 0, 0), got, sizeof(got), &n, &proto), TK_OK);
+	assert_int_equal(n, sizeof(atr));
+	assert_int_equal(proto, 1);
+	works();
+	/* a damaged CRC is caught and the block asked for again */
+	cfx_fault(&x, 0, &f);
+	works();
+	assert_int_equal(cfx_stats(&x, 0).t1_retransmits, 1);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -183,6 +209,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_reader_parity_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_card_needs_power_cycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pps_declined, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crc, setup, teardown),
 	};
 	/* clang-format on */
 	int r;
