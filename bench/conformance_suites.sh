@@ -91,6 +91,7 @@ fresh_card() {
 	cp "$TMP/card.state" "$TMP/run.state"
 	rm -rf "$TMP/cache"
 	export TOKENKIT_READERS="vcard:state=$TMP/run.state"
+	export TOKENKIT_PLUGIN_PATH=${TOKENKIT_PLUGIN_PATH:-$BUILD/plugins} # the in-process reader is a plugin
 	export XDG_CACHE_HOME=$TMP/cache
 }
 # run NAME CMD...: the suite's output in $OUT/NAME.log, its exit status in $RC

@@ -227,10 +227,14 @@ tk_apdu_exchange(tk_transmit_fn fn, void *ctx, const tk_apdu_opts_t *opts, const
 	    (resp == NULL && resp_cap > 0) || a->lc > 65535 || a->le > 65536 ||
 	    (a->data == NULL && a->lc > 0))
 		return TK_ERR_INVALID_ARG;
-	if ((x = calloc(1, sizeof(*x))) == NULL)
+	/* Not calloc: clearing 128 KiB for every APDU cost more than the
+	 * rest of the exchange; only what was used is wiped at the end. */
+	if ((x = malloc(sizeof(*x))) == NULL)
 		return TK_ERR_NO_MEMORY;
 	x->fn = fn;
 	x->ctx = ctx;
+	x->cmd_len = x->raw_len = 0;
+	x->cmd_max = x->raw_max = 0;
 	tk_wbuf_init(&out, resp, resp_cap);
 	/* Short APDUs: parts of at most 255 bytes. Extended: all at once unless
 	 * the caller limits the part size (a reader with a smaller buffer). */

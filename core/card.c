@@ -35,6 +35,7 @@ struct tk_card {
 	/* whether the response to the last command sent carries a secret: a
 	 * GET RESPONSE that follows it carries more of the same */
 	atomic_bool resp_secret;
+	atomic_bool short_only; /* tk_card_use_short_apdus */
 	atomic_uint_fast64_t gen;
 	pthread_mutex_t mtx; /* guards tx_depth */
 	unsigned tx_depth;
@@ -76,6 +77,7 @@ tk_card_new_backend(const char *reader_name, const uint8_t *atr, size_t atr_len,
 	        default_timeout_ms > 0 ? default_timeout_ms : TK_CARD_DEFAULT_TIMEOUT_MS;
 	atomic_init(&c->refs, 1);
 	atomic_init(&c->removed, false);
+	atomic_init(&c->short_only, false);
 	atomic_init(&c->gen, 0);
 	pthread_mutex_init(&c->mtx, NULL);
 	*out = c;
@@ -242,9 +244,9 @@ card_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t r
 	return tk_card_transmit(ctx, cmd, cmd_len, resp, resp_cap, resp_len, 0);
 }
 
-int
-tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap, size_t *resp_len,
-             uint16_t *sw)
+static int
+card_apdu(tk_card_t *c, bool allow_extended, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap,
+          size_t *resp_len, uint16_t *sw)
 {
 	tk_apdu_opts_t opts;
 	int r;
@@ -259,12 +261,33 @@ tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap
 	if (apdu == NULL || resp_len == NULL || sw == NULL || (resp == NULL && resp_cap > 0))
 		return TK_ERR_INVALID_ARG;
 	memset(&opts, 0, sizeof(opts));
-	opts.extended = c->caps.extended_apdu;
+	opts.extended = allow_extended && c->caps.extended_apdu && !atomic_load(&c->short_only);
 	if (opts.extended && c->caps.max_cmd > 9) {
 		size_t chunk = c->caps.max_cmd - 9; /* header, extended Lc and Le */
 		opts.max_chunk = chunk > 65535 ? 65535 : chunk;
 	}
 	return tk_apdu_exchange(card_xmit, c, &opts, apdu, resp, resp_cap, resp_len, sw);
+}
+
+int
+tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap, size_t *resp_len,
+             uint16_t *sw)
+{
+	return card_apdu(c, true, apdu, resp, resp_cap, resp_len, sw);
+}
+
+int
+tk_card_apdu_short(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap,
+                   size_t *resp_len, uint16_t *sw)
+{
+	return card_apdu(c, false, apdu, resp, resp_cap, resp_len, sw);
+}
+
+void
+tk_card_use_short_apdus(tk_card_t *c)
+{
+	if (c != NULL)
+		atomic_store(&c->short_only, true);
 }
 
 int
@@ -401,6 +424,9 @@ tk_card_caps(const tk_card_t *c, tk_card_caps_t *caps)
 	if (caps == NULL)
 		return;
 	memset(caps, 0, sizeof(*caps));
-	if (c != NULL)
-		*caps = c->caps;
+	if (c == NULL)
+		return;
+	*caps = c->caps;
+	if (atomic_load(&((tk_card_t *)(uintptr_t)c)->short_only))
+		caps->extended_apdu = false;
 }

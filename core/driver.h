@@ -16,6 +16,7 @@
 #include <tokenkit/token.h>
 
 #include "cache.h"
+#include "x509.h"
 
 /* One key slot as the driver found it. Buffers are malloc'd and owned by
  * the model (tk_drv_model_clear frees them). */
@@ -109,13 +110,5 @@ typedef struct tk_driver {
 
 /* The drivers, in probing order. */
 extern const tk_driver_t tk_piv_driver;
-
-/* SubjectPublicKeyInfo DER of a certificate, with its key type and size
- * (OpenSSL parses the certificate). Errors: TK_ERR_MALFORMED,
- * TK_ERR_NO_MEMORY. */
-int tk_x509_spki(const uint8_t *cert, size_t cert_len, uint8_t **spki, size_t *spki_len,
-                 int *key_type, unsigned *key_bits);
-/* Key type and size of a SubjectPublicKeyInfo DER. Errors: TK_ERR_MALFORMED. */
-int tk_spki_info(const uint8_t *spki, size_t spki_len, int *key_type, unsigned *key_bits);
 
 #endif

@@ -35,6 +35,7 @@
 #include <tokenkit/token.h>
 
 #include "cache.h"
+#include "clock.h"
 #include "driver.h"
 #include "provider.h"
 
@@ -343,6 +344,7 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	unsigned flags = 0;
 	bool in_tx = false;
 	tk_token_t *t;
+	int64_t t0 = tk_now_us(), t_probe, t_cache, t_load;
 	int r = TK_ERR_NOT_SUPPORTED;
 
 	if (out == NULL)
@@ -381,6 +383,7 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	}
 	if (t->drv == NULL)
 		goto fail;
+	t_probe = tk_now_us();
 
 	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
 		t->use_cache = true;
@@ -392,8 +395,10 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 		goto fail;
 	if (opts->defer_revalidation && cached != NULL)
 		flags |= TK_DRV_LOAD_TRUST_CACHE;
+	t_cache = tk_now_us();
 	if ((r = t->drv->load(t->ds, cached, fresh, flags, &t->model)) != TK_OK)
 		goto fail;
+	t_load = tk_now_us();
 	if (in_tx) {
 		(void)tk_card_end(card);
 		in_tx = false;
@@ -411,6 +416,12 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	t->info.pin_retries = t->info.pin_max_retries = t->info.puk_retries = -1;
 	if (opts->refresh_pin_status && (r = refresh_pin_locked(t)) != TK_OK)
 		goto fail;
+	/* where an open's time goes (bench/p11bench.sh, TOKENKIT_LOG=debug) */
+	tk_log_debug("token: %s: open %.2f ms: card (probe) %.2f, cache file %.2f, load%s %.2f, "
+	             "objects %.2f",
+	             identity, (tk_now_us() - t0) / 1e3, (t_probe - t0) / 1e3,
+	             (t_cache - t_probe) / 1e3, flags & TK_DRV_LOAD_TRUST_CACHE ? " (trusted)" : "",
+	             (t_load - t_cache) / 1e3, (tk_now_us() - t_load) / 1e3);
 	tk_cache_free(&cached);
 	*out = t;
 	return TK_OK;

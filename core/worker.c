@@ -766,6 +766,21 @@ handle_timeout(tk_slotmgr_t *m, slot_t *s, worker_t *w, work_t *it)
 	pthread_mutex_unlock(&m->mtx);
 }
 
+/* May work for card card_seq be queued on s now? (m->mtx held) */
+static int
+admissible_locked(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op)
+{
+	if (m->stopping || !s->present)
+		return TK_ERR_READER_GONE;
+	if (s->card_seq != card_seq)
+		return TK_ERR_CARD_REMOVED;
+	if (s->state == TK_SLOT_QUARANTINED && op != W_RECOVER)
+		return TK_ERR_QUARANTINED;
+	if (s->worker == NULL)
+		return TK_ERR_UNRESPONSIVE;
+	return TK_OK;
+}
+
 static int
 submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uint8_t *cmd,
        size_t cmd_len, uint8_t *resp, size_t resp_cap, size_t *resp_len, int timeout_ms)
@@ -786,14 +801,7 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uin
 	it->how = how;
 
 	pthread_mutex_lock(&m->mtx);
-	if (m->stopping || !s->present)
-		r = TK_ERR_READER_GONE;
-	else if (s->card_seq != card_seq)
-		r = TK_ERR_CARD_REMOVED;
-	else if (s->state == TK_SLOT_QUARANTINED && op != W_RECOVER)
-		r = TK_ERR_QUARANTINED;
-	else if (s->worker == NULL)
-		r = TK_ERR_UNRESPONSIVE;
+	r = admissible_locked(m, s, card_seq, op);
 	if (r == TK_OK && op == W_END && s->rec_open) {
 		/* The recovery under way reconnects or resets the card, which
 		 * ends every transaction: the caller of a failed operation
@@ -906,15 +914,26 @@ mc_begin(void *ctx, int timeout_ms)
 	        submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, 0, NULL, 0, NULL, timeout_ms));
 }
 
+/* The END of a transaction is queued, not waited for: what comes after it
+ * on this card runs after it anyway, and nobody acts on its answer (the
+ * daemon ends the transaction of a handle that reconnects or goes). Waiting
+ * cost every transaction a round trip through the worker and the daemon,
+ * on the path of a token open to its first object list among others. A
+ * recovery under way ends every transaction by itself (submit). */
 static int
 mc_end(void *ctx, int timeout_ms)
 {
 	mcard_t *c = ctx;
 	uint64_t rb = mc_rebinds_now(c);
+	int r;
 
-	return mc_result(
-	        c, rb,
-	        submit(c->m, c->s, c->card_seq, W_END, 0, NULL, 0, NULL, 0, NULL, timeout_ms));
+	(void)timeout_ms;
+	pthread_mutex_lock(&c->m->mtx);
+	r = admissible_locked(c->m, c->s, c->card_seq, W_END);
+	if (r == TK_OK && !c->s->rec_open)
+		post_locked(c->s, W_END, 0, c->card_seq);
+	pthread_mutex_unlock(&c->m->mtx);
+	return mc_result(c, rb, r);
 }
 
 static int

@@ -2,8 +2,10 @@
  * functions of a write-protected token.
  *
  * Every object's attributes are computed once, when the token is opened
- * (parsing certificates and SubjectPublicKeyInfo with OpenSSL, no card I/O),
- * so C_GetAttributeValue and C_FindObjects are table look-ups.
+ * (no card I/O; certificates and SubjectPublicKeyInfo are walked as DER by
+ * core/x509.c, no OpenSSL decoding on a token's way to its first object
+ * list), so C_GetAttributeValue and C_FindObjects are table look-ups. The
+ * OpenSSL form of a public key is made on its first use (C_VerifyInit).
  *
  * Decisions:
  * - Private keys (CKA_PRIVATE TRUE) are visible only while the user is
@@ -20,14 +22,13 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
-#include <openssl/ec.h>
-#include <openssl/objects.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include <tokenkit/mem.h>
 
 #include "p11.h"
+#include "x509.h"
 
 /* --- building attribute tables ------------------------------------------ */
 
@@ -90,85 +91,24 @@ tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type)
 	return NULL;
 }
 
-static int
-add_bn(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const EVP_PKEY *pk, const char *param)
-{
-	BIGNUM *bn = NULL;
-	uint8_t *b = NULL;
-	int n, r = TK_ERR_CRYPTO;
-
-	if (EVP_PKEY_get_bn_param(pk, param, &bn) != 1)
-		goto out;
-	n = BN_num_bytes(bn);
-	b = malloc(n > 0 ? (size_t)n : 1);
-	if (b == NULL) {
-		r = TK_ERR_NO_MEMORY;
-		goto out;
-	}
-	BN_bn2bin(bn, b);
-	r = tk_p11_attr_add(o, type, b, (size_t)n, false);
-out:
-	free(b);
-	BN_free(bn);
-	return r;
-}
-
-static int
-add_i2d(struct p11_object *o, CK_ATTRIBUTE_TYPE type, int len, uint8_t *der)
-{
-	int r;
-
-	if (len < 0 || der == NULL)
-		return TK_ERR_CRYPTO;
-	r = tk_p11_attr_add(o, type, der, (size_t)len, false);
-	OPENSSL_free(der);
-	return r;
-}
-
-static int
-add_curve_oid(struct p11_object *o, int nid)
-{
-	ASN1_OBJECT *obj = OBJ_nid2obj(nid);
-	uint8_t *der = NULL;
-	int len;
-
-	if (obj == NULL)
-		return TK_ERR_NOT_SUPPORTED;
-	len = i2d_ASN1_OBJECT(obj, &der);
-	return add_i2d(o, CKA_EC_PARAMS, len, der);
-}
-
-static int
-curve_nid_of(const EVP_PKEY *pk)
-{
-	char name[80];
-	size_t len = 0;
-	int nid;
-
-	if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof(name),
-	                                   &len) != 1)
-		return NID_undef;
-	nid = OBJ_sn2nid(name);
-	if (nid == NID_undef)
-		nid = OBJ_ln2nid(name);
-	if (nid == NID_undef)
-		nid = EC_curve_nist2nid(name);
-	return nid;
-}
+/* The namedCurve OIDs (DER) of a key whose public key the card did not
+ * give: PIV has P-256 and P-384. */
+static const uint8_t oid_p256[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+static const uint8_t oid_p384[] = {0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22};
 
 /* Key material attributes from the public key (RSA modulus/exponent, EC
- * parameters/point). */
+ * parameters/point); pk NULL when there is none to take them from. */
 static int
-add_public_parts(struct p11_object *o, bool priv)
+add_public_parts(struct p11_object *o, bool priv, const tk_spki_t *pk)
 {
-	const EVP_PKEY *pk = o->pub;
 	int r;
 
 	if (o->key_type == TK_KEY_RSA) {
 		if (pk != NULL) {
-			r = add_bn(o, CKA_MODULUS, pk, OSSL_PKEY_PARAM_RSA_N);
+			r = tk_p11_attr_add(o, CKA_MODULUS, pk->n, pk->n_len, false);
 			if (r == TK_OK)
-				r = add_bn(o, CKA_PUBLIC_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_E);
+				r = tk_p11_attr_add(o, CKA_PUBLIC_EXPONENT, pk->e, pk->e_len,
+				                    false);
 			if (r != TK_OK)
 				return r;
 		}
@@ -183,21 +123,34 @@ add_public_parts(struct p11_object *o, bool priv)
 		return r;
 	}
 	if (o->key_type == TK_KEY_EC) {
-		int nid = pk != NULL ? curve_nid_of(pk)
-		                     : (o->key_bits == 384 ? NID_secp384r1 : NID_X9_62_prime256v1);
-
-		r = add_curve_oid(o, nid);
+		if (pk != NULL)
+			r = tk_p11_attr_add(o, CKA_EC_PARAMS, pk->curve, pk->curve_len, false);
+		else if (o->key_bits == 384)
+			r = tk_p11_attr_add(o, CKA_EC_PARAMS, oid_p384, sizeof(oid_p384), false);
+		else
+			r = tk_p11_attr_add(o, CKA_EC_PARAMS, oid_p256, sizeof(oid_p256), false);
 		if (r != TK_OK)
 			return r;
 		if (pk != NULL) {
-			uint8_t pt[200], *der = NULL;
-			size_t ptlen = 0, derlen = 0;
+			uint8_t *der = NULL, pt[1 + 2 * 66];
+			const uint8_t *point = pk->point;
+			size_t derlen = 0, ptlen = pk->point_len;
+			EVP_PKEY *k;
 
-			if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-			                                    pt, sizeof(pt), &ptlen) != 1)
-				return TK_ERR_CRYPTO;
-			r = tk_p11_der_octet_string(pt, ptlen, &der, &derlen);
-			if (r == TK_OK)
+			/* a compressed point (rare in certificates; never from PIV
+			 * metadata) is given uncompressed, as clients expect; a
+			 * key OpenSSL cannot read goes without its point */
+			if (point[0] != 0x04) {
+				if ((k = tk_p11_object_pub(o)) == NULL ||
+				    EVP_PKEY_get_octet_string_param(
+				            k, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt, sizeof(pt),
+				            &ptlen) != 1)
+					ptlen = 0;
+				point = pt;
+			}
+			r = ptlen == 0 ? TK_OK
+			               : tk_p11_der_octet_string(point, ptlen, &der, &derlen);
+			if (r == TK_OK && ptlen != 0)
 				r = tk_p11_attr_add(o, CKA_EC_POINT, der, derlen, false);
 			free(der);
 			if (r != TK_OK)
@@ -210,23 +163,16 @@ add_public_parts(struct p11_object *o, bool priv)
 	return TK_OK;
 }
 
+/* A certificate's time (YYYYMMDD, or "" when it has none we can show). */
 static void
-date_of(const ASN1_TIME *t, CK_DATE *d, bool *ok)
+date_of(const char *t, CK_DATE *d, bool *ok)
 {
-	struct tm tm;
-	char buf[16];
-
-	*ok = false;
-	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+	*ok = t[0] != '\0';
+	if (!*ok)
 		return;
-	if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
-		return;
-	snprintf(buf, sizeof(buf), "%04d%02d%02d", (tm.tm_year + 1900) % 10000,
-	         (tm.tm_mon + 1) % 100, tm.tm_mday % 100);
-	memcpy(d->year, buf, 4);
-	memcpy(d->month, buf + 4, 2);
-	memcpy(d->day, buf + 6, 2);
-	*ok = true;
+	memcpy(d->year, t, 4);
+	memcpy(d->month, t + 4, 2);
+	memcpy(d->day, t + 6, 2);
 }
 
 /* CKA_UNIQUE_ID: the same for the same object of the same card in every
@@ -304,19 +250,15 @@ add_common(struct p11_object *o, const struct p11_token *t, const tk_object_t *k
 static int
 build_cert(struct p11_object *o, const struct p11_token *t, const tk_object_t *k)
 {
-	const uint8_t *p = k->der;
-	X509 *x = X509_new_ex(tk_p11_libctx(), NULL);
-	uint8_t check[SHA_DIGEST_LENGTH], *der;
+	uint8_t check[SHA_DIGEST_LENGTH];
+	unsigned int check_len = 0;
+	tk_x509_t x;
 	CK_DATE d;
 	bool ok;
-	int r, len;
+	int r;
 
-	if (x == NULL)
-		return TK_ERR_NO_MEMORY;
-	if (d2i_X509(&x, &p, (long)k->der_len) == NULL) {
-		X509_free(x);
+	if (tk_x509_parse(k->der, k->der_len, &x) != TK_OK)
 		return TK_ERR_MALFORMED;
-	}
 	r = add_common(o, t, k, false);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_ulong(o, CKA_CERTIFICATE_TYPE, CKC_X_509);
@@ -324,35 +266,27 @@ build_cert(struct p11_object *o, const struct p11_token *t, const tk_object_t *k
 		r = tk_p11_attr_add_bool(o, CKA_TRUSTED, false);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_ulong(o, CKA_CERTIFICATE_CATEGORY, k->has_identity ? 1 : 0);
-	SHA1(k->der, k->der_len, check);
+	/* the module's own SHA-1, fetched once (an implicit fetch per call
+	 * costs more than the hash) */
+	if (r == TK_OK && EVP_Digest(k->der, k->der_len, check, &check_len,
+	                             tk_p11_md_from_mech(CKM_SHA_1), NULL) != 1)
+		r = TK_ERR_CRYPTO;
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_CHECK_VALUE, check, 3, false);
-	date_of(X509_get0_notBefore(x), &d, &ok);
+	date_of(x.not_before, &d, &ok);
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_START_DATE, &d, ok ? sizeof(d) : 0, false);
-	date_of(X509_get0_notAfter(x), &d, &ok);
+	date_of(x.not_after, &d, &ok);
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_END_DATE, &d, ok ? sizeof(d) : 0, false);
-	if (r == TK_OK) {
-		der = NULL;
-		len = i2d_X509_NAME(X509_get_subject_name(x), &der);
-		r = add_i2d(o, CKA_SUBJECT, len, der);
-	}
-	if (r == TK_OK) {
-		der = NULL;
-		len = i2d_X509_NAME(X509_get_issuer_name(x), &der);
-		r = add_i2d(o, CKA_ISSUER, len, der);
-	}
-	if (r == TK_OK) {
-		der = NULL;
-		len = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
-		r = add_i2d(o, CKA_SERIAL_NUMBER, len, der);
-	}
-	if (r == TK_OK) {
-		der = NULL;
-		len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
-		r = add_i2d(o, CKA_PUBLIC_KEY_INFO, len, der);
-	}
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_SUBJECT, x.subject, x.subject_len, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_ISSUER, x.issuer, x.issuer_len, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_SERIAL_NUMBER, x.serial, x.serial_len, false);
+	if (r == TK_OK)
+		r = tk_p11_attr_add(o, CKA_PUBLIC_KEY_INFO, x.spki, x.spki_len, false);
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_VALUE, k->der, k->der_len, false);
 	if (r == TK_OK)
@@ -365,14 +299,6 @@ build_cert(struct p11_object *o, const struct p11_token *t, const tk_object_t *k
 		r = tk_p11_attr_add_ulong(o, CKA_JAVA_MIDP_SECURITY_DOMAIN, 0);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_ulong(o, CKA_NAME_HASH_ALGORITHM, CKM_SHA_1);
-	if (o->pub == NULL) {
-		const struct p11_attr *spki = tk_p11_attr_find(o, CKA_PUBLIC_KEY_INFO);
-
-		p = spki != NULL ? spki->val : NULL;
-		if (p != NULL)
-			o->pub = d2i_PUBKEY_ex(NULL, &p, (long)spki->len, tk_p11_libctx(), NULL);
-	}
-	X509_free(x);
 	return r;
 }
 
@@ -436,15 +362,18 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 {
 	CK_MECHANISM_TYPE allowed[32];
 	const struct p11_attr *subj;
-	const uint8_t *spki, *p;
-	size_t spki_len = 0, nallowed = 0, first;
+	const uint8_t *spki;
+	size_t spki_len = 0, nallowed = 0;
+	tk_spki_t pk;
+	bool have_pk;
 	int r;
 
 	spki = spki_for(t, k, &spki_len);
-	if (spki != NULL && o->pub == NULL) {
-		p = spki;
-		o->pub = d2i_PUBKEY_ex(NULL, &p, (long)spki_len, tk_p11_libctx(), NULL);
-	}
+	/* key material from a public key of the object's own kind only */
+	have_pk = spki != NULL && tk_spki_parse(spki, spki_len, &pk) == TK_OK &&
+	          pk.key_type == k->key_type;
+	if (have_pk && o->key_bits == 0)
+		o->key_bits = pk.bits;
 	r = add_common(o, t, k, priv);
 	if (r == TK_OK)
 		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE,
@@ -519,17 +448,9 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 	}
 	if (r != TK_OK)
 		return r;
-	first = o->nattrs;
-	if (add_public_parts(o, priv) != TK_OK) {
-		/* the key stays usable without its public values; never drop it */
-		for (size_t i = first; i < o->nattrs; i++)
-			tk_freezero(o->attrs[i].val, o->attrs[i].len);
-		o->nattrs = first;
-		EVP_PKEY_free(o->pub);
-		o->pub = NULL;
-		r = add_public_parts(o, priv);
-	}
-	return r;
+	/* without a public key it could parse, the key stays usable without its
+	 * public values: never dropped */
+	return add_public_parts(o, priv, have_pk ? &pk : NULL);
 }
 
 static void
@@ -717,6 +638,32 @@ fail:
 	free(tmp.objs);
 	free(old);
 	return r != TK_OK ? r : TK_ERR_NO_MEMORY;
+}
+
+/* --- the OpenSSL form of a public key --------------------------------------- */
+
+EVP_PKEY *
+tk_p11_object_pub(const struct p11_object *o)
+{
+	struct p11_object *mo = (struct p11_object *)(uintptr_t)o;
+	const struct p11_attr *a;
+	const uint8_t *p;
+	EVP_PKEY *pk = __atomic_load_n(&mo->pub, __ATOMIC_ACQUIRE), *none = NULL;
+
+	if (pk != NULL || o->tko == NULL || o->cls == CKO_CERTIFICATE)
+		return pk;
+	if ((a = tk_p11_attr_find(o, CKA_PUBLIC_KEY_INFO)) == NULL || a->len == 0)
+		return NULL;
+	p = a->val;
+	if ((pk = d2i_PUBKEY_ex(NULL, &p, (long)a->len, tk_p11_libctx(), NULL)) == NULL)
+		return NULL;
+	/* two sessions may get here at once: the first one's key stays */
+	if (!__atomic_compare_exchange_n(&mo->pub, &none, pk, false, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE)) {
+		EVP_PKEY_free(pk);
+		pk = none;
+	}
+	return pk;
 }
 
 /* --- lookup and visibility ---------------------------------------------- */

@@ -56,6 +56,7 @@
 #define P11_LIBRARY_DESC "tokenkit PKCS#11 module"
 
 /* Bounds. */
+#define P11_PIN_MAX 64         /* longest PIN or PUK the module keeps */
 #define P11_MAX_RAW_INPUT 1024 /* multi-part raw (unhashed) sign/decrypt accumulation */
 /* Raw CKM_ECDSA: the input is a digest, truncated to the key's field (PKCS#11
  * 3.0 2.3.6 / FIPS 186-4 6.4); longer than the longest hash offered (SHA-512)
@@ -117,7 +118,7 @@ struct p11_object {
 	unsigned key_bits;
 	unsigned usage; /* TK_USAGE_* */
 	bool always_auth;
-	EVP_PKEY *pub;        /* public key for host-side work, may be NULL */
+	EVP_PKEY *pub;        /* public key for host-side work: tk_p11_object_pub */
 	bool visible_private; /* CKA_PRIVATE true */
 };
 
@@ -163,7 +164,8 @@ struct p11_token {
 	/* Login state, shared by every session of the token (module lock). */
 	int login;             /* -1: none; CKU_USER; CKU_SO */
 	uint64_t login_serial; /* bumped at every change of login (module lock) */
-	uint8_t so_pin[64];    /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in */
+	void *so_pin;          /* PUK kept for C_InitPIN/C_SetPIN while SO is logged in (secmem,
+	                        * P11_PIN_MAX bytes) */
 	size_t so_pin_len;
 	/* Opt-in ($TOKENKIT_P11_PIN_CACHE=1): the user PIN while CKU_USER is
 	 * logged in, verified again with an operation when the card lost the
@@ -395,6 +397,10 @@ void tk_p11_objects_number_locked(struct p11_object *objs, size_t n, const struc
 void tk_p11_object_clear(struct p11_object *o);
 struct p11_object *tk_p11_object_find_locked(struct p11_token *t, CK_OBJECT_HANDLE h);
 const struct p11_attr *tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type);
+/* A token key object's public key as an OpenSSL key (host-side C_Verify),
+ * made from its CKA_PUBLIC_KEY_INFO on first use and kept with the object;
+ * any thread. NULL: none (a certificate, a session object, no public key). */
+EVP_PKEY *tk_p11_object_pub(const struct p11_object *o);
 int tk_p11_attr_add(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const void *val, size_t len,
                     bool sensitive);
 int tk_p11_attr_add_bool(struct p11_object *o, CK_ATTRIBUTE_TYPE type, bool v);

@@ -571,21 +571,30 @@ tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PT
 			pthread_mutex_unlock(&g_p11.lock);
 		}
 		break;
-	case CKU_SO:
-		if (ulPinLen > sizeof(t->so_pin)) {
+	case CKU_SO: {
+		void *kept = NULL;
+
+		if (ulPinLen > P11_PIN_MAX) {
 			rv = CKR_PIN_INCORRECT;
+			break;
+		}
+		if (tk_secmem_dup(pPin, ulPinLen, &kept) != TK_OK) {
+			rv = CKR_HOST_MEMORY;
 			break;
 		}
 		pthread_mutex_lock(&g_p11.lock);
 		if (t->login < 0) {
 			tk_p11_login_set_locked(t, CKU_SO);
-			memcpy(t->so_pin, pPin, ulPinLen);
+			t->so_pin = kept;
 			t->so_pin_len = ulPinLen;
+			kept = NULL;
 		} else {
 			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
 		}
 		pthread_mutex_unlock(&g_p11.lock);
+		tk_secmem_free(&kept);
 		break;
+	}
 	default: /* CKU_CONTEXT_SPECIFIC */
 		/* Checked on the card now (a wrong PIN is this call's error), kept
 		 * for the operation, verified again with it. */
@@ -663,7 +672,7 @@ tk_p11_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ul
 	rv = check_pin_len(t, ulNewLen);
 	if (rv != CKR_OK)
 		goto out;
-	if (ulNewLen > sizeof(t->so_pin)) {
+	if (ulNewLen > P11_PIN_MAX) {
 		rv = CKR_PIN_LEN_RANGE;
 		goto out;
 	}
@@ -675,13 +684,20 @@ tk_p11_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ul
 	rv = tk_err_to_ckr(r);
 	refresh_after(t, rv);
 	if (r == TK_OK && so) {
+		void *kept = NULL;
+
+		if (tk_secmem_dup(pNewPin, ulNewLen, &kept) != TK_OK)
+			kept = NULL; /* C_InitPIN then answers CKR_USER_NOT_LOGGED_IN */
 		pthread_mutex_lock(&g_p11.lock);
 		if (t->login == (int)CKU_SO) {
-			tk_wipe(t->so_pin, sizeof(t->so_pin));
-			memcpy(t->so_pin, pNewPin, ulNewLen);
-			t->so_pin_len = ulNewLen;
+			void *old = t->so_pin;
+
+			t->so_pin = kept;
+			t->so_pin_len = kept != NULL ? ulNewLen : 0;
+			kept = old;
 		}
 		pthread_mutex_unlock(&g_p11.lock);
+		tk_secmem_free(&kept);
 	} else if (r == TK_OK) {
 		/* a kept user PIN (opt-in) follows the change */
 		void *kept = NULL;
@@ -708,7 +724,7 @@ tk_p11_C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPi
 {
 	struct p11_session *s;
 	struct p11_token *t;
-	uint8_t puk[sizeof(((struct p11_token *)0)->so_pin)];
+	uint8_t puk[P11_PIN_MAX];
 	size_t puk_len = 0;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
 
@@ -716,7 +732,7 @@ tk_p11_C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPi
 		return rv;
 	t = s->tok;
 	pthread_mutex_lock(&g_p11.lock);
-	if (t->login != (int)CKU_SO || !(s->flags & CKF_RW_SESSION)) {
+	if (t->login != (int)CKU_SO || !(s->flags & CKF_RW_SESSION) || t->so_pin == NULL) {
 		rv = CKR_USER_NOT_LOGGED_IN;
 	} else {
 		memcpy(puk, t->so_pin, t->so_pin_len);

@@ -144,7 +144,7 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 	if (key->key_type != mech->key_type)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (kind == P11_OP_VERIFY) {
-		if (key->pub == NULL)
+		if (tk_p11_object_pub(key) == NULL)
 			return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	} else if (key->cls != CKO_PRIVATE_KEY || !(key->usage & usage)) {
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;

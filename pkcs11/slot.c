@@ -62,7 +62,7 @@ tk_p11_token_free(struct p11_token *t)
 		free(t->sobjs[i]);
 	}
 	free(t->sobjs);
-	tk_wipe(t->so_pin, sizeof(t->so_pin));
+	tk_wipe(t->so_pin, P11_PIN_MAX);
 	tk_secmem_free(&t->user_pin);
 	tk_token_free(&t->tk);
 	for (size_t i = 0; i < t->nold_tks; i++)
@@ -174,7 +174,7 @@ tk_p11_login_set_locked(struct p11_token *t, int login)
 	t->login = login;
 	t->login_serial++;
 	if (login != (int)CKU_SO) {
-		tk_wipe(t->so_pin, sizeof(t->so_pin));
+		tk_secmem_free(&t->so_pin);
 		t->so_pin_len = 0;
 	}
 	if (login != (int)CKU_USER) {
@@ -335,11 +335,11 @@ kept_pin_copy(struct p11_token *t, uint64_t serial, size_t *len)
 	void *copy = NULL;
 
 	*len = 0;
-	if (!g_p11.pin_cache || tk_secmem_alloc(sizeof(t->so_pin), &copy) != TK_OK)
+	if (!g_p11.pin_cache || tk_secmem_alloc(P11_PIN_MAX, &copy) != TK_OK)
 		return NULL;
 	pthread_mutex_lock(&g_p11.lock);
 	if (t->user_pin != NULL && t->login == (int)CKU_USER && t->login_serial == serial &&
-	    t->user_pin_len <= sizeof(t->so_pin)) {
+	    t->user_pin_len <= P11_PIN_MAX) {
 		memcpy(copy, t->user_pin, t->user_pin_len);
 		*len = t->user_pin_len;
 	}

@@ -18,7 +18,8 @@ verify_core(const struct p11_op *op, const uint8_t *in, size_t in_len, const uin
 	const struct p11_object *key = op->obj;
 	const struct p11_mech *mech = tk_p11_mech_lookup(op->mech);
 	size_t k = (key->key_bits + 7) / 8;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(tk_p11_libctx(), key->pub, NULL);
+	EVP_PKEY_CTX *ctx =
+	        EVP_PKEY_CTX_new_from_pkey(tk_p11_libctx(), tk_p11_object_pub(key), NULL);
 	ECDSA_SIG *es = NULL;
 	uint8_t *der = NULL, *rec = NULL, *pad = NULL;
 	const uint8_t *tbs = in, *s = sig;

@@ -322,11 +322,21 @@ other_application(const tk_apdu_t *a, uint16_t sw)
 	return sw == 0x6D00 || sw == 0x6E00;
 }
 
-int
-piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap, size_t *resp_len,
-        uint16_t *sw)
+static int
+card_apdu(piv_t *p, bool short_form, const tk_apdu_t *a, uint8_t *resp, size_t cap,
+          size_t *resp_len, uint16_t *sw)
 {
-	int r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+	if (short_form)
+		return tk_card_apdu_short(p->card, a, resp, cap, resp_len, sw);
+	return tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+}
+
+/* piv_cmd, in short APDUs when short_form. */
+static int
+exchange(piv_t *p, const tk_apdu_t *a, bool idempotent, bool short_form, uint8_t *resp, size_t cap,
+         size_t *resp_len, uint16_t *sw)
+{
+	int r = card_apdu(p, short_form, a, resp, cap, resp_len, sw);
 
 	if (r == TK_ERR_CARD_RESET) {
 		p->selected = false;
@@ -334,7 +344,7 @@ piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap
 			return r;
 		if ((r = piv_ensure_selected(p)) != TK_OK)
 			return r;
-		r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+		r = card_apdu(p, short_form, a, resp, cap, resp_len, sw);
 	} else if (r == TK_OK && other_application(a, *sw)) {
 		tk_log_debug("piv: %02X: SW %04X: another application is selected; selecting PIV "
 		             "again",
@@ -344,13 +354,25 @@ piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap
 			return TK_OK; /* no PIV to select: the first answer stands */
 		if (r != TK_OK)
 			return r;
-		r = tk_card_apdu(p->card, a, resp, cap, resp_len, sw);
+		r = card_apdu(p, short_form, a, resp, cap, resp_len, sw);
 		if (r == TK_ERR_CARD_RESET)
 			p->selected = false;
 	}
+	/* Every buffer given here holds the largest answer the command can
+	 * have (GET DATA: PIV_MAX_OBJECT): a longer one is the card's fault
+	 * (garbage), not the caller's buffer. */
+	if (r == TK_ERR_BUFFER_TOO_SMALL)
+		r = TK_ERR_MALFORMED;
 	if (r != TK_OK)
 		tk_log_debug("piv: %02X %02X: %s", a->ins, a->p1, tk_strerror(r));
 	return r;
+}
+
+int
+piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap, size_t *resp_len,
+        uint16_t *sw)
+{
+	return exchange(p, a, idempotent, false, resp, cap, resp_len, sw);
 }
 
 int
@@ -420,22 +442,48 @@ piv_end(piv_t *p)
 	(void)tk_card_end(p->card);
 }
 
-/* GET DATA of a whole object. *data is malloc'd (NULL with *absent when
- * the card does not have it). */
+/* ---- short APDUs for cards that misreport extended length ------------------ */
+
+/* Does this card's exchange use extended length now? */
+static bool
+extended_in_use(const piv_t *p)
+{
+	tk_card_caps_t caps;
+
+	tk_card_caps(p->card, &caps);
+	return caps.extended_apdu;
+}
+
+/* The card answered an extended APDU with nonsense and the same command in
+ * short form correctly: short APDUs for this card from now on. */
+static void
+use_short(piv_t *p, uint16_t sw, const char *what)
+{
+	tk_card_use_short_apdus(p->card);
+	p->short_apdus = true;
+	p->ext_unproven = false;
+	tk_log_warn("piv: %s: the card's ATR announces extended length, but it answered an "
+	            "extended APDU with %s (SW %04X) and the short one correctly; using short "
+	            "APDUs with chaining for this card",
+	            tk_card_reader_name(p->card), what, sw);
+}
+
+/* GET DATA of a whole object in the card's APDU form (short_form: short
+ * whatever the caps say). *sw is the card's answer; *data (malloc'd) holds
+ * the object when it is 9000. */
 static int
-read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
+get_data(piv_t *p, uint32_t tag, bool short_form, uint8_t **data, size_t *len, uint16_t *sw)
 {
 	uint8_t cmd[5];
 	tk_apdu_t a = {0x00, 0xCB, 0x3F, 0xFF, cmd, 0, 65536};
 	tk_wbuf_t w;
 	uint8_t *buf, *shrunk;
 	size_t n = 0;
-	uint16_t sw = 0;
 	int r;
 
 	*data = NULL;
 	*len = 0;
-	*absent = false;
+	*sw = 0;
 	tk_wbuf_init(&w, cmd, sizeof(cmd));
 	tk_wbuf_put_u8(&w, 0x5C);
 	if (tag <= 0xFF) {
@@ -449,21 +497,10 @@ read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
 	a.lc = w.len;
 	if ((buf = malloc(PIV_MAX_OBJECT)) == NULL)
 		return TK_ERR_NO_MEMORY;
-	r = piv_cmd(p, &a, true, buf, PIV_MAX_OBJECT, &n, &sw);
-	if (r != TK_OK) {
+	r = exchange(p, &a, true, short_form, buf, PIV_MAX_OBJECT, &n, sw);
+	if (r != TK_OK || *sw != 0x9000) {
 		free(buf);
 		return r;
-	}
-	if (sw == 0x6A82 || sw == 0x6A80 || sw == 0x6982) {
-		/* absent, or not readable without a PIN: not a public object */
-		free(buf);
-		*absent = true;
-		return TK_OK;
-	}
-	if (sw != 0x9000) {
-		free(buf);
-		tk_log_debug("piv: GET DATA %06X: SW %04X", (unsigned)tag, sw);
-		return tk_err_from_sw(sw);
 	}
 	/* Objects are kept (the CHUID for as long as the token lives): give
 	 * back what the largest possible object needed. */
@@ -471,6 +508,123 @@ read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
 	*data = shrunk != NULL ? shrunk : buf;
 	*len = n;
 	return TK_OK;
+}
+
+static bool
+sw_absent(uint16_t sw)
+{
+	/* absent, or not readable without a PIN: not a public object */
+	return sw == 0x6A82 || sw == 0x6A80 || sw == 0x6982;
+}
+
+/* GET DATA of a whole object. *data is malloc'd (NULL with *absent when
+ * the card does not have it). A wrong length (6700) for a GET DATA that
+ * has no length to get wrong under extended length is asked again in
+ * short form: a card that then answers is one that does not parse
+ * extended APDUs although its ATR says it does (use_short). */
+static int
+read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
+{
+	uint16_t sw = 0, sw2 = 0;
+	int r;
+
+	*absent = false;
+	r = get_data(p, tag, false, data, len, &sw);
+	if (r == TK_OK && sw == 0x6700 && extended_in_use(p)) {
+		r = get_data(p, tag, true, data, len, &sw2);
+		if (r == TK_OK && sw2 != 0x6700)
+			use_short(p, sw, "wrong length");
+		sw = sw2;
+	}
+	if (r != TK_OK)
+		return r;
+	if (sw_absent(sw)) {
+		*absent = true;
+		return TK_OK;
+	}
+	if (sw != 0x9000) {
+		tk_log_debug("piv: GET DATA %06X: SW %04X", (unsigned)tag, sw);
+		return tk_err_from_sw(sw);
+	}
+	return TK_OK;
+}
+
+/* Take a CHUID read at probe time (or again in short form). */
+static void
+set_chuid(piv_t *p, uint8_t *raw, size_t len, bool absent)
+{
+	free(p->chuid_raw);
+	p->chuid_raw = raw;
+	p->chuid_len = len;
+	p->chuid_absent = absent;
+	memset(&p->chuid, 0, sizeof(p->chuid));
+	if (raw != NULL && piv_parse_chuid(raw, len, &p->chuid) != TK_OK) {
+		tk_log_warn("piv: %s: malformed CHUID ignored", tk_card_reader_name(p->card));
+		memset(&p->chuid, 0, sizeof(p->chuid));
+	}
+}
+
+/* The CHUID in short form, after its extended read came back absent (6A82)
+ * or malformed. A well-formed CHUID now means the card misread the
+ * extended command: it is taken, and the card uses short APDUs. */
+static int
+chuid_short_check(piv_t *p, uint16_t ext_sw)
+{
+	piv_chuid_t c;
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	uint16_t sw = 0;
+	int r;
+
+	if ((r = get_data(p, PIV_TAG_CHUID, true, &raw, &len, &sw)) != TK_OK)
+		return r;
+	if (sw != 0x9000 || piv_parse_chuid(raw, len, &c) != TK_OK) {
+		free(raw);
+		return TK_OK; /* no better in short form: the extended answer stands */
+	}
+	use_short(p, ext_sw, ext_sw == 0x9000 ? "a malformed CHUID" : "\"no such object\"");
+	set_chuid(p, raw, len, false);
+	return TK_OK;
+}
+
+/* Before the objects are read, when the CHUID was absent under extended
+ * length (ext_unproven): a card remembered as short-only (cache record)
+ * switches and proves its identity with the CHUID in short form; a card
+ * without a cache entry is asked in short form now (one APDU, cold opens
+ * only). A card with a cache entry that does not say "short" was honest
+ * before: its CHUID is absent indeed (a card whose every object came back
+ * absent is asked after all, see piv_load). */
+static int
+settle_apdu_form(piv_t *p, const tk_cache_t *cached, bool *asked)
+{
+	const uint8_t *cd;
+	uint8_t *raw = NULL;
+	size_t cl, len = 0;
+	uint16_t sw = 0;
+	int r;
+
+	*asked = false;
+	if (!p->ext_unproven || p->short_apdus)
+		return TK_OK;
+	if (tk_cache_get(cached, PIV_REC_APDU, &cd, &cl) == TK_OK && cl == 1 &&
+	    cd[0] == PIV_APDU_SHORT) {
+		tk_card_use_short_apdus(p->card);
+		p->short_apdus = true;
+		p->ext_unproven = false;
+		tk_log_info("piv: %s: short APDUs for this card (it does not parse extended "
+		            "ones; remembered)",
+		            tk_card_reader_name(p->card));
+		if ((r = get_data(p, PIV_TAG_CHUID, false, &raw, &len, &sw)) != TK_OK)
+			return r;
+		if (sw != 0x9000 && !sw_absent(sw))
+			return tk_err_from_sw(sw);
+		set_chuid(p, raw, len, raw == NULL);
+		return TK_OK;
+	}
+	if (cached != NULL)
+		return TK_OK;
+	*asked = true;
+	return chuid_short_check(p, 0x6A82);
 }
 
 /* Cheap revalidation of a cached object: GET DATA with a short Le returns
@@ -909,10 +1063,8 @@ chuid_matches(const piv_t *p, const tk_cache_t *cached)
  * first retired slots); without it the card has none, so none of the 20
  * retired slots is looked at. */
 static int
-piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags,
-         tk_drv_model_t *m)
+load_model(piv_t *p, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags, tk_drv_model_t *m)
 {
-	piv_t *p = state;
 	uint8_t *obj = NULL;
 	size_t len = 0, nretired = 0, ncerts = 0;
 	bool absent, changed, trust = false;
@@ -920,8 +1072,6 @@ piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flag
 	char hex[64];
 	int r;
 
-	if ((r = piv_begin(p)) != TK_OK)
-		return r;
 	if (cached != NULL && (flags & TK_DRV_LOAD_TRUST_CACHE) != 0) {
 		trust = chuid_matches(p, cached);
 		if (!trust)
@@ -996,6 +1146,49 @@ piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flag
 	r = TK_OK;
 out:
 	free(obj);
+	return r;
+}
+
+static int
+piv_load(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags,
+         tk_drv_model_t *m)
+{
+	static const uint8_t short_rec[1] = {PIV_APDU_SHORT};
+	piv_t *p = state;
+	const char *reader = tk_card_reader_name(p->card);
+	bool asked = false;
+	int r;
+
+	if ((r = piv_begin(p)) != TK_OK)
+		return r;
+	if ((r = settle_apdu_form(p, cached, &asked)) != TK_OK)
+		goto out;
+	r = load_model(p, cached, fresh, flags, m);
+	if (r == TK_OK && m->nslots == 0 && p->ext_unproven && !asked) {
+		/* Nothing at all under extended length, not even the CHUID: a
+		 * misreading card whose cache entry predates the check. */
+		if ((r = chuid_short_check(p, 0x6A82)) != TK_OK)
+			goto out;
+		if (p->short_apdus) {
+			tk_drv_model_clear(m);
+			p->meta_supported = -1;
+			r = load_model(p, NULL, fresh, 0, m);
+		}
+	}
+	if (r != TK_OK)
+		goto out;
+	if (fresh != NULL && p->short_apdus &&
+	    (r = tk_cache_put(fresh, PIV_REC_APDU, short_rec, sizeof(short_rec))) != TK_OK)
+		goto out;
+	/* Never an empty or nameless token without a word (SP 800-73-4: the
+	 * CHUID is mandatory). */
+	if (p->chuid_absent)
+		tk_log_warn("piv: %s: the card has no CHUID (mandatory in PIV)%s", reader,
+		            m->serial[0] != '\0' ? "" : " and no serial");
+	if (m->nslots == 0)
+		tk_log_warn("piv: %s: no certificate or key could be read: the token is empty",
+		            reader);
+out:
 	piv_end(p);
 	return r;
 }
@@ -1017,9 +1210,10 @@ static int
 piv_probe(tk_card_t *card, void **state, char *identity, size_t identity_cap)
 {
 	piv_t *p;
-	uint8_t sbuf[4];
+	uint8_t sbuf[4], *raw = NULL;
+	size_t len = 0;
 	char hex[64];
-	bool ok;
+	bool ok, absent = false;
 	int r;
 
 	*state = NULL;
@@ -1034,13 +1228,22 @@ piv_probe(tk_card_t *card, void **state, char *identity, size_t identity_cap)
 		free(p);
 		return r;
 	}
-	if ((r = read_object(p, PIV_TAG_CHUID, &p->chuid_raw, &p->chuid_len, &p->chuid_absent)) !=
-	    TK_OK)
+	if ((r = read_object(p, PIV_TAG_CHUID, &raw, &len, &absent)) != TK_OK)
 		goto fail;
-	if (p->chuid_raw != NULL &&
-	    piv_parse_chuid(p->chuid_raw, p->chuid_len, &p->chuid) != TK_OK) {
-		tk_log_warn("piv: malformed CHUID ignored");
-		memset(&p->chuid, 0, sizeof(p->chuid));
+	if (raw != NULL && extended_in_use(p) && piv_parse_chuid(raw, len, &p->chuid) != TK_OK) {
+		/* a malformed answer under extended length: the short form? */
+		if ((r = chuid_short_check(p, 0x9000)) != TK_OK) {
+			free(raw);
+			goto fail;
+		}
+		if (p->short_apdus)
+			free(raw);
+		else
+			set_chuid(p, raw, len, false);
+	} else {
+		set_chuid(p, raw, len, absent);
+		/* none under extended length: none, or a misread command */
+		p->ext_unproven = absent && extended_in_use(p);
 	}
 	if (p->chuid.has_guid) {
 		tk_hex_encode(p->chuid.guid, 16, 0, hex);

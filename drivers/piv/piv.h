@@ -57,6 +57,10 @@
 /* Cache record keys besides object tags (which are < 0x01000000). */
 #define PIV_REC_META(slot) (0x01000000u | (uint32_t)(slot))
 #define PIV_REC_VENDOR 0x02000001u
+/* How the card takes APDUs: one byte, PIV_APDU_SHORT (its ATR announces
+ * extended length but it parses short APDUs only). Absent: as announced. */
+#define PIV_REC_APDU 0x02000002u
+#define PIV_APDU_SHORT 0x01
 
 typedef struct piv_apt {
 	char label[33];   /* application label (tag 50), may be empty */
@@ -100,6 +104,12 @@ typedef struct piv {
 	uint8_t *chuid_raw; /* the CHUID as read at probe time */
 	size_t chuid_len;
 	bool chuid_absent;
+	/* Extended length: the card parses short APDUs only although its ATR
+	 * announces extended ones (found out, or remembered in the cache), and
+	 * "the CHUID was absent under extended length": either the card has
+	 * none or it misread the command; load settles which. */
+	bool short_apdus;
+	bool ext_unproven;
 	piv_chuid_t chuid;
 	piv_discovery_t disc;
 	/* Yubico extensions: -1 unknown, 0 no, 1 yes */

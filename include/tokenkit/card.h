@@ -47,6 +47,19 @@ TK_EXPORT int tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len,
 TK_EXPORT int tk_card_apdu(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp, size_t resp_cap,
                            size_t *resp_len, uint16_t *sw);
 
+/* tk_card_apdu in short APDUs (command chaining, GET RESPONSE) whatever
+ * the reader and the card announce: a driver asks with it whether a card
+ * that failed an extended APDU parses the short form. Errors as
+ * tk_card_apdu. */
+TK_EXPORT int tk_card_apdu_short(tk_card_t *c, const tk_apdu_t *apdu, uint8_t *resp,
+                                 size_t resp_cap, size_t *resp_len, uint16_t *sw);
+
+/* From now on tk_card_apdu on this handle uses short APDUs only, and
+ * tk_card_caps reports extended_apdu false: for a card whose ATR announces
+ * extended Lc/Le but that parses only short APDUs. It lasts as long as the
+ * handle (the card insertion); a reset does not teach a card new tricks. */
+TK_EXPORT void tk_card_use_short_apdus(tk_card_t *c);
+
 /* Exclusive access for a sequence of APDUs (PC/SC transaction). Nested
  * begin/end pairs count. Errors as tk_card_transmit. */
 TK_EXPORT int tk_card_begin(tk_card_t *c);
@@ -81,7 +94,8 @@ TK_EXPORT uint64_t tk_card_rebinds(const tk_card_t *c);
 
 /* Reader capabilities for this card. */
 typedef struct tk_card_caps {
-	bool extended_apdu; /* reader and card both accept extended length */
+	bool extended_apdu; /* reader and card both accept extended length (and
+	                     * the card was not found to misreport it) */
 	size_t max_cmd;     /* largest command APDU the reader takes */
 	size_t max_resp;    /* largest response APDU the reader returns */
 } tk_card_caps_t;

@@ -459,6 +459,21 @@ fx_opts(struct fx *f, tk_token_opts_t *o, bool cache)
 	o->cache_dir = cache ? f->dir : "";
 }
 
+/* Open the token (cache: in this test's directory; deferred: a valid cache
+ * entry taken on trust, tk_token_revalidate later); NULL on failure. */
+static __attribute__((unused)) tk_token_t *
+fx_open(struct fx *f, bool cache, bool deferred)
+{
+	tk_token_opts_t o;
+	tk_token_t *t = NULL;
+
+	fx_opts(f, &o, cache);
+	o.defer_revalidation = deferred;
+	if (tk_token_open(f->card, &o, &t) != TK_OK)
+		return NULL;
+	return t;
+}
+
 static __attribute__((unused)) const tk_object_t *
 fx_find(tk_token_t *t, int cls, uint8_t id)
 {

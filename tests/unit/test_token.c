@@ -41,11 +41,8 @@ teardown(void **state)
 static tk_token_t *
 open_token(struct fx *f, bool cache)
 {
-	tk_token_opts_t o;
-	tk_token_t *t = NULL;
+	tk_token_t *t = fx_open(f, cache, false);
 
-	fx_opts(f, &o, cache);
-	assert_int_equal(tk_token_open(f->card, &o, &t), TK_OK);
 	assert_non_null(t);
 	return t;
 }
@@ -55,12 +52,8 @@ open_token(struct fx *f, bool cache)
 static tk_token_t *
 open_deferred(struct fx *f)
 {
-	tk_token_opts_t o;
-	tk_token_t *t = NULL;
+	tk_token_t *t = fx_open(f, true, true);
 
-	fx_opts(f, &o, true);
-	o.defer_revalidation = true;
-	assert_int_equal(tk_token_open(f->card, &o, &t), TK_OK);
 	assert_non_null(t);
 	return t;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -127,6 +128,27 @@ tk_vcard_reset(tk_vcard_t *c)
 {
 	if (c != NULL)
 		power_cycle(c);
+}
+
+int
+tk_vcard_set_option(tk_vcard_t *c, const char *option)
+{
+	static const char name[] = "no-extended=";
+
+	if (c == NULL || option == NULL)
+		return TK_ERR_INVALID_ARG;
+	if (strncmp(option, name, sizeof(name) - 1) != 0)
+		return TK_ERR_NOT_FOUND;
+	option += sizeof(name) - 1;
+	if (strcmp(option, "6700") == 0)
+		c->no_ext_sw = SW_WRONG_LENGTH;
+	else if (strcasecmp(option, "6A82") == 0)
+		c->no_ext_sw = SW_NOT_FOUND;
+	else if (strcmp(option, "off") == 0)
+		c->no_ext_sw = 0;
+	else
+		return TK_ERR_INVALID_ARG;
+	return TK_OK;
 }
 
 uint64_t
@@ -390,6 +412,7 @@ tk_vcard_test_clone(const tk_vcard_t *src, tk_vcard_t **out)
 		c->keys[i] = src->keys[i];
 	}
 	c->latency_profile = src->latency_profile;
+	c->no_ext_sw = src->no_ext_sw;
 	c->fuzz_fast = src->fuzz_fast;
 	*out = c;
 	return TK_OK;
@@ -582,6 +605,12 @@ process(tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 
 	if (tk_apdu_decode(cmd, cmd_len, &a, &ext) != TK_OK)
 		return put_sw(resp, 0, SW_WRONG_LENGTH);
+	if (ext && c->no_ext_sw != 0) {
+		/* a short-only parser: whatever it made of the bytes, it fails */
+		pend_drop(c);
+		chain_drop(c);
+		return put_sw(resp, 0, c->no_ext_sw);
+	}
 	if ((a.cla & ~0x10u) != 0)
 		return put_sw(resp, 0, SW_CLA_NOT_SUPPORTED);
 	ne = a.le != 0 ? a.le : ext ? 65536 : 256;

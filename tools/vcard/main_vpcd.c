@@ -553,11 +553,13 @@ usage(FILE *f)
 	fprintf(f,
 	        "usage: tokenkit-vcard [--state FILE] --vpcd [HOST:]PORT [--latency "
 	        "none|yubikey5]\n"
-	        "                      [--control PATH] [--fault SPEC]\n"
+	        "                      [--control PATH] [--fault SPEC] [--option OPT]...\n"
 	        "       tokenkit-vcard --control PATH --send 'SPEC|status'\n"
 	        "Serves the virtual PIV card to pcscd through vpcd (default 127.0.0.1:%d).\n"
 	        "Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
-	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=trace shows APDUs.\n",
+	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=trace shows APDUs.\n"
+	        "Card options: no-extended=6700|6A82 (the ATR announces extended length, the\n"
+	        "card answers every extended APDU with that status word).\n",
 	        DEFAULT_PORT);
 }
 
@@ -588,10 +590,13 @@ main(int argc, char **argv)
 	        {"control", required_argument, NULL, 'c'},
 	        {"fault", required_argument, NULL, 'f'},
 	        {"send", required_argument, NULL, 'S'},
+	        {"option", required_argument, NULL, 'o'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *state = NULL, *latency = NULL, *fault_spec = NULL, *send_cmd = NULL;
+	const char *options[8];
+	size_t noptions = 0;
 	char *vpcd_arg = NULL, *vpcd_copy = NULL, err[160], dflt_port[8];
 	struct server s;
 	struct sigaction sa;
@@ -602,7 +607,7 @@ main(int argc, char **argv)
 	s.fd = -1;
 	s.lfd = -1;
 	s.backoff_ms = BACKOFF_MIN_MS;
-	while ((c = getopt_long(argc, argv, "s:v:l:c:f:S:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:l:c:f:S:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			state = optarg;
@@ -621,6 +626,13 @@ main(int argc, char **argv)
 			break;
 		case 'S':
 			send_cmd = optarg;
+			break;
+		case 'o':
+			if (noptions == sizeof(options) / sizeof(options[0])) {
+				fprintf(stderr, "tokenkit-vcard: too many --option\n");
+				return 2;
+			}
+			options[noptions++] = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -674,6 +686,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "tokenkit-vcard: unknown latency profile '%s'\n", latency);
 		rc = 2;
 		goto out;
+	}
+	for (size_t i = 0; i < noptions; i++) {
+		if (tk_vcard_set_option(s.card, options[i]) != TK_OK) {
+			fprintf(stderr, "tokenkit-vcard: bad --option '%s'\n", options[i]);
+			rc = 2;
+			goto out;
+		}
 	}
 	if (s.control_path != NULL) {
 		s.lfd = tk_vc_control_listen(s.control_path);

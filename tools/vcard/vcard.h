@@ -54,6 +54,16 @@ size_t tk_vcard_process(tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len, uint8
 int tk_vcard_set_latency(tk_vcard_t *c, const char *profile);
 uint64_t tk_vcard_latency_us(const tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len);
 
+/* A card option (not kept in the state file):
+ *   no-extended=6700|6A82  the ATR still announces extended Lc/Le, but the
+ *                          card parses short APDUs only and answers every
+ *                          APDU in extended form with that status word
+ *                          (wrong length, or "not found" as a misparsed
+ *                          GET DATA does)
+ *   no-extended=off        back to normal
+ * Errors: TK_ERR_NOT_FOUND (unknown option), TK_ERR_INVALID_ARG (value). */
+int tk_vcard_set_option(tk_vcard_t *c, const char *option);
+
 /* Count of APDUs processed since open (for benchmarks and tests). */
 uint64_t tk_vcard_apdu_count(const tk_vcard_t *c);
 

@@ -147,6 +147,7 @@ struct tk_vcard {
 	bool dirty;     /* persistent state changed: save before answering */
 	bool fuzz_fast; /* refuse RSA key generation (fuzzers) */
 
+	uint16_t no_ext_sw; /* option no-extended: SW for extended APDUs (0: off) */
 	int latency_profile;
 	uint32_t part_latency_us; /* per-part time of the current chained read */
 	uint64_t apdus;

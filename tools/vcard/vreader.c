@@ -15,6 +15,12 @@
  *                   reports it unresponsive (default 1000)
  *   fault=SPEC      a fault from the start (fault.h; words joined by '+',
  *                   e.g. fault=empty+count=1)
+ *   no-extended=SW  a card option (tk_vcard_set_option): its ATR announces
+ *                   extended length, it answers extended APDUs with SW
+ *                   (6700 or 6A82)
+ *   short-apdu      a reader that carries short APDUs only: its caps say so
+ *                   and it refuses a command in extended form or longer
+ *                   than 261 bytes (TK_ERR_TOO_LONG)
  *   empty           no card in this reader
  * "vcard" alone is one reader with a fresh in-memory card. Paths cannot
  * hold ',' or ';'.
@@ -78,8 +84,9 @@ typedef struct vr_reader {
 	char name[TK_READER_NAME_MAX];
 	char *state_path, *control_path;
 	uint32_t bwt_ms;
-	bool has_card; /* not "empty" */
-	int lfd;       /* control socket, -1: none */
+	bool has_card;   /* not "empty" */
+	bool short_apdu; /* the reader carries short APDUs only */
+	int lfd;         /* control socket, -1: none */
 
 	pthread_mutex_t mtx; /* everything below */
 	pthread_cond_t cond; /* held APDUs and delays: fault, presence, power changes */
@@ -334,11 +341,12 @@ parse_ms(const char *s, uint32_t *out)
 
 /* One reader's part of the config (modified in place). */
 static int
-parse_reader(vr_reader_t *r, char *spec, const char **latency)
+parse_reader(vr_reader_t *r, char *spec, const char **latency, const char **card_opt)
 {
 	char *save = NULL;
 
 	*latency = NULL;
+	*card_opt = NULL;
 	r->has_card = true;
 	r->bwt_ms = VR_DEFAULT_BWT_MS;
 	for (char *w = strtok_r(spec, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
@@ -349,6 +357,11 @@ parse_reader(vr_reader_t *r, char *spec, const char **latency)
 			*eq = '\0';
 		if (strcmp(w, "empty") == 0 && v == NULL) {
 			r->has_card = false;
+		} else if (strcmp(w, "short-apdu") == 0 && v == NULL) {
+			r->short_apdu = true;
+		} else if (strcmp(w, "no-extended") == 0 && v != NULL) {
+			*eq = '='; /* the card takes the option whole */
+			*card_opt = w;
 		} else if (strcmp(w, "state") == 0 && v != NULL && *v != '\0') {
 			free(r->state_path);
 			if ((r->state_path = strdup(v)) == NULL)
@@ -385,7 +398,7 @@ parse_reader(vr_reader_t *r, char *spec, const char **latency)
 static int
 reader_init(vr_be_t *b, vr_reader_t *r, size_t idx, char *spec)
 {
-	const char *latency;
+	const char *latency, *card_opt;
 	int e;
 
 	r->be = b;
@@ -396,7 +409,7 @@ reader_init(vr_be_t *b, vr_reader_t *r, size_t idx, char *spec)
 	snprintf(r->name, sizeof(r->name), "%s %zu", VR_NAME_PREFIX, idx);
 	if ((e = tk_fault_new(&r->fault)) != TK_OK)
 		return e;
-	if ((e = parse_reader(r, spec, &latency)) != TK_OK)
+	if ((e = parse_reader(r, spec, &latency, &card_opt)) != TK_OK)
 		return e;
 	if ((e = tk_vcard_open(r->state_path, &r->card)) != TK_OK) {
 		tk_log_error("vreader: %s: card state %s: %s", r->name,
@@ -405,6 +418,10 @@ reader_init(vr_be_t *b, vr_reader_t *r, size_t idx, char *spec)
 	}
 	if (latency != NULL && tk_vcard_set_latency(r->card, latency) != TK_OK) {
 		tk_log_error("vreader: %s: unknown latency profile '%s'", r->name, latency);
+		return TK_ERR_INVALID_ARG;
+	}
+	if (card_opt != NULL && tk_vcard_set_option(r->card, card_opt) != TK_OK) {
+		tk_log_error("vreader: %s: bad card option '%s'", r->name, card_opt);
 		return TK_ERR_INVALID_ARG;
 	}
 	if (r->control_path != NULL && (r->lfd = tk_vc_control_listen(r->control_path)) < 0)
@@ -745,6 +762,20 @@ delay_locked(vr_conn_t *c, int64_t at_us)
 	return e;
 }
 
+/* A command a short-APDU reader can carry: at most 261 bytes and not in
+ * the extended encoding. */
+static bool
+short_form(const uint8_t *cmd, size_t len)
+{
+	tk_apdu_t a;
+	bool ext = false;
+
+	if (len > TK_APDU_MAX_SHORT_CMD)
+		return false;
+	/* what the card makes of a malformed one is the card's business */
+	return tk_apdu_decode(cmd, len, &a, &ext) != TK_OK || !ext;
+}
+
 static int
 vr_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
             size_t *resp_len)
@@ -757,6 +788,12 @@ vr_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_
 	int e;
 
 	*resp_len = 0;
+	if (r->short_apdu && !short_form(cmd, cmd_len)) {
+		tk_log_error("vreader: %s: a %zu-byte command in extended form: this reader "
+		             "carries short APDUs only",
+		             r->name, cmd_len);
+		return TK_ERR_TOO_LONG;
+	}
 	pthread_mutex_lock(&r->mtx);
 	if ((e = conn_check_locked(c)) != TK_OK)
 		goto out;
@@ -876,7 +913,14 @@ vr_end(void *conn)
 static void
 vr_caps(void *conn, tk_reader_caps_t *caps)
 {
+	vr_conn_t *c = conn;
+
 	memset(caps, 0, sizeof(*caps));
+	if (c->r->short_apdu) {
+		caps->max_cmd = TK_APDU_MAX_SHORT_CMD;
+		caps->max_resp = 256 + 2;
+		return;
+	}
 	caps->extended_apdu = true;
 	caps->max_cmd = TK_APDU_MAX_RESP + 7;
 	caps->max_resp = TK_APDU_MAX_RESP;

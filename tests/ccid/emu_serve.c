@@ -1,0 +1,167 @@
+/* ccid-emu-serve: an emulated CCID reader with the virtual PIV card in it,
+ * for other programs to talk to (pcscd with libccid, GnuPG's scdaemon):
+ *
+ *   ccid-emu-serve [--level ext|short|tpdu] [--t0] [--slots 2] [--ifaces 2]
+ *                  [--pinpad PIN] [--vid V --pid P] [--log FILE] -- CMD ARGS...
+ *
+ * It runs under libumockdev-preload, creates the testbed, adds the reader,
+ * then runs CMD with $UMOCKDEV_DIR set (and the preload inherited), so
+ * every program CMD starts sees the reader at /dev/bus/usb/001/002. The
+ * exit status is CMD's. --log writes the reader's counters when CMD ends. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "emu_vcard.h"
+#include "descriptor.h"
+#include "message.h"
+
+/* T=0 only, TA1 13 (Fi 372, Di 4), card capabilities: chaining, no
+ * extended length. */
+static const uint8_t atr_t0[] = {0x3B, 0x17, 0x13, 0x80, 0x31, 0xC0, 0x73, 0xC0, 0x21, 0x80};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: ccid-emu-serve [--level ext|short|tpdu] [--t0] [--slots N] "
+	                "[--ifaces N] [--pinpad PIN] [--vid V --pid P] [--log FILE] -- CMD...\n");
+	exit(2);
+}
+
+static void
+write_counts(const char *path, ccid_emu_dev_t *d, unsigned nifaces)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		return;
+	for (unsigned i = 0; i < nifaces; i++) {
+		ccid_emu_counts_t c;
+
+		ccid_emu_counts(d, i, &c);
+		for (unsigned t = 0; t < 256; t++)
+			if (c.msgs[t] != 0)
+				fprintf(f, "iface%u %s %u\n", i, tk_ccid_msg_name((uint8_t)t),
+				        c.msgs[t]);
+		fprintf(f,
+		        "iface%u apdus %u\niface%u pps %u\niface%u set_params %u\n"
+		        "iface%u t1_blocks %u\niface%u t1_ifs_req %u\niface%u xfr_chained %u\n"
+		        "iface%u secure %u\niface%u t0_get_response %u\niface%u claims %u\n",
+		        i, c.apdus, i, c.pps, i, c.set_params, i, c.t1_blocks, i, c.t1_ifs_req, i,
+		        c.xfr_chained, i, c.secure, i, c.t0_get_response, i, c.claims);
+	}
+	fclose(f);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"level", required_argument, NULL, 'l'},
+	                                     {"t0", no_argument, NULL, '0'},
+	                                     {"slots", required_argument, NULL, 's'},
+	                                     {"ifaces", required_argument, NULL, 'i'},
+	                                     {"pinpad", required_argument, NULL, 'p'},
+	                                     {"vid", required_argument, NULL, 'v'},
+	                                     {"pid", required_argument, NULL, 'P'},
+	                                     {"log", required_argument, NULL, 'L'},
+	                                     {NULL, 0, NULL, 0}};
+	ccid_emu_dev_cfg_t cfg = {.vid = 0x04E6,
+	                          .pid = 0x5116,
+	                          .release = 0x0520,
+	                          .manufacturer = "tokenkit",
+	                          .product = "Emulated CCID Reader",
+	                          .serial = "EMU0001",
+	                          .ninterfaces = 1};
+	enum ccid_emu_level level = EMU_EXT_APDU;
+	const char *pin = NULL, *log = NULL;
+	tk_vcard_t *cards[4] = {NULL};
+	bool t0 = false;
+	unsigned slots = 1;
+	ccid_emu_t *e;
+	ccid_emu_dev_t *d;
+	pid_t child;
+	int o, st = 0;
+
+	ccid_emu_reexec(argc, argv);
+	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (o) {
+		case 'l':
+			level = strcmp(optarg, "tpdu") == 0    ? EMU_TPDU
+			        : strcmp(optarg, "short") == 0 ? EMU_SHORT_APDU
+			                                       : EMU_EXT_APDU;
+			break;
+		case '0':
+			t0 = true;
+			break;
+		case 's':
+			slots = (unsigned)atoi(optarg);
+			break;
+		case 'i':
+			cfg.ninterfaces = (unsigned)atoi(optarg);
+			break;
+		case 'p':
+			pin = optarg;
+			break;
+		case 'v':
+			cfg.vid = (uint16_t)strtoul(optarg, NULL, 16);
+			break;
+		case 'P':
+			cfg.pid = (uint16_t)strtoul(optarg, NULL, 16);
+			break;
+		case 'L':
+			log = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind >= argc || cfg.ninterfaces < 1 || cfg.ninterfaces > 2 || slots < 1 || slots > 2)
+		usage();
+	for (unsigned i = 0; i < cfg.ninterfaces; i++) {
+		cfg.iface[i].level = level;
+		cfg.iface[i].nslots = slots;
+		cfg.iface[i].pin_support = pin ? (TK_CCID_PIN_VERIFY | TK_CCID_PIN_MODIFY) : 0;
+	}
+	if ((e = ccid_emu_new()) == NULL)
+		return 1;
+	if ((d = ccid_emu_add(e, &cfg)) == NULL)
+		return 1;
+	for (unsigned i = 0; i < cfg.ninterfaces; i++) {
+		for (unsigned s = 0; s < slots; s++) {
+			tk_vcard_t **c = &cards[i * 2 + s];
+			ccid_emu_card_t card;
+
+			if (tk_vcard_open(NULL, c) != 0)
+				return 1;
+			card = emu_vcard(*c);
+			ccid_emu_insert(d, i, s, &card, false);
+			if (t0)
+				ccid_emu_set_atr(d, i, s, atr_t0, sizeof(atr_t0));
+		}
+		if (pin != NULL)
+			ccid_emu_pin_input(d, i, EMU_PIN_ENTER, pin, pin);
+	}
+	fprintf(stderr, "ccid-emu-serve: UMOCKDEV_DIR=%s\n", ccid_emu_root(e));
+	if ((child = fork()) < 0)
+		return 1;
+	if (child == 0) {
+		execvp(argv[optind], argv + optind);
+		perror(argv[optind]);
+		_exit(127);
+	}
+	while (waitpid(child, &st, 0) < 0)
+		;
+	if (log != NULL)
+		write_counts(log, d, cfg.ninterfaces);
+	/* let umockdev notice the clients' closed streams before the testbed
+	 * goes (it complains about open ones otherwise) */
+	usleep(300000);
+	ccid_emu_free(&e);
+	for (unsigned i = 0; i < 4; i++)
+		tk_vcard_free(&cards[i]);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
