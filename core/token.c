@@ -34,10 +34,6 @@
 #include "cache.h"
 #include "driver.h"
 
-static const tk_driver_t *const drivers[] = {
-        &tk_piv_driver,
-};
-
 /* A model and the objects built from it, superseded by a revalidation. */
 struct token_gen {
 	tk_drv_model_t model;
@@ -50,7 +46,7 @@ struct tk_token {
 	pthread_mutex_t mtx; /* io */
 	pthread_mutex_t st;
 	tk_card_t *card;
-	const tk_driver_t *drv;
+	const tk_drv_entry_t *drv;
 	void *ds;
 	tk_drv_model_t model;
 	tk_object_t *objs;
@@ -64,36 +60,6 @@ struct tk_token {
 	bool logged_in, so_logged_in, context_ok;
 	uint64_t login_gen, so_gen, context_gen;
 };
-
-/* ---- the driver model ------------------------------------------------------- */
-
-void
-tk_drv_model_clear(tk_drv_model_t *m)
-{
-	for (size_t i = 0; i < m->nslots; i++) {
-		tk_drv_slot_t *s = &m->slots[i];
-
-		free(s->cert);
-		free(s->cert_spki);
-		free(s->spki);
-	}
-	free(m->slots);
-	memset(m, 0, sizeof(*m));
-}
-
-int
-tk_drv_model_add_slot(tk_drv_model_t *m, tk_drv_slot_t **out)
-{
-	tk_drv_slot_t *ns;
-
-	*out = NULL;
-	if ((ns = realloc(m->slots, (m->nslots + 1) * sizeof(*ns))) == NULL)
-		return TK_ERR_NO_MEMORY;
-	m->slots = ns;
-	memset(&ns[m->nslots], 0, sizeof(*ns));
-	*out = &ns[m->nslots++];
-	return TK_OK;
-}
 
 /* ---- objects and identities -------------------------------------------------- */
 
@@ -300,9 +266,9 @@ refresh_pin_locked(tk_token_t *t)
 	tk_drv_pin_status_t pin, puk;
 	int r;
 
-	if ((r = t->drv->pin_status(t->ds, TK_USER_USER, &pin)) != TK_OK)
+	if ((r = tk_drv_pin_status(t->drv, t->ds, TK_USER_USER, &pin)) != TK_OK)
 		return r;
-	if ((r = t->drv->pin_status(t->ds, TK_USER_SO, &puk)) != TK_OK)
+	if ((r = tk_drv_pin_status(t->drv, t->ds, TK_USER_SO, &puk)) != TK_OK)
 		return r;
 	pthread_mutex_lock(&t->st);
 	t->info.pin_retries = pin.retries;
@@ -319,7 +285,7 @@ refresh_pin_locked(tk_token_t *t)
 static void
 info_from_model(tk_token_t *t)
 {
-	copy_str(t->info.driver, sizeof(t->info.driver), t->drv->name);
+	copy_str(t->info.driver, sizeof(t->info.driver), tk_drv_entry_name(t->drv));
 	copy_str(t->info.label, sizeof(t->info.label), t->model.label);
 	copy_str(t->info.manufacturer, sizeof(t->info.manufacturer), t->model.manufacturer);
 	copy_str(t->info.model, sizeof(t->info.model), t->model.model);
@@ -332,6 +298,8 @@ int
 tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 {
 	tk_token_opts_t defaults;
+	const tk_drv_entry_t *const *drivers = NULL;
+	size_t ndrivers = 0;
 	tk_cache_t *cached = NULL, *fresh = NULL;
 	char identity[TK_CACHE_MAX_IDENTITY + 1] = "";
 	unsigned flags = 0;
@@ -364,17 +332,25 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	 * identity check and the objects it vouches for, and a warm open pays
 	 * one begin/end round trip. Best effort: drivers take their own. */
 	in_tx = tk_card_begin(card) == TK_OK;
-	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-		r = drivers[i]->probe(card, &t->ds, identity, sizeof(identity));
+	(void)tk_drivers_list(&drivers, &ndrivers);
+	for (size_t i = 0; i < ndrivers; i++) {
+		if (!tk_drv_entry_usable(drivers[i]))
+			continue;
+		r = tk_drv_probe(drivers[i], card, &t->ds, identity, sizeof(identity));
 		if (r == TK_OK) {
 			t->drv = drivers[i];
 			break;
 		}
-		if (r != TK_ERR_NOT_SUPPORTED)
+		/* a driver that failed for its own reasons does not keep the
+		 * card from the next one; the card's own failures end here */
+		if (r != TK_ERR_NOT_SUPPORTED && r != TK_ERR_INTERNAL)
 			goto fail;
 	}
-	if (t->drv == NULL)
+	if (t->drv == NULL) {
+		r = TK_ERR_NOT_SUPPORTED;
 		goto fail;
+	}
+	tk_drv_model_init(&t->model, tk_drv_entry_name(t->drv));
 
 	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
 		t->use_cache = true;
@@ -386,7 +362,7 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 		goto fail;
 	if (opts->defer_revalidation && cached != NULL)
 		flags |= TK_DRV_LOAD_TRUST_CACHE;
-	if ((r = t->drv->load(t->ds, cached, fresh, flags, &t->model)) != TK_OK)
+	if ((r = tk_drv_load(t->drv, t->ds, cached, fresh, flags, &t->model)) != TK_OK)
 		goto fail;
 	if (in_tx) {
 		(void)tk_card_end(card);
@@ -425,7 +401,7 @@ tk_token_free(tk_token_t **tp)
 	if (tp == NULL || (t = *tp) == NULL)
 		return;
 	if (t->drv != NULL)
-		t->drv->free(t->ds);
+		tk_drv_free(t->drv, t->ds);
 	tk_drv_model_clear(&t->model);
 	free(t->objs);
 	while (t->old != NULL) {
@@ -459,11 +435,11 @@ tk_token_revalidate(tk_token_t *t, bool *changed)
 		*changed = false;
 	if (t == NULL || changed == NULL)
 		return TK_ERR_INVALID_ARG;
-	memset(&m, 0, sizeof(m));
+	tk_drv_model_init(&m, tk_drv_entry_name(t->drv));
 	pthread_mutex_lock(&t->mtx);
 	if ((r = tk_cache_new(tk_cache_identity(t->records), &fresh)) != TK_OK)
 		goto out;
-	if ((r = t->drv->load(t->ds, t->records, fresh, 0, &m)) != TK_OK)
+	if ((r = tk_drv_load(t->drv, t->ds, t->records, fresh, 0, &m)) != TK_OK)
 		goto out;
 	if (tk_cache_equal(t->records, fresh))
 		goto out; /* the card is what the token says: nothing moves */
@@ -494,7 +470,7 @@ tk_token_revalidate(tk_token_t *t, bool *changed)
 	g->next = t->old;
 	t->old = g;
 	t->model = m;
-	memset(&m, 0, sizeof(m));
+	tk_drv_model_init(&m, tk_drv_entry_name(t->drv));
 	t->objs = objs;
 	t->nobjs = n;
 	objs = NULL;
@@ -624,7 +600,7 @@ tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 	if (pin_len < t->info.pin_min_len || pin_len > t->info.pin_max_len)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	r = t->drv->pin_verify(t->ds, user, pin, pin_len, &retries);
+	r = tk_drv_pin_verify(t->drv, t->ds, user, pin, pin_len, &retries);
 	pthread_mutex_lock(&t->st);
 	check_generation(t);
 	note_retries(t, user, r, retries);
@@ -663,7 +639,7 @@ tk_token_logout(tk_token_t *t)
 	was = t->logged_in;
 	pthread_mutex_unlock(&t->st);
 	if (was)
-		r = t->drv->pin_verify(t->ds, TK_USER_USER, NULL, 0, &retries);
+		r = tk_drv_pin_verify(t->drv, t->ds, TK_USER_USER, NULL, 0, &retries);
 	pthread_mutex_lock(&t->st);
 	t->logged_in = t->so_logged_in = t->context_ok = false;
 	pthread_mutex_unlock(&t->st);
@@ -684,7 +660,7 @@ tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin, size_t old_
 	    (user != TK_USER_USER && user != TK_USER_SO))
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	r = t->drv->pin_change(t->ds, user, old_pin, old_len, new_pin, new_len);
+	r = tk_drv_pin_change(t->drv, t->ds, user, old_pin, old_len, new_pin, new_len);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
 }
@@ -698,7 +674,7 @@ tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len, const ui
 	if (t == NULL || puk == NULL || new_pin == NULL)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	r = t->drv->pin_unblock(t->ds, puk, puk_len, new_pin, new_len);
+	r = tk_drv_pin_unblock(t->drv, t->ds, puk, puk_len, new_pin, new_len);
 	if (r == TK_OK) {
 		pthread_mutex_lock(&t->st);
 		t->info.pin_locked = false;
@@ -757,14 +733,16 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
 		*out_len = 0;
 	if (t == NULL || key == NULL || in == NULL || out == NULL || out_len == NULL)
 		return TK_ERR_INVALID_ARG;
-	need = op == TK_OP_ECDSA     ? TK_USAGE_SIGN
-	       : op == TK_OP_ECDH    ? TK_USAGE_DERIVE
-	       : op == TK_OP_RSA_RAW ? (TK_USAGE_SIGN | TK_USAGE_DECRYPT)
-	                             : 0;
+	need = op == TK_OP_ECDSA || op == TK_OP_EDDSA || op == TK_OP_RSA_PKCS1_SIGN ? TK_USAGE_SIGN
+	       : op == TK_OP_ECDH              ? TK_USAGE_DERIVE
+	       : op == TK_OP_RSA_PKCS1_DECRYPT ? TK_USAGE_DECRYPT
+	       : op == TK_OP_RSA_RAW           ? (TK_USAGE_SIGN | TK_USAGE_DECRYPT)
+	                                       : 0;
 	pthread_mutex_lock(&t->mtx);
 	pthread_mutex_lock(&t->st);
 	/* the model (and so s) changes only under io, which we hold */
-	if ((s = key_slot_locked(t, key)) == NULL || need == 0 || (s->usage & need) == 0) {
+	if ((s = key_slot_locked(t, key)) == NULL || need == 0 || (s->usage & need) == 0 ||
+	    (s->ops & TK_OP_BIT(op)) == 0) {
 		pthread_mutex_unlock(&t->st);
 		pthread_mutex_unlock(&t->mtx);
 		return TK_ERR_INVALID_ARG;
@@ -773,7 +751,7 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
 	/* Refused here, without an APDU, when the card would refuse too. */
 	allowed = !(s->needs_login && !t->logged_in) && !(s->always_authenticate && !t->context_ok);
 	pthread_mutex_unlock(&t->st);
-	r = allowed ? t->drv->key_op(t->ds, s, op, in, in_len, out, out_cap, out_len)
+	r = allowed ? tk_drv_key_op(t->drv, t->ds, s, op, in, in_len, out, out_cap, out_len)
 	            : TK_ERR_SECURITY_STATUS;
 	pthread_mutex_lock(&t->st);
 	if (allowed && (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET))
@@ -786,6 +764,23 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
 	pthread_mutex_unlock(&t->st);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
+}
+
+unsigned
+tk_token_key_ops(tk_token_t *t, const tk_object_t *key)
+{
+	const tk_drv_slot_t *s;
+	unsigned ops = 0;
+
+	if (t == NULL || key == NULL)
+		return 0;
+	pthread_mutex_lock(&t->mtx);
+	pthread_mutex_lock(&t->st);
+	if ((s = key_slot_locked(t, key)) != NULL)
+		ops = s->ops;
+	pthread_mutex_unlock(&t->st);
+	pthread_mutex_unlock(&t->mtx);
+	return ops;
 }
 
 bool

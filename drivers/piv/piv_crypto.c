@@ -79,7 +79,7 @@ ga_result(const uint8_t *resp, size_t n, tk_tlv_t *res)
 }
 
 int
-piv_key_op(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in, size_t in_len,
+piv_key_op(void *state, const tk_drv_key_t *slot, int op, const uint8_t *in, size_t in_len,
            uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	piv_t *p = state;

@@ -17,6 +17,7 @@
 
 #include "../../drivers/piv/piv.h"
 #include "card_priv.h"
+#include "x509.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

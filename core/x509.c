@@ -1,0 +1,251 @@
+/* tokenkit: certificates and public keys for drivers (see x509.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include <tokenkit/err.h>
+#include <tokenkit/token.h>
+
+#include "x509.h"
+
+#define RSA_MAX_MODULUS 1024 /* bytes: 8192 bits */
+#define RSA_MAX_EXPONENT 8
+
+static int
+pkey_info(EVP_PKEY *k, int *key_type, unsigned *key_bits)
+{
+	int id = EVP_PKEY_get_base_id(k), bits = EVP_PKEY_get_bits(k);
+
+	if (bits <= 0)
+		return TK_ERR_MALFORMED;
+	switch (id) {
+	case EVP_PKEY_RSA:
+		*key_type = TK_KEY_RSA;
+		*key_bits = (unsigned)bits;
+		return TK_OK;
+	case EVP_PKEY_EC:
+		*key_type = TK_KEY_EC;
+		*key_bits = (unsigned)bits;
+		return TK_OK;
+	case EVP_PKEY_ED25519:
+		/* OpenSSL says 253 (the group order); tokens speak of the field */
+		*key_type = TK_KEY_ED25519;
+		*key_bits = 255;
+		return TK_OK;
+	case EVP_PKEY_X25519:
+		*key_type = TK_KEY_X25519;
+		*key_bits = 255;
+		return TK_OK;
+	default:
+		return TK_ERR_NOT_SUPPORTED;
+	}
+}
+
+static int
+pkey_to_spki(EVP_PKEY *k, uint8_t **spki, size_t *spki_len)
+{
+	unsigned char *der = NULL;
+	int n = i2d_PUBKEY(k, &der);
+
+	if (n <= 0)
+		return TK_ERR_CRYPTO;
+	if ((*spki = malloc((size_t)n)) == NULL) {
+		OPENSSL_free(der);
+		return TK_ERR_NO_MEMORY;
+	}
+	memcpy(*spki, der, (size_t)n);
+	*spki_len = (size_t)n;
+	OPENSSL_free(der);
+	return TK_OK;
+}
+
+int
+tk_x509_spki(const uint8_t *cert, size_t cert_len, uint8_t **spki, size_t *spki_len, int *key_type,
+             unsigned *key_bits)
+{
+	const unsigned char *q = cert;
+	X509 *x = NULL;
+	X509_PUBKEY *xpk;
+	EVP_PKEY *k;
+	unsigned char *der = NULL;
+	int n, r;
+
+	*spki = NULL;
+	*spki_len = 0;
+	*key_type = TK_KEY_NONE;
+	*key_bits = 0;
+	if (cert == NULL || cert_len == 0 || cert_len > (size_t)INT32_MAX)
+		return TK_ERR_MALFORMED;
+	if ((x = d2i_X509(NULL, &q, (long)cert_len)) == NULL || q != cert + cert_len) {
+		r = TK_ERR_MALFORMED;
+		goto out;
+	}
+	if ((xpk = X509_get_X509_PUBKEY(x)) == NULL || (k = X509_get0_pubkey(x)) == NULL) {
+		r = TK_ERR_MALFORMED;
+		goto out;
+	}
+	if ((r = pkey_info(k, key_type, key_bits)) != TK_OK)
+		goto out;
+	if ((n = i2d_X509_PUBKEY(xpk, &der)) <= 0) {
+		r = TK_ERR_MALFORMED;
+		goto out;
+	}
+	if ((*spki = malloc((size_t)n)) == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto out;
+	}
+	memcpy(*spki, der, (size_t)n);
+	*spki_len = (size_t)n;
+	r = TK_OK;
+out:
+	if (r != TK_OK) {
+		*key_type = TK_KEY_NONE;
+		*key_bits = 0;
+	}
+	OPENSSL_free(der);
+	X509_free(x);
+	return r;
+}
+
+int
+tk_spki_info(const uint8_t *spki, size_t spki_len, int *key_type, unsigned *key_bits)
+{
+	const unsigned char *q = spki;
+	EVP_PKEY *k;
+	int r;
+
+	*key_type = TK_KEY_NONE;
+	*key_bits = 0;
+	if (spki == NULL || spki_len == 0 || spki_len > (size_t)INT32_MAX)
+		return TK_ERR_MALFORMED;
+	if ((k = d2i_PUBKEY(NULL, &q, (long)spki_len)) == NULL)
+		return TK_ERR_MALFORMED;
+	r = q == spki + spki_len ? pkey_info(k, key_type, key_bits) : TK_ERR_MALFORMED;
+	EVP_PKEY_free(k);
+	if (r != TK_OK) {
+		*key_type = TK_KEY_NONE;
+		*key_bits = 0;
+	}
+	return r;
+}
+
+static const char *
+nist_group(unsigned bits)
+{
+	switch (bits) {
+	case 256:
+		return "prime256v1";
+	case 384:
+		return "secp384r1";
+	case 521:
+		return "secp521r1";
+	default:
+		return NULL;
+	}
+}
+
+/* The OSSL_PARAMs of the public key and the key type's name. */
+static int
+push_params(OSSL_PARAM_BLD *bld, int key_type, unsigned bits, const uint8_t *a, size_t a_len,
+            const uint8_t *b, size_t b_len, BIGNUM **bn_n, BIGNUM **bn_e, const char **type)
+{
+	const char *group;
+
+	switch (key_type) {
+	case TK_KEY_RSA:
+		if (a_len == 0 || a_len > RSA_MAX_MODULUS || b == NULL || b_len == 0 ||
+		    b_len > RSA_MAX_EXPONENT)
+			return TK_ERR_MALFORMED;
+		*bn_n = BN_bin2bn(a, (int)a_len, NULL);
+		*bn_e = BN_bin2bn(b, (int)b_len, NULL);
+		if (*bn_n == NULL || *bn_e == NULL)
+			return TK_ERR_NO_MEMORY;
+		if ((bits != 0 && (unsigned)BN_num_bits(*bn_n) != bits) ||
+		    BN_num_bits(*bn_n) < 512 || !BN_is_odd(*bn_e) || BN_is_one(*bn_e))
+			return TK_ERR_MALFORMED;
+		if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, *bn_n) ||
+		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, *bn_e))
+			return TK_ERR_NO_MEMORY;
+		*type = "RSA";
+		return TK_OK;
+	case TK_KEY_EC:
+		if ((group = nist_group(bits)) == NULL)
+			return TK_ERR_NOT_SUPPORTED;
+		if (a_len != 1 + 2 * ((bits + 7) / 8) || a[0] != 0x04)
+			return TK_ERR_MALFORMED;
+		if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, a, a_len))
+			return TK_ERR_NO_MEMORY;
+		*type = "EC";
+		return TK_OK;
+	case TK_KEY_ED25519:
+	case TK_KEY_X25519:
+		if (a_len != 32)
+			return TK_ERR_MALFORMED;
+		if (!OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, a, a_len))
+			return TK_ERR_NO_MEMORY;
+		*type = key_type == TK_KEY_ED25519 ? "ED25519" : "X25519";
+		return TK_OK;
+	default:
+		return TK_ERR_NOT_SUPPORTED;
+	}
+}
+
+int
+tk_spki_build(int key_type, unsigned bits, const uint8_t *a, size_t a_len, const uint8_t *b,
+              size_t b_len, uint8_t **spki, size_t *spki_len)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *k = NULL;
+	BIGNUM *bn_n = NULL, *bn_e = NULL;
+	const char *type = NULL;
+	int r;
+
+	if (spki != NULL)
+		*spki = NULL;
+	if (spki_len != NULL)
+		*spki_len = 0;
+	if (spki == NULL || spki_len == NULL || a == NULL)
+		return TK_ERR_INVALID_ARG;
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL)
+		return TK_ERR_NO_MEMORY;
+	r = push_params(bld, key_type, bits, a, a_len, b, b_len, &bn_n, &bn_e, &type);
+	if (r != TK_OK)
+		goto out;
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL) {
+		r = TK_ERR_NO_MEMORY;
+		goto out;
+	}
+	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		r = TK_ERR_MALFORMED;
+		goto out;
+	}
+	if (key_type == TK_KEY_EC) {
+		/* fromdata does not check that the point is on the curve */
+		EVP_PKEY_CTX *vc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+		int ok = vc != NULL && EVP_PKEY_public_check(vc) == 1;
+
+		EVP_PKEY_CTX_free(vc);
+		if (!ok) {
+			r = TK_ERR_MALFORMED;
+			goto out;
+		}
+	}
+	r = pkey_to_spki(k, spki, spki_len);
+out:
+	EVP_PKEY_free(k);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn_n);
+	BN_free(bn_e);
+	return r;
+}
