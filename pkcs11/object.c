@@ -125,6 +125,38 @@ add_i2d(struct p11_object *o, CK_ATTRIBUTE_TYPE type, int len, uint8_t *der)
 	return r;
 }
 
+/* RFC 8410 object identifiers, DER: id-X25519 1.3.101.110 and id-Ed25519
+ * 1.3.101.112. PKCS#11 3.0 (2.3.5, 2.3.7) allows them as CKA_EC_PARAMS of
+ * Edwards and Montgomery keys besides the curve names. */
+static const uint8_t oid_x25519[] = {0x06, 0x03, 0x2B, 0x65, 0x6E};
+static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2B, 0x65, 0x70};
+
+/* CKA_EC_PARAMS and CKA_EC_POINT (a DER OCTET STRING around the 32-byte
+ * key) of an Ed25519 or X25519 key. */
+static int
+add_25519_parts(struct p11_object *o, bool priv)
+{
+	const EVP_PKEY *pk = o->pub;
+	bool ed = o->key_type == TK_KEY_ED25519;
+	uint8_t raw[32], *der = NULL;
+	size_t raw_len = sizeof(raw), der_len = 0;
+	int r;
+
+	r = tk_p11_attr_add(o, CKA_EC_PARAMS, ed ? oid_ed25519 : oid_x25519,
+	                    ed ? sizeof(oid_ed25519) : sizeof(oid_x25519), false);
+	if (r == TK_OK && pk != NULL) {
+		if (EVP_PKEY_get_raw_public_key(pk, raw, &raw_len) != 1 || raw_len != sizeof(raw))
+			return TK_ERR_CRYPTO;
+		r = tk_p11_der_octet_string(raw, raw_len, &der, &der_len);
+		if (r == TK_OK)
+			r = tk_p11_attr_add(o, CKA_EC_POINT, der, der_len, false);
+		free(der);
+	}
+	if (r == TK_OK && priv)
+		r = tk_p11_attr_add(o, CKA_VALUE, NULL, 0, true);
+	return r;
+}
+
 static int
 add_curve_oid(struct p11_object *o, int nid)
 {
@@ -207,7 +239,24 @@ add_public_parts(struct p11_object *o, bool priv)
 			r = tk_p11_attr_add(o, CKA_VALUE, NULL, 0, true);
 		return r;
 	}
+	if (o->key_type == TK_KEY_ED25519 || o->key_type == TK_KEY_X25519)
+		return add_25519_parts(o, priv);
 	return TK_OK;
+}
+
+static CK_KEY_TYPE
+ckk_of(int key_type)
+{
+	switch (key_type) {
+	case TK_KEY_RSA:
+		return CKK_RSA;
+	case TK_KEY_ED25519:
+		return CKK_EC_EDWARDS;
+	case TK_KEY_X25519:
+		return CKK_EC_MONTGOMERY;
+	default:
+		return CKK_EC;
+	}
 }
 
 static void
@@ -447,8 +496,7 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 	}
 	r = add_common(o, t, k, priv);
 	if (r == TK_OK)
-		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE,
-		                          k->key_type == TK_KEY_RSA ? CKK_RSA : CKK_EC);
+		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE, ckk_of(k->key_type));
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_START_DATE, NULL, 0, false);
 	if (r == TK_OK)
@@ -507,7 +555,7 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 
 		r = tk_p11_attr_add_bool(o, CKA_ENCRYPT, rsa);
 		if (r == TK_OK)
-			r = tk_p11_attr_add_bool(o, CKA_VERIFY, true);
+			r = tk_p11_attr_add_bool(o, CKA_VERIFY, k->key_type != TK_KEY_X25519);
 		if (r == TK_OK)
 			r = tk_p11_attr_add_bool(o, CKA_VERIFY_RECOVER, false);
 		if (r == TK_OK)
@@ -556,6 +604,25 @@ note_key(struct p11_token *t, const struct p11_object *o)
 	}
 }
 
+/* The card operations of a key built without a core token behind it
+ * (tests and fuzz targets build objects from bare tk_object_t). */
+static unsigned
+default_ops(int key_type)
+{
+	switch (key_type) {
+	case TK_KEY_RSA:
+		return TK_OP_BIT(TK_OP_RSA_RAW);
+	case TK_KEY_EC:
+		return TK_OP_BIT(TK_OP_ECDSA) | TK_OP_BIT(TK_OP_ECDH);
+	case TK_KEY_ED25519:
+		return TK_OP_BIT(TK_OP_EDDSA);
+	case TK_KEY_X25519:
+		return TK_OP_BIT(TK_OP_ECDH);
+	default:
+		return 0;
+	}
+}
+
 int
 tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object *o)
 {
@@ -568,6 +635,8 @@ tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object
 	o->key_bits = k->key_bits;
 	o->usage = k->usage;
 	o->always_auth = k->always_authenticate;
+	if (k->cls == TK_OBJ_PRIVKEY)
+		o->ops = t->tk != NULL ? tk_token_key_ops(t->tk, k) : default_ops(k->key_type);
 	switch (k->cls) {
 	case TK_OBJ_CERT:
 		o->cls = CKO_CERTIFICATE;

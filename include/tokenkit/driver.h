@@ -98,8 +98,6 @@ typedef struct tk_drv_key_desc {
 	bool always_authenticate; /* ... right before every use */
 } tk_drv_key_desc_t;
 
-#define TK_OP_BIT(op) (1u << (op))
-
 /* A key as key_op sees it (made by the host). */
 typedef struct tk_drv_key {
 	uint32_t size; /* sizeof(tk_drv_key_t) of the host */

@@ -196,9 +196,10 @@ enum tk_key_op {
 	TK_OP_RSA_PKCS1_SIGN = 5,
 	TK_OP_RSA_PKCS1_DECRYPT = 6,
 };
+#define TK_OP_BIT(op) (1u << (op))
 /* The operations the card performs with a private key: a set of
- * (1u << TK_OP_*) bits; 0 for anything that is not a current private key
- * of t. */
+ * TK_OP_BIT(TK_OP_*); 0 for anything that is not a current private key of
+ * t. */
 TK_EXPORT unsigned tk_token_key_ops(tk_token_t *t, const tk_object_t *key);
 TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in,
                               size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);

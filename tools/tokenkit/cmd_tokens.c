@@ -31,7 +31,18 @@ class_name(int cls)
 static const char *
 key_name(int kt)
 {
-	return kt == TK_KEY_RSA ? "RSA" : kt == TK_KEY_EC ? "EC" : "-";
+	switch (kt) {
+	case TK_KEY_RSA:
+		return "RSA";
+	case TK_KEY_EC:
+		return "EC";
+	case TK_KEY_ED25519:
+		return "Ed25519";
+	case TK_KEY_X25519:
+		return "X25519";
+	default:
+		return "-";
+	}
 }
 
 /* Subject of a certificate, RFC 2253 form; "" when it does not parse. */
