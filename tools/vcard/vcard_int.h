@@ -12,6 +12,7 @@
 #define TK_VCARD_INT_H
 
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 
 #include <tokenkit/apdu.h>
 #include <tokenkit/buf.h>
@@ -192,6 +193,27 @@ uint8_t vc_pkey_alg(EVP_PKEY *pkey);
 int vc_pubkey_put(tk_wbuf_t *w, EVP_PKEY *pkey, uint8_t alg);
 int vc_keygen(uint8_t alg, EVP_PKEY **out);
 void vc_key_clear(struct vc_key *k);
+
+/* crypto.c: key operations both applets use */
+EVP_PKEY *vc_fromdata(const char *type, OSSL_PARAM_BLD *bld, int selection);
+/* RSA from its primes (and public exponent: NULL for 65537) with a modulus
+ * of exactly bits; crt (dP, dQ, qInv; may be NULL) must belong to them. */
+EVP_PKEY *vc_rsa_import(unsigned bits, const tk_buf_t *e, const tk_buf_t *p, const tk_buf_t *q,
+                        const tk_buf_t *crt);
+/* EC from its private scalar (field length, in (0, order)) on group. */
+EVP_PKEY *vc_ec_import(const char *group, const tk_buf_t *s);
+/* ECDSA over the first fb bytes of in: DER, or r||s (2 fb bytes). */
+int vc_ecdsa_sign(EVP_PKEY *pkey, size_t fb, const uint8_t *in, size_t in_len, uint8_t *sig,
+                  size_t *sig_len);
+int vc_ecdsa_sign_rs(EVP_PKEY *pkey, size_t fb, const uint8_t *in, size_t in_len, uint8_t *rs);
+/* ECDH with the peer's public key in our key's form: EC 04||X||Y, X25519
+ * 32 bytes. Errors: TK_ERR_INVALID_ARG (no such peer key). */
+int vc_ecdh(EVP_PKEY *pkey, const uint8_t *peer, size_t peer_len, uint8_t *res, size_t *res_len);
+/* PKCS#1 v1.5 block type 1 signature over in as given. */
+int vc_rsa_sign_pkcs1(EVP_PKEY *pkey, const uint8_t *in, size_t in_len, uint8_t *out,
+                      size_t *out_len);
+int vc_rsa_decrypt(EVP_PKEY *pkey, int padding, const uint8_t *in, size_t in_len, uint8_t *out,
+                   size_t *out_len);
 
 /* attest.c */
 int vc_attest_create(tk_vcard_t *c);
