@@ -551,9 +551,11 @@ usage(FILE *f)
 	fprintf(f,
 	        "usage: tokenkit-vcard [--state FILE] --vpcd [HOST:]PORT [--latency "
 	        "none|yubikey5]\n"
-	        "                      [--control PATH] [--fault SPEC]\n"
+	        "                      [--applet piv|openpgp|both] [--control PATH] [--fault "
+	        "SPEC]\n"
 	        "       tokenkit-vcard --control PATH --send 'SPEC|status'\n"
-	        "Serves the virtual PIV card to pcscd through vpcd (default 127.0.0.1:%d).\n"
+	        "Serves the virtual card to pcscd through vpcd (default 127.0.0.1:%d).\n"
+	        "--applet chooses the applets of a new card (default piv).\n"
 	        "Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
 	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=debug shows APDUs.\n",
 	        DEFAULT_PORT);
@@ -586,6 +588,7 @@ main(int argc, char **argv)
 	        {"control", required_argument, NULL, 'c'},
 	        {"fault", required_argument, NULL, 'f'},
 	        {"send", required_argument, NULL, 'S'},
+	        {"applet", required_argument, NULL, 'a'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -594,13 +597,14 @@ main(int argc, char **argv)
 	struct server s;
 	struct sigaction sa;
 	sigset_t block, orig;
+	unsigned applets = 0;
 	int c, r, rc = 1;
 
 	memset(&s, 0, sizeof(s));
 	s.fd = -1;
 	s.lfd = -1;
 	s.backoff_ms = BACKOFF_MIN_MS;
-	while ((c = getopt_long(argc, argv, "s:v:l:c:f:S:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:l:c:f:S:a:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			state = optarg;
@@ -619,6 +623,12 @@ main(int argc, char **argv)
 			break;
 		case 'S':
 			send_cmd = optarg;
+			break;
+		case 'a':
+			if (tk_vcard_applets_parse(optarg, &applets) != TK_OK) {
+				fprintf(stderr, "tokenkit-vcard: bad --applet '%s'\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -663,7 +673,7 @@ main(int argc, char **argv)
 	if (s.rx == NULL || s.held == NULL || s.resp == NULL)
 		goto out;
 	tk_vpcd_dec_init(&s.dec, s.rx, FRAME_MAX);
-	r = tk_vcard_open(state, &s.card);
+	r = tk_vcard_open_applets(state, applets, &s.card);
 	if (r != TK_OK) {
 		tk_log_error("card state %s: %s", state ? state : "(memory)", tk_strerror(r));
 		goto out;

@@ -1,6 +1,9 @@
-/* tokenkit virtual PIV card: private state shared by the card's files.
+/* tokenkit virtual card (PIV and OpenPGP applets): private state shared by
+ * the card's files.
  *
  * card.c      dispatch, command and response chaining, SELECT, vendor
+ * pgp_*.c     the OpenPGP applet (pgp_int.h)
+ * crypto.c    key operations both applets use
  * piv_data.c  data objects (GET DATA, PUT DATA, defaults)
  * piv_auth.c  PIN, PUK, management key
  * piv_keys.c  key slots: generate, import, key operations, metadata
@@ -118,8 +121,11 @@ struct tk_vcard {
 	size_t nobjs;
 	struct vc_key keys[VC_NSLOTS];
 
+	unsigned applets;   /* TK_VCARD_APPLET_*: what SELECT can reach */
+	struct vc_pgp *pgp; /* the OpenPGP applet's state, NULL without it */
+
 	/* volatile state */
-	bool selected;
+	int app;        /* the selected applet: VC_APP_* */
 	bool pin_ok;    /* PIN verified in this session */
 	bool pin_fresh; /* ... and not yet consumed by a PIN-always key */
 	bool mgm_ok;
@@ -146,6 +152,12 @@ struct tk_vcard {
 	int latency_profile;
 	uint32_t part_latency_us; /* per-part time of the current chained read */
 	uint64_t apdus;
+};
+
+enum vc_app {
+	VC_APP_NONE = 0,
+	VC_APP_PIV = 1,
+	VC_APP_PGP = 2,
 };
 
 /* Handlers: the response data go to out, the return value is the SW. */
