@@ -287,8 +287,8 @@ pk_hdr(const pgp_ard_t *ard, int k, uint8_t hdr[PK_HDR])
 }
 
 static int
-load_pubkey(pgp_t *p, int k, const tk_cache_t *cached, tk_cache_t *fresh, uint8_t **spki,
-            size_t *spki_len)
+load_pubkey(pgp_t *p, int k, const tk_cache_t *cached, bool trust, tk_cache_t *fresh,
+            uint8_t **spki, size_t *spki_len)
 {
 	const tk_drv_host_t *h = pgp_host;
 	uint8_t hdr[PK_HDR], *tmpl = NULL, *rec = NULL;
@@ -300,8 +300,10 @@ load_pubkey(pgp_t *p, int k, const tk_cache_t *cached, tk_cache_t *fresh, uint8_
 	*spki = NULL;
 	*spki_len = 0;
 	pk_hdr(&p->ard, k, hdr);
+	/* without a fingerprint and date nothing tells a new key from the
+	 * cached one: such a record is taken on trust only */
 	if (h->cache_get(cached, PGP_REC_PUBKEY(k), &cd, &cl) == TK_OK && cl > PK_HDR &&
-	    memcmp(cd, hdr, PK_HDR) == 0 && !all_zero(hdr + 3, 24)) {
+	    memcmp(cd, hdr, PK_HDR) == 0 && (trust || !all_zero(hdr + 3, 24))) {
 		r = pgp_parse_pubkey(&p->ard.algo[k], cd + PK_HDR, cl - PK_HDR, spki, spki_len);
 		if (r == TK_OK)
 			return fresh != NULL ? h->cache_put(fresh, PGP_REC_PUBKEY(k), cd, cl)
@@ -314,8 +316,7 @@ load_pubkey(pgp_t *p, int k, const tk_cache_t *cached, tk_cache_t *fresh, uint8_
 		r = TK_OK; /* published without it */
 		goto out;
 	}
-	/* cached only when the card told a fingerprint to check it by */
-	if (fresh != NULL && !all_zero(hdr + 3, 24)) {
+	if (fresh != NULL) {
 		if ((rec = malloc(PK_HDR + tl)) == NULL) {
 			r = TK_ERR_NO_MEMORY;
 			goto out;
@@ -416,7 +417,7 @@ load_key(pgp_t *p, int k, const tk_cache_t *cached, bool trust, tk_cache_t *fres
 	d.id_len = 1;
 	key_labels(k, &d);
 	if (p->ard.has_algo[k] && key_there(&p->ard, k)) {
-		if ((r = load_pubkey(p, k, cached, fresh, &spki, &spki_len)) != TK_OK)
+		if ((r = load_pubkey(p, k, cached, trust, fresh, &spki, &spki_len)) != TK_OK)
 			goto out;
 		d.key_present = true;
 		d.key_type = p->ard.algo[k].key_type;

@@ -63,6 +63,8 @@ pgx_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t re
 	struct pgx *f = ctx;
 
 	f->count++;
+	if (getenv("PGX_TRACE") != NULL)
+		fprintf(stderr, "apdu %02X %02X %02X %02X\n", cmd[0], cmd[1], cmd[2], cmd[3]);
 	*resp_len = tk_vcard_process(f->vc, cmd, cmd_len, resp, resp_cap);
 	return TK_OK;
 }
