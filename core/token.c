@@ -294,6 +294,29 @@ info_from_model(tk_token_t *t)
 	t->info.pin_max_len = t->model.pin_max_len;
 }
 
+/* The model of the card the driver t->drv just recognised: its cache
+ * entry, and the load. */
+static int
+load_model(tk_token_t *t, const tk_token_opts_t *opts, const char *identity, tk_cache_t **cached,
+           tk_cache_t **fresh)
+{
+	unsigned flags = 0;
+	int r;
+
+	tk_drv_model_init(&t->model, tk_drv_entry_name(t->drv));
+	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
+		t->use_cache = true;
+		(void)tk_cache_load(t->dir, identity, cached); /* absent or bad: no cache */
+	}
+	/* The records are kept (in memory) even without a cache directory:
+	 * tk_token_revalidate compares the card against them. */
+	if ((r = tk_cache_new(identity, fresh)) != TK_OK)
+		return r;
+	if (opts->defer_revalidation && *cached != NULL)
+		flags |= TK_DRV_LOAD_TRUST_CACHE;
+	return tk_drv_load(t->drv, t->ds, *cached, *fresh, flags, &t->model);
+}
+
 int
 tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 {
@@ -302,7 +325,6 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	size_t ndrivers = 0;
 	tk_cache_t *cached = NULL, *fresh = NULL;
 	char identity[TK_CACHE_MAX_IDENTITY + 1] = "";
-	unsigned flags = 0;
 	bool in_tx = false;
 	tk_token_t *t;
 	int r = TK_ERR_NOT_SUPPORTED;
@@ -333,37 +355,38 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	 * one begin/end round trip. Best effort: drivers take their own. */
 	in_tx = tk_card_begin(card) == TK_OK;
 	(void)tk_drivers_list(&drivers, &ndrivers);
-	for (size_t i = 0; i < ndrivers; i++) {
+	r = TK_ERR_NOT_SUPPORTED;
+	for (size_t i = 0; i < ndrivers && t->drv == NULL; i++) {
 		if (!tk_drv_entry_usable(drivers[i]))
 			continue;
 		r = tk_drv_probe(drivers[i], card, &t->ds, identity, sizeof(identity));
-		if (r == TK_OK) {
-			t->drv = drivers[i];
-			break;
-		}
 		/* a driver that failed for its own reasons does not keep the
 		 * card from the next one; the card's own failures end here */
-		if (r != TK_ERR_NOT_SUPPORTED && r != TK_ERR_INTERNAL)
+		if (r == TK_ERR_NOT_SUPPORTED || r == TK_ERR_INTERNAL)
+			continue;
+		if (r != TK_OK)
+			goto fail;
+		t->drv = drivers[i];
+		r = load_model(t, opts, identity, &cached, &fresh);
+		if (r == TK_ERR_INTERNAL && !tk_drv_entry_usable(drivers[i])) {
+			/* it claimed the card, then broke the interface: the
+			 * next driver may still know the card */
+			tk_drv_free(t->drv, t->ds);
+			t->ds = NULL;
+			t->drv = NULL;
+			t->use_cache = false;
+			tk_cache_free(&cached);
+			tk_cache_free(&fresh);
+			identity[0] = '\0';
+			continue;
+		}
+		if (r != TK_OK)
 			goto fail;
 	}
 	if (t->drv == NULL) {
 		r = TK_ERR_NOT_SUPPORTED;
 		goto fail;
 	}
-	tk_drv_model_init(&t->model, tk_drv_entry_name(t->drv));
-
-	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
-		t->use_cache = true;
-		(void)tk_cache_load(t->dir, identity, &cached); /* absent or bad: no cache */
-	}
-	/* The records are kept (in memory) even without a cache directory:
-	 * tk_token_revalidate compares the card against them. */
-	if ((r = tk_cache_new(identity, &fresh)) != TK_OK)
-		goto fail;
-	if (opts->defer_revalidation && cached != NULL)
-		flags |= TK_DRV_LOAD_TRUST_CACHE;
-	if ((r = tk_drv_load(t->drv, t->ds, cached, fresh, flags, &t->model)) != TK_OK)
-		goto fail;
 	if (in_tx) {
 		(void)tk_card_end(card);
 		in_tx = false;

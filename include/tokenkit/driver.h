@@ -47,6 +47,8 @@
 #include <tokenkit/apdu.h>
 #include <tokenkit/buf.h>
 #include <tokenkit/card.h>
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
 #include <tokenkit/tlv.h>
 #include <tokenkit/token.h>
 
