@@ -470,6 +470,15 @@ tk_vcard_test_set_auth(tk_vcard_t *c, bool pin, bool mgm)
 }
 
 void
+tk_vcard_test_set_pgp_auth(tk_vcard_t *c, bool pw1, bool pw3)
+{
+	if (c->pgp == NULL)
+		return;
+	c->pgp->pw1_81 = c->pgp->pw1_82 = pw1;
+	c->pgp->pw3_ok = pw3;
+}
+
+void
 tk_vcard_test_fuzz_mode(tk_vcard_t *c, bool on)
 {
 	c->fuzz_fast = on;

@@ -251,6 +251,8 @@ size_t vc_tlv_hdr_len(uint32_t tag, size_t len);
 /* Internal hooks for tests and fuzzers. */
 void tk_vcard_test_set_auth(tk_vcard_t *c, bool pin, bool mgm);
 void tk_vcard_test_fuzz_mode(tk_vcard_t *c, bool on);
+/* The OpenPGP applet's PW1 (81 and 82) and PW3 verified or not. */
+void tk_vcard_test_set_pgp_auth(tk_vcard_t *c, bool pw1, bool pw3);
 int tk_vcard_test_clone(const tk_vcard_t *src, tk_vcard_t **out);
 
 #endif
