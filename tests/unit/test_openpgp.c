@@ -560,6 +560,70 @@ test_cache(void **state)
 	pgx_free(f);
 }
 
+static int
+be_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
+        size_t *resp_len, int timeout_ms)
+{
+	(void)timeout_ms;
+	return pgx_xmit(ctx, cmd, cmd_len, resp, resp_cap, resp_len);
+}
+
+/* RSA-3072 behind a reader that takes short APDUs only: a 385-byte
+ * cryptogram goes by command chaining, 384-byte answers by GET RESPONSE. */
+static void
+test_rsa3072_short_reader(void **state)
+{
+	static const tk_card_backend_t be = {.transmit = be_xmit};
+	struct pgx *f = pgx_new(TK_VCARD_APPLET_OPENPGP);
+	tk_card_caps_t caps = {false, 261, 258};
+	const tk_object_t *sig, *dec;
+	uint8_t atr[40], out[384], ct[384];
+	size_t atr_len, ol = 0, cl = sizeof(ct);
+	EVP_PKEY_CTX *c;
+	tk_token_t *t;
+
+	(void)state;
+	assert_non_null(f);
+	assert_int_equal(pgx_generate(f, 0, pgx_rsa3072, sizeof(pgx_rsa3072)), 0);
+	assert_int_equal(pgx_generate(f, 1, pgx_rsa3072, sizeof(pgx_rsa3072)), 0);
+	assert_int_equal(pgx_put(f, 0xC4, (const uint8_t *)"\x01", 1), 0);
+	atr_len = tk_vcard_atr(f->vc, atr, sizeof(atr));
+	tk_card_unref(&f->card);
+	assert_int_equal(tk_card_new_backend("short", atr, atr_len, &caps, &be, f, 0, &f->card),
+	                 TK_OK);
+	pgx_reset(f);
+	t = open_token(f, false, false);
+	sig = find(t, TK_OBJ_PRIVKEY, 1);
+	dec = find(t, TK_OBJ_PRIVKEY, 2);
+	assert_non_null(sig);
+	assert_non_null(dec);
+	assert_int_equal(sig->key_bits, 3072);
+	spki_is(sig, f->pub[0]);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin, 6), TK_OK);
+	assert_int_equal(tk_token_key_op(t, sig, TK_OP_RSA_PKCS1_SIGN, di, sizeof(di), out,
+	                                 sizeof(out), &ol),
+	                 TK_OK);
+	assert_int_equal(ol, 384);
+	c = EVP_PKEY_CTX_new(f->pub[0], NULL);
+	assert_int_equal(EVP_PKEY_verify_init(c), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING), 1);
+	assert_int_equal(EVP_PKEY_verify(c, out, ol, di, sizeof(di)), 1);
+	EVP_PKEY_CTX_free(c);
+	c = EVP_PKEY_CTX_new(f->pub[1], NULL);
+	assert_int_equal(EVP_PKEY_encrypt_init(c), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING), 1);
+	assert_int_equal(EVP_PKEY_encrypt(c, ct, &cl, (const uint8_t *)"through chaining", 16), 1);
+	EVP_PKEY_CTX_free(c);
+	assert_int_equal(cl, 384);
+	assert_int_equal(
+	        tk_token_key_op(t, dec, TK_OP_RSA_PKCS1_DECRYPT, ct, cl, out, sizeof(out), &ol),
+	        TK_OK);
+	assert_int_equal(ol, 16);
+	assert_memory_equal(out, "through chaining", 16);
+	tk_token_free(&t);
+	pgx_free(f);
+}
+
 /* A card with both applets is the first driver's: PIV by default,
  * OpenPGP when TOKENKIT_DRIVERS says so. */
 static void
@@ -607,6 +671,7 @@ main(void)
 	        cmocka_unit_test(test_kdf_pins),
 	        cmocka_unit_test(test_pins),
 	        cmocka_unit_test(test_cache),
+	        cmocka_unit_test(test_rsa3072_short_reader),
 	        cmocka_unit_test(test_driver_order),
 	};
 

@@ -213,7 +213,7 @@ print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 			}
 			printf("}");
 		} else {
-			printf("    %-11s id %-4s %-3s %4u  %-36s%s%s%s\n", class_name(o->cls), hex,
+			printf("    %-11s id %-4s %-7s %4u  %-36s%s%s%s\n", class_name(o->cls), hex,
 			       key_name(o->key_type), o->key_bits, o->label,
 			       o->cls == TK_OBJ_PRIVKEY ? use : "",
 			       o->always_authenticate ? " always-auth" : "",

@@ -430,7 +430,8 @@ put_data(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 {
 	struct vc_pgp *p = c->pgp;
 	uint32_t tag = (uint32_t)a->p1 << 8 | a->p2;
-	const uint8_t *d = a->data;
+	/* an empty object: no data pointer to copy from (memcpy wants one) */
+	const uint8_t *d = a->data != NULL ? a->data : (const uint8_t *)"";
 	size_t n = a->lc;
 	struct pgp_attr at;
 	struct pgp_key *k;
