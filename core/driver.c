@@ -210,10 +210,8 @@ ops_for(int type)
 	}
 }
 
-/* The operations a key of this type and usage offers when the driver does
- * not say. */
-static unsigned
-default_ops(int type, unsigned usage)
+unsigned
+tk_drv_default_ops(int type, unsigned usage)
 {
 	unsigned ops = 0;
 
@@ -405,7 +403,7 @@ tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
 		goto fail;
 	}
 	if (k.ops == 0) {
-		s.ops = default_ops(s.key_type, k.usage);
+		s.ops = tk_drv_default_ops(s.key_type, k.usage);
 	} else if ((k.ops & ~ops_for(s.key_type)) != 0) {
 		r = refuse(m, TK_ERR_INVALID_ARG, "operations the key type does not have");
 		goto fail;
@@ -505,6 +503,7 @@ const tk_drv_host_t tk_drv_host = {
         .strerror = tk_strerror,
         .err_from_sw = tk_err_from_sw,
         .hex_encode = tk_hex_encode,
+        .err_from_pin_sw = tk_err_from_pin_sw,
 };
 
 /* ---- the driver list ------------------------------------------------------------- */

@@ -62,6 +62,10 @@ void tk_drv_model_clear(tk_drv_model_t *m);
 int tk_drv_model_set_token(tk_drv_model_t *m, const tk_drv_token_desc_t *d);
 int tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d);
 
+/* The operations (TK_OP_BIT) a key of this type and usage offers when its
+ * driver does not say. */
+unsigned tk_drv_default_ops(int key_type, unsigned usage);
+
 /* The host's services for drivers; plugins get it at init. */
 extern const tk_drv_host_t tk_drv_host;
 

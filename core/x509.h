@@ -25,4 +25,10 @@ int tk_spki_info(const uint8_t *spki, size_t spki_len, int *key_type, unsigned *
 int tk_spki_build(int key_type, unsigned bits, const uint8_t *a, size_t a_len, const uint8_t *b,
                   size_t b_len, uint8_t **spki, size_t *spki_len);
 
+/* An ECDSA-Sig-Value (DER) as r||s, each left-padded to field bytes (at
+ * most 66). Errors: TK_ERR_MALFORMED (not exactly one SEQUENCE of two
+ * positive INTEGERs that fit), TK_ERR_INVALID_ARG, TK_ERR_BUFFER_TOO_SMALL. */
+int tk_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *out,
+                        size_t out_cap, size_t *out_len);
+
 #endif

@@ -27,6 +27,7 @@
 
 #include <tokenkit/mem.h>
 
+#include "driver.h"
 #include "p11.h"
 
 /* --- building attribute tables ------------------------------------------ */
@@ -604,25 +605,6 @@ note_key(struct p11_token *t, const struct p11_object *o)
 	}
 }
 
-/* The card operations of a key built without a core token behind it
- * (tests and fuzz targets build objects from bare tk_object_t). */
-static unsigned
-default_ops(int key_type)
-{
-	switch (key_type) {
-	case TK_KEY_RSA:
-		return TK_OP_BIT(TK_OP_RSA_RAW);
-	case TK_KEY_EC:
-		return TK_OP_BIT(TK_OP_ECDSA) | TK_OP_BIT(TK_OP_ECDH);
-	case TK_KEY_ED25519:
-		return TK_OP_BIT(TK_OP_EDDSA);
-	case TK_KEY_X25519:
-		return TK_OP_BIT(TK_OP_ECDH);
-	default:
-		return 0;
-	}
-}
-
 int
 tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object *o)
 {
@@ -635,8 +617,11 @@ tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object
 	o->key_bits = k->key_bits;
 	o->usage = k->usage;
 	o->always_auth = k->always_authenticate;
+	/* keys built without a core token behind them (tests and fuzz targets
+	 * build them from bare tk_object_t) offer what keys of their type do */
 	if (k->cls == TK_OBJ_PRIVKEY)
-		o->ops = t->tk != NULL ? tk_token_key_ops(t->tk, k) : default_ops(k->key_type);
+		o->ops = t->tk != NULL ? tk_token_key_ops(t->tk, k)
+		                       : tk_drv_default_ops(k->key_type, k->usage);
 	switch (k->cls) {
 	case TK_OBJ_CERT:
 		o->cls = CKO_CERTIFICATE;

@@ -91,24 +91,6 @@ pgp_pin_bytes(const pgp_kdf_t *kdf, int which, const uint8_t *pin, size_t len, u
 	return s2k(kdf, kdf->salt[kdf->has_salt[which] ? which : 0], pin, len, out, out_len);
 }
 
-/* SW of a PIN command → tk_err, with the tries left. */
-static int
-pin_result(uint16_t sw, int *retries)
-{
-	*retries = -1;
-	if (sw == 0x9000)
-		return TK_OK;
-	if ((sw & 0xFFF0) == 0x63C0) {
-		*retries = sw & 0x0F;
-		return *retries == 0 ? TK_ERR_PIN_LOCKED : TK_ERR_PIN_INCORRECT;
-	}
-	if (sw == 0x6983) {
-		*retries = 0;
-		return TK_ERR_PIN_LOCKED;
-	}
-	return pgp_host->err_from_sw(sw);
-}
-
 static int
 send(pgp_t *p, uint8_t ins, uint8_t p1, uint8_t ref, const uint8_t *data, size_t len, uint16_t *sw)
 {
@@ -136,7 +118,7 @@ verify(pgp_t *p, uint8_t ref, const uint8_t *pin, size_t len, int *retries)
 		goto out;
 	if ((r = send(p, 0x20, 0x00, ref, buf, bl, &sw)) != TK_OK)
 		goto out;
-	r = pin_result(sw, retries);
+	r = pgp_host->err_from_pin_sw(sw, retries);
 	if (r != TK_OK)
 		pgp_log(TK_LOG_DEBUG, "openpgp: VERIFY %02X: %s (retries %d)", ref,
 		        pgp_host->strerror(r), *retries);
@@ -209,7 +191,7 @@ pgp_pin_status(void *state, int user, tk_drv_pin_status_t *st)
 	if (r != TK_OK)
 		return r;
 	st->max_retries = 3; /* the specification's default; C4 gives no maximum */
-	r = pin_result(sw, &retries);
+	r = pgp_host->err_from_pin_sw(sw, &retries);
 	if (r == TK_OK) {
 		st->verified = true;
 	} else if (r == TK_ERR_PIN_INCORRECT || r == TK_ERR_PIN_LOCKED) {
@@ -252,7 +234,7 @@ pgp_pin_change(void *state, int user, const uint8_t *old_pin, size_t old_len,
 		goto out;
 	}
 	if ((r = send(p, 0x24, 0x00, user == TK_USER_SO ? 0x83 : 0x81, buf, ol + nl, &sw)) == TK_OK)
-		r = pin_result(sw, &retries);
+		r = pgp_host->err_from_pin_sw(sw, &retries);
 out:
 	pgp_end(p);
 	pgp_host->wipe(buf, sizeof(buf));
@@ -281,7 +263,7 @@ pgp_pin_unblock(void *state, const uint8_t *puk, size_t puk_len, const uint8_t *
 	if ((r = pgp_pin_bytes(&p->kdf, 0, new_pin, new_len, buf, &bl)) != TK_OK)
 		goto out;
 	if ((r = send(p, 0x2C, 0x02, 0x81, buf, bl, &sw)) == TK_OK)
-		r = pin_result(sw, &retries);
+		r = pgp_host->err_from_pin_sw(sw, &retries);
 out:
 	pgp_end(p);
 	pgp_host->wipe(buf, sizeof(buf));

@@ -242,6 +242,7 @@ typedef struct tk_drv_host {
 	const char *(*strerror)(int err);
 	int (*err_from_sw)(uint16_t sw);
 	char *(*hex_encode)(const uint8_t *p, size_t len, char sep, char *out);
+	int (*err_from_pin_sw)(uint16_t sw, int *retries);
 } tk_drv_host_t;
 
 #endif

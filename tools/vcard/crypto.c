@@ -17,6 +17,7 @@
 #include <tokenkit/tlv.h>
 
 #include "vcard_int.h"
+#include "x509.h"
 
 EVP_PKEY *
 vc_fromdata(const char *type, OSSL_PARAM_BLD *bld, int selection)
@@ -198,44 +199,17 @@ vc_ecdsa_sign(EVP_PKEY *pkey, size_t fb, const uint8_t *in, size_t in_len, uint8
 	return r;
 }
 
-/* An INTEGER of an ECDSA-Sig-Value into fb bytes, big-endian. */
-static int
-put_int(const tk_tlv_t *t, size_t fb, uint8_t *out)
-{
-	const uint8_t *v = t->value;
-	size_t n = t->len;
-
-	if (t->tag != 0x02 || n == 0)
-		return TK_ERR_MALFORMED;
-	while (n > 1 && v[0] == 0) {
-		v++;
-		n--;
-	}
-	if (n > fb)
-		return TK_ERR_MALFORMED;
-	memset(out, 0, fb - n);
-	memcpy(out + fb - n, v, n);
-	return TK_OK;
-}
-
 int
 vc_ecdsa_sign_rs(EVP_PKEY *pkey, size_t fb, const uint8_t *in, size_t in_len, uint8_t *rs)
 {
 	uint8_t der[160];
-	size_t der_len = sizeof(der);
-	tk_tlv_t seq, r, s;
-	tk_buf_t b;
+	size_t der_len = sizeof(der), n = 0;
 	int rv;
 
 	if ((rv = vc_ecdsa_sign(pkey, fb, in, in_len, der, &der_len)) != TK_OK)
 		return rv;
-	if (tk_ber_find(der, der_len, 0x30, &seq) != TK_OK)
-		return TK_ERR_CRYPTO;
-	tk_buf_init(&b, seq.value, seq.len);
-	if (tk_ber_get(&b, &r) != TK_OK || tk_ber_get(&b, &s) != TK_OK ||
-	    put_int(&r, fb, rs) != TK_OK || put_int(&s, fb, rs + fb) != TK_OK)
-		return TK_ERR_CRYPTO;
-	return TK_OK;
+	return tk_ecdsa_der_to_raw(der, der_len, fb, rs, 2 * fb, &n) == TK_OK ? TK_OK
+	                                                                      : TK_ERR_CRYPTO;
 }
 
 /* The peer's public key in the form of our key's type. */
