@@ -51,23 +51,34 @@ tk_run "needed libraries" objdump -p "$TK_TMP/out/driver-openpgp.so"
 needed=$(awk '$1 == "NEEDED" {print $2}' <<<"$TK_OUT" | sort | tr '\n' ' ')
 [[ $needed == "libc.so.6 libcrypto.so.3 " ]] || tk_fail "the plugin needs: $needed"
 
-# the installed CLI, the author's driver, a virtual OpenPGP card
+# the installed CLI (run as it is: its own sanitizer runtime, if any, and
+# its library found from its place), the author's driver, a virtual
+# OpenPGP card
 cli=$P/bin/tokenkit
-lib=$(dirname "$(find "$P" -name 'libtokenkit.so.0' | head -1)")
+run_cli() { # description args...: output in $TK_OUT
+	local what=$1 rc=0
+	shift
+	tk_log "$what: tokenkit $*"
+	TK_OUT=$("$cli" "$@" 2>&1) || rc=$?
+	if [[ $rc -ne 0 ]]; then
+		printf '%s\n' "$TK_OUT" >&2
+		tk_fail "$what (exit $rc)"
+	fi
+}
 STATE=$TK_TMP/card.state
 export TOKENKIT_PLUGIN_PATH=$TK_TMP/out:$P/lib/tokenkit/plugins
 export TOKENKIT_READERS="vcard:applet=openpgp,state=$STATE"
 export XDG_CACHE_HOME=$TK_TMP/cache
 unset TOKENKIT_DRIVERS
-tk_run "tokens" env LD_LIBRARY_PATH="$lib" "$cli" --log info tokens
+run_cli "tokens" --log info tokens
 tk_expect "plugin: loaded $TK_TMP/out/driver-openpgp.so"
 tk_expect_not "plugin: loaded $P/lib/tokenkit/plugins/driver-openpgp.so"
 tk_expect 'driver: openpgp +label: OpenPGP card [0-9A-F]{8}'
 # a key generated on the card (admin PIN, then GENERATE for the AUT key)
-tk_run "generate through tokenkit apdu" env LD_LIBRARY_PATH="$lib" "$cli" apdu \
+run_cli "generate through tokenkit apdu" apdu \
 	"tokenkit virtual reader 0" 00A4040006D27600012401 00200083083132333435363738 \
 	00DA00C30A162B06010401DA470F01 0047800002A40000
 tk_expect '90 ?00'
-tk_run "objects" env LD_LIBRARY_PATH="$lib" "$cli" objects
+run_cli "objects" objects
 tk_expect 'private-key id 03 +Ed25519 +255 +OpenPGP authentication key'
 tk_pass

@@ -146,10 +146,12 @@ pgx_pub(const uint8_t *attr, const uint8_t *p, size_t n)
 	} else {
 		if (tk_ber_find(t.value, t.len, 0x86, &a) != TK_OK)
 			goto out;
-		if (attr[0] == 0x16)
-			return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, a.value, a.len);
-		if (attr[1] == 0x2B && attr[2] == 0x06)
-			return EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, a.value, a.len);
+		if (attr[0] == 0x16 || (attr[1] == 0x2B && attr[2] == 0x06)) {
+			k = EVP_PKEY_new_raw_public_key(attr[0] == 0x16 ? EVP_PKEY_ED25519
+			                                                : EVP_PKEY_X25519,
+			                                NULL, a.value, a.len);
+			goto out;
+		}
 		OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
 		                                attr[1] == 0x2A ? "P-256" : "P-384", 0);
 		OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, a.value, a.len);
