@@ -123,13 +123,22 @@ pub_hex() { # PEM
 	fi
 }
 
-p11_pubkey() { # ID OUT.pem
-	p11 "read public key $1" --read-object --type pubkey --id "$1" -o "$2"
+# The public key of CKA_ID id as PEM. EC keys through GnuTLS's p11tool:
+# pkcs11-tool 0.23 reads freed memory when it writes an EC public key out
+# (its own bug, seen under ASan with the sanitizer build's module).
+p11_pubkey() { # ID OUT.pem KIND
+	if [[ ${3:-} == ec ]]; then
+		tk_run "read public key $1 (p11tool)" env GNUTLS_PIN=123456 p11tool --provider "$MOD" \
+			--export-pubkey --outfile "$2" "pkcs11:id=%$1;type=public"
+		grep -q 'BEGIN PUBLIC KEY' "$2" || tk_fail "p11tool exported no public key for $1"
+	else
+		p11 "read public key $1" --read-object --type pubkey --id "$1" -o "$2"
+	fi
 }
 
-check_same_key() { # NAME ID USAGE
+check_same_key() { # NAME ID USAGE [ec]
 	local mine gnupg
-	p11_pubkey "$2" "$TK_TMP/$1-$2.pem"
+	p11_pubkey "$2" "$TK_TMP/$1-$2.pem" "${4:-}"
 	mine=$(pub_hex "$TK_TMP/$1-$2.pem")
 	gnupg=$(gpg_pkd "$3")
 	# GnuPG keeps EC points with their format byte (04 for NIST, 40 for 25519)
@@ -228,9 +237,9 @@ tk_card_stop 0
 tk_card_start 0 --applet openpgp --state "$TK_TMP/cardp256.state"
 gnupg_round p256 'nistp256 nistp256 nistp256' key-attr 2 3 2 3 2 3
 p11_round p256
-check_same_key p256 01 s
-check_same_key p256 02 e
-check_same_key p256 03 a
+check_same_key p256 01 s ec
+check_same_key p256 02 e ec
+check_same_key p256 03 a ec
 p11_sign_verify p256 01 ECDSA-SHA256
 p11_sign_verify p256 03 ECDSA-SHA256
 ssh_same_key p256
