@@ -25,8 +25,10 @@ MOD=$TK_BUILD/tokenkit-pkcs11.so
 export TK_PINENTRY_LOG=$TK_TMP/pinentry.log
 export XDG_CACHE_HOME=$TK_TMP/cache
 
+HOMES=()
 new_gnupghome() { # NAME
 	export GNUPGHOME=$TK_TMP/gnupg-$1
+	HOMES+=("$GNUPGHOME")
 	mkdir -m 700 "$GNUPGHOME"
 	cat >"$GNUPGHOME/scdaemon.conf" <<EOF
 disable-ccid
@@ -37,8 +39,12 @@ EOF
 	echo "pinentry-program $TK_SOURCE/tests/integration/pinentry-test" >"$GNUPGHOME/gpg-agent.conf"
 }
 
+# every agent (and its scdaemon) this script started, whatever happened
 stop_gnupg() {
-	[[ -n ${GNUPGHOME:-} ]] && gpgconf --kill all >/dev/null 2>&1 || true
+	local h
+	for h in "${HOMES[@]}"; do
+		GNUPGHOME=$h gpgconf --kill all >/dev/null 2>&1 || true
+	done
 }
 trap 'stop_gnupg; tk_cleanup' EXIT
 
@@ -107,8 +113,9 @@ gnupg_round() { # NAME ATTRIBUTES ATTR_ANSWERS...
 	cmp -s "$TK_TMP/$name.txt" "$TK_TMP/$name.dec" || tk_fail "$name: decrypted text differs"
 	tk_run "$name: gpg --card-status" gpg --card-status
 	tk_expect 'Signature counter : [1-9]'
-	# the reader goes back to pcscd's other clients
-	gpgconf --kill scdaemon
+	# the reader goes back to pcscd's other clients; the agent is not
+	# needed any more (the rest reads the public keyring)
+	gpgconf --kill all
 }
 
 p11() { tk_run "$1" pkcs11-tool --module "$MOD" "${@:2}"; }
