@@ -1,32 +1,32 @@
-/* tokenkit: the private interface between the core token API and card drivers.
+/* tokenkit: the core's side of the driver interface (private).
  *
- * A driver turns a card into a model of a token: its identity, label and
- * serial, and one entry per key slot it found (the slot's certificate, the
- * key's own public key where the card tells it, labels, usage and PIN
- * policy). token.c builds the public objects from the model and pairs
- * certificates with keys by SubjectPublicKeyInfo; drivers never pair.
- *
- * The interface is small on purpose (STYLE.md 15): probe, load, four PIN
- * operations, one key operation, free. No control call. Every driver call
- * is made with the token's lock held, so a driver state needs no lock. */
+ * The interface itself is public (tokenkit/driver.h): built-in drivers and
+ * driver plugins implement the same tk_driver_t and describe tokens through
+ * the same checked model functions. This header holds what only the core
+ * sees: the model as the token layer reads it, the driver list (the
+ * built-in drivers of drivers/drivers.c, then the plugins) and the calls
+ * into a driver that check what it returns. */
 #ifndef TK_DRIVER_H
 #define TK_DRIVER_H
 
 #include <tokenkit/card.h>
+#include <tokenkit/driver.h>
 #include <tokenkit/token.h>
 
 #include "cache.h"
 #include "x509.h"
 
-/* One key slot as the driver found it. Buffers are malloc'd and owned by
- * the model (tk_drv_model_clear frees them). */
+/* Most keys one token may describe. */
+#define TK_DRV_MAX_KEYS 64
+
+/* One key slot as the driver described it, checked and copied. */
 typedef struct tk_drv_slot {
-	uint32_t key_ref; /* driver key reference (PIV 0x9A ...) */
-	uint8_t id[16];   /* CKA_ID of this slot's key */
+	uint32_t key_ref;
+	uint8_t id[16];
 	size_t id_len;
-	char key_label[64];  /* private key label ("PIV AUTH key") */
-	char pub_label[64];  /* public key label ("PIV AUTH pubkey") */
-	char cert_label[64]; /* certificate label */
+	char key_label[64];
+	char pub_label[64];
+	char cert_label[64];
 
 	uint8_t *cert; /* certificate DER, NULL when the slot has none */
 	size_t cert_len;
@@ -35,17 +35,18 @@ typedef struct tk_drv_slot {
 	int cert_key_type; /* enum tk_key_type of the certificate's key */
 	unsigned cert_key_bits;
 
-	bool key_present; /* the card holds a private key in this slot */
-	uint8_t *spki;    /* the key's own public key (card metadata), or NULL */
+	bool key_present;
+	uint8_t *spki; /* the key's own public key (card data), or NULL */
 	size_t spki_len;
 	int key_type; /* enum tk_key_type; TK_KEY_NONE when unknown */
 	unsigned key_bits;
-	unsigned usage;           /* TK_USAGE_* */
-	bool needs_login;         /* the card wants the user PIN before use */
-	bool always_authenticate; /* ... right before every use */
+	unsigned usage; /* TK_USAGE_* */
+	unsigned ops;   /* TK_OP_BIT(TK_OP_*) */
+	bool needs_login;
+	bool always_authenticate;
 } tk_drv_slot_t;
 
-typedef struct tk_drv_model {
+struct tk_drv_model {
 	char label[33];
 	char manufacturer[33];
 	char model[17];
@@ -53,62 +54,63 @@ typedef struct tk_drv_model {
 	size_t pin_min_len, pin_max_len;
 	tk_drv_slot_t *slots;
 	size_t nslots;
-} tk_drv_model_t;
+	const char *driver; /* name of the driver filling it, for log lines */
+};
 
+void tk_drv_model_init(tk_drv_model_t *m, const char *driver);
 void tk_drv_model_clear(tk_drv_model_t *m);
-/* Append a zeroed slot; *out points into m->slots until the next add.
- * Errors: TK_ERR_NO_MEMORY. */
-int tk_drv_model_add_slot(tk_drv_model_t *m, tk_drv_slot_t **out);
+/* The model functions of tk_drv_host_t (tokenkit/driver.h). */
+int tk_drv_model_set_token(tk_drv_model_t *m, const tk_drv_token_desc_t *d);
+int tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d);
 
-/* PIN state as the card reports it without spending a try. */
-typedef struct tk_drv_pin_status {
-	int retries;     /* -1 unknown */
-	int max_retries; /* -1 unknown */
-	bool verified;   /* the card says the PIN is verified right now */
-	bool locked;
-} tk_drv_pin_status_t;
+/* The operations (TK_OP_BIT) a key of this type and usage offers when its
+ * driver does not say. */
+unsigned tk_drv_default_ops(int key_type, unsigned usage);
 
-#define TK_DRV_LOAD_TRUST_CACHE 0x1u
+/* The host's services for drivers; plugins get it at init. */
+extern const tk_drv_host_t tk_drv_host;
 
-typedef struct tk_driver {
-	const char *name;
-	/* Recognise the card and select the application. On success *state
-	 * holds the driver's state (it borrows card) and identity the stable
-	 * card identity ("" when the card has none: no caching then).
-	 * Errors: TK_ERR_NOT_SUPPORTED (not this driver's card), transport
-	 * errors. */
-	int (*probe)(tk_card_t *card, void **state, char *identity, size_t identity_cap);
-	/* Read the token model. cached (may be NULL) holds what an earlier
-	 * load stored for this identity: the driver revalidates it cheaply
-	 * against the card and uses what still holds. fresh (may be NULL)
-	 * receives every public record the model was built from, to be
-	 * stored. Only public data may go into fresh. flags: TK_DRV_LOAD_*.
-	 * With TK_DRV_LOAD_TRUST_CACHE the driver takes every cached record
-	 * as it is, without a probe, provided what probe read to prove the
-	 * card's identity still equals its cached copy (else it checks every
-	 * record as without the flag); records missing from the cache are
-	 * read from the card. The caller revalidates later with flags 0. */
-	int (*load)(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags,
-	            tk_drv_model_t *m);
-	/* user is enum tk_user (TK_USER_CONTEXT verifies the user PIN again).
-	 * pin NULL: drop the card's verified state (logout), best effort.
-	 * *retries gets the tries left when the card told them (else -1).
-	 * The PIN buffers are the caller's; drivers wipe their own copies.
-	 * Errors: TK_ERR_PIN_INCORRECT, TK_ERR_PIN_LOCKED, TK_ERR_INVALID_ARG,
-	 * TK_ERR_NOT_SUPPORTED, transport errors. Never retried. */
-	int (*pin_verify)(void *state, int user, const uint8_t *pin, size_t pin_len, int *retries);
-	int (*pin_status)(void *state, int user, tk_drv_pin_status_t *st);
-	int (*pin_change)(void *state, int user, const uint8_t *old_pin, size_t old_len,
-	                  const uint8_t *new_pin, size_t new_len);
-	int (*pin_unblock)(void *state, const uint8_t *puk, size_t puk_len, const uint8_t *new_pin,
-	                   size_t new_len);
-	/* One private-key operation (enum tk_key_op) with the key of slot. */
-	int (*key_op)(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in,
-	              size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
-	void (*free)(void *state);
-} tk_driver_t;
+/* The built-in drivers (drivers/drivers.c), in probing order, NULL-ended. */
+extern const tk_driver_t *const tk_builtin_drivers[];
 
-/* The drivers, in probing order. */
-extern const tk_driver_t tk_piv_driver;
+/* A driver as the token layer uses it. */
+typedef struct tk_drv_entry tk_drv_entry_t;
+
+/* The drivers to probe, in order: built-ins, then plugins by name, or as
+ * $TOKENKIT_DRIVERS says (tokenkit/driver.h). Built once per process, at the
+ * first call. Errors: TK_ERR_NO_MEMORY. */
+int tk_drivers_list(const tk_drv_entry_t *const **out, size_t *n);
+/* Tests: forget the list so that the next tk_drivers_list looks again
+ * (plugins stay loaded). */
+void tk_drivers_rescan(void);
+const char *tk_drv_entry_name(const tk_drv_entry_t *e);
+/* The entry of a driver table that is not probed (a token provider's
+ * operations, provider.h), made once; NULL when there is no room. */
+const tk_drv_entry_t *tk_drv_entry_of(const tk_driver_t *d);
+/* False once the driver returned nonsense (it is then never called
+ * again in this process, except free for the states it handed out). */
+bool tk_drv_entry_usable(const tk_drv_entry_t *e);
+
+/* The driver calls, with what the driver returns checked: a built-in
+ * driver or plugin that breaks the interface gets TK_ERR_INTERNAL for the
+ * call, is logged by name (and path, for a plugin) and is disabled. */
+int tk_drv_probe(const tk_drv_entry_t *e, tk_card_t *card, void **state, char *identity,
+                 size_t identity_cap);
+int tk_drv_load(const tk_drv_entry_t *e, void *state, const tk_cache_t *cached, tk_cache_t *fresh,
+                unsigned flags, tk_drv_model_t *m);
+int tk_drv_pin_verify(const tk_drv_entry_t *e, void *state, int user, const uint8_t *pin,
+                      size_t pin_len, int *retries);
+int tk_drv_pin_status(const tk_drv_entry_t *e, void *state, int user, tk_drv_pin_status_t *st);
+int tk_drv_pin_change(const tk_drv_entry_t *e, void *state, int user, const uint8_t *old_pin,
+                      size_t old_len, const uint8_t *new_pin, size_t new_len);
+int tk_drv_pin_unblock(const tk_drv_entry_t *e, void *state, const uint8_t *puk, size_t puk_len,
+                       const uint8_t *new_pin, size_t new_len);
+int tk_drv_key_op(const tk_drv_entry_t *e, void *state, const tk_drv_slot_t *slot, int op,
+                  const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
+void tk_drv_free(const tk_drv_entry_t *e, void *state);
+
+/* Check a driver table (complete, API not newer than ours, sane name).
+ * Errors: TK_ERR_INVALID_ARG (logged with the reason). */
+int tk_driver_check(const tk_driver_t *d, const char *what);
 
 #endif

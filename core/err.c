@@ -121,3 +121,20 @@ tk_err_from_sw(uint16_t sw)
 			return sw_table[i].err;
 	return TK_ERR_SW_UNKNOWN;
 }
+
+int
+tk_err_from_pin_sw(uint16_t sw, int *retries)
+{
+	*retries = -1;
+	if (sw == 0x9000)
+		return TK_OK;
+	if ((sw & 0xFFF0) == 0x63C0) {
+		*retries = sw & 0x0F;
+		return *retries == 0 ? TK_ERR_PIN_LOCKED : TK_ERR_PIN_INCORRECT;
+	}
+	if (sw == 0x6983) {
+		*retries = 0;
+		return TK_ERR_PIN_LOCKED;
+	}
+	return tk_err_from_sw(sw);
+}

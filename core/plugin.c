@@ -1,4 +1,5 @@
 /* tokenkit: the plugin loader (see plugin.h). */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
+#include "driver.h"
 #include "env.h"
 #include "plugin.h"
 
@@ -20,12 +22,13 @@
 #define TK_PLUGIN_DIR "/usr/local/lib/tokenkit/plugins"
 #endif
 
-#define PLUGIN_NAME_MAX 32
+#define PLUGIN_NAME_MAX TK_PLUGIN_NAME_MAX
 #define PLUGIN_MAX 16
 
 struct loaded {
 	uint32_t kind;
 	char name[PLUGIN_NAME_MAX + 1];
+	char path[PATH_MAX];
 	const tk_plugin_desc_t *desc;
 };
 
@@ -64,7 +67,14 @@ static const tk_plugin_host_t plugin_host = {
         .abi = TK_PLUGIN_ABI,
         .size = sizeof(tk_plugin_host_t),
         .log = host_log,
+        .driver = &tk_drv_host,
 };
+
+const tk_plugin_host_t *
+tk_plugin_host(void)
+{
+	return &plugin_host;
+}
 
 static const char *
 kind_name(uint32_t kind)
@@ -161,9 +171,9 @@ check_desc(void *h, const char *path, uint32_t kind, const char *name, const tk_
  * refused (logged). */
 static int
 try_dir(const char *dir, bool root_only, uint32_t kind, const char *name, const char *file,
-        const tk_plugin_desc_t **out)
+        char path[PATH_MAX], const tk_plugin_desc_t **out)
 {
-	char path[PATH_MAX], fdpath[64];
+	char fdpath[64];
 	struct stat st;
 	int dfd = -1, fd = -1, r = TK_ERR_NOT_FOUND;
 	void *h = NULL;
@@ -174,7 +184,7 @@ try_dir(const char *dir, bool root_only, uint32_t kind, const char *name, const 
 		            dir);
 		return TK_ERR_NOT_FOUND;
 	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path))
+	if ((size_t)snprintf(path, PATH_MAX, "%s/%s", dir, file) >= PATH_MAX)
 		return TK_ERR_NOT_FOUND;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
@@ -229,7 +239,7 @@ int
 tk_plugin_load(uint32_t kind, const char *name, const tk_plugin_desc_t **out)
 {
 	const char *env = NULL, *kn = kind_name(kind);
-	char file[PLUGIN_NAME_MAX + 16];
+	char file[PLUGIN_NAME_MAX + 16], path[PATH_MAX] = "";
 	char *copy = NULL, *save = NULL, *dir;
 	int r = TK_ERR_NOT_FOUND;
 	bool privileged = tk_env_privileged();
@@ -260,9 +270,9 @@ tk_plugin_load(uint32_t kind, const char *name, const tk_plugin_desc_t **out)
 	}
 	for (dir = copy != NULL ? strtok_r(copy, ":", &save) : NULL; dir != NULL && r != TK_OK;
 	     dir = strtok_r(NULL, ":", &save))
-		r = try_dir(dir, false, kind, name, file, out);
+		r = try_dir(dir, false, kind, name, file, path, out);
 	if (r != TK_OK)
-		r = try_dir(TK_PLUGIN_DIR, true, kind, name, file, out);
+		r = try_dir(TK_PLUGIN_DIR, true, kind, name, file, path, out);
 	if (r != TK_OK) {
 		tk_log_error("plugin: no usable %s plugin '%s': no loadable %s in "
 		             "$TOKENKIT_PLUGIN_PATH (%s) or %s; set TOKENKIT_PLUGIN_PATH to the "
@@ -276,10 +286,94 @@ tk_plugin_load(uint32_t kind, const char *name, const tk_plugin_desc_t **out)
 	}
 	plugins[nplugins].kind = kind;
 	snprintf(plugins[nplugins].name, sizeof(plugins[nplugins].name), "%s", name);
+	snprintf(plugins[nplugins].path, sizeof(plugins[nplugins].path), "%s", path);
 	plugins[nplugins].desc = *out;
 	nplugins++;
 out:
 	pthread_mutex_unlock(&plugins_lock);
 	free(copy);
 	return r;
+}
+
+const char *
+tk_plugin_path(const tk_plugin_desc_t *d)
+{
+	const char *p = "";
+
+	pthread_mutex_lock(&plugins_lock);
+	for (size_t i = 0; d != NULL && i < nplugins; i++)
+		if (plugins[i].desc == d)
+			p = plugins[i].path; /* entries are never removed or changed */
+	pthread_mutex_unlock(&plugins_lock);
+	return p;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Add the plugin names of one directory (prefix "<kind>-", suffix ".so")
+ * to names, skipping those already there. */
+static void
+list_dir(const char *dir, const char *prefix, char (*names)[PLUGIN_NAME_MAX + 1], size_t cap,
+         size_t *n, bool *full)
+{
+	size_t pl = strlen(prefix);
+	struct dirent *e;
+	DIR *d;
+
+	if (dir[0] != '/' || (d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		char name[PLUGIN_NAME_MAX + 1];
+		bool dup = false;
+
+		if (l <= pl + 3 || strncmp(e->d_name, prefix, pl) != 0 ||
+		    strcmp(e->d_name + l - 3, ".so") != 0 || l - pl - 3 > PLUGIN_NAME_MAX)
+			continue;
+		memcpy(name, e->d_name + pl, l - pl - 3);
+		name[l - pl - 3] = '\0';
+		if (!name_ok(name))
+			continue;
+		for (size_t i = 0; i < *n && !dup; i++)
+			dup = strcmp(names[i], name) == 0;
+		if (dup)
+			continue;
+		if (*n == cap) {
+			*full = true;
+			continue;
+		}
+		memcpy(names[(*n)++], name, sizeof(name));
+	}
+	closedir(d);
+}
+
+int
+tk_plugin_list(uint32_t kind, char (*names)[PLUGIN_NAME_MAX + 1], size_t cap, size_t *n)
+{
+	const char *kn = kind_name(kind), *env = NULL;
+	char prefix[16], *copy = NULL, *save = NULL, *dir;
+	bool full = false;
+
+	if (n != NULL)
+		*n = 0;
+	if (kn == NULL || names == NULL || n == NULL)
+		return TK_ERR_INVALID_ARG;
+	snprintf(prefix, sizeof(prefix), "%s-", kn);
+	if (!tk_env_privileged())
+		env = tk_env("TOKENKIT_PLUGIN_PATH");
+	if (env != NULL && (copy = strdup(env)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	for (dir = copy != NULL ? strtok_r(copy, ":", &save) : NULL; dir != NULL;
+	     dir = strtok_r(NULL, ":", &save))
+		list_dir(dir, prefix, names, cap, n, &full);
+	list_dir(TK_PLUGIN_DIR, prefix, names, cap, n, &full);
+	free(copy);
+	if (full)
+		tk_log_warn("plugin: more than %zu %s plugins; the rest are not used", cap, kn);
+	qsort(names, *n, sizeof(names[0]), name_cmp);
+	return TK_OK;
 }

@@ -1,5 +1,6 @@
 /* tokenkit: token providers (see provider.h). */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,10 @@ static bool
 provider_ok(const tk_provider_t *p)
 {
 	return p != NULL && tk_reg_provider_ok(p->id) && p->open != NULL && p->update != NULL &&
-	       p->ops != NULL && p->ops->pin_verify != NULL && p->ops->pin_status != NULL &&
-	       p->ops->key_op != NULL && p->ops->free != NULL;
+	       p->ops != NULL && p->ops->api >= 1 && p->ops->api <= TK_DRIVER_API &&
+	       p->ops->size >= sizeof(tk_driver_t) && p->ops->pin_verify != NULL &&
+	       p->ops->pin_status != NULL && p->ops->pin_change != NULL &&
+	       p->ops->pin_unblock != NULL && p->ops->key_op != NULL && p->ops->free != NULL;
 }
 
 static const tk_provider_t *
@@ -102,99 +105,121 @@ tk_provider_find(const char *id, const tk_provider_t **out)
 	return TK_OK;
 }
 
-/* The slot of item id in m, made when absent. */
+/* The items of one id: its certificate and its key (indexes; SIZE_MAX when
+ * absent), in the order of the id's first appearance. */
+struct id_items {
+	size_t cert, key;
+};
+
+/* Group the items by id. Errors: TK_ERR_MALFORMED (two certificates or two
+ * keys with one id), TK_ERR_NOT_SUPPORTED (an id longer than a model's),
+ * TK_ERR_NO_MEMORY. */
 static int
-slot_for(tk_drv_model_t *m, const tk_reg_item_t *it, tk_drv_slot_t **out)
+group_items(const tk_registration_t *reg, struct id_items **out, size_t *nout)
 {
-	for (size_t i = 0; i < m->nslots; i++) {
-		tk_drv_slot_t *s = &m->slots[i];
+	size_t n = tk_registration_item_count(reg), ng = 0;
+	struct id_items *g = calloc(n > 0 ? n : 1, sizeof(*g));
+	tk_reg_item_t it, first;
+	int r = TK_OK;
 
-		if (s->id_len == it->id_len && memcmp(s->id, it->id, it->id_len) == 0) {
-			*out = s;
-			return TK_OK;
-		}
-	}
-	if (it->id_len > sizeof((*out)->id)) {
-		tk_log_info("provider: item ids longer than %zu bytes are not supported yet",
-		            sizeof((*out)->id));
-		return TK_ERR_NOT_SUPPORTED;
-	}
-	if (tk_drv_model_add_slot(m, out) != TK_OK)
+	*out = NULL;
+	*nout = 0;
+	if (g == NULL)
 		return TK_ERR_NO_MEMORY;
-	memcpy((*out)->id, it->id, it->id_len);
-	(*out)->id_len = it->id_len;
-	(*out)->key_ref = UINT32_MAX; /* until a key item names it */
-	(*out)->needs_login = true;
+	for (size_t i = 0; r == TK_OK && i < n; i++) {
+		size_t j;
+
+		(void)tk_registration_item(reg, i, &it);
+		if (it.id_len < 1 || it.id_len > sizeof(((tk_drv_key_desc_t *)0)->id)) {
+			tk_log_info("provider: item ids of 1 to %zu bytes are supported",
+			            sizeof(((tk_drv_key_desc_t *)0)->id));
+			r = TK_ERR_NOT_SUPPORTED;
+			break;
+		}
+		for (j = 0; j < ng; j++) {
+			size_t k = g[j].cert != SIZE_MAX ? g[j].cert : g[j].key;
+
+			(void)tk_registration_item(reg, k, &first);
+			if (first.id_len == it.id_len && memcmp(first.id, it.id, it.id_len) == 0)
+				break;
+		}
+		if (j == ng) {
+			g[ng].cert = g[ng].key = SIZE_MAX;
+			ng++;
+		}
+		if (it.kind == TK_REG_ITEM_CERT && g[j].cert == SIZE_MAX)
+			g[j].cert = i;
+		else if (it.kind != TK_REG_ITEM_CERT && g[j].key == SIZE_MAX)
+			g[j].key = i;
+		else
+			r = TK_ERR_MALFORMED;
+	}
+	if (r != TK_OK) {
+		free(g);
+		return r;
+	}
+	*out = g;
+	*nout = ng;
 	return TK_OK;
-}
-
-static uint8_t *
-copy_of(const uint8_t *p, size_t n)
-{
-	uint8_t *c = malloc(n + 1);
-
-	if (c != NULL && n > 0)
-		memcpy(c, p, n);
-	return c;
 }
 
 int
 tk_reg_model(const tk_registration_t *reg, tk_drv_model_t *m)
 {
-	size_t n = tk_registration_item_count(reg);
+	tk_drv_token_desc_t tok;
+	struct id_items *g = NULL;
+	size_t ng = 0;
 	tk_reg_item_t it;
-	tk_drv_slot_t *s;
-	int r = TK_OK;
+	int r;
 
-	memset(m, 0, sizeof(*m));
-	snprintf(m->label, sizeof(m->label), "%s", tk_registration_label(reg));
-	snprintf(m->manufacturer, sizeof(m->manufacturer), "%s", tk_registration_provider(reg));
-	snprintf(m->model, sizeof(m->model), "registered");
-	snprintf(m->serial, sizeof(m->serial), "%s", tk_registration_instance(reg));
-	m->pin_min_len = PIN_MIN;
-	m->pin_max_len = PIN_MAX;
-	for (size_t i = 0; r == TK_OK && i < n; i++) {
-		(void)tk_registration_item(reg, i, &it);
-		if ((r = slot_for(m, &it, &s)) != TK_OK)
-			break;
-		if (it.kind == TK_REG_ITEM_CERT) {
-			if (s->cert != NULL) {
-				r = TK_ERR_MALFORMED;
-				break;
-			}
-			snprintf(s->cert_label, sizeof(s->cert_label), "%s", it.label);
-			if ((s->cert = copy_of(it.der, it.der_len)) == NULL) {
-				r = TK_ERR_NO_MEMORY;
-				break;
-			}
-			s->cert_len = it.der_len;
-			r = tk_x509_spki(s->cert, s->cert_len, &s->cert_spki, &s->cert_spki_len,
-			                 &s->cert_key_type, &s->cert_key_bits);
-			continue;
+	tk_drv_model_clear(m);
+	memset(&tok, 0, sizeof(tok));
+	tok.size = sizeof(tok);
+	snprintf(tok.label, sizeof(tok.label), "%s", tk_registration_label(reg));
+	snprintf(tok.manufacturer, sizeof(tok.manufacturer), "%s", tk_registration_provider(reg));
+	snprintf(tok.model, sizeof(tok.model), "registered");
+	snprintf(tok.serial, sizeof(tok.serial), "%s", tk_registration_instance(reg));
+	tok.pin_min_len = PIN_MIN;
+	tok.pin_max_len = PIN_MAX;
+	if ((r = tk_drv_model_set_token(m, &tok)) != TK_OK ||
+	    (r = group_items(reg, &g, &ng)) != TK_OK)
+		goto out;
+	for (size_t i = 0; r == TK_OK && i < ng; i++) {
+		tk_drv_key_desc_t d;
+
+		memset(&d, 0, sizeof(d));
+		d.size = sizeof(d);
+		d.needs_login = true;
+		/* a slot without a key: a reference no key has */
+		d.key_ref = 0x80000000u | (uint32_t)i;
+		if (g[i].cert != SIZE_MAX) {
+			(void)tk_registration_item(reg, g[i].cert, &it);
+			memcpy(d.id, it.id, it.id_len);
+			d.id_len = (uint32_t)it.id_len;
+			snprintf(d.cert_label, sizeof(d.cert_label), "%s", it.label);
+			d.cert = it.der;
+			d.cert_len = it.der_len;
 		}
-		if (s->key_present) {
-			r = TK_ERR_MALFORMED;
-			break;
+		if (g[i].key != SIZE_MAX) {
+			(void)tk_registration_item(reg, g[i].key, &it);
+			memcpy(d.id, it.id, it.id_len);
+			d.id_len = (uint32_t)it.id_len;
+			d.key_present = true;
+			d.key_ref = (uint32_t)g[i].key;
+			d.key_type = it.key_type;
+			d.key_bits = it.key_bits;
+			d.usage = it.usage;
+			snprintf(d.key_label, sizeof(d.key_label), "%s", it.label);
+			snprintf(d.pub_label, sizeof(d.pub_label), "%s", it.label);
+			d.spki = it.der_len > 0 ? it.der : NULL;
+			d.spki_len = it.der_len;
+			if (d.spki != NULL)
+				d.key_type = TK_KEY_NONE; /* from the public key, checked */
 		}
-		s->key_present = true;
-		s->key_ref = (uint32_t)i;
-		s->key_type = it.key_type;
-		s->key_bits = it.key_bits;
-		s->usage = it.usage;
-		snprintf(s->key_label, sizeof(s->key_label), "%s", it.label);
-		snprintf(s->pub_label, sizeof(s->pub_label), "%s", it.label);
-		if (it.der_len > 0) {
-			if ((s->spki = copy_of(it.der, it.der_len)) == NULL) {
-				r = TK_ERR_NO_MEMORY;
-				break;
-			}
-			s->spki_len = it.der_len;
-		}
+		r = tk_drv_model_add_key(m, &d);
 	}
-	/* slots without a key: a reference no key has */
-	for (size_t i = 0; r == TK_OK && i < m->nslots; i++)
-		if (m->slots[i].key_ref == UINT32_MAX)
-			m->slots[i].key_ref = 0x80000000u | (uint32_t)i;
+out:
+	free(g);
 	if (r != TK_OK) {
 		tk_log_info("provider: %s/%s: items not usable: %s", tk_registration_provider(reg),
 		            tk_registration_instance(reg), tk_strerror(r));

@@ -9,7 +9,11 @@
  * key, usage and PIN policy), so the core token API (tk_token_*: objects,
  * identities paired by SubjectPublicKeyInfo, PINs, key operations) and the
  * PKCS#11 module work on it unchanged; its PIN and key operations are a
- * tk_driver_t's (probe and load are not used: there is no card).
+ * tk_driver_t's (tokenkit/driver.h: api, size, and every PIN function,
+ * key_op and free; probe and load are not used: there is no card). The
+ * model is built through the same checked functions a card driver's is
+ * (tk_drv_model_set_token, tk_drv_model_add_key), and the operations are
+ * called through the same checks.
  *
  * Where providers come from, in this order: the built-in table (none yet;
  * the software token goes there), those registered in this process
@@ -48,7 +52,7 @@ typedef struct tk_provider {
 	 * on error the token keeps its model. */
 	int (*update)(void *state, const tk_registration_t *reg, tk_drv_model_t *m);
 	/* pin_verify, pin_status, pin_change, pin_unblock, key_op and free, as
-	 * for a card driver; key_op's slot is one of the model's (key_ref:
+	 * for a card driver; key_op's key is one of the model's (key_ref:
 	 * the index of the key's item in the registration). */
 	const tk_driver_t *ops;
 } tk_provider_t;

@@ -39,10 +39,6 @@
 #include "driver.h"
 #include "provider.h"
 
-static const tk_driver_t *const drivers[] = {
-        &tk_piv_driver,
-};
-
 /* A model and the objects built from it, superseded by a revalidation. */
 struct token_gen {
 	tk_drv_model_t model;
@@ -56,7 +52,7 @@ struct tk_token {
 	pthread_mutex_t st;
 	tk_card_t *card;           /* NULL for a registered token (prov) */
 	const tk_provider_t *prov; /* a registered token's provider */
-	const tk_driver_t *drv;
+	const tk_drv_entry_t *drv;
 	void *ds;
 	tk_drv_model_t model;
 	tk_object_t *objs;
@@ -70,36 +66,6 @@ struct tk_token {
 	bool logged_in, so_logged_in;
 	uint64_t login_gen, so_gen;
 };
-
-/* ---- the driver model ------------------------------------------------------- */
-
-void
-tk_drv_model_clear(tk_drv_model_t *m)
-{
-	for (size_t i = 0; i < m->nslots; i++) {
-		tk_drv_slot_t *s = &m->slots[i];
-
-		free(s->cert);
-		free(s->cert_spki);
-		free(s->spki);
-	}
-	free(m->slots);
-	memset(m, 0, sizeof(*m));
-}
-
-int
-tk_drv_model_add_slot(tk_drv_model_t *m, tk_drv_slot_t **out)
-{
-	tk_drv_slot_t *ns;
-
-	*out = NULL;
-	if ((ns = realloc(m->slots, (m->nslots + 1) * sizeof(*ns))) == NULL)
-		return TK_ERR_NO_MEMORY;
-	m->slots = ns;
-	memset(&ns[m->nslots], 0, sizeof(*ns));
-	*out = &ns[m->nslots++];
-	return TK_OK;
-}
 
 /* ---- objects and identities -------------------------------------------------- */
 
@@ -306,9 +272,9 @@ refresh_pin_locked(tk_token_t *t)
 	tk_drv_pin_status_t pin, puk;
 	int r;
 
-	if ((r = t->drv->pin_status(t->ds, TK_USER_USER, &pin)) != TK_OK)
+	if ((r = tk_drv_pin_status(t->drv, t->ds, TK_USER_USER, &pin)) != TK_OK)
 		return r;
-	if ((r = t->drv->pin_status(t->ds, TK_USER_SO, &puk)) != TK_OK)
+	if ((r = tk_drv_pin_status(t->drv, t->ds, TK_USER_SO, &puk)) != TK_OK)
 		return r;
 	pthread_mutex_lock(&t->st);
 	t->info.pin_retries = pin.retries;
@@ -326,7 +292,7 @@ static void
 info_from_model(tk_token_t *t)
 {
 	copy_str(t->info.driver, sizeof(t->info.driver),
-	         t->prov != NULL ? t->prov->id : t->drv->name);
+	         t->prov != NULL ? t->prov->id : tk_drv_entry_name(t->drv));
 	copy_str(t->info.label, sizeof(t->info.label), t->model.label);
 	copy_str(t->info.manufacturer, sizeof(t->info.manufacturer), t->model.manufacturer);
 	copy_str(t->info.model, sizeof(t->info.model), t->model.model);
@@ -335,16 +301,40 @@ info_from_model(tk_token_t *t)
 	t->info.pin_max_len = t->model.pin_max_len;
 }
 
+/* The model of the card the driver t->drv just recognised: its cache
+ * entry, and the load. */
+static int
+load_model(tk_token_t *t, const tk_token_opts_t *opts, const char *identity, tk_cache_t **cached,
+           tk_cache_t **fresh, unsigned *flags, int64_t *t_cache)
+{
+	int r;
+
+	tk_drv_model_init(&t->model, tk_drv_entry_name(t->drv));
+	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
+		t->use_cache = true;
+		(void)tk_cache_load(t->dir, identity, cached); /* absent or bad: no cache */
+	}
+	/* The records are kept (in memory) even without a cache directory:
+	 * tk_token_revalidate compares the card against them. */
+	if ((r = tk_cache_new(identity, fresh)) != TK_OK)
+		return r;
+	*flags = opts->defer_revalidation && *cached != NULL ? TK_DRV_LOAD_TRUST_CACHE : 0;
+	*t_cache = tk_now_us();
+	return tk_drv_load(t->drv, t->ds, *cached, *fresh, *flags, &t->model);
+}
+
 int
 tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 {
 	tk_token_opts_t defaults;
+	const tk_drv_entry_t *const *drivers = NULL;
+	size_t ndrivers = 0;
 	tk_cache_t *cached = NULL, *fresh = NULL;
 	char identity[TK_CACHE_MAX_IDENTITY + 1] = "";
-	unsigned flags = 0;
 	bool in_tx = false;
 	tk_token_t *t;
-	int64_t t0 = tk_now_us(), t_probe, t_cache, t_load;
+	int64_t t0 = tk_now_us(), t_probe = 0, t_cache = 0, t_load;
+	unsigned flags = 0;
 	int r = TK_ERR_NOT_SUPPORTED;
 
 	if (out == NULL)
@@ -372,32 +362,40 @@ tk_token_open(tk_card_t *card, const tk_token_opts_t *opts, tk_token_t **out)
 	 * identity check and the objects it vouches for, and a warm open pays
 	 * one begin/end round trip. Best effort: drivers take their own. */
 	in_tx = tk_card_begin(card) == TK_OK;
-	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-		r = drivers[i]->probe(card, &t->ds, identity, sizeof(identity));
-		if (r == TK_OK) {
-			t->drv = drivers[i];
-			break;
+	(void)tk_drivers_list(&drivers, &ndrivers);
+	r = TK_ERR_NOT_SUPPORTED;
+	for (size_t i = 0; i < ndrivers && t->drv == NULL; i++) {
+		if (!tk_drv_entry_usable(drivers[i]))
+			continue;
+		r = tk_drv_probe(drivers[i], card, &t->ds, identity, sizeof(identity));
+		/* a driver that failed for its own reasons does not keep the
+		 * card from the next one; the card's own failures end here */
+		if (r == TK_ERR_NOT_SUPPORTED || r == TK_ERR_INTERNAL)
+			continue;
+		if (r != TK_OK)
+			goto fail;
+		t->drv = drivers[i];
+		t_probe = tk_now_us();
+		r = load_model(t, opts, identity, &cached, &fresh, &flags, &t_cache);
+		if (r == TK_ERR_INTERNAL && !tk_drv_entry_usable(drivers[i])) {
+			/* it claimed the card, then broke the interface: the
+			 * next driver may still know the card */
+			tk_drv_free(t->drv, t->ds);
+			t->ds = NULL;
+			t->drv = NULL;
+			t->use_cache = false;
+			tk_cache_free(&cached);
+			tk_cache_free(&fresh);
+			identity[0] = '\0';
+			continue;
 		}
-		if (r != TK_ERR_NOT_SUPPORTED)
+		if (r != TK_OK)
 			goto fail;
 	}
-	if (t->drv == NULL)
+	if (t->drv == NULL) {
+		r = TK_ERR_NOT_SUPPORTED;
 		goto fail;
-	t_probe = tk_now_us();
-
-	if (identity[0] != '\0' && tk_cache_dir(opts->cache_dir, t->dir, sizeof(t->dir)) == TK_OK) {
-		t->use_cache = true;
-		(void)tk_cache_load(t->dir, identity, &cached); /* absent or bad: no cache */
 	}
-	/* The records are kept (in memory) even without a cache directory:
-	 * tk_token_revalidate compares the card against them. */
-	if ((r = tk_cache_new(identity, &fresh)) != TK_OK)
-		goto fail;
-	if (opts->defer_revalidation && cached != NULL)
-		flags |= TK_DRV_LOAD_TRUST_CACHE;
-	t_cache = tk_now_us();
-	if ((r = t->drv->load(t->ds, cached, fresh, flags, &t->model)) != TK_OK)
-		goto fail;
 	t_load = tk_now_us();
 	if (in_tx) {
 		(void)tk_card_end(card);
@@ -442,7 +440,7 @@ tk_token_free(tk_token_t **tp)
 	if (tp == NULL || (t = *tp) == NULL)
 		return;
 	if (t->drv != NULL)
-		t->drv->free(t->ds);
+		tk_drv_free(t->drv, t->ds);
 	tk_drv_model_clear(&t->model);
 	free(t->objs);
 	while (t->old != NULL) {
@@ -477,7 +475,7 @@ install_locked(tk_token_t *t, tk_drv_model_t *m, tk_object_t **objs, size_t n)
 	g->next = t->old;
 	t->old = g;
 	t->model = *m;
-	memset(m, 0, sizeof(*m));
+	tk_drv_model_init(m, t->model.driver);
 	t->objs = *objs;
 	t->nobjs = n;
 	*objs = NULL;
@@ -502,11 +500,11 @@ tk_token_revalidate(tk_token_t *t, bool *changed)
 		return TK_ERR_INVALID_ARG;
 	if (t->card == NULL)
 		return TK_OK; /* a registered token: tk_token_update_registration */
-	memset(&m, 0, sizeof(m));
+	tk_drv_model_init(&m, tk_drv_entry_name(t->drv));
 	pthread_mutex_lock(&t->mtx);
 	if ((r = tk_cache_new(tk_cache_identity(t->records), &fresh)) != TK_OK)
 		goto out;
-	if ((r = t->drv->load(t->ds, t->records, fresh, 0, &m)) != TK_OK)
+	if ((r = tk_drv_load(t->drv, t->ds, t->records, fresh, 0, &m)) != TK_OK)
 		goto out;
 	if (tk_cache_equal(t->records, fresh))
 		goto out; /* the card is what the token says: nothing moves */
@@ -674,7 +672,7 @@ tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 	if (pin_len < t->info.pin_min_len || pin_len > t->info.pin_max_len)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	r = t->drv->pin_verify(t->ds, user, pin, pin_len, &retries);
+	r = tk_drv_pin_verify(t->drv, t->ds, user, pin, pin_len, &retries);
 	note_verify(t, user, r, retries);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
@@ -694,7 +692,7 @@ tk_token_logout(tk_token_t *t)
 	was = t->logged_in;
 	pthread_mutex_unlock(&t->st);
 	if (was)
-		r = t->drv->pin_verify(t->ds, TK_USER_USER, NULL, 0, &retries);
+		r = tk_drv_pin_verify(t->drv, t->ds, TK_USER_USER, NULL, 0, &retries);
 	pthread_mutex_lock(&t->st);
 	t->logged_in = t->so_logged_in = false;
 	pthread_mutex_unlock(&t->st);
@@ -715,7 +713,7 @@ tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin, size_t old_
 	    (user != TK_USER_USER && user != TK_USER_SO))
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	r = t->drv->pin_change(t->ds, user, old_pin, old_len, new_pin, new_len);
+	r = tk_drv_pin_change(t->drv, t->ds, user, old_pin, old_len, new_pin, new_len);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
 }
@@ -729,7 +727,7 @@ tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len, const ui
 	if (t == NULL || puk == NULL || new_pin == NULL)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
-	r = t->drv->pin_unblock(t->ds, puk, puk_len, new_pin, new_len);
+	r = tk_drv_pin_unblock(t->drv, t->ds, puk, puk_len, new_pin, new_len);
 	if (r == TK_OK) {
 		pthread_mutex_lock(&t->st);
 		t->info.pin_locked = false;
@@ -795,7 +793,7 @@ kept_pin_guard(tk_token_t *t, bool *verified)
 	int max, r;
 
 	*verified = false;
-	if ((r = t->drv->pin_status(t->ds, TK_USER_USER, &st)) != TK_OK)
+	if ((r = tk_drv_pin_status(t->drv, t->ds, TK_USER_USER, &st)) != TK_OK)
 		return r;
 	if (st.verified) {
 		*verified = true;
@@ -837,11 +835,11 @@ key_op_tx(tk_token_t *t, const tk_drv_slot_t *s, int op, int user, const uint8_t
 		r = kept_pin_guard(t, &verified);
 	if (r == TK_OK && pin != NULL) {
 		if (!verified)
-			r = t->drv->pin_verify(t->ds, user, pin, pin_len, &retries);
+			r = tk_drv_pin_verify(t->drv, t->ds, user, pin, pin_len, &retries);
 		note_verify(t, user, r, retries);
 	}
 	if (r == TK_OK)
-		r = t->drv->key_op(t->ds, s, op, in, in_len, out, out_cap, out_len);
+		r = tk_drv_key_op(t->drv, t->ds, s, op, in, in_len, out, out_cap, out_len);
 	if (r == TK_ERR_SECURITY_STATUS || r == TK_ERR_CARD_RESET) {
 		pthread_mutex_lock(&t->st);
 		check_generation(t);
@@ -870,15 +868,16 @@ tk_token_key_op_auth(tk_token_t *t, const tk_object_t *key, int op, const tk_key
 		*out_len = 0;
 	if (t == NULL || key == NULL || in == NULL || out == NULL || out_len == NULL)
 		return TK_ERR_INVALID_ARG;
-	need = op == TK_OP_ECDSA     ? TK_USAGE_SIGN
-	       : op == TK_OP_ECDH    ? TK_USAGE_DERIVE
-	       : op == TK_OP_RSA_RAW ? (TK_USAGE_SIGN | TK_USAGE_DECRYPT)
-	                             : 0;
+	need = op == TK_OP_ECDSA || op == TK_OP_EDDSA || op == TK_OP_RSA_PKCS1_SIGN ? TK_USAGE_SIGN
+	       : op == TK_OP_ECDH              ? TK_USAGE_DERIVE
+	       : op == TK_OP_RSA_PKCS1_DECRYPT ? TK_USAGE_DECRYPT
+	       : op == TK_OP_RSA_RAW           ? (TK_USAGE_SIGN | TK_USAGE_DECRYPT)
+	                                       : 0;
 	pthread_mutex_lock(&t->mtx);
 	pthread_mutex_lock(&t->st);
 	/* the model (and so s) changes only under io, which we hold */
 	s = key_slot_locked(t, key);
-	if (s == NULL || need == 0 || (s->usage & need) == 0) {
+	if (s == NULL || need == 0 || (s->usage & need) == 0 || (s->ops & TK_OP_BIT(op)) == 0) {
 		pthread_mutex_unlock(&t->st);
 		r = TK_ERR_INVALID_ARG;
 		goto out;
@@ -918,6 +917,23 @@ tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in
                 uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	return tk_token_key_op_auth(t, key, op, NULL, in, in_len, out, out_cap, out_len);
+}
+
+unsigned
+tk_token_key_ops(tk_token_t *t, const tk_object_t *key)
+{
+	const tk_drv_slot_t *s;
+	unsigned ops = 0;
+
+	if (t == NULL || key == NULL)
+		return 0;
+	pthread_mutex_lock(&t->mtx);
+	pthread_mutex_lock(&t->st);
+	if ((s = key_slot_locked(t, key)) != NULL)
+		ops = s->ops;
+	pthread_mutex_unlock(&t->st);
+	pthread_mutex_unlock(&t->mtx);
+	return ops;
 }
 
 bool
@@ -973,10 +989,16 @@ tk_token_open_registration(const tk_registration_t *reg, tk_token_t **out)
 		return r;
 	if ((r = token_alloc(&t)) != TK_OK)
 		return r;
-	if ((r = p->open(reg, &t->ds, &t->model)) != TK_OK)
+	if ((t->drv = tk_drv_entry_of(p->ops)) == NULL) {
+		r = TK_ERR_NO_MEMORY;
 		goto fail;
+	}
+	tk_drv_model_init(&t->model, p->id);
+	if ((r = p->open(reg, &t->ds, &t->model)) != TK_OK) {
+		t->drv = NULL; /* no state to free */
+		goto fail;
+	}
 	t->prov = p;
-	t->drv = p->ops;
 	if ((r = build_objects(&t->model, &t->objs, &t->nobjs)) != TK_OK)
 		goto fail;
 	assign_handles(t, t->objs, t->nobjs, NULL, 0);
@@ -1006,7 +1028,7 @@ tk_token_update_registration(tk_token_t *t, const tk_registration_t *reg, bool *
 	if (t == NULL || t->prov == NULL || reg == NULL || changed == NULL ||
 	    strcmp(t->prov->id, tk_registration_provider(reg)) != 0)
 		return TK_ERR_INVALID_ARG;
-	memset(&m, 0, sizeof(m));
+	tk_drv_model_init(&m, t->prov->id);
 	pthread_mutex_lock(&t->mtx);
 	if ((r = t->prov->update(t->ds, reg, &m)) != TK_OK)
 		goto out;

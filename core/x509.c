@@ -457,6 +457,8 @@ fail:
 
 static const uint8_t oid_rsa[] = {0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01};
 static const uint8_t oid_ec[] = {0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01};
+static const uint8_t oid_x25519[] = {0x2B, 0x65, 0x6E};  /* 1.3.101.110, RFC 8410 */
+static const uint8_t oid_ed25519[] = {0x2B, 0x65, 0x70}; /* 1.3.101.112 */
 
 static const struct curve {
 	uint8_t oid[8];
@@ -551,6 +553,21 @@ tk_spki_parse(const uint8_t *der, size_t len, tk_spki_t *out)
 		r = spki_rsa(&bits.value, out);
 	} else if (der_is_oid(&oid, oid_ec, sizeof(oid_ec))) {
 		r = has_params ? spki_ec(&params, &bits.value, out) : TK_ERR_MALFORMED;
+	} else if (der_is_oid(&oid, oid_ed25519, sizeof(oid_ed25519)) ||
+	           der_is_oid(&oid, oid_x25519, sizeof(oid_x25519))) {
+		/* RFC 8410 3: parameters absent; the key is the 32 raw bytes */
+		if (has_params || tk_buf_left(&bits.value) != 32) {
+			r = TK_ERR_MALFORMED;
+			goto fail;
+		}
+		out->key_type = der_is_oid(&oid, oid_ed25519, sizeof(oid_ed25519)) ? TK_KEY_ED25519
+		                                                                   : TK_KEY_X25519;
+		out->bits = 255;
+		out->curve = oid.start; /* the algorithm OID: CKA_EC_PARAMS (PKCS#11 3.0) */
+		out->curve_len = oid.total;
+		out->point = bits.value.data + bits.value.pos;
+		out->point_len = 32;
+		r = TK_OK;
 	} else {
 		r = TK_ERR_NOT_SUPPORTED;
 	}

@@ -15,8 +15,10 @@
  * definite, minimal lengths inside their parents, one-byte tags where X.509
  * has them, minimal INTEGERs, nothing trailing. Not checked: signatures,
  * that an EC point lies on its curve, what extensions and attribute values
- * say. Public keys: rsaEncryption, and id-ecPublicKey on P-256, P-384 or
- * P-521 (named); any other is TK_ERR_NOT_SUPPORTED. */
+ * say. Public keys: rsaEncryption, id-ecPublicKey on P-256, P-384 or
+ * P-521 (named), Ed25519 and X25519 (RFC 8410); any other is
+ * TK_ERR_NOT_SUPPORTED. Building keys and converting signatures
+ * (x509_build.c) is OpenSSL's work. */
 #ifndef TK_X509_H
 #define TK_X509_H
 
@@ -36,14 +38,15 @@ typedef struct tk_x509 {
 } tk_x509_t;
 
 typedef struct tk_spki {
-	int key_type; /* enum tk_key_type: TK_KEY_RSA or TK_KEY_EC */
+	int key_type; /* enum tk_key_type: RSA, EC, ED25519, X25519 */
 	unsigned bits;
 	/* RSA: modulus and public exponent, unsigned big-endian, no leading zero */
 	const uint8_t *n, *e;
 	size_t n_len, e_len;
 	/* EC: the namedCurve OBJECT IDENTIFIER (tag, length, value: what
 	 * CKA_EC_PARAMS holds) and the point as encoded (04 || X || Y, or
-	 * compressed) */
+	 * compressed). Ed25519 / X25519: the algorithm OID and the 32-byte
+	 * public key. */
 	const uint8_t *curve, *point;
 	size_t curve_len, point_len;
 } tk_spki_t;
@@ -67,5 +70,22 @@ int tk_x509_spki(const uint8_t *cert, size_t cert_len, uint8_t **spki, size_t *s
 /* Key type and size of a SubjectPublicKeyInfo. Errors: TK_ERR_MALFORMED,
  * TK_ERR_NOT_SUPPORTED. */
 int tk_spki_info(const uint8_t *spki, size_t spki_len, int *key_type, unsigned *key_bits);
+
+/* SubjectPublicKeyInfo DER from raw public values (*spki malloc'd):
+ *  TK_KEY_RSA      a = modulus, b = public exponent (big-endian); the
+ *                  modulus must have bits bits when bits != 0
+ *  TK_KEY_EC       a = uncompressed point 04||X||Y on the curve of bits
+ *                  (256, 384, 521), checked to lie on it
+ *  TK_KEY_ED25519,
+ *  TK_KEY_X25519   a = the 32-byte public key
+ * Errors: TK_ERR_MALFORMED, TK_ERR_NOT_SUPPORTED, TK_ERR_NO_MEMORY. */
+int tk_spki_build(int key_type, unsigned bits, const uint8_t *a, size_t a_len, const uint8_t *b,
+                  size_t b_len, uint8_t **spki, size_t *spki_len);
+
+/* An ECDSA-Sig-Value (DER) as r||s, each left-padded to field bytes (at
+ * most 66). Errors: TK_ERR_MALFORMED (not exactly one SEQUENCE of two
+ * positive INTEGERs that fit), TK_ERR_INVALID_ARG, TK_ERR_BUFFER_TOO_SMALL. */
+int tk_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *out,
+                        size_t out_cap, size_t *out_len);
 
 #endif

@@ -1,6 +1,8 @@
 /* tokenkit-pkcs11: C_Decrypt* — the card does the raw RSA private
  * operation, the host removes PKCS#1 v1.5 or OAEP padding without
- * data-dependent branches or memory accesses until the verdict.
+ * data-dependent branches or memory accesses until the verdict. A card
+ * without the raw operation (OpenPGP) removes PKCS#1 v1.5 padding itself
+ * (TK_OP_RSA_PKCS1_DECRYPT): CKM_RSA_PKCS only.
  *
  * A length query (pData NULL) before the card operation answers the upper
  * bound; once the card has answered, the plaintext is kept (and wiped at the
@@ -40,6 +42,16 @@ decrypt_card(struct p11_session *s, struct p11_op *op, const uint8_t *enc, size_
 	op->result = malloc(k);
 	if (raw == NULL || em == NULL || op->result == NULL) {
 		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if (!(op->obj->ops & TK_OP_BIT(TK_OP_RSA_RAW))) {
+		/* op_init let only CKM_RSA_PKCS through for such a key */
+		rv = tk_p11_key_op(s, op, op->obj, TK_OP_RSA_PKCS1_DECRYPT, enc, k, op->result, k,
+		                   &op->result_len);
+		if (rv == CKR_OK && op->result_len > max_plain(op, k))
+			rv = CKR_DEVICE_ERROR;
+		if (rv == CKR_OK)
+			op->have_result = true;
 		goto out;
 	}
 	rv = tk_p11_key_op(s, op, op->obj, TK_OP_RSA_RAW, enc, k, raw, k, &got);

@@ -1,4 +1,5 @@
-/* tokenkit-pkcs11: C_DeriveKey with CKM_ECDH1_DERIVE (CKD_NULL).
+/* tokenkit-pkcs11: C_DeriveKey with CKM_ECDH1_DERIVE (CKD_NULL), for EC
+ * and X25519 keys.
  *
  * The card computes the shared secret (X coordinate); the result becomes a
  * session object (CKO_SECRET_KEY, CKK_GENERIC_SECRET unless the template
@@ -161,6 +162,25 @@ tk_p11_ecdh_peer_point(const uint8_t *data, size_t len, size_t field_bytes, cons
 	return CKR_OK;
 }
 
+CK_RV
+tk_p11_x25519_peer(const uint8_t *data, size_t len, const uint8_t **pub, size_t *pub_len)
+{
+	const uint8_t *p = data;
+	size_t n = len;
+
+	*pub = NULL;
+	*pub_len = 0;
+	if (data == NULL || len == 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	if (n != 32 && (p = tk_p11_der_unwrap_octet_string(data, len, &n)) == NULL)
+		return CKR_MECHANISM_PARAM_INVALID;
+	if (n != 32)
+		return CKR_MECHANISM_PARAM_INVALID;
+	*pub = p;
+	*pub_len = n;
+	return CKR_OK;
+}
+
 static int
 build_secret(struct p11_object *o, const struct derive_tpl *d, const uint8_t *val, size_t len)
 {
@@ -279,7 +299,7 @@ tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		rv = CKR_KEY_HANDLE_INVALID;
 		goto out;
 	}
-	if (key->tko == NULL || key->key_type != TK_KEY_EC) {
+	if (key->tko == NULL || (key->key_type != TK_KEY_EC && key->key_type != TK_KEY_X25519)) {
 		rv = CKR_KEY_TYPE_INCONSISTENT;
 		goto out;
 	}
@@ -292,7 +312,10 @@ tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (rv != CKR_OK)
 		goto out;
 	fb = (key->key_bits + 7) / 8;
-	rv = tk_p11_ecdh_peer_point(p->pPublicData, p->ulPublicDataLen, fb, &pub, &pub_len);
+	if (key->key_type == TK_KEY_X25519)
+		rv = tk_p11_x25519_peer(p->pPublicData, p->ulPublicDataLen, &pub, &pub_len);
+	else
+		rv = tk_p11_ecdh_peer_point(p->pPublicData, p->ulPublicDataLen, fb, &pub, &pub_len);
 	if (rv == CKR_OK && fb > sizeof(secret))
 		rv = CKR_MECHANISM_PARAM_INVALID;
 	if (rv != CKR_OK)

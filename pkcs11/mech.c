@@ -1,8 +1,12 @@
 /* tokenkit-pkcs11: the mechanism table, C_GetMechanismList/Info.
  *
  * A token lists the mechanisms its private keys can serve (RSA ones when it
- * holds an RSA key allowed to sign or decrypt, EC ones for EC keys), with
- * key sizes taken from those keys. CKF_VERIFY: verification is done on the
+ * holds an RSA key allowed to sign or decrypt, EC ones for EC keys, EdDSA
+ * for Ed25519 and ECDH for X25519 keys), with key sizes taken from those
+ * keys. A mechanism needs a card operation the key has (tk_token_key_ops):
+ * an OpenPGP card pads PKCS#1 v1.5 itself and offers no raw RSA, so its RSA
+ * keys serve CKM_RSA_PKCS and the hashing PKCS#1 v1.5 mechanisms, never
+ * PSS, OAEP or X.509. CKF_VERIFY: verification is done on the
  * host with the public key. The digests (CKF_DIGEST) are the host's and
  * listed for every token. */
 #include <string.h>
@@ -11,38 +15,44 @@
 
 #define EC_FLAGS (CKF_EC_F_P | CKF_EC_OID | CKF_EC_UNCOMPRESS)
 
+#define RSA KT(TK_KEY_RSA)
+#define EC KT(TK_KEY_EC)
+#define ED KT(TK_KEY_ED25519)
+#define X25519 KT(TK_KEY_X25519)
+
 static const struct p11_mech mechs[] = {
-        {CKM_RSA_PKCS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT, 0, false, true},
-        {CKM_RSA_X_509, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT, 0, false, true},
-        {CKM_RSA_PKCS_PSS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, 0, true, true},
-        {CKM_RSA_PKCS_OAEP, TK_KEY_RSA, CKF_DECRYPT, 0, false, false},
-        {CKM_SHA1_RSA_PKCS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA_1, false, false},
-        {CKM_SHA224_RSA_PKCS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA224, false, false},
-        {CKM_SHA256_RSA_PKCS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA256, false, false},
-        {CKM_SHA384_RSA_PKCS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA384, false, false},
-        {CKM_SHA512_RSA_PKCS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA512, false, false},
-        {CKM_SHA1_RSA_PKCS_PSS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA_1, true, false},
-        {CKM_SHA224_RSA_PKCS_PSS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA224, true, false},
-        {CKM_SHA256_RSA_PKCS_PSS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA256, true, false},
-        {CKM_SHA384_RSA_PKCS_PSS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA384, true, false},
-        {CKM_SHA512_RSA_PKCS_PSS, TK_KEY_RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA512, true, false},
-        {CKM_ECDSA, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, 0, false, true},
-        {CKM_ECDSA_SHA1, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA_1, false, false},
-        {CKM_ECDSA_SHA224, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA224, false, false},
-        {CKM_ECDSA_SHA256, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA256, false, false},
-        {CKM_ECDSA_SHA384, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA384, false, false},
-        {CKM_ECDSA_SHA512, TK_KEY_EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA512, false, false},
-        {CKM_ECDH1_DERIVE, TK_KEY_EC, CKF_DERIVE | EC_FLAGS, 0, false, false},
+        {CKM_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT, 0, false, true},
+        {CKM_RSA_X_509, RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT, 0, false, true},
+        {CKM_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, 0, true, true},
+        {CKM_RSA_PKCS_OAEP, RSA, CKF_DECRYPT, 0, false, false},
+        {CKM_SHA1_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA_1, false, false},
+        {CKM_SHA224_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA224, false, false},
+        {CKM_SHA256_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA256, false, false},
+        {CKM_SHA384_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA384, false, false},
+        {CKM_SHA512_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA512, false, false},
+        {CKM_SHA1_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA_1, true, false},
+        {CKM_SHA224_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA224, true, false},
+        {CKM_SHA256_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA256, true, false},
+        {CKM_SHA384_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA384, true, false},
+        {CKM_SHA512_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA512, true, false},
+        {CKM_ECDSA, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, 0, false, true},
+        {CKM_ECDSA_SHA1, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA_1, false, false},
+        {CKM_ECDSA_SHA224, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA224, false, false},
+        {CKM_ECDSA_SHA256, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA256, false, false},
+        {CKM_ECDSA_SHA384, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA384, false, false},
+        {CKM_ECDSA_SHA512, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA512, false, false},
+        {CKM_ECDH1_DERIVE, EC | X25519, CKF_DERIVE | EC_FLAGS, 0, false, false},
+        {CKM_EDDSA, ED, CKF_SIGN | CKF_VERIFY, 0, false, true},
         /* digests: on the host (digest.c), whatever keys the token holds */
-        {CKM_SHA_1, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA224, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA256, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA384, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA512, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA3_224, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA3_256, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA3_384, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
-        {CKM_SHA3_512, TK_KEY_NONE, CKF_DIGEST, 0, false, false},
+        {CKM_SHA_1, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA224, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA256, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA384, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA512, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_224, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_256, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_384, 0, CKF_DIGEST, 0, false, false},
+        {CKM_SHA3_512, 0, CKF_DIGEST, 0, false, false},
 };
 #define NMECHS (sizeof(mechs) / sizeof(mechs[0]))
 
@@ -55,35 +65,72 @@ tk_p11_mech_lookup(CK_MECHANISM_TYPE type)
 	return NULL;
 }
 
-/* The functions of m that a key with these usages serves (0: none). */
+unsigned
+tk_p11_mech_ops(const struct p11_mech *m, CK_FLAGS fn)
+{
+	if (m->key_types & RSA) {
+		bool pkcs1 = !m->pss && m->type != CKM_RSA_X_509 && m->type != CKM_RSA_PKCS_OAEP;
+		unsigned ops = TK_OP_BIT(TK_OP_RSA_RAW);
+
+		if (pkcs1 && fn == CKF_SIGN)
+			ops |= TK_OP_BIT(TK_OP_RSA_PKCS1_SIGN);
+		if (pkcs1 && fn == CKF_DECRYPT)
+			ops |= TK_OP_BIT(TK_OP_RSA_PKCS1_DECRYPT);
+		return ops;
+	}
+	if (m->type == CKM_EDDSA)
+		return TK_OP_BIT(TK_OP_EDDSA);
+	if (fn == CKF_DERIVE)
+		return TK_OP_BIT(TK_OP_ECDH);
+	if (fn == CKF_SIGN)
+		return TK_OP_BIT(TK_OP_ECDSA);
+	return 0;
+}
+
+/* The functions of m that a key of this type, usage and card operations
+ * serves (0: none). */
 static CK_FLAGS
-usable_flags(const struct p11_mech *m, int key_type, unsigned usage)
+usable_flags(const struct p11_mech *m, int key_type, unsigned usage, unsigned ops)
 {
 	CK_FLAGS f = 0;
 
-	if (m->key_type != key_type || m->key_type == TK_KEY_NONE)
+	if (key_type <= TK_KEY_NONE || !(m->key_types & KT(key_type)))
 		return 0;
-	if ((m->flags & CKF_SIGN) && (usage & TK_USAGE_SIGN))
+	if ((m->flags & CKF_SIGN) && (usage & TK_USAGE_SIGN) &&
+	    (ops & tk_p11_mech_ops(m, CKF_SIGN)))
 		f |= CKF_SIGN | CKF_VERIFY;
-	if ((m->flags & CKF_DECRYPT) && (usage & TK_USAGE_DECRYPT))
+	if ((m->flags & CKF_DECRYPT) && (usage & TK_USAGE_DECRYPT) &&
+	    (ops & tk_p11_mech_ops(m, CKF_DECRYPT)))
 		f |= CKF_DECRYPT;
-	if ((m->flags & CKF_DERIVE) && (usage & TK_USAGE_DERIVE))
+	if ((m->flags & CKF_DERIVE) && (usage & TK_USAGE_DERIVE) &&
+	    (ops & tk_p11_mech_ops(m, CKF_DERIVE)))
 		f |= CKF_DERIVE;
 	return f;
 }
 
+/* What m does on t, and the sizes of the keys it does it with. */
 static CK_FLAGS
-token_flags(const struct p11_token *t, const struct p11_mech *m)
+token_flags(const struct p11_token *t, const struct p11_mech *m, unsigned *min, unsigned *max)
 {
 	CK_FLAGS f = 0;
 
+	*min = *max = 0;
 	if (m->flags & CKF_DIGEST)
 		return CKF_DIGEST; /* no key, no card */
 	for (size_t i = 0; i < t->nobjs; i++) {
 		const struct p11_object *o = &t->objs[i];
+		CK_FLAGS of;
 
-		if (o->cls == CKO_PRIVATE_KEY)
-			f |= usable_flags(m, o->key_type, o->usage);
+		if (o->cls != CKO_PRIVATE_KEY)
+			continue;
+		of = usable_flags(m, o->key_type, o->usage, o->ops);
+		if (of == 0 || o->key_bits == 0)
+			continue;
+		f |= of;
+		if (*min == 0 || o->key_bits < *min)
+			*min = o->key_bits;
+		if (o->key_bits > *max)
+			*max = o->key_bits;
 	}
 	if (f == 0)
 		return 0;
@@ -95,8 +142,10 @@ tk_p11_mech_list(const struct p11_token *t, CK_MECHANISM_TYPE *out, size_t cap)
 {
 	size_t n = 0;
 
+	unsigned min, max;
+
 	for (size_t i = 0; i < NMECHS; i++) {
-		if (token_flags(t, &mechs[i]) == 0)
+		if (token_flags(t, &mechs[i], &min, &max) == 0)
 			continue;
 		if (out != NULL && n < cap)
 			out[n] = mechs[i].type;
@@ -109,15 +158,17 @@ CK_RV
 tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out, size_t cap,
                             size_t *count)
 {
-	unsigned usage = key->usage;
+	unsigned usage = key->usage, ops = key->ops;
 
 	*count = 0;
-	/* public keys: what their private key could do, seen from the verifier */
-	if (key->cls == CKO_PUBLIC_KEY)
-		usage = TK_USAGE_SIGN | (key->key_type == TK_KEY_EC ? TK_USAGE_DERIVE : 0) |
-		        (key->key_type == TK_KEY_RSA ? TK_USAGE_DECRYPT : 0);
+	/* public keys: what their private key could do, seen from the verifier
+	 * (who works on the host, with every padding) */
+	if (key->cls == CKO_PUBLIC_KEY) {
+		usage = TK_USAGE_SIGN | TK_USAGE_DECRYPT | TK_USAGE_DERIVE;
+		ops = ~0u;
+	}
 	for (size_t i = 0; i < NMECHS; i++) {
-		if (usable_flags(&mechs[i], key->key_type, usage) == 0)
+		if (usable_flags(&mechs[i], key->key_type, usage, ops) == 0)
 			continue;
 		if (*count == cap)
 			return CKR_BUFFER_TOO_SMALL;
@@ -160,6 +211,7 @@ tk_p11_C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANIS
 {
 	struct p11_token *t = NULL;
 	const struct p11_mech *m;
+	unsigned min = 0, max = 0;
 	CK_FLAGS f;
 	CK_RV rv = tk_p11_slot_token(slotID, &t);
 
@@ -171,14 +223,12 @@ tk_p11_C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANIS
 	}
 	m = tk_p11_mech_lookup(type);
 	pthread_mutex_lock(&g_p11.lock);
-	f = m != NULL ? token_flags(t, m) : 0;
+	f = m != NULL ? token_flags(t, m, &min, &max) : 0;
 	if (f != 0) {
 		memset(pInfo, 0, sizeof(*pInfo));
 		pInfo->flags = f;
-		if (m->key_type != TK_KEY_NONE) {
-			pInfo->ulMinKeySize = m->key_type == TK_KEY_RSA ? t->rsa_min : t->ec_min;
-			pInfo->ulMaxKeySize = m->key_type == TK_KEY_RSA ? t->rsa_max : t->ec_max;
-		}
+		pInfo->ulMinKeySize = min;
+		pInfo->ulMaxKeySize = max;
 	}
 	pthread_mutex_unlock(&g_p11.lock);
 	if (f == 0)

@@ -27,6 +27,7 @@
 
 #include <tokenkit/mem.h>
 
+#include "driver.h"
 #include "p11.h"
 #include "x509.h"
 
@@ -96,6 +97,37 @@ tk_p11_attr_find(const struct p11_object *o, CK_ATTRIBUTE_TYPE type)
 static const uint8_t oid_p256[] = {0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
 static const uint8_t oid_p384[] = {0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22};
 
+/* RFC 8410 object identifiers, DER: id-X25519 1.3.101.110 and id-Ed25519
+ * 1.3.101.112. PKCS#11 3.0 (2.3.5, 2.3.7) allows them as CKA_EC_PARAMS of
+ * Edwards and Montgomery keys besides the curve names. */
+static const uint8_t oid_x25519[] = {0x06, 0x03, 0x2B, 0x65, 0x6E};
+static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2B, 0x65, 0x70};
+
+/* CKA_EC_PARAMS and CKA_EC_POINT (a DER OCTET STRING around the 32-byte
+ * key) of an Ed25519 or X25519 key; pk NULL when there is no public key. */
+static int
+add_25519_parts(struct p11_object *o, bool priv, const tk_spki_t *pk)
+{
+	bool ed = o->key_type == TK_KEY_ED25519;
+	uint8_t *der = NULL;
+	size_t der_len = 0;
+	int r;
+
+	r = tk_p11_attr_add(o, CKA_EC_PARAMS, ed ? oid_ed25519 : oid_x25519,
+	                    ed ? sizeof(oid_ed25519) : sizeof(oid_x25519), false);
+	if (r == TK_OK && pk != NULL) {
+		if (pk->point_len != 32)
+			return TK_ERR_MALFORMED;
+		r = tk_p11_der_octet_string(pk->point, pk->point_len, &der, &der_len);
+		if (r == TK_OK)
+			r = tk_p11_attr_add(o, CKA_EC_POINT, der, der_len, false);
+		free(der);
+	}
+	if (r == TK_OK && priv)
+		r = tk_p11_attr_add(o, CKA_VALUE, NULL, 0, true);
+	return r;
+}
+
 /* Key material attributes from the public key (RSA modulus/exponent, EC
  * parameters/point); pk NULL when there is none to take them from. */
 static int
@@ -160,7 +192,24 @@ add_public_parts(struct p11_object *o, bool priv, const tk_spki_t *pk)
 			r = tk_p11_attr_add(o, CKA_VALUE, NULL, 0, true);
 		return r;
 	}
+	if (o->key_type == TK_KEY_ED25519 || o->key_type == TK_KEY_X25519)
+		return add_25519_parts(o, priv, pk);
 	return TK_OK;
+}
+
+static CK_KEY_TYPE
+ckk_of(int key_type)
+{
+	switch (key_type) {
+	case TK_KEY_RSA:
+		return CKK_RSA;
+	case TK_KEY_ED25519:
+		return CKK_EC_EDWARDS;
+	case TK_KEY_X25519:
+		return CKK_EC_MONTGOMERY;
+	default:
+		return CKK_EC;
+	}
 }
 
 /* A certificate's time (YYYYMMDD, or "" when it has none we can show). */
@@ -376,8 +425,7 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 		o->key_bits = pk.bits;
 	r = add_common(o, t, k, priv);
 	if (r == TK_OK)
-		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE,
-		                          k->key_type == TK_KEY_RSA ? CKK_RSA : CKK_EC);
+		r = tk_p11_attr_add_ulong(o, CKA_KEY_TYPE, ckk_of(k->key_type));
 	if (r == TK_OK)
 		r = tk_p11_attr_add(o, CKA_START_DATE, NULL, 0, false);
 	if (r == TK_OK)
@@ -436,7 +484,7 @@ build_key(struct p11_object *o, struct p11_token *t, const tk_object_t *k, bool 
 
 		r = tk_p11_attr_add_bool(o, CKA_ENCRYPT, rsa);
 		if (r == TK_OK)
-			r = tk_p11_attr_add_bool(o, CKA_VERIFY, true);
+			r = tk_p11_attr_add_bool(o, CKA_VERIFY, k->key_type != TK_KEY_X25519);
 		if (r == TK_OK)
 			r = tk_p11_attr_add_bool(o, CKA_VERIFY_RECOVER, false);
 		if (r == TK_OK)
@@ -489,6 +537,11 @@ tk_p11_object_build(struct p11_token *t, const tk_object_t *k, struct p11_object
 	o->key_bits = k->key_bits;
 	o->usage = k->usage;
 	o->always_auth = k->always_authenticate;
+	/* keys built without a core token behind them (tests and fuzz targets
+	 * build them from bare tk_object_t) offer what keys of their type do */
+	if (k->cls == TK_OBJ_PRIVKEY)
+		o->ops = t->tk != NULL ? tk_token_key_ops(t->tk, k)
+		                       : tk_drv_default_ops(k->key_type, k->usage);
 	switch (k->cls) {
 	case TK_OBJ_CERT:
 		o->cls = CKO_CERTIFICATE;

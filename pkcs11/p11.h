@@ -62,6 +62,8 @@
  * 3.0 2.3.6 / FIPS 186-4 6.4); longer than the longest hash offered (SHA-512)
  * it is no digest: CKR_DATA_LEN_RANGE. */
 #define P11_ECDSA_MAX_INPUT 64
+/* CKM_EDDSA: the whole message goes to the card (TK_OP_EDDSA's bound). */
+#define P11_EDDSA_MAX_INPUT 4096
 #define P11_GETSLOTLIST_WAIT_MS 4000
 /* The first reader enumeration (no APDU) is finished inside C_Initialize,
  * so every slot answers from the first call; a PC/SC daemon that does not
@@ -117,6 +119,7 @@ struct p11_object {
 	int key_type; /* enum tk_key_type (TK_KEY_NONE for others) */
 	unsigned key_bits;
 	unsigned usage; /* TK_USAGE_* */
+	unsigned ops;   /* private keys: what the card does with them (tk_token_key_ops) */
 	bool always_auth;
 	EVP_PKEY *pub;        /* public key for host-side work: tk_p11_object_pub */
 	bool visible_private; /* CKA_PRIVATE true */
@@ -411,14 +414,18 @@ int tk_p11_session_object_add_locked(struct p11_token *t, struct p11_object *o);
 void tk_p11_session_objects_drop_locked(struct p11_token *t, CK_SESSION_HANDLE owner);
 
 /* mech.c */
+#define KT(key_type) (1u << (key_type))
 struct p11_mech {
 	CK_MECHANISM_TYPE type;
-	int key_type;           /* TK_KEY_RSA / TK_KEY_EC */
+	unsigned key_types;     /* KT(TK_KEY_*) it works with; 0 for digests */
 	CK_FLAGS flags;         /* CKF_SIGN, CKF_DECRYPT, ... (without CKF_HW) */
 	CK_MECHANISM_TYPE hash; /* CKM_SHA* for hashing mechanisms, else 0 */
 	bool pss, raw;
 };
 const struct p11_mech *tk_p11_mech_lookup(CK_MECHANISM_TYPE type);
+/* The card operations (TK_OP_BIT) any one of which carries out function fn
+ * (CKF_SIGN, CKF_DECRYPT, CKF_DERIVE) of m. */
+unsigned tk_p11_mech_ops(const struct p11_mech *m, CK_FLAGS fn);
 size_t tk_p11_mech_list(const struct p11_token *t, CK_MECHANISM_TYPE *out, size_t cap);
 CK_RV tk_p11_mech_allowed_for_key(const struct p11_object *key, CK_MECHANISM_TYPE *out, size_t cap,
                                   size_t *count);
@@ -436,6 +443,9 @@ int tk_p11_oaep_decode(const EVP_MD *md, const EVP_MD *mgf, const uint8_t *label
  * CKR_MECHANISM_PARAM_INVALID for anything else. */
 CK_RV tk_p11_ecdh_peer_point(const uint8_t *data, size_t len, size_t field_bytes,
                              const uint8_t **point, size_t *point_len);
+/* The same for an X25519 key: the 32-byte u-coordinate, raw or in a DER
+ * OCTET STRING (RFC 7748; PKCS#11 3.0 2.3.7). */
+CK_RV tk_p11_x25519_peer(const uint8_t *data, size_t len, const uint8_t **pub, size_t *pub_len);
 
 /* sign.c / verify.c / decrypt.c / derive.c */
 CK_RV tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_PTR m,

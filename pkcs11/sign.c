@@ -2,9 +2,11 @@
  * C_Sign*.
  *
  * Hashing, DigestInfo, PKCS#1 v1.5 and EMSA-PSS encoding happen here on the
- * host; the card performs the raw RSA private operation (TK_OP_RSA_RAW) or
- * ECDSA over a hash (TK_OP_ECDSA, r||s). Raw mechanisms accumulate
- * multi-part input up to P11_MAX_RAW_INPUT bytes. */
+ * host; the card performs the raw RSA private operation (TK_OP_RSA_RAW),
+ * or, on cards without it, PKCS#1 v1.5 itself over the DigestInfo
+ * (TK_OP_RSA_PKCS1_SIGN), ECDSA over a hash (TK_OP_ECDSA, r||s) or EdDSA
+ * over the message (TK_OP_EDDSA). Raw mechanisms accumulate multi-part
+ * input up to P11_MAX_RAW_INPUT bytes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,13 +143,17 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 		return CKR_KEY_HANDLE_INVALID;
 	if (key->tko == NULL)
 		return CKR_KEY_TYPE_INCONSISTENT; /* a session (secret) key */
-	if (key->key_type != mech->key_type)
+	if (key->key_type <= TK_KEY_NONE || !(mech->key_types & KT(key->key_type)))
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (kind == P11_OP_VERIFY) {
 		if (tk_p11_object_pub(key) == NULL)
 			return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	} else if (key->cls != CKO_PRIVATE_KEY || !(key->usage & usage)) {
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	} else if (!(key->ops & tk_p11_mech_ops(mech, need))) {
+		/* the card cannot do this one with the key (OpenPGP: no raw RSA,
+		 * so no PSS, OAEP or X.509); not in CKA_ALLOWED_MECHANISMS */
+		return CKR_MECHANISM_INVALID;
 	}
 	if (mech->type == CKM_RSA_PKCS_OAEP)
 		rv = params_oaep(op, m);
@@ -232,7 +238,37 @@ signature_len(const struct p11_object *key)
 {
 	size_t fb = (key->key_bits + 7) / 8;
 
+	if (key->key_type == TK_KEY_ED25519)
+		return 64;
 	return key->key_type == TK_KEY_EC ? 2 * fb : fb;
+}
+
+/* PKCS#1 v1.5 by the card (no raw RSA there): it gets T, the DigestInfo
+ * (or, for CKM_RSA_PKCS, the caller's data) and pads it itself. */
+static CK_RV
+sign_pkcs1_card(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in_len,
+                uint8_t *out, size_t *out_len)
+{
+	const struct p11_object *key = op->obj;
+	const struct p11_mech *mech = tk_p11_mech_lookup(op->mech);
+	size_t k = (key->key_bits + 7) / 8, plen = 0, got = 0;
+	const uint8_t *prefix = digest_info_prefix(mech->hash, &plen);
+	uint8_t t[19 + 64];
+	CK_RV rv;
+
+	if (plen + in_len + 11 > k || plen + in_len > sizeof(t))
+		return CKR_DATA_LEN_RANGE;
+	if (plen > 0)
+		memcpy(t, prefix, plen);
+	memcpy(t + plen, in, in_len);
+	rv = tk_p11_key_op(s, op, key, TK_OP_RSA_PKCS1_SIGN, t, plen + in_len, out, k, &got);
+	tk_wipe(t, sizeof(t));
+	if (rv != CKR_OK)
+		return rv;
+	if (got != k)
+		return CKR_DEVICE_ERROR;
+	*out_len = k;
+	return CKR_OK;
 }
 
 static CK_RV
@@ -257,8 +293,21 @@ sign_core(struct p11_session *s, struct p11_op *op, const uint8_t *in, size_t in
 		*out_len = got;
 		return CKR_OK;
 	}
+	if (key->key_type == TK_KEY_ED25519) {
+		if (in_len > P11_EDDSA_MAX_INPUT)
+			return CKR_DATA_LEN_RANGE;
+		rv = tk_p11_key_op(s, op, key, TK_OP_EDDSA, in, in_len, out, 64, &got);
+		if (rv != CKR_OK)
+			return rv;
+		if (got != 64)
+			return CKR_DEVICE_ERROR;
+		*out_len = got;
+		return CKR_OK;
+	}
 	if (k < 64)
 		return CKR_KEY_SIZE_RANGE;
+	if (!mech->pss && op->mech != CKM_RSA_X_509 && !(key->ops & TK_OP_BIT(TK_OP_RSA_RAW)))
+		return sign_pkcs1_card(s, op, in, in_len, out, out_len);
 	em = malloc(k);
 	if (em == NULL)
 		return CKR_HOST_MEMORY;

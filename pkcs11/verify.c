@@ -11,6 +11,27 @@
 
 #include "p11.h"
 
+/* PureEdDSA over the message: one shot, no digest. */
+static CK_RV
+verify_eddsa(const struct p11_object *key, const uint8_t *in, size_t in_len, const uint8_t *sig,
+             size_t sig_len)
+{
+	EVP_MD_CTX *mctx;
+	CK_RV rv = CKR_FUNCTION_FAILED;
+
+	if (sig_len != 64)
+		return CKR_SIGNATURE_LEN_RANGE;
+	if (in_len > P11_EDDSA_MAX_INPUT)
+		return CKR_DATA_LEN_RANGE; /* as C_Sign answers it */
+	if ((mctx = EVP_MD_CTX_new()) == NULL)
+		return CKR_HOST_MEMORY;
+	if (EVP_DigestVerifyInit_ex(mctx, NULL, NULL, tk_p11_libctx(), NULL, key->pub, NULL) == 1)
+		rv = EVP_DigestVerify(mctx, sig, sig_len, in, in_len) == 1 ? CKR_OK
+		                                                           : CKR_SIGNATURE_INVALID;
+	EVP_MD_CTX_free(mctx);
+	return rv;
+}
+
 static CK_RV
 verify_core(const struct p11_op *op, const uint8_t *in, size_t in_len, const uint8_t *sig,
             size_t sig_len)
@@ -29,6 +50,10 @@ verify_core(const struct p11_op *op, const uint8_t *in, size_t in_len, const uin
 
 	if (ctx == NULL)
 		return CKR_HOST_MEMORY;
+	if (key->key_type == TK_KEY_ED25519) {
+		rv = verify_eddsa(key, in, in_len, sig, sig_len);
+		goto out;
+	}
 	if (key->key_type == TK_KEY_EC) {
 		BIGNUM *r, *sv;
 

@@ -13,6 +13,7 @@
 #include <tokenkit/tlv.h>
 
 #include "piv.h"
+#include "x509.h"
 
 static const uint8_t piv_aid[] = {0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00};
 
@@ -69,7 +70,7 @@ slot_id(uint8_t ref)
 }
 
 static void
-slot_labels(uint8_t ref, tk_drv_slot_t *s)
+slot_labels(uint8_t ref, tk_drv_key_desc_t *s)
 {
 	const char *k, *c;
 
@@ -906,7 +907,7 @@ meta_from_record(const uint8_t *rec, size_t n, piv_metadata_t *md, bool *no_key)
 /* ---- the model -------------------------------------------------------------- */
 
 static void
-default_policy(uint8_t ref, tk_drv_slot_t *s)
+default_policy(uint8_t ref, tk_drv_key_desc_t *s)
 {
 	/* SP 800-73-4: card authentication needs no PIN; digital signature
 	 * needs it right before each use; the others once per session. */
@@ -917,6 +918,8 @@ default_policy(uint8_t ref, tk_drv_slot_t *s)
 static unsigned
 slot_usage(uint8_t ref, int key_type)
 {
+	if (key_type != TK_KEY_RSA && key_type != TK_KEY_EC && key_type != TK_KEY_NONE)
+		return 0; /* no PIV algorithm: published, never used */
 	switch (ref) {
 	case 0x9A:
 		return TK_USAGE_SIGN | (key_type == TK_KEY_RSA ? TK_USAGE_DECRYPT : 0);
@@ -927,6 +930,21 @@ slot_usage(uint8_t ref, int key_type)
 	default: /* 9D and retired key management keys */
 		return key_type == TK_KEY_EC ? TK_USAGE_DERIVE : TK_USAGE_DECRYPT;
 	}
+}
+
+/* The key type of a certificate's key (TK_KEY_NONE when unusable). */
+static int
+cert_key_type(const uint8_t *cert, size_t cert_len)
+{
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	unsigned bits;
+	int type = TK_KEY_NONE;
+
+	if (cert != NULL && tk_x509_spki(cert, cert_len, &spki, &spki_len, &type, &bits) != TK_OK)
+		type = TK_KEY_NONE;
+	free(spki);
+	return type;
 }
 
 /* One key slot: its certificate object (when read_cert; a retired key
@@ -945,7 +963,7 @@ load_slot(piv_t *p, uint8_t ref, bool read_cert, const tk_cache_t *cached, bool 
 	piv_metadata_t md;
 	const uint8_t *rec;
 	size_t rec_len;
-	tk_drv_slot_t *s;
+	tk_drv_key_desc_t d;
 	int r;
 
 	memset(&md, 0, sizeof(md));
@@ -978,48 +996,48 @@ load_slot(piv_t *p, uint8_t ref, bool read_cert, const tk_cache_t *cached, bool 
 	if (cert == NULL && !found)
 		goto out; /* nothing in this slot that we can publish */
 
-	if ((r = tk_drv_model_add_slot(m, &s)) != TK_OK)
-		goto out;
-	s->key_ref = ref;
-	s->id[0] = slot_id(ref);
-	s->id_len = 1;
-	slot_labels(ref, s);
-	default_policy(ref, s);
+	memset(&d, 0, sizeof(d));
+	d.size = sizeof(d);
+	d.key_ref = ref;
+	d.id[0] = slot_id(ref);
+	d.id_len = 1;
+	slot_labels(ref, &d);
+	default_policy(ref, &d);
 	if (cert != NULL) {
-		r = tk_x509_spki(cert, cert_len, &s->cert_spki, &s->cert_spki_len,
-		                 &s->cert_key_type, &s->cert_key_bits);
-		if (r != TK_OK) {
-			tk_log_warn("piv: certificate of slot %02X: %s", ref, tk_strerror(r));
-			tk_freezero(cert, cert_len);
-		} else {
-			s->cert = cert;
-			s->cert_len = cert_len;
-		}
-		cert = NULL;
+		d.cert = cert;
+		d.cert_len = cert_len;
 	}
 	if (found) {
-		s->key_present = true;
+		d.key_present = true;
 		if (md.has_alg)
-			(void)piv_alg_info(md.alg, &s->key_type, &s->key_bits);
-		if (md.spki != NULL) {
-			s->spki = md.spki;
-			s->spki_len = md.spki_len;
-			md.spki = NULL;
-			if (s->key_type == TK_KEY_NONE)
-				(void)tk_spki_info(s->spki, s->spki_len, &s->key_type,
-				                   &s->key_bits);
-		}
+			(void)piv_alg_info(md.alg, &d.key_type, &d.key_bits);
+		d.spki = md.spki;
+		d.spki_len = md.spki_len;
 		if (md.has_policy && md.pin_policy != PIV_PIN_POLICY_DEFAULT) {
-			s->needs_login = md.pin_policy != PIV_PIN_POLICY_NEVER;
-			s->always_authenticate = md.pin_policy == PIV_PIN_POLICY_ALWAYS;
+			d.needs_login = md.pin_policy != PIV_PIN_POLICY_NEVER;
+			d.always_authenticate = md.pin_policy == PIV_PIN_POLICY_ALWAYS;
 		}
-	} else if (!no_key && s->cert != NULL) {
-		/* No metadata: the certificate is all we know of the key. */
-		s->key_present = true;
-		s->key_type = s->cert_key_type;
-		s->key_bits = s->cert_key_bits;
+	} else if (!no_key && cert != NULL) {
+		/* No metadata: the certificate is all we know of the key (the
+		 * model takes its type from there). */
+		d.key_present = true;
 	}
-	s->usage = slot_usage(ref, s->key_type);
+	d.usage = slot_usage(ref, d.key_type != TK_KEY_NONE ? d.key_type
+	                                                    : cert_key_type(cert, cert_len));
+	r = tk_drv_model_add_key(m, &d);
+	if ((r == TK_ERR_MALFORMED || r == TK_ERR_NOT_SUPPORTED) && d.cert != NULL) {
+		/* a certificate we cannot use must not hide the key */
+		tk_log_warn("piv: certificate of slot %02X unusable; published without it", ref);
+		d.cert = NULL;
+		d.cert_len = 0;
+		if (!d.key_present) {
+			r = TK_OK;
+			goto out;
+		}
+		r = tk_drv_model_add_key(m, &d);
+	}
+	if (r != TK_OK)
+		goto out;
 	r = TK_OK;
 out:
 	piv_metadata_clear(&md);
@@ -1069,6 +1087,7 @@ load_model(piv_t *p, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags
 	size_t len = 0, nretired = 0, ncerts = 0;
 	bool absent, changed, trust = false;
 	piv_key_history_t kh;
+	tk_drv_token_desc_t tok;
 	char hex[64];
 	int r;
 
@@ -1130,20 +1149,22 @@ load_model(piv_t *p, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags
 		goto out;
 
 	/* Identity strings for the token. */
+	memset(&tok, 0, sizeof(tok));
+	tok.size = sizeof(tok);
 	if (p->has_serial) {
-		snprintf(m->serial, sizeof(m->serial), "%u", (unsigned)p->serial);
+		snprintf(tok.serial, sizeof(tok.serial), "%u", (unsigned)p->serial);
 	} else if (p->chuid.has_guid) {
 		tk_hex_encode(p->chuid.guid, 8, 0, hex);
-		set_str(m->serial, sizeof(m->serial), hex);
+		set_str(tok.serial, sizeof(tok.serial), hex);
 	} else if (p->chuid.has_fascn && piv_fascn_digits(p->chuid.fascn, hex) == TK_OK) {
-		set_str(m->serial, sizeof(m->serial), hex);
+		set_str(tok.serial, sizeof(tok.serial), hex);
 	}
-	snprintf(m->label, sizeof(m->label), "PIV %s", m->serial[0] ? m->serial : "card");
-	set_str(m->manufacturer, sizeof(m->manufacturer), p->yubico ? "Yubico" : "PIV");
-	set_str(m->model, sizeof(m->model), p->apt.label[0] ? p->apt.label : "PIV");
-	m->pin_min_len = PIV_PIN_MIN;
-	m->pin_max_len = PIV_PIN_MAX;
-	r = TK_OK;
+	snprintf(tok.label, sizeof(tok.label), "PIV %s", tok.serial[0] ? tok.serial : "card");
+	set_str(tok.manufacturer, sizeof(tok.manufacturer), p->yubico ? "Yubico" : "PIV");
+	set_str(tok.model, sizeof(tok.model), p->apt.label[0] ? p->apt.label : "PIV");
+	tok.pin_min_len = PIV_PIN_MIN;
+	tok.pin_max_len = PIV_PIN_MAX;
+	r = tk_drv_model_set_token(m, &tok);
 out:
 	free(obj);
 	return r;
@@ -1271,6 +1292,8 @@ fail:
 }
 
 const tk_driver_t tk_piv_driver = {
+        .api = TK_DRIVER_API,
+        .size = sizeof(tk_driver_t),
         .name = "piv",
         .probe = piv_probe,
         .load = piv_load,

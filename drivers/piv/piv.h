@@ -173,10 +173,7 @@ int piv_pin_unblock(void *state, const uint8_t *puk, size_t puk_len, const uint8
                     size_t new_len);
 
 /* piv_crypto.c */
-int piv_key_op(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in, size_t in_len,
+int piv_key_op(void *state, const tk_drv_key_t *slot, int op, const uint8_t *in, size_t in_len,
                uint8_t *out, size_t out_cap, size_t *out_len);
-/* DER ECDSA-Sig-Value → r||s, each left-padded to field bytes. */
-int piv_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *out,
-                         size_t out_cap, size_t *out_len);
 
 #endif

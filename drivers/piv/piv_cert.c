@@ -1,12 +1,8 @@
 /* tokenkit PIV driver: certificate containers (with compression), public
- * keys from certificates and from Yubico metadata. */
+ * keys from Yubico metadata. */
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/x509.h>
 #include <zlib.h>
 
 #include <tokenkit/err.h>
@@ -15,6 +11,7 @@
 #include <tokenkit/tlv.h>
 
 #include "piv.h"
+#include "x509.h"
 
 int
 piv_inflate(const uint8_t *in, size_t in_len, size_t max, uint8_t **out, size_t *out_len)
@@ -165,32 +162,9 @@ piv_alg_for(int key_type, unsigned bits)
 	return 0;
 }
 
-static int
-pkey_to_spki(EVP_PKEY *k, uint8_t **spki, size_t *spki_len)
-{
-	unsigned char *der = NULL;
-	int n = i2d_PUBKEY(k, &der);
-
-	if (n <= 0)
-		return TK_ERR_CRYPTO;
-	if ((*spki = malloc((size_t)n)) == NULL) {
-		OPENSSL_free(der);
-		return TK_ERR_NO_MEMORY;
-	}
-	memcpy(*spki, der, (size_t)n);
-	*spki_len = (size_t)n;
-	OPENSSL_free(der);
-	return TK_OK;
-}
-
 int
 piv_pubkey_to_spki(uint8_t alg, const uint8_t *p, size_t n, uint8_t **spki, size_t *spki_len)
 {
-	OSSL_PARAM_BLD *bld = NULL;
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *k = NULL;
-	BIGNUM *bn_n = NULL, *bn_e = NULL;
 	tk_tlv_t mod, exp, pt;
 	int key_type, r;
 	unsigned bits;
@@ -199,69 +173,16 @@ piv_pubkey_to_spki(uint8_t alg, const uint8_t *p, size_t n, uint8_t **spki, size
 	*spki_len = 0;
 	if ((r = piv_alg_info(alg, &key_type, &bits)) != TK_OK)
 		return r;
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL)
-		return TK_ERR_NO_MEMORY;
 	if (key_type == TK_KEY_RSA) {
 		if (tk_ber_find(p, n, 0x81, &mod) != TK_OK ||
-		    tk_ber_find(p, n, 0x82, &exp) != TK_OK || mod.len == 0 || mod.len > 512 ||
-		    exp.len == 0 || exp.len > 8) {
-			r = TK_ERR_MALFORMED;
-			goto out;
-		}
-		bn_n = BN_bin2bn(mod.value, (int)mod.len, NULL);
-		bn_e = BN_bin2bn(exp.value, (int)exp.len, NULL);
-		if (bn_n == NULL || bn_e == NULL || (unsigned)BN_num_bits(bn_n) != bits ||
-		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) ||
-		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e)) {
-			r = TK_ERR_MALFORMED;
-			goto out;
-		}
-		ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-	} else {
-		const char *group = bits == 256 ? "prime256v1" : "secp384r1";
-
-		if (tk_ber_find(p, n, 0x86, &pt) != TK_OK || pt.len != 1 + 2 * (bits / 8) ||
-		    pt.value[0] != 0x04) {
-			r = TK_ERR_MALFORMED;
-			goto out;
-		}
-		if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
-		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt.value,
-		                                      pt.len)) {
-			r = TK_ERR_NO_MEMORY;
-			goto out;
-		}
-		ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+		    tk_ber_find(p, n, 0x82, &exp) != TK_OK)
+			return TK_ERR_MALFORMED;
+		return tk_spki_build(TK_KEY_RSA, bits, mod.value, mod.len, exp.value, exp.len, spki,
+		                     spki_len);
 	}
-	if (ctx == NULL || (params = OSSL_PARAM_BLD_to_param(bld)) == NULL) {
-		r = TK_ERR_NO_MEMORY;
-		goto out;
-	}
-	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-		r = TK_ERR_MALFORMED;
-		goto out;
-	}
-	if (key_type == TK_KEY_EC) {
-		/* fromdata does not check that the point is on the curve */
-		EVP_PKEY_CTX *vc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
-		int ok = vc != NULL && EVP_PKEY_public_check(vc) == 1;
-
-		EVP_PKEY_CTX_free(vc);
-		if (!ok) {
-			r = TK_ERR_MALFORMED;
-			goto out;
-		}
-	}
-	r = pkey_to_spki(k, spki, spki_len);
-out:
-	EVP_PKEY_free(k);
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	BN_free(bn_n);
-	BN_free(bn_e);
-	return r;
+	if (tk_ber_find(p, n, 0x86, &pt) != TK_OK)
+		return TK_ERR_MALFORMED;
+	return tk_spki_build(TK_KEY_EC, bits, pt.value, pt.len, NULL, 0, spki, spki_len);
 }
 
 void

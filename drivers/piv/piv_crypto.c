@@ -12,57 +12,7 @@
 #include <tokenkit/tlv.h>
 
 #include "piv.h"
-
-/* An INTEGER of an ECDSA-Sig-Value into field bytes, big-endian. */
-static int
-put_int(const tk_tlv_t *t, size_t field, uint8_t *out)
-{
-	const uint8_t *v = t->value;
-	size_t n = t->len;
-
-	if (t->tag != 0x02 || n == 0 || (v[0] & 0x80) != 0)
-		return TK_ERR_MALFORMED; /* r and s are positive */
-	while (n > 1 && v[0] == 0) {
-		v++;
-		n--;
-	}
-	if (n > field)
-		return TK_ERR_MALFORMED;
-	memset(out, 0, field - n);
-	memcpy(out + field - n, v, n);
-	return TK_OK;
-}
-
-int
-piv_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *out, size_t out_cap,
-                     size_t *out_len)
-{
-	tk_tlv_t seq, r_t, s_t, extra;
-	tk_buf_t b, in;
-	int r;
-
-	*out_len = 0;
-	if (field == 0 || field > 66)
-		return TK_ERR_INVALID_ARG;
-	if (out_cap < 2 * field)
-		return TK_ERR_BUFFER_TOO_SMALL;
-	tk_buf_init(&b, der, der_len);
-	if ((r = tk_ber_get(&b, &seq)) != TK_OK)
-		return r == TK_ERR_NOT_FOUND ? TK_ERR_MALFORMED : r;
-	if (seq.tag != 0x30 || tk_buf_left(&b) != 0)
-		return TK_ERR_MALFORMED;
-	tk_buf_init(&in, seq.value, seq.len);
-	if (tk_ber_get(&in, &r_t) != TK_OK || tk_ber_get(&in, &s_t) != TK_OK ||
-	    tk_ber_get(&in, &extra) != TK_ERR_NOT_FOUND)
-		return TK_ERR_MALFORMED;
-	if ((r = put_int(&r_t, field, out)) != TK_OK ||
-	    (r = put_int(&s_t, field, out + field)) != TK_OK) {
-		memset(out, 0, 2 * field);
-		return r;
-	}
-	*out_len = 2 * field;
-	return TK_OK;
-}
+#include "x509.h"
 
 /* The payload of 7C { 82 ... } in a GENERAL AUTHENTICATE answer. */
 static int
@@ -79,7 +29,7 @@ ga_result(const uint8_t *resp, size_t n, tk_tlv_t *res)
 }
 
 int
-piv_key_op(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in, size_t in_len,
+piv_key_op(void *state, const tk_drv_key_t *slot, int op, const uint8_t *in, size_t in_len,
            uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	piv_t *p = state;
@@ -174,7 +124,7 @@ piv_key_op(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in, si
 		goto out;
 	switch (op) {
 	case TK_OP_ECDSA:
-		r = piv_ecdsa_der_to_raw(res.value, res.len, field, out, out_cap, out_len);
+		r = tk_ecdsa_der_to_raw(res.value, res.len, field, out, out_cap, out_len);
 		break;
 	case TK_OP_RSA_RAW:
 	case TK_OP_ECDH:

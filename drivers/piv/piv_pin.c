@@ -30,24 +30,6 @@ pad_pin(const uint8_t *pin, size_t len, size_t min, uint8_t out[PIV_PIN_MAX])
 	return TK_OK;
 }
 
-/* Status word of a PIN command → tk_err, with the retry counter. */
-static int
-pin_result(uint16_t sw, int *retries)
-{
-	*retries = -1;
-	if (sw == 0x9000)
-		return TK_OK;
-	if ((sw & 0xFFF0) == 0x63C0) {
-		*retries = sw & 0x0F;
-		return *retries == 0 ? TK_ERR_PIN_LOCKED : TK_ERR_PIN_INCORRECT;
-	}
-	if (sw == 0x6983) {
-		*retries = 0;
-		return TK_ERR_PIN_LOCKED;
-	}
-	return tk_err_from_sw(sw);
-}
-
 static int
 send_secret(piv_t *p, uint8_t ins, uint8_t ref, const uint8_t *data, size_t len, uint16_t *sw)
 {
@@ -110,7 +92,7 @@ piv_pin_verify(void *state, int user, const uint8_t *pin, size_t pin_len, int *r
 	}
 	if (r != TK_OK)
 		goto out;
-	r = pin_result(sw, retries);
+	r = tk_err_from_pin_sw(sw, retries);
 	if (r != TK_OK)
 		tk_log_debug("piv: %s: %s (retries %d)",
 		             user == TK_USER_SO ? "PUK check" : "VERIFY", tk_strerror(r), *retries);
@@ -158,7 +140,7 @@ piv_pin_status(void *state, int user, tk_drv_pin_status_t *st)
 
 		if ((r = piv_cmd(p, &a, true, resp, sizeof(resp), &n, &sw)) != TK_OK)
 			goto out;
-		r = pin_result(sw, &retries);
+		r = tk_err_from_pin_sw(sw, &retries);
 		if (r == TK_OK) {
 			st->verified = true;
 		} else if (r == TK_ERR_PIN_INCORRECT || r == TK_ERR_PIN_LOCKED) {
@@ -191,7 +173,7 @@ piv_pin_change(void *state, int user, const uint8_t *old_pin, size_t old_len,
 		goto out;
 	if ((r = send_secret(p, 0x24, user_ref(p, user), buf, sizeof(buf), &sw)) != TK_OK)
 		goto out;
-	r = pin_result(sw, &retries);
+	r = tk_err_from_pin_sw(sw, &retries);
 out:
 	tk_wipe(buf, sizeof(buf));
 	return r;
@@ -212,7 +194,7 @@ piv_pin_unblock(void *state, const uint8_t *puk, size_t puk_len, const uint8_t *
 	/* RESET RETRY COUNTER always names the PIV PIN (80). */
 	if ((r = send_secret(p, 0x2C, PIV_REF_PIN, buf, sizeof(buf), &sw)) != TK_OK)
 		goto out;
-	r = pin_result(sw, &retries);
+	r = tk_err_from_pin_sw(sw, &retries);
 out:
 	tk_wipe(buf, sizeof(buf));
 	return r;

@@ -81,5 +81,10 @@ TK_EXPORT int tk_err_from_scard(long rv);
 /* Convert a status word to a tk_err: 9000 → TK_OK, 63Cx → TK_ERR_PIN_INCORRECT,
  * 6983 → TK_ERR_PIN_LOCKED, and so on through one table. */
 TK_EXPORT int tk_err_from_sw(uint16_t sw);
+/* The status word of a PIN command (VERIFY, CHANGE REFERENCE DATA, RESET
+ * RETRY COUNTER): TK_OK for 9000; 63Cx: TK_ERR_PIN_INCORRECT with
+ * *retries = x (TK_ERR_PIN_LOCKED when x is 0); 6983: TK_ERR_PIN_LOCKED
+ * with *retries = 0; anything else as tk_err_from_sw() with *retries = -1. */
+TK_EXPORT int tk_err_from_pin_sw(uint16_t sw, int *retries);
 
 #endif

@@ -28,7 +28,9 @@ enum tk_obj_class {
 enum tk_key_type {
 	TK_KEY_NONE = 0,
 	TK_KEY_RSA = 1,
-	TK_KEY_EC = 2,
+	TK_KEY_EC = 2,      /* NIST P-256, P-384, P-521 (key_bits says which) */
+	TK_KEY_ED25519 = 3, /* EdDSA over edwards25519 (RFC 8032), key_bits 255 */
+	TK_KEY_X25519 = 4,  /* ECDH over curve25519 (RFC 7748), key_bits 255 */
 };
 
 /* Key usage flags (private keys). */
@@ -43,7 +45,7 @@ typedef struct tk_object {
 	size_t id_len;
 	char label[64];     /* NUL-terminated UTF-8 */
 	int key_type;       /* enum tk_key_type (keys and certificates) */
-	unsigned key_bits;  /* RSA modulus bits or EC field bits */
+	unsigned key_bits;  /* RSA modulus bits, EC field bits, 255 for Ed25519 / X25519 */
 	const uint8_t *der; /* certificate DER (CERT), SubjectPublicKeyInfo DER (keys; may be NULL
 	                       for a private key whose public key is unknown) */
 	size_t der_len;
@@ -166,13 +168,23 @@ TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pi
 TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len,
                                    const uint8_t *new_pin, size_t new_len);
 
-/* Private-key operations on the card.
+/* Private-key operations on the card. Which ones a key offers:
+ * tk_token_key_ops().
  * TK_OP_RSA_RAW: in is a full modulus-length block (already padded),
  *   out gets the raw RSA private operation result (modulus length).
  * TK_OP_ECDSA: in is a hash (truncated/padded by the driver to the field
  *   size), out gets r||s (2 × field bytes).
- * TK_OP_ECDH: in is the peer public point (uncompressed 04||X||Y), out gets
- *   the shared secret X coordinate.
+ * TK_OP_ECDH: in is the peer public point (EC: uncompressed 04||X||Y;
+ *   X25519: the 32-byte u-coordinate), out gets the shared secret (EC: the
+ *   X coordinate; X25519: 32 bytes).
+ * TK_OP_EDDSA: in is the message (PureEdDSA, at most 4096 bytes), out gets
+ *   the 64-byte signature R||S.
+ * TK_OP_RSA_PKCS1_SIGN: in is what PKCS#1 v1.5 signs (a DigestInfo, or any
+ *   data up to the modulus length - 11); the card pads it (block type 1)
+ *   and out gets the signature (modulus length). For cards that do not
+ *   offer the raw operation (OpenPGP).
+ * TK_OP_RSA_PKCS1_DECRYPT: in is the ciphertext (modulus length); the card
+ *   removes the PKCS#1 v1.5 padding and out gets the plaintext.
  * Errors: TK_ERR_SECURITY_STATUS (not logged in, or the card says its login
  * is gone: someone logged out, reset the card or selected another
  * application; an always_authenticate key without its operation's PIN.
@@ -186,7 +198,15 @@ enum tk_key_op {
 	TK_OP_RSA_RAW = 1,
 	TK_OP_ECDSA = 2,
 	TK_OP_ECDH = 3,
+	TK_OP_EDDSA = 4,
+	TK_OP_RSA_PKCS1_SIGN = 5,
+	TK_OP_RSA_PKCS1_DECRYPT = 6,
 };
+#define TK_OP_BIT(op) (1u << (op))
+/* The operations the card performs with a private key: a set of
+ * TK_OP_BIT(TK_OP_*); 0 for anything that is not a current private key of
+ * t. */
+TK_EXPORT unsigned tk_token_key_ops(tk_token_t *t, const tk_object_t *key);
 TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in,
                               size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
 

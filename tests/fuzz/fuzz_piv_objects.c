@@ -17,6 +17,7 @@
 
 #include "../../drivers/piv/piv.h"
 #include "card_priv.h"
+#include "x509.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -167,7 +168,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t ol = 0;
 
 		for (size_t field = 32; field <= 48; field += 16)
-			if (piv_ecdsa_der_to_raw(p, n, field, out, sizeof(out), &ol) == TK_OK &&
+			if (tk_ecdsa_der_to_raw(p, n, field, out, sizeof(out), &ol) == TK_OK &&
 			    ol != 2 * field)
 				abort();
 		break;

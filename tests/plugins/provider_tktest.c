@@ -125,7 +125,7 @@ load_key(const struct tktest *st, uint32_t key_ref)
 }
 
 static int
-tt_key_op(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in, size_t in_len,
+tt_key_op(void *state, const tk_drv_key_t *slot, int op, const uint8_t *in, size_t in_len,
           uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	EVP_PKEY *k = load_key(state, slot->key_ref);
@@ -183,6 +183,8 @@ tt_free(void *state)
 }
 
 static const tk_driver_t tktest_ops = {
+        .api = TK_DRIVER_API,
+        .size = sizeof(tk_driver_t),
         .name = "tktest",
         .pin_verify = tt_pin_verify,
         .pin_status = tt_pin_status,

@@ -12,6 +12,9 @@ cannot stop is a relative path; this check catches those:
     (<tokenkit/...>);
   - core/, ccid/ and drivers/ include only core's headers and their own
     directory's (core never depends on tools/ or pkcs11/);
+  - a driver built as a plugin (drivers/NAME/ with a CMakeLists.txt) includes
+    only its own directory's headers and the public ones: it is built the
+    way an out-of-tree driver is, against the installed headers;
   - pkcs11/ includes only core's and its own headers;
   - the public headers include only public headers.
 
@@ -57,6 +60,9 @@ def check(path):
             elif rel.startswith("tools/tokenkit/"):
                 if "/" in name or not resolves(name, [here]):
                     bad.append(f"{where}: the CLI uses the public API only (<tokenkit/...>)")
+            elif rel.count("/") >= 2 and rel.startswith("drivers/") and os.path.isfile(os.path.join(here, "CMakeLists.txt")):
+                if "/" in name or not resolves(name, [here]):
+                    bad.append(f"{where}: a plugin driver uses the public headers only (<tokenkit/...>)")
             elif rel.startswith(("core/", "ccid/", "drivers/")):
                 if "/" in name or not resolves(name, [here, core]):
                     bad.append(f"{where}: core may include only core's and its own headers")

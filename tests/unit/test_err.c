@@ -78,6 +78,26 @@ test_from_sw(void **state)
 }
 
 static void
+test_from_pin_sw(void **state)
+{
+	int retries = 99;
+
+	(void)state;
+	assert_int_equal(tk_err_from_pin_sw(0x9000, &retries), TK_OK);
+	assert_int_equal(retries, -1);
+	assert_int_equal(tk_err_from_pin_sw(0x63C2, &retries), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(retries, 2);
+	assert_int_equal(tk_err_from_pin_sw(0x63C0, &retries), TK_ERR_PIN_LOCKED);
+	assert_int_equal(retries, 0);
+	assert_int_equal(tk_err_from_pin_sw(0x6983, &retries), TK_ERR_PIN_LOCKED);
+	assert_int_equal(retries, 0);
+	assert_int_equal(tk_err_from_pin_sw(0x6982, &retries), TK_ERR_SECURITY_STATUS);
+	assert_int_equal(retries, -1);
+	assert_int_equal(tk_err_from_pin_sw(0x63D1, &retries), TK_ERR_SW_UNKNOWN);
+	assert_int_equal(retries, -1);
+}
+
+static void
 test_from_scard(void **state)
 {
 	(void)state;
@@ -103,6 +123,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_messages_distinct),
 		cmocka_unit_test(test_from_sw),
+		cmocka_unit_test(test_from_pin_sw),
 		cmocka_unit_test(test_from_scard),
 	};
 	/* clang-format on */

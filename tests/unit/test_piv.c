@@ -19,6 +19,7 @@
 #include <tokenkit/err.h>
 
 #include "../../drivers/piv/piv.h"
+#include "x509.h"
 
 static void
 test_apt(void **state)
@@ -326,20 +327,20 @@ test_ecdsa_der(void **state)
 		assert_int_equal(BN_bn2binpad(r, want, 48), 48);
 		assert_int_equal(BN_bn2binpad(s, want + 48, 48), 48);
 		ECDSA_SIG_free(sig);
-		assert_int_equal(piv_ecdsa_der_to_raw(der, dl, 48, raw, sizeof(raw), &rl), TK_OK);
+		assert_int_equal(tk_ecdsa_der_to_raw(der, dl, 48, raw, sizeof(raw), &rl), TK_OK);
 		assert_int_equal(rl, 96);
 		assert_memory_equal(raw, want, 96);
 	}
-	assert_int_equal(piv_ecdsa_der_to_raw(der, dl, 48, raw, 95, &rl), TK_ERR_BUFFER_TOO_SMALL);
-	assert_int_equal(piv_ecdsa_der_to_raw(der, dl - 1, 48, raw, sizeof(raw), &rl) == TK_OK,
+	assert_int_equal(tk_ecdsa_der_to_raw(der, dl, 48, raw, 95, &rl), TK_ERR_BUFFER_TOO_SMALL);
+	assert_int_equal(tk_ecdsa_der_to_raw(der, dl - 1, 48, raw, sizeof(raw), &rl) == TK_OK,
 	                 false);
-	assert_int_equal(piv_ecdsa_der_to_raw(der, dl, 32, raw, sizeof(raw), &rl) == TK_OK, false);
+	assert_int_equal(tk_ecdsa_der_to_raw(der, dl, 32, raw, sizeof(raw), &rl) == TK_OK, false);
 	/* negative integer */
-	assert_int_equal(piv_ecdsa_der_to_raw((const uint8_t *)"\x30\x06\x02\x01\x80\x02\x01\x01",
-	                                      8, 32, raw, sizeof(raw), &rl),
+	assert_int_equal(tk_ecdsa_der_to_raw((const uint8_t *)"\x30\x06\x02\x01\x80\x02\x01\x01", 8,
+	                                     32, raw, sizeof(raw), &rl),
 	                 TK_ERR_MALFORMED);
-	assert_int_equal(piv_ecdsa_der_to_raw((const uint8_t *)"\x30\x06\x02\x01\x05\x02\x01\x01",
-	                                      8, 32, raw, sizeof(raw), &rl),
+	assert_int_equal(tk_ecdsa_der_to_raw((const uint8_t *)"\x30\x06\x02\x01\x05\x02\x01\x01", 8,
+	                                     32, raw, sizeof(raw), &rl),
 	                 TK_OK);
 	assert_int_equal(raw[31], 5);
 	assert_int_equal(raw[63], 1);

@@ -31,6 +31,7 @@
 #include <tokenkit/err.h>
 #include <tokenkit/token.h>
 
+#include "card_apdu.h"
 #include "card_priv.h"
 #include "vcard.h"
 
@@ -103,20 +104,7 @@ static __attribute__((unused)) uint16_t
 fx_apdu(struct fx *f, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
         size_t lc, uint8_t *resp, size_t cap, size_t *rlen)
 {
-	tk_apdu_t a = {cla, ins, p1, p2, data, lc, resp != NULL ? 65536 : 0};
-	uint8_t dummy[4];
-	size_t n = 0;
-	uint16_t sw = 0;
-
-	if (resp == NULL) {
-		resp = dummy;
-		cap = sizeof(dummy);
-	}
-	if (tk_card_apdu(f->card, &a, resp, cap, &n, &sw) != TK_OK)
-		return 0;
-	if (rlen != NULL)
-		*rlen = n;
-	return sw;
+	return tk_test_apdu(f->card, cla, ins, p1, p2, data, lc, resp, cap, rlen);
 }
 
 static __attribute__((unused)) int

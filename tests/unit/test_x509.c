@@ -174,6 +174,23 @@ assert_like_openssl(const struct made *m, int want_type)
 	}
 	assert_int_equal(tk_spki_parse(x.spki, x.spki_len, &s), TK_OK);
 	assert_int_equal(s.key_type, want_type);
+	if (want_type == TK_KEY_ED25519 || want_type == TK_KEY_X25519) {
+		/* RFC 8410: the OID alone, and the 32-byte key as it is */
+		static const uint8_t ed[] = {0x06, 0x03, 0x2B, 0x65, 0x70};
+		static const uint8_t xo[] = {0x06, 0x03, 0x2B, 0x65, 0x6E};
+		uint8_t pub[32];
+		size_t pl = sizeof(pub);
+
+		assert_int_equal(s.bits, 255);
+		assert_int_equal(s.curve_len, 5);
+		assert_memory_equal(s.curve, want_type == TK_KEY_ED25519 ? ed : xo, 5);
+		assert_int_equal(EVP_PKEY_get_raw_public_key(m->key, pub, &pl), 1);
+		assert_int_equal(s.point_len, 32);
+		assert_memory_equal(s.point, pub, 32);
+		assert_null(s.n);
+		X509_free(c);
+		return;
+	}
 	assert_int_equal(s.bits, (unsigned)EVP_PKEY_get_bits(m->key));
 	if (want_type == TK_KEY_RSA) {
 		assert_bn(m->key, OSSL_PKEY_PARAM_RSA_N, s.n, s.n_len);
@@ -253,17 +270,25 @@ test_like_openssl(void **state)
 	        {ec_key("P-521", false), TK_KEY_EC, "1234", 1, false},
 	        {ec_key("P-256", true), TK_KEY_EC, "42", 1, true},
 	        {ec_key("P-384", true), TK_KEY_EC, "43", 1, false},
-	        /* keys no card here holds: the certificate reads, its key does not */
-	        {EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), TK_KEY_NONE, "44", 1, true},
+	        /* OpenPGP cards hold Ed25519 and X25519 keys */
+	        {EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), TK_KEY_ED25519, "44", 1, true},
+	        {EVP_PKEY_Q_keygen(NULL, NULL, "X25519"), TK_KEY_X25519, "46", 1, false},
+	        /* a key no card here holds: the certificate reads, its key does not */
 	        {ec_key("secp256k1", false), TK_KEY_NONE, "45", 1, false},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		EVP_PKEY *signer;
 		struct made m;
 
 		assert_non_null(cases[i].key);
-		m = make(cases[i].key, NULL, cases[i].serial, cases[i].years, cases[i].exts);
+		/* an X25519 key cannot sign its own certificate: an Ed25519 key does */
+		signer = EVP_PKEY_get_base_id(cases[i].key) == EVP_PKEY_X25519
+		                 ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
+		                 : NULL;
+		m = make(cases[i].key, signer, cases[i].serial, cases[i].years, cases[i].exts);
+		EVP_PKEY_free(signer);
 		assert_like_openssl(&m, cases[i].type);
 		made_free(&m);
 	}

@@ -31,7 +31,18 @@ class_name(int cls)
 static const char *
 key_name(int kt)
 {
-	return kt == TK_KEY_RSA ? "RSA" : kt == TK_KEY_EC ? "EC" : "-";
+	switch (kt) {
+	case TK_KEY_RSA:
+		return "RSA";
+	case TK_KEY_EC:
+		return "EC";
+	case TK_KEY_ED25519:
+		return "Ed25519";
+	case TK_KEY_X25519:
+		return "X25519";
+	default:
+		return "-";
+	}
 }
 
 /* Subject of a certificate, RFC 2253 form; "" when it does not parse. */
@@ -203,7 +214,7 @@ print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 			}
 			printf("}");
 		} else {
-			printf("    %-11s id %-4s %-3s %4u  %-36s%s%s%s\n", class_name(o->cls), hex,
+			printf("    %-11s id %-4s %-7s %4u  %-36s%s%s%s\n", class_name(o->cls), hex,
 			       key_name(o->key_type), o->key_bits, tool_text(o->label),
 			       o->cls == TK_OBJ_PRIVKEY ? use : "",
 			       o->always_authenticate ? " always-auth" : "",

@@ -22,6 +22,7 @@
 #include <tokenkit/mem.h>
 
 #include "fsutil.h"
+#include "pgp_int.h"
 #include "vcard_int.h"
 
 /* PIV AID (SP 800-73-4 part 1, 2.2): RID A0 00 00 03 08, PIX 00 00 10 00 01 00. */
@@ -30,7 +31,8 @@ static const uint8_t piv_aid[] = {0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10
 /* Another application on the same card (OpenPGP's RID and application
  * number, any version after it): selecting it deselects PIV, whose PIN
  * state goes with it, as on a multi-application card such as a YubiKey.
- * The other application itself answers nothing but its SELECT. */
+ * Without the OpenPGP applet (--applet), it answers nothing but its
+ * SELECT. */
 static const uint8_t other_aid[] = {0xD2, 0x76, 0x00, 0x01, 0x24, 0x01};
 
 static const uint8_t card_version[3] = {5, 4, 3};
@@ -100,13 +102,15 @@ vc_clear_session(tk_vcard_t *c)
 	c->mgm_nonce_len = 0;
 	chain_drop(c);
 	pend_drop(c);
+	if (c->pgp != NULL)
+		vc_pgp_clear_session(c->pgp);
 }
 
 static void
 power_cycle(tk_vcard_t *c)
 {
 	vc_clear_session(c);
-	c->selected = false;
+	c->app = VC_APP_NONE;
 }
 
 void
@@ -165,20 +169,29 @@ static const uint8_t atr_body[] = {
                                                                */
         0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, 0x59, 0x75, 0x62, 0x69, 0x4B, 0x65, 0x79,
 };
+/* A card with the OpenPGP applet alone: the historical bytes OpenPGP
+ * cards carry (category 00, card service data 31 C5, capabilities 73 C0 01
+ * C0: command chaining and extended Lc/Le, status 05 90 00). */
+static const uint8_t atr_openpgp[] = {
+        0x3B, 0xFA, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15, 0x00,
+        0x31, 0xC5, 0x73, 0xC0, 0x01, 0xC0, 0x05, 0x90, 0x00,
+};
 
 size_t
 tk_vcard_atr(const tk_vcard_t *c, uint8_t *atr, size_t cap)
 {
+	bool pgp_only = c != NULL && c->applets == TK_VCARD_APPLET_OPENPGP;
+	const uint8_t *body = pgp_only ? atr_openpgp : atr_body;
+	size_t n = pgp_only ? sizeof(atr_openpgp) : sizeof(atr_body);
 	uint8_t tck = 0;
 
-	(void)c;
-	if (atr == NULL || cap < sizeof(atr_body) + 1)
+	if (atr == NULL || cap < n + 1)
 		return 0;
-	memcpy(atr, atr_body, sizeof(atr_body));
-	for (size_t i = 1; i < sizeof(atr_body); i++)
-		tck ^= atr_body[i];
-	atr[sizeof(atr_body)] = tck;
-	return sizeof(atr_body) + 1;
+	memcpy(atr, body, n);
+	for (size_t i = 1; i < n; i++)
+		tck ^= body[i];
+	atr[n] = tck;
+	return n + 1;
 }
 
 static void
@@ -187,6 +200,7 @@ card_free_contents(tk_vcard_t *c)
 	vc_obj_clear(c);
 	for (int i = 0; i < VC_NSLOTS; i++)
 		vc_key_clear(&c->keys[i]);
+	vc_pgp_free(&c->pgp);
 	tk_wipe(c->pin, sizeof(c->pin));
 	tk_wipe(c->puk, sizeof(c->puk));
 	tk_wipe(c->mgm_key, sizeof(c->mgm_key));
@@ -256,6 +270,7 @@ card_alloc(tk_vcard_t **out)
 		return TK_ERR_NO_MEMORY;
 	}
 	c->lock_fd = -1;
+	c->applets = TK_VCARD_APPLET_PIV;
 	*out = c;
 	return TK_OK;
 }
@@ -280,6 +295,8 @@ card_create(tk_vcard_t *c)
 	c->serial = 10000000u + ((uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 |
 	                         r[3]) % 90000000u;
 	if ((rv = card_factory(c)) != TK_OK)
+		return rv;
+	if ((c->applets & TK_VCARD_APPLET_OPENPGP) != 0 && (rv = vc_pgp_new(&c->pgp)) != TK_OK)
 		return rv;
 	return vc_attest_create(c);
 }
@@ -316,7 +333,30 @@ tk_vcard_save_mem(const tk_vcard_t *c, uint8_t **out, size_t *out_len)
 }
 
 int
+tk_vcard_applets_parse(const char *s, unsigned *out)
+{
+	*out = 0;
+	if (s == NULL)
+		return TK_ERR_INVALID_ARG;
+	if (strcmp(s, "piv") == 0)
+		*out = TK_VCARD_APPLET_PIV;
+	else if (strcmp(s, "openpgp") == 0)
+		*out = TK_VCARD_APPLET_OPENPGP;
+	else if (strcmp(s, "both") == 0)
+		*out = TK_VCARD_APPLET_PIV | TK_VCARD_APPLET_OPENPGP;
+	else
+		return TK_ERR_INVALID_ARG;
+	return TK_OK;
+}
+
+int
 tk_vcard_open(const char *state_path, tk_vcard_t **out)
+{
+	return tk_vcard_open_applets(state_path, 0, out);
+}
+
+int
+tk_vcard_open_applets(const char *state_path, unsigned applets, tk_vcard_t **out)
 {
 	tk_vcard_t *c = NULL;
 	uint8_t *file = NULL;
@@ -327,8 +367,12 @@ tk_vcard_open(const char *state_path, tk_vcard_t **out)
 	if (out == NULL)
 		return TK_ERR_INVALID_ARG;
 	*out = NULL;
+	if ((applets & ~(TK_VCARD_APPLET_PIV | TK_VCARD_APPLET_OPENPGP)) != 0)
+		return TK_ERR_INVALID_ARG;
 	if ((r = card_alloc(&c)) != TK_OK)
 		return r;
+	if (applets != 0)
+		c->applets = applets;
 	if (state_path == NULL) {
 		if ((r = card_create(c)) != TK_OK)
 			goto fail;
@@ -359,6 +403,10 @@ tk_vcard_open(const char *state_path, tk_vcard_t **out)
 		goto fail;
 	} else if ((r = vc_state_decode(c, file, file_len)) != TK_OK) {
 		tk_log_error("vcard: %s: %s", state_path, tk_strerror(r));
+		goto fail;
+	} else if (applets != 0 && applets != c->applets) {
+		tk_log_error("vcard: %s holds other applets than asked for", state_path);
+		r = TK_ERR_CONFLICT;
 		goto fail;
 	}
 done:
@@ -411,6 +459,11 @@ tk_vcard_test_clone(const tk_vcard_t *src, tk_vcard_t **out)
 		}
 		c->keys[i] = src->keys[i];
 	}
+	c->applets = src->applets;
+	if (src->pgp != NULL && (r = vc_pgp_clone(src->pgp, &c->pgp)) != TK_OK) {
+		tk_vcard_free(&c);
+		return r;
+	}
 	c->latency_profile = src->latency_profile;
 	c->no_ext_sw = src->no_ext_sw;
 	c->fuzz_fast = src->fuzz_fast;
@@ -424,6 +477,15 @@ tk_vcard_test_set_auth(tk_vcard_t *c, bool pin, bool mgm)
 	c->pin_ok = pin;
 	c->pin_fresh = pin;
 	c->mgm_ok = mgm;
+}
+
+void
+tk_vcard_test_set_pgp_auth(tk_vcard_t *c, bool pw1, bool pw3)
+{
+	if (c->pgp == NULL)
+		return;
+	c->pgp->pw1_81 = c->pgp->pw1_82 = pw1;
+	c->pgp->pw3_ok = pw3;
 }
 
 void
@@ -443,18 +505,27 @@ do_select(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 
 	if (a->p1 != 0x04)
 		return SW_WRONG_P1P2;
+	if ((c->applets & TK_VCARD_APPLET_OPENPGP) != 0 && vc_pgp_aid_match(a->data, a->lc)) {
+		if (c->app != VC_APP_PGP)
+			vc_clear_session(c);
+		c->app = VC_APP_PGP;
+		return vc_pgp_select(c, a, out);
+	}
+	/* the OpenPGP applet's AID on a card without that applet: answered,
+	 * and PIV is no longer selected */
 	if (a->lc >= sizeof(other_aid) && a->lc <= 16 &&
 	    memcmp(a->data, other_aid, sizeof(other_aid)) == 0) {
 		vc_clear_session(c);
-		c->selected = false;
+		c->app = VC_APP_NONE;
 		return SW_OK;
 	}
 	/* the full AID, the AID without version, or the RID alone */
-	if (a->lc < PIV_RID_LEN || a->lc > sizeof(piv_aid) || memcmp(a->data, piv_aid, a->lc) != 0)
+	if ((c->applets & TK_VCARD_APPLET_PIV) == 0 || a->lc < PIV_RID_LEN ||
+	    a->lc > sizeof(piv_aid) || memcmp(a->data, piv_aid, a->lc) != 0)
 		return SW_NOT_FOUND;
-	if (!c->selected)
+	if (c->app != VC_APP_PIV)
 		vc_clear_session(c);
-	c->selected = true;
+	c->app = VC_APP_PIV;
 	if (a->p2 == 0x0C) /* no response data requested */
 		return SW_OK;
 
@@ -660,12 +731,15 @@ process(tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 		}
 	}
 
-	if (a.ins == 0xA4) {
+	if (a.ins == 0xA4)
 		fn = do_select;
-	} else if ((fn = handler_for(a.ins)) == NULL) {
-		chain_drop(c);
-		return put_sw(resp, 0, SW_INS_NOT_SUPPORTED);
-	} else if (!c->selected) {
+	else if (c->app == VC_APP_PGP)
+		fn = vc_pgp_handler(a.ins);
+	else if (c->app == VC_APP_PIV)
+		fn = handler_for(a.ins);
+	else
+		fn = NULL;
+	if (fn == NULL) {
 		chain_drop(c);
 		return put_sw(resp, 0, SW_INS_NOT_SUPPORTED);
 	}

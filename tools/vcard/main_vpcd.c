@@ -553,9 +553,12 @@ usage(FILE *f)
 	fprintf(f,
 	        "usage: tokenkit-vcard [--state FILE] --vpcd [HOST:]PORT [--latency "
 	        "none|yubikey5]\n"
-	        "                      [--control PATH] [--fault SPEC] [--option OPT]...\n"
+	        "                      [--applet piv|openpgp|both] [--control PATH] [--fault "
+	        "SPEC]\n"
+	        "                      [--option OPT]...\n"
 	        "       tokenkit-vcard --control PATH --send 'SPEC|status'\n"
-	        "Serves the virtual PIV card to pcscd through vpcd (default 127.0.0.1:%d).\n"
+	        "Serves the virtual card to pcscd through vpcd (default 127.0.0.1:%d).\n"
+	        "--applet chooses the applets of a new card (default piv).\n"
 	        "Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
 	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=trace shows APDUs.\n"
 	        "Card options: no-extended=6700|6A82 (the ATR announces extended length, the\n"
@@ -591,6 +594,7 @@ main(int argc, char **argv)
 	        {"fault", required_argument, NULL, 'f'},
 	        {"send", required_argument, NULL, 'S'},
 	        {"option", required_argument, NULL, 'o'},
+	        {"applet", required_argument, NULL, 'a'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -601,13 +605,14 @@ main(int argc, char **argv)
 	struct server s;
 	struct sigaction sa;
 	sigset_t block, orig;
+	unsigned applets = 0;
 	int c, r, rc = 1;
 
 	memset(&s, 0, sizeof(s));
 	s.fd = -1;
 	s.lfd = -1;
 	s.backoff_ms = BACKOFF_MIN_MS;
-	while ((c = getopt_long(argc, argv, "s:v:l:c:f:S:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:l:c:f:S:o:a:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			state = optarg;
@@ -633,6 +638,12 @@ main(int argc, char **argv)
 				return 2;
 			}
 			options[noptions++] = optarg;
+			break;
+		case 'a':
+			if (tk_vcard_applets_parse(optarg, &applets) != TK_OK) {
+				fprintf(stderr, "tokenkit-vcard: bad --applet '%s'\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -677,7 +688,7 @@ main(int argc, char **argv)
 	if (s.rx == NULL || s.held == NULL || s.resp == NULL)
 		goto out;
 	tk_vpcd_dec_init(&s.dec, s.rx, FRAME_MAX);
-	r = tk_vcard_open(state, &s.card);
+	r = tk_vcard_open_applets(state, applets, &s.card);
 	if (r != TK_OK) {
 		tk_log_error("card state %s: %s", state ? state : "(memory)", tk_strerror(r));
 		goto out;

@@ -257,136 +257,6 @@ vc_generate(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 
 /* ---- IMPORT ------------------------------------------------------------- */
 
-static EVP_PKEY *
-fromdata(const char *type, OSSL_PARAM_BLD *bld, int selection)
-{
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
-
-	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, selection, params) != 1)
-		pkey = NULL;
-	EVP_PKEY_CTX_free(ctx);
-	/* private values pushed from secure BIGNUMs live in the secure heap */
-	OSSL_PARAM_free(params);
-	return pkey;
-}
-
-/* RSA from the five CRT elements; e is 65537 as on the token. */
-static EVP_PKEY *
-import_rsa(uint8_t alg, const tk_buf_t el[5])
-{
-	size_t half = vc_alg_bits(alg) / 16;
-	BN_CTX *bctx = NULL;
-	BIGNUM *bn[5] = {NULL}, *n = NULL, *e = NULL, *d = NULL, *p1 = NULL, *q1 = NULL,
-	       *lcm = NULL, *g = NULL, *chk = NULL;
-	OSSL_PARAM_BLD *bld = NULL;
-	EVP_PKEY *pkey = NULL;
-	static const char *names[5] = {OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_FACTOR2,
-	                               OSSL_PKEY_PARAM_RSA_EXPONENT1, OSSL_PKEY_PARAM_RSA_EXPONENT2,
-	                               OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
-
-	for (int i = 0; i < 5; i++) {
-		if (el[i].len == 0 || el[i].len > half)
-			goto out;
-		if ((bn[i] = BN_bin2bn(el[i].data, (int)el[i].len, NULL)) == NULL)
-			goto out;
-		BN_set_flags(bn[i], BN_FLG_CONSTTIME);
-	}
-	if ((bctx = BN_CTX_new()) == NULL || (n = BN_new()) == NULL || (e = BN_new()) == NULL ||
-	    (d = BN_secure_new()) == NULL || (p1 = BN_new()) == NULL || (q1 = BN_new()) == NULL ||
-	    (lcm = BN_new()) == NULL || (g = BN_new()) == NULL || (chk = BN_secure_new()) == NULL)
-		goto out;
-	if (BN_is_zero(bn[0]) || BN_is_zero(bn[1]) || BN_is_one(bn[0]) || BN_is_one(bn[1]) ||
-	    BN_cmp(bn[0], bn[1]) == 0)
-		goto out;
-	if (BN_mul(n, bn[0], bn[1], bctx) != 1 || BN_num_bits(n) != (int)vc_alg_bits(alg) ||
-	    BN_set_word(e, 65537) != 1 || BN_sub(p1, bn[0], BN_value_one()) != 1 ||
-	    BN_sub(q1, bn[1], BN_value_one()) != 1 || BN_gcd(g, p1, q1, bctx) != 1 ||
-	    BN_mul(lcm, p1, q1, bctx) != 1 || BN_div(lcm, NULL, lcm, g, bctx) != 1 ||
-	    BN_mod_inverse(d, e, lcm, bctx) == NULL)
-		goto out;
-	/* the CRT values must belong to this p and q */
-	if (BN_mod(chk, d, p1, bctx) != 1 || BN_cmp(chk, bn[2]) != 0 ||
-	    BN_mod(chk, d, q1, bctx) != 1 || BN_cmp(chk, bn[3]) != 0 ||
-	    BN_mod_inverse(chk, bn[1], bn[0], bctx) == NULL || BN_cmp(chk, bn[4]) != 0)
-		goto out;
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_D, d) != 1)
-		goto out;
-	for (int i = 0; i < 5; i++)
-		if (OSSL_PARAM_BLD_push_BN(bld, names[i], bn[i]) != 1)
-			goto out;
-	pkey = fromdata("RSA", bld, EVP_PKEY_KEYPAIR);
-out:
-	OSSL_PARAM_BLD_free(bld);
-	for (int i = 0; i < 5; i++)
-		BN_clear_free(bn[i]);
-	BN_free(n);
-	BN_free(e);
-	BN_clear_free(d);
-	BN_clear_free(p1);
-	BN_clear_free(q1);
-	BN_clear_free(lcm);
-	BN_clear_free(g);
-	BN_clear_free(chk);
-	BN_CTX_free(bctx);
-	return pkey;
-}
-
-static EC_GROUP *
-ec_group_new(uint8_t alg)
-{
-	return EC_GROUP_new_by_curve_name(alg == ALG_ECCP256 ? NID_X9_62_prime256v1
-	                                                     : NID_secp384r1);
-}
-
-static EVP_PKEY *
-import_ec(uint8_t alg, const tk_buf_t *sv)
-{
-	size_t fb = vc_alg_bits(alg) / 8;
-	EC_GROUP *grp = NULL;
-	EC_POINT *pt = NULL;
-	BIGNUM *s = NULL;
-	BN_CTX *bctx = NULL;
-	OSSL_PARAM_BLD *bld = NULL;
-	EVP_PKEY *pkey = NULL;
-	uint8_t pub[97];
-	size_t plen;
-
-	if (sv->len != fb)
-		return NULL;
-	if ((grp = ec_group_new(alg)) == NULL || (bctx = BN_CTX_new()) == NULL ||
-	    (s = BN_bin2bn(sv->data, (int)sv->len, BN_secure_new())) == NULL ||
-	    (pt = EC_POINT_new(grp)) == NULL)
-		goto out;
-	if (BN_is_zero(s) || BN_cmp(s, EC_GROUP_get0_order(grp)) >= 0)
-		goto out;
-	if (EC_POINT_mul(grp, pt, s, NULL, NULL, bctx) != 1 ||
-	    (plen = EC_POINT_point2oct(grp, pt, POINT_CONVERSION_UNCOMPRESSED, pub, sizeof(pub),
-	                               bctx)) == 0)
-		goto out;
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, ec_group(alg), 0) !=
-	            1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, s) != 1 ||
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, plen) != 1)
-		goto out;
-	pkey = fromdata("EC", bld, EVP_PKEY_KEYPAIR);
-out:
-	OSSL_PARAM_BLD_free(bld);
-	BN_clear_free(s);
-	EC_POINT_free(pt);
-	EC_GROUP_free(grp);
-	BN_CTX_free(bctx);
-	return pkey;
-}
-
 /* IMPORT ASYMMETRIC KEY (Yubico): 00 FE <alg> <slot>, data 01 p, 02 q,
  * 03 dP, 04 dQ, 05 qInv (RSA) or 06 private scalar (EC), then AA / AB. */
 uint16_t
@@ -429,14 +299,14 @@ vc_import(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 				return SW_WRONG_DATA;
 		if (have[5])
 			return SW_WRONG_DATA;
-		nk.pkey = import_rsa(alg, el);
+		nk.pkey = vc_rsa_import(vc_alg_bits(alg), NULL, &el[0], &el[1], &el[2]);
 	} else {
 		for (int i = 0; i < 5; i++)
 			if (have[i])
 				return SW_WRONG_DATA;
 		if (!have[5])
 			return SW_WRONG_DATA;
-		nk.pkey = import_ec(alg, &el[5]);
+		nk.pkey = vc_ec_import(ec_group(alg), &el[5]);
 	}
 	if (nk.pkey == NULL)
 		return SW_WRONG_DATA;
@@ -447,75 +317,23 @@ vc_import(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 /* ---- key operations ----------------------------------------------------- */
 
 static int
-op_ecdsa(EVP_PKEY *pkey, uint8_t alg, const tk_buf_t *in, uint8_t *sig, size_t *sig_len)
-{
-	size_t fb = vc_alg_bits(alg) / 8, n = in->len > fb ? fb : in->len;
-	EVP_PKEY_CTX *ctx;
-	int r = TK_ERR_CRYPTO;
-
-	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL)
-		return TK_ERR_NO_MEMORY;
-	if (EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_sign(ctx, sig, sig_len, in->data, n) == 1)
-		r = TK_OK;
-	EVP_PKEY_CTX_free(ctx);
-	return r;
-}
-
-static int
 op_rsa_raw(EVP_PKEY *pkey, uint8_t alg, const tk_buf_t *in, uint8_t *res, size_t *res_len)
 {
 	size_t k = vc_alg_bits(alg) / 8, outl = *res_len;
-	EVP_PKEY_CTX *ctx;
-	int r = TK_ERR_CRYPTO;
+	int r;
 
 	if (in->len != k)
 		return TK_ERR_INVALID_ARG;
-	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL)
-		return TK_ERR_NO_MEMORY;
-	if (EVP_PKEY_decrypt_init(ctx) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) != 1 ||
-	    EVP_PKEY_decrypt(ctx, res, &outl, in->data, in->len) != 1 || outl > k)
-		goto out;
+	if ((r = vc_rsa_decrypt(pkey, RSA_NO_PADDING, in->data, in->len, res, &outl)) != TK_OK)
+		return r;
+	if (outl > k)
+		return TK_ERR_CRYPTO;
 	if (outl < k) { /* keep the modulus length */
 		memmove(res + (k - outl), res, outl);
 		memset(res, 0, k - outl);
 	}
 	*res_len = k;
-	r = TK_OK;
-out:
-	EVP_PKEY_CTX_free(ctx);
-	return r;
-}
-
-static int
-op_ecdh(EVP_PKEY *pkey, uint8_t alg, const tk_buf_t *point, uint8_t *res, size_t *res_len)
-{
-	size_t fb = vc_alg_bits(alg) / 8;
-	OSSL_PARAM_BLD *bld = NULL;
-	EVP_PKEY *peer = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	int r = TK_ERR_INVALID_ARG;
-
-	if (point->len != 1 + 2 * fb || point->data[0] != 0x04)
-		return TK_ERR_INVALID_ARG;
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, ec_group(alg), 0) !=
-	            1 ||
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point->data,
-	                                     point->len) != 1)
-		goto out;
-	if ((peer = fromdata("EC", bld, EVP_PKEY_PUBLIC_KEY)) == NULL)
-		goto out;
-	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL ||
-	    EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer_ex(ctx, peer, 1) != 1 ||
-	    EVP_PKEY_derive(ctx, res, res_len) != 1)
-		goto out;
-	r = TK_OK;
-out:
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(peer);
-	OSSL_PARAM_BLD_free(bld);
-	return r;
+	return TK_OK;
 }
 
 /* GENERAL AUTHENTICATE: 9B goes to the management key; a key slot signs
@@ -576,9 +394,12 @@ vc_key_auth(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 	}
 
 	if (h85)
-		r = op_ecdh(k->pkey, k->alg, &e85, res, &res_len);
+		r = e85.len == 1 + 2 * (vc_alg_bits(k->alg) / 8)
+		            ? vc_ecdh(k->pkey, e85.data, e85.len, res, &res_len)
+		            : TK_ERR_INVALID_ARG;
 	else if (vc_alg_is_ec(k->alg))
-		r = op_ecdsa(k->pkey, k->alg, &e81, res, &res_len);
+		r = vc_ecdsa_sign(k->pkey, vc_alg_bits(k->alg) / 8, e81.data, e81.len, res,
+		                  &res_len);
 	else
 		r = op_rsa_raw(k->pkey, k->alg, &e81, res, &res_len);
 	if (r != TK_OK) {

@@ -9,9 +9,13 @@
  *     04 SERIAL   u32
  *     05 OBJECT   tag u32, contents (1 .. 16384 bytes)
  *     06 KEY      slot algorithm pin-policy touch-policy origin, private key DER
+ *     07 APPLETS  u8 TK_VCARD_APPLET_* (absent: PIV alone)
+ *     20..3A      the OpenPGP applet's records (pgp_state.c), only with it
  *     FF END      empty; the last record (a cut-off file is noticed)
- * PIN, PUK, MGMT and SERIAL appear exactly once; objects and keys at most
- * once per tag / slot. Anything else is TK_ERR_MALFORMED.
+ * PIN, PUK, MGMT and SERIAL appear exactly once (the PIV applet's state is
+ * kept even when the card has none, so every file has one shape); objects
+ * and keys at most once per tag / slot. Anything else is
+ * TK_ERR_MALFORMED.
  *
  * Writes are atomic (tk_fs_write_atomic: a temporary file with an
  * unpredictable name in the same directory, fsync, rename over the old
@@ -28,6 +32,7 @@
 #include <tokenkit/mem.h>
 
 #include "fsutil.h"
+#include "pgp_int.h"
 #include "vcard_int.h"
 
 #define MAGIC "TKVCARD1"
@@ -40,6 +45,7 @@ enum {
 	R_SERIAL = 4,
 	R_OBJECT = 5,
 	R_KEY = 6,
+	R_APPLETS = 7,
 	R_END = 0xFF,
 };
 
@@ -99,6 +105,12 @@ encode(const tk_vcard_t *c, tk_wbuf_t *w)
 		if (i2d_PrivateKey(k->pkey, &p) != n)
 			r = TK_ERR_CRYPTO;
 	}
+	if (c->applets != TK_VCARD_APPLET_PIV) {
+		rec_hdr(w, R_APPLETS, 1);
+		tk_wbuf_put_u8(w, (uint8_t)c->applets);
+	}
+	if (r == TK_OK && c->pgp != NULL)
+		r = vc_pgp_state_encode(c->pgp, w);
 	rec_hdr(w, R_END, 0);
 	if (r == TK_OK)
 		r = tk_wbuf_error(w);
@@ -119,6 +131,8 @@ vc_state_encode(const tk_vcard_t *c, uint8_t **out, size_t *out_len)
 	cap = MAGIC_LEN + 128 + (size_t)VC_NSLOTS * (10 + 2600);
 	for (size_t i = 0; i < c->nobjs; i++)
 		cap += 9 + c->objs[i].len;
+	if (c->pgp != NULL)
+		cap += vc_pgp_state_size(c->pgp);
 	if ((buf = malloc(cap)) == NULL)
 		return TK_ERR_NO_MEMORY;
 	tk_wbuf_init(&w, buf, cap);
@@ -184,7 +198,8 @@ vc_state_decode(tk_vcard_t *c, const uint8_t *data, size_t len)
 	tk_buf_t b, v;
 	uint8_t magic[MAGIC_LEN], type, mgm[34];
 	uint32_t rlen, tag;
-	unsigned seen = 0;
+	unsigned seen = 0, pgp_seen = 0;
+	uint8_t applets;
 	bool end = false;
 	int r = TK_ERR_MALFORMED;
 
@@ -240,16 +255,36 @@ vc_state_decode(tk_vcard_t *c, const uint8_t *data, size_t len)
 			if ((r = dec_key(c, &v)) != TK_OK)
 				goto fail;
 			break;
+		case R_APPLETS:
+			if ((seen & (1u << R_APPLETS)) != 0 || rlen != 1 ||
+			    tk_buf_get_u8(&v, &applets) != TK_OK || applets == 0 ||
+			    (applets & ~(TK_VCARD_APPLET_PIV | TK_VCARD_APPLET_OPENPGP)) != 0)
+				goto fail;
+			seen |= 1u << R_APPLETS;
+			c->applets = applets;
+			break;
 		case R_END:
 			if (rlen != 0)
 				goto fail;
 			end = true;
 			break;
 		default:
-			goto fail;
+			if (!vc_pgp_state_type(type))
+				goto fail;
+			if (c->pgp == NULL && vc_pgp_new(&c->pgp) != TK_OK)
+				goto fail;
+			if (vc_pgp_state_record(c->pgp, type, &v, &pgp_seen) != TK_OK)
+				goto fail;
+			break;
 		}
 	}
+	seen &= ~(1u << R_APPLETS);
 	if (!end || seen != ((1u << R_PIN) | (1u << R_PUK) | (1u << R_MGMT) | (1u << R_SERIAL)))
+		goto fail;
+	/* the OpenPGP records exactly when the card has the applet */
+	if ((c->applets & TK_VCARD_APPLET_OPENPGP) != 0
+	            ? c->pgp == NULL || vc_pgp_state_check(c->pgp, pgp_seen) != TK_OK
+	            : c->pgp != NULL)
 		goto fail;
 	return TK_OK;
 fail:

@@ -1,4 +1,5 @@
-/* tokenkit virtual PIV card: card logic as a library.
+/* tokenkit virtual card: card logic as a library. It carries a PIV applet,
+ * an OpenPGP applet (OpenPGP card 3.4), or both.
  *
  * The card is a pure function of its state and the command APDU: no
  * sockets, no threads. tokenkit-vcard serves it to a real pcscd through vpcd;
@@ -22,6 +23,16 @@ typedef struct tk_vcard tk_vcard_t;
  * program at a time (it holds <state_path>.lock): TK_ERR_BUSY when another
  * one has it. Returns 0 or a negative tk_err. */
 int tk_vcard_open(const char *state_path, tk_vcard_t **out);
+
+#define TK_VCARD_APPLET_PIV 0x1u
+#define TK_VCARD_APPLET_OPENPGP 0x2u
+/* tk_vcard_open with the applets a new card gets (0: PIV). A new OpenPGP
+ * applet has PW1 123456, PW3 12345678, no resetting code, RSA-2048
+ * attributes for its three keys and no keys. An existing state file keeps
+ * the applets it has: TK_ERR_CONFLICT when applets (not 0) differs. */
+int tk_vcard_open_applets(const char *state_path, unsigned applets, tk_vcard_t **out);
+/* "piv", "openpgp", "both" → TK_VCARD_APPLET_*. Errors: TK_ERR_INVALID_ARG. */
+int tk_vcard_applets_parse(const char *s, unsigned *out);
 void tk_vcard_free(tk_vcard_t **cp);
 
 /* Build an in-memory card from the bytes of a state file (fuzzers, tests).

@@ -1,6 +1,9 @@
-/* tokenkit virtual PIV card: private state shared by the card's files.
+/* tokenkit virtual card (PIV and OpenPGP applets): private state shared by
+ * the card's files.
  *
  * card.c      dispatch, command and response chaining, SELECT, vendor
+ * pgp_*.c     the OpenPGP applet (pgp_int.h)
+ * crypto.c    key operations both applets use
  * piv_data.c  data objects (GET DATA, PUT DATA, defaults)
  * piv_auth.c  PIN, PUK, management key
  * piv_keys.c  key slots: generate, import, key operations, metadata
@@ -12,6 +15,7 @@
 #define TK_VCARD_INT_H
 
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 
 #include <tokenkit/apdu.h>
 #include <tokenkit/buf.h>
@@ -122,8 +126,11 @@ struct tk_vcard {
 	size_t nobjs;
 	struct vc_key keys[VC_NSLOTS];
 
+	unsigned applets;   /* TK_VCARD_APPLET_*: what SELECT can reach */
+	struct vc_pgp *pgp; /* the OpenPGP applet's state, NULL without it */
+
 	/* volatile state */
-	bool selected;
+	int app;        /* the selected applet: VC_APP_* */
 	bool pin_ok;    /* PIN verified in this session */
 	bool pin_fresh; /* ... and not yet consumed by a PIN-always key */
 	bool mgm_ok;
@@ -151,6 +158,12 @@ struct tk_vcard {
 	int latency_profile;
 	uint32_t part_latency_us; /* per-part time of the current chained read */
 	uint64_t apdus;
+};
+
+enum vc_app {
+	VC_APP_NONE = 0,
+	VC_APP_PIV = 1,
+	VC_APP_PGP = 2,
 };
 
 /* Handlers: the response data go to out, the return value is the SW. */
@@ -199,6 +212,27 @@ int vc_pubkey_put(tk_wbuf_t *w, EVP_PKEY *pkey, uint8_t alg);
 int vc_keygen(uint8_t alg, EVP_PKEY **out);
 void vc_key_clear(struct vc_key *k);
 
+/* crypto.c: key operations both applets use */
+EVP_PKEY *vc_fromdata(const char *type, OSSL_PARAM_BLD *bld, int selection);
+/* RSA from its primes (and public exponent: NULL for 65537) with a modulus
+ * of exactly bits; crt (dP, dQ, qInv; may be NULL) must belong to them. */
+EVP_PKEY *vc_rsa_import(unsigned bits, const tk_buf_t *e, const tk_buf_t *p, const tk_buf_t *q,
+                        const tk_buf_t *crt);
+/* EC from its private scalar (field length, in (0, order)) on group. */
+EVP_PKEY *vc_ec_import(const char *group, const tk_buf_t *s);
+/* ECDSA over the first fb bytes of in: DER, or r||s (2 fb bytes). */
+int vc_ecdsa_sign(EVP_PKEY *pkey, size_t fb, const uint8_t *in, size_t in_len, uint8_t *sig,
+                  size_t *sig_len);
+int vc_ecdsa_sign_rs(EVP_PKEY *pkey, size_t fb, const uint8_t *in, size_t in_len, uint8_t *rs);
+/* ECDH with the peer's public key in our key's form: EC 04||X||Y, X25519
+ * 32 bytes. Errors: TK_ERR_INVALID_ARG (no such peer key). */
+int vc_ecdh(EVP_PKEY *pkey, const uint8_t *peer, size_t peer_len, uint8_t *res, size_t *res_len);
+/* PKCS#1 v1.5 block type 1 signature over in as given. */
+int vc_rsa_sign_pkcs1(EVP_PKEY *pkey, const uint8_t *in, size_t in_len, uint8_t *out,
+                      size_t *out_len);
+int vc_rsa_decrypt(EVP_PKEY *pkey, int padding, const uint8_t *in, size_t in_len, uint8_t *out,
+                   size_t *out_len);
+
 /* attest.c */
 int vc_attest_create(tk_vcard_t *c);
 uint16_t vc_attest(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out);
@@ -223,6 +257,8 @@ size_t vc_tlv_hdr_len(uint32_t tag, size_t len);
 /* Internal hooks for tests and fuzzers. */
 void tk_vcard_test_set_auth(tk_vcard_t *c, bool pin, bool mgm);
 void tk_vcard_test_fuzz_mode(tk_vcard_t *c, bool on);
+/* The OpenPGP applet's PW1 (81 and 82) and PW3 verified or not. */
+void tk_vcard_test_set_pgp_auth(tk_vcard_t *c, bool pw1, bool pw3);
 int tk_vcard_test_clone(const tk_vcard_t *src, tk_vcard_t **out);
 
 #endif

@@ -11,6 +11,7 @@
  *                   (fault specs, "status"), plus "reset" (another program
  *                   resets the card: the connection sees CARD_RESET)
  *   latency=NAME    the card's latency profile (none, yubikey5)
+ *   applet=NAME     the applets of a new card: piv (default), openpgp, both
  *   bwt=MS          how long the reader waits for a mute card before it
  *                   reports it unresponsive (default 1000)
  *   fault=SPEC      a fault from the start (fault.h; words joined by '+',
@@ -83,6 +84,7 @@ typedef struct vr_reader {
 	vr_be_t *be;
 	char name[TK_READER_NAME_MAX];
 	char *state_path, *control_path;
+	unsigned applets; /* of a new card (0: PIV) */
 	uint32_t bwt_ms;
 	bool has_card;   /* not "empty" */
 	bool short_apdu; /* the reader carries short APDUs only */
@@ -372,6 +374,11 @@ parse_reader(vr_reader_t *r, char *spec, const char **latency, const char **card
 				return TK_ERR_NO_MEMORY;
 		} else if (strcmp(w, "latency") == 0 && v != NULL) {
 			*latency = v;
+		} else if (strcmp(w, "applet") == 0 && v != NULL) {
+			if (tk_vcard_applets_parse(v, &r->applets) != TK_OK) {
+				tk_log_error("vreader: bad applet '%s' (piv, openpgp, both)", v);
+				return TK_ERR_INVALID_ARG;
+			}
 		} else if (strcmp(w, "fault") == 0 && v != NULL) {
 			/* words joined by '+' here, as ',' separates options */
 			char words[128], err[160];
@@ -411,7 +418,7 @@ reader_init(vr_be_t *b, vr_reader_t *r, size_t idx, char *spec)
 		return e;
 	if ((e = parse_reader(r, spec, &latency, &card_opt)) != TK_OK)
 		return e;
-	if ((e = tk_vcard_open(r->state_path, &r->card)) != TK_OK) {
+	if ((e = tk_vcard_open_applets(r->state_path, r->applets, &r->card)) != TK_OK) {
 		tk_log_error("vreader: %s: card state %s: %s", r->name,
 		             r->state_path ? r->state_path : "(memory)", tk_strerror(e));
 		return e;
