@@ -563,14 +563,15 @@ tk_p11_slot_changed_locked(struct p11_slot *s)
 }
 
 /* The card being opened in the slot makes no progress: its reader has been
- * inside one exchange with the card (APDU, reset, status) for P11_STALL_MS, or
- * the slot manager is recovering it (a first call already failed). Then no
- * call waits for its token, and the slot shows none until the token is
- * published (a slot event) or the card leaves. A card that answers, however
- * slowly its token opens, is waited for (each call within P11_STALL_MS).
+ * inside one exchange with the card (APDU, reset, status) for stall_ms
+ * (P11_STALL_MS; P11_STALL_SELF_MS for a call about this slot), or the slot
+ * manager is recovering it (a first call already failed). Then no call waits
+ * for its token, and the slot shows none until the token is published (a
+ * slot event) or the card leaves. A card that answers, however slowly its
+ * token opens, is waited for (each exchange within stall_ms).
  * *recheck_ms (may be NULL) is lowered to when the answer may change. */
 static bool
-slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms)
+slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms, int64_t stall_ms)
 {
 	tk_slot_info_t info;
 	int64_t next;
@@ -583,7 +584,7 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms)
 		return false;
 	if (info.card_seq == s->card_seq &&
 	    (info.state == TK_SLOT_RECOVERING || info.state == TK_SLOT_QUARANTINED ||
-	     info.state == TK_SLOT_MUTE || info.busy_ms >= P11_STALL_MS)) {
+	     info.state == TK_SLOT_MUTE || (int64_t)info.busy_ms >= stall_ms)) {
 		tk_log_info(
 		        "pkcs11: slot %lu (%s): the card makes no progress (%s, %u ms in a call); "
 		        "its token is not waited for",
@@ -596,8 +597,8 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms)
 	}
 	/* making progress (or the manager has another card by now, whose events
 	 * are on their way): look again when the current exchange reaches
-	 * P11_STALL_MS, or soon when there is none (the next may hang) */
-	next = info.busy_ms > 0 ? P11_STALL_MS - (int64_t)info.busy_ms + 1 : P11_STALL_POLL_MS;
+	 * stall_ms, or soon when there is none (the next may hang) */
+	next = info.busy_ms > 0 ? stall_ms - (int64_t)info.busy_ms + 1 : P11_STALL_POLL_MS;
 	if (recheck_ms != NULL && next < *recheck_ms)
 		*recheck_ms = next;
 	return false;
@@ -612,7 +613,7 @@ opens_progressing_locked(int64_t *recheck_ms)
 	for (size_t i = 0; i < g_p11.nslots; i++) {
 		struct p11_slot *s = &g_p11.slots[i];
 
-		if (slot_opening_locked(s) && !slot_stalled_locked(s, recheck_ms))
+		if (slot_opening_locked(s) && !slot_stalled_locked(s, recheck_ms, P11_STALL_MS))
 			any = true;
 	}
 	return any;
@@ -1226,7 +1227,7 @@ tk_p11_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
 	/* a registered token's slot: no hardware; removable (unregistered) */
 	pInfo->flags = CKF_REMOVABLE_DEVICE | (s->registry ? 0 : CKF_HW_SLOT);
-	(void)slot_stalled_locked(s, NULL);
+	(void)slot_stalled_locked(s, NULL, P11_STALL_MS);
 	if (slot_view_locked(s) & SLOT_VIEW_TOKEN)
 		pInfo->flags |= CKF_TOKEN_PRESENT;
 out:
@@ -1260,7 +1261,8 @@ tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out)
 			goto out;
 		}
 		maybe_open_locked(s);
-		if (!slot_opening_locked(s) || slot_stalled_locked(s, &recheck) ||
+		if (!slot_opening_locked(s) ||
+		    slot_stalled_locked(s, &recheck, P11_STALL_SELF_MS) ||
 		    !wait_step_locked(end, recheck))
 			break;
 	}
