@@ -54,9 +54,16 @@ TK_LOGIN_DISTURB=$TK_BUILD/tk-pcsc-reset login_run \
 	others "$TK_READER0"
 TOKENKIT_P11_PIN_CACHE=1 TK_LOGIN_EXPECT_NO_LOSS=1 TK_LOGIN_DISTURB=$TK_BUILD/tk-pcsc-reset \
 	login_run "the same with TOKENKIT_P11_PIN_CACHE=1" others "$TK_READER0"
-TK_LOGIN_DISTURB=$TK_BUILD/tk-pcsc-reset login_run \
-	"6 processes, logins and logouts, resets and SELECTs by another program (no PIN kept)" \
-	procs 6 "$SECS" "$TK_READER0"
+# The run must lose logins to test anything; whether a reset falls into a
+# login depends on timing (CI once saw 5 resets and 7 SELECTs lose none), so
+# up to three runs, each checked in full, until one has lost some.
+for attempt in 1 2 3; do
+	TK_LOGIN_DISTURB=$TK_BUILD/tk-pcsc-reset login_run \
+		"6 processes, logins and logouts, resets and SELECTs by another program (no PIN kept)" \
+		procs 6 "$SECS" "$TK_READER0"
+	grep -Eq 'logins lost [1-9][0-9]* \(marked\)' <<<"$TK_OUT" && break
+	tk_log "run $attempt lost no login: again"
+done
 tk_expect 'logins lost [1-9][0-9]* \(marked\)' # the run did lose logins (the test tests something)
 TOKENKIT_P11_PIN_CACHE=1 TK_LOGIN_EXPECT_NO_LOSS=1 TK_LOGIN_DISTURB=$TK_BUILD/tk-pcsc-reset \
 	login_run "the same with TOKENKIT_P11_PIN_CACHE=1" procs 6 "$SECS" "$TK_READER0"
