@@ -77,11 +77,11 @@
  * (README: "Waiting for tokens"). */
 #define P11_STALL_MS 100
 /* ... except by a call about that very slot (C_GetTokenInfo, C_OpenSession,
- * ... on it, before anything showed the slot without its token): the
- * application asked for this card, and one slow exchange (a loaded machine,
- * a slow reader) is no wedge. It waits while a single exchange lasts less
- * than this; the slot manager's own deadlines (recovery) still end the
- * wait at once. */
+ * ... on it): the application asked for this card, and one slow exchange
+ * (a loaded machine, a slow card or reader) is no wedge. Such a call waits
+ * while a single exchange lasts less than this, even when an earlier call
+ * found the card slow and showed the slot without its token; the slot
+ * manager's own deadlines (recovery) still end the wait at once. */
 #define P11_STALL_SELF_MS 1000
 #define P11_STALL_POLL_MS 10 /* how often a waiting call looks at the readers */
 #define P11_FINALIZE_WAIT_MS 10000

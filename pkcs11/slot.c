@@ -578,7 +578,9 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms, int64_t stall_ms)
 
 	if (!slot_opening_locked(s))
 		return false;
-	if (stall_latched(s))
+	/* the latch spares the neighbours' calls; a call about this slot
+	 * looks again (the card may only have been slow once) */
+	if (stall_latched(s) && stall_ms <= P11_STALL_MS)
 		return true;
 	if (g_p11.mgr == NULL || tk_slotmgr_info(g_p11.mgr, (uint32_t)s->id, &info) != TK_OK)
 		return false;

@@ -7,7 +7,8 @@
 #     a stalled card, released by hand): C_GetSlotList right after
 #     C_Initialize returns without waiting for A (before: 4000 ms, its upper
 #     bound); B has its token, A's slot shows none; C_GetTokenInfo and
-#     C_OpenSession on A answer CKR_TOKEN_NOT_PRESENT at once;
+#     C_OpenSession on A answer CKR_TOKEN_NOT_PRESENT once A's exchange has
+#     lasted P11_STALL_SELF_MS (1 s: a call about A itself waits that long);
 #     C_WaitForSlotEvent reports A once its token is there, and not before.
 #  2. C_WaitForSlotEvent(CKF_DONT_BLOCK) after C_Initialize (+ C_GetSlotList):
 #     CKR_NO_EVENT for an empty reader and for a card that was there from
@@ -65,9 +66,9 @@ stuck_neighbour() {
 	below "$label: C_GetSlotList" "$(ms_of slotlist)" 2000
 	tk_expect '^slots=1,2 tokens=2$'
 	tk_expect '^tokeninfo rv=CKR_TOKEN_NOT_PRESENT .* slot=1$'
-	below "$label: C_GetTokenInfo on the stuck slot" "$(ms_of tokeninfo)" 1000
+	below "$label: C_GetTokenInfo on the stuck slot" "$(ms_of tokeninfo)" 2500
 	tk_expect '^open rv=CKR_TOKEN_NOT_PRESENT .* slot=1$'
-	below "$label: C_OpenSession on the stuck slot" "$(ms_of open slot=1)" 1000
+	below "$label: C_OpenSession on the stuck slot" "$(ms_of open slot=1)" 2500
 	tk_expect '^open rv=CKR_OK .* slot=2$'
 	tk_expect '^slotinfo rv=CKR_OK .* slot=1 token=0$'
 	# nothing the application saw has changed yet
