@@ -18,7 +18,7 @@
  *   "created" uint, "updated" uint (µs since the epoch), "flags" uint,
  *   "removed" bool, "label" tstr,
  *   "items" [ { "kind" "cert"|"key", "id" bstr, "label" tstr, "der" bstr,
- *               keys only: "type" "rsa"|"ec", "bits" uint, "usage" uint,
+ *               keys only: "type" "rsa"|"ec"|"ed25519", "bits" uint, "usage" uint,
  *               "handle" bstr } ... ],
  *   "config" bstr
  * The identity map: "id" bstr (16 random bytes), "created" uint. */

@@ -225,8 +225,9 @@ item_ok(const tk_reg_item_t *it)
 		       it->usage == 0 && it->handle_len == 0;
 	if (it->kind != TK_REG_ITEM_KEY)
 		return false;
-	return (it->key_type == TK_KEY_RSA || it->key_type == TK_KEY_EC) && it->handle != NULL &&
-	       it->handle_len > 0 && it->handle_len <= TK_REG_HANDLE_MAX &&
+	return (it->key_type == TK_KEY_RSA || it->key_type == TK_KEY_EC ||
+	        it->key_type == TK_KEY_ED25519) &&
+	       it->handle != NULL && it->handle_len > 0 && it->handle_len <= TK_REG_HANDLE_MAX &&
 	       (it->usage & ~(unsigned)(TK_USAGE_SIGN | TK_USAGE_DECRYPT | TK_USAGE_DERIVE)) == 0;
 }
 
@@ -449,7 +450,10 @@ put(cbor_item_t *map, const char *key, cbor_item_t *val)
 static const char *
 key_type_name(int kt)
 {
-	return kt == TK_KEY_RSA ? "rsa" : kt == TK_KEY_EC ? "ec" : "";
+	return kt == TK_KEY_RSA       ? "rsa"
+	       : kt == TK_KEY_EC      ? "ec"
+	       : kt == TK_KEY_ED25519 ? "ed25519"
+	                              : "";
 }
 
 static cbor_item_t *
@@ -738,10 +742,11 @@ parse_item(const cbor_item_t *m, tk_registration_t *r)
 		it.key_bits = ok ? (unsigned)u : 0;
 		ok = ok && v[I_USAGE] != NULL && get_uint(v[I_USAGE], 0xff, &u);
 		it.usage = ok ? (unsigned)u : 0;
-		it.key_type = !ok                        ? TK_KEY_NONE
-		              : strcmp(type, "rsa") == 0 ? TK_KEY_RSA
-		              : strcmp(type, "ec") == 0  ? TK_KEY_EC
-		                                         : TK_KEY_NONE;
+		it.key_type = !ok                            ? TK_KEY_NONE
+		              : strcmp(type, "rsa") == 0     ? TK_KEY_RSA
+		              : strcmp(type, "ec") == 0      ? TK_KEY_EC
+		              : strcmp(type, "ed25519") == 0 ? TK_KEY_ED25519
+		                                             : TK_KEY_NONE;
 	} else {
 		ok = false;
 	}

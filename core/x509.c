@@ -457,6 +457,7 @@ fail:
 
 static const uint8_t oid_rsa[] = {0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01};
 static const uint8_t oid_ec[] = {0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01};
+static const uint8_t oid_ed25519[] = {0x2B, 0x65, 0x70}; /* RFC 8410 */
 
 static const struct curve {
 	uint8_t oid[8];
@@ -526,6 +527,23 @@ spki_ec(const struct der *params, tk_buf_t *key, tk_spki_t *out)
 	return TK_OK;
 }
 
+/* id-Ed25519 (RFC 8410 3): no parameters, the key is the 32-byte encoding
+ * of the point. curve is the algorithm's OID (what CKA_EC_PARAMS holds for
+ * an Edwards key), point the 32 bytes. */
+static int
+spki_ed25519(const struct der *oid, bool has_params, tk_buf_t *key, tk_spki_t *out)
+{
+	if (has_params || tk_buf_left(key) != 32)
+		return TK_ERR_MALFORMED;
+	out->key_type = TK_KEY_ED25519;
+	out->bits = 255;
+	out->curve = oid->start;
+	out->curve_len = oid->total;
+	out->point = key->data + key->pos;
+	out->point_len = 32;
+	return TK_OK;
+}
+
 int
 tk_spki_parse(const uint8_t *der, size_t len, tk_spki_t *out)
 {
@@ -551,6 +569,8 @@ tk_spki_parse(const uint8_t *der, size_t len, tk_spki_t *out)
 		r = spki_rsa(&bits.value, out);
 	} else if (der_is_oid(&oid, oid_ec, sizeof(oid_ec))) {
 		r = has_params ? spki_ec(&params, &bits.value, out) : TK_ERR_MALFORMED;
+	} else if (der_is_oid(&oid, oid_ed25519, sizeof(oid_ed25519))) {
+		r = spki_ed25519(&oid, has_params, &bits.value, out);
 	} else {
 		r = TK_ERR_NOT_SUPPORTED;
 	}

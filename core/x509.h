@@ -15,8 +15,8 @@
  * definite, minimal lengths inside their parents, one-byte tags where X.509
  * has them, minimal INTEGERs, nothing trailing. Not checked: signatures,
  * that an EC point lies on its curve, what extensions and attribute values
- * say. Public keys: rsaEncryption, and id-ecPublicKey on P-256, P-384 or
- * P-521 (named); any other is TK_ERR_NOT_SUPPORTED. */
+ * say. Public keys: rsaEncryption, id-ecPublicKey on P-256, P-384 or
+ * P-521 (named), and id-Ed25519; any other is TK_ERR_NOT_SUPPORTED. */
 #ifndef TK_X509_H
 #define TK_X509_H
 
@@ -36,14 +36,15 @@ typedef struct tk_x509 {
 } tk_x509_t;
 
 typedef struct tk_spki {
-	int key_type; /* enum tk_key_type: TK_KEY_RSA or TK_KEY_EC */
+	int key_type; /* enum tk_key_type: TK_KEY_RSA, TK_KEY_EC or TK_KEY_ED25519 */
 	unsigned bits;
 	/* RSA: modulus and public exponent, unsigned big-endian, no leading zero */
 	const uint8_t *n, *e;
 	size_t n_len, e_len;
 	/* EC: the namedCurve OBJECT IDENTIFIER (tag, length, value: what
 	 * CKA_EC_PARAMS holds) and the point as encoded (04 || X || Y, or
-	 * compressed) */
+	 * compressed). Ed25519: the algorithm's OBJECT IDENTIFIER and the
+	 * 32-byte public key. */
 	const uint8_t *curve, *point;
 	size_t curve_len, point_len;
 } tk_spki_t;

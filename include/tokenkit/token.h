@@ -28,7 +28,8 @@ enum tk_obj_class {
 enum tk_key_type {
 	TK_KEY_NONE = 0,
 	TK_KEY_RSA = 1,
-	TK_KEY_EC = 2,
+	TK_KEY_EC = 2,      /* NIST P-256, P-384, P-521 (key_bits says which) */
+	TK_KEY_ED25519 = 3, /* EdDSA over edwards25519 (RFC 8032), key_bits 255 */
 };
 
 /* Key usage flags (private keys). */
@@ -43,7 +44,7 @@ typedef struct tk_object {
 	size_t id_len;
 	char label[64];     /* NUL-terminated UTF-8 */
 	int key_type;       /* enum tk_key_type (keys and certificates) */
-	unsigned key_bits;  /* RSA modulus bits or EC field bits */
+	unsigned key_bits;  /* RSA modulus bits, EC field bits, 255 for Ed25519 */
 	const uint8_t *der; /* certificate DER (CERT), SubjectPublicKeyInfo DER (keys; may be NULL
 	                       for a private key whose public key is unknown) */
 	size_t der_len;
@@ -173,6 +174,8 @@ TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk
  *   size), out gets r||s (2 × field bytes).
  * TK_OP_ECDH: in is the peer public point (uncompressed 04||X||Y), out gets
  *   the shared secret X coordinate.
+ * TK_OP_EDDSA: in is the message (PureEdDSA), out gets the 64-byte
+ *   signature R||S.
  * Errors: TK_ERR_SECURITY_STATUS (not logged in, or the card says its login
  * is gone: someone logged out, reset the card or selected another
  * application; an always_authenticate key without its operation's PIN.
@@ -186,6 +189,7 @@ enum tk_key_op {
 	TK_OP_RSA_RAW = 1,
 	TK_OP_ECDSA = 2,
 	TK_OP_ECDH = 3,
+	TK_OP_EDDSA = 4,
 };
 TK_EXPORT int tk_token_key_op(tk_token_t *t, const tk_object_t *key, int op, const uint8_t *in,
                               size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);

@@ -86,8 +86,10 @@ make(EVP_PKEY *key, EVP_PKEY *signer, const char *serial, long years, bool exts)
 		signer = key;
 	/* EdDSA hashes by itself */
 	assert_true(X509_sign(x, signer,
-	                      EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED25519 ? NULL
-	                                                                       : EVP_sha256()) > 0);
+	                      EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED25519 ||
+	                                      EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED448
+	                              ? NULL
+	                              : EVP_sha256()) > 0);
 	m.len = i2d_X509(x, &m.der);
 	assert_true(m.len > 0);
 	X509_NAME_free(nm);
@@ -174,8 +176,24 @@ assert_like_openssl(const struct made *m, int want_type)
 	}
 	assert_int_equal(tk_spki_parse(x.spki, x.spki_len, &s), TK_OK);
 	assert_int_equal(s.key_type, want_type);
-	assert_int_equal(s.bits, (unsigned)EVP_PKEY_get_bits(m->key));
-	if (want_type == TK_KEY_RSA) {
+	if (want_type == TK_KEY_ED25519) {
+		static const uint8_t oid[] = {0x06, 0x03, 0x2B, 0x65, 0x70};
+		uint8_t raw[32];
+		size_t rl = sizeof(raw);
+
+		/* tokens speak of the field (255), OpenSSL of the encoding (256) */
+		assert_int_equal(s.bits, 255);
+		assert_int_equal(EVP_PKEY_get_raw_public_key(m->key, raw, &rl), 1);
+		assert_int_equal(s.point_len, rl);
+		assert_memory_equal(s.point, raw, rl);
+		assert_int_equal(s.curve_len, sizeof(oid));
+		assert_memory_equal(s.curve, oid, sizeof(oid));
+	} else {
+		assert_int_equal(s.bits, (unsigned)EVP_PKEY_get_bits(m->key));
+	}
+	if (want_type == TK_KEY_ED25519) {
+		assert_null(s.n);
+	} else if (want_type == TK_KEY_RSA) {
 		assert_bn(m->key, OSSL_PKEY_PARAM_RSA_N, s.n, s.n_len);
 		assert_bn(m->key, OSSL_PKEY_PARAM_RSA_E, s.e, s.e_len);
 		assert_null(s.curve);
@@ -253,9 +271,10 @@ test_like_openssl(void **state)
 	        {ec_key("P-521", false), TK_KEY_EC, "1234", 1, false},
 	        {ec_key("P-256", true), TK_KEY_EC, "42", 1, true},
 	        {ec_key("P-384", true), TK_KEY_EC, "43", 1, false},
-	        /* keys no card here holds: the certificate reads, its key does not */
-	        {EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), TK_KEY_NONE, "44", 1, true},
+	        {EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), TK_KEY_ED25519, "44", 1, true},
+	        /* a key no token here holds: the certificate reads, its key does not */
 	        {ec_key("secp256k1", false), TK_KEY_NONE, "45", 1, false},
+	        {EVP_PKEY_Q_keygen(NULL, NULL, "ED448"), TK_KEY_NONE, "46", 1, false},
 	};
 
 	(void)state;
@@ -420,6 +439,26 @@ test_broken_keys(void **state)
 	assert_null(s.point);
 	assert_int_equal(tk_spki_parse(NULL, 0, &s), TK_ERR_INVALID_ARG);
 	assert_int_equal(tk_spki_parse(ec, 0, &s), TK_ERR_TRUNCATED);
+
+	/* Ed25519 (RFC 8410): 32 bytes of key, no parameters */
+	uint8_t ed[12 + 32] = {0x30, 0x2A, 0x30, 0x05, 0x06, 0x03,
+	                       0x2B, 0x65, 0x70, 0x03, 0x21, 0x00};
+	uint8_t ed_params[14 + 32] = {0x30, 0x2C, 0x30, 0x07, 0x06, 0x03, 0x2B,
+	                              0x65, 0x70, 0x05, 0x00, 0x03, 0x21, 0x00};
+
+	memset(ed + 12, 0x22, 32);
+	assert_int_equal(tk_spki_parse(ed, sizeof(ed), &s), TK_OK);
+	assert_int_equal(s.key_type, TK_KEY_ED25519);
+	assert_int_equal(s.bits, 255);
+	assert_int_equal(s.point_len, 32);
+	assert_ptr_equal(s.point, ed + 12);
+	/* a key of another length */
+	ed[1] = 0x29;
+	ed[10] = 0x20;
+	assert_int_equal(tk_spki_parse(ed, sizeof(ed) - 1, &s), TK_ERR_MALFORMED);
+	/* parameters (RFC 8410 3: absent) */
+	memset(ed_params + 14, 0x22, 32);
+	assert_int_equal(tk_spki_parse(ed_params, sizeof(ed_params), &s), TK_ERR_MALFORMED);
 }
 
 int

@@ -31,7 +31,10 @@ class_name(int cls)
 static const char *
 key_name(int kt)
 {
-	return kt == TK_KEY_RSA ? "RSA" : kt == TK_KEY_EC ? "EC" : "-";
+	return kt == TK_KEY_RSA       ? "RSA"
+	       : kt == TK_KEY_EC      ? "EC"
+	       : kt == TK_KEY_ED25519 ? "Ed25519"
+	                              : "-";
 }
 
 /* Subject of a certificate, RFC 2253 form; "" when it does not parse. */
