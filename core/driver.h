@@ -21,8 +21,8 @@
 /* One key slot as the driver found it. Buffers are malloc'd and owned by
  * the model (tk_drv_model_clear frees them). */
 typedef struct tk_drv_slot {
-	uint32_t key_ref; /* driver key reference (PIV 0x9A ...) */
-	uint8_t id[16];   /* CKA_ID of this slot's key */
+	uint32_t key_ref;             /* driver key reference (PIV 0x9A ...) */
+	uint8_t id[TK_OBJECT_ID_MAX]; /* CKA_ID of this slot's key */
 	size_t id_len;
 	char key_label[64];  /* private key label ("PIV AUTH key") */
 	char pub_label[64];  /* public key label ("PIV AUTH pubkey") */

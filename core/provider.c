@@ -114,11 +114,7 @@ slot_for(tk_drv_model_t *m, const tk_reg_item_t *it, tk_drv_slot_t **out)
 			return TK_OK;
 		}
 	}
-	if (it->id_len > sizeof((*out)->id)) {
-		tk_log_info("provider: item ids longer than %zu bytes are not supported yet",
-		            sizeof((*out)->id));
-		return TK_ERR_NOT_SUPPORTED;
-	}
+	_Static_assert(sizeof((*out)->id) >= TK_REG_ID_MAX, "a model slot takes every item id");
 	if (tk_drv_model_add_slot(m, out) != TK_OK)
 		return TK_ERR_NO_MEMORY;
 	memcpy((*out)->id, it->id, it->id_len);
