@@ -158,6 +158,7 @@ tk_registration_free(tk_registration_t **rp)
 		return;
 	tk_registration_clear_items(r);
 	free(r->config);
+	free(r->store);
 	free(r);
 	*rp = NULL;
 }
@@ -265,6 +266,24 @@ tk_registration_add_item(tk_registration_t *r, const tk_reg_item_t *it)
 }
 
 int
+tk_reg_set_store(tk_registration_t *r, const char *path)
+{
+	char *copy = NULL;
+
+	if (path != NULL && (copy = strdup(path)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	free(r->store);
+	r->store = copy;
+	return TK_OK;
+}
+
+const char *
+tk_reg_store(const tk_registration_t *r)
+{
+	return r != NULL ? r->store : NULL;
+}
+
+int
 tk_registration_dup(const tk_registration_t *r, tk_registration_t **out)
 {
 	tk_registration_t *c = NULL;
@@ -282,7 +301,9 @@ tk_registration_dup(const tk_registration_t *r, tk_registration_t **out)
 	c->created = r->created;
 	c->updated = r->updated;
 	c->removed = r->removed;
-	res = tk_registration_set_config(c, r->config, r->config_len);
+	res = tk_reg_set_store(c, r->store);
+	if (res == TK_OK)
+		res = tk_registration_set_config(c, r->config, r->config_len);
 	for (size_t i = 0; res == TK_OK && i < r->nitems; i++) {
 		(void)tk_registration_item(r, i, &it);
 		res = tk_registration_add_item(c, &it);
