@@ -10,13 +10,14 @@
 #include "plugin.h"
 #include "provider.h"
 #include "registry_priv.h"
+#include "soft.h"
 
 #define PROVIDERS_MAX 16
 #define PIN_MIN 4
 #define PIN_MAX 64
 
-/* Built into the library (the software token goes here). */
-static const tk_provider_t *const builtin[] = {NULL};
+/* Built into the library. */
+static const tk_provider_t *const builtin[] = {&tk_soft_provider, NULL};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const tk_provider_t *registered[PROVIDERS_MAX];
