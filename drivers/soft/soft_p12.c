@@ -479,6 +479,7 @@ tk_soft_import_p12(tk_soft_t *s, const uint8_t *p12, size_t len, const tk_soft_i
 	tk_soft_import_opts_t dflt;
 	struct parsed p;
 	struct import *im = NULL;
+	tk_soft_snap_t *sn = NULL;
 	EVP_MD *sha1 = NULL;
 	uint8_t id[20];
 	unsigned int id_len = 0;
@@ -498,10 +499,6 @@ tk_soft_import_p12(tk_soft_t *s, const uint8_t *p12, size_t len, const tk_soft_i
 	if (tk_soft_pkey_type(p.key) == CK_UNAVAILABLE_INFORMATION) {
 		tk_log_info("soft: import: a key of a kind this token does not hold");
 		r = TK_ERR_NOT_SUPPORTED;
-		goto out;
-	}
-	if (!tk_soft_user_logged_in(s)) {
-		r = TK_ERR_LOGIN_REQUIRED;
 		goto out;
 	}
 	/* CKA_ID: SHA-1 of the public key (RFC 5280 4.2.1.2, method 1) */
@@ -533,7 +530,16 @@ tk_soft_import_p12(tk_soft_t *s, const uint8_t *p12, size_t len, const tk_soft_i
 			goto out;
 		im->nchain++;
 	}
-	r = tk_soft_write(s, im->ch, &im->n, plan, im);
+	/* What the token holds already is seen without the PIN (only sealed
+	 * parts need it): a duplicate is refused before the login, which
+	 * writes (its try counter). The write checks again under its lock. */
+	sn = tk_soft_snapshot(s);
+	r = sn != NULL ? plan(sn, im) : TK_ERR_NO_MEMORY;
+	tk_soft_snap_put(&sn);
+	if (r == TK_OK && !tk_soft_user_logged_in(s))
+		r = TK_ERR_LOGIN_REQUIRED;
+	if (r == TK_OK)
+		r = tk_soft_write(s, im->ch, &im->n, plan, im);
 	if (r == TK_OK && res != NULL) {
 		snprintf(res->label, sizeof(res->label), "%s", label);
 		memcpy(res->id, id, sizeof(id));

@@ -123,7 +123,11 @@ TK_EXPORT int tk_soft_delete(tk_soft_t *s, const char *which, size_t *deleted);
  * algorithm or key type this token or OpenSSL does not take),
  * TK_ERR_NOT_FOUND (a key without its certificate, or no key),
  * TK_ERR_TEMPLATE_INCONSISTENT (a certificate that is not the key's),
- * TK_ERR_EXISTS, the write's. Nothing is imported unless everything is. */
+ * TK_ERR_EXISTS, the write's. Nothing is imported unless everything is.
+ * The file is read and checked, and a duplicate refused, before the login
+ * is asked for: a caller may try first and log in (tk_soft_login, which
+ * writes its try counter) only on TK_ERR_LOGIN_REQUIRED, so that a bad
+ * file writes nothing at all. */
 typedef struct tk_soft_import_opts {
 	const char *password; /* the file's password (NULL: none) */
 	const char *label;    /* NULL: from the file */

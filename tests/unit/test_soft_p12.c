@@ -384,6 +384,12 @@ test_import_duplicate_and_chain(void **state)
 	assert_memory_equal(after, before, bl);
 	free(after);
 	free(before);
+	/* seen without the PIN, too (a duplicate costs no login) */
+	tk_soft_close(&s);
+	assert_int_equal(tk_soft_open(inst, &s), TK_OK);
+	assert_int_equal(tk_soft_import_p12(s, p12, len, &io, &res), TK_ERR_EXISTS);
+	tk_soft_close(&s);
+	s = logged_in();
 	io.replace = true;
 	assert_int_equal(tk_soft_import_p12(s, p12, len, &io, &res), TK_OK);
 	assert_true(res.replaced);
