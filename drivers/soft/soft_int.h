@@ -19,6 +19,8 @@
 
 #include <pthread.h>
 
+#include <openssl/x509.h>
+
 #include "soft.h"
 
 #define SOFT_VERSION 1
@@ -86,6 +88,12 @@ int tk_soft_seal(const uint8_t dek[SOFT_DEK_LEN], const struct soft_obj *o, cons
  * TK_ERR_MALFORMED, TK_ERR_NO_MEMORY. */
 int tk_soft_unseal(const uint8_t dek[SOFT_DEK_LEN], const struct soft_obj *o, void **pt,
                    size_t *pt_len);
+
+/* soft_p12.c: a PKCS#12 file's key, the key's certificate (paired by public
+ * key) and the other certificates (the caller frees all three; all NULL on
+ * error). Errors as tk_soft_import_p12's for the file (fuzz_soft_p12). */
+int tk_soft_p12_parse(const uint8_t *der, size_t len, const char *password, EVP_PKEY **key,
+                      X509 **cert, STACK_OF(X509) * *chain);
 
 /* soft_store.c */
 /* One decrypted secret while logged in. */

@@ -245,6 +245,19 @@ out:
 	return r;
 }
 
+int
+tk_soft_p12_parse(const uint8_t *der, size_t len, const char *password, EVP_PKEY **key, X509 **cert,
+                  STACK_OF(X509) * *chain)
+{
+	struct parsed p;
+	int r = parse(der, len, password, &p);
+
+	*key = p.key;
+	*cert = p.cert;
+	*chain = p.chain;
+	return r;
+}
+
 /* ---- the objects --------------------------------------------------------------------- */
 
 static int
