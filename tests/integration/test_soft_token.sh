@@ -10,7 +10,7 @@
 # that is not PKCS#12, the same identity twice: each its own message, and
 # the store unchanged byte for byte. No way to ask for the PIN: exit 7 at
 # once. Keys never in the clear in the store (an RSA prime, the private
-# exponent, the EC scalar; no PEM). The wrong-PIN counter is durable: every
+# exponent, the EC scalars, the Ed25519 seed; no PEM). The wrong-PIN counter is durable: every
 # try is its own pkcs11-tool process, and the count and the lock-out hold
 # across them; the SO PIN (`tokenkit soft init-pin`) unlocks.
 source "$(dirname "$0")/lib.sh"
@@ -36,6 +36,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ec.
 	-out ec.crt -subj /CN=soft-ec -days 2 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ecl.key \
 	-out ecl.crt -subj /CN=soft-ec-legacy -days 2 2>/dev/null
+openssl req -x509 -newkey ed25519 -nodes -keyout ed.key -out ed.crt -subj /CN=soft-ed25519 \
+	-days 2 2>/dev/null
+openssl pkcs12 -export -inkey ed.key -in ed.crt -out ed.p12 -passout "pass:$PASS"
 openssl pkcs12 -export -inkey rsa.key -in rsa.crt -name "rsa identity" -out rsa.p12 \
 	-passout "pass:$PASS"
 openssl pkcs12 -export -inkey ec.key -in ec.crt -nomac -out ec.p12 -passout "pass:$PASS"
@@ -45,7 +48,7 @@ grep -q 'MAC: sha1' <<<"$info" && grep -q 'pbeWithSHA1And40BitRC2-CBC' <<<"$info
 	tk_fail "openssl pkcs12 -legacy did not make a SHA-1 MAC, RC2 file: $info"
 head -c 2000 /dev/urandom >junk.p12
 # the certificates the verifier trusts: from the .p12 files, not from the token
-for f in rsa ec ecl; do
+for f in rsa ec ecl ed; do
 	openssl pkcs12 -legacy -in $f.p12 -nokeys -clcerts -passin "pass:$PASS" -out $f.p12.crt 2>/dev/null
 	openssl x509 -in $f.p12.crt -pubkey -noout >$f.pub
 done
@@ -75,12 +78,12 @@ tk_run_fails "not PKCS#12" "$TK" soft import junk.p12 --pin-fd 3 --password-fd 3
 tk_expect 'junk\.p12: not a PKCS#12 file'
 [[ $(store_sum) == "$before" ]] || tk_fail "a refused import changed the store"
 
-for f in rsa ec ecl; do
+for f in rsa ec ecl ed; do
 	tk_run "import $f.p12" "$TK" soft import $f.p12 --pin-fd 3 --password-fd 3 \
 		3<<<"$PIN"$'\n'"$PASS"
-	tk_expect '^imported (RSA-2048|EC-256) key with its certificate'
+	tk_expect '^imported (RSA-2048|EC-256|Ed25519-255) key with its certificate'
 done
-tk_expect "label 'soft-ec-legacy'"
+tk_expect "label 'soft-ed25519'"
 before=$(store_sum)
 tk_run_fails "the same identity again" "$TK" soft import rsa.p12 --pin-fd 3 --password-fd 3 \
 	3<<<"$PIN"$'\n'"$PASS"
@@ -88,11 +91,11 @@ tk_expect 'on the token already; nothing changed'
 [[ $(store_sum) == "$before" ]] || tk_fail "a refused duplicate changed the store"
 tk_run "list" "$TK" soft list
 tk_expect 'soft test +\(PIN: 3 of 3 tries left\)'
-[[ $(grep -c ' identity ' <<<"$TK_OUT") -eq 3 ]] || tk_fail "three identities expected: $TK_OUT"
+[[ $(grep -c ' identity ' <<<"$TK_OUT") -eq 4 ]] || tk_fail "four identities expected: $TK_OUT"
 
 # ---- keys never in the clear ---------------------------------------------------------------
 # hex of the store, and of each secret: an RSA prime and private exponent,
-# the EC private scalars
+# the EC private scalars, the Ed25519 seed
 store_hex=$(find "$XDG_STATE_HOME" -type f -exec cat {} + | od -An -tx1 -v | tr -d ' \n')
 ints() { openssl asn1parse -in "$1" | sed -n 's/.*INTEGER *:\([0-9A-F]*\)$/\1/p'; }
 octets() { openssl asn1parse -in "$1" | sed -n 's/.*OCTET STRING *\[HEX DUMP\]:\([0-9A-F]*\)$/\1/p'; }
@@ -101,8 +104,11 @@ secrets=$(
 	ints rsa.trad | sed -n '4p;5p'
 	openssl ec -in ec.key -out ec.trad 2>/dev/null && octets ec.trad
 	openssl ec -in ecl.key -out ecl.trad 2>/dev/null && octets ecl.trad
+	# an Ed25519 PKCS#8 ends with the 32-byte seed
+	openssl pkey -in ed.key -outform DER | tail -c 32 | od -An -tx1 -v | tr -d ' \n'
+	echo
 )
-[[ $(wc -l <<<"$secrets") -eq 4 ]] || tk_fail "could not take the keys' secrets apart: $secrets"
+[[ $(wc -l <<<"$secrets") -eq 5 ]] || tk_fail "could not take the keys' secrets apart: $secrets"
 while read -r s; do
 	s=${s,,}
 	[[ ${#s} -ge 64 ]] || tk_fail "a secret too short to look for: $s"
@@ -142,6 +148,18 @@ openssl dgst -sha256 -verify ecl.pub -signature ecdsa-legacy.sig msg >/dev/null 
 # the wrong key's certificate does not verify it (the check can fail)
 ! openssl dgst -sha256 -verify ecl.pub -signature ecdsa.sig msg >/dev/null 2>&1 ||
 	tk_fail "verification passes with the wrong certificate"
+
+# Ed25519: CKM_EDDSA reaches the module with the driver API's merge (h12);
+# until then the key is imported and listed only. When the module lists
+# the mechanism, the signature must verify.
+tk_run "mechanisms" p11 --slot $SLOT -M
+if grep -q '^ *EDDSA' <<<"$TK_OUT"; then
+	sign eddsa EDDSA soft-ed25519
+	openssl pkeyutl -verify -pubin -inkey ed.pub -rawin -in msg -sigfile eddsa.sig >/dev/null ||
+		tk_fail "Ed25519 signature does not verify"
+else
+	tk_log "NOTE: this module has no CKM_EDDSA yet: Ed25519 signing not tried"
+fi
 
 # ---- the wrong-PIN counter: durable across processes, lock-out, SO reset --------------------------
 for left in 2 1; do
