@@ -10,9 +10,10 @@
 # that is not PKCS#12, the same identity twice: each its own message, and
 # the store unchanged byte for byte. No way to ask for the PIN: exit 7 at
 # once. Keys never in the clear in the store (an RSA prime, the private
-# exponent, the EC scalars, the Ed25519 seed; no PEM). The wrong-PIN counter is durable: every
-# try is its own pkcs11-tool process, and the count and the lock-out hold
-# across them; the SO PIN (`tokenkit soft init-pin`) unlocks.
+# exponent, the EC scalars, the Ed25519 seed; no PEM). The wrong-PIN
+# counter is durable: every try is its own pkcs11-tool process, and the
+# count and the lock-out hold across them; the SO PIN (`tokenkit soft
+# init-pin`) unlocks.
 source "$(dirname "$0")/lib.sh"
 tk_require_cmd pkcs11-tool openssl setsid
 
