@@ -64,7 +64,7 @@
 	X(TK_ERR_NO_SPACE, -313, "not enough memory on card")                                      \
 	X(TK_ERR_REF_NOT_FOUND, -314, "referenced data not found")                                 \
 	X(TK_ERR_FUNC_NOT_SUPPORTED, -315, "function not supported by card")                       \
-	/* objects and their attributes (the software token; PKCS#11 section 4) */                \
+	/* objects and their attributes (the software token; PKCS#11 section 4) */                 \
 	X(TK_ERR_ATTR_TYPE_INVALID, -400, "attribute not valid for this object")                   \
 	X(TK_ERR_ATTR_VALUE_INVALID, -401, "invalid attribute value")                              \
 	X(TK_ERR_ATTR_READ_ONLY, -402, "attribute cannot be set or changed")                       \
