@@ -43,7 +43,7 @@ static int
 usage_err(void)
 {
 	fprintf(stderr,
-	        "usage: tokenkit soft create --label L [--max-tries N]\n"
+	        "usage: tokenkit soft create --label L [--max-tries N] [--kdf-cost LOG2N]\n"
 	        "       tokenkit soft import FILE.p12 [--token T] [--label L] [--replace] "
 	        "[--extractable] [--no-password]\n"
 	        "       tokenkit soft list [--token T] [--json]\n"
@@ -704,8 +704,8 @@ out:
 static int
 cmd_pins(const struct opts *o, bool init)
 {
-	char old[SECRET_MAX], neu[SECRET_MAX];
-	size_t ol = 0, nl = 0;
+	char old[SECRET_MAX], neu[SECRET_MAX], again[SECRET_MAX];
+	size_t ol = 0, nl = 0, al = 0;
 	tk_soft_t *s = NULL;
 	int r;
 
@@ -718,6 +718,14 @@ cmd_pins(const struct opts *o, bool init)
 	if (r == TK_OK)
 		r = get_secret("new user PIN", NULL, o->pin_fd >= 0 ? o->pin_fd : -1, neu,
 		               sizeof(neu), &nl);
+	/* typed on a terminal: twice, as at create */
+	if (r == TK_OK && o->pin_fd < 0)
+		r = get_secret("new user PIN again", NULL, -1, again, sizeof(again), &al);
+	if (r == TK_OK && o->pin_fd < 0 && (al != nl || memcmp(neu, again, nl) != 0)) {
+		fprintf(stderr, "tokenkit: the PINs differ\n");
+		r = TOOL_EXIT_USAGE;
+		goto out;
+	}
 	if (r == TK_ERR_LOGIN_REQUIRED) {
 		r = no_secret(init ? "so-pin" : "pin");
 		goto out;
@@ -735,6 +743,7 @@ cmd_pins(const struct opts *o, bool init)
 out:
 	tk_wipe(old, sizeof(old));
 	tk_wipe(neu, sizeof(neu));
+	tk_wipe(again, sizeof(again));
 	tk_soft_close(&s);
 	return r;
 }
