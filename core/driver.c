@@ -364,8 +364,10 @@ key_material(const tk_drv_model_t *m, const tk_drv_key_desc_t *d, tk_drv_slot_t 
 	return TK_OK;
 }
 
-int
-tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
+/* tk_drv_model_add_key with the key's id given apart (id NULL: the
+ * description's, 1..16 bytes; else 1..TK_OBJECT_ID_MAX bytes). */
+static int
+add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id, size_t id_len)
 {
 	tk_drv_key_desc_t k;
 	tk_drv_slot_t s, *ns;
@@ -379,8 +381,15 @@ tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
 	memcpy(&k, d, d->size < sizeof(k) ? d->size : sizeof(k));
 	if (m->nslots >= TK_DRV_MAX_KEYS)
 		return refuse(m, TK_ERR_TOO_LONG, "too many keys");
-	if (k.id_len < 1 || k.id_len > sizeof(k.id))
-		return refuse(m, TK_ERR_INVALID_ARG, "key id of 0 or more than 16 bytes");
+	if (id == NULL) {
+		if (k.id_len < 1 || k.id_len > sizeof(k.id))
+			return refuse(m, TK_ERR_INVALID_ARG, "key id of 0 or more than 16 bytes");
+		id = k.id;
+		id_len = k.id_len;
+	} else if (id_len < 1 || id_len > sizeof(s.id)) {
+		return refuse(m, TK_ERR_INVALID_ARG,
+		              "key id of 0 or more than TK_OBJECT_ID_MAX bytes");
+	}
 	if (!text_ok(k.key_label, sizeof(k.key_label)) ||
 	    !text_ok(k.pub_label, sizeof(k.pub_label)) ||
 	    !text_ok(k.cert_label, sizeof(k.cert_label)))
@@ -391,7 +400,7 @@ tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
 		const tk_drv_slot_t *o = &m->slots[i];
 
 		if (o->key_ref == k.key_ref ||
-		    (o->id_len == k.id_len && memcmp(o->id, k.id, k.id_len) == 0))
+		    (o->id_len == id_len && memcmp(o->id, id, id_len) == 0))
 			return refuse(m, TK_ERR_EXISTS, "key reference or id used twice");
 	}
 	memset(&s, 0, sizeof(s));
@@ -417,8 +426,8 @@ tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
 		}
 	}
 	s.key_ref = k.key_ref;
-	memcpy(s.id, k.id, k.id_len);
-	s.id_len = k.id_len;
+	memcpy(s.id, id, id_len);
+	s.id_len = id_len;
 	memcpy(s.key_label, k.key_label, sizeof(s.key_label));
 	memcpy(s.pub_label, k.pub_label, sizeof(s.pub_label));
 	memcpy(s.cert_label, k.cert_label, sizeof(s.cert_label));
@@ -436,6 +445,19 @@ tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
 fail:
 	slot_free(&s);
 	return r;
+}
+
+int
+tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d)
+{
+	return add_key(m, d, NULL, 0);
+}
+
+int
+tk_drv_model_add_key_id(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id,
+                        size_t id_len)
+{
+	return id == NULL ? TK_ERR_INVALID_ARG : add_key(m, d, id, id_len);
 }
 
 /* ---- the host's services ------------------------------------------------------- */

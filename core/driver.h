@@ -21,8 +21,8 @@
 
 /* One key slot as the driver described it, checked and copied. */
 typedef struct tk_drv_slot {
-	uint32_t key_ref;
-	uint8_t id[16];
+	uint32_t key_ref;             /* driver key reference (PIV 0x9A ...) */
+	uint8_t id[TK_OBJECT_ID_MAX]; /* CKA_ID of this slot's key */
 	size_t id_len;
 	char key_label[64];
 	char pub_label[64];
@@ -62,6 +62,11 @@ void tk_drv_model_clear(tk_drv_model_t *m);
 /* The model functions of tk_drv_host_t (tokenkit/driver.h). */
 int tk_drv_model_set_token(tk_drv_model_t *m, const tk_drv_token_desc_t *d);
 int tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d);
+/* The same with an id of 1..TK_OBJECT_ID_MAX bytes (d's id is not used):
+ * for token providers, whose items may have longer ids (20-byte SHA-1 ids
+ * are common) than the driver interface's 16. */
+int tk_drv_model_add_key_id(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id,
+                            size_t id_len);
 
 /* The operations (TK_OP_BIT) a key of this type and usage offers when its
  * driver does not say. */

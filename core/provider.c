@@ -11,13 +11,14 @@
 #include "plugin.h"
 #include "provider.h"
 #include "registry_priv.h"
+#include "soft.h"
 
 #define PROVIDERS_MAX 16
 #define PIN_MIN 4
 #define PIN_MAX 64
 
-/* Built into the library (the software token goes here). */
-static const tk_provider_t *const builtin[] = {NULL};
+/* Built into the library. */
+static const tk_provider_t *const builtin[] = {&tk_soft_provider, NULL};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const tk_provider_t *registered[PROVIDERS_MAX];
@@ -112,7 +113,7 @@ struct id_items {
 };
 
 /* Group the items by id. Errors: TK_ERR_MALFORMED (two certificates or two
- * keys with one id), TK_ERR_NOT_SUPPORTED (an id longer than a model's),
+ * keys with one id), TK_ERR_NOT_SUPPORTED (an id longer than TK_OBJECT_ID_MAX),
  * TK_ERR_NO_MEMORY. */
 static int
 group_items(const tk_registration_t *reg, struct id_items **out, size_t *nout)
@@ -130,9 +131,9 @@ group_items(const tk_registration_t *reg, struct id_items **out, size_t *nout)
 		size_t j;
 
 		(void)tk_registration_item(reg, i, &it);
-		if (it.id_len < 1 || it.id_len > sizeof(((tk_drv_key_desc_t *)0)->id)) {
-			tk_log_info("provider: item ids of 1 to %zu bytes are supported",
-			            sizeof(((tk_drv_key_desc_t *)0)->id));
+		if (it.id_len < 1 || it.id_len > TK_OBJECT_ID_MAX) {
+			tk_log_info("provider: item ids of 1 to %d bytes are supported",
+			            TK_OBJECT_ID_MAX);
 			r = TK_ERR_NOT_SUPPORTED;
 			break;
 		}
@@ -185,6 +186,8 @@ tk_reg_model(const tk_registration_t *reg, tk_drv_model_t *m)
 	    (r = group_items(reg, &g, &ng)) != TK_OK)
 		goto out;
 	for (size_t i = 0; r == TK_OK && i < ng; i++) {
+		const uint8_t *id = NULL;
+		size_t id_len = 0;
 		tk_drv_key_desc_t d;
 
 		memset(&d, 0, sizeof(d));
@@ -194,16 +197,16 @@ tk_reg_model(const tk_registration_t *reg, tk_drv_model_t *m)
 		d.key_ref = 0x80000000u | (uint32_t)i;
 		if (g[i].cert != SIZE_MAX) {
 			(void)tk_registration_item(reg, g[i].cert, &it);
-			memcpy(d.id, it.id, it.id_len);
-			d.id_len = (uint32_t)it.id_len;
+			id = it.id;
+			id_len = it.id_len;
 			snprintf(d.cert_label, sizeof(d.cert_label), "%s", it.label);
 			d.cert = it.der;
 			d.cert_len = it.der_len;
 		}
 		if (g[i].key != SIZE_MAX) {
 			(void)tk_registration_item(reg, g[i].key, &it);
-			memcpy(d.id, it.id, it.id_len);
-			d.id_len = (uint32_t)it.id_len;
+			id = it.id;
+			id_len = it.id_len;
 			d.key_present = true;
 			d.key_ref = (uint32_t)g[i].key;
 			d.key_type = it.key_type;
@@ -216,7 +219,7 @@ tk_reg_model(const tk_registration_t *reg, tk_drv_model_t *m)
 			if (d.spki != NULL)
 				d.key_type = TK_KEY_NONE; /* from the public key, checked */
 		}
-		r = tk_drv_model_add_key(m, &d);
+		r = tk_drv_model_add_key_id(m, &d, id, id_len);
 	}
 out:
 	free(g);

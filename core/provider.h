@@ -15,8 +15,8 @@
  * (tk_drv_model_set_token, tk_drv_model_add_key), and the operations are
  * called through the same checks.
  *
- * Where providers come from, in this order: the built-in table (none yet;
- * the software token goes there), those registered in this process
+ * Where providers come from, in this order: the built-in table (the
+ * software token, drivers/soft: "soft"), those registered in this process
  * (tk_provider_register: tests, embedders), and plugins (plugin.h:
  * TK_PLUGIN_PROVIDER, file "provider-<id>.so", the descriptor's table a
  * const tk_provider_t *).
@@ -83,5 +83,7 @@ int tk_reg_model(const tk_registration_t *reg, tk_drv_model_t *m);
  * Errors: TK_ERR_NOT_FOUND (no provider), the provider's. */
 int tk_token_open_registration(const tk_registration_t *reg, tk_token_t **out);
 int tk_token_update_registration(tk_token_t *t, const tk_registration_t *reg, bool *changed);
+/* The state p keeps for registered token t, or NULL when t is not p's. */
+void *tk_token_provider_state(tk_token_t *t, const tk_provider_t *p);
 
 #endif

@@ -416,6 +416,8 @@ tk_registry_read_name(tk_registry_t *reg, const char *name, tk_registration_t **
 		tk_registration_free(out);
 		r = TK_ERR_MALFORMED;
 	}
+	if (r == TK_OK && (r = tk_reg_set_store(*out, reg->path)) != TK_OK)
+		tk_registration_free(out);
 	/* what we read came from the store the path names */
 	if (tk_registry_check(reg) != TK_OK) {
 		tk_registration_free(out);

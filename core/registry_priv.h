@@ -18,7 +18,7 @@
  *   "created" uint, "updated" uint (µs since the epoch), "flags" uint,
  *   "removed" bool, "label" tstr,
  *   "items" [ { "kind" "cert"|"key", "id" bstr, "label" tstr, "der" bstr,
- *               keys only: "type" "rsa"|"ec", "bits" uint, "usage" uint,
+ *               keys only: "type" "rsa"|"ec"|"ed25519", "bits" uint, "usage" uint,
  *               "handle" bstr } ... ],
  *   "config" bstr
  * The identity map: "id" bstr (16 random bytes), "created" uint. */
@@ -59,12 +59,21 @@ struct tk_registration {
 	size_t nitems;
 	uint8_t *config;
 	size_t config_len;
+	/* The store directory a registration was read from (NULL: not read
+	 * from a store); not part of the record: a provider that writes back
+	 * knows where to (tk_registry_open with this path). */
+	char *store;
 };
 
 typedef struct tk_reg_store_id {
 	uint8_t id[TK_REG_ID_LEN];
 	uint64_t created;
 } tk_reg_store_id_t;
+
+/* The store a registration was read from (see above); set copies. Errors:
+ * TK_ERR_NO_MEMORY. */
+int tk_reg_set_store(tk_registration_t *r, const char *path);
+const char *tk_reg_store(const tk_registration_t *r);
 
 bool tk_reg_provider_ok(const char *s);
 bool tk_reg_instance_ok(const char *s);

@@ -158,6 +158,7 @@ tk_registration_free(tk_registration_t **rp)
 		return;
 	tk_registration_clear_items(r);
 	free(r->config);
+	free(r->store);
 	free(r);
 	*rp = NULL;
 }
@@ -225,8 +226,9 @@ item_ok(const tk_reg_item_t *it)
 		       it->usage == 0 && it->handle_len == 0;
 	if (it->kind != TK_REG_ITEM_KEY)
 		return false;
-	return (it->key_type == TK_KEY_RSA || it->key_type == TK_KEY_EC) && it->handle != NULL &&
-	       it->handle_len > 0 && it->handle_len <= TK_REG_HANDLE_MAX &&
+	return (it->key_type == TK_KEY_RSA || it->key_type == TK_KEY_EC ||
+	        it->key_type == TK_KEY_ED25519) &&
+	       it->handle != NULL && it->handle_len > 0 && it->handle_len <= TK_REG_HANDLE_MAX &&
 	       (it->usage & ~(unsigned)(TK_USAGE_SIGN | TK_USAGE_DECRYPT | TK_USAGE_DERIVE)) == 0;
 }
 
@@ -264,6 +266,24 @@ tk_registration_add_item(tk_registration_t *r, const tk_reg_item_t *it)
 }
 
 int
+tk_reg_set_store(tk_registration_t *r, const char *path)
+{
+	char *copy = NULL;
+
+	if (path != NULL && (copy = strdup(path)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	free(r->store);
+	r->store = copy;
+	return TK_OK;
+}
+
+const char *
+tk_reg_store(const tk_registration_t *r)
+{
+	return r != NULL ? r->store : NULL;
+}
+
+int
 tk_registration_dup(const tk_registration_t *r, tk_registration_t **out)
 {
 	tk_registration_t *c = NULL;
@@ -281,7 +301,9 @@ tk_registration_dup(const tk_registration_t *r, tk_registration_t **out)
 	c->created = r->created;
 	c->updated = r->updated;
 	c->removed = r->removed;
-	res = tk_registration_set_config(c, r->config, r->config_len);
+	res = tk_reg_set_store(c, r->store);
+	if (res == TK_OK)
+		res = tk_registration_set_config(c, r->config, r->config_len);
 	for (size_t i = 0; res == TK_OK && i < r->nitems; i++) {
 		(void)tk_registration_item(r, i, &it);
 		res = tk_registration_add_item(c, &it);
@@ -449,7 +471,10 @@ put(cbor_item_t *map, const char *key, cbor_item_t *val)
 static const char *
 key_type_name(int kt)
 {
-	return kt == TK_KEY_RSA ? "rsa" : kt == TK_KEY_EC ? "ec" : "";
+	return kt == TK_KEY_RSA       ? "rsa"
+	       : kt == TK_KEY_EC      ? "ec"
+	       : kt == TK_KEY_ED25519 ? "ed25519"
+	                              : "";
 }
 
 static cbor_item_t *
@@ -738,10 +763,11 @@ parse_item(const cbor_item_t *m, tk_registration_t *r)
 		it.key_bits = ok ? (unsigned)u : 0;
 		ok = ok && v[I_USAGE] != NULL && get_uint(v[I_USAGE], 0xff, &u);
 		it.usage = ok ? (unsigned)u : 0;
-		it.key_type = !ok                        ? TK_KEY_NONE
-		              : strcmp(type, "rsa") == 0 ? TK_KEY_RSA
-		              : strcmp(type, "ec") == 0  ? TK_KEY_EC
-		                                         : TK_KEY_NONE;
+		it.key_type = !ok                            ? TK_KEY_NONE
+		              : strcmp(type, "rsa") == 0     ? TK_KEY_RSA
+		              : strcmp(type, "ec") == 0      ? TK_KEY_EC
+		              : strcmp(type, "ed25519") == 0 ? TK_KEY_ED25519
+		                                             : TK_KEY_NONE;
 	} else {
 		ok = false;
 	}

@@ -1050,3 +1050,9 @@ out:
 	tk_drv_model_clear(&m);
 	return r;
 }
+
+void *
+tk_token_provider_state(tk_token_t *t, const tk_provider_t *p)
+{
+	return t != NULL && p != NULL && t->prov == p ? t->ds : NULL;
+}

@@ -10,6 +10,7 @@
 #include <tokenkit/mem.h>
 
 #include "env.h"
+#include "ossl.h"
 #include "p11.h"
 
 /* The one place a tk_err becomes a CK_RV. */
@@ -38,7 +39,22 @@ tk_err_to_ckr(int err)
 	case TK_ERR_AUTH_METHOD_BLOCKED:
 		return CKR_PIN_LOCKED;
 	case TK_ERR_SECURITY_STATUS:
+	case TK_ERR_LOGIN_REQUIRED:
 		return CKR_USER_NOT_LOGGED_IN;
+	case TK_ERR_ATTR_TYPE_INVALID:
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	case TK_ERR_ATTR_VALUE_INVALID:
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	case TK_ERR_ATTR_READ_ONLY:
+		return CKR_ATTRIBUTE_READ_ONLY;
+	case TK_ERR_TEMPLATE_INCOMPLETE:
+		return CKR_TEMPLATE_INCOMPLETE;
+	case TK_ERR_TEMPLATE_INCONSISTENT:
+		return CKR_TEMPLATE_INCONSISTENT;
+	case TK_ERR_ACTION_PROHIBITED:
+		return CKR_ACTION_PROHIBITED;
+	case TK_ERR_DISK_FULL:
+		return CKR_DEVICE_MEMORY;
 	case TK_ERR_CARD_REMOVED:
 	case TK_ERR_NO_READER:
 		return CKR_DEVICE_REMOVED;
@@ -57,6 +73,9 @@ tk_err_to_ckr(int err)
 	case TK_ERR_TRUNCATED:
 	case TK_ERR_MALFORMED:
 	case TK_ERR_SW_UNKNOWN:
+	case TK_ERR_STORE_CHANGED: /* a software token's store replaced under a write */
+	case TK_ERR_CONFLICT:
+	case TK_ERR_UNSAFE:
 		return CKR_DEVICE_ERROR;
 	case TK_ERR_MEMORY_FAILURE:
 	case TK_ERR_NO_SPACE:
@@ -234,11 +253,10 @@ tk_p11_der_unwrap_octet_string(const uint8_t *in, size_t in_len, size_t *out_len
 	return in + h;
 }
 
-/* The module's own OpenSSL library context: applications may make an
- * engine the default for everything (openssl s_client -engine pkcs11 does,
- * with libp11 — which then calls us), and our parsing, hashing and
- * verification must not go through it. Created once, kept for the life of
- * the process. */
+/* The library's own OpenSSL library context (core/ossl.h: applications may
+ * make an engine the default for everything, and our parsing, hashing and
+ * verification must not go through it), and the digests fetched from it
+ * once. */
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
 static OSSL_LIB_CTX *libctx;
 #define NMDS 9
@@ -249,7 +267,7 @@ static const char *const md_names[NMDS] = {"SHA1",     "SHA224",   "SHA256",   "
 static void
 crypto_init(void)
 {
-	libctx = OSSL_LIB_CTX_new();
+	libctx = tk_ossl_libctx();
 	for (size_t i = 0; libctx != NULL && i < NMDS; i++)
 		mds[i] = EVP_MD_fetch(libctx, md_names[i], NULL);
 }

@@ -63,7 +63,15 @@
 	X(TK_ERR_MEMORY_FAILURE, -312, "card memory failure")                                      \
 	X(TK_ERR_NO_SPACE, -313, "not enough memory on card")                                      \
 	X(TK_ERR_REF_NOT_FOUND, -314, "referenced data not found")                                 \
-	X(TK_ERR_FUNC_NOT_SUPPORTED, -315, "function not supported by card")
+	X(TK_ERR_FUNC_NOT_SUPPORTED, -315, "function not supported by card")                       \
+	/* objects and their attributes (the software token; PKCS#11 section 4) */                 \
+	X(TK_ERR_ATTR_TYPE_INVALID, -400, "attribute not valid for this object")                   \
+	X(TK_ERR_ATTR_VALUE_INVALID, -401, "invalid attribute value")                              \
+	X(TK_ERR_ATTR_READ_ONLY, -402, "attribute cannot be set or changed")                       \
+	X(TK_ERR_TEMPLATE_INCOMPLETE, -403, "attributes missing to make the object")               \
+	X(TK_ERR_TEMPLATE_INCONSISTENT, -404, "attributes contradict each other")                  \
+	X(TK_ERR_ACTION_PROHIBITED, -405, "the object does not allow this")                        \
+	X(TK_ERR_LOGIN_REQUIRED, -406, "token locked, needs the user PIN")
 
 enum tk_err {
 #define TK_ERR_ENUM(name, value, msg) name = value,

@@ -67,9 +67,9 @@ typedef struct tk_registry_watch tk_registry_watch_t;
 #define TK_REG_LABEL_MAX 64    /* UTF-8 bytes */
 #define TK_REG_ID_MAX 64       /* item id (CKA_ID) bytes */
 #define TK_REG_ITEMS_MAX 64
-#define TK_REG_DER_MAX (64u * 1024u)    /* a certificate or SubjectPublicKeyInfo */
-#define TK_REG_HANDLE_MAX 256           /* a key's provider handle */
-#define TK_REG_CONFIG_MAX (64u * 1024u) /* opaque provider configuration */
+#define TK_REG_DER_MAX (64u * 1024u)     /* a certificate or SubjectPublicKeyInfo */
+#define TK_REG_HANDLE_MAX 256            /* a key's provider handle */
+#define TK_REG_CONFIG_MAX (256u * 1024u) /* opaque provider configuration */
 #define TK_REG_RECORD_MAX (1024u * 1024u)
 
 /* tk_registry_remove / tk_registry_put: whatever the current generation. */

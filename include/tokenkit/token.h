@@ -33,15 +33,21 @@ enum tk_key_type {
 	TK_KEY_X25519 = 4,  /* ECDH over curve25519 (RFC 7748), key_bits 255 */
 };
 
+/* Longest object id (CKA_ID): 20-byte SHA-1 ids are common, and the
+ * registry's items take up to 64 (TK_REG_ID_MAX). It was 16: tk_object_t's
+ * size and layout changed with it, so a program built against the older
+ * header must be rebuilt (libtokenkit is still at SOVERSION 0). */
+#define TK_OBJECT_ID_MAX 64
+
 /* Key usage flags (private keys). */
 #define TK_USAGE_SIGN 0x01u
 #define TK_USAGE_DECRYPT 0x02u
 #define TK_USAGE_DERIVE 0x04u
 
 typedef struct tk_object {
-	uint32_t handle; /* stable for the token's life, > 0 */
-	int cls;         /* enum tk_obj_class */
-	uint8_t id[16];  /* CKA_ID: PIV 9A→01, 9C→02, 9D→03, 9E→04, 82..95→05.. */
+	uint32_t handle;              /* stable for the token's life, > 0 */
+	int cls;                      /* enum tk_obj_class */
+	uint8_t id[TK_OBJECT_ID_MAX]; /* CKA_ID: PIV 9A→01, 9C→02, 9D→03, 9E→04, 82..95→05.. */
 	size_t id_len;
 	char label[64];     /* NUL-terminated UTF-8 */
 	int key_type;       /* enum tk_key_type (keys and certificates) */

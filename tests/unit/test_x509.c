@@ -86,8 +86,10 @@ make(EVP_PKEY *key, EVP_PKEY *signer, const char *serial, long years, bool exts)
 		signer = key;
 	/* EdDSA hashes by itself */
 	assert_true(X509_sign(x, signer,
-	                      EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED25519 ? NULL
-	                                                                       : EVP_sha256()) > 0);
+	                      EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED25519 ||
+	                                      EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED448
+	                              ? NULL
+	                              : EVP_sha256()) > 0);
 	m.len = i2d_X509(x, &m.der);
 	assert_true(m.len > 0);
 	X509_NAME_free(nm);
@@ -275,6 +277,7 @@ test_like_openssl(void **state)
 	        {EVP_PKEY_Q_keygen(NULL, NULL, "X25519"), TK_KEY_X25519, "46", 1, false},
 	        /* a key no card here holds: the certificate reads, its key does not */
 	        {ec_key("secp256k1", false), TK_KEY_NONE, "45", 1, false},
+	        {EVP_PKEY_Q_keygen(NULL, NULL, "ED448"), TK_KEY_NONE, "46", 1, false},
 	};
 
 	(void)state;
@@ -445,6 +448,26 @@ test_broken_keys(void **state)
 	assert_null(s.point);
 	assert_int_equal(tk_spki_parse(NULL, 0, &s), TK_ERR_INVALID_ARG);
 	assert_int_equal(tk_spki_parse(ec, 0, &s), TK_ERR_TRUNCATED);
+
+	/* Ed25519 (RFC 8410): 32 bytes of key, no parameters */
+	uint8_t ed[12 + 32] = {0x30, 0x2A, 0x30, 0x05, 0x06, 0x03,
+	                       0x2B, 0x65, 0x70, 0x03, 0x21, 0x00};
+	uint8_t ed_params[14 + 32] = {0x30, 0x2C, 0x30, 0x07, 0x06, 0x03, 0x2B,
+	                              0x65, 0x70, 0x05, 0x00, 0x03, 0x21, 0x00};
+
+	memset(ed + 12, 0x22, 32);
+	assert_int_equal(tk_spki_parse(ed, sizeof(ed), &s), TK_OK);
+	assert_int_equal(s.key_type, TK_KEY_ED25519);
+	assert_int_equal(s.bits, 255);
+	assert_int_equal(s.point_len, 32);
+	assert_ptr_equal(s.point, ed + 12);
+	/* a key of another length */
+	ed[1] = 0x29;
+	ed[10] = 0x20;
+	assert_int_equal(tk_spki_parse(ed, sizeof(ed) - 1, &s), TK_ERR_MALFORMED);
+	/* parameters (RFC 8410 3: absent) */
+	memset(ed_params + 14, 0x22, 32);
+	assert_int_equal(tk_spki_parse(ed_params, sizeof(ed_params), &s), TK_ERR_MALFORMED);
 }
 
 int

@@ -86,7 +86,10 @@ kind_name(int kind)
 static const char *
 key_name(int kt)
 {
-	return kt == TK_KEY_RSA ? "rsa" : kt == TK_KEY_EC ? "ec" : "";
+	return kt == TK_KEY_RSA       ? "rsa"
+	       : kt == TK_KEY_EC      ? "ec"
+	       : kt == TK_KEY_ED25519 ? "ed25519"
+	                              : "";
 }
 
 static void

@@ -98,7 +98,7 @@ print_token_text(const tk_slot_info_t *s, tk_token_t *t)
 {
 	const tk_object_t *objs;
 	tk_token_info_t ti;
-	char subj[512], hex[40];
+	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1];
 	size_t n = 0;
 
 	(void)tk_token_info(t, &ti);
@@ -133,7 +133,7 @@ print_token_json(const tk_slot_info_t *s, tk_token_t *t)
 {
 	const tk_object_t *objs;
 	tk_token_info_t ti;
-	char subj[512], hex[40];
+	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1];
 	size_t n = 0, shown = 0;
 
 	(void)tk_token_info(t, &ti);
@@ -178,7 +178,7 @@ static void
 print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 {
 	const tk_object_t *objs;
-	char subj[512], hex[40], use[32];
+	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1], use[32];
 	size_t n = 0;
 
 	(void)tk_token_objects(t, &objs, &n);

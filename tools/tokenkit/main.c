@@ -49,6 +49,8 @@ tool_exit_code(int err)
 	case TK_ERR_INVALID_ARG:
 	case TK_ERR_MALFORMED:
 		return TOOL_EXIT_USAGE;
+	case TK_ERR_LOGIN_REQUIRED:
+		return TOOL_EXIT_LOCKED;
 	default:
 		return TOOL_EXIT_ERROR;
 	}
@@ -182,7 +184,9 @@ usage(FILE *f)
 	           "  3  PC/SC daemon (pcscd) not reachable\n"
 	           "  4  no such reader\n"
 	           "  5  no usable card in the reader (absent, mute, unresponsive)\n"
-	           "  6  the card did not answer in time\n");
+	           "  6  the card did not answer in time\n"
+	           "  7  token locked, needs the user PIN (or a file its password) and there is\n"
+	           "     no terminal to ask on: give it with --pin-fd N\n");
 }
 
 int

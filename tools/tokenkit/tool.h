@@ -22,6 +22,9 @@ enum {
 	TOOL_EXIT_NO_READER = 4,  /* no such reader */
 	TOOL_EXIT_NO_CARD = 5,    /* no usable card in the reader */
 	TOOL_EXIT_TIMEOUT = 6,    /* the card did not answer in time */
+	/* a PIN (or a file's password) is needed and there is no way to ask for
+	 * it: "token locked, needs the user PIN" */
+	TOOL_EXIT_LOCKED = 7,
 };
 
 typedef struct tool_cmd {
