@@ -715,6 +715,26 @@ tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms)
 	return r;
 }
 
+int
+tk_slotmgr_backend_status(tk_slotmgr_t *m, const char *name)
+{
+	int r = TK_ERR_NOT_FOUND;
+
+	if (m == NULL || name == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&m->mtx);
+	for (size_t i = 0; i < m->nbackends; i++) {
+		const backend_t *bk = &m->backends[i];
+
+		if (strcmp(bk->ops->name, name) != 0)
+			continue;
+		r = bk->service_up ? TK_OK : bk->ready ? TK_ERR_NO_SERVICE : TK_ERR_TIMEOUT;
+		break;
+	}
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
 /* With m->mtx held. */
 static void
 fill_info(const slot_t *s, tk_slot_info_t *info)

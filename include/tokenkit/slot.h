@@ -123,6 +123,14 @@ TK_EXPORT void tk_slotmgr_free(tk_slotmgr_t **mp);
  * TK_ERR_TIMEOUT or TK_ERR_NO_SERVICE (daemon not reachable). */
 TK_EXPORT int tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms);
 
+/* Whether the manager's backend called name ("pcsc", "ccid", ...) works:
+ * TK_OK (its last scan went through), TK_ERR_NO_SERVICE (its service is
+ * not reachable: pcscd not running), TK_ERR_TIMEOUT (its first scan is not
+ * over), TK_ERR_NOT_FOUND (not one of this manager's backends: not in the
+ * spec, or left out). tk_slotmgr_wait_ready is TK_OK as soon as one
+ * backend works; this tells which. Added in 0.1. */
+TK_EXPORT int tk_slotmgr_backend_status(tk_slotmgr_t *m, const char *name);
+
 /* Subscribe; returns a subscription id > 0 (or a tk_err). When replay is
  * true the callback first receives READER_ADDED / CARD_INSERTED events for
  * the current state. */
