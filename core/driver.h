@@ -106,6 +106,13 @@ typedef struct tk_driver {
 	int (*key_op)(void *state, const tk_drv_slot_t *slot, int op, const uint8_t *in,
 	              size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
 	void (*free)(void *state);
+	/* Optional (NULL: none). Verify the PIN of user (TK_USER_USER,
+	 * TK_USER_CONTEXT) typed on the reader's PIN pad (tk_card_pinpad):
+	 * the driver builds the command template and the PIN format its card
+	 * wants. Errors as pin_verify, and TK_ERR_NOT_SUPPORTED (no pad, or
+	 * not for this user), TK_ERR_TIMEOUT (nobody typed), TK_ERR_CANCELLED
+	 * (cancelled on the pad). */
+	int (*pin_verify_pad)(void *state, int user, int *retries);
 } tk_driver_t;
 
 /* The drivers, in probing order. */
