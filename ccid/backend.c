@@ -54,6 +54,9 @@
 #define POLL_STATUS_MS 500
 #define RESCAN_MS 5000
 #define REOPEN_MS 3000
+/* How long letting go of a reader waits for its interrupt thread; one
+ * stuck in libusb is left to finish alone (it holds its references). */
+#define INTR_JOIN_MS 2000
 #define DEFAULT_READ_MS 3000
 #define DEFAULT_PIN_MS 60000
 #define ESCAPE_CODE 0x42000001u /* SCARD_CTL_CODE(1), as libccid's escape */
@@ -72,6 +75,7 @@ typedef struct rd {
 	bool intr_started;
 	atomic_bool intr_stop;
 	/* Under b->mtx: */
+	bool intr_done;
 	struct {
 		bool present;
 		uint32_t events; /* +1 at each insertion (and hardware error) */
@@ -294,6 +298,7 @@ report_skipped(ccid_be_t *b, const tk_ccid_found_t *f, int r)
 }
 
 static void *intr_main(void *arg);
+static void drop_reader(rd_t *rd);
 
 /* Open a reader found by a scan (monitor thread). */
 static void
@@ -339,9 +344,12 @@ open_reader(ccid_be_t *b, const tk_ccid_found_t *f)
 	}
 	tk_log_info("ccid: reader %s: %s level, %u slot(s)", rd->base,
 	            tk_ccid_level_name(tk_ccid_level(rd->dev)), rd->nslots);
-	atomic_fetch_add(&rd->refs, 1); /* the interrupt thread's */
+	/* the interrupt thread's references */
+	atomic_fetch_add(&rd->refs, 1);
+	atomic_fetch_add(&b->refs, 1);
 	if (pthread_create(&rd->intr, NULL, intr_main, rd) != 0) {
 		atomic_fetch_sub(&rd->refs, 1);
+		atomic_fetch_sub(&b->refs, 1);
 		tk_log_error("ccid: %s: no event thread", rd->base);
 	} else {
 		rd->intr_started = true;
@@ -354,21 +362,35 @@ open_reader(ccid_be_t *b, const tk_ccid_found_t *f)
 	pthread_mutex_unlock(&b->mtx);
 	if (rd != NULL) {
 		tk_log_warn("ccid: more than %d readers: %s left out", BE_READERS_MAX, rd->base);
-		atomic_store(&rd->intr_stop, true);
-		if (rd->intr_started)
-			pthread_join(rd->intr, NULL);
-		rd_unref(rd);
+		drop_reader(rd);
 	}
 }
 
-/* Let go of a reader that left (monitor thread). */
+/* Let go of a reader (monitor thread): stop its interrupt thread, waiting
+ * a bounded time (a transfer of a device that vanished may not come back
+ * from libusb; the thread keeps what it uses). */
 static void
 drop_reader(rd_t *rd)
 {
+	ccid_be_t *b = rd->b;
+	int64_t end = tk_now_us() + (int64_t)INTR_JOIN_MS * 1000;
+	bool done;
+
 	atomic_store(&rd->intr_stop, true);
-	if (rd->intr_started)
-		pthread_join(rd->intr, NULL);
-	tk_log_info("ccid: reader %s gone", rd->base);
+	if (rd->intr_started) {
+		pthread_mutex_lock(&b->mtx);
+		while (!rd->intr_done && tk_now_us() < end)
+			tk_cond_wait_until_us(&b->cond, &b->mtx, end);
+		done = rd->intr_done;
+		pthread_mutex_unlock(&b->mtx);
+		if (done) {
+			pthread_join(rd->intr, NULL);
+		} else {
+			tk_log_warn("ccid: %s: its event thread is stuck in libusb; left behind",
+			            rd->base);
+			pthread_detach(rd->intr);
+		}
+	}
 	rd_unref(rd);
 }
 
@@ -385,6 +407,10 @@ scan(ccid_be_t *b)
 		tk_log_debug("ccid: scan: %s", tk_strerror(r));
 		return r;
 	}
+	tk_log_debug("ccid: scan: %zu interface(s)", n);
+	for (size_t k = 0; k < n; k++)
+		tk_log_trace("ccid: scan: bus %u addr %u iface %u", f[k].bus, f[k].addr,
+		             f[k].iface.number);
 	pthread_mutex_lock(&b->mtx);
 	b->last_scan_ms = tk_now_ms();
 	/* readers that left, or came back as another plug of the same port */
@@ -417,8 +443,10 @@ scan(ccid_be_t *b)
 			b->skipped[i] = b->skipped[--b->nskipped];
 	}
 	pthread_mutex_unlock(&b->mtx);
-	for (size_t i = 0; i < ngone; i++)
+	for (size_t i = 0; i < ngone; i++) {
+		tk_log_info("ccid: reader %s gone", gone[i]->base);
 		drop_reader(gone[i]);
+	}
 	for (size_t k = 0; k < n; k++) {
 		bool known = false;
 
@@ -543,7 +571,12 @@ intr_main(void *arg)
 		changed_locked(b);
 		pthread_mutex_unlock(&b->mtx);
 	}
+	pthread_mutex_lock(&b->mtx);
+	rd->intr_done = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->mtx);
 	rd_unref(rd);
+	be_unref(b);
 	return NULL;
 }
 
