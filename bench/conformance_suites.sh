@@ -152,6 +152,14 @@ if [[ -n $PKCS11TEST ]]; then
 		fi
 	done
 	report pkcs11test "$p" "$f" "$sk" "${#tests[@]} tests, $crashed crashed, $retries slot retries"
+	# and the whole suite in one process, as its authors run it (a crash
+	# there ends every test after it)
+	fresh_card
+	RC=0
+	(cd "$TMP" && timeout 1200 "${GT[@]}") >"$OUT/pkcs11test-whole.log" 2>&1 || RC=$?
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$OUT/pkcs11test-whole.log" | tail -1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$OUT/pkcs11test-whole.log" | tail -1)
+	report "pkcs11test (one process)" "${p:-0}" "${f:-0}" - "$RC$( ((RC >= 128)) && echo ", crashed")"
 fi
 
 # pkcs11-tool: "N errors" / "No errors" at the end; its OK lines as passed,

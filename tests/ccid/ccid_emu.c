@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <linux/usbdevice_fs.h>
+#include <openssl/crypto.h>
 #include <sys/ioctl.h>
 
 #include "clock.h"
@@ -610,6 +611,77 @@ claim(ccid_emu_dev_t *d, UMockdevIoctlClient *client, unsigned number, bool rele
 	umockdev_ioctl_client_complete(client, 0, 0);
 }
 
+/* The card answers on umockdev's ioctl thread and draws random numbers
+ * there, so OpenSSL keeps per-thread state (DRBGs) for it. OpenSSL frees
+ * that from a thread-exit destructor, which can still be running when the
+ * test process exits; the leak checker then reports it. Before the testbed
+ * goes, each such thread is asked to drop its OpenSSL state. */
+static void
+note_ioctl_thread(ccid_emu_t *e)
+{
+	GMainContext *ctx = g_main_context_get_thread_default();
+
+	if (ctx != NULL && g_list_find(e->ioctl_ctxs, ctx) == NULL)
+		e->ioctl_ctxs = g_list_prepend(e->ioctl_ctxs, g_main_context_ref(ctx));
+}
+
+struct thread_stop {
+	GMutex lock;
+	GCond cond;
+	bool done;
+};
+
+static void
+thread_stop_clear(gpointer p)
+{
+	struct thread_stop *ts = p;
+
+	g_mutex_clear(&ts->lock);
+	g_cond_clear(&ts->cond);
+}
+
+/* Runs on the ioctl thread; shares ts with the waiter (reference counted,
+ * so a waiter that gave up leaves nothing dangling). */
+static gboolean
+thread_stop_cb(gpointer user)
+{
+	struct thread_stop *ts = user;
+
+	OPENSSL_thread_stop();
+	g_mutex_lock(&ts->lock);
+	ts->done = true;
+	g_cond_signal(&ts->cond);
+	g_mutex_unlock(&ts->lock);
+	g_atomic_rc_box_release_full(ts, thread_stop_clear);
+	return G_SOURCE_REMOVE;
+}
+
+/* Bounded: a thread that no longer runs its loop costs 2 s, not a hang. */
+static void
+stop_ioctl_threads(ccid_emu_t *e)
+{
+	while (e->ioctl_ctxs != NULL) {
+		GMainContext *ctx = e->ioctl_ctxs->data;
+		struct thread_stop *ts = g_atomic_rc_box_new0(struct thread_stop);
+		gint64 end = g_get_monotonic_time() + 2 * G_TIME_SPAN_SECOND;
+		bool done;
+
+		g_mutex_init(&ts->lock);
+		g_cond_init(&ts->cond);
+		g_main_context_invoke(ctx, thread_stop_cb, g_atomic_rc_box_acquire(ts));
+		g_mutex_lock(&ts->lock);
+		while (!ts->done && g_cond_wait_until(&ts->cond, &ts->lock, end))
+			;
+		done = ts->done;
+		g_mutex_unlock(&ts->lock);
+		g_atomic_rc_box_release_full(ts, thread_stop_clear);
+		if (!done)
+			fprintf(stderr, "ccid_emu: an ioctl thread did not answer\n");
+		g_main_context_unref(ctx);
+		e->ioctl_ctxs = g_list_delete_link(e->ioctl_ctxs, e->ioctl_ctxs);
+	}
+}
+
 static gboolean
 handle_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client, gpointer user)
 {
@@ -622,6 +694,7 @@ handle_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client, gpointer u
 
 	(void)handler;
 	g_mutex_lock(&e->lock);
+	note_ioctl_thread(e);
 	if (d->gone || plug->gen != (unsigned)d->devnum) {
 		struct emu_urb *u;
 
@@ -1057,6 +1130,7 @@ ccid_emu_free(ccid_emu_t **ep)
 			emu_iface_clear(&d->ifaces[i]);
 		g_mutex_unlock(&e->lock);
 	}
+	stop_ioctl_threads(e);
 	g_clear_object(&e->tb);
 	for (GList *l = e->devs; l != NULL; l = l->next) {
 		ccid_emu_dev_t *d = l->data;

@@ -102,6 +102,8 @@ struct ccid_emu {
 	GMutex lock; /* everything of every device */
 	GList *devs;
 	unsigned next_devnum, next_port;
+	/* the main contexts of umockdev's ioctl threads (where the card runs) */
+	GList *ioctl_ctxs;
 };
 
 /* emu_reader.c, with e->lock held. */

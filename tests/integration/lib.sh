@@ -105,6 +105,26 @@ tk_run() {
 	fi
 }
 
+# tk_run_piv "description" yubico-piv-tool ...: tk_run for yubico-piv-tool,
+# again (up to 3 times) when it could not even connect to the card: a card
+# that vpcd has just put in the reader can refuse the first connect while
+# pcscd finishes powering it (seen once in ~100 runs under load). A failed
+# connect sent nothing to the card, so the retry cannot do anything twice.
+tk_run_piv() {
+	local what=$1 rc i
+	shift
+	for i in 1 2 3; do
+		rc=0
+		tk_log "$what: $*"
+		TK_OUT=$(tk_host "$@" 2>&1) || rc=$?
+		[[ $rc -eq 0 ]] && return 0
+		grep -q 'Failed to connect' <<<"$TK_OUT" || break
+		sleep 0.5
+	done
+	printf '%s\n' "$TK_OUT" >&2
+	tk_fail "$what (exit $rc)"
+}
+
 # tk_run_fails "description" cmd...: the command must fail
 tk_run_fails() {
 	local what=$1 rc=0

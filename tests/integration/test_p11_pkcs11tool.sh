@@ -34,14 +34,14 @@ p11_provision() {
 	for s in $layout; do
 		alg=${s#*:}
 		s=${s%%:*}
-		tk_run "card $n: generate $alg in $s" yubico-piv-tool -r "$reader" -a generate -s "$s" \
+		tk_run_piv "card $n: generate $alg in $s" yubico-piv-tool -r "$reader" -a generate -s "$s" \
 			-A "$alg" -o "$dir/gen$s.pem"
 		cn="tokenkit-$s"
 		tk_run "certificate for $s" openssl x509 -new -subj "/CN=$cn/" -days 30 \
 			-force_pubkey "$dir/gen$s.pem" -CA "$TK_TMP/ca.pem" -CAkey "$TK_TMP/ca.key" \
 			-extfile <(printf 'keyUsage=digitalSignature,keyEncipherment,keyAgreement\nextendedKeyUsage=clientAuth\n') \
 			-out "$dir/cert$s.pem"
-		tk_run "import certificate $s" yubico-piv-tool -r "$reader" -a import-certificate \
+		tk_run_piv "import certificate $s" yubico-piv-tool -r "$reader" -a import-certificate \
 			-s "$s" -i "$dir/cert$s.pem"
 		openssl x509 -in "$dir/cert$s.pem" -pubkey -noout >"$dir/pub$s.pem"
 	done
@@ -51,7 +51,7 @@ p11_provision() {
 	nret=$( (grep -oE '\b(8[2-9a-f]|9[0-5]):' <<<"$layout" || true) | wc -l)
 	if [[ $nret -gt 0 ]]; then
 		printf "\xC1\x01\x$(printf %02x "$nret")\xC2\x01\x00\xFE\x00" >"$dir/keyhistory.bin"
-		tk_run "key history: $nret retired" yubico-piv-tool -r "$reader" -a write-object \
+		tk_run_piv "key history: $nret retired" yubico-piv-tool -r "$reader" -a write-object \
 			--id 0x5FC10C -f binary -i "$dir/keyhistory.bin"
 	fi
 	tk_log "card $n provisioned: $layout"

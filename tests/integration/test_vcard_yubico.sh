@@ -15,10 +15,10 @@ R=(-r "$TK_READER0")
 PIV=(yubico-piv-tool "${R[@]}")
 P11=(pkcs11-tool --module "$OPENSC_P11")
 
-tk_run "version" "${PIV[@]}" -a version
-tk_run "status of a fresh card" "${PIV[@]}" -a status
+tk_run_piv "version" "${PIV[@]}" -a version
+tk_run_piv "status of a fresh card" "${PIV[@]}" -a status
 
-tk_run "generate ECCP256 in 9a" "${PIV[@]}" -a generate -s 9a -A ECCP256 -o "$TK_TMP/pub.pem"
+tk_run_piv "generate ECCP256 in 9a" "${PIV[@]}" -a generate -s 9a -A ECCP256 -o "$TK_TMP/pub.pem"
 tk_run "public key parses" openssl pkey -pubin -in "$TK_TMP/pub.pem" -noout -text
 tk_expect 'prime256v1|P-256'
 
@@ -42,7 +42,7 @@ else
 	# can self-sign the final certificate (OpenSSL pkcs11 engine + OpenSC).
 	ENGINE=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
 	if [[ -e $ENGINE ]]; then
-		tk_run "import the interim certificate" "${PIV[@]}" -a import-certificate -s 9a \
+		tk_run_piv "import the interim certificate" "${PIV[@]}" -a import-certificate -s 9a \
 			-i "$TK_TMP/cert.pem"
 		printf '%s\n' 'openssl_conf = openssl_init' '[openssl_init]' 'engines = engine_section' \
 			'[engine_section]' 'pkcs11 = pkcs11_section' '[pkcs11_section]' 'engine_id = pkcs11' \
@@ -54,7 +54,7 @@ else
 		tk_run "self-signature verifies" openssl verify -CAfile "$TK_TMP/cert.pem" "$TK_TMP/cert.pem"
 	fi
 fi
-tk_run "import certificate" "${PIV[@]}" -a import-certificate -s 9a -i "$TK_TMP/cert.pem"
+tk_run_piv "import certificate" "${PIV[@]}" -a import-certificate -s 9a -i "$TK_TMP/cert.pem"
 tk_run "certificate subject" openssl x509 -in "$TK_TMP/cert.pem" -noout -subject
 tk_expect 'CN *= *test'
 openssl x509 -in "$TK_TMP/cert.pem" -pubkey -noout >"$TK_TMP/certpub.pem"
@@ -62,7 +62,7 @@ cmp -s <(openssl pkey -pubin -in "$TK_TMP/pub.pem" -outform DER) \
 	<(openssl pkey -pubin -in "$TK_TMP/certpub.pem" -outform DER) ||
 	tk_fail "certificate key differs from the generated key"
 
-tk_run "status lists the certificate" "${PIV[@]}" -a status
+tk_run_piv "status lists the certificate" "${PIV[@]}" -a status
 tk_expect 'CN=test'
 
 sign_and_verify() { # label
@@ -91,7 +91,7 @@ tk_card_stop 0
 tk_wait 3 "card gone" tk_card_absent 0
 tk_card_start 0 --state "$STATE"
 sign_and_verify restarted
-tk_run "certificate after restart" "${PIV[@]}" -a read-certificate -s 9a
+tk_run_piv "certificate after restart" "${PIV[@]}" -a read-certificate -s 9a
 cmp -s <(printf '%s\n' "$TK_OUT" | openssl x509 -outform DER) \
 	<(openssl x509 -in "$TK_TMP/cert.pem" -outform DER) || tk_fail "certificate changed after restart"
 tk_pass
