@@ -3,12 +3,14 @@
  *
  *   ccid-emu-serve [--level ext|short|tpdu] [--t0] [--slots 2] [--ifaces 2]
  *                  [--pinpad PIN] [--vid V --pid P] [--log FILE]
- *                  [--control FIFO] -- CMD ARGS...
+ *                  [--control FIFO] [--state FILE] -- CMD ARGS...
  *
  * It runs under libumockdev-preload, creates the testbed, adds the reader,
  * then runs CMD with $UMOCKDEV_DIR set (and the preload inherited), so
  * every program CMD starts sees the reader at /dev/bus/usb/001/002. The
  * exit status is CMD's. --log writes the reader's counters when CMD ends.
+ * --state keeps the first card (interface 0, slot 0) in FILE, as
+ * tokenkit-vcard --state does, so one run can provision it for the next.
  * --control makes a FIFO whose lines drive the reader while CMD runs:
  *   remove I S | insert I S     take the card of interface I, slot S out,
  *                               put it back (NotifySlotChange)
@@ -90,8 +92,9 @@ control_line(char *line)
 static void *
 control_main(void *arg)
 {
-	/* read and write, so the FIFO never sees "no writer" (EOF) */
-	int fd = open(arg, O_RDWR);
+	/* read and write, so the FIFO never sees "no writer" (EOF); not
+	 * inherited by CMD's processes */
+	int fd = open(arg, O_RDWR | O_CLOEXEC);
 	char buf[256];
 	size_t have = 0;
 
@@ -128,7 +131,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: ccid-emu-serve [--level ext|short|tpdu] [--t0] [--slots N] "
 	                "[--ifaces N] [--pinpad PIN] [--vid V --pid P] [--log FILE] "
-	                "[--control FIFO] -- CMD...\n");
+	                "[--control FIFO] [--state FILE] -- CMD...\n");
 	exit(2);
 }
 
@@ -160,12 +163,17 @@ write_counts(const char *path, ccid_emu_dev_t *d, unsigned nifaces)
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        {"level", required_argument, NULL, 'l'},   {"t0", no_argument, NULL, '0'},
-	        {"slots", required_argument, NULL, 's'},   {"ifaces", required_argument, NULL, 'i'},
-	        {"pinpad", required_argument, NULL, 'p'},  {"vid", required_argument, NULL, 'v'},
-	        {"pid", required_argument, NULL, 'P'},     {"log", required_argument, NULL, 'L'},
-	        {"control", required_argument, NULL, 'C'}, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"level", required_argument, NULL, 'l'},
+	                                     {"t0", no_argument, NULL, '0'},
+	                                     {"slots", required_argument, NULL, 's'},
+	                                     {"ifaces", required_argument, NULL, 'i'},
+	                                     {"pinpad", required_argument, NULL, 'p'},
+	                                     {"vid", required_argument, NULL, 'v'},
+	                                     {"pid", required_argument, NULL, 'P'},
+	                                     {"log", required_argument, NULL, 'L'},
+	                                     {"control", required_argument, NULL, 'C'},
+	                                     {"state", required_argument, NULL, 'S'},
+	                                     {NULL, 0, NULL, 0}};
 	ccid_emu_dev_cfg_t cfg = {.vid = 0x04E6,
 	                          .pid = 0x5116,
 	                          .release = 0x0520,
@@ -174,7 +182,7 @@ main(int argc, char **argv)
 	                          .serial = "EMU0001",
 	                          .ninterfaces = 1};
 	enum ccid_emu_level level = EMU_EXT_APDU;
-	const char *pin = NULL, *log = NULL;
+	const char *pin = NULL, *log = NULL, *state = NULL;
 	char *ctl = NULL;
 	bool t0 = false;
 	unsigned slots = 1;
@@ -216,6 +224,9 @@ main(int argc, char **argv)
 		case 'C':
 			ctl = optarg;
 			break;
+		case 'S':
+			state = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -236,7 +247,7 @@ main(int argc, char **argv)
 			tk_vcard_t **c = &cards[i * 2 + s];
 			ccid_emu_card_t card;
 
-			if (tk_vcard_open(NULL, c) != 0)
+			if (tk_vcard_open(i == 0 && s == 0 ? state : NULL, c) != 0)
 				return 1;
 			card = emu_vcard(*c);
 			ccid_emu_insert(d, i, s, &card, false);
