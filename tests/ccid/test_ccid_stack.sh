@@ -12,6 +12,9 @@
 #      the T=0 card), `tokenkit objects` the certificate, and pkcs11-tool
 #      signs through the module (PIN given, or on the pad: C_Login with a
 #      NULL PIN).
+# On the first variant `tokenkit watch` also shows card removal and insertion
+# from the PC/SC backend (run 1), and those plus unplug and replug from the
+# ccid backend (run 2), driven through the emulator's control FIFO.
 # openssl verifies every signature against the certificate; the emulator's
 # counters prove the pads were used (Secure) and the T=0 card was driven at
 # T=0 (GET RESPONSE). yubico-piv-tool connects with T=1 only, so the T=0
@@ -62,6 +65,38 @@ common='set -u
 fail() { echo "FAIL: $*"; [[ -n ${pid:-} ]] && kill "$pid" 2>/dev/null; exit 1; }
 host() { env LD_PRELOAD="$HOST_PRELOAD" ${HOST_ASAN:+ASAN_OPTIONS=$HOST_ASAN} "$@"; }
 export TOKENKIT_PLUGIN_PATH=$B/plugins TOKENKIT_RECOVERY_LOG= XDG_CACHE_HOME=$W/cache
+# watch_events BACKEND CONTROL-LINE...: `tokenkit watch --json` sees, from
+# BACKEND, what the lines sent to the emulator do (each line then waits for
+# its event: "remove 0 0" card-removed, "insert 0 0" card-inserted,
+# "unplug" reader-removed, "replug" reader-added)
+watch_events() {
+	local backend=$1 line ev want=1 end wp
+	shift
+	"$TOOL" watch --json >"$W/watch.out" 2>&1 &
+	wp=$!
+	end=$((SECONDS + TIMEOUT))
+	until grep -q "\"state\": \"valid\"" "$W/watch.out"; do
+		((SECONDS < end)) || { kill $wp; cat "$W/watch.out"; fail "watch: no valid card"; }
+		sleep 0.1
+	done
+	for line in "$@"; do
+		case $line in
+		remove*) ev=card-removed ;;
+		insert*) ev=card-inserted ;;
+		unplug) ev=reader-removed ;;
+		replug) ev=reader-added ;;
+		esac
+		want=$(($(grep -c "\"event\": \"$ev\", \"backend\": \"$backend\"" "$W/watch.out") + 1))
+		echo "$line" >"$W/ctl"
+		until (($(grep -c "\"event\": \"$ev\", \"backend\": \"$backend\"" "$W/watch.out") >= want)); do
+			((SECONDS < end)) || { kill $wp; cat "$W/watch.out"; fail "watch: no $ev from $backend after: $line"; }
+			sleep 0.1
+		done
+	done
+	kill $wp
+	wait $wp 2>/dev/null
+	return 0
+}
 # sign DESCRIPTION OUTPUT PKCS11-TOOL-LOGIN-OPTIONS...: sign with 9A, verify
 sign() {
 	local what=$1 sig=$2
@@ -74,13 +109,13 @@ sign() {
 }
 '
 
-# Run 1, inside ccid-emu-serve. Arguments: slots, pinpad (0/1).
+# Run 1, inside ccid-emu-serve. Arguments: slots, pinpad (0/1), watch (0/1).
 cat >"$W/with_pcscd.sh" <<EOC
 #!/usr/bin/env bash
 $common
 EOC
 cat >>"$W/with_pcscd.sh" <<'EOC'
-slots=$1 pad=$2
+slots=$1 pad=$2 watch=$3
 export PCSCLITE_CSOCK_NAME="$W/run/pcscd/pcscd.comm"
 rm -rf "$W/run"; mkdir -p "$W/run/pcscd"
 unshare -m -n --propagation private -- bash -c 'mount --bind "$W/run" /run && exec pcscd -f -c "$W/reader.conf"' >"$W/pcscd.log" 2>&1 &
@@ -108,18 +143,19 @@ if [[ $pad == 1 ]]; then
 	grep -q '"pin_pad": true' "$W/out" || { cat "$W/out"; fail "PC/SC: no PIN pad"; }
 	TOKENKIT_READERS=pcsc sign "PC/SC PIN pad" "$W/sig.pcsc"
 fi
+[[ $watch == 1 ]] && TOKENKIT_READERS=pcsc+ccid watch_events pcsc "remove 0 0" "insert 0 0"
 kill "$pid"
 wait "$pid" 2>/dev/null
 exit 0
 EOC
 
-# Run 2, inside ccid-emu-serve. Arguments: level, slots, pinpad, T=0 (0/1).
+# Run 2, inside ccid-emu-serve. Arguments: level, slots, pinpad, T=0, watch (0/1).
 cat >"$W/direct.sh" <<EOC
 #!/usr/bin/env bash
 $common
 EOC
 cat >>"$W/direct.sh" <<'EOC'
-level=$1 slots=$2 pad=$3 t0=$4
+level=$1 slots=$2 pad=$3 t0=$4 watch=$5
 export TOKENKIT_READERS=ccid
 "$TOOL" readers --json >"$W/out" 2>&1 || { cat "$W/out"; fail "readers"; }
 n=$(grep -c "\"backend\": \"ccid\", \"exchange\": \"$level\", \"reader_slots\": $slots" "$W/out" || true)
@@ -132,6 +168,7 @@ if [[ $t0 == 1 ]]; then
 fi
 "$TOOL" objects >"$W/out" 2>&1 || { cat "$W/out"; fail "objects"; }
 grep -q 'tokenkit ccid stack' "$W/out" || { cat "$W/out"; fail "objects: no certificate"; }
+[[ $watch == 1 ]] && watch_events ccid "remove 0 0" "insert 0 0" unplug replug
 if [[ $pad == 1 ]]; then
 	sign "direct PIN pad" "$W/sig"
 else
@@ -147,18 +184,18 @@ count() { # FILE NAME: the emulator's counter NAME of interface 0
 }
 
 fail=0
-# variant NAME "serve options" level slots pad t0
+# variant NAME "serve options" level slots pad t0 watch
 variant() {
-	local name=$1 opts=$2 level=$3 slots=$4 pad=$5 t0=$6 v bad=0
+	local name=$1 opts=$2 level=$3 slots=$4 pad=$5 t0=$6 watch=$7 v bad=0
 	local direct_opts=$opts
 	echo "== $name"
 	[[ $t0 == 1 ]] && direct_opts="$opts --t0"
 	rm -f "$W/card.state"
 	# shellcheck disable=SC2086
-	if ! "$SERVE" $opts --state "$W/card.state" --log "$W/counts1" -- \
-		"$W/with_pcscd.sh" "$slots" "$pad" 2>"$W/serve.err" ||
-		! "$SERVE" $direct_opts --state "$W/card.state" --log "$W/counts2" -- \
-			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" 2>>"$W/serve.err"; then
+	if ! "$SERVE" $opts --state "$W/card.state" --log "$W/counts1" --control "$W/ctl" -- \
+		"$W/with_pcscd.sh" "$slots" "$pad" "$watch" 2>"$W/serve.err" ||
+		! "$SERVE" $direct_opts --state "$W/card.state" --log "$W/counts2" --control "$W/ctl" -- \
+			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" "$watch" 2>>"$W/serve.err"; then
 		echo "FAIL: $name"
 		tail -20 "$W/serve.err" "$W/pcscd.log" 2>/dev/null || true
 		fail=1
@@ -178,10 +215,10 @@ variant() {
 	if [[ $bad == 1 ]]; then fail=1; else echo "ok: $name"; fi
 }
 
-variant "extended APDU" "--level ext" "extended APDU" 1 0 0
-variant "short APDU" "--level short" "short APDU" 1 0 0
-variant "TPDU, T=1" "--level tpdu" TPDU 1 0 0
-variant "TPDU, T=0 card" "--level tpdu" TPDU 1 0 1
-variant "two slots" "--level tpdu --slots 2" TPDU 2 0 0
-variant "PIN pad" "--level ext --pinpad 123456" "extended APDU" 1 1 0
+variant "extended APDU" "--level ext" "extended APDU" 1 0 0 1
+variant "short APDU" "--level short" "short APDU" 1 0 0 0
+variant "TPDU, T=1" "--level tpdu" TPDU 1 0 0 0
+variant "TPDU, T=0 card" "--level tpdu" TPDU 1 0 1 0
+variant "two slots" "--level tpdu --slots 2" TPDU 2 0 0 0
+variant "PIN pad" "--level ext --pinpad 123456" "extended APDU" 1 1 0 0
 exit $fail
