@@ -72,10 +72,11 @@ export TOKENKIT_PLUGIN_PATH=$B/plugins TOKENKIT_RECOVERY_LOG= XDG_CACHE_HOME=$W/
 watch_events() {
 	local backend=$1 line ev want=1 end wp
 	shift
+	rm -f "$W/watch.out" # (lines of an earlier run are no answer)
 	"$TOOL" watch --json >"$W/watch.out" 2>&1 &
 	wp=$!
 	end=$((SECONDS + TIMEOUT))
-	until grep -q "\"state\": \"valid\"" "$W/watch.out"; do
+	until grep -q "\"backend\": \"$backend\".*\"state\": \"valid\"" "$W/watch.out" 2>/dev/null; do
 		((SECONDS < end)) || { kill $wp; cat "$W/watch.out"; fail "watch: no valid card"; }
 		sleep 0.1
 	done
