@@ -11,37 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <PCSC/winscard.h>
 #include <PCSC/wintypes.h>
 
 #include <tokenkit/hex.h>
 
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-pct(const double *v, size_t n, double p)
-{
-	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-
-	return v[i < n ? i : n - 1];
-}
+#include "clock.h"
+#include "stats.h"
 
 int
 main(int argc, char **argv)
@@ -60,7 +37,7 @@ main(int argc, char **argv)
 	SCARDHANDLE card = 0;
 	DWORD proto = 0, rlen, readers_len = 0;
 	char *readers = NULL, *reader = NULL;
-	double *t = NULL, sum = 0;
+	double *t = NULL;
 	LONG rv;
 	int c, rc = 1;
 
@@ -118,25 +95,20 @@ main(int argc, char **argv)
 	for (long i = 0; i < count; i++) {
 		const SCARD_IO_REQUEST *pci =
 		        proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
-		double t0 = now_us();
+		double t0 = (double)tk_now_us();
 
 		rlen = sizeof(resp);
 		rv = SCardTransmit(card, pci, cmd, (DWORD)cmd_len, NULL, resp, &rlen);
-		t[i] = now_us() - t0;
+		t[i] = (double)tk_now_us() - t0;
 		if (rv != SCARD_S_SUCCESS || rlen < 2) {
 			fprintf(stderr, "apdu_rtt: transmit %ld: %s (%lu bytes)\n", i,
 			        pcsc_stringify_error(rv), (unsigned long)rlen);
 			goto out;
 		}
-		sum += t[i];
 	}
-	qsort(t, (size_t)count, sizeof(*t), cmp_double);
 	printf("reader=%s\nprotocol=T=%d\ncount=%ld\nlast_sw=%02X%02X\n", reader,
 	       proto == SCARD_PROTOCOL_T0 ? 0 : 1, count, resp[rlen - 2], resp[rlen - 1]);
-	printf("rtt_min_us=%.0f\nrtt_median_us=%.0f\nrtt_p90_us=%.0f\nrtt_p99_us=%.0f\n"
-	       "rtt_max_us=%.0f\nrtt_mean_us=%.0f\ntotal_ms=%.1f\n",
-	       t[0], pct(t, (size_t)count, 0.5), pct(t, (size_t)count, 0.9),
-	       pct(t, (size_t)count, 0.99), t[count - 1], sum / (double)count, sum / 1e3);
+	printf("total_ms=%.1f\n", bench_stats("rtt", t, (size_t)count) / 1e3);
 	rc = 0;
 out:
 	if (card != 0)

@@ -86,6 +86,18 @@ const tk_ccid_found_t *tk_ccid_info(const tk_ccid_dev_t *d);
 /* "Manufacturer Product [serial] (bus-port.port:interface)", from the
  * string descriptors read at open (missing ones left out). */
 const char *tk_ccid_name(const tk_ccid_dev_t *d);
+/* "Manufacturer Product" ("USB vvvv:pppp" when the reader names neither),
+ * and the serial number ("" when it has none). */
+const char *tk_ccid_product(const tk_ccid_dev_t *d);
+const char *tk_ccid_serial(const tk_ccid_dev_t *d);
+/* The port path "bus-port[.port...]" of f: the same after a replug into the
+ * same port. Errors: TK_ERR_INVALID_ARG, TK_ERR_BUFFER_TOO_SMALL. */
+int tk_ccid_port_path(const tk_ccid_found_t *f, char *out, size_t cap);
+/* The names of a reader that is not ours (another program claimed it):
+ * opens the device without claiming anything and reads its strings.
+ * Errors: TK_ERR_READER_GONE, TK_ERR_IO (no permission), ... */
+int tk_ccid_found_names(libusb_context *ctx, const tk_ccid_found_t *f, char *product, size_t pcap,
+                        char *serial, size_t scap);
 enum tk_ccid_level tk_ccid_level(const tk_ccid_dev_t *d);
 unsigned tk_ccid_nslots(const tk_ccid_dev_t *d);
 /* Slot i (0 .. nslots-1), or NULL. */
@@ -114,6 +126,9 @@ int tk_ccid_slot_status(tk_ccid_slot_t *s, tk_ccid_slot_state_t *st);
  * speak), transport errors. */
 int tk_ccid_power_on(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol);
 int tk_ccid_power_off(tk_ccid_slot_t *s);
+/* The ATR and protocol of a powered slot (as tk_ccid_power_on gave them).
+ * Errors: TK_ERR_STATE (not powered), TK_ERR_BUFFER_TOO_SMALL. */
+int tk_ccid_slot_atr(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol);
 /* Power off, then on: the ICC power cycle of the recovery ladder. */
 int tk_ccid_power_cycle(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len,
                         int *protocol);

@@ -27,6 +27,7 @@ struct tk_ccid_dev {
 	libusb_device_handle *h;
 	tk_ccid_found_t f;
 	char name[TK_CCID_NAME_MAX];
+	char product[TK_CCID_NAME_MAX]; /* "Manufacturer Product" */
 	char serial[64];
 	enum tk_ccid_level level;
 	unsigned nslots;

@@ -115,6 +115,31 @@ tk_ccid_power_off(tk_ccid_slot_t *s)
 	return r;
 }
 
+int
+tk_ccid_slot_atr(tk_ccid_slot_t *s, uint8_t *atr, size_t cap, size_t *atr_len, int *protocol)
+{
+	int r = TK_OK;
+
+	if (atr_len != NULL)
+		*atr_len = 0;
+	if (protocol != NULL)
+		*protocol = -1;
+	if (s == NULL || atr == NULL || atr_len == NULL || protocol == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&s->dev->lock);
+	if (!s->powered) {
+		r = TK_ERR_STATE;
+	} else if (s->atr_len > cap) {
+		r = TK_ERR_BUFFER_TOO_SMALL;
+	} else {
+		memcpy(atr, s->atr, s->atr_len);
+		*atr_len = s->atr_len;
+		*protocol = s->protocol;
+	}
+	pthread_mutex_unlock(&s->dev->lock);
+	return r;
+}
+
 /* --- XfrBlock at each level ---------------------------------------------- */
 
 static int

@@ -332,25 +332,83 @@ read_string(libusb_device_handle *h, uint8_t index, char *out, size_t cap)
 	snprintf(out, cap, "%.*s", n, (const char *)buf);
 }
 
+static libusb_device *find_device(libusb_context *ctx, const tk_ccid_found_t *f,
+                                  libusb_device ***listp);
+
+/* "Manufacturer Product" (or "USB vvvv:pppp" without either) and the
+ * serial number, from the string descriptors of an open handle. */
+static void
+read_names(libusb_device_handle *h, const tk_ccid_found_t *f, char *product, size_t pcap,
+           char *serial, size_t scap)
+{
+	char man[64], prod[64];
+
+	read_string(h, f->str_manufacturer, man, sizeof(man));
+	read_string(h, f->str_product, prod, sizeof(prod));
+	read_string(h, f->str_serial, serial, scap);
+	if (man[0] == '\0' && prod[0] == '\0')
+		snprintf(man, sizeof(man), "USB %04x:%04x", f->id.vid, f->id.pid);
+	snprintf(product, pcap, "%s%s%s", man, man[0] && prod[0] ? " " : "", prod);
+}
+
+int
+tk_ccid_port_path(const tk_ccid_found_t *f, char *out, size_t cap)
+{
+	size_t p;
+
+	if (f == NULL || out == NULL || cap == 0)
+		return TK_ERR_INVALID_ARG;
+	p = (size_t)snprintf(out, cap, "%u-", f->bus);
+	for (unsigned i = 0; i < f->nports && p < cap; i++)
+		p += (size_t)snprintf(out + p, cap - p, i ? ".%u" : "%u", f->ports[i]);
+	return p < cap ? TK_OK : TK_ERR_BUFFER_TOO_SMALL;
+}
+
 static void
 make_name(tk_ccid_dev_t *d)
 {
-	char man[64], prod[64], port[3 * TK_CCID_MAX_PORTS + 8];
-	size_t p = 0;
+	char port[4 * TK_CCID_MAX_PORTS + 8];
 
-	read_string(d->h, d->f.str_manufacturer, man, sizeof(man));
-	read_string(d->h, d->f.str_product, prod, sizeof(prod));
-	read_string(d->h, d->f.str_serial, d->serial, sizeof(d->serial));
-	p += (size_t)snprintf(port, sizeof(port), "%u-", d->f.bus);
-	for (unsigned i = 0; i < d->f.nports && p < sizeof(port); i++)
-		p += (size_t)snprintf(port + p, sizeof(port) - p, i ? ".%u" : "%u", d->f.ports[i]);
-	if (man[0] == '\0' && prod[0] == '\0')
-		snprintf(man, sizeof(man), "USB %04x:%04x", d->f.id.vid, d->f.id.pid);
+	read_names(d->h, &d->f, d->product, sizeof(d->product), d->serial, sizeof(d->serial));
+	(void)tk_ccid_port_path(&d->f, port, sizeof(port));
 	/* (a name cut short is still a name) */
-	if (snprintf(d->name, sizeof(d->name), "%s%s%s%s%s%s (%s:%u)", man,
-	             man[0] && prod[0] ? " " : "", prod, d->serial[0] ? " [" : "", d->serial,
-	             d->serial[0] ? "]" : "", port, d->f.iface.number) >= (int)sizeof(d->name))
+	if (snprintf(d->name, sizeof(d->name), "%s%s%s%s (%s:%u)", d->product,
+	             d->serial[0] ? " [" : "", d->serial, d->serial[0] ? "]" : "", port,
+	             d->f.iface.number) >= (int)sizeof(d->name))
 		tk_log_trace("ccid: reader name cut short");
+}
+
+int
+tk_ccid_found_names(libusb_context *ctx, const tk_ccid_found_t *f, char *product, size_t pcap,
+                    char *serial, size_t scap)
+{
+	libusb_device **list = NULL;
+	libusb_device *dev;
+	libusb_device_handle *h = NULL;
+	int rv, r = TK_OK;
+
+	if (product != NULL && pcap > 0)
+		product[0] = '\0';
+	if (serial != NULL && scap > 0)
+		serial[0] = '\0';
+	if (f == NULL || product == NULL || pcap == 0 || serial == NULL || scap == 0)
+		return TK_ERR_INVALID_ARG;
+	if ((dev = find_device(ctx, f, &list)) == NULL) {
+		r = TK_ERR_READER_GONE;
+		goto out;
+	}
+	/* Opening the device claims nothing: string descriptors come over
+	 * the control pipe, whoever holds the interfaces. */
+	if ((rv = libusb_open(dev, &h)) != LIBUSB_SUCCESS) {
+		r = tk_ccid_err_from_libusb(rv);
+		goto out;
+	}
+	read_names(h, f, product, pcap, serial, scap);
+	libusb_close(h);
+out:
+	if (list != NULL)
+		libusb_free_device_list(list, 1);
+	return r;
 }
 
 /* Open f's device and claim its interface into d->h. */
@@ -535,6 +593,18 @@ const char *
 tk_ccid_name(const tk_ccid_dev_t *d)
 {
 	return d != NULL ? d->name : "";
+}
+
+const char *
+tk_ccid_product(const tk_ccid_dev_t *d)
+{
+	return d != NULL ? d->product : "";
+}
+
+const char *
+tk_ccid_serial(const tk_ccid_dev_t *d)
+{
+	return d != NULL ? d->serial : "";
 }
 
 enum tk_ccid_level

@@ -237,6 +237,48 @@ tk_card_transmit(tk_card_t *c, const uint8_t *cmd, size_t cmd_len, uint8_t *resp
 	return TK_OK;
 }
 
+#define PINPAD_DEFAULT_S 30
+
+int
+tk_card_pinpad(tk_card_t *c, const tk_card_pinpad_t *req, uint8_t *resp, size_t resp_cap,
+               size_t *resp_len)
+{
+	size_t n = 0;
+	int r, wait_s;
+
+	if (resp_len != NULL)
+		*resp_len = 0;
+	r = check_usable(c);
+	if (r != TK_OK)
+		return r;
+	if (req == NULL || req->apdu == NULL || req->apdu_len < 5 || req->apdu_len > 261 ||
+	    (req->op != TK_PINPAD_VERIFY && req->op != TK_PINPAD_MODIFY) || resp == NULL ||
+	    resp_len == NULL)
+		return TK_ERR_INVALID_ARG;
+	if (c->be.pinpad == NULL || (req->op == TK_PINPAD_VERIFY && !c->caps.pin_pad_verify) ||
+	    (req->op == TK_PINPAD_MODIFY && !c->caps.pin_pad_modify))
+		return TK_ERR_NOT_SUPPORTED;
+	/* the template holds padding only; logged redacted all the same */
+	tk_log_apdu(TK_LOG_TRACE, "card >> (PIN pad)", req->apdu, req->apdu_len, true);
+	wait_s = req->timeout_s > 0 ? req->timeout_s : PINPAD_DEFAULT_S;
+	/* the user's time, and a confirmation for a change, on top of the
+	 * exchange itself */
+	r = c->be.pinpad(c->ctx, req, resp, resp_cap, &n,
+	                 c->default_timeout_ms +
+	                         wait_s * 1000 * (req->op == TK_PINPAD_MODIFY ? 3 : 1));
+	if (r == TK_OK && n < 2)
+		r = TK_ERR_COMM;
+	if (r == TK_OK && n > resp_cap)
+		r = TK_ERR_INTERNAL;
+	if (r != TK_OK) {
+		tk_log_debug("%s: %s: PIN pad: %s", __func__, c->reader, tk_strerror(r));
+		return after_call(c, r);
+	}
+	tk_log_apdu_response(TK_LOG_TRACE, "card <<", resp, n, false);
+	*resp_len = n;
+	return TK_OK;
+}
+
 static int
 card_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
           size_t *resp_len)

@@ -29,6 +29,10 @@ typedef struct tk_card_backend {
 	uint64_t (*rebinds)(void *ctx);
 	/* Called once, when the last reference to the card goes. */
 	void (*release)(void *ctx);
+	/* PIN entry on the reader's pad (tk_card_pinpad); timeout_ms covers
+	 * the user's typing. NULL: no pad. */
+	int (*pinpad)(void *ctx, const tk_card_pinpad_t *req, uint8_t *resp, size_t resp_cap,
+	              size_t *resp_len, int timeout_ms);
 } tk_card_backend_t;
 
 /* Build a card over a backend. atr_len <= 33. caps may be NULL (short APDUs,

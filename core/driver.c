@@ -853,6 +853,34 @@ tk_drv_pin_unblock(const tk_drv_entry_t *e, void *state, const uint8_t *puk, siz
 	               e->drv->pin_unblock(state, puk, puk_len, new_pin, new_len));
 }
 
+bool
+tk_drv_has_pinpad(const tk_drv_entry_t *e)
+{
+	const tk_driver_t *d = e->drv;
+
+	return d->api >= 2 &&
+	       d->size >= offsetof(tk_driver_t, pin_verify_pad) + sizeof(d->pin_verify_pad) &&
+	       d->pin_verify_pad != NULL;
+}
+
+int
+tk_drv_pin_verify_pad(const tk_drv_entry_t *e, void *state, int user, int *retries)
+{
+	int r;
+
+	*retries = -1;
+	if (!tk_drv_entry_usable(e))
+		return TK_ERR_INTERNAL;
+	if (!tk_drv_has_pinpad(e))
+		return TK_ERR_NOT_SUPPORTED;
+	r = checked(e, "pin_verify_pad", e->drv->pin_verify_pad(state, user, retries));
+	if (!retries_ok(*retries)) {
+		*retries = -1;
+		return nonsense(e, "pin_verify_pad gave a retry counter out of range");
+	}
+	return r;
+}
+
 /* The output length an operation must give (0: any up to max). */
 static size_t
 op_out_len(const tk_drv_slot_t *s, int op, size_t *max)

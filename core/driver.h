@@ -113,6 +113,10 @@ int tk_drv_pin_unblock(const tk_drv_entry_t *e, void *state, const uint8_t *puk,
 int tk_drv_key_op(const tk_drv_entry_t *e, void *state, const tk_drv_slot_t *slot, int op,
                   const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
 void tk_drv_free(const tk_drv_entry_t *e, void *state);
+/* The driver can verify a PIN typed on the reader's PIN pad (API 2
+ * pin_verify_pad), and that call, checked. */
+bool tk_drv_has_pinpad(const tk_drv_entry_t *e);
+int tk_drv_pin_verify_pad(const tk_drv_entry_t *e, void *state, int user, int *retries);
 
 /* Check a driver table (complete, API not newer than ours, sane name).
  * Errors: TK_ERR_INVALID_ARG (logged with the reason). */

@@ -78,6 +78,7 @@ ev_queue_locked(tk_slotmgr_t *m, int type, const slot_t *s, int old_state, int t
 	n->ev.time_us = tk_now_us();
 	n->target = target;
 	if (s != NULL) {
+		snprintf(n->backend, sizeof(n->backend), "%s", s->bk->ops->name);
 		snprintf(n->reader, sizeof(n->reader), "%s", s->name);
 		n->ev.slot_id = s->id;
 		n->ev.old_state = old_state;
@@ -95,10 +96,29 @@ ev_queue_locked(tk_slotmgr_t *m, int type, const slot_t *s, int old_state, int t
 	ev_push(m, n);
 }
 
-void
-ev_queue_service(tk_slotmgr_t *m, int type)
+/* A service event of bk (target 0: everybody). */
+static void
+ev_queue_service_to(tk_slotmgr_t *m, const backend_t *bk, int type, int target)
 {
-	ev_queue_locked(m, type, NULL, TK_SLOT_ABSENT, 0);
+	evnode_t *n = calloc(1, sizeof(*n));
+
+	if (n == NULL) {
+		tk_log_error("slotmgr: out of memory, event %s lost", tk_event_type_name(type));
+		return;
+	}
+	n->ev.type = type;
+	n->ev.time_us = tk_now_us();
+	n->ev.old_state = n->ev.state = TK_SLOT_ABSENT;
+	n->target = target;
+	snprintf(n->backend, sizeof(n->backend), "%s", bk->ops->name);
+	tk_log_debug("slotmgr: event %s (%s)", tk_event_type_name(type), n->backend);
+	ev_push(m, n);
+}
+
+void
+ev_queue_service(tk_slotmgr_t *m, const backend_t *bk, int type)
+{
+	ev_queue_service_to(m, bk, type, 0);
 }
 
 static void
@@ -107,6 +127,7 @@ deliver(tk_slotmgr_t *m, evnode_t *n)
 	tk_event_t ev = n->ev;
 
 	ev.reader = n->reader;
+	ev.backend = n->backend;
 	ev.atr = ev.atr_len > 0 ? n->atr : NULL;
 	pthread_mutex_lock(&m->sub_mtx);
 	/* Index loop: a callback may subscribe or unsubscribe (recursive lock),
@@ -202,8 +223,12 @@ tk_slotmgr_subscribe(tk_slotmgr_t *m, tk_event_fn fn, void *ctx, bool replay)
 	m->nsubs++;
 	pthread_mutex_unlock(&m->ev_mtx);
 	if (replay) {
-		if (m->service_up && m->service_down_reported)
-			ev_queue_locked(m, TK_EVENT_SERVICE_RESTORED, NULL, TK_SLOT_ABSENT, id);
+		for (size_t i = 0; i < m->nbackends; i++) {
+			const backend_t *bk = &m->backends[i];
+
+			if (bk->service_up && bk->service_down_reported)
+				ev_queue_service_to(m, bk, TK_EVENT_SERVICE_RESTORED, id);
+		}
 		for (size_t i = 0; i < m->nslots; i++) {
 			slot_t *s = m->slots[i];
 

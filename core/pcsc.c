@@ -28,6 +28,7 @@
 
 #include "clock.h"
 #include "env.h"
+#include "pinpad.h"
 #include "reader.h"
 
 #define PNP_READER "\\\\?PnP?\\Notification"
@@ -51,6 +52,7 @@ typedef struct pcsc_conn {
 	DWORD proto;
 	char *reader;
 	tk_reader_caps_t caps;
+	uint32_t verify_code, modify_code; /* PIN pad control codes (0: none) */
 } pcsc_conn_t;
 
 const char *
@@ -614,18 +616,21 @@ probe_caps(pcsc_conn_t *c)
 	rv = SCardControl(c->h, CM_IOCTL_GET_FEATURE_REQUEST, NULL, 0, feat, sizeof(feat), &flen);
 	gate_leave(&g);
 	if (rv == SCARD_S_SUCCESS && flen <= sizeof(feat)) {
-		tk_buf_t b;
-		uint8_t tag, len;
+		tk_pcsc_features_t f;
+		int r;
 
 		c->caps.can_control = true;
-		tk_buf_init(&b, feat, flen);
-		while (tk_buf_get_u8(&b, &tag) == TK_OK && tk_buf_get_u8(&b, &len) == TK_OK &&
-		       tk_buf_skip(&b, len) == TK_OK) {
-			if (tag == FEATURE_VERIFY_PIN_DIRECT || tag == FEATURE_VERIFY_PIN_START)
-				c->caps.pin_pad_verify = true;
-			if (tag == FEATURE_MODIFY_PIN_DIRECT || tag == FEATURE_MODIFY_PIN_START)
-				c->caps.pin_pad_modify = true;
+		r = tk_pcsc_features_parse(feat, flen, &f);
+		if (r != TK_OK) {
+			tk_log_debug("pcsc: %s: feature list: %s", c->reader, tk_strerror(r));
+			return;
 		}
+		/* the DIRECT forms: one control call that waits for the user
+		 * (the START/FINISH pairs are for readers with a display) */
+		c->verify_code = f.code[TK_PCSC_FEATURE_VERIFY_PIN_DIRECT];
+		c->modify_code = f.code[TK_PCSC_FEATURE_MODIFY_PIN_DIRECT];
+		c->caps.pin_pad_verify = c->verify_code != 0;
+		c->caps.pin_pad_modify = c->modify_code != 0;
 	}
 }
 
@@ -733,6 +738,35 @@ conn_control(void *conn, uint32_t code, const uint8_t *in, size_t in_len, uint8_
 	return TK_OK;
 }
 
+/* PIN entry through FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT: the
+ * driver (libccid) turns it into PC_to_RDR_Secure and answers with the
+ * card's response, or with 64 00 when nobody typed and 64 01 when the
+ * user cancelled (its translation of the reader's PIN timeout and cancel
+ * errors). */
+static int
+conn_pinpad(void *conn, const tk_card_pinpad_t *req, uint8_t *resp, size_t cap, size_t *rlen)
+{
+	pcsc_conn_t *c = conn;
+	uint8_t buf[64 + 261];
+	uint32_t code = req->op == TK_PINPAD_MODIFY ? c->modify_code : c->verify_code;
+	size_t n = 0;
+	int r;
+
+	*rlen = 0;
+	if (code == 0)
+		return TK_ERR_NOT_SUPPORTED;
+	if ((r = tk_pcsc_pin_encode(req, buf, sizeof(buf), &n)) != TK_OK)
+		return r;
+	r = conn_control(conn, code, buf, n, resp, cap, rlen);
+	if (r == TK_OK && *rlen < 2)
+		r = TK_ERR_COMM;
+	if (r == TK_OK && *rlen == 2 && resp[0] == 0x64 && (resp[1] == 0x00 || resp[1] == 0x01)) {
+		r = resp[1] == 0x00 ? TK_ERR_TIMEOUT : TK_ERR_CANCELLED;
+		*rlen = 0;
+	}
+	return r;
+}
+
 static int
 conn_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *protocol)
 {
@@ -820,4 +854,5 @@ const tk_reader_ops_t tk_reader_pcsc_ops = {
         .status = conn_status,
         .caps = conn_caps,
         .disconnect = conn_disconnect,
+        .pinpad = conn_pinpad,
 };

@@ -1,7 +1,8 @@
 /* tokenkit: the reader backend interface (private).
  *
- * A backend (PC/SC; the in-process virtual reader as a plugin; CCID, test
- * and fuzz readers later) is a table of functions over two kinds of object:
+ * A backend (PC/SC; USB CCID readers over libusb and the in-process virtual
+ * reader, both as plugins; test and fuzz readers) is a table of functions
+ * over two kinds of object:
  *
  * - the backend itself (void *be): enumerates readers and waits for changes.
  *   Only the slot manager's monitor thread calls enumerate/wait_change;
@@ -19,8 +20,10 @@
 #define TK_READER_H
 
 #include <tokenkit/common.h>
+#include <tokenkit/card.h>
 
 #define TK_READER_NAME_MAX 128
+#define TK_READER_EXCHANGE_MAX 24
 #define TK_READER_ATR_MAX 33
 
 typedef struct tk_reader_desc {
@@ -31,6 +34,11 @@ typedef struct tk_reader_desc {
 	uint8_t atr[TK_READER_ATR_MAX];
 	size_t atr_len;
 	uint32_t event_count; /* changes on each insertion/removal (0 if unknown) */
+	/* What the backend knows of the reader itself (for tk_slot_info_t):
+	 * how it carries APDUs (CCID: "extended APDU", "short APDU", "TPDU";
+	 * "" unknown) and how many slots the physical reader has (0 unknown). */
+	char exchange[TK_READER_EXCHANGE_MAX];
+	uint8_t reader_slots;
 } tk_reader_desc_t;
 
 typedef struct tk_reader_caps {
@@ -87,6 +95,30 @@ typedef struct tk_reader_ops {
 	void (*caps)(void *conn, tk_reader_caps_t *caps);
 	/* Disconnect and free; safe to call on a connection whose context died. */
 	void (*disconnect)(void *conn);
+
+	/* Optional members (NULL: the backend has none). */
+
+	/* PIN entry on the reader's pad (caps.pin_pad_verify / _modify): the
+	 * reader reads the PIN from its keys, puts it into req->apdu as req
+	 * says and sends the command; resp gets the card's answer (SW
+	 * included). Blocks while the user types (req->timeout_s). Errors:
+	 * TK_ERR_NOT_SUPPORTED (no such pad function), TK_ERR_TIMEOUT (nobody
+	 * typed), TK_ERR_CANCELLED (cancel pressed), transport errors. */
+	int (*pinpad)(void *conn, const tk_card_pinpad_t *req, uint8_t *resp, size_t cap,
+	              size_t *rlen);
+	/* The recovery steps of the backend's own transport (enum
+	 * tk_recovery_step: TK_STEP_CLEAR_HALT, TK_STEP_ABORT, TK_STEP_USB_RESET
+	 * for USB readers), on the reader called name. fault_step says which
+	 * step the last failure on that reader needs first (0: none of them,
+	 * the card-level ladder is the cure); recover runs one step. Both are
+	 * called from the reader's worker. recover errors: TK_ERR_NOT_SUPPORTED
+	 * (not a step of this backend), TK_ERR_BUSY (the step would disturb
+	 * another reader in use, e.g. a USB reset of a composite device),
+	 * TK_ERR_NO_READER, transport errors. After a step that took the
+	 * card's power (a USB reset), a reset(TK_READER_RECONNECT) on the
+	 * reader's connection powers it again. */
+	int (*fault_step)(void *be, const char *name);
+	int (*recover)(void *be, const char *name, int step);
 } tk_reader_ops_t;
 
 enum { TK_READER_RECONNECT = 0, TK_READER_WARM_RESET = 1, TK_READER_COLD_RESET = 2 };
@@ -96,8 +128,9 @@ extern const tk_reader_ops_t tk_reader_pcsc_ops;
 
 /* The backend table (core/readers.c): "pcsc" is built in; backends added
  * with tk_reader_backend_register come next; any other name is looked up
- * as a reader plugin (plugin.h: reader-NAME.so), e.g. "vcard", the
- * in-process virtual reader (tools/vcard). */
+ * as a reader plugin (plugin.h: reader-NAME.so): "ccid", USB CCID readers
+ * over libusb (ccid/backend.c), and "vcard", the in-process virtual reader
+ * (tools/vcard). */
 
 /* Find the backend called name (name_len bytes; need not be terminated).
  * Errors: TK_ERR_NOT_FOUND (logged: where a plugin was looked for and what
@@ -108,5 +141,29 @@ int tk_reader_backend_find(const char *name, size_t name_len, const tk_reader_op
  * Errors: TK_ERR_EXISTS (another table has that name), TK_ERR_NO_MEMORY
  * (table full), TK_ERR_INVALID_ARG. */
 int tk_reader_backend_register(const tk_reader_ops_t *ops);
+
+/* ---- reader specs (tk_slotmgr_opts_t.readers, $TOKENKIT_READERS) ---------
+ *   SPEC := ITEM ( "+" ITEM )*
+ *   ITEM := NAME [ "?" ] [ ":" CONFIG ]      NAME := [a-z0-9_]{1,32}
+ * "+" separates backends (";" and "," belong to the configs, e.g. the
+ * virtual reader's). A "+" inside a CONFIG ends it only where a NAME (and
+ * "?") follows and then ":", "+" or the end, so a path holding "+" stays
+ * whole. "?" marks a backend as optional: one whose plugin is missing or
+ * that cannot start (no USB stack) is left out with a line at info level,
+ * where a backend named without it makes the manager fail (its plugin is
+ * missing or refused) or is left out with a warning (cannot start). */
+#define TK_READER_SPEC_MAX 4
+#define TK_READER_BACKEND_NAME_MAX 32
+
+typedef struct tk_reader_spec_item {
+	char name[TK_READER_BACKEND_NAME_MAX + 1];
+	bool optional;
+	const char *config; /* NULL: none; points into the parsed string */
+} tk_reader_spec_item_t;
+
+/* Split spec (modified in place: separators become NULs) into up to max
+ * items. Errors: TK_ERR_INVALID_ARG (empty, a bad name, the same backend
+ * twice), TK_ERR_TOO_LONG (more than max items). *n is 0 on error. */
+int tk_reader_spec_parse(char *spec, tk_reader_spec_item_t *items, size_t max, size_t *n);
 
 #endif

@@ -1,7 +1,8 @@
-/* tokenkit: the reader backend table (see reader.h).
+/* tokenkit: the reader backend table and the reader spec (see reader.h).
  *
  * Adding a built-in backend is one line in builtin[]; anything else is a
- * plugin (plugin.h), so core never links code it does not ship. */
+ * plugin (plugin.h), so core never links code it does not ship (the CCID
+ * backend's libusb among it). */
 #include <pthread.h>
 #include <string.h>
 
@@ -95,7 +96,9 @@ tk_reader_backend_find(const char *name, size_t name_len, const tk_reader_ops_t 
 	plugin[name_len] = '\0';
 	r = tk_plugin_load(TK_PLUGIN_READER, plugin, &d);
 	if (r == TK_ERR_INVALID_ARG) {
-		tk_log_error("reader backend '%s': no such backend (built in: pcsc)", plugin);
+		tk_log_error("reader backend '%s': no such backend (built in: pcsc; plugins: ccid, "
+		             "vcard)",
+		             plugin);
 		return TK_ERR_NOT_FOUND;
 	}
 	if (r != TK_OK)
@@ -106,5 +109,85 @@ tk_reader_backend_find(const char *name, size_t name_len, const tk_reader_ops_t 
 		return TK_ERR_INVALID_ARG;
 	}
 	*out = ops;
+	return TK_OK;
+}
+
+/* ---- reader specs ----------------------------------------------------------- */
+
+static bool
+name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Length of a backend name at p (0: none). */
+static size_t
+name_len(const char *p)
+{
+	size_t n = 0;
+
+	while (name_char(p[n]))
+		n++;
+	return n;
+}
+
+/* Does an item begin at p (just after a '+')? A name, an optional '?',
+ * then ':', '+' or the end. */
+static bool
+item_begins(const char *p)
+{
+	size_t n = name_len(p);
+
+	if (n == 0 || n > TK_READER_BACKEND_NAME_MAX)
+		return false;
+	if (p[n] == '?')
+		n++;
+	return p[n] == ':' || p[n] == '+' || p[n] == '\0';
+}
+
+int
+tk_reader_spec_parse(char *spec, tk_reader_spec_item_t *items, size_t max, size_t *n)
+{
+	char *p = spec;
+	size_t k = 0;
+
+	if (n != NULL)
+		*n = 0;
+	if (spec == NULL || items == NULL || n == NULL || max == 0)
+		return TK_ERR_INVALID_ARG;
+	for (;;) {
+		size_t len = name_len(p);
+		tk_reader_spec_item_t *it;
+
+		if (len == 0 || len > TK_READER_BACKEND_NAME_MAX)
+			return TK_ERR_INVALID_ARG;
+		if (k == max)
+			return TK_ERR_TOO_LONG;
+		it = &items[k];
+		memset(it, 0, sizeof(*it));
+		memcpy(it->name, p, len);
+		p += len;
+		if (*p == '?') {
+			it->optional = true;
+			p++;
+		}
+		for (size_t j = 0; j < k; j++)
+			if (strcmp(items[j].name, it->name) == 0)
+				return TK_ERR_INVALID_ARG;
+		k++;
+		if (*p == ':') {
+			*p++ = '\0';
+			it->config = p;
+			/* up to the '+' that begins the next item, or the end */
+			while (*p != '\0' && !(*p == '+' && item_begins(p + 1)))
+				p++;
+		}
+		if (*p == '\0')
+			break;
+		if (*p != '+')
+			return TK_ERR_INVALID_ARG;
+		*p++ = '\0';
+	}
+	*n = k;
 	return TK_OK;
 }

@@ -45,6 +45,12 @@ tk_recovery_step_name(int step)
 		return "wait-stuck";
 	case TK_STEP_PROBE:
 		return "quarantine-probe";
+	case TK_STEP_CLEAR_HALT:
+		return "clear-halt";
+	case TK_STEP_ABORT:
+		return "abort";
+	case TK_STEP_USB_RESET:
+		return "usb-reset";
 	default:
 		return "unknown";
 	}
@@ -275,7 +281,7 @@ static int
 probe(worker_t *w)
 {
 	static const uint8_t get_response[] = {0x00, 0xC0, 0x00, 0x00, 0x00};
-	const tk_reader_ops_t *ops = w->m->ops;
+	const tk_reader_ops_t *ops = w->slot->bk->ops;
 	uint8_t resp[258];
 	size_t n = 0;
 	int r;
@@ -302,7 +308,7 @@ do_reset(worker_t *w, int how)
 	int proto = -1, r;
 
 	worker_io_begin(w);
-	r = m->ops->reset(w->conn, how, atr, &alen, &proto);
+	r = w->slot->bk->ops->reset(w->conn, how, atr, &alen, &proto);
 	worker_io_end(w);
 	if (r == TK_OK && alen > 0 && alen <= TK_READER_ATR_MAX) {
 		pthread_mutex_lock(&m->mtx);
@@ -316,6 +322,33 @@ do_reset(worker_t *w, int how)
 	return r;
 }
 
+static bool
+transport_step(int step)
+{
+	return step == TK_STEP_CLEAR_HALT || step == TK_STEP_ABORT || step == TK_STEP_USB_RESET;
+}
+
+/* A step of the backend's own transport (USB), then a connection to probe
+ * with: the one there (its card kept its power), a new one, or the old
+ * one powered again after a USB reset. */
+static int
+transport(worker_t *w, int step, uint64_t seq)
+{
+	const backend_t *bk = w->slot->bk;
+	int r;
+
+	worker_io_begin(w);
+	r = bk->ops->recover(bk->be, w->slot->name, step);
+	worker_io_end(w);
+	if (r != TK_OK || worker_gone(w))
+		return r;
+	if (w->conn == NULL)
+		return worker_connect(w, seq, false);
+	if (step == TK_STEP_USB_RESET)
+		return do_reset(w, TK_READER_RECONNECT);
+	return TK_OK;
+}
+
 /* One step and its probe, under the step deadline. */
 static int
 run_step(worker_t *w, int step, uint64_t seq, bool *abandoned)
@@ -324,6 +357,11 @@ run_step(worker_t *w, int step, uint64_t seq, bool *abandoned)
 
 	guard_begin(w);
 	switch (step) {
+	case TK_STEP_CLEAR_HALT:
+	case TK_STEP_ABORT:
+	case TK_STEP_USB_RESET:
+		r = transport(w, step, seq);
+		break;
 	case TK_STEP_RECONNECT:
 		if (w->conn == NULL)
 			r = worker_connect(w, seq, false);
@@ -454,10 +492,44 @@ quarantine(worker_t *w, uint64_t seq)
 	}
 }
 
+/* Where an automatic ladder (from the reconnect) starts: at the step the
+ * backend says its transport's fault needs (a halted pipe is not cured by
+ * a reconnect, and a wedged reader makes every card-level step wait for
+ * its timeout). */
+static int
+first_step(worker_t *w, int first)
+{
+	const backend_t *bk = w->slot->bk;
+	int hint;
+
+	if (first != TK_STEP_RECONNECT || bk->ops->fault_step == NULL || bk->ops->recover == NULL)
+		return first;
+	hint = bk->ops->fault_step(bk->be, w->slot->name);
+	if (!transport_step(hint))
+		return first;
+	tk_log_info("slotmgr: %s: the reader's transport needs %s first", w->slot->name,
+	            tk_recovery_step_name(hint));
+	return hint;
+}
+
+/* Is step one this reader's backend has? Transport steps are the USB
+ * backends'; a new context is PC/SC's cure (a backend with transport
+ * steps has deeper ones of its own). */
+static bool
+has_step(const backend_t *bk, int step)
+{
+	if (transport_step(step))
+		return bk->ops->recover != NULL;
+	if (step == TK_STEP_CONTEXT)
+		return bk->ops->recover == NULL;
+	return true;
+}
+
 int
 rec_ladder(worker_t *w, int first, uint64_t seq)
 {
-	static const int ladder[] = {TK_STEP_RECONNECT, TK_STEP_WARM_RESET, TK_STEP_COLD_RESET,
+	static const int ladder[] = {TK_STEP_RECONNECT,  TK_STEP_WARM_RESET, TK_STEP_COLD_RESET,
+	                             TK_STEP_CLEAR_HALT, TK_STEP_ABORT,      TK_STEP_USB_RESET,
 	                             TK_STEP_CONTEXT};
 	tk_slotmgr_t *m = w->m;
 	slot_t *s = w->slot;
@@ -466,6 +538,7 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 
 	if (first == TK_STEP_PROBE)
 		return quarantine(w, seq);
+	first = first_step(w, first);
 	while (i < sizeof(ladder) / sizeof(ladder[0]) && ladder[i] != first)
 		i++;
 	pthread_mutex_lock(&m->mtx);
@@ -490,13 +563,16 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 			rec_finish(m, s, TK_STEP_NONE, TK_ERR_READER_GONE);
 			return TK_ERR_READER_GONE;
 		}
-		if (ladder[i] == TK_STEP_WARM_RESET || ladder[i] == TK_STEP_COLD_RESET) {
+		if ((ladder[i] == TK_STEP_WARM_RESET || ladder[i] == TK_STEP_COLD_RESET) &&
+		    s->bk->ops->recover == NULL) {
 			/* A card that died mid-APDU is reported removed only at the
 			 * daemon's next presence poll; a reset sent before that
 			 * reaches a reader without a card, and pcscd 1.9.9 + vpcd
 			 * then report the reader empty even after the card is
 			 * back. Give the removal time to show (a queued
-			 * disconnect cuts this short). */
+			 * disconnect cuts this short). A USB reader (a backend
+			 * with transport steps) reports a removal on its
+			 * interrupt pipe at once. */
 			(void)backoff_sleep(w, RESET_SETTLE_MS);
 			if (worker_gone(w)) {
 				rec_finish(m, s, TK_STEP_NONE, TK_ERR_READER_GONE);
@@ -507,6 +583,8 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 			rec_finish(m, s, TK_STEP_NONE, TK_ERR_CARD_REMOVED);
 			return TK_ERR_CARD_REMOVED;
 		}
+		if (!has_step(s->bk, ladder[i]))
+			continue;
 		r = run_step(w, ladder[i], seq, &abandoned);
 		if (abandoned) {
 			bool ab;
@@ -518,6 +596,8 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 				rec_finish(m, s, TK_STEP_NONE, TK_ERR_READER_GONE);
 			return TK_ERR_UNRESPONSIVE;
 		}
+		if (r == TK_ERR_NOT_SUPPORTED && transport_step(ladder[i]))
+			continue; /* not a step this reader has */
 		pthread_mutex_lock(&m->mtx);
 		rec_step_locked(s, ladder[i], r, tk_now_us() - t0);
 		pthread_mutex_unlock(&m->mtx);

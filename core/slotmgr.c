@@ -1,9 +1,12 @@
-/* tokenkit: the slot manager — readers, slots, hotplug, service loss.
+/* tokenkit: the slot manager — backends, readers, slots, hotplug, service
+ * loss.
  *
- * One monitor thread enumerates the backend's readers, waits for changes in
- * bounded steps (so it notices a stop or a dead daemon in time), and turns
- * the differences into slot state changes and events. Card I/O happens in
- * the per-reader workers (worker.c); events are delivered by events.c. */
+ * Each backend has one monitor thread that enumerates its readers, waits
+ * for changes in bounded steps (so it notices a stop or a dead daemon in
+ * time), and turns the differences into slot state changes and events. A
+ * reader is (backend, name): two backends never share a slot, and a slot
+ * keeps its backend and id for the manager's life. Card I/O happens in the
+ * per-reader workers (worker.c); events are delivered by events.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,12 @@
 #define MONITOR_POLL_MS 1000
 #define SERVICE_RETRY_MS 250
 #define STOP_GRACE_MS 1000
+/* How long a backend's first scan waits for the backends before it in the
+ * spec: a pcscd started on demand by the PC/SC backend's first call takes
+ * its USB readers while it starts; the CCID backend must not claim them
+ * first. */
+#define ORDER_WAIT_MS 3000
+#define SPEC_MAX 1024
 
 const char *
 tk_slot_state_name(int state)
@@ -98,16 +107,16 @@ mgr_slot_locked(tk_slotmgr_t *m, uint32_t id)
 }
 
 static slot_t *
-slot_by_name_locked(tk_slotmgr_t *m, const char *name)
+slot_by_name_locked(tk_slotmgr_t *m, const backend_t *bk, const char *name)
 {
 	for (size_t i = 0; i < m->nslots; i++)
-		if (strcmp(m->slots[i]->name, name) == 0)
+		if (m->slots[i]->bk == bk && strcmp(m->slots[i]->name, name) == 0)
 			return m->slots[i];
 	return NULL;
 }
 
 static slot_t *
-slot_create_locked(tk_slotmgr_t *m, const char *name)
+slot_create_locked(tk_slotmgr_t *m, backend_t *bk, const char *name)
 {
 	slot_t **ns, *s;
 
@@ -121,6 +130,7 @@ slot_create_locked(tk_slotmgr_t *m, const char *name)
 	}
 	m->slots = ns;
 	s->id = m->next_id++;
+	s->bk = bk;
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->state = TK_SLOT_ABSENT;
 	s->protocol = -1;
@@ -196,18 +206,23 @@ reader_gone_locked(tk_slotmgr_t *m, slot_t *s)
 }
 
 static void
-reconcile_locked(tk_slotmgr_t *m, const tk_reader_desc_t *d, size_t n)
+reconcile_locked(backend_t *bk, const tk_reader_desc_t *d, size_t n)
 {
+	tk_slotmgr_t *m = bk->m;
+
 	for (size_t i = 0; i < n; i++) {
-		slot_t *s = slot_by_name_locked(m, d[i].name);
+		slot_t *s = slot_by_name_locked(m, bk, d[i].name);
 		bool replaced;
 
 		if (s == NULL)
-			s = slot_create_locked(m, d[i].name);
+			s = slot_create_locked(m, bk, d[i].name);
 		if (s == NULL) {
 			tk_log_error("slotmgr: out of memory for reader %s", d[i].name);
 			continue;
 		}
+		memcpy(s->exchange, d[i].exchange, sizeof(s->exchange));
+		s->exchange[sizeof(s->exchange) - 1] = '\0';
+		s->reader_slots = d[i].reader_slots;
 		if (!s->present) {
 			s->present = true;
 			s->state = TK_SLOT_EMPTY;
@@ -231,6 +246,8 @@ reconcile_locked(tk_slotmgr_t *m, const tk_reader_desc_t *d, size_t n)
 		slot_t *s = m->slots[j];
 		bool found = false;
 
+		if (s->bk != bk)
+			continue;
 		for (size_t i = 0; i < n && !found; i++)
 			found = strcmp(s->name, d[i].name) == 0;
 		if (!found)
@@ -238,15 +255,53 @@ reconcile_locked(tk_slotmgr_t *m, const tk_reader_desc_t *d, size_t n)
 	}
 }
 
+/* With m->mtx held: m->ready when every backend finished its first scan;
+ * ready_err TK_OK when one of them works, else the first one's error. */
 static void
-service_lost_locked(tk_slotmgr_t *m)
+update_ready_locked(tk_slotmgr_t *m)
 {
-	if (m->service_up) {
-		tk_log_warn("slotmgr: PC/SC service lost");
-		m->service_up = false;
+	bool all = true;
+	int err = TK_ERR_NO_SERVICE;
+
+	for (size_t i = 0; i < m->nbackends; i++) {
+		const backend_t *bk = &m->backends[i];
+
+		all = all && bk->ready;
+		if (bk->ready && bk->ready_err == TK_OK)
+			err = TK_OK;
+		else if (i == 0 && bk->ready && err != TK_OK)
+			err = bk->ready_err;
+	}
+	if (all && (!m->ready || m->ready_err != err)) {
+		m->ready = true;
+		m->ready_err = err;
+	}
+	pthread_cond_broadcast(&m->cond);
+}
+
+static void
+set_backend_ready_locked(backend_t *bk, int err)
+{
+	if (bk->ready && bk->ready_err == err)
+		return;
+	bk->ready = true;
+	bk->ready_err = err;
+	update_ready_locked(bk->m);
+}
+
+static void
+service_lost_locked(backend_t *bk)
+{
+	tk_slotmgr_t *m = bk->m;
+
+	if (bk->service_up) {
+		tk_log_warn("slotmgr: reader service lost (%s)", bk->ops->name);
+		bk->service_up = false;
 		for (size_t i = 0; i < m->nslots; i++) {
 			slot_t *s = m->slots[i];
 
+			if (s->bk != bk)
+				continue;
 			/* Remember the card, to re-bind it if it comes back. */
 			if (s->present && s->card_seq != 0) {
 				s->lost_seq = s->card_seq;
@@ -255,16 +310,13 @@ service_lost_locked(tk_slotmgr_t *m)
 			}
 			reader_gone_locked(m, s);
 		}
-		ev_queue_service(m, TK_EVENT_SERVICE_LOST);
-		m->service_down_reported = true;
-	} else if (!m->service_down_reported) {
-		m->service_down_reported = true;
+		ev_queue_service(m, bk, TK_EVENT_SERVICE_LOST);
+		bk->service_down_reported = true;
+	} else if (!bk->service_down_reported) {
+		bk->service_down_reported = true;
 	}
-	if (!m->ready) {
-		m->ready = true;
-		m->ready_err = TK_ERR_NO_SERVICE;
-		pthread_cond_broadcast(&m->cond);
-	}
+	if (!bk->ready)
+		set_backend_ready_locked(bk, TK_ERR_NO_SERVICE);
 }
 
 /* Sleep on m->cond until stop or timeout; returns true when stopping. */
@@ -301,92 +353,127 @@ stopping(tk_slotmgr_t *m)
  * PC/SC daemon that does not answer blocks pcsc-lite without a timeout),
  * the backend is still in use here until now, so the monitor closes it. */
 static void
-monitor_exit(tk_slotmgr_t *m)
+monitor_exit(backend_t *bk)
 {
+	tk_slotmgr_t *m = bk->m;
 	bool close_be;
 
 	pthread_mutex_lock(&m->mtx);
-	m->monitor_done = true;
-	close_be = m->monitor_detached;
+	bk->monitor_done = true;
+	close_be = bk->monitor_detached;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->mtx);
 	if (close_be) {
-		tk_log_info("slotmgr: the reader service answered at last; monitor gone");
-		m->ops->close(m->be);
-		m->be = NULL;
+		tk_log_info("slotmgr: the reader service (%s) answered at last; monitor gone",
+		            bk->ops->name);
+		bk->ops->close(bk->be);
+		bk->be = NULL;
 	}
 	mgr_unref(m);
+}
+
+/* Before its first scan: the backends before this one have finished theirs
+ * (bounded by ORDER_WAIT_MS). */
+static void
+wait_previous(backend_t *bk)
+{
+	tk_slotmgr_t *m = bk->m;
+	int64_t end = tk_now_us() + (int64_t)ORDER_WAIT_MS * 1000;
+
+	pthread_mutex_lock(&m->mtx);
+	for (;;) {
+		bool all = true;
+
+		for (unsigned i = 0; i < bk->idx; i++)
+			all = all && m->backends[i].ready;
+		if (all || m->stopping || tk_now_us() >= end)
+			break;
+		tk_cond_wait_until_us(&m->cond, &m->mtx, end);
+	}
+	pthread_mutex_unlock(&m->mtx);
 }
 
 static void *
 monitor_main(void *arg)
 {
-	tk_slotmgr_t *m = arg;
+	backend_t *bk = arg;
+	tk_slotmgr_t *m = bk->m;
 
+	wait_previous(bk);
 	while (!stopping(m)) {
 		tk_reader_desc_t *d = NULL;
 		size_t n = 0;
 		int r;
 
-		r = m->ops->enumerate(m->be, &d, &n);
+		r = bk->ops->enumerate(bk->be, &d, &n);
 		if (r != TK_OK) {
 			pthread_mutex_lock(&m->mtx);
 			if (r == TK_ERR_NO_SERVICE)
-				service_lost_locked(m);
+				service_lost_locked(bk);
 			else
-				tk_log_debug("slotmgr: enumerate: %s", tk_strerror(r));
+				tk_log_debug("slotmgr: %s: enumerate: %s", bk->ops->name,
+				             tk_strerror(r));
 			pthread_mutex_unlock(&m->mtx);
 			if (monitor_sleep(m, SERVICE_RETRY_MS))
 				break;
 			continue;
 		}
 		pthread_mutex_lock(&m->mtx);
-		if (!m->service_up) {
-			m->service_up = true;
-			if (m->service_down_reported) {
-				tk_log_info("slotmgr: PC/SC service available again");
-				ev_queue_service(m, TK_EVENT_SERVICE_RESTORED);
-				m->service_down_reported = false;
+		if (!bk->service_up) {
+			bk->service_up = true;
+			if (bk->service_down_reported) {
+				tk_log_info("slotmgr: reader service (%s) available again",
+				            bk->ops->name);
+				ev_queue_service(m, bk, TK_EVENT_SERVICE_RESTORED);
+				bk->service_down_reported = false;
 			}
 		}
 		if (!m->stopping)
-			reconcile_locked(m, d, n);
-		if (!m->ready || m->ready_err != TK_OK) {
-			m->ready = true;
-			m->ready_err = TK_OK;
-		}
+			reconcile_locked(bk, d, n);
+		set_backend_ready_locked(bk, TK_OK);
 		pthread_cond_broadcast(&m->cond);
 		pthread_mutex_unlock(&m->mtx);
 		free(d);
 
 		rec_watchdog(m);
 		worker_reap(m); /* workers that left since (a card or reader went) */
-		r = m->ops->wait_change(m->be, m->poll_ms);
+		r = bk->ops->wait_change(bk->be, m->poll_ms);
 		rec_watchdog(m);
 		if (r == TK_ERR_NO_SERVICE) {
 			pthread_mutex_lock(&m->mtx);
-			service_lost_locked(m);
+			service_lost_locked(bk);
 			pthread_mutex_unlock(&m->mtx);
 		} else if (r != TK_OK && r != TK_ERR_TIMEOUT && r != TK_ERR_CANCELLED) {
-			tk_log_debug("slotmgr: wait: %s", tk_strerror(r));
+			tk_log_debug("slotmgr: %s: wait: %s", bk->ops->name, tk_strerror(r));
 			if (monitor_sleep(m, SERVICE_RETRY_MS))
 				break;
 		}
 	}
-	monitor_exit(m);
+	monitor_exit(bk);
 	return NULL;
 }
 
+static void
+backend_open_failed(const tk_reader_ops_t *ops, bool optional, int r)
+{
+	if (optional)
+		tk_log_info("slotmgr: reader backend '%s' left out: %s", ops->name, tk_strerror(r));
+	else
+		tk_log_warn("slotmgr: reader backend '%s' cannot start: %s; going on without it",
+		            ops->name, tk_strerror(r));
+}
+
 int
-tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops,
-                        const char *config, int poll_ms, tk_slotmgr_t **out)
+tk_slotmgr_new_multi(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *const *ops,
+                     const char *const *configs, const bool *optional, size_t n, int poll_ms,
+                     tk_slotmgr_t **out)
 {
 	tk_slotmgr_t *m;
-	int r;
+	int r = TK_ERR_INVALID_ARG, first_err = TK_OK;
 
 	if (out != NULL)
 		*out = NULL;
-	if (out == NULL || ops == NULL)
+	if (out == NULL || ops == NULL || n == 0 || n > TK_READER_SPEC_MAX)
 		return TK_ERR_INVALID_ARG;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)
@@ -400,28 +487,54 @@ tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *op
 	m->log_path = rec_log_resolve(m->opts.recovery_log);
 	m->opts.recovery_log = NULL; /* the caller's strings are not kept */
 	m->opts.readers = NULL;
-	m->ops = ops;
+	m->opts.default_readers = NULL;
 	m->poll_ms = poll_ms > 0 ? poll_ms : MONITOR_POLL_MS;
 	m->next_id = 1;
 	atomic_init(&m->refs, 1);
 	pthread_mutex_init(&m->mtx, NULL);
 	tk_cond_init_monotonic(&m->cond);
 	ev_init(m);
-	r = ops->open(&m->be, config);
-	if (r != TK_OK)
+	for (size_t i = 0; i < n; i++) {
+		backend_t *bk = &m->backends[m->nbackends];
+
+		if (ops[i] == NULL) {
+			r = TK_ERR_INVALID_ARG;
+			goto fail;
+		}
+		r = ops[i]->open(&bk->be, configs != NULL ? configs[i] : NULL);
+		if (r == TK_ERR_INVALID_ARG)
+			goto fail; /* a config the backend does not understand */
+		if (r != TK_OK) {
+			backend_open_failed(ops[i], optional != NULL && optional[i], r);
+			if (first_err == TK_OK)
+				first_err = r;
+			continue;
+		}
+		bk->m = m;
+		bk->idx = (unsigned)m->nbackends;
+		bk->ops = ops[i];
+		m->nbackends++;
+	}
+	if (m->nbackends == 0) {
+		r = first_err;
 		goto fail;
+	}
 	if (pthread_create(&m->ev_thread, NULL, ev_thread_main, m) != 0) {
 		r = TK_ERR_NO_MEMORY;
 		goto fail;
 	}
 	m->ev_started = true;
-	mgr_ref(m); /* the monitor's: it may outlive tk_slotmgr_free (monitor_exit) */
-	if (pthread_create(&m->monitor, NULL, monitor_main, m) != 0) {
-		atomic_fetch_sub(&m->refs, 1);
-		r = TK_ERR_NO_MEMORY;
-		goto fail;
+	for (size_t i = 0; i < m->nbackends; i++) {
+		backend_t *bk = &m->backends[i];
+
+		mgr_ref(m); /* the monitor's: it may outlive tk_slotmgr_free (monitor_exit) */
+		if (pthread_create(&bk->monitor, NULL, monitor_main, bk) != 0) {
+			atomic_fetch_sub(&m->refs, 1);
+			r = TK_ERR_NO_MEMORY;
+			goto fail;
+		}
+		bk->monitor_started = true;
 	}
-	m->monitor_started = true;
 	*out = m;
 	return TK_OK;
 fail:
@@ -430,67 +543,115 @@ fail:
 }
 
 int
+tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops,
+                        const char *config, int poll_ms, tk_slotmgr_t **out)
+{
+	return tk_slotmgr_new_multi(opts, &ops, &config, NULL, 1, poll_ms, out);
+}
+
+int
 tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out)
 {
 	const char *spec = opts != NULL ? opts->readers : NULL;
-	const tk_reader_ops_t *ops = NULL;
-	const char *config = NULL;
-	size_t n;
+	const tk_reader_ops_t *ops[TK_READER_SPEC_MAX];
+	const char *configs[TK_READER_SPEC_MAX];
+	bool optional[TK_READER_SPEC_MAX];
+	tk_reader_spec_item_t items[TK_READER_SPEC_MAX];
+	char buf[SPEC_MAX];
+	size_t n = 0, k = 0;
+	int r;
 
 	if (out != NULL)
 		*out = NULL;
+	if (out == NULL)
+		return TK_ERR_INVALID_ARG;
 	if (spec == NULL)
 		spec = tk_env("TOKENKIT_READERS");
+	if ((spec == NULL || *spec == '\0') && opts != NULL)
+		spec = opts->default_readers;
 	if (spec == NULL || *spec == '\0')
 		spec = "pcsc";
-	n = strcspn(spec, ":");
-	if (spec[n] == ':')
-		config = spec + n + 1;
-	/* An unknown backend or a plugin that does not load fails loudly (the
-	 * reason is logged) rather than falling back to PC/SC. */
-	if (tk_reader_backend_find(spec, n, &ops) != TK_OK) {
-		tk_log_error("slotmgr: reader spec '%s' not usable (want pcsc, or vcard:... with "
-		             "the virtual reader plugin)",
-		             spec);
+	if (strlen(spec) >= sizeof(buf)) {
+		tk_log_error("slotmgr: reader spec too long (%zu bytes)", strlen(spec));
 		return TK_ERR_INVALID_ARG;
 	}
-	return tk_slotmgr_new_with_ops(opts, ops, config, 0, out);
+	memcpy(buf, spec, strlen(spec) + 1);
+	r = tk_reader_spec_parse(buf, items, TK_READER_SPEC_MAX, &n);
+	if (r != TK_OK) {
+		tk_log_error("slotmgr: reader spec '%s' not usable: %s (want one or more of pcsc, "
+		             "ccid, vcard:... joined by '+')",
+		             spec, tk_strerror(r));
+		return TK_ERR_INVALID_ARG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* An unknown backend or a plugin that does not load fails loudly
+		 * (the reason is logged) rather than falling back to PC/SC,
+		 * unless it was asked for with "?". */
+		r = tk_reader_backend_find(items[i].name, strlen(items[i].name), &ops[k]);
+		if (r != TK_OK && items[i].optional) {
+			tk_log_info("slotmgr: optional reader backend '%s' not available",
+			            items[i].name);
+			continue;
+		}
+		if (r != TK_OK) {
+			tk_log_error(
+			        "slotmgr: reader spec '%s' not usable (want pcsc, ccid with the "
+			        "USB reader plugin, or vcard:... with the virtual reader plugin)",
+			        spec);
+			return TK_ERR_INVALID_ARG;
+		}
+		configs[k] = items[i].config;
+		optional[k] = items[i].optional;
+		k++;
+	}
+	if (k == 0) {
+		tk_log_error("slotmgr: reader spec '%s': no backend available", spec);
+		return TK_ERR_INVALID_ARG;
+	}
+	return tk_slotmgr_new_multi(opts, ops, configs, optional, k, 0, out);
 }
 
-/* Stop the monitor: cancel its wait and join it, or, when it is stuck in
- * the backend (pcsc-lite waits for a daemon that does not answer without
- * any timeout), detach it. The bound is one wait_change (a cancel that
- * arrives just before the wait begins is not seen by it) plus
- * STOP_GRACE_MS. False when detached. */
-static bool
-monitor_join(tk_slotmgr_t *m)
+/* Stop the monitors: cancel their waits and join them, or, when one is
+ * stuck in its backend (pcsc-lite waits for a daemon that does not answer
+ * without any timeout), detach it. The bound is one wait_change (a cancel
+ * that arrives just before the wait begins is not seen by it) plus
+ * STOP_GRACE_MS, for all of them together. */
+static void
+monitors_join(tk_slotmgr_t *m)
 {
 	int64_t end = tk_now_us() + (int64_t)(m->poll_ms + STOP_GRACE_MS) * 1000;
-	bool done;
 
-	m->ops->cancel(m->be);
-	pthread_mutex_lock(&m->mtx);
-	while (!m->monitor_done && tk_now_us() < end)
-		tk_cond_wait_until_us(&m->cond, &m->mtx, end);
-	done = m->monitor_done;
-	if (!done) {
-		pthread_detach(m->monitor);
-		m->monitor_detached = true;
+	for (size_t i = 0; i < m->nbackends; i++)
+		if (m->backends[i].monitor_started)
+			m->backends[i].ops->cancel(m->backends[i].be);
+	for (size_t i = 0; i < m->nbackends; i++) {
+		backend_t *bk = &m->backends[i];
+		bool done;
+
+		if (!bk->monitor_started)
+			continue;
+		pthread_mutex_lock(&m->mtx);
+		while (!bk->monitor_done && tk_now_us() < end)
+			tk_cond_wait_until_us(&m->cond, &m->mtx, end);
+		done = bk->monitor_done;
+		if (!done) {
+			pthread_detach(bk->monitor);
+			bk->monitor_detached = true;
+		}
+		pthread_mutex_unlock(&m->mtx);
+		if (done)
+			pthread_join(bk->monitor, NULL);
+		else
+			tk_log_warn("slotmgr: the reader service (%s) does not answer; its monitor "
+			            "is left behind",
+			            bk->ops->name);
 	}
-	pthread_mutex_unlock(&m->mtx);
-	if (done) {
-		pthread_join(m->monitor, NULL);
-		return true;
-	}
-	tk_log_warn("slotmgr: the reader service does not answer; its monitor is left behind");
-	return false;
 }
 
 void
 tk_slotmgr_free(tk_slotmgr_t **mp)
 {
 	tk_slotmgr_t *m;
-	bool monitor_gone = false;
 	int step_ms;
 
 	if (mp == NULL || *mp == NULL)
@@ -501,8 +662,7 @@ tk_slotmgr_free(tk_slotmgr_t **mp)
 	m->stopping = true;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->mtx);
-	if (m->monitor_started && !monitor_join(m))
-		monitor_gone = true;
+	monitors_join(m);
 	pthread_mutex_lock(&m->mtx);
 	for (size_t i = 0; i < m->nslots; i++)
 		worker_stop_locked(m, m->slots[i], TK_ERR_READER_GONE);
@@ -521,10 +681,17 @@ tk_slotmgr_free(tk_slotmgr_t **mp)
 		pthread_mutex_unlock(&m->ev_mtx);
 		pthread_join(m->ev_thread, NULL);
 	}
-	/* (a detached monitor closes the backend itself once it returns) */
-	if (!monitor_gone && m->be != NULL) {
-		m->ops->close(m->be);
-		m->be = NULL;
+	/* (a detached monitor closes its backend itself once it returns; a
+	 * worker stuck in a backend keeps the manager, not the backend: the
+	 * backends' close must cope with connections still out, as PC/SC's
+	 * do: each connection has its own context) */
+	for (size_t i = 0; i < m->nbackends; i++) {
+		backend_t *bk = &m->backends[i];
+
+		if (!bk->monitor_detached && bk->be != NULL) {
+			bk->ops->close(bk->be);
+			bk->be = NULL;
+		}
 	}
 	mgr_unref(m);
 }
@@ -548,6 +715,26 @@ tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms)
 	return r;
 }
 
+int
+tk_slotmgr_backend_status(tk_slotmgr_t *m, const char *name)
+{
+	int r = TK_ERR_NOT_FOUND;
+
+	if (m == NULL || name == NULL)
+		return TK_ERR_INVALID_ARG;
+	pthread_mutex_lock(&m->mtx);
+	for (size_t i = 0; i < m->nbackends; i++) {
+		const backend_t *bk = &m->backends[i];
+
+		if (strcmp(bk->ops->name, name) != 0)
+			continue;
+		r = bk->service_up ? TK_OK : bk->ready ? TK_ERR_NO_SERVICE : TK_ERR_TIMEOUT;
+		break;
+	}
+	pthread_mutex_unlock(&m->mtx);
+	return r;
+}
+
 /* With m->mtx held. */
 static void
 fill_info(const slot_t *s, tk_slot_info_t *info)
@@ -567,6 +754,11 @@ fill_info(const slot_t *s, tk_slot_info_t *info)
 	info->protocol = s->state == TK_SLOT_VALID ? s->protocol : -1;
 	info->transmits = s->stats.transmits;
 	info->errors = s->stats.errors;
+	snprintf(info->backend, sizeof(info->backend), "%s", s->bk->ops->name);
+	snprintf(info->exchange, sizeof(info->exchange), "%s", s->exchange);
+	info->reader_slots = s->reader_slots;
+	info->pin_pad =
+	        s->card_seq != 0 && s->connected_seq == s->card_seq && s->caps.pin_pad_verify;
 	/* A stuck (abandoned) worker is still alive while s->stuck is set:
 	 * it clears that under m->mtx, held here, before it goes. */
 	w = s->worker != NULL ? s->worker : s->stuck;

@@ -1,6 +1,7 @@
-/* tokenkit: slot manager internals, shared by slotmgr.c (manager, monitor,
- * public API), worker.c (per-reader workers, deadlines, card sessions) and
- * events.c (ordered event delivery).
+/* tokenkit: slot manager internals, shared by slotmgr.c (manager, backends
+ * and their monitors, public API), worker.c (per-reader workers, deadlines,
+ * card sessions), recovery.c (the ladder) and events.c (ordered event
+ * delivery).
  *
  * Locks, in the only order they may nest:
  *   sub_mtx (recursive; held while callbacks run)
@@ -35,6 +36,7 @@ enum work_op {
 	W_END,
 	W_RESET,
 	W_RECOVER, /* run the recovery ladder from step `how` (enum tk_recovery_step) */
+	W_PINPAD,  /* PIN entry on the pad: cmd is the template, pinpad the rest */
 };
 
 typedef struct work {
@@ -46,6 +48,7 @@ typedef struct work {
 	size_t cmd_len;    /* caller's memory */
 	uint8_t *resp;
 	size_t resp_cap, resp_len;
+	tk_card_pinpad_t pinpad; /* W_PINPAD (its apdu points at cmd) */
 	pthread_mutex_t mtx;
 	pthread_cond_t cond;
 	bool done;
@@ -55,6 +58,27 @@ typedef struct work {
 } work_t;
 
 typedef struct slot slot_t;
+
+/* One reader backend of a manager, with its own monitor thread. Its
+ * readers' slots point at it (a slot keeps its backend for life), and the
+ * workers of those slots call its ops. Lives as long as the manager. */
+typedef struct backend {
+	struct tk_slotmgr *m;
+	unsigned idx; /* position in m->backends: the order of the spec */
+	const tk_reader_ops_t *ops;
+	void *be;
+	/* The rest under m->mtx. */
+	bool ready; /* the first enumeration finished (or the service is down) */
+	int ready_err;
+	bool service_up, service_down_reported;
+	pthread_t monitor;
+	bool monitor_started;
+	/* The monitor left its loop; detached: tk_slotmgr_free gave up
+	 * waiting for it (a PC/SC daemon that does not answer), so the
+	 * monitor closes the backend and drops its manager reference when it
+	 * returns. */
+	bool monitor_done, monitor_detached;
+} backend_t;
 
 /* Worker threads are tk_thread_t entries in m->threads (arg: the worker,
  * while !done), under m->mtx: joined once done (by the monitor, or by
@@ -102,7 +126,10 @@ typedef struct slot_stats {
 
 struct slot {
 	uint32_t id;
+	backend_t *bk; /* a reader is (backend, name) */
 	char name[TK_READER_NAME_MAX];
+	char exchange[TK_READER_EXCHANGE_MAX];
+	uint8_t reader_slots;
 	bool present;
 	int state;
 	uint64_t card_seq;
@@ -144,6 +171,7 @@ typedef struct evnode {
 	tk_event_t ev;
 	char reader[TK_READER_NAME_MAX];
 	uint8_t atr[TK_READER_ATR_MAX];
+	char backend[TK_READER_BACKEND_NAME_MAX + 1];
 	int target; /* subscription id, 0 = everybody */
 	struct evnode *next;
 } evnode_t;
@@ -151,8 +179,8 @@ typedef struct evnode {
 struct tk_slotmgr {
 	atomic_int refs;
 	tk_slotmgr_opts_t opts;
-	const tk_reader_ops_t *ops;
-	void *be;
+	backend_t backends[TK_READER_SPEC_MAX];
+	size_t nbackends;
 	int poll_ms; /* bound of one wait_change */
 
 	pthread_mutex_t mtx;
@@ -161,19 +189,12 @@ struct tk_slotmgr {
 	size_t nslots;
 	uint32_t next_id;
 	uint64_t next_card_seq;
-	bool ready;
+	bool ready; /* every backend is ready */
 	int ready_err;
-	bool service_up, service_down_reported;
 	bool stopping;
 	int live_workers;
 	tk_thread_t *threads; /* every worker thread not joined yet */
-	pthread_t monitor;
-	bool monitor_started;
-	/* The monitor left its loop (m->mtx); detached: tk_slotmgr_free gave up
-	 * waiting for it (a PC/SC daemon that does not answer), so the monitor
-	 * closes the backend and drops its manager reference when it returns. */
-	bool monitor_done, monitor_detached;
-	char *log_path; /* recovery log, NULL: none */
+	char *log_path;       /* recovery log, NULL: none */
 
 	/* events */
 	pthread_mutex_t ev_mtx;
@@ -208,6 +229,13 @@ worker_io_end(worker_t *w)
 /* A manager over ops; config is handed to ops->open. */
 int tk_slotmgr_new_with_ops(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *ops,
                             const char *config, int poll_ms, tk_slotmgr_t **out);
+/* A manager over n backends (the order of a spec: a backend's first scan
+ * waits, bounded, for those before it). configs[i] may be NULL. A backend
+ * whose open fails is left out (logged; at info level when optional[i]),
+ * unless none is left: then open's error. */
+int tk_slotmgr_new_multi(const tk_slotmgr_opts_t *opts, const tk_reader_ops_t *const *ops,
+                         const char *const *configs, const bool *optional, size_t n, int poll_ms,
+                         tk_slotmgr_t **out);
 void tk_slotmgr_get_stats(tk_slotmgr_t *m, uint32_t slot_id, slot_stats_t *st);
 void mgr_ref(tk_slotmgr_t *m);
 void mgr_unref(tk_slotmgr_t *m);
@@ -262,7 +290,7 @@ void rec_log_append(const char *path, const char *reader, const tk_recovery_t *r
 
 /* events.c */
 void ev_queue_locked(tk_slotmgr_t *m, int type, const slot_t *s, int old_state, int target);
-void ev_queue_service(tk_slotmgr_t *m, int type);
+void ev_queue_service(tk_slotmgr_t *m, const backend_t *bk, int type);
 void *ev_thread_main(void *arg);
 void ev_init(tk_slotmgr_t *m);
 void ev_destroy(tk_slotmgr_t *m);

@@ -551,6 +551,18 @@ check_generation(tk_token_t *t)
 		t->so_logged_in = false;
 }
 
+/* The reader has a PIN pad and the driver can use it. */
+static bool
+has_pinpad(tk_token_t *t)
+{
+	tk_card_caps_t caps;
+
+	if (t->card == NULL || t->drv == NULL || !tk_drv_has_pinpad(t->drv))
+		return false;
+	tk_card_caps(t->card, &caps);
+	return caps.pin_pad_verify;
+}
+
 int
 tk_token_info(tk_token_t *t, tk_token_info_t *info)
 {
@@ -564,6 +576,7 @@ tk_token_info(tk_token_t *t, tk_token_info_t *info)
 	info->logged_in = t->logged_in;
 	info->so_logged_in = t->so_logged_in;
 	pthread_mutex_unlock(&t->st);
+	info->protected_auth_path = has_pinpad(t);
 	return TK_OK;
 }
 
@@ -673,6 +686,22 @@ tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len)
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
 	r = tk_drv_pin_verify(t->drv, t->ds, user, pin, pin_len, &retries);
+	note_verify(t, user, r, retries);
+	pthread_mutex_unlock(&t->mtx);
+	return r;
+}
+
+int
+tk_token_login_pinpad(tk_token_t *t, int user)
+{
+	int r, retries = -1;
+
+	if (t == NULL || (user != TK_USER_USER && user != TK_USER_CONTEXT))
+		return TK_ERR_INVALID_ARG;
+	if (!has_pinpad(t))
+		return TK_ERR_NOT_SUPPORTED;
+	pthread_mutex_lock(&t->mtx);
+	r = tk_drv_pin_verify_pad(t->drv, t->ds, user, &retries);
 	note_verify(t, user, r, retries);
 	pthread_mutex_unlock(&t->mtx);
 	return r;

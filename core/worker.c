@@ -144,7 +144,7 @@ worker_drop_conn(worker_t *w)
 {
 	if (w->conn != NULL) {
 		worker_io_begin(w);
-		w->m->ops->disconnect(w->conn);
+		w->slot->bk->ops->disconnect(w->conn);
 		worker_io_end(w);
 		w->conn = NULL;
 	}
@@ -168,16 +168,16 @@ do_connect(worker_t *w, uint64_t card_seq, bool set_state)
 	/* s->name never changes after the slot is created. */
 	/* Not counted as busy (tk_slot_info_t.busy_ms): pcscd holds a connect
 	 * while another application's transaction lasts, polling every 100 ms. */
-	r = m->ops->connect(m->be, s->name, &w->conn, atr, &atr_len, &proto);
+	r = s->bk->ops->connect(s->bk->be, s->name, &w->conn, atr, &atr_len, &proto);
 	for (int i = 0; i < CONNECT_RESET_TRIES && r == TK_ERR_CARD_RESET; i++) {
 		/* another program reset the card while we connected (PC/SC: between
 		 * SCardConnect and SCardStatus); connecting changed nothing on it:
 		 * again, rather than call the card mute */
 		tk_log_debug("slotmgr: %s: card reset while connecting; again", s->name);
-		r = m->ops->connect(m->be, s->name, &w->conn, atr, &atr_len, &proto);
+		r = s->bk->ops->connect(s->bk->be, s->name, &w->conn, atr, &atr_len, &proto);
 	}
 	if (r == TK_OK)
-		m->ops->caps(w->conn, &caps);
+		s->bk->ops->caps(w->conn, &caps);
 	pthread_mutex_lock(&m->mtx);
 	s->stats.connects++;
 	if (s->card_seq != card_seq || s->worker != w || m->stopping) {
@@ -274,8 +274,8 @@ transmit_once(worker_t *w, work_t *it)
 
 	it->resp_len = 0;
 	worker_io_begin(w);
-	r = w->m->ops->transmit(w->conn, it->cmd, it->cmd_len, it->resp, it->resp_cap,
-	                        &it->resp_len);
+	r = w->slot->bk->ops->transmit(w->conn, it->cmd, it->cmd_len, it->resp, it->resp_cap,
+	                               &it->resp_len);
 	worker_io_end(w);
 	if (r == TK_OK && it->resp_len < 2)
 		r = TK_ERR_COMM;
@@ -346,10 +346,42 @@ transmit_failed(worker_t *w, work_t *it, int r)
 	return r2;
 }
 
+/* PIN entry on the pad. Not counted as busy (tk_slot_info_t.busy_ms): a
+ * person is typing. Never repeated: a reader that fails here gets the
+ * ladder afterwards, like after a failed state-changing command. */
+static int
+pinpad_once(worker_t *w, work_t *it)
+{
+	const tk_reader_ops_t *ops = w->slot->bk->ops;
+	int r;
+
+	it->resp_len = 0;
+	if (ops->pinpad == NULL)
+		return TK_ERR_NOT_SUPPORTED;
+	it->pinpad.apdu = it->cmd;
+	it->pinpad.apdu_len = it->cmd_len;
+	r = ops->pinpad(w->conn, &it->pinpad, it->resp, it->resp_cap, &it->resp_len);
+	if (r == TK_OK && it->resp_len < 2)
+		r = TK_ERR_COMM;
+	if (r != TK_OK && !worker_gone(w) && ladder_fault(r)) {
+		tk_slotmgr_t *m = w->m;
+		slot_t *s = w->slot;
+
+		pthread_mutex_lock(&m->mtx);
+		rec_begin_locked(m, s, r, "pinpad");
+		if (s->worker == w && s->state == TK_SLOT_VALID)
+			mgr_set_state_locked(m, s, TK_SLOT_RECOVERING);
+		pthread_mutex_unlock(&m->mtx);
+		tk_log_warn("slotmgr: %s: PIN pad: %s; recovering", s->name, tk_strerror(r));
+		w->need_recovery = r == TK_ERR_NO_SERVICE ? TK_STEP_CONTEXT : TK_STEP_RECONNECT;
+	}
+	return r;
+}
+
 static int
 execute(worker_t *w, work_t *it)
 {
-	const tk_reader_ops_t *ops = w->m->ops;
+	const tk_reader_ops_t *ops = w->slot->bk->ops;
 	int r;
 
 	switch (it->op) {
@@ -372,6 +404,9 @@ execute(worker_t *w, work_t *it)
 		if (worker_gone(w) || !ladder_fault(r))
 			break;
 		r = transmit_failed(w, it, r);
+		break;
+	case W_PINPAD:
+		r = pinpad_once(w, it);
 		break;
 	case W_BEGIN:
 		/* Not counted as busy either: this waits for another
@@ -782,8 +817,9 @@ admissible_locked(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op)
 }
 
 static int
-submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uint8_t *cmd,
-       size_t cmd_len, uint8_t *resp, size_t resp_cap, size_t *resp_len, int timeout_ms)
+submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const tk_card_pinpad_t *pad,
+       const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap, size_t *resp_len,
+       int timeout_ms)
 {
 	worker_t *w = NULL;
 	work_t *it = NULL;
@@ -799,6 +835,8 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const uin
 	if (it == NULL)
 		return TK_ERR_NO_MEMORY;
 	it->how = how;
+	if (pad != NULL)
+		it->pinpad = *pad; /* its apdu is set to the item's copy when it runs */
 
 	pthread_mutex_lock(&m->mtx);
 	r = admissible_locked(m, s, card_seq, op);
@@ -899,8 +937,20 @@ mc_transmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 	uint64_t rb = mc_rebinds_now(c);
 
 	return mc_result(c, rb,
-	                 submit(c->m, c->s, c->card_seq, W_TRANSMIT, 0, cmd, cmd_len, resp,
+	                 submit(c->m, c->s, c->card_seq, W_TRANSMIT, 0, NULL, cmd, cmd_len, resp,
 	                        resp_cap, resp_len, timeout_ms));
+}
+
+static int
+mc_pinpad(void *ctx, const tk_card_pinpad_t *req, uint8_t *resp, size_t resp_cap, size_t *resp_len,
+          int timeout_ms)
+{
+	mcard_t *c = ctx;
+	uint64_t rb = mc_rebinds_now(c);
+
+	return mc_result(c, rb,
+	                 submit(c->m, c->s, c->card_seq, W_PINPAD, 0, req, req->apdu, req->apdu_len,
+	                        resp, resp_cap, resp_len, timeout_ms));
 }
 
 static int
@@ -909,9 +959,9 @@ mc_begin(void *ctx, int timeout_ms)
 	mcard_t *c = ctx;
 	uint64_t rb = mc_rebinds_now(c);
 
-	return mc_result(
-	        c, rb,
-	        submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, 0, NULL, 0, NULL, timeout_ms));
+	return mc_result(c, rb,
+	                 submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, NULL, 0, NULL, 0, NULL,
+	                        timeout_ms));
 }
 
 /* The END of a transaction is queued, not waited for: what comes after it
@@ -944,8 +994,8 @@ mc_reset(void *ctx, bool cold, int timeout_ms)
 
 	return mc_result(c, rb,
 	                 submit(c->m, c->s, c->card_seq, W_RESET,
-	                        cold ? TK_READER_COLD_RESET : TK_READER_WARM_RESET, NULL, 0, NULL,
-	                        0, NULL, timeout_ms));
+	                        cold ? TK_READER_COLD_RESET : TK_READER_WARM_RESET, NULL, NULL, 0,
+	                        NULL, 0, NULL, timeout_ms));
 }
 
 static bool
@@ -993,7 +1043,7 @@ mc_rebinds(void *ctx)
 int
 worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms)
 {
-	return submit(m, s, card_seq, W_RECOVER, step, NULL, 0, NULL, 0, NULL, timeout_ms);
+	return submit(m, s, card_seq, W_RECOVER, step, NULL, NULL, 0, NULL, 0, NULL, timeout_ms);
 }
 
 static void
@@ -1018,6 +1068,7 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 	        .card_seq = mc_card_seq,
 	        .rebinds = mc_rebinds,
 	        .release = mc_release,
+	        .pinpad = mc_pinpad,
 	};
 	tk_card_caps_t caps;
 	mcard_t *c;
@@ -1032,6 +1083,7 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 	c->card_seq = s->card_seq;
 	c->gen_base = s->gen;
 	c->rebind_base = s->rebinds;
+	memset(&caps, 0, sizeof(caps));
 	caps.extended_apdu = s->caps.extended_apdu;
 	/* Extended length only when the reader AND the card allow it (ISO 7816-4
 	 * 5.1: a card announces it in the card capabilities of its historical
@@ -1045,6 +1097,8 @@ card_new_for_slot_locked(tk_slotmgr_t *m, slot_t *s, tk_card_t **out)
 		    !tk_atr_extended_length(&atr))
 			caps.extended_apdu = false;
 	}
+	caps.pin_pad_verify = s->caps.pin_pad_verify;
+	caps.pin_pad_modify = s->caps.pin_pad_modify;
 	caps.max_cmd = s->caps.max_cmd != 0 ? s->caps.max_cmd : 261;
 	caps.max_resp = s->caps.max_resp != 0 ? s->caps.max_resp : 258;
 	r = tk_card_new_backend(s->name, s->atr, s->atr_len, &caps, &be, c,

@@ -494,6 +494,51 @@ check_pin_len(const struct p11_token *t, CK_ULONG len)
 	return CKR_OK;
 }
 
+/* C_Login with a NULL PIN: the user types it on the reader's PIN pad
+ * (CKF_PROTECTED_AUTHENTICATION_PATH). Only for CKU_USER: the PUK has no
+ * VERIFY in PIV (C_Login(CKU_SO) keeps it for later calls), and a
+ * CKU_CONTEXT_SPECIFIC PIN is verified with its operation, in one card
+ * transaction, which a pad entry at C_Login time cannot be. */
+static CK_RV
+login_pinpad(struct p11_session *s, struct p11_token *t, CK_USER_TYPE user)
+{
+	tk_token_info_t ti;
+	int r, login;
+	CK_RV rv = CKR_OK;
+
+	(void)s;
+	if (user != CKU_USER)
+		return CKR_ARGUMENTS_BAD;
+	if (tk_token_info(tk_p11_tk(t), &ti) != TK_OK || !ti.protected_auth_path)
+		return CKR_ARGUMENTS_BAD;
+	pthread_mutex_lock(&g_p11.lock);
+	login = t->login;
+	if (login == (int)CKU_USER)
+		rv = CKR_USER_ALREADY_LOGGED_IN;
+	else if (login == (int)CKU_SO)
+		rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (rv != CKR_OK)
+		return rv;
+	r = tk_token_login_pinpad(tk_p11_tk(t), TK_USER_USER);
+	if (r == TK_ERR_TIMEOUT || r == TK_ERR_CANCELLED) {
+		/* nobody typed, or cancel was pressed: the user's answer */
+		tk_log_info("pkcs11: C_Login on the PIN pad: %s", tk_strerror(r));
+		return CKR_FUNCTION_CANCELED;
+	}
+	rv = tk_err_to_ckr(r);
+	if (r != TK_OK)
+		tk_log_info("pkcs11: C_Login(user) on the PIN pad: %s", tk_strerror(r));
+	refresh_after(t, rv);
+	if (r == TK_OK) {
+		/* no PIN to keep: it never was on the host */
+		pthread_mutex_lock(&g_p11.lock);
+		tk_p11_login_set_locked(t, CKU_USER);
+		pthread_mutex_unlock(&g_p11.lock);
+	}
+	return rv;
+}
+
 CK_RV
 tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
                CK_ULONG ulPinLen)
@@ -508,8 +553,8 @@ tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PT
 		return rv;
 	t = s->tok;
 	if (pPin == NULL) {
-		/* no protected authentication path */
-		rv = CKR_ARGUMENTS_BAD;
+		/* the protected authentication path (a PIN pad), for the user */
+		rv = login_pinpad(s, t, userType);
 		goto out;
 	}
 	pthread_mutex_lock(&g_p11.lock);

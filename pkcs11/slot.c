@@ -1332,6 +1332,9 @@ tk_p11_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	/* CKF_RNG: C_GenerateRandom works, from the host's DRBG (random.c) */
 	pInfo->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED |
 	               CKF_WRITE_PROTECTED | CKF_RNG;
+	/* a PIN pad: C_Login with a NULL PIN has the user type it there */
+	if (ti.protected_auth_path)
+		pInfo->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
 	/* COUNT_LOW: fewer tries left than the card allows. Where the card does
 	 * not say how many it allows (tk_token_info has no PUK maximum, and the
 	 * PIN maximum needs the metadata command), assume PIV's usual 3. */

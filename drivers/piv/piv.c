@@ -1303,4 +1303,5 @@ const tk_driver_t tk_piv_driver = {
         .pin_unblock = piv_pin_unblock,
         .key_op = piv_key_op,
         .free = piv_free,
+        .pin_verify_pad = piv_pin_verify_pad,
 };

@@ -38,6 +38,8 @@
 
 #define PIV_PIN_MIN 6
 #define PIV_PIN_MAX 8
+/* how long a PIN pad waits for the user */
+#define PIV_PINPAD_TIMEOUT_S 30
 /* Largest data object we read, and largest certificate we inflate. */
 #define PIV_MAX_OBJECT 65536
 #define PIV_MAX_CERT 32768
@@ -166,6 +168,7 @@ uint8_t piv_alg_for(int key_type, unsigned bits);
 
 /* piv_pin.c */
 int piv_pin_verify(void *state, int user, const uint8_t *pin, size_t pin_len, int *retries);
+int piv_pin_verify_pad(void *state, int user, int *retries);
 int piv_pin_status(void *state, int user, tk_drv_pin_status_t *st);
 int piv_pin_change(void *state, int user, const uint8_t *old_pin, size_t old_len,
                    const uint8_t *new_pin, size_t new_len);

@@ -101,6 +101,56 @@ out:
 	return r;
 }
 
+/* VERIFY with the PIN typed on the reader's pad: the reader puts the
+ * digits as ASCII at the start of the 8-byte PIN block, which the template
+ * holds padded with FF (SP 800-73-4 part 2, 3.2.1; bmFormatString 82h:
+ * units of bytes, position 0, left justified, ASCII; bmPINBlockString 08h:
+ * no length field, an 8-byte block). The PUK has no VERIFY in PIV. */
+int
+piv_pin_verify_pad(void *state, int user, int *retries)
+{
+	piv_t *p = state;
+	uint8_t apdu[5 + PIV_PIN_MAX], resp[16];
+	tk_card_pinpad_t req;
+	size_t n = 0;
+	uint16_t sw;
+	int r;
+
+	*retries = -1;
+	if (user != TK_USER_USER && user != TK_USER_CONTEXT)
+		return TK_ERR_NOT_SUPPORTED;
+	apdu[0] = 0x00;
+	apdu[1] = 0x20;
+	apdu[2] = 0x00;
+	apdu[3] = user_ref(p, user);
+	apdu[4] = PIV_PIN_MAX;
+	memset(apdu + 5, 0xFF, PIV_PIN_MAX);
+	memset(&req, 0, sizeof(req));
+	req.op = TK_PINPAD_VERIFY;
+	req.timeout_s = PIV_PINPAD_TIMEOUT_S;
+	req.format = 0x82;
+	req.block = PIV_PIN_MAX;
+	req.length_format = 0x00;
+	req.min_len = PIV_PIN_MIN;
+	req.max_len = PIV_PIN_MAX;
+	req.apdu = apdu;
+	req.apdu_len = sizeof(apdu);
+	if ((r = piv_begin(p)) != TK_OK)
+		return r;
+	r = tk_card_pinpad(p->card, &req, resp, sizeof(resp), &n);
+	piv_end(p);
+	if (r != TK_OK) {
+		tk_log_debug("piv: VERIFY on the PIN pad: %s", tk_strerror(r));
+		return r;
+	}
+	sw = (uint16_t)(resp[n - 2] << 8 | resp[n - 1]);
+	r = tk_err_from_pin_sw(sw, retries);
+	if (r != TK_OK)
+		tk_log_debug("piv: VERIFY on the PIN pad: %s (retries %d)", tk_strerror(r),
+		             *retries);
+	return r;
+}
+
 /* Empty VERIFY: 63Cx tells the tries left without spending one, 9000 that
  * the PIN is verified now. The PUK has no such query in PIV; Yubico's
  * metadata command (00 F7 00 81) tells its counter where the card has it. */

@@ -98,7 +98,44 @@ typedef struct tk_card_caps {
 	                     * the card was not found to misreport it) */
 	size_t max_cmd;     /* largest command APDU the reader takes */
 	size_t max_resp;    /* largest response APDU the reader returns */
+	/* The reader has a PIN pad that can verify (modify) a PIN for this
+	 * card (tk_card_pinpad). Added in 0.1 with the CCID backend. */
+	bool pin_pad_verify, pin_pad_modify;
 } tk_card_caps_t;
 TK_EXPORT void tk_card_caps(const tk_card_t *c, tk_card_caps_t *caps);
+
+/* PIN entry on the reader's PIN pad: the reader reads the PIN from its own
+ * keys, writes it into the command template apdu as described below, and
+ * sends the command to the card; the PIN never passes through the host.
+ * The fields are those of USB CCID 1.1 6.1.11 (PC_to_RDR_Secure) and of
+ * PC/SC part 10 (PIN_VERIFY_STRUCTURE, PIN_MODIFY_STRUCTURE). */
+enum tk_pinpad_op {
+	TK_PINPAD_VERIFY = 0,
+	TK_PINPAD_MODIFY = 1,
+};
+typedef struct tk_card_pinpad {
+	int op;                /* enum tk_pinpad_op */
+	uint8_t timeout_s;     /* how long the reader waits for the user (0: its default) */
+	uint8_t format;        /* bmFormatString: units, PIN position, justification, type */
+	uint8_t block;         /* bmPINBlockString: length field size, PIN block size */
+	uint8_t length_format; /* bmPINLengthFormat */
+	uint8_t min_len;       /* digits, at least */
+	uint8_t max_len;       /* digits, at most */
+	uint8_t offset_old;    /* modify: where the old PIN goes (bInsertionOffsetOld) */
+	uint8_t offset_new;    /* modify: where the new PIN goes (bInsertionOffsetNew) */
+	uint8_t confirm;       /* modify: bConfirmPIN */
+	const uint8_t *apdu;   /* the command, PIN bytes pre-filled with their padding */
+	size_t apdu_len;       /* 5 .. 261 */
+} tk_card_pinpad_t;
+
+/* Send req's command with the PIN typed on the reader's pad; resp gets the
+ * card's raw answer (data + SW1 SW2). The call waits for the user (up to
+ * req->timeout_s, 30 s when 0) on top of the usual deadline. Errors:
+ * TK_ERR_NOT_SUPPORTED (no PIN pad, or not this function), TK_ERR_TIMEOUT
+ * (nobody typed in time), TK_ERR_CANCELLED (the user cancelled on the
+ * pad), TK_ERR_INVALID_ARG, and the errors of tk_card_transmit. Never
+ * repeated by the recovery ladder. */
+TK_EXPORT int tk_card_pinpad(tk_card_t *c, const tk_card_pinpad_t *req, uint8_t *resp,
+                             size_t resp_cap, size_t *resp_len);
 
 #endif

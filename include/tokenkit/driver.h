@@ -52,7 +52,7 @@
 #include <tokenkit/tlv.h>
 #include <tokenkit/token.h>
 
-#define TK_DRIVER_API 1u
+#define TK_DRIVER_API 2u
 
 /* The token model a driver fills in load (opaque; through the host). */
 typedef struct tk_drv_model tk_drv_model_t;
@@ -163,6 +163,14 @@ typedef struct tk_driver {
 	              size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
 	void (*free)(void *state);
 	/* API 2 and later: optional functions, appended here. */
+	/* API 2. Optional (NULL: none). Verify the PIN of user (TK_USER_USER,
+	 * TK_USER_CONTEXT) typed on the reader's PIN pad: the driver builds the
+	 * command template and the PIN format its card wants and hands them to
+	 * the reader (built-in drivers: tk_card_pinpad; the host asks only when
+	 * the reader has a pad). Errors as pin_verify, and TK_ERR_NOT_SUPPORTED
+	 * (not for this user), TK_ERR_TIMEOUT (nobody typed), TK_ERR_CANCELLED
+	 * (cancelled on the pad). */
+	int (*pin_verify_pad)(void *state, int user, int *retries);
 } tk_driver_t;
 
 /* The host's services for drivers. Each member does what the public

@@ -1,10 +1,11 @@
 /* tokenkit: the slot manager.
  *
- * Owns every reader of its backends (PC/SC now; CCID and the in-process
- * virtual reader later), runs one worker thread per reader, follows hotplug
- * and delivers ordered events to subscribers. No lock is held across card
- * I/O except the reader's own worker; a reader that hangs stalls only its
- * own queue. */
+ * Owns every reader of its backends (PC/SC; USB CCID readers over libusb;
+ * the in-process virtual reader), several at once, each followed by its own
+ * monitor thread. It runs one worker thread per reader, follows hotplug and
+ * delivers ordered events to subscribers. No lock is held across card I/O
+ * except the reader's own worker; a reader that hangs stalls only its own
+ * queue. */
 #ifndef TOKENKIT_SLOT_H
 #define TOKENKIT_SLOT_H
 
@@ -31,8 +32,8 @@ enum tk_event_type {
 	TK_EVENT_CARD_INSERTED,
 	TK_EVENT_CARD_REMOVED,
 	TK_EVENT_STATE_CHANGED,
-	TK_EVENT_SERVICE_LOST,     /* PC/SC daemon went away */
-	TK_EVENT_SERVICE_RESTORED, /* and came back */
+	TK_EVENT_SERVICE_LOST,     /* a backend's service (the PC/SC daemon) went away */
+	TK_EVENT_SERVICE_RESTORED, /* and came back (tk_event_t.backend says which) */
 	TK_EVENT_RECOVERY,         /* a recovery finished on slot_id (details: tk_slotmgr_diag);
 	                              state is the slot's state after it */
 };
@@ -49,6 +50,9 @@ typedef struct tk_event {
 	const uint8_t *atr;   /* for CARD_INSERTED / STATE_CHANGED to VALID */
 	size_t atr_len;
 	int64_t time_us; /* CLOCK_MONOTONIC */
+	/* The backend of the reader (or of the service): "pcsc", "ccid",
+	 * "vcard"; valid during the callback. Added in 0.1. */
+	const char *backend;
 } tk_event_t;
 
 /* Called in order, from the manager's event thread (never from a reader
@@ -59,8 +63,22 @@ typedef void (*tk_event_fn)(void *ctx, const tk_event_t *ev);
 typedef struct tk_slotmgr_opts {
 	int transmit_timeout_ms; /* default deadline per APDU (0: TK_CARD_DEFAULT_TIMEOUT_MS) */
 	/* Where readers come from: NULL means $TOKENKIT_READERS (ignored in
-	 * set-uid programs), else "pcsc". Specs:
+	 * set-uid programs), else default_readers, else "pcsc". A spec is one
+	 * backend or several joined by "+" ("pcsc+ccid"), each NAME[?][:CONFIG];
+	 * "?" marks one that is left out quietly when its plugin is missing or
+	 * it cannot start. The backends, one monitor thread each:
 	 *   "pcsc"            readers of the PC/SC daemon (pcsc-lite)
+	 *   "ccid"            USB CCID readers driven directly over libusb, from
+	 *                     the reader plugin reader-ccid.so (<libdir>/tokenkit/
+	 *                     plugins, or $TOKENKIT_PLUGIN_PATH). It claims the
+	 *                     USB interface of each free reader for as long as
+	 *                     the manager lives (no other program can use the
+	 *                     reader meanwhile); a reader another program holds
+	 *                     (pcscd, scdaemon) is left to it, not listed, and
+	 *                     named once in a warning: with "pcsc+ccid" pcscd's
+	 *                     readers appear through PC/SC. Scanned after the
+	 *                     backends before it in the spec (so a pcscd started
+	 *                     on demand takes its readers first).
 	 *   "vcard:CARD[;CARD...]"  in-process virtual readers, one virtual PIV
 	 *                     card each, with fault injection (no pcscd), from
 	 *                     the reader plugin reader-vcard.so (found through
@@ -73,7 +91,8 @@ typedef struct tk_slotmgr_opts {
 	 *                     long the reader waits for a mute card; 1000),
 	 *                     empty (a reader with no card)
 	 * An unknown spec, or a backend plugin that is missing or refused, makes
-	 * tk_slotmgr_new fail with TK_ERR_INVALID_ARG (the reason is logged). */
+	 * tk_slotmgr_new fail with TK_ERR_INVALID_ARG (the reason is logged),
+	 * unless the backend is marked "?". */
 	const char *readers;
 	/* Recovery (0: defaults). A quarantined reader is re-probed after
 	 * backoff_min_ms, doubling up to backoff_max_ms (250 / 8000). One
@@ -86,6 +105,10 @@ typedef struct tk_slotmgr_opts {
 	 * $TOKENKIT_RECOVERY_LOG, else the per-user default
 	 * (tk_recovery_log_default_path); "": no log. */
 	const char *recovery_log;
+	/* The spec used when readers is NULL and $TOKENKIT_READERS is not set
+	 * (NULL: "pcsc"). The tokenkit CLI passes "pcsc+ccid?"; the PKCS#11
+	 * module keeps "pcsc" (README, "Reader backends"). Added in 0.1. */
+	const char *default_readers;
 } tk_slotmgr_opts_t;
 TK_EXPORT void tk_slotmgr_opts_init(tk_slotmgr_opts_t *o);
 
@@ -99,6 +122,14 @@ TK_EXPORT void tk_slotmgr_free(tk_slotmgr_t **mp);
 /* Wait until the first enumeration finished (or timeout). Returns TK_OK,
  * TK_ERR_TIMEOUT or TK_ERR_NO_SERVICE (daemon not reachable). */
 TK_EXPORT int tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms);
+
+/* Whether the manager's backend called name ("pcsc", "ccid", ...) works:
+ * TK_OK (its last scan went through), TK_ERR_NO_SERVICE (its service is
+ * not reachable: pcscd not running), TK_ERR_TIMEOUT (its first scan is not
+ * over), TK_ERR_NOT_FOUND (not one of this manager's backends: not in the
+ * spec, or left out). tk_slotmgr_wait_ready is TK_OK as soon as one
+ * backend works; this tells which. Added in 0.1. */
+TK_EXPORT int tk_slotmgr_backend_status(tk_slotmgr_t *m, const char *name);
 
 /* Subscribe; returns a subscription id > 0 (or a tk_err). When replay is
  * true the callback first receives READER_ADDED / CARD_INSERTED events for
@@ -131,6 +162,14 @@ typedef struct tk_slot_info {
 	 * starting a transaction are not counted: PC/SC holds both while
 	 * another application's transaction lasts. */
 	uint32_t busy_ms;
+	/* Added in 0.1 with the several backends: */
+	char backend[16];      /* "pcsc", "ccid", "vcard" */
+	char exchange[24];     /* how the reader carries APDUs, where the backend
+	                          knows it (CCID: "extended APDU", "short APDU",
+	                          "TPDU"); "" */
+	uint32_t reader_slots; /* slots of the physical reader (0: unknown) */
+	bool pin_pad;          /* the reader verifies PINs on its own pad (known
+	                          once the card is connected) */
 } tk_slot_info_t;
 
 /* Snapshot of all known slots (present readers first). *infos is
@@ -150,11 +189,16 @@ TK_EXPORT int tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **car
  * service gone) the reader's worker runs the recovery ladder for that
  * reader only, stopping at the first step after which a harmless probe
  * works: retry once (read-only commands only, see tk_apdu_is_read_only)
- * -> reconnect -> warm reset -> cold reset -> new PC/SC context ->
- * quarantine with back-off re-probes. After any step but the retry the
- * card's generation increases (re-select; login state is gone). A worker
- * stuck inside the backend is abandoned and the reader quarantined until
- * the call returns; then the ladder continues. */
+ * -> reconnect -> warm reset -> cold reset -> (USB readers) CLEAR_HALT ->
+ * CCID ABORT -> USB device reset -> new PC/SC context -> quarantine with
+ * back-off re-probes. A USB reader says which step its fault needs (a
+ * halted endpoint: CLEAR_HALT; a reader that stopped answering: ABORT),
+ * and the ladder starts there; a USB reset that would reset another
+ * interface of the same device while that one is in use is not made (the
+ * wedged interface's reader is quarantined alone). After any step but the
+ * retry the card's generation increases (re-select; login state is gone).
+ * A worker stuck inside the backend is abandoned and the reader
+ * quarantined until the call returns; then the ladder continues. */
 enum tk_recovery_step {
 	TK_STEP_NONE = 0,
 	TK_STEP_RETRY,     /* the failed read-only command, once more */
@@ -164,6 +208,10 @@ enum tk_recovery_step {
 	TK_STEP_CONTEXT,    /* new PC/SC context and connection */
 	TK_STEP_STUCK,      /* waited for a call stuck in the backend to return */
 	TK_STEP_PROBE,      /* a back-off re-probe while quarantined */
+	/* USB readers (added in 0.1): */
+	TK_STEP_CLEAR_HALT, /* CLEAR_FEATURE(ENDPOINT_HALT) on the reader's pipes */
+	TK_STEP_ABORT,      /* CCID ABORT of the command the reader is stuck in */
+	TK_STEP_USB_RESET,  /* USB port reset of the device (power-cycles its cards) */
 	TK_STEP_COUNT
 };
 TK_EXPORT const char *tk_recovery_step_name(int step);

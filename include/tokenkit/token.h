@@ -82,6 +82,10 @@ typedef struct tk_token_info {
 	size_t pin_min_len, pin_max_len;
 	bool logged_in; /* TK_USER_USER login valid for the current card generation */
 	bool so_logged_in;
+	/* The user PIN can be typed on the reader's PIN pad
+	 * (tk_token_login_pinpad): the reader has one and the driver knows
+	 * the card's PIN format. Added in 0.1. */
+	bool protected_auth_path;
 } tk_token_info_t;
 
 typedef struct tk_token_opts {
@@ -167,6 +171,13 @@ TK_EXPORT const tk_object_t *tk_token_object(tk_token_t *t, uint32_t handle);
  * tk_token_logout also asks the card to forget the PIN (PIV: VERIFY with
  * P1 = FF) and always succeeds locally. */
 TK_EXPORT int tk_token_login(tk_token_t *t, int user, const uint8_t *pin, size_t pin_len);
+/* tk_token_login with the PIN typed on the reader's PIN pad
+ * (tk_token_info_t.protected_auth_path): it never passes through the host.
+ * Waits while the user types (the pad's own timeout, 30 s). user:
+ * TK_USER_USER or TK_USER_CONTEXT. Errors as tk_token_login, and
+ * TK_ERR_NOT_SUPPORTED (no PIN pad for this token, or not for this user),
+ * TK_ERR_TIMEOUT (nobody typed), TK_ERR_CANCELLED (cancelled on the pad). */
+TK_EXPORT int tk_token_login_pinpad(tk_token_t *t, int user);
 TK_EXPORT int tk_token_logout(tk_token_t *t);
 TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin, size_t old_len,
                                   const uint8_t *new_pin, size_t new_len);

@@ -506,18 +506,41 @@ submit(ccid_emu_dev_t *d, UMockdevIoctlClient *client, UMockdevIoctlData *arg, u
 	umockdev_ioctl_client_complete(client, 0, 0);
 }
 
+/* Hand a finished URB back to its client. */
 static void
-reap(ccid_emu_dev_t *d, UMockdevIoctlClient *client, UMockdevIoctlData *arg)
+reap_one(ccid_emu_dev_t *d, UMockdevIoctlClient *client, UMockdevIoctlData *arg,
+         struct emu_urb *found)
 {
-	struct emu_urb *found = NULL;
 	UMockdevIoctlData *ptr;
 
-	for (GList *l = d->urbs; l != NULL && found == NULL; l = l->next) {
+	d->urbs = g_list_remove(d->urbs, found);
+	ptr = umockdev_ioctl_data_resolve(arg, 0, sizeof(gpointer), NULL);
+	if (ptr == NULL || !umockdev_ioctl_data_set_ptr(ptr, 0, found->data)) {
+		urb_free(found);
+		umockdev_ioctl_client_complete(client, -1, EFAULT);
+		return;
+	}
+	umockdev_ioctl_client_complete(client, 0, 0);
+	urb_free(found);
+}
+
+static struct emu_urb *
+done_urb(ccid_emu_dev_t *d, UMockdevIoctlClient *client)
+{
+	for (GList *l = d->urbs; l != NULL; l = l->next) {
 		struct emu_urb *u = l->data;
 
 		if (u->client == client && u->done)
-			found = u;
+			return u;
 	}
+	return NULL;
+}
+
+static void
+reap(ccid_emu_dev_t *d, UMockdevIoctlClient *client, UMockdevIoctlData *arg)
+{
+	struct emu_urb *found = done_urb(d, client);
+
 	for (GList *l = d->urbs; l != NULL && found == NULL; l = l->next) {
 		struct emu_urb *u = l->data;
 
@@ -533,15 +556,7 @@ reap(ccid_emu_dev_t *d, UMockdevIoctlClient *client, UMockdevIoctlData *arg)
 		umockdev_ioctl_client_complete(client, -1, EAGAIN);
 		return;
 	}
-	d->urbs = g_list_remove(d->urbs, found);
-	ptr = umockdev_ioctl_data_resolve(arg, 0, sizeof(gpointer), NULL);
-	if (ptr == NULL || !umockdev_ioctl_data_set_ptr(ptr, 0, found->data)) {
-		urb_free(found);
-		umockdev_ioctl_client_complete(client, -1, EFAULT);
-		return;
-	}
-	umockdev_ioctl_client_complete(client, 0, 0);
-	urb_free(found);
+	reap_one(d, client, arg, found);
 }
 
 static void
@@ -681,7 +696,17 @@ handle_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client, gpointer u
 	g_mutex_lock(&e->lock);
 	note_ioctl_thread(e);
 	if (d->gone || plug->gen != (unsigned)d->devnum) {
-		umockdev_ioctl_client_complete(client, -1, ENODEV);
+		struct emu_urb *u;
+
+		/* As usbfs after a disconnect (USBDEVFS_CAP_REAP_AFTER_DISCONNECT):
+		 * the URBs that ended with it can still be reaped, so a
+		 * transfer that was under way returns with ENODEV instead of
+		 * waiting for ever; everything else fails. */
+		if ((req == USBDEVFS_REAPURB || req == USBDEVFS_REAPURBNDELAY) &&
+		    (u = done_urb(d, client)) != NULL)
+			reap_one(d, client, arg, u);
+		else
+			umockdev_ioctl_client_complete(client, -1, ENODEV);
 		goto out;
 	}
 	switch (req) {

@@ -2,17 +2,32 @@
  * for other programs to talk to (pcscd with libccid, GnuPG's scdaemon):
  *
  *   ccid-emu-serve [--level ext|short|tpdu] [--t0] [--slots 2] [--ifaces 2]
- *                  [--pinpad PIN] [--vid V --pid P] [--log FILE] -- CMD ARGS...
+ *                  [--pinpad PIN] [--vid V --pid P] [--log FILE]
+ *                  [--control FIFO] [--state FILE] -- CMD ARGS...
  *
  * It runs under libumockdev-preload, creates the testbed, adds the reader,
  * then runs CMD with $UMOCKDEV_DIR set (and the preload inherited), so
  * every program CMD starts sees the reader at /dev/bus/usb/001/002. The
- * exit status is CMD's. --log writes the reader's counters when CMD ends. */
+ * exit status is CMD's. --log writes the reader's counters when CMD ends.
+ * --state keeps the first card (interface 0, slot 0) in FILE, as
+ * tokenkit-vcard --state does, so one run can provision it for the next.
+ * --control makes a FIFO whose lines drive the reader while CMD runs:
+ *   remove I S | insert I S     take the card of interface I, slot S out,
+ *                               put it back (NotifySlotChange)
+ *   hwerror I S                 a HardwareError on the interrupt pipe
+ *   unplug | replug             the device goes, comes back (same port)
+ *   fault I NAME                stall_out, stall_in, wedge_abort,
+ *                               wedge_reset, mute_card, or none
+ *   pin I enter PIN | pin I cancel | pin I timeout   the PIN pad's user */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,11 +39,99 @@
  * extended length. */
 static const uint8_t atr_t0[] = {0x3B, 0x17, 0x13, 0x80, 0x31, 0xC0, 0x73, 0xC0, 0x21, 0x80};
 
+static ccid_emu_dev_t *dev;
+static tk_vcard_t *cards[4];
+
+/* One control line (see the top). */
+static void
+control_line(char *line)
+{
+	char cmd[16] = "", arg[32] = "", pin[32] = "";
+	unsigned i = 0, sl = 0;
+	int n = sscanf(line, "%15s %u %31s %31s", cmd, &i, arg, pin);
+
+	if (n >= 1 && strcmp(cmd, "unplug") == 0) {
+		ccid_emu_unplug(dev);
+	} else if (n >= 1 && strcmp(cmd, "replug") == 0) {
+		ccid_emu_replug(dev);
+	} else if (n >= 3 && i < 2 &&
+	           (strcmp(cmd, "remove") == 0 || strcmp(cmd, "insert") == 0 ||
+	            strcmp(cmd, "hwerror") == 0)) {
+		sl = (unsigned)strtoul(arg, NULL, 10);
+		if (sl >= 2 || cards[i * 2 + sl] == NULL) {
+			fprintf(stderr, "ccid-emu-serve: no card %u %u\n", i, sl);
+		} else if (cmd[0] == 'r') {
+			ccid_emu_remove_card(dev, i, sl, true);
+		} else if (cmd[0] == 'i') {
+			ccid_emu_card_t card = emu_vcard(cards[i * 2 + sl]);
+
+			ccid_emu_insert(dev, i, sl, &card, true);
+		} else {
+			ccid_emu_hw_error(dev, i, sl, 0x01);
+		}
+	} else if (n >= 3 && strcmp(cmd, "fault") == 0) {
+		ccid_emu_faults_t f = {0};
+
+		f.stall_out = strcmp(arg, "stall_out") == 0;
+		f.stall_in = strcmp(arg, "stall_in") == 0;
+		f.wedge_abort = strcmp(arg, "wedge_abort") == 0;
+		f.wedge_reset = strcmp(arg, "wedge_reset") == 0;
+		f.mute_card = strcmp(arg, "mute_card") == 0;
+		ccid_emu_set_faults(dev, i, &f);
+	} else if (n >= 3 && strcmp(cmd, "pin") == 0) {
+		ccid_emu_pin_input(dev, i,
+		                   strcmp(arg, "cancel") == 0    ? EMU_PIN_CANCEL
+		                   : strcmp(arg, "timeout") == 0 ? EMU_PIN_TIMEOUT
+		                                                 : EMU_PIN_ENTER,
+		                   pin, pin);
+	} else {
+		fprintf(stderr, "ccid-emu-serve: control: '%s' not understood\n", line);
+	}
+}
+
+static void *
+control_main(void *arg)
+{
+	/* read and write, so the FIFO never sees "no writer" (EOF); not
+	 * inherited by CMD's processes */
+	int fd = open(arg, O_RDWR | O_CLOEXEC);
+	char buf[256];
+	size_t have = 0;
+
+	if (fd < 0) {
+		fprintf(stderr, "ccid-emu-serve: %s: %s\n", (const char *)arg, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		char *nl;
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			break;
+		}
+		have += (size_t)n;
+		buf[have] = '\0';
+		while ((nl = strchr(buf, '\n')) != NULL) {
+			*nl = '\0';
+			control_line(buf);
+			have -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, have + 1);
+		}
+		if (have == sizeof(buf) - 1)
+			have = 0; /* a line too long: dropped */
+	}
+	close(fd);
+	return NULL;
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: ccid-emu-serve [--level ext|short|tpdu] [--t0] [--slots N] "
-	                "[--ifaces N] [--pinpad PIN] [--vid V --pid P] [--log FILE] -- CMD...\n");
+	                "[--ifaces N] [--pinpad PIN] [--vid V --pid P] [--log FILE] "
+	                "[--control FIFO] [--state FILE] -- CMD...\n");
 	exit(2);
 }
 
@@ -68,6 +171,8 @@ main(int argc, char **argv)
 	                                     {"vid", required_argument, NULL, 'v'},
 	                                     {"pid", required_argument, NULL, 'P'},
 	                                     {"log", required_argument, NULL, 'L'},
+	                                     {"control", required_argument, NULL, 'C'},
+	                                     {"state", required_argument, NULL, 'S'},
 	                                     {NULL, 0, NULL, 0}};
 	ccid_emu_dev_cfg_t cfg = {.vid = 0x04E6,
 	                          .pid = 0x5116,
@@ -77,12 +182,13 @@ main(int argc, char **argv)
 	                          .serial = "EMU0001",
 	                          .ninterfaces = 1};
 	enum ccid_emu_level level = EMU_EXT_APDU;
-	const char *pin = NULL, *log = NULL;
-	tk_vcard_t *cards[4] = {NULL};
+	const char *pin = NULL, *log = NULL, *state = NULL;
+	char *ctl = NULL;
 	bool t0 = false;
 	unsigned slots = 1;
 	ccid_emu_t *e;
 	ccid_emu_dev_t *d;
+	pthread_t ctl_thread;
 	pid_t child;
 	int o, st = 0;
 
@@ -115,6 +221,12 @@ main(int argc, char **argv)
 		case 'L':
 			log = optarg;
 			break;
+		case 'C':
+			ctl = optarg;
+			break;
+		case 'S':
+			state = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -135,7 +247,7 @@ main(int argc, char **argv)
 			tk_vcard_t **c = &cards[i * 2 + s];
 			ccid_emu_card_t card;
 
-			if (tk_vcard_open(NULL, c) != 0)
+			if (tk_vcard_open(i == 0 && s == 0 ? state : NULL, c) != 0)
 				return 1;
 			card = emu_vcard(*c);
 			ccid_emu_insert(d, i, s, &card, false);
@@ -144,6 +256,16 @@ main(int argc, char **argv)
 		}
 		if (pin != NULL)
 			ccid_emu_pin_input(d, i, EMU_PIN_ENTER, pin, pin);
+	}
+	dev = d;
+	if (ctl != NULL) {
+		if (mkfifo(ctl, 0600) != 0 && errno != EEXIST) {
+			fprintf(stderr, "ccid-emu-serve: %s: %s\n", ctl, strerror(errno));
+			return 1;
+		}
+		if (pthread_create(&ctl_thread, NULL, control_main, ctl) != 0)
+			return 1;
+		pthread_detach(ctl_thread);
 	}
 	fprintf(stderr, "ccid-emu-serve: UMOCKDEV_DIR=%s\n", ccid_emu_root(e));
 	if ((child = fork()) < 0)

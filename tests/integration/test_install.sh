@@ -9,7 +9,7 @@
 # only on request (--component vcard), and then works with the installed
 # CLI. The CLI uses the library's public API only (it links libtokenkit.so
 # and carries no core code of its own); only public headers are installed;
-# nothing links libusb.
+# only the USB CCID reader plugin links libusb.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 tk_require_cmd cc pkg-config nm objdump objcopy strings python3
 TK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TK_TEST.XXXXXX")
@@ -60,8 +60,16 @@ for f in "$lib" "$mod"; do
 	tk_run "$name: needed libraries" objdump -p "$f"
 	tk_expect_not 'NEEDED +libusb'
 done
+# the one plugin of a plain install: USB CCID readers, the only code that
+# links libusb, exporting its entry point alone
 plugins=$(find "$ROOT" -name 'reader-*.so')
-[[ -z "$plugins" ]] || tk_fail "a plain install installed plugins: $plugins"
+[[ $plugins == "$P/lib/tokenkit/plugins/reader-ccid.so" ]] ||
+	tk_fail "a plain install installed other plugins than reader-ccid.so: $plugins"
+tk_run "reader-ccid.so: needed libraries" objdump -p "$plugins"
+tk_expect 'NEEDED +libusb-1\.0'
+tk_run "reader-ccid.so: exports" nm -D --defined-only "$plugins"
+[[ $(awk '$2 ~ /^[TDBRVW]$/ {print $3}' <<<"$TK_OUT") == tokenkit_plugin_v1 ]] ||
+	tk_fail "reader-ccid.so exports more than its entry point: $TK_OUT"
 
 # ---- the CLI: public API only, through the shared library ------------------
 tk_run "CLI: needed libraries" objdump -p "$cli"
@@ -99,7 +107,7 @@ files=$(cd "$VROOT" && find . -type f)
 TOKENKIT_READERS="vcard:empty;bwt=1000" TOKENKIT_PLUGIN_PATH=$VROOT/opt/tokenkit/lib/tokenkit/plugins \
 	run_cli 0 readers
 tk_expect 'empty +.*tokenkit virtual reader 0'
-tk_expect 'valid +T=1 +tokenkit virtual reader 1'
+tk_expect 'valid +T=1 +vcard +tokenkit virtual reader 1'
 
 # a consumer, built with pkg-config against the installed tree
 cat >"$TK_TMP/use.c" <<'C'

@@ -83,8 +83,9 @@ ins = [e for e in evs if e["event"] == "card-inserted" and e["reader"] == "Virtu
 rem = [e for e in evs if e["event"] == "card-removed" and e["reader"] == "Virtual PCD 00 00"]
 assert len(ins) == 3 and len(rem) == 3, (len(ins), len(rem))
 assert all(len(e["atr"]) >= 4 for e in ins)
+assert all(e["backend"] == "pcsc" for e in evs), [e["backend"] for e in evs]
 PY
-grep -Eq 'card-inserted +slot=[0-9]+ state=empty->probing reader="Virtual PCD 00 00" atr=3B' "$TK_TMP/watch.txt" ||
+grep -Eq 'card-inserted +backend=pcsc slot=[0-9]+ state=empty->probing reader="Virtual PCD 00 00" atr=3B' "$TK_TMP/watch.txt" ||
 	{ cat "$TK_TMP/watch.txt" >&2; tk_fail "tokenkit watch text output"; }
 
 # SIGTERM ends watch cleanly.

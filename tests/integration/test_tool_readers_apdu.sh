@@ -46,8 +46,8 @@ tk_env_start
 tk_card_start 0
 
 expect_rc 0 "readers" "$TOOL" readers
-tk_expect '^[0-9]+ +valid +T=1 +Virtual PCD 00 00 +3B[0-9A-F]+$'
-tk_expect '^[0-9]+ +empty +- +Virtual PCD 00 01$'
+tk_expect '^[0-9]+ +valid +T=1 +pcsc +Virtual PCD 00 00 +3B[0-9A-F]+$'
+tk_expect '^[0-9]+ +empty +- +pcsc +Virtual PCD 00 01$'
 expect_rc 0 "readers --atr" "$TOOL" readers --atr
 tk_expect 'Historical bytes'
 expect_rc 0 "readers --json --atr" "$TOOL" readers --json --atr

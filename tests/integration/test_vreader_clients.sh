@@ -32,7 +32,7 @@ tk_expect 'C_Initialize failed.*CKR_GENERAL_ERROR'
 tk_expect 'set TOKENKIT_PLUGIN_PATH'
 
 tk_run "tokenkit readers" "$TK_BUILD/tokenkit" readers
-tk_expect 'valid +T=1 +tokenkit virtual reader 0'
+tk_expect 'valid +T=1 +vcard +tokenkit virtual reader 0'
 tk_expect 'empty +.*tokenkit virtual reader 1'
 
 P11=(pkcs11-tool --module "$TK_BUILD/tokenkit-pkcs11.so")

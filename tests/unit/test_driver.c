@@ -373,7 +373,7 @@ test_bad_plugins(void **state)
 	 * used are refused at load, saying why */
 	tk_drivers_rescan();
 	assert_string_equal(names(), "piv,badcode,badid,badmodel,openpgp");
-	assert_true(count("built for driver API 2, this tokenkit has 1") == 1);
+	assert_true(count("built for driver API 3, this tokenkit has 2") == 1);
 	assert_true(count("driver-incomplete.so refused: driver table incomplete") == 1);
 
 	/* each bad one returns nonsense once, is named, disabled, and the card

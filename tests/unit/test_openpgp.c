@@ -582,7 +582,7 @@ test_rsa3072_short_reader(void **state)
 {
 	static const tk_card_backend_t be = {.transmit = be_xmit};
 	struct pgx *f = pgx_new(TK_VCARD_APPLET_OPENPGP);
-	tk_card_caps_t caps = {false, 261, 258};
+	tk_card_caps_t caps = {.extended_apdu = false, .max_cmd = 261, .max_resp = 258};
 	const tk_object_t *sig, *dec;
 	uint8_t atr[40], out[384], ct[384];
 	size_t atr_len, ol = 0, cl = sizeof(ct);

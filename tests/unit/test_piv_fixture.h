@@ -418,7 +418,7 @@ fx_tx_reader(struct fx *f)
 {
 	static const tk_card_backend_t be = {
 	        .transmit = fx_be_xmit, .begin = fx_be_begin, .end = fx_be_end};
-	tk_card_caps_t caps = {true, 65544, 65538};
+	tk_card_caps_t caps = {.extended_apdu = true, .max_cmd = 65544, .max_resp = 65538};
 	uint8_t atr[40];
 	size_t atr_len = tk_vcard_atr(f->vc, atr, sizeof(atr));
 
@@ -432,7 +432,7 @@ static __attribute__((unused)) int
 fx_short_reader(struct fx *f)
 {
 	static const tk_card_backend_t be = {.transmit = fx_be_xmit};
-	tk_card_caps_t caps = {false, 261, 258};
+	tk_card_caps_t caps = {.extended_apdu = false, .max_cmd = 261, .max_resp = 258};
 	uint8_t atr[40];
 	size_t atr_len = tk_vcard_atr(f->vc, atr, sizeof(atr));
 

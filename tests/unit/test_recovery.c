@@ -4,7 +4,10 @@
  * the test says so (quarantine). Also: state-changing commands are never
  * repeated, callers get their answer by the deadline while the backend is
  * stuck, history and counters are kept, the recovery log is written, and a
- * card handle survives a service restart when the same card comes back. */
+ * card handle survives a service restart when the same card comes back.
+ * A backend with transport steps (a USB reader: CLEAR_HALT, ABORT, USB
+ * reset) gets the step its fault needs first, the next one when that one
+ * fails, and a USB reset that would disturb another reader is not made. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -51,7 +54,11 @@ enum cure {
 	bool stall_transmit, stall_reset;                                                          \
 	int ins_count[256];                                                                        \
 	int resets[3];                                                                             \
-	int connects;
+	int connects;                                                                              \
+	int usb_fault;  /* the transport step that cures it (0: none) */                           \
+	bool usb_busy;  /* a USB reset would disturb another reader */                             \
+	bool unpowered; /* after a USB reset, until a reconnect */                                 \
+	int usb_steps[TK_STEP_COUNT];
 #define FAKE_FIELDS                                                                                \
 	unsigned next_conn;                                                                        \
 	int stuck;
@@ -119,6 +126,11 @@ f_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t
 	fk.r[c->idx].ins_count[cmd[1]]++;
 	if (fk.no_service) {
 		r = TK_ERR_NO_SERVICE;
+	} else if (fk.r[c->idx].usb_fault != 0) {
+		/* a halted pipe fails at once; a wedged reader after its timeout */
+		r = fk.r[c->idx].usb_fault == TK_STEP_CLEAR_HALT ? TK_ERR_IO : TK_ERR_UNRESPONSIVE;
+	} else if (fk.r[c->idx].unpowered) {
+		r = TK_ERR_CARD_RESET;
 	} else if (!fk.r[c->idx].card) {
 		r = TK_ERR_CARD_REMOVED;
 	} else {
@@ -164,8 +176,13 @@ f_reset(void *conn, int how, uint8_t *atr, size_t *atr_len, int *proto)
 		r = TK_ERR_NO_SERVICE;
 	else if (!fk.r[c->idx].card)
 		r = TK_ERR_NO_CARD;
-	else if ((*cure == CURE_RECONNECT) || (*cure == CURE_WARM && how >= TK_READER_WARM_RESET) ||
-	         (*cure == CURE_COLD && how == TK_READER_COLD_RESET))
+	else if (fk.r[c->idx].usb_fault != 0)
+		r = TK_ERR_UNRESPONSIVE; /* the reader does not answer */
+	else
+		fk.r[c->idx].unpowered = false; /* any reset powers the card */
+	if (r == TK_OK &&
+	    ((*cure == CURE_RECONNECT) || (*cure == CURE_WARM && how >= TK_READER_WARM_RESET) ||
+	     (*cure == CURE_COLD && how == TK_READER_COLD_RESET)))
 		*cure = CURE_NONE;
 	memcpy(atr, fk.r[c->idx].atr, fk.r[c->idx].atr_len);
 	*atr_len = fk.r[c->idx].atr_len;
@@ -186,6 +203,53 @@ f_status(void *conn)
 		r = TK_ERR_NO_SERVICE;
 	else if (!fk.r[c->idx].card)
 		r = TK_ERR_CARD_REMOVED;
+	else if (fk.r[c->idx].usb_fault != 0)
+		r = TK_ERR_IO;
+	pthread_mutex_unlock(&fk.mtx);
+	return r;
+}
+
+/* The transport steps of a USB reader. */
+static int
+f_fault_step(void *be, const char *name)
+{
+	int i, step = 0;
+
+	(void)be;
+	pthread_mutex_lock(&fk.mtx);
+	i = fake_find_locked(name);
+	if (i >= 0)
+		/* a reader wedged until a USB reset looks like one an ABORT
+		 * frees: both just stopped answering */
+		step = fk.r[i].usb_fault == TK_STEP_USB_RESET ? TK_STEP_ABORT : fk.r[i].usb_fault;
+	pthread_mutex_unlock(&fk.mtx);
+	return step;
+}
+
+static int
+f_recover(void *be, const char *name, int step)
+{
+	int i, r = TK_OK;
+
+	(void)be;
+	pthread_mutex_lock(&fk.mtx);
+	i = fake_find_locked(name);
+	if (i < 0) {
+		pthread_mutex_unlock(&fk.mtx);
+		return TK_ERR_NO_READER;
+	}
+	fk.r[i].usb_steps[step]++;
+	if (step == TK_STEP_USB_RESET && fk.r[i].usb_busy) {
+		r = TK_ERR_BUSY;
+	} else if (step == fk.r[i].usb_fault) {
+		fk.r[i].usb_fault = 0;
+		if (step == TK_STEP_USB_RESET)
+			fk.r[i].unpowered = true;
+	} else if (step == TK_STEP_ABORT && fk.r[i].usb_fault == TK_STEP_USB_RESET) {
+		r = TK_ERR_TIMEOUT; /* ignored the ABORT too */
+	} else if (step == TK_STEP_USB_RESET) {
+		fk.r[i].unpowered = true;
+	}
 	pthread_mutex_unlock(&fk.mtx);
 	return r;
 }
@@ -284,6 +348,7 @@ wait_unstuck(void)
 /* ---- helpers ----------------------------------------------------------- */
 
 static char log_path[256];
+static const tk_reader_ops_t *start_ops = &fake_ops;
 
 static tk_slotmgr_t *
 start(int timeout_ms, int step_ms)
@@ -298,7 +363,7 @@ start(int timeout_ms, int step_ms)
 	o.backoff_min_ms = 50;
 	o.backoff_max_ms = 200;
 	o.recovery_log = log_path;
-	assert_int_equal(tk_slotmgr_new_with_ops(&o, &fake_ops, NULL, 50, &m), TK_OK);
+	assert_int_equal(tk_slotmgr_new_with_ops(&o, start_ops, NULL, 50, &m), TK_OK);
 	assert_int_equal(tk_slotmgr_wait_ready(m, 5000), TK_OK);
 	return m;
 }
@@ -797,6 +862,123 @@ setup_all(void **state)
 	return 0;
 }
 
+/* ---- transport steps (USB readers) -------------------------------------- */
+
+static tk_reader_ops_t usb_ops;
+
+/* Reader A of a USB backend fails with a transport fault that `cure`
+ * cures (busy: a USB reset would disturb another reader). The record's
+ * steps are the retry of the read-only command, then want[] (and, when
+ * the ladder ends in quarantine, the re-probes until the test cures the
+ * fault); never a card-level reset or a new context. */
+static void
+usb_case(int cure, bool busy, const int *want, size_t nwant, bool quarantined)
+{
+	tk_slotmgr_t *m;
+	tk_slot_diag_t d;
+	uint32_t id, idb;
+	tk_card_t *c, *cb;
+	const tk_recovery_t *r;
+
+	usb_ops = fake_ops;
+	usb_ops.name = "fakeusb";
+	usb_ops.fault_step = f_fault_step;
+	usb_ops.recover = f_recover;
+	start_ops = &usb_ops;
+	m = start(2000, 1000);
+	start_ops = &fake_ops;
+	c = card(m, "Fake A", &id);
+	cb = card(m, "Fake B", &idb);
+	pthread_mutex_lock(&fk.mtx);
+	fk.r[0].usb_fault = cure;
+	fk.r[0].usb_busy = busy;
+	pthread_mutex_unlock(&fk.mtx);
+	assert_int_not_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+	if (quarantined) {
+		assert_true(wait_state(m, id, TK_SLOT_QUARANTINED, 5000));
+		/* reader B goes on meanwhile */
+		assert_int_equal(xmit(cb, get_data, sizeof(get_data), 1000), TK_OK);
+		pthread_mutex_lock(&fk.mtx);
+		fk.r[0].usb_fault = 0;
+		fk.r[0].usb_busy = false;
+		pthread_mutex_unlock(&fk.mtx);
+	}
+	wait_recoveries(m, id, 1, &d);
+	r = last(&d);
+	assert_int_equal(r->outcome, TK_OK);
+	assert_true(r->nsteps >= 1 + nwant);
+	assert_int_equal(r->steps[0].step, TK_STEP_RETRY);
+	for (size_t i = 0; i < nwant; i++)
+		assert_int_equal(r->steps[1 + i].step, want[i]);
+	for (size_t i = 0; i < r->nsteps && i < TK_RECOVERY_MAX_STEPS; i++) {
+		assert_int_not_equal(r->steps[i].step, TK_STEP_CONTEXT);
+		assert_int_not_equal(r->steps[i].step, TK_STEP_WARM_RESET);
+	}
+	if (quarantined) {
+		assert_int_equal(r->steps[nwant].result, TK_ERR_BUSY);
+		assert_int_equal(r->cured_by, TK_STEP_PROBE);
+	} else {
+		assert_int_equal(r->nsteps, 1 + nwant);
+		assert_int_equal(r->cured_by, want[nwant - 1]);
+		assert_int_equal(d.step_ok[want[nwant - 1]], 1);
+		assert_int_equal(fk.r[0].resets[TK_READER_COLD_RESET], 0);
+	}
+	assert_true(wait_state(m, id, TK_SLOT_VALID, 2000));
+	assert_int_equal(xmit(c, get_data, sizeof(get_data), 1000), TK_OK);
+	pthread_mutex_lock(&fk.mtx);
+	/* nothing happened to reader B */
+	for (int k = 0; k < TK_STEP_COUNT; k++)
+		assert_int_equal(fk.r[1].usb_steps[k], 0);
+	pthread_mutex_unlock(&fk.mtx);
+	assert_int_equal(xmit(cb, get_data, sizeof(get_data), 1000), TK_OK);
+	assert_int_equal(tk_slotmgr_diag(m, idb, &d), TK_OK);
+	assert_int_equal(d.recoveries, 0);
+	tk_card_unref(&c);
+	tk_card_unref(&cb);
+	tk_slotmgr_free(&m);
+}
+
+static void
+test_usb_stall_clear_halt(void **state)
+{
+	static const int want[] = {TK_STEP_CLEAR_HALT};
+
+	(void)state;
+	usb_case(TK_STEP_CLEAR_HALT, false, want, 1, false);
+}
+
+static void
+test_usb_wedged_abort(void **state)
+{
+	static const int want[] = {TK_STEP_ABORT};
+
+	(void)state;
+	usb_case(TK_STEP_ABORT, false, want, 1, false);
+}
+
+static void
+test_usb_wedged_reset(void **state)
+{
+	static const int want[] = {TK_STEP_ABORT, TK_STEP_USB_RESET};
+
+	(void)state;
+	usb_case(TK_STEP_USB_RESET, false, want, 2, false);
+	/* the card lost its power with the reset: powered again by the
+	 * reconnect that followed */
+	assert_true(fk.r[0].resets[TK_READER_RECONNECT] >= 1);
+}
+
+static void
+test_usb_reset_would_disturb(void **state)
+{
+	static const int want[] = {TK_STEP_ABORT, TK_STEP_USB_RESET};
+
+	(void)state;
+	/* another interface of the device is in use: no reset, the wedged
+	 * reader alone is quarantined (and no new PC/SC-style context) */
+	usb_case(TK_STEP_USB_RESET, true, want, 2, true);
+}
+
 static int
 teardown_all(void **state)
 {
@@ -827,6 +1009,10 @@ main(void)
 	        cmocka_unit_test(test_forced_reset_and_log),
 	        cmocka_unit_test(test_history_bounded),
 	        cmocka_unit_test(test_service_restart_rebind),
+	        cmocka_unit_test(test_usb_stall_clear_halt),
+	        cmocka_unit_test(test_usb_wedged_abort),
+	        cmocka_unit_test(test_usb_wedged_reset),
+	        cmocka_unit_test(test_usb_reset_would_disturb),
 	};
 
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);

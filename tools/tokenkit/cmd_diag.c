@@ -98,7 +98,10 @@ print_diag_text(const tk_slot_diag_t *d)
 	char hex[2 * 33 + 1];
 	const tk_slot_info_t *s = &d->info;
 
-	printf("%s (slot %u)\n", tool_text(s->reader), s->slot_id);
+	printf("%s (slot %u, %s", tool_text(s->reader), s->slot_id, tool_text(s->backend));
+	if (s->exchange[0] != '\0')
+		printf(", %s level", tool_text(s->exchange));
+	printf(")\n");
 	printf("  state %s%s, protocol %s, generation %llu", tk_slot_state_name(s->state),
 	       d->stuck ? " (a call is stuck in the reader driver)" : "", proto_name(s->protocol),
 	       (unsigned long long)d->generation);
@@ -141,6 +144,8 @@ print_diag_json(const tk_slot_diag_t *d)
 
 	printf("{\"slot\": %u, \"reader\": ", s->slot_id);
 	tool_json_str(stdout, s->reader);
+	printf(", \"backend\": ");
+	tool_json_str(stdout, s->backend);
 	printf(", \"state\": \"%s\", \"stuck\": %s, \"atr\": ", tk_slot_state_name(s->state),
 	       d->stuck ? "true" : "false");
 	if (s->atr_len > 0)

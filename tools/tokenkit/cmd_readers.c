@@ -55,6 +55,26 @@ json_atr_text(const uint8_t *atr, size_t len)
 	free(text);
 }
 
+/* What the backend knows of the reader: exchange level, slots, PIN pad. */
+static void
+print_details(const tk_slot_info_t *s)
+{
+	char line[128];
+	size_t n = 0;
+
+	line[0] = '\0';
+	if (s->exchange[0] != '\0')
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s level",
+		                      tool_text(s->exchange));
+	if (s->reader_slots > 0 && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%u slot%s", n ? ", " : "",
+		                      s->reader_slots, s->reader_slots == 1 ? "" : "s");
+	if (s->pin_pad && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%sPIN pad", n ? ", " : "");
+	if (n > 0)
+		printf("%*s%s\n", 27, "", line);
+}
+
 static int
 cmd_readers(int argc, char **argv)
 {
@@ -107,6 +127,19 @@ cmd_readers(int argc, char **argv)
 				printf("\"%s\"", proto_name(s->protocol));
 			else
 				printf("null");
+			printf(", \"backend\": ");
+			tool_json_str(stdout, s->backend);
+			printf(", \"exchange\": ");
+			if (s->exchange[0] != '\0')
+				tool_json_str(stdout, s->exchange);
+			else
+				printf("null");
+			printf(", \"reader_slots\": ");
+			if (s->reader_slots > 0)
+				printf("%u", s->reader_slots);
+			else
+				printf("null");
+			printf(", \"pin_pad\": %s", s->pin_pad ? "true" : "false");
 			if (atr) {
 				printf(", \"atr_info\": ");
 				if (s->atr_len > 0)
@@ -116,9 +149,11 @@ cmd_readers(int argc, char **argv)
 			}
 			printf("}");
 		} else {
-			printf("%u  %-11s %-3s  %s%s%s\n", s->slot_id, tk_slot_state_name(s->state),
-			       proto_name(s->protocol), tool_text(s->reader),
-			       s->atr_len ? "  " : "", s->atr_len ? hex : "");
+			printf("%u  %-11s %-3s  %-5s  %s%s%s\n", s->slot_id,
+			       tk_slot_state_name(s->state), proto_name(s->protocol),
+			       tool_text(s->backend), tool_text(s->reader), s->atr_len ? "  " : "",
+			       s->atr_len ? hex : "");
+			print_details(s);
 			if (atr && s->atr_len > 0)
 				print_atr_text(s->atr, s->atr_len, "     ");
 		}
@@ -134,7 +169,9 @@ cmd_readers(int argc, char **argv)
 }
 
 TOOL_COMMAND(readers, "readers", "[--json] [--atr]",
-             "list readers: slot id, state, protocol, name, ATR", cmd_readers)
+             "list readers: slot id, state, protocol, backend, name, ATR; exchange level, "
+             "slots, PIN pad",
+             cmd_readers)
 
 /* watch: one line per event, flushed, until SIGINT/SIGTERM. The callback
  * runs in the manager's event thread; stdout is only written there. */
@@ -151,8 +188,9 @@ on_event(void *ctx, const tk_event_t *ev)
 
 	tool_hex(ev->atr, ev->atr != NULL ? ev->atr_len : 0, hex, sizeof(hex));
 	if (w->json) {
-		printf("{\"seq\": %llu, \"time\": %.6f, \"event\": \"%s\"",
+		printf("{\"seq\": %llu, \"time\": %.6f, \"event\": \"%s\", \"backend\": ",
 		       (unsigned long long)ev->seq, t, tk_event_type_name(ev->type));
+		tool_json_str(stdout, ev->backend != NULL ? ev->backend : "");
 		if (ev->type != TK_EVENT_SERVICE_LOST && ev->type != TK_EVENT_SERVICE_RESTORED) {
 			printf(", \"slot\": %u, \"reader\": ", ev->slot_id);
 			tool_json_str(stdout, ev->reader != NULL ? ev->reader : "");
@@ -164,7 +202,8 @@ on_event(void *ctx, const tk_event_t *ev)
 		}
 		printf("}\n");
 	} else {
-		printf("%.3f %-16s", t, tk_event_type_name(ev->type));
+		printf("%.3f %-16s backend=%s", t, tk_event_type_name(ev->type),
+		       tool_text(ev->backend != NULL ? ev->backend : ""));
 		if (ev->type != TK_EVENT_SERVICE_LOST && ev->type != TK_EVENT_SERVICE_RESTORED) {
 			printf(" slot=%u state=%s->%s reader=\"%s\"", ev->slot_id,
 			       tk_slot_state_name(ev->old_state), tk_slot_state_name(ev->state),
@@ -199,7 +238,7 @@ cmd_watch(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	tk_slotmgr_opts_init(&o);
+	tool_mgr_opts(&o);
 	r = tk_slotmgr_new(&o, &m);
 	if (r != TK_OK) {
 		fprintf(stderr, "tokenkit watch: %s\n", tk_strerror(r));

@@ -56,6 +56,17 @@ tool_exit_code(int err)
 	}
 }
 
+void
+tool_mgr_opts(tk_slotmgr_opts_t *o)
+{
+	tk_slotmgr_opts_init(o);
+	/* The tool runs for a moment, for someone looking at their readers:
+	 * it lists direct USB readers too (those no other program holds; the
+	 * rest come through PC/SC), where the plugin is installed. The
+	 * PKCS#11 module, loaded into long-lived programs, keeps to PC/SC. */
+	o->default_readers = TOOL_DEFAULT_READERS;
+}
+
 int
 tool_open_mgr(tk_slotmgr_t **out, int timeout_ms)
 {
@@ -63,13 +74,24 @@ tool_open_mgr(tk_slotmgr_t **out, int timeout_ms)
 	int r;
 
 	*out = NULL;
-	tk_slotmgr_opts_init(&o);
+	tool_mgr_opts(&o);
 	r = tk_slotmgr_new(&o, out);
 	if (r != TK_OK) {
 		fprintf(stderr, "tokenkit: cannot start the slot manager: %s\n", tk_strerror(r));
 		return tool_exit_code(r);
 	}
 	r = tk_slotmgr_wait_ready(*out, timeout_ms);
+	if (r == TK_OK && tk_slotmgr_backend_status(*out, "pcsc") == TK_ERR_NO_SERVICE) {
+		/* other backends work; without a reader from them this is
+		 * still "pcscd is not there", with one a note */
+		if (!tool_any_reader(*out))
+			r = TK_ERR_NO_SERVICE;
+		else
+			fprintf(stderr,
+			        "tokenkit: note: PC/SC daemon (pcscd) not reachable at %s; "
+			        "showing the other backends' readers\n",
+			        tk_pcsc_socket_path());
+	}
 	if (r == TK_ERR_NO_SERVICE) {
 		fprintf(stderr,
 		        "tokenkit: PC/SC daemon (pcscd) is not running or not reachable at %s; "
@@ -83,6 +105,21 @@ tool_open_mgr(tk_slotmgr_t **out, int timeout_ms)
 		return tool_exit_code(r);
 	}
 	return TOOL_EXIT_OK;
+}
+
+bool
+tool_any_reader(tk_slotmgr_t *m)
+{
+	tk_slot_info_t *infos = NULL;
+	size_t n = 0;
+	bool any = false;
+
+	if (tk_slotmgr_list(m, &infos, &n) != TK_OK)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		any = any || infos[i].state != TK_SLOT_ABSENT;
+	free(infos);
+	return any;
 }
 
 void

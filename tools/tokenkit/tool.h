@@ -44,9 +44,16 @@ void tool_register(tool_cmd_t *cmd);
 		tool_register(&tool_cmd_##id);                                                     \
 	}
 
+/* The tool's reader backends when neither $TOKENKIT_READERS nor a command
+ * line says: PC/SC, and USB CCID readers no other program holds. */
+#define TOOL_DEFAULT_READERS "pcsc+ccid?"
+/* Slot manager options with the tool's defaults. */
+void tool_mgr_opts(tk_slotmgr_opts_t *o);
 /* Start a slot manager and wait for its first scan. On failure prints the
  * reason (for a missing pcscd: how to start it) and returns an exit code. */
 int tool_open_mgr(tk_slotmgr_t **m, int timeout_ms);
+/* Does the manager list a reader now? */
+bool tool_any_reader(tk_slotmgr_t *m);
 /* Wait (bounded) until no slot is still probing its card. */
 void tool_settle(tk_slotmgr_t *m, int timeout_ms);
 /* Map a tk_err to an exit code. */

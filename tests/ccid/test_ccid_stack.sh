@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# The full stack over the emulated USB reader, per reader variant, in two
+# ccid-emu-serve runs over one card state file (--state):
+#   1. a private pcscd with Debian's libccid holds the reader; yubico-piv-tool
+#      imports a P-256 key and its certificate into 9A through it; while
+#      pcscd holds it, `tokenkit readers` with TOKENKIT_READERS=pcsc+ccid
+#      lists each slot once, through PC/SC, and the ccid backend names the
+#      reader it left alone, once; on the PIN-pad reader the PKCS#11 module
+#      logs in on the pad through PC/SC (FEATURE_VERIFY_PIN_DIRECT) and signs;
+#   2. no pcscd: with TOKENKIT_READERS=ccid `tokenkit readers` shows the
+#      direct reader (backend, exchange level, slot count, PIN pad, T=0 for
+#      the T=0 card), `tokenkit objects` the certificate, and pkcs11-tool
+#      signs through the module (PIN given, or on the pad: C_Login with a
+#      NULL PIN).
+# On the first variant `tokenkit watch` also shows card removal and insertion
+# from the PC/SC backend (run 1), and those plus unplug and replug from the
+# ccid backend (run 2), driven through the emulator's control FIFO.
+# openssl verifies every signature against the certificate; the emulator's
+# counters prove the pads were used (Secure) and the T=0 card was driven at
+# T=0 (GET RESPONSE). yubico-piv-tool connects with T=1 only, so the T=0
+# card is provisioned as a T=1 card and gets its T=0 ATR in the second run.
+# (Two runs: under umockdev, pcscd's claim of the reader was seen to outlive
+# pcscd, so the direct backend gets a reader no one has opened.)
+set -euo pipefail
+
+B=${TK_BUILD:-build}
+B=$(cd "$B" && pwd)
+SERVE=$B/tests/ccid/ccid-emu-serve
+TOOL=$B/tokenkit
+MOD=$B/tokenkit-pkcs11.so
+PLIST=/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist
+TIMEOUT=${TK_CCID_TIMEOUT:-20}
+
+for f in "$SERVE" "$TOOL" "$MOD" "$B/plugins/reader-ccid.so"; do
+	[[ -e $f ]] || { echo "build first: $f (TK_BUILD=$B)"; exit 1; }
+done
+[[ $(id -u) -eq 0 ]] || { echo "skipped: needs root for pcscd's namespace"; exit 77; }
+for p in pcscd unshare yubico-piv-tool pkcs11-tool openssl; do
+	command -v $p >/dev/null || { echo "skipped: $p not installed"; exit 77; }
+done
+[[ -f $PLIST ]] || { echo "skipped: libccid not installed"; exit 77; }
+
+# Programs we do not build load our sanitized module in the ASan build: the
+# runtime goes first, before umockdev's preload; their own leaks are not ours.
+HOST_PRELOAD=libumockdev-preload.so.0
+HOST_ASAN=
+if grep -q '^TK_SANITIZE:BOOL=ON' "$B/CMakeCache.txt" 2>/dev/null; then
+	rt=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so)
+	HOST_PRELOAD=$rt:$HOST_PRELOAD
+	HOST_ASAN=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0
+fi
+
+# (under /tmp: socket names must stay short; see ccid_emu.c)
+W=$(mktemp -d /tmp/tk-ccid-stack.XXXXXX)
+cleanup() { rm -rf "$W"; }
+trap cleanup EXIT
+: >"$W/reader.conf"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$W/key.pem" 2>/dev/null
+openssl req -x509 -new -key "$W/key.pem" -subj "/CN=tokenkit ccid stack" -days 30 \
+	-out "$W/cert.pem" 2>/dev/null
+openssl x509 -in "$W/cert.pem" -pubkey -noout >"$W/pub.pem"
+head -c 1000 /dev/urandom >"$W/data"
+
+common='set -u
+fail() { echo "FAIL: $*"; [[ -n ${pid:-} ]] && kill "$pid" 2>/dev/null; exit 1; }
+host() { env LD_PRELOAD="$HOST_PRELOAD" ${HOST_ASAN:+ASAN_OPTIONS=$HOST_ASAN} "$@"; }
+export TOKENKIT_PLUGIN_PATH=$B/plugins TOKENKIT_RECOVERY_LOG= XDG_CACHE_HOME=$W/cache
+# watch_events BACKEND CONTROL-LINE...: `tokenkit watch --json` sees, from
+# BACKEND, what the lines sent to the emulator do (each line then waits for
+# its event: "remove 0 0" card-removed, "insert 0 0" card-inserted,
+# "unplug" reader-removed, "replug" reader-added)
+watch_events() {
+	local backend=$1 line ev want=1 end wp
+	shift
+	rm -f "$W/watch.out" # (lines of an earlier run are no answer)
+	"$TOOL" watch --json >"$W/watch.out" 2>&1 &
+	wp=$!
+	end=$((SECONDS + TIMEOUT))
+	until grep -q "\"backend\": \"$backend\".*\"state\": \"valid\"" "$W/watch.out" 2>/dev/null; do
+		((SECONDS < end)) || { kill $wp; cat "$W/watch.out"; fail "watch: no valid card"; }
+		sleep 0.1
+	done
+	for line in "$@"; do
+		case $line in
+		remove*) ev=card-removed ;;
+		insert*) ev=card-inserted ;;
+		unplug) ev=reader-removed ;;
+		replug) ev=reader-added ;;
+		esac
+		want=$(($(grep -c "\"event\": \"$ev\", \"backend\": \"$backend\"" "$W/watch.out") + 1))
+		echo "$line" >"$W/ctl"
+		until (($(grep -c "\"event\": \"$ev\", \"backend\": \"$backend\"" "$W/watch.out") >= want)); do
+			((SECONDS < end)) || { kill $wp; cat "$W/watch.out"; fail "watch: no $ev from $backend after: $line"; }
+			sleep 0.1
+		done
+	done
+	kill $wp
+	wait $wp 2>/dev/null
+	return 0
+}
+# sign DESCRIPTION OUTPUT PKCS11-TOOL-LOGIN-OPTIONS...: sign with 9A, verify
+sign() {
+	local what=$1 sig=$2
+	shift 2
+	host pkcs11-tool --module "$MOD" --login "$@" --sign -m ECDSA-SHA256 --id 01 \
+		--signature-format openssl -i "$W/data" -o "$sig" >"$W/out" 2>&1 ||
+		{ cat "$W/out"; fail "$what: sign"; }
+	openssl dgst -sha256 -verify "$W/pub.pem" -signature "$sig" "$W/data" >/dev/null ||
+		fail "$what: the signature does not verify"
+}
+'
+
+# Run 1, inside ccid-emu-serve. Arguments: slots, pinpad (0/1), watch (0/1).
+cat >"$W/with_pcscd.sh" <<EOC
+#!/usr/bin/env bash
+$common
+EOC
+cat >>"$W/with_pcscd.sh" <<'EOC'
+slots=$1 pad=$2 watch=$3
+export PCSCLITE_CSOCK_NAME="$W/run/pcscd/pcscd.comm"
+rm -rf "$W/run"; mkdir -p "$W/run/pcscd"
+unshare -m -n --propagation private -- bash -c 'mount --bind "$W/run" /run && exec pcscd -f -c "$W/reader.conf"' >"$W/pcscd.log" 2>&1 &
+pid=$!
+end=$((SECONDS + TIMEOUT))
+until [[ -S $PCSCLITE_CSOCK_NAME ]] && yubico-piv-tool -r EMU0001 -a status >"$W/out" 2>&1; do
+	((SECONDS < end)) || { cat "$W/out"; fail "pcscd + libccid never showed the reader"; }
+	sleep 0.2
+done
+yubico-piv-tool -r EMU0001 -a import-key -s 9a -i "$W/key.pem" >"$W/out" 2>&1 ||
+	{ cat "$W/out"; fail "import key"; }
+yubico-piv-tool -r EMU0001 -a import-certificate -s 9a -i "$W/cert.pem" >"$W/out" 2>&1 ||
+	{ cat "$W/out"; fail "import certificate"; }
+
+# pcscd holds the reader: listed once, through PC/SC; the ccid backend says why
+TOKENKIT_READERS=pcsc+ccid "$TOOL" readers --json >"$W/out" 2>"$W/err" ||
+	{ cat "$W/out" "$W/err"; fail "readers, pcsc+ccid"; }
+n_pcsc=$(grep -c '"backend": "pcsc"' "$W/out" || true)
+n_ccid=$(grep -c '"backend": "ccid"' "$W/out" || true)
+[[ $n_pcsc == "$slots" && $n_ccid == 0 ]] ||
+	{ cat "$W/out"; fail "pcsc+ccid: $n_pcsc PC/SC and $n_ccid ccid readers, want $slots and 0"; }
+[[ $(grep -c 'EMU0001.*is in use by' "$W/err") == 1 ]] ||
+	{ cat "$W/err"; fail "the reader in use is not named once"; }
+if [[ $pad == 1 ]]; then
+	grep -q '"pin_pad": true' "$W/out" || { cat "$W/out"; fail "PC/SC: no PIN pad"; }
+	TOKENKIT_READERS=pcsc sign "PC/SC PIN pad" "$W/sig.pcsc"
+fi
+[[ $watch == 1 ]] && TOKENKIT_READERS=pcsc+ccid watch_events pcsc "remove 0 0" "insert 0 0"
+kill "$pid"
+wait "$pid" 2>/dev/null
+exit 0
+EOC
+
+# Run 2, inside ccid-emu-serve. Arguments: level, slots, pinpad, T=0, watch (0/1).
+cat >"$W/direct.sh" <<EOC
+#!/usr/bin/env bash
+$common
+EOC
+cat >>"$W/direct.sh" <<'EOC'
+level=$1 slots=$2 pad=$3 t0=$4 watch=$5
+export TOKENKIT_READERS=ccid
+"$TOOL" readers --json >"$W/out" 2>&1 || { cat "$W/out"; fail "readers"; }
+n=$(grep -c "\"backend\": \"ccid\", \"exchange\": \"$level\", \"reader_slots\": $slots" "$W/out" || true)
+[[ $n == "$slots" ]] || { cat "$W/out"; fail "$n readers with level $level and $slots slots, want $slots"; }
+if [[ $pad == 1 ]]; then
+	grep -q '"pin_pad": true' "$W/out" || { cat "$W/out"; fail "no PIN pad"; }
+fi
+if [[ $t0 == 1 ]]; then
+	grep -q '"protocol": "T=0"' "$W/out" || { cat "$W/out"; fail "not T=0"; }
+fi
+"$TOOL" objects >"$W/out" 2>&1 || { cat "$W/out"; fail "objects"; }
+grep -q 'tokenkit ccid stack' "$W/out" || { cat "$W/out"; fail "objects: no certificate"; }
+[[ $watch == 1 ]] && watch_events ccid "remove 0 0" "insert 0 0" unplug replug
+if [[ $pad == 1 ]]; then
+	sign "direct PIN pad" "$W/sig"
+else
+	sign "direct" "$W/sig" --pin 123456
+fi
+exit 0
+EOC
+chmod +x "$W/with_pcscd.sh" "$W/direct.sh"
+export B W TIMEOUT TOOL MOD HOST_PRELOAD HOST_ASAN
+
+count() { # FILE NAME: the emulator's counter NAME of interface 0
+	awk -v k="$2" '$1 == "iface0" && $2 == k {print $3}' "$1"
+}
+
+fail=0
+# variant NAME "serve options" level slots pad t0 watch
+variant() {
+	local name=$1 opts=$2 level=$3 slots=$4 pad=$5 t0=$6 watch=$7 v bad=0
+	local direct_opts=$opts
+	echo "== $name"
+	[[ $t0 == 1 ]] && direct_opts="$opts --t0"
+	rm -f "$W/card.state"
+	# shellcheck disable=SC2086
+	if ! "$SERVE" $opts --state "$W/card.state" --log "$W/counts1" --control "$W/ctl" -- \
+		"$W/with_pcscd.sh" "$slots" "$pad" "$watch" 2>"$W/serve.err" ||
+		! "$SERVE" $direct_opts --state "$W/card.state" --log "$W/counts2" --control "$W/ctl" -- \
+			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" "$watch" 2>>"$W/serve.err"; then
+		echo "FAIL: $name"
+		tail -20 "$W/serve.err" "$W/pcscd.log" 2>/dev/null || true
+		fail=1
+		return
+	fi
+	if [[ $pad == 1 ]]; then
+		# one Secure in each run: PC/SC's pad login and the direct one
+		for c in counts1 counts2; do
+			v=$(count "$W/$c" secure)
+			[[ -n $v && $v -ge 1 ]] || { echo "FAIL: $name: $c: Secure ${v:-none}"; bad=1; }
+		done
+	fi
+	if [[ $t0 == 1 ]]; then
+		v=$(count "$W/counts2" t0_get_response)
+		[[ -n $v && $v -ge 1 ]] || { echo "FAIL: $name: T=0 GET RESPONSE ${v:-none}"; bad=1; }
+	fi
+	if [[ $bad == 1 ]]; then fail=1; else echo "ok: $name"; fi
+}
+
+variant "extended APDU" "--level ext" "extended APDU" 1 0 0 1
+variant "short APDU" "--level short" "short APDU" 1 0 0 0
+variant "TPDU, T=1" "--level tpdu" TPDU 1 0 0 0
+variant "TPDU, T=0 card" "--level tpdu" TPDU 1 0 1 0
+variant "two slots" "--level tpdu --slots 2" TPDU 2 0 0 0
+variant "PIN pad" "--level ext --pinpad 123456" "extended APDU" 1 1 0 0
+exit $fail
