@@ -43,7 +43,8 @@ CA_EXT='basicConstraints=critical,CA:TRUE
 keyUsage=critical,keyCertSign,cRLSign'
 newkey "$T/root.key"
 mkcert "$T/root.pem" "/CN=Test PIV Root CA" "$T/root.key" - - "$CA_EXT"
-newkey "$T/dev.key"
+# RSA-2048, as the attestation key of a real YubiKey
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/dev.key" 2>/dev/null
 mkcert "$T/dev.pem" "/CN=Test PIV Attestation" "$T/dev.key" "$T/root.pem" "$T/root.key" "$CA_EXT"
 
 tk_run_piv "import the attestation key into f9" "${PIV[@]}" -a import-key -s f9 -i "$T/dev.key"
