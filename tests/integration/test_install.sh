@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cmake --install: the library (exporting only tk_* symbols marked for
-# export), the public headers, a working pkg-config file, the tools and the
-# PKCS#11 module. A program built against the installed tree with pkg-config
-# links and runs.
+# export), the public headers, a working pkg-config file, the tools, the
+# PKCS#11 module, the manual pages and the bash completion. A program built
+# against the installed tree with pkg-config links and runs.
 # What is installed carries no card emulator (issue 9): neither the library
 # nor the module holds a symbol (exported or local), a string or the default
 # management key of the virtual card; the virtual reader plugin is installed
@@ -17,7 +17,8 @@ trap 'rm -rf "$TK_TMP"' EXIT
 ROOT=$TK_TMP/root
 
 tk_run "install" env DESTDIR="$ROOT" cmake --install "$TK_BUILD" --prefix /opt/tokenkit
-for f in bin/tokenkit bin/tokenkit-vcard lib/pkcs11/tokenkit-pkcs11.so include/tokenkit/tokenkit.h; do
+for f in bin/tokenkit bin/tokenkit-vcard lib/pkcs11/tokenkit-pkcs11.so include/tokenkit/tokenkit.h \
+	share/man/man1/tokenkit.1 share/man/man8/tokenkit-pkcs11.8 share/bash-completion/completions/tokenkit; do
 	[[ -e "$ROOT/opt/tokenkit/$f" ]] || tk_fail "$f not installed"
 done
 lib=$(find "$ROOT/opt/tokenkit" -name 'libtokenkit.so.0' | head -1)

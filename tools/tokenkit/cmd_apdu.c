@@ -106,7 +106,6 @@ cmd_apdu(int argc, char **argv)
 	bool raw = false, in_tx = false;
 	tk_slotmgr_t *m = NULL;
 	tk_card_t *c = NULL;
-	uint32_t id;
 	int rc = TOOL_EXIT_OK, r;
 
 	cmds = calloc((size_t)argc, sizeof(*cmds));
@@ -159,43 +158,9 @@ cmd_apdu(int argc, char **argv)
 		rc = TOOL_EXIT_USAGE;
 		goto out;
 	}
-	rc = tool_open_mgr(&m, 5000);
+	rc = tool_open_card("apdu", reader, &m, &c);
 	if (rc != TOOL_EXIT_OK)
 		goto out;
-	tool_settle(m, 3000);
-	r = tk_slotmgr_find(m, reader, &id);
-	if (r != TK_OK) {
-		/* A slot number works too. */
-		char *end = NULL;
-		unsigned long v = strtoul(reader, &end, 10);
-		tk_slot_info_t info;
-
-		if (end != NULL && *end == '\0' && end != reader &&
-		    tk_slotmgr_info(m, (uint32_t)v, &info) == TK_OK &&
-		    info.state != TK_SLOT_ABSENT) {
-			id = (uint32_t)v;
-			r = TK_OK;
-		}
-	}
-	if (r != TK_OK) {
-		fprintf(stderr,
-		        "tokenkit apdu: no reader matches '%s' (exact name, unique prefix or "
-		        "substring, or slot id)\n",
-		        reader);
-		tool_print_readers_hint(stderr, m);
-		rc = TOOL_EXIT_NO_READER;
-		goto out;
-	}
-	r = tk_slotmgr_card(m, id, &c);
-	if (r != TK_OK) {
-		tk_slot_info_t info;
-
-		(void)tk_slotmgr_info(m, id, &info);
-		fprintf(stderr, "tokenkit apdu: %s (slot %u, %s): %s\n", tool_text(info.reader), id,
-		        tk_slot_state_name(info.state), tk_strerror(r));
-		rc = tool_exit_code(r);
-		goto out;
-	}
 	r = tk_card_begin(c);
 	if (r != TK_OK) {
 		fprintf(stderr, "tokenkit apdu: %s: begin transaction: %s\n",

@@ -205,6 +205,51 @@ tool_print_readers_hint(FILE *f, tk_slotmgr_t *m)
 	free(infos);
 }
 
+int
+tool_open_card(const char *cmd, const char *reader, tk_slotmgr_t **m, tk_card_t **c)
+{
+	tk_slot_info_t info;
+	uint32_t id;
+	int rc, r;
+
+	*m = NULL;
+	*c = NULL;
+	if ((rc = tool_open_mgr(m, 5000)) != TOOL_EXIT_OK)
+		return rc;
+	tool_settle(*m, 3000);
+	r = tk_slotmgr_find(*m, reader, &id);
+	if (r != TK_OK) {
+		/* A slot number works too. */
+		char *end = NULL;
+		unsigned long v = strtoul(reader, &end, 10);
+
+		if (end != NULL && *end == '\0' && end != reader &&
+		    tk_slotmgr_info(*m, (uint32_t)v, &info) == TK_OK &&
+		    info.state != TK_SLOT_ABSENT) {
+			id = (uint32_t)v;
+			r = TK_OK;
+		}
+	}
+	if (r != TK_OK) {
+		fprintf(stderr,
+		        "tokenkit %s: no reader matches '%s' (exact name, unique prefix or "
+		        "substring, or slot id)\n",
+		        cmd, tool_text(reader));
+		tool_print_readers_hint(stderr, *m);
+		tk_slotmgr_free(m);
+		return TOOL_EXIT_NO_READER;
+	}
+	r = tk_slotmgr_card(*m, id, c);
+	if (r != TK_OK) {
+		(void)tk_slotmgr_info(*m, id, &info);
+		fprintf(stderr, "tokenkit %s: %s (slot %u, %s): %s\n", cmd, tool_text(info.reader),
+		        id, tk_slot_state_name(info.state), tk_strerror(r));
+		tk_slotmgr_free(m);
+		return tool_exit_code(r);
+	}
+	return TOOL_EXIT_OK;
+}
+
 static void
 usage(FILE *f)
 {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <tokenkit/card.h>
 #include <tokenkit/slot.h>
 
 /* Exit codes (listed by `tokenkit help`). */
@@ -71,5 +72,9 @@ const char *tool_text(const char *s);
 const char *tool_hex(const uint8_t *p, size_t len, char *buf, size_t cap);
 /* Print the readers the manager knows (for "unknown reader" errors). */
 void tool_print_readers_hint(FILE *f, tk_slotmgr_t *m);
+/* Start a slot manager and take the card in READER (exact name, unique
+ * prefix or substring, or slot id). On failure prints why, prefixed with
+ * `tokenkit CMD`, frees what it made and returns an exit code. */
+int tool_open_card(const char *cmd, const char *reader, tk_slotmgr_t **m, tk_card_t **c);
 
 #endif

@@ -1,0 +1,116 @@
+# bash completion for tokenkit(1); installed as
+# share/bash-completion/completions/tokenkit.
+#
+# Commands and their options come from `tokenkit --help` (so a new command
+# completes without editing this file), reader names from
+# `tokenkit readers --json` (bounded by `timeout`: a PC/SC daemon that does
+# not answer must not hang the shell).
+
+_tokenkit_help() {
+	"${_tokenkit_cmd:-tokenkit}" --help 2>/dev/null
+}
+
+# Reader names, one a line, JSON escapes of quotes and backslashes undone.
+_tokenkit_readers() {
+	timeout 3 "${_tokenkit_cmd:-tokenkit}" readers --json 2>/dev/null |
+		sed -n 's/.*"reader": "\(\([^"\\]\|\\.\)*\)".*/\1/p' |
+		sed -e 's/\\"/"/g' -e 's/\\\\/\\/g'
+}
+
+# Complete the current word from reader names: each name that starts with
+# what was typed. Typed text is unquoted by hand, never evaluated (it may hold
+# $(...)); inside an opening quote the name goes back as it is, otherwise
+# quoted for the shell.
+_tokenkit_complete_readers() {
+	local cur=$1 typed quoted=0 name
+	case $cur in
+	\'* | \"*)
+		typed=${cur:1}
+		quoted=1
+		;;
+	*) typed=$(sed 's/\\\(.\)/\1/g' <<<"$cur") ;;
+	esac
+	while IFS= read -r name; do
+		[[ -n $name && $name == "$typed"* ]] || continue
+		if ((quoted)); then
+			COMPREPLY+=("$name")
+		else
+			COMPREPLY+=("$(printf '%q' "$name")")
+		fi
+	done < <(_tokenkit_readers)
+}
+
+_tokenkit() {
+	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
+	local _tokenkit_cmd=${COMP_WORDS[0]} i cmd="" cmdi=0 npos=0 help line opts
+	COMPREPLY=()
+
+	# the command: the first word that is neither an option nor --log's level
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		case ${COMP_WORDS[i]} in
+		--log) ((i++)) ;;
+		-*) ;;
+		*)
+			cmd=${COMP_WORDS[i]}
+			cmdi=$i
+			break
+			;;
+		esac
+	done
+	if [[ $prev == --log && ( -z $cmd || $cmd == diag ) ]]; then
+		if [[ -z $cmd ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "error warn info debug trace" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		fi
+		return
+	fi
+	help=$(_tokenkit_help)
+	if [[ -z $cmd ]]; then
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "--version --help --log" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$(awk '/^commands:/ {on = 1; next}
+				on && /^$/ {exit} on {print $1}' <<<"$help")" -- "$cur")
+		fi
+		return
+	fi
+	# positional arguments of the command typed so far
+	for ((i = cmdi + 1; i < COMP_CWORD; i++)); do
+		case ${COMP_WORDS[i]} in
+		--root | --log | --last | --store) ((i++)) ;;
+		-*) ;;
+		*) ((npos++)) ;;
+		esac
+	done
+	case $prev in
+	--root | --store)
+		[[ $prev == --store ]] && mapfile -t COMPREPLY < <(compgen -d -- "$cur") ||
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		return
+		;;
+	--last) return ;;
+	esac
+	if [[ $cur == -* ]]; then
+		line=$(awk -v c="$cmd" '/^commands:/ {on = 1; next} on && $1 == c {print; exit}' <<<"$help")
+		opts=$(grep -oE -- '--[a-z][a-z-]*' <<<"$line" | sort -u)
+		mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+		return
+	fi
+	case $cmd in
+	apdu | diag | objects | reset)
+		((npos == 0)) && _tokenkit_complete_readers "$cur"
+		;;
+	attest)
+		if ((npos == 0)); then
+			_tokenkit_complete_readers "$cur"
+		elif ((npos == 1)); then
+			mapfile -t COMPREPLY < <(compgen -W "9a 9c 9d 9e $(printf '%x ' {130..149})" -- "$cur")
+		fi
+		;;
+	registry)
+		((npos == 0)) && mapfile -t COMPREPLY < <(compgen -W "list show remove watch" -- "$cur")
+		;;
+	esac
+}
+complete -F _tokenkit tokenkit
