@@ -293,6 +293,30 @@ nop_probe(tk_card_t *c, void **s, char *id, size_t cap)
 	return TK_ERR_NOT_SUPPORTED;
 }
 
+/* A driver built for API 1 (its table ends before pin_verify_pad) loads
+ * under this host, and the host never reads the member it does not have. */
+static void
+test_driver_api1(void **state)
+{
+	static tk_driver_t v1, v2;
+
+	(void)state;
+	memcpy(&v1, tk_builtin_drivers[0], sizeof(v1));
+	v1.name = "apione";
+	v1.api = 1;
+	v1.size = (uint32_t)offsetof(tk_driver_t, pin_verify_pad);
+	/* what follows the table in memory is not the driver's: poison it */
+	v1.pin_verify_pad = (int (*)(void *, int, int *))(uintptr_t)1;
+	assert_int_equal(tk_driver_check(&v1, "test"), TK_OK);
+	assert_false(tk_drv_has_pinpad(tk_drv_entry_of(&v1)));
+	/* the same table as API 2 with a pad function: offered */
+	memcpy(&v2, tk_builtin_drivers[0], sizeof(v2));
+	v2.name = "apitwo";
+	assert_int_equal(tk_driver_check(&v2, "test"), TK_OK);
+	assert_true(tk_drv_has_pinpad(tk_drv_entry_of(&v2)) == (v2.pin_verify_pad != NULL));
+	assert_non_null(v2.pin_verify_pad); /* the PIV driver has one */
+}
+
 static void
 test_driver_check(void **state)
 {
@@ -410,9 +434,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_model_rules),
-	        cmocka_unit_test(test_spki_build),
-	        cmocka_unit_test(test_driver_check),
+	        cmocka_unit_test(test_model_rules),  cmocka_unit_test(test_spki_build),
+	        cmocka_unit_test(test_driver_check), cmocka_unit_test(test_driver_api1),
 	        cmocka_unit_test(test_bad_plugins),
 	};
 
