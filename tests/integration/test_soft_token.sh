@@ -48,8 +48,22 @@ info=$(openssl pkcs12 -legacy -in ecl.p12 -info -noout -passin "pass:$PASS" 2>&1
 grep -q 'MAC: sha1' <<<"$info" && grep -q 'pbeWithSHA1And40BitRC2-CBC' <<<"$info" ||
 	tk_fail "openssl pkcs12 -legacy did not make a SHA-1 MAC, RC2 file: $info"
 head -c 2000 /dev/urandom >junk.p12
+# the same from the other libraries' tools: NSS (pk12util, from a database that imported the
+# key) and GnuTLS (certtool); both write PBES2/AES with a SHA-256 MAC and 600000 iterations
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout nss.key \
+	-out nss.crt -subj /CN=soft-nss -days 2 2>/dev/null
+openssl pkcs12 -export -inkey nss.key -in nss.crt -name soft-nss -out nss-in.p12 -passout pass:x
+mkdir nssdb
+certutil -N -d sql:nssdb --empty-password
+pk12util -i nss-in.p12 -d sql:nssdb -W x -K "" >/dev/null
+pk12util -o nss.p12 -n soft-nss -d sql:nssdb -W "$PASS" -K "" >/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout gnutls.key -out gnutls.crt \
+	-subj /CN=soft-gnutls -days 2 2>/dev/null
+certtool --load-privkey gnutls.key --load-certificate gnutls.crt --to-p12 --outder \
+	--outfile gnutls.p12 --p12-name soft-gnutls --password "$PASS" >/dev/null 2>&1
+[[ -s nss.p12 && -s gnutls.p12 ]] || tk_fail "pk12util or certtool made no file"
 # the certificates the verifier trusts: from the .p12 files, not from the token
-for f in rsa ec ecl ed; do
+for f in rsa ec ecl ed nss gnutls; do
 	openssl pkcs12 -legacy -in $f.p12 -nokeys -clcerts -passin "pass:$PASS" -out $f.p12.crt 2>/dev/null
 	openssl x509 -in $f.p12.crt -pubkey -noout >$f.pub
 done
@@ -79,10 +93,10 @@ tk_run_fails "not PKCS#12" "$TK" soft import junk.p12 --pin-fd 3 --password-fd 3
 tk_expect 'junk\.p12: not a PKCS#12 file'
 [[ $(store_sum) == "$before" ]] || tk_fail "a refused import changed the store"
 
-for f in rsa ec ecl ed; do
+for f in rsa ec ecl nss gnutls ed; do
 	tk_run "import $f.p12" "$TK" soft import $f.p12 --pin-fd 3 --password-fd 3 \
 		3<<<"$PIN"$'\n'"$PASS"
-	tk_expect '^imported (RSA-2048|EC-256|Ed25519-255) key with its certificate'
+	tk_expect '^imported (RSA-2048|EC-256|EC-384|Ed25519-255) key with its certificate'
 done
 tk_expect "label 'soft-ed25519'"
 before=$(store_sum)
@@ -92,7 +106,7 @@ tk_expect 'on the token already; nothing changed'
 [[ $(store_sum) == "$before" ]] || tk_fail "a refused duplicate changed the store"
 tk_run "list" "$TK" soft list
 tk_expect 'soft test +\(PIN: 3 of 3 tries left\)'
-[[ $(grep -c ' identity ' <<<"$TK_OUT") -eq 4 ]] || tk_fail "four identities expected: $TK_OUT"
+[[ $(grep -c ' identity ' <<<"$TK_OUT") -eq 6 ]] || tk_fail "six identities expected: $TK_OUT"
 
 # ---- keys never in the clear ---------------------------------------------------------------
 # hex of the store, and of each secret: an RSA prime and private exponent,
@@ -146,6 +160,12 @@ openssl dgst -sha256 -verify ec.pub -signature ecdsa.sig msg >/dev/null ||
 sign ecdsa-legacy ECDSA-SHA256 soft-ec-legacy --signature-format openssl
 openssl dgst -sha256 -verify ecl.pub -signature ecdsa-legacy.sig msg >/dev/null ||
 	tk_fail "ECDSA P-256 (legacy .p12) signature does not verify"
+sign nss ECDSA-SHA384 soft-nss --signature-format openssl
+openssl dgst -sha384 -verify nss.pub -signature nss.sig msg >/dev/null ||
+	tk_fail "ECDSA P-384 (NSS pk12util file) signature does not verify"
+sign gnutls SHA256-RSA-PKCS soft-gnutls
+openssl dgst -sha256 -verify gnutls.pub -signature gnutls.sig msg >/dev/null ||
+	tk_fail "RSA (GnuTLS certtool file) signature does not verify"
 # the wrong key's certificate does not verify it (the check can fail)
 ! openssl dgst -sha256 -verify ecl.pub -signature ecdsa.sig msg >/dev/null 2>&1 ||
 	tk_fail "verification passes with the wrong certificate"
