@@ -174,8 +174,9 @@ log_count(const char *sub)
 
 /* ---- the manager ------------------------------------------------------------ */
 
+/* The manager; recoveries go to the log file log ("": none). */
 static tk_slotmgr_t *
-mgr_start(void)
+mgr_start_log(const char *log)
 {
 	tk_slotmgr_opts_t o;
 	tk_slotmgr_t *m = NULL;
@@ -186,10 +187,16 @@ mgr_start(void)
 	o.step_timeout_ms = 2500;
 	o.backoff_min_ms = 100;
 	o.backoff_max_ms = 400;
-	o.recovery_log = "";
+	o.recovery_log = log;
 	assert_int_equal(tk_slotmgr_new(&o, &m), TK_OK);
 	assert_int_equal(tk_slotmgr_wait_ready(m, 5000), TK_OK);
 	return m;
+}
+
+static tk_slotmgr_t *
+mgr_start(void)
+{
+	return mgr_start_log("");
 }
 
 /* The slot of the reader whose name holds both subs, in state (-1: any). */
@@ -461,6 +468,54 @@ test_ladder_abort(void **state)
 	dev_free(&x);
 }
 
+/* What `tokenkit diag` shows of it, from another process: the recovery
+ * log names the USB-level steps (ABORT, then the USB reset that cured it). */
+static void
+test_diag_shows_usb_steps(void **state)
+{
+	ccid_emu_faults_t f = {.wedge_reset = true};
+	const char *build = getenv("TK_BUILD"), *tmp = getenv("TMPDIR");
+	char log[512], cmd[2048], line[512], out[8192] = "";
+	ccid_emu_counts_t c;
+	tk_recovery_t r;
+	struct dev x;
+	tk_slotmgr_t *m;
+	size_t used = 0;
+	FILE *p;
+
+	(void)state;
+	if (build == NULL)
+		skip();
+	snprintf(log, sizeof(log), "%s/diag-%d.jsonl", tmp != NULL ? tmp : "/tmp", (int)getpid());
+	unlink(log);
+	dev_add(&x, 1, 1, EMU_TPDU, 0);
+	m = mgr_start_log(log);
+	r = ladder(&f, &x, 0, m, &c);
+	assert_int_equal(r.cured_by, TK_STEP_USB_RESET);
+	tk_slotmgr_free(&m);
+	/* another process: no pcscd, the emulated reader through the ccid
+	 * backend (umockdev's preload is inherited) */
+	snprintf(cmd, sizeof(cmd),
+	         "TOKENKIT_RECOVERY_LOG='%s' PCSCLITE_CSOCK_NAME=/nonexistent "
+	         "TOKENKIT_READERS=ccid TOKENKIT_PLUGIN_PATH='%s/plugins' "
+	         "timeout 30 '%s/tokenkit' diag 2>&1",
+	         log, build, build);
+	assert_non_null(p = popen(cmd, "r"));
+	while (fgets(line, sizeof(line), p) != NULL && used + strlen(line) < sizeof(out)) {
+		memcpy(out + used, line, strlen(line) + 1);
+		used += strlen(line);
+	}
+	pclose(p);
+	unlink(log);
+	dev_free(&x);
+	if (verbose)
+		print_message("%s", out);
+	/* the cure and the step before it, by their names in the log */
+	if (strstr(out, "usb-reset ok") == NULL || strstr(out, "abort") == NULL ||
+	    strstr(out, "cured by usb-reset") == NULL)
+		fail_msg("tokenkit diag does not show the USB steps:\n%s", out);
+}
+
 /* Wedged until a USB reset, next to another reader (a device of its own)
  * that is used all along: the reset is made, the other reader keeps its
  * pace. */
@@ -718,6 +773,9 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_composite_quarantine),
 		cmocka_unit_test(test_pinpad_login),
 		cmocka_unit_test(test_claimed_elsewhere),
+		/* last: the emulator keeps the claims of a process that has exited
+		 * (as seen with pcscd), which would keep later tests from the readers */
+		cmocka_unit_test(test_diag_shows_usb_steps),
 	};
 	/* clang-format on */
 	int r;
