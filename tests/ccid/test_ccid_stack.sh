@@ -110,13 +110,14 @@ sign() {
 }
 '
 
-# Run 1, inside ccid-emu-serve. Arguments: slots, pinpad (0/1), watch (0/1).
+# Run 1, inside ccid-emu-serve. Arguments: readers (interfaces × slots), pinpad (0/1),
+# watch (0/1).
 cat >"$W/with_pcscd.sh" <<EOC
 #!/usr/bin/env bash
 $common
 EOC
 cat >>"$W/with_pcscd.sh" <<'EOC'
-slots=$1 pad=$2 watch=$3
+readers=$1 pad=$2 watch=$3
 export PCSCLITE_CSOCK_NAME="$W/run/pcscd/pcscd.comm"
 rm -rf "$W/run"; mkdir -p "$W/run/pcscd"
 unshare -m -n --propagation private -- bash -c 'mount --bind "$W/run" /run && exec pcscd -f -c "$W/reader.conf"' >"$W/pcscd.log" 2>&1 &
@@ -136,9 +137,11 @@ TOKENKIT_READERS=pcsc+ccid "$TOOL" readers --json >"$W/out" 2>"$W/err" ||
 	{ cat "$W/out" "$W/err"; fail "readers, pcsc+ccid"; }
 n_pcsc=$(grep -c '"backend": "pcsc"' "$W/out" || true)
 n_ccid=$(grep -c '"backend": "ccid"' "$W/out" || true)
-[[ $n_pcsc == "$slots" && $n_ccid == 0 ]] ||
-	{ cat "$W/out"; fail "pcsc+ccid: $n_pcsc PC/SC and $n_ccid ccid readers, want $slots and 0"; }
-[[ $(grep -c 'EMU0001.*is in use by' "$W/err") == 1 ]] ||
+[[ $n_pcsc == "$readers" && $n_ccid == 0 ]] ||
+	{ cat "$W/out"; fail "pcsc+ccid: $n_pcsc PC/SC and $n_ccid ccid readers, want $readers and 0"; }
+# named once per interface pcscd holds
+n_named=$(grep -c 'EMU0001.*is in use by' "$W/err" || true)
+((n_named >= 1 && n_named <= readers)) && ! grep 'is in use by' "$W/err" | sort | uniq -d | grep -q . ||
 	{ cat "$W/err"; fail "the reader in use is not named once"; }
 if [[ $pad == 1 ]]; then
 	grep -q '"pin_pad": true' "$W/out" || { cat "$W/out"; fail "PC/SC: no PIN pad"; }
@@ -150,17 +153,18 @@ wait "$pid" 2>/dev/null
 exit 0
 EOC
 
-# Run 2, inside ccid-emu-serve. Arguments: level, slots, pinpad, T=0, watch (0/1).
+# Run 2, inside ccid-emu-serve. Arguments: level, slots per reader, pinpad, T=0, watch (0/1),
+# readers (interfaces × slots).
 cat >"$W/direct.sh" <<EOC
 #!/usr/bin/env bash
 $common
 EOC
 cat >>"$W/direct.sh" <<'EOC'
-level=$1 slots=$2 pad=$3 t0=$4 watch=$5
+level=$1 slots=$2 pad=$3 t0=$4 watch=$5 readers=$6
 export TOKENKIT_READERS=ccid
 "$TOOL" readers --json >"$W/out" 2>&1 || { cat "$W/out"; fail "readers"; }
 n=$(grep -c "\"backend\": \"ccid\", \"exchange\": \"$level\", \"reader_slots\": $slots" "$W/out" || true)
-[[ $n == "$slots" ]] || { cat "$W/out"; fail "$n readers with level $level and $slots slots, want $slots"; }
+[[ $n == "$readers" ]] || { cat "$W/out"; fail "$n readers with level $level and $slots slots, want $readers"; }
 if [[ $pad == 1 ]]; then
 	grep -q '"pin_pad": true' "$W/out" || { cat "$W/out"; fail "no PIN pad"; }
 fi
@@ -185,18 +189,18 @@ count() { # FILE NAME: the emulator's counter NAME of interface 0
 }
 
 fail=0
-# variant NAME "serve options" level slots pad t0 watch
+# variant NAME "serve options" level slots pad t0 watch [interfaces]
 variant() {
-	local name=$1 opts=$2 level=$3 slots=$4 pad=$5 t0=$6 watch=$7 v bad=0
-	local direct_opts=$opts
+	local name=$1 opts=$2 level=$3 slots=$4 pad=$5 t0=$6 watch=$7 ifaces=${8:-1} v bad=0
+	local direct_opts=$opts readers=$((slots * ${8:-1}))
 	echo "== $name"
 	[[ $t0 == 1 ]] && direct_opts="$opts --t0"
 	rm -f "$W/card.state"
 	# shellcheck disable=SC2086
 	if ! "$SERVE" $opts --state "$W/card.state" --log "$W/counts1" --control "$W/ctl" -- \
-		"$W/with_pcscd.sh" "$slots" "$pad" "$watch" 2>"$W/serve.err" ||
+		"$W/with_pcscd.sh" "$readers" "$pad" "$watch" 2>"$W/serve.err" ||
 		! "$SERVE" $direct_opts --state "$W/card.state" --log "$W/counts2" --control "$W/ctl" -- \
-			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" "$watch" 2>>"$W/serve.err"; then
+			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" "$watch" "$readers" 2>>"$W/serve.err"; then
 		echo "FAIL: $name"
 		tail -20 "$W/serve.err" "$W/pcscd.log" 2>/dev/null || true
 		fail=1
@@ -222,4 +226,5 @@ variant "TPDU, T=1" "--level tpdu" TPDU 1 0 0 0
 variant "TPDU, T=0 card" "--level tpdu" TPDU 1 0 1 0
 variant "two slots" "--level tpdu --slots 2" TPDU 2 0 0 0
 variant "PIN pad" "--level ext --pinpad 123456" "extended APDU" 1 1 0 0
+variant "composite device, two interfaces" "--level ext --ifaces 2" "extended APDU" 1 0 0 0 2
 exit $fail
