@@ -256,18 +256,24 @@ mgm_alg_parse(const char *s, uint8_t *alg)
 	return TK_ERR_INVALID_ARG;
 }
 
-/* A management key given as hex. */
+/* A management key given as hex; a new one is asked twice on a terminal
+ * (a typo would lock the card's administration away). */
 static int
-read_mgm_key(const char *what, const struct secret_src *s, const char *fdopt, uint8_t *key,
-             size_t *klen)
+read_mgm_key(const char *what, const struct secret_src *s, const char *fdopt, bool is_new,
+             uint8_t *key, size_t *klen)
 {
+	const struct secret_src none = {NULL, -1};
 	char hex[SECRET_CAP];
 	size_t hl = 0;
 	int rc, r;
 
 	*klen = 0;
-	if ((rc = read_secret(what, s, hex, sizeof(hex), &hl, fdopt)) != TOOL_EXIT_OK)
+	rc = is_new ? read_new_secret(what, s, &none, hex, sizeof(hex), &hl, fdopt)
+	            : read_secret(what, s, hex, sizeof(hex), &hl, fdopt);
+	if (rc != TOOL_EXIT_OK) {
+		tk_wipe(hex, sizeof(hex));
 		return rc;
+	}
 	r = tk_hex_decode(hex, key, MGM_MAX, klen);
 	tk_wipe(hex, sizeof(hex));
 	if (r != TK_OK || (*klen != 16 && *klen != 24 && *klen != 32)) {
@@ -432,8 +438,8 @@ mgm_auth(struct piv *p, const struct opts *o)
 		        "tokenkit %s: using the well-known DEFAULT management key (anyone "
 		        "can; change it with `tokenkit piv set-mgmt-key`)\n",
 		        p->cmd);
-	} else if ((rc = read_mgm_key("management key", &o->mgm, "--mgmt-key-fd", key, &klen)) !=
-	           TOOL_EXIT_OK) {
+	} else if ((rc = read_mgm_key("management key", &o->mgm, "--mgmt-key-fd", false, key,
+	                              &klen)) != TOOL_EXIT_OK) {
 		goto out;
 	}
 	rc = TOOL_EXIT_ERROR;
@@ -1001,8 +1007,8 @@ piv_set_mgm(const struct opts *o)
 
 	if (o->nargs != 1 || mgm_alg_parse(o->new_algorithm, &alg) != TK_OK)
 		return usage_err();
-	if ((rc = read_mgm_key("new management key", &o->new_mgm, "--new-mgmt-key-fd", key, &kl)) !=
-	    TOOL_EXIT_OK)
+	if ((rc = read_mgm_key("new management key", &o->new_mgm, "--new-mgmt-key-fd", true, key,
+	                       &kl)) != TOOL_EXIT_OK)
 		return rc;
 	if (kl != mgm_key_len(alg)) {
 		fprintf(stderr, "tokenkit piv set-mgmt-key: a %s key has %zu bytes, not %zu\n",
