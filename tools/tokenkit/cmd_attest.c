@@ -19,6 +19,7 @@
 #include <tokenkit/err.h>
 
 #include "piv_attest.h"
+#include "piv_prov.h"
 #include "tool.h"
 
 #define RESP_CAP 16384
@@ -40,42 +41,6 @@ attest_read_free(struct attest_read *a)
 	free(a->meta);
 	free(a->certobj);
 	memset(a, 0, sizeof(*a));
-}
-
-/* The PIV object holding the certificate of key slot ref (SP 800-73-4). */
-static uint32_t
-slot_object(uint8_t ref)
-{
-	switch (ref) {
-	case 0x9A:
-		return 0x5FC105;
-	case 0x9C:
-		return 0x5FC10A;
-	case 0x9D:
-		return 0x5FC10B;
-	case 0x9E:
-		return 0x5FC101;
-	default: /* retired 82..95 */
-		return ref >= 0x82 && ref <= 0x95 ? 0x5FC10Du + (ref - 0x82u) : 0;
-	}
-}
-
-static int
-parse_slot(const char *s, uint8_t *ref)
-{
-	char *end = NULL;
-	unsigned long v;
-
-	*ref = 0;
-	if (strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0)
-		s += 2;
-	if (strlen(s) != 2)
-		return TK_ERR_INVALID_ARG;
-	v = strtoul(s, &end, 16);
-	if (end == NULL || *end != '\0' || slot_object((uint8_t)v) == 0)
-		return TK_ERR_INVALID_ARG;
-	*ref = (uint8_t)v;
-	return TK_OK;
 }
 
 /* One APDU; the response data is copied into a new buffer. */
@@ -159,7 +124,7 @@ read_card(tk_card_t *c, uint8_t ref, struct attest_read *a, const char **why)
 	/* both optional: older cards lack GET METADATA, a slot may lack a certificate */
 	if ((r = xfer(c, 0xF7, 0x00, ref, NULL, 0, &a->meta, &a->meta_len, &sw)) != TK_OK)
 		goto out;
-	r = get_data(c, slot_object(ref), &a->certobj, &a->certobj_len, &sw);
+	r = get_data(c, piv_slot_object(ref), &a->certobj, &a->certobj_len, &sw);
 out:
 	(void)tk_card_end(c);
 	return r;
@@ -175,24 +140,6 @@ der_x509(const uint8_t *p, size_t len)
 		X509_free(x);
 		x = NULL;
 	}
-	return x;
-}
-
-static X509 *
-load_root(const char *path)
-{
-	BIO *b = BIO_new_file(path, "r");
-	X509 *x = NULL;
-
-	if (b == NULL)
-		return NULL;
-	x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-	if (x == NULL) { /* DER */
-		(void)BIO_reset(b);
-		x = d2i_X509_bio(b, NULL);
-	}
-	BIO_free(b);
-	ERR_clear_error();
 	return x;
 }
 
@@ -405,13 +352,13 @@ cmd_attest(int argc, char **argv)
 	}
 	if (reader == NULL || slot == NULL)
 		goto usage;
-	if (parse_slot(slot, &v.ref) != TK_OK) {
+	if (piv_parse_slot(slot, &v.ref) != TK_OK) {
 		fprintf(stderr,
 		        "tokenkit attest: '%s' is not a key slot (9a, 9c, 9d, 9e, 82..95)\n",
 		        tool_text(slot));
 		return TOOL_EXIT_USAGE;
 	}
-	if (root_path != NULL && (root = load_root(root_path)) == NULL) {
+	if (root_path != NULL && (root = piv_load_cert(root_path)) == NULL) {
 		fprintf(stderr, "tokenkit attest: cannot read a certificate (PEM or DER) from %s\n",
 		        tool_text(root_path));
 		return TOOL_EXIT_ERROR;

@@ -11,12 +11,9 @@
  * descriptor, the command ends at once with "token locked, needs the user
  * PIN" and exit status 7: never a prompt nobody can answer, never a hang. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
-#include <unistd.h>
 
 #include <tokenkit/err.h>
 #include <tokenkit/hex.h>
@@ -58,31 +55,6 @@ usage_err(void)
 	return TOOL_EXIT_USAGE;
 }
 
-static bool
-parse_uint(const char *s, unsigned max, unsigned *v)
-{
-	char *end;
-	unsigned long u;
-
-	errno = 0;
-	u = strtoul(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || u > max)
-		return false;
-	*v = (unsigned)u;
-	return true;
-}
-
-static bool
-parse_fd(const char *s, int *fd)
-{
-	unsigned v;
-
-	if (!parse_uint(s, 1024, &v))
-		return false;
-	*fd = (int)v;
-	return true;
-}
-
 static int
 parse(int argc, char **argv, struct opts *o)
 {
@@ -112,19 +84,20 @@ parse(int argc, char **argv, struct opts *o)
 			o->insecure_pin = argv[++i];
 		else if (strcmp(a, "--insecure-so-pin") == 0 && more)
 			o->insecure_so_pin = argv[++i];
-		else if (strcmp(a, "--pin-fd") == 0 && more && parse_fd(argv[i + 1], &o->pin_fd))
+		else if (strcmp(a, "--pin-fd") == 0 && more &&
+		         tool_parse_fd(argv[i + 1], &o->pin_fd))
 			i++;
 		else if (strcmp(a, "--so-pin-fd") == 0 && more &&
-		         parse_fd(argv[i + 1], &o->so_pin_fd))
+		         tool_parse_fd(argv[i + 1], &o->so_pin_fd))
 			i++;
 		else if (strcmp(a, "--password-fd") == 0 && more &&
-		         parse_fd(argv[i + 1], &o->password_fd))
+		         tool_parse_fd(argv[i + 1], &o->password_fd))
 			i++;
 		else if (strcmp(a, "--max-tries") == 0 && more &&
-		         parse_uint(argv[i + 1], 100, &o->max_tries))
+		         tool_parse_uint(argv[i + 1], 100, &o->max_tries))
 			i++;
 		else if (strcmp(a, "--kdf-cost") == 0 && more &&
-		         parse_uint(argv[i + 1], 20, &o->kdf_log2n))
+		         tool_parse_uint(argv[i + 1], 20, &o->kdf_log2n))
 			i++;
 		else if (a[0] != '-' && o->nargs < 2)
 			o->args[o->nargs++] = a;
@@ -135,96 +108,6 @@ parse(int argc, char **argv, struct opts *o)
 }
 
 /* ---- secrets ---------------------------------------------------------------------------- */
-
-/* One line from fd, read a byte at a time (another secret may follow on
- * the same descriptor). */
-static int
-read_line(int fd, char *buf, size_t cap, size_t *len)
-{
-	size_t n = 0;
-	char c;
-
-	for (;;) {
-		ssize_t got = read(fd, &c, 1);
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return TK_ERR_IO;
-		if (got == 0 || c == '\n')
-			break;
-		if (n + 1 >= cap)
-			return TK_ERR_TOO_LONG;
-		buf[n++] = c;
-	}
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	*len = n;
-	return TK_OK;
-}
-
-/* The terminal to ask on: the controlling one, with us in its foreground
- * (a background job would be stopped by the read: a hang). -1: none. */
-static int
-prompt_tty(void)
-{
-	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	if (!isatty(fd) || tcgetpgrp(fd) != getpgrp()) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-ask_tty(int fd, const char *prompt, char *buf, size_t cap, size_t *len)
-{
-	struct termios old, quiet;
-	int r;
-
-	(void)!write(fd, prompt, strlen(prompt));
-	if (tcgetattr(fd, &old) != 0)
-		return TK_ERR_IO;
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-	quiet.c_lflag |= ICANON;
-	if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0)
-		return TK_ERR_IO;
-	r = read_line(fd, buf, cap, len);
-	(void)tcsetattr(fd, TCSAFLUSH, &old);
-	(void)!write(fd, "\n", 1);
-	return r;
-}
-
-/* A secret: from insecure (the command line), fd, or the terminal.
- * TK_ERR_LOGIN_REQUIRED: none of them. */
-static int
-get_secret(const char *what, const char *insecure, int fd, char *buf, size_t cap, size_t *len)
-{
-	char prompt[96];
-	int tty, r;
-
-	*len = 0;
-	if (insecure != NULL) {
-		if (strlen(insecure) >= cap)
-			return TK_ERR_TOO_LONG;
-		*len = strlen(insecure);
-		memcpy(buf, insecure, *len + 1);
-		return TK_OK;
-	}
-	if (fd >= 0)
-		return read_line(fd, buf, cap, len);
-	if ((tty = prompt_tty()) < 0)
-		return TK_ERR_LOGIN_REQUIRED;
-	snprintf(prompt, sizeof(prompt), "%s: ", what);
-	r = ask_tty(tty, prompt, buf, cap, len);
-	close(tty);
-	return r;
-}
 
 static int
 no_secret(const char *what)
@@ -240,7 +123,7 @@ no_secret(const char *what)
 static int
 read_pin(const struct opts *o, char *pin, size_t cap, size_t *len)
 {
-	int r = get_secret("user PIN", o->insecure_pin, o->pin_fd, pin, cap, len);
+	int r = tool_get_secret("user PIN", o->insecure_pin, o->pin_fd, pin, cap, len);
 
 	if (r == TK_ERR_LOGIN_REQUIRED)
 		return no_secret("pin");
@@ -319,15 +202,16 @@ cmd_create(const struct opts *o)
 
 	if (o->label == NULL)
 		return usage_err();
-	r = get_secret("new user PIN", o->insecure_pin, o->pin_fd, pin, sizeof(pin), &pl);
+	r = tool_get_secret("new user PIN", o->insecure_pin, o->pin_fd, pin, sizeof(pin), &pl);
 	if (r == TK_OK && asked)
-		r = get_secret("new user PIN again", NULL, -1, again, sizeof(again), &al);
+		r = tool_get_secret("new user PIN again", NULL, -1, again, sizeof(again), &al);
 	if (r == TK_OK && asked && (al != pl || memcmp(pin, again, pl) != 0)) {
 		fprintf(stderr, "tokenkit: the PINs differ\n");
 		r = TK_ERR_INVALID_ARG;
 	}
 	if (r == TK_OK)
-		r = get_secret("new SO PIN", o->insecure_so_pin, o->so_pin_fd, so, sizeof(so), &sl);
+		r = tool_get_secret("new SO PIN", o->insecure_so_pin, o->so_pin_fd, so, sizeof(so),
+		                    &sl);
 	if (r == TK_ERR_LOGIN_REQUIRED) {
 		fprintf(stderr, "tokenkit: the new PINs are needed (no terminal to ask on: "
 		                "--pin-fd N --so-pin-fd M)\n");
@@ -426,7 +310,7 @@ cmd_import(const struct opts *o)
 		goto out;
 	memset(&io, 0, sizeof(io));
 	if (!o->no_password) {
-		r = get_secret("PKCS#12 password", NULL, o->password_fd, pw, sizeof(pw), &pwl);
+		r = tool_get_secret("PKCS#12 password", NULL, o->password_fd, pw, sizeof(pw), &pwl);
 		if (r == TK_ERR_LOGIN_REQUIRED) {
 			r = no_secret("password");
 			goto out;
@@ -712,15 +596,16 @@ cmd_pins(const struct opts *o, bool init)
 	if ((r = open_token(o, &s)) != TOOL_EXIT_OK)
 		return r;
 	if (init)
-		r = get_secret("SO PIN", o->insecure_so_pin, o->so_pin_fd, old, sizeof(old), &ol);
+		r = tool_get_secret("SO PIN", o->insecure_so_pin, o->so_pin_fd, old, sizeof(old),
+		                    &ol);
 	else
-		r = get_secret("user PIN", o->insecure_pin, o->pin_fd, old, sizeof(old), &ol);
+		r = tool_get_secret("user PIN", o->insecure_pin, o->pin_fd, old, sizeof(old), &ol);
 	if (r == TK_OK)
-		r = get_secret("new user PIN", NULL, o->pin_fd >= 0 ? o->pin_fd : -1, neu,
-		               sizeof(neu), &nl);
+		r = tool_get_secret("new user PIN", NULL, o->pin_fd >= 0 ? o->pin_fd : -1, neu,
+		                    sizeof(neu), &nl);
 	/* typed on a terminal: twice, as at create */
 	if (r == TK_OK && o->pin_fd < 0)
-		r = get_secret("new user PIN again", NULL, -1, again, sizeof(again), &al);
+		r = tool_get_secret("new user PIN again", NULL, -1, again, sizeof(again), &al);
 	if (r == TK_OK && o->pin_fd < 0 && (al != nl || memcmp(neu, again, nl) != 0)) {
 		fprintf(stderr, "tokenkit: the PINs differ\n");
 		r = TOOL_EXIT_USAGE;

@@ -78,7 +78,8 @@ _tokenkit() {
 	# positional arguments of the command typed so far
 	for ((i = cmdi + 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		--root | --log | --last | --store) ((i++)) ;;
+		--root | --log | --last | --store | --algorithm | --new-algorithm | -o | --output | \
+			--self-sign | --import | --days | --*-fd | --insecure-*) ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
 		esac
@@ -89,8 +90,28 @@ _tokenkit() {
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return
 		;;
-	--last) return ;;
+	--last | --self-sign | --days | --*-fd | --insecure-*) return ;;
+	--algorithm)
+		mapfile -t COMPREPLY < <(compgen -W "rsa2048 eccp256 eccp384" -- "$cur")
+		return
+		;;
+	--new-algorithm)
+		mapfile -t COMPREPLY < <(compgen -W "3des aes128 aes192 aes256" -- "$cur")
+		return
+		;;
+	--import | -o | --output)
+		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		return
+		;;
 	esac
+	if [[ $cur == -* && $cmd == piv ]]; then
+		# piv's options are too many for its usage line: listed here
+		mapfile -t COMPREPLY < <(compgen -W "--algorithm -o --self-sign --import --days
+			--new-algorithm --mgmt-key-fd --default-mgmt-key --new-mgmt-key-fd --pin-fd
+			--new-pin-fd --puk-fd --new-puk-fd --insecure-mgmt-key --insecure-new-mgmt-key
+			--insecure-pin --insecure-new-pin --insecure-puk --insecure-new-puk" -- "$cur")
+		return
+	fi
 	if [[ $cur == -* ]]; then
 		line=$(awk -v c="$cmd" '/^commands:/ {on = 1; next} on && $1 == c {print; exit}' <<<"$help")
 		opts=$(grep -oE -- '--[a-z][a-z-]*' <<<"$line" | sort -u)
@@ -105,6 +126,20 @@ _tokenkit() {
 		if ((npos == 0)); then
 			_tokenkit_complete_readers "$cur"
 		elif ((npos == 1)); then
+			mapfile -t COMPREPLY < <(compgen -W "9a 9c 9d 9e $(printf '%x ' {130..149})" -- "$cur")
+		fi
+		;;
+	piv)
+		local sub=${COMP_WORDS[cmdi + 1]} rpos=1
+		[[ $sub == pin || $sub == puk ]] && rpos=2
+		if ((npos == 0)); then
+			mapfile -t COMPREPLY < <(compgen -W "generate certificate pin puk set-mgmt-key" -- "$cur")
+		elif ((npos == 1 && rpos == 2)); then
+			[[ $sub == pin ]] && mapfile -t COMPREPLY < <(compgen -W "change unblock" -- "$cur") ||
+				mapfile -t COMPREPLY < <(compgen -W "change" -- "$cur")
+		elif ((npos == rpos)); then
+			_tokenkit_complete_readers "$cur"
+		elif ((npos == 2)) && [[ $sub == generate || $sub == certificate ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "9a 9c 9d 9e $(printf '%x ' {130..149})" -- "$cur")
 		fi
 		;;

@@ -77,4 +77,16 @@ void tool_print_readers_hint(FILE *f, tk_slotmgr_t *m);
  * `tokenkit CMD`, frees what it made and returns an exit code. */
 int tool_open_card(const char *cmd, const char *reader, tk_slotmgr_t **m, tk_card_t **c);
 
+/* Decimal number at most max / a file descriptor number (at most 1024). */
+bool tool_parse_uint(const char *s, unsigned max, unsigned *v);
+bool tool_parse_fd(const char *s, int *fd);
+/* One line from fd, read a byte at a time (another secret may follow on
+ * the same descriptor); NUL-terminated, the newline dropped. */
+int tool_read_line(int fd, char *buf, size_t cap, size_t *len);
+/* A secret: from insecure (the command line, only when forced), fd (when
+ * >= 0), or asked as "WHAT: " on the controlling terminal without echo.
+ * TK_ERR_LOGIN_REQUIRED: none of them. */
+int tool_get_secret(const char *what, const char *insecure, int fd, char *buf, size_t cap,
+                    size_t *len);
+
 #endif

@@ -1,0 +1,63 @@
+/* Fuzz the PIV provisioning parsers (tools/tokenkit/piv_prov.c): the first
+ * byte picks what the rest is: 0..2 a GENERATE response for RSA-2048,
+ * P-256 or P-384, 3 a slot's GET METADATA response, 4 a GENERAL
+ * AUTHENTICATE response (7C). What is returned must lie inside the input; a
+ * key that parses must be one OpenSSL can encode back. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <openssl/x509.h>
+
+#include <tokenkit/err.h>
+
+#include "piv_prov.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_key(EVP_PKEY *k)
+{
+	unsigned char *der = NULL;
+
+	if (k == NULL)
+		return;
+	if (i2d_PUBKEY(k, &der) <= 0)
+		abort();
+	OPENSSL_free(der);
+	EVP_PKEY_free(k);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const uint8_t algs[] = {PIV_ALG_RSA2048, PIV_ALG_ECCP256, PIV_ALG_ECCP384};
+	const uint8_t *p = data + 1, *v = NULL;
+	size_t n = size - 1, vl = 0;
+	EVP_PKEY *k = NULL;
+	uint8_t alg = 0;
+
+	if (size < 1)
+		return 0;
+	switch (data[0] % 5) {
+	case 0:
+	case 1:
+	case 2:
+		if (piv_pubkey_from_generate(algs[data[0] % 5], p, n, &k) == TK_OK)
+			check_key(k);
+		else if (k != NULL)
+			abort();
+		break;
+	case 3:
+		if (piv_pubkey_from_metadata(p, n, &alg, &k) == TK_OK)
+			check_key(k);
+		else if (k != NULL)
+			abort();
+		break;
+	default:
+		if (piv_auth_response(p, n, 0x82, &v, &vl) == TK_OK &&
+		    (vl == 0 || v < p || v + vl > p + n))
+			abort();
+		break;
+	}
+	return 0;
+}
