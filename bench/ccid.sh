@@ -9,9 +9,12 @@
 # card insertion -> card-inserted event latency (remove and insert through
 # the emulator's control FIFO), and a fresh process's time from
 # tk_slotmgr_new to the reader's slot with its card and to the end of its
-# first APDU (--starts runs). Target: direct <= 1.0 x pcscd + libccid.
+# first APDU (--starts runs), and signatures through the PKCS#11 module
+# (bench/p11bench: C_Sign with ECDSA P-256 and RSA-2048 PKCS#1 v1.5 on the
+# emulated card's PIV keys, made by `tokenkit piv generate` at the start;
+# --signs N each, 0: none). Target: direct <= 1.0 x pcscd + libccid.
 #
-#   bench/ccid.sh [--count N] [--level ext|short|tpdu] [--inserts N] [--starts N]
+#   bench/ccid.sh [--count N] [--level ext|short|tpdu] [--inserts N] [--starts N] [--signs N]
 #
 # Needs root for pcscd's private namespaces (as tests/ccid/test_ccid_pcscd.sh);
 # without it only the direct figures are taken. TK_BUILD selects the build.
@@ -24,23 +27,26 @@ COUNT=1000
 LEVEL=ext
 INSERTS=20
 STARTS=10
+SIGNS=200
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--count) COUNT=$2; shift 2 ;;
 	--level) LEVEL=$2; shift 2 ;;
 	--inserts) INSERTS=$2; shift 2 ;;
 	--starts) STARTS=$2; shift 2 ;;
-	*) echo "usage: bench/ccid.sh [--count N] [--level ext|short|tpdu] [--inserts N] [--starts N]" >&2; exit 2 ;;
+	--signs) SIGNS=$2; shift 2 ;;
+	*) echo "usage: bench/ccid.sh [--count N] [--level ext|short|tpdu] [--inserts N] [--starts N] [--signs N]" >&2; exit 2 ;;
 	esac
 done
 SERVE=$B/tests/ccid/ccid-emu-serve
-for f in "$SERVE" "$B/slot_rtt" "$B/apdu_rtt" "$B/plugins/reader-ccid.so"; do
+for f in "$SERVE" "$B/slot_rtt" "$B/apdu_rtt" "$B/plugins/reader-ccid.so" "$B/p11bench" \
+	"$B/tokenkit" "$B/tokenkit-pkcs11.so"; do
 	[[ -e $f ]] || { echo "bench/ccid.sh: $f not built" >&2; exit 1; }
 done
 # (under /tmp: umockdev's socket names must stay short)
 W=$(mktemp -d /tmp/tk-ccid-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-export TOKENKIT_PLUGIN_PATH=$B/plugins TOKENKIT_LOG=error
+export TOKENKIT_PLUGIN_PATH=$B/plugins TOKENKIT_LOG=error XDG_CACHE_HOME=$W/cache
 with_pcscd=0
 [[ $(id -u) -eq 0 ]] && command -v pcscd >/dev/null && command -v unshare >/dev/null && with_pcscd=1
 : >"$W/reader.conf"
@@ -48,6 +54,24 @@ with_pcscd=0
 cat >"$W/inner.sh" <<EOC
 #!/usr/bin/env bash
 set -u
+# signs MECH FILE: C_Sign figures through the module (the first key of MECH's
+# type: 9A P-256, 9E RSA-2048)
+signs() {
+	[[ $SIGNS -gt 0 ]] || return 0
+	"$B/p11bench" --module "$B/tokenkit-pkcs11.so" --mech \$1 --count $SIGNS sign >"\$2" 2>&1
+}
+if [[ $SIGNS -gt 0 ]]; then
+	for k in "9a eccp256" "9e rsa2048"; do
+		set -- \$k
+		TOKENKIT_READERS=ccid "$B/tokenkit" piv generate EMU0001 \$1 --algorithm \$2 \
+			--default-mgmt-key >>"$W/provision.log" 2>&1 &&
+		TOKENKIT_READERS=ccid "$B/tokenkit" piv certificate EMU0001 \$1 --self-sign "CN=bench \$1" \
+			--insecure-pin 123456 --default-mgmt-key >>"$W/provision.log" 2>&1 ||
+			echo "provisioning \$1 failed" >>"$W/provision.log"
+	done
+fi
+TOKENKIT_READERS=ccid signs ecdsa "$W/direct.ecdsa"
+TOKENKIT_READERS=ccid signs rsa "$W/direct.rsa"
 "$B/slot_rtt" --readers ccid --count $COUNT >"$W/direct.rtt" 2>&1
 "$B/slot_rtt" --readers ccid --insert "$W/ctl" --count $INSERTS >"$W/direct.ins" 2>&1
 for i in \$(seq $STARTS); do "$B/slot_rtt" --readers ccid --count 1; done >"$W/direct.start" 2>&1
@@ -64,6 +88,8 @@ done
 "$B/slot_rtt" --readers pcsc --reader EMU0001 --count $COUNT >"$W/pcsc.rtt" 2>&1
 "$B/slot_rtt" --readers pcsc --reader EMU0001 --insert "$W/ctl" --count $INSERTS >"$W/pcsc.ins" 2>&1
 for i in \$(seq $STARTS); do "$B/slot_rtt" --readers pcsc --reader EMU0001 --count 1; done >"$W/pcsc.start" 2>&1
+TOKENKIT_READERS=pcsc signs ecdsa "$W/pcsc.ecdsa"
+TOKENKIT_READERS=pcsc signs rsa "$W/pcsc.rsa"
 kill \$pid 2>/dev/null; wait \$pid 2>/dev/null
 exit 0
 EOC
@@ -108,6 +134,26 @@ starts "direct: tk_slotmgr_new -> slot with card" direct.start first_slot_us
 starts "direct: ... -> first APDU answered" direct.start first_apdu_us
 starts "pcscd + libccid: tk_slotmgr_new -> slot" pcsc.start first_slot_us
 starts "pcscd + libccid: ... -> first APDU answered" pcsc.start first_apdu_us
+# C_Sign: milliseconds per signature over the run, signatures per second
+sign_row() { # label file
+	local n ms
+	n=$(val "$2" signs)
+	ms=$(val "$2" sign_ms)
+	if [[ -z $n || -z $ms ]]; then
+		printf '%-44s %10s\n' "$1" "-"
+		sed 's/^/    /' "$W/$2" 2>/dev/null | tail -2
+	else
+		printf '%-44s %10.2f %10.1f\n' "$1" "$(bc -l <<<"$ms/$n")" "$(val "$2" signs_per_s)"
+	fi
+}
+if [[ $SIGNS -gt 0 ]]; then
+	printf '%-44s %10s %10s\n' "C_Sign through the module, $SIGNS each" "ms/sig" "sig/s"
+	sign_row "direct: ECDSA P-256" direct.ecdsa
+	sign_row "pcscd + libccid: ECDSA P-256" pcsc.ecdsa
+	sign_row "direct: RSA-2048 PKCS#1 v1.5" direct.rsa
+	sign_row "pcscd + libccid: RSA-2048 PKCS#1 v1.5" pcsc.rsa
+	grep -q failed "$W/provision.log" 2>/dev/null && sed 's/^/    /' "$W/provision.log" | tail -5
+fi
 d=$(val direct.rtt rtt_median_us)
 p=$(val pcsc.rtt rtt_median_us)
 r=$(val raw.rtt rtt_median_us)

@@ -34,10 +34,9 @@
  *    a registration holds items (certificate DER, key references).
  * So a card token's registration (TK_REG_FLAG_CARD: the module leaves it to
  * the reader that holds the card) carries its items, written through the
- * registry's one writer path, and this cache stays what it is. The record
- * of a card token in the registry is written when the card is first seen
- * and when its items change (not yet done: see the registry's README
- * section). */
+ * registry's one writer path, and this cache stays what it is. That record
+ * is written when the card is first seen and when its items change
+ * (tk_token_register, core/token.c). */
 #ifndef TK_CACHE_H
 #define TK_CACHE_H
 

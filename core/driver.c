@@ -155,8 +155,8 @@ bits_ok(int type, unsigned bits)
 	}
 }
 
-static unsigned
-usage_for(int type)
+unsigned
+tk_drv_usage_for(int type)
 {
 	switch (type) {
 	case TK_KEY_RSA:
@@ -396,6 +396,13 @@ add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id, size_t
 		return refuse(m, TK_ERR_INVALID_ARG, "labels not NUL-terminated UTF-8 text");
 	if (!k.key_present && k.cert == NULL)
 		return refuse(m, TK_ERR_INVALID_ARG, "a key slot with neither key nor certificate");
+	if ((k.cert_flags & ~TK_DRV_CERT_UNPAIRED) != 0)
+		return refuse(m, TK_ERR_INVALID_ARG, "unknown certificate flags");
+	/* an unpaired certificate stands alone: with a key beside it, the
+	 * key's own certificate would have nowhere to go */
+	if ((k.cert_flags & TK_DRV_CERT_UNPAIRED) != 0 && (k.key_present || k.cert == NULL))
+		return refuse(m, TK_ERR_INVALID_ARG,
+		              "an unpaired certificate with a key, or without a certificate");
 	for (size_t i = 0; i < m->nslots; i++) {
 		const tk_drv_slot_t *o = &m->slots[i];
 
@@ -406,8 +413,8 @@ add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id, size_t
 	memset(&s, 0, sizeof(s));
 	if ((r = key_material(m, &k, &s)) != TK_OK)
 		goto fail;
-	if ((k.usage & ~usage_for(TK_KEY_NONE)) != 0 ||
-	    (s.key_type != TK_KEY_NONE && (k.usage & ~usage_for(s.key_type)) != 0)) {
+	if ((k.usage & ~tk_drv_usage_for(TK_KEY_NONE)) != 0 ||
+	    (s.key_type != TK_KEY_NONE && (k.usage & ~tk_drv_usage_for(s.key_type)) != 0)) {
 		r = refuse(m, TK_ERR_INVALID_ARG, "usage the key type cannot serve");
 		goto fail;
 	}
@@ -435,6 +442,7 @@ add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id, size_t
 	s.usage = k.usage;
 	s.needs_login = k.needs_login;
 	s.always_authenticate = k.always_authenticate;
+	s.cert_unpaired = (k.cert_flags & TK_DRV_CERT_UNPAIRED) != 0;
 	if ((ns = realloc(m->slots, (m->nslots + 1) * sizeof(*ns))) == NULL) {
 		r = TK_ERR_NO_MEMORY;
 		goto fail;
@@ -853,32 +861,66 @@ tk_drv_pin_unblock(const tk_drv_entry_t *e, void *state, const uint8_t *puk, siz
 	               e->drv->pin_unblock(state, puk, puk_len, new_pin, new_len));
 }
 
+/* The table has room for the optional member that ends at end (offsetof +
+ * size), added in API api: a table built for an older API ends before it,
+ * and what follows it in memory is not the driver's. */
+static bool
+covers(const tk_driver_t *d, uint32_t api, size_t end)
+{
+	return d->api >= api && d->size >= end;
+}
+
 bool
 tk_drv_has_pinpad(const tk_drv_entry_t *e)
 {
 	const tk_driver_t *d = e->drv;
 
-	return d->api >= 2 &&
-	       d->size >= offsetof(tk_driver_t, pin_verify_pad) + sizeof(d->pin_verify_pad) &&
+	return covers(d, 2, offsetof(tk_driver_t, pin_verify_pad) + sizeof(d->pin_verify_pad)) &&
 	       d->pin_verify_pad != NULL;
 }
 
-int
-tk_drv_pin_verify_pad(const tk_drv_entry_t *e, void *state, int user, int *retries)
+bool
+tk_drv_has_pinpad_change(const tk_drv_entry_t *e)
 {
+	const tk_driver_t *d = e->drv;
+
+	return covers(d, 3, offsetof(tk_driver_t, pin_change_pad) + sizeof(d->pin_change_pad)) &&
+	       d->pin_change_pad != NULL;
+}
+
+/* pin_verify_pad or pin_change_pad (change), checked. */
+static int
+pad_call(const tk_drv_entry_t *e, bool change, void *state, int user, int *retries)
+{
+	const char *name = change ? "pin_change_pad" : "pin_verify_pad";
 	int r;
 
 	*retries = -1;
 	if (!tk_drv_entry_usable(e))
 		return TK_ERR_INTERNAL;
-	if (!tk_drv_has_pinpad(e))
+	if (change ? !tk_drv_has_pinpad_change(e) : !tk_drv_has_pinpad(e))
 		return TK_ERR_NOT_SUPPORTED;
-	r = checked(e, "pin_verify_pad", e->drv->pin_verify_pad(state, user, retries));
+	r = checked(
+	        e, name,
+	        (change ? e->drv->pin_change_pad : e->drv->pin_verify_pad)(state, user, retries));
 	if (!retries_ok(*retries)) {
 		*retries = -1;
-		return nonsense(e, "pin_verify_pad gave a retry counter out of range");
+		return nonsense(e, change ? "pin_change_pad gave a retry counter out of range"
+		                          : "pin_verify_pad gave a retry counter out of range");
 	}
 	return r;
+}
+
+int
+tk_drv_pin_verify_pad(const tk_drv_entry_t *e, void *state, int user, int *retries)
+{
+	return pad_call(e, false, state, user, retries);
+}
+
+int
+tk_drv_pin_change_pad(const tk_drv_entry_t *e, void *state, int user, int *retries)
+{
+	return pad_call(e, true, state, user, retries);
 }
 
 /* The output length an operation must give (0: any up to max). */

@@ -44,6 +44,7 @@ typedef struct tk_drv_slot {
 	unsigned ops;   /* TK_OP_BIT(TK_OP_*) */
 	bool needs_login;
 	bool always_authenticate;
+	bool cert_unpaired; /* TK_DRV_CERT_UNPAIRED: cert published alone, never paired */
 } tk_drv_slot_t;
 
 struct tk_drv_model {
@@ -68,6 +69,9 @@ int tk_drv_model_add_key(tk_drv_model_t *m, const tk_drv_key_desc_t *d);
 int tk_drv_model_add_key_id(tk_drv_model_t *m, const tk_drv_key_desc_t *d, const uint8_t *id,
                             size_t id_len);
 
+/* The usages (TK_USAGE_*) a key of this type can serve (all for
+ * TK_KEY_NONE). */
+unsigned tk_drv_usage_for(int key_type);
 /* The operations (TK_OP_BIT) a key of this type and usage offers when its
  * driver does not say. */
 unsigned tk_drv_default_ops(int key_type, unsigned usage);
@@ -117,6 +121,10 @@ void tk_drv_free(const tk_drv_entry_t *e, void *state);
  * pin_verify_pad), and that call, checked. */
 bool tk_drv_has_pinpad(const tk_drv_entry_t *e);
 int tk_drv_pin_verify_pad(const tk_drv_entry_t *e, void *state, int user, int *retries);
+/* The driver can change a PIN typed on the reader's PIN pad (API 3
+ * pin_change_pad), and that call, checked. */
+bool tk_drv_has_pinpad_change(const tk_drv_entry_t *e);
+int tk_drv_pin_change_pad(const tk_drv_entry_t *e, void *state, int user, int *retries);
 
 /* Check a driver table (complete, API not newer than ours, sane name).
  * Errors: TK_ERR_INVALID_ARG (logged with the reason). */

@@ -72,10 +72,15 @@ tk_pcsc_socket_path(void)
  * gate: the prepare handler closes it (no call starts), waits until no
  * SCardEstablishContext (or SCardReleaseContext, which takes the mutex
  * after its round trip) is under way and every other call is past its
- * first moments (bounded), and the parent handler opens it again. Should
- * one still be under way at the bound (pcscd not answering), the child never
- * calls pcsc-lite at all: its readers look like a missing service instead of
- * a hang. Left open: pcsc-lite's own retry loop while another process holds
+ * first moments (bounded), and the parent handler opens it again.
+ * SCardConnect and SCardDisconnect count as such calls too: at their end
+ * they add or remove the handle in their context's list without the
+ * library mutex, and every handle lookup walks the lists of all contexts,
+ * the inherited ones included, so a child forked in the middle of that
+ * crashed in its own SCardDisconnect (seen in CI). Should one still be
+ * under way at the bound (pcscd not answering), the child never calls
+ * pcsc-lite at all: its readers look like a missing service instead of a
+ * hang or a crash. Left open: pcsc-lite's own retry loop while another process holds
  * the card (SCardTransmit/SCardBeginTransaction poll every 100 ms) takes the
  * mutex for a moment on each try. The child never uses the contexts and
  * handles it inherited: the module forgets the parent's manager. */
@@ -84,7 +89,8 @@ tk_pcsc_socket_path(void)
 
 struct gate_call {
 	int64_t start_us;
-	bool holds; /* may hold the library mutex across a round trip to pcscd */
+	bool holds; /* may hold the library mutex across a round trip to pcscd,
+	             * or change the library's lists without it */
 	struct gate_call *next;
 };
 
@@ -241,7 +247,7 @@ disconnect(SCARDHANDLE h)
 {
 	struct gate_call g;
 
-	if (!gate_enter(&g, false))
+	if (!gate_enter(&g, true))
 		return;
 	(void)SCardDisconnect(h, SCARD_LEAVE_CARD);
 	gate_leave(&g);
@@ -661,7 +667,7 @@ conn_connect(void *be, const char *reader, void **out, uint8_t *atr, size_t *atr
 		free(c);
 		return r;
 	}
-	if (!gate_enter(&g, false)) {
+	if (!gate_enter(&g, true)) {
 		r = TK_ERR_NO_SERVICE;
 		goto fail;
 	}

@@ -36,6 +36,12 @@ int tk_plugin_list(uint32_t kind, char (*names)[TK_PLUGIN_NAME_MAX + 1], size_t 
 /* The file a loaded plugin came from ("" when d is not a loaded plugin). */
 const char *tk_plugin_path(const tk_plugin_desc_t *d);
 
+/* For an in-tree plugin's init (the plugin links its own hidden copy of
+ * the core, core/plugin_guest.c): checks the host's ABI and size and sends
+ * the plugin copy's log to the host's log, at every level (the host's level
+ * and sink decide). Errors: TK_ERR_NOT_SUPPORTED (another ABI, no log). */
+int tk_plugin_guest_init(const tk_plugin_host_t *host);
+
 /* The host API the loader gives plugins (also for code that calls a
  * plugin's functions without loading it: tests, fuzz targets). */
 const tk_plugin_host_t *tk_plugin_host(void);

@@ -4,9 +4,11 @@
  * that is live) and turns what inotify says into events by re-reading the
  * record a notification names and comparing it with that view: a record
  * that appeared is "added", one whose generation or content moved is
- * "changed", one that went away, became a tombstone or unreadable is
- * "removed". Re-reading (rather than trusting the notification) keeps the
- * events in the order of the store's states, whatever inotify coalesced.
+ * "changed", one that went away, became a tombstone or holds no valid
+ * record any more is "removed"; one that cannot be read for a passing
+ * reason (EMFILE, EIO) keeps its state and is read again RETRY_MS later.
+ * Re-reading (rather than trusting the notification) keeps the events in
+ * the order of the store's states, whatever inotify coalesced.
  *
  * Whenever the watcher may have missed something — the inotify queue
  * overflowed, the identity file or the store directory itself was touched,
@@ -36,12 +38,39 @@
 
 #define PATH_CAP 4096
 #define CHECK_MS 1000
+#define RETRY_MS 200
 #define STORE_MASK                                                                                 \
 	(IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_ATTRIB |        \
 	 IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define PARENT_MASK                                                                                \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF |     \
 	 IN_ONLYDIR)
+
+/* The names a batch of notifications touched, in first-seen order. */
+struct dirty {
+	char (*names)[TK_REG_NAME_MAX];
+	size_t n, cap;
+};
+
+/* False when out of memory (the caller resyncs: a name was not kept). */
+static bool
+dirty_add(struct dirty *d, const char *name)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->names[i], name) == 0)
+			return true;
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		char(*nn)[TK_REG_NAME_MAX] = realloc(d->names, ncap * sizeof(*nn));
+
+		if (nn == NULL)
+			return false;
+		d->names = nn;
+		d->cap = ncap;
+	}
+	snprintf(d->names[d->n++], TK_REG_NAME_MAX, "%s", name);
+	return true;
+}
 
 struct snap {
 	char name[TK_REG_NAME_MAX];
@@ -60,6 +89,9 @@ struct tk_registry_watch {
 	tk_registry_event_t **q;
 	size_t qhead, qlen, qcap;
 	int64_t next_check;
+	struct dirty retry;           /* records whose last read failed for a passing reason */
+	const struct dirty *retrying; /* the batch being read again (said already) */
+	int64_t next_retry;
 };
 
 const char *
@@ -232,6 +264,75 @@ add_watches(tk_registry_watch_t *w)
 	w->wd_store = inotify_add_watch(w->ifd, w->path, STORE_MASK);
 }
 
+/* What a failed read of a record says about the record itself: it is gone
+ * (NOT_FOUND) or what is there is not a record we can ever use (bad frame,
+ * checksum, foreign version, too long, a symlink / directory / foreign
+ * file in its place). Anything else (EMFILE, EIO, out of memory) says
+ * nothing about the record: the view keeps its last state. */
+static bool
+gone_or_bad(int r)
+{
+	switch (r) {
+	case TK_ERR_NOT_FOUND:
+	case TK_ERR_TRUNCATED:
+	case TK_ERR_MALFORMED:
+	case TK_ERR_TOO_DEEP:
+	case TK_ERR_TOO_LONG:
+	case TK_ERR_BAD_CHECKSUM:
+	case TK_ERR_NOT_SUPPORTED:
+	case TK_ERR_UNSAFE:
+	case TK_ERR_INVALID_ARG:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A read of name failed for a passing reason (r): keep its last known state
+ * (unpublishing a token for a moment is worse than serving it RETRY_MS
+ * longer) and read it again soon, without a notification to prompt it. */
+static int
+retry_later(tk_registry_watch_t *w, const char *name, int r)
+{
+	bool said = false;
+
+	for (size_t i = 0; i < w->retry.n; i++)
+		if (strcmp(w->retry.names[i], name) == 0)
+			return TK_OK; /* said already */
+	for (size_t i = 0; w->retrying != NULL && i < w->retrying->n && !said; i++)
+		said = strcmp(w->retrying->names[i], name) == 0;
+	if (said)
+		tk_log_debug("registry: %s/%s: still cannot read it (%s)", w->path, name,
+		             tk_strerror(r));
+	else
+		tk_log_warn("registry: %s/%s: cannot read it now (%s); keeping its last state and "
+		            "reading it again",
+		            w->path, name, tk_strerror(r));
+	if (w->retry.n == 0)
+		w->next_retry = tk_now_ms() + RETRY_MS;
+	return dirty_add(&w->retry, name) ? TK_OK : TK_ERR_NO_MEMORY;
+}
+
+/* A record of the view that a full scan did not list: gone, a tombstone,
+ * bad, or only unreadable for now (the scan skips those too, as it skips
+ * bad ones). */
+static int
+gone_from_scan(tk_registry_watch_t *w, const char *name)
+{
+	tk_registration_t *cur = NULL;
+	int r = TK_ERR_NOT_FOUND;
+
+	if (w->reg != NULL)
+		r = tk_registry_read_name(w->reg, name, &cur);
+	if (r == TK_OK && !cur->removed)
+		return snap_set(w, name, cur); /* the scan's read was the one that failed */
+	if (r == TK_OK)
+		return snap_unset(w, name, cur);
+	if (r != TK_ERR_STORE_CHANGED && !gone_or_bad(r))
+		return retry_later(w, name, r);
+	return snap_unset(w, name, NULL);
+}
+
 /* Re-read the whole store and report a resync, then what differs. */
 static int
 resync(tk_registry_watch_t *w, const char *why)
@@ -275,7 +376,7 @@ resync(tk_registry_watch_t *w, const char *why)
 			still = tk_reg_file_name(list[k]->provider, list[k]->instance, name,
 			                         sizeof(name)) == TK_OK &&
 			        strcmp(name, w->snap[i].name) == 0;
-		if (!still && (r = snap_unset(w, w->snap[i].name, NULL)) != TK_OK)
+		if (!still && (r = gone_from_scan(w, w->snap[i].name)) != TK_OK)
 			goto out;
 	}
 	for (size_t k = 0; k < n; k++) {
@@ -308,39 +409,13 @@ refresh(tk_registry_watch_t *w, const char *name)
 	r = tk_registry_read_name(w->reg, name, &cur);
 	if (r == TK_ERR_STORE_CHANGED)
 		return resync(w, "store replaced");
-	if (r == TK_ERR_NO_MEMORY)
-		return r;
+	if (r != TK_OK && !gone_or_bad(r))
+		return retry_later(w, name, r);
 	if (r != TK_OK)
-		return snap_unset(w, name, NULL); /* gone, or unreadable (logged) */
+		return snap_unset(w, name, NULL); /* gone, or not a record (logged) */
 	if (cur->removed)
 		return snap_unset(w, name, cur);
 	return snap_set(w, name, cur);
-}
-
-/* The names a batch of notifications touched, in first-seen order. */
-struct dirty {
-	char (*names)[TK_REG_NAME_MAX];
-	size_t n, cap;
-};
-
-/* False when out of memory (the caller resyncs: a name was not kept). */
-static bool
-dirty_add(struct dirty *d, const char *name)
-{
-	for (size_t i = 0; i < d->n; i++)
-		if (strcmp(d->names[i], name) == 0)
-			return true;
-	if (d->n == d->cap) {
-		size_t ncap = d->cap ? d->cap * 2 : 16;
-		char(*nn)[TK_REG_NAME_MAX] = realloc(d->names, ncap * sizeof(*nn));
-
-		if (nn == NULL)
-			return false;
-		d->names = nn;
-		d->cap = ncap;
-	}
-	snprintf(d->names[d->n++], TK_REG_NAME_MAX, "%s", name);
-	return true;
 }
 
 /* Read what inotify has; turn it into events. */
@@ -393,6 +468,26 @@ drain(tk_registry_watch_t *w)
 		r = resync(w, why);
 	for (size_t i = 0; why == NULL && r == TK_OK && i < d.n; i++)
 		r = refresh(w, d.names[i]);
+	free(d.names);
+	return r;
+}
+
+/* Read again the records whose last read failed for a passing reason
+ * (refresh puts those that fail again back on the list). */
+static int
+retry(tk_registry_watch_t *w)
+{
+	struct dirty d = w->retry;
+	int r = TK_OK;
+
+	memset(&w->retry, 0, sizeof(w->retry));
+	w->retrying = &d;
+	for (size_t i = 0; i < d.n; i++) {
+		int one = refresh(w, d.names[i]);
+
+		r = r != TK_OK ? r : one;
+	}
+	w->retrying = NULL;
 	free(d.names);
 	return r;
 }
@@ -492,6 +587,7 @@ tk_registry_watch_free(tk_registry_watch_t **wp)
 		close(w->ifd);
 	snap_clear(w);
 	free(w->snap);
+	free(w->retry.names);
 	for (size_t i = 0; i < w->qlen; i++)
 		tk_registry_event_free(&w->q[w->qhead + i]);
 	free(w->q);
@@ -535,11 +631,18 @@ tk_registry_watch_next(tk_registry_watch_t *w, int timeout_ms, tk_registry_event
 				return r;
 			continue;
 		}
+		if (w->retry.n > 0 && now >= w->next_retry) {
+			if ((r = retry(w)) != TK_OK)
+				return r;
+			continue;
+		}
 		if (drained && now >= end)
 			return TK_ERR_TIMEOUT;
 		wait = end - now;
 		if (w->next_check - now < wait)
 			wait = w->next_check - now;
+		if (w->retry.n > 0 && w->next_retry - now < wait)
+			wait = w->next_retry - now;
 		if (wait < 0)
 			wait = 0;
 		if (poll(&pfd, 1, (int)wait) < 0 && errno != EINTR)

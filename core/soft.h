@@ -149,8 +149,9 @@ enum tk_obj_how {
  * defaults filled in, and the attributes the token derives set: CKA_LOCAL,
  * CKA_KEY_GEN_MECHANISM (mech, or CK_UNAVAILABLE_INFORMATION),
  * CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE (from CKA_SENSITIVE and
- * CKA_EXTRACTABLE for created and generated keys, false for unwrapped
- * ones; a derived key's are the caller's to set). The key material (RSA
+ * CKA_EXTRACTABLE for generated keys, false for created and unwrapped
+ * ones, whose value was outside the token; a derived key's are the
+ * caller's to set). The key material (RSA
  * modulus ...) is the caller's to check and complete (soft_key.c).
  * Errors: see above; TK_ERR_NO_MEMORY. */
 int tk_obj_template(int how, const CK_ATTRIBUTE *tpl, CK_ULONG n, const tk_attrs_t *fixed,
@@ -189,6 +190,9 @@ int tk_obj_attr_form(CK_ATTRIBUTE_TYPE t);
 
 /* ---- key material (drivers/soft/soft_key.c) --------------------------------------- */
 
+/* The token model's key type (enum tk_key_type) of a CKK_* key type, or
+ * TK_KEY_NONE. */
+int tk_soft_tk_key_type(CK_KEY_TYPE kt);
 /* The key type (CKK_*) of an OpenSSL key, or CK_UNAVAILABLE_INFORMATION. */
 CK_KEY_TYPE tk_soft_pkey_type(const EVP_PKEY *pk);
 /* Set the public attributes of pk on l: CKA_KEY_TYPE, then RSA
@@ -211,6 +215,13 @@ int tk_soft_key_secret_attr(EVP_PKEY *pk, CK_ATTRIBUTE_TYPE t, uint8_t **val, si
  * key from one. Errors: TK_ERR_CRYPTO, TK_ERR_MALFORMED, TK_ERR_NO_MEMORY. */
 int tk_soft_key_to_pkcs8(EVP_PKEY *pk, void **der, size_t *len);
 int tk_soft_key_from_pkcs8(const uint8_t *der, size_t len, EVP_PKEY **out);
+/* A new key pair (C_GenerateKeyPair): RSA of bits bits (2048 to 4096)
+ * with public exponent e (big-endian; NULL: 65537), or an EC or Edwards key
+ * on the curve CKA_EC_PARAMS params names (P-256, P-384, P-521, Ed25519).
+ * Errors: TK_ERR_ATTR_VALUE_INVALID (a size, exponent or curve this token
+ * does not hold), TK_ERR_CRYPTO, TK_ERR_NO_MEMORY. */
+int tk_soft_key_generate(CK_KEY_TYPE kt, CK_ULONG bits, const uint8_t *e, size_t e_len,
+                         const uint8_t *params, size_t params_len, EVP_PKEY **out);
 /* One private-key operation (enum tk_key_op, as token.h describes them)
  * with pk. Errors: TK_ERR_INVALID_ARG (an operation the key has not, a
  * point not on the curve), TK_ERR_BUFFER_TOO_SMALL, TK_ERR_CRYPTO. */

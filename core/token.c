@@ -37,6 +37,7 @@
 #include "cache.h"
 #include "clock.h"
 #include "driver.h"
+#include "env.h"
 #include "provider.h"
 
 /* A model and the objects built from it, superseded by a revalidation. */
@@ -153,8 +154,12 @@ assign_handles(tk_token_t *t, tk_object_t *objs, size_t n, const tk_object_t *pr
  * certificate takes the id of the key it matches (by SPKI, in any slot,
  * its own slot first). A certificate that matches no key is published
  * without identity under its slot's id with the top bit set (9A's stray
- * certificate: 0x81), so it can never be mistaken for a key's. The objects
- * point into m. */
+ * certificate: 0x81), so it can never be mistaken for a key's. An unpaired
+ * certificate (TK_DRV_CERT_UNPAIRED: a PIV attestation, which carries the
+ * attested key's SPKI) takes part in no pairing at all: it is published
+ * under the id its driver gave, without identity, and the key it names
+ * stays paired with its own certificate or with none. The objects point
+ * into m. */
 static int
 build_objects(const tk_drv_model_t *m, tk_object_t **out, size_t *nout)
 {
@@ -174,7 +179,7 @@ build_objects(const tk_drv_model_t *m, tk_object_t **out, size_t *nout)
 		const tk_drv_slot_t *c = &m->slots[i];
 
 		paired_with[i] = -1;
-		if (c->cert == NULL)
+		if (c->cert == NULL || c->cert_unpaired)
 			continue;
 		for (size_t pass = 0; pass < 2 && paired_with[i] < 0; pass++) {
 			for (size_t k = 0; k < m->nslots; k++) {
@@ -232,7 +237,7 @@ build_objects(const tk_drv_model_t *m, tk_object_t **out, size_t *nout)
 				memcpy(o->id, k->id, k->id_len);
 				o->id_len = k->id_len;
 				o->has_identity = true;
-			} else {
+			} else if (!s->cert_unpaired) {
 				o->id[0] |= 0x80;
 				tk_log_info("token: certificate of slot %02X matches no key on the "
 				            "card",
@@ -319,6 +324,12 @@ load_model(tk_token_t *t, const tk_token_opts_t *opts, const char *identity, tk_
 	if ((r = tk_cache_new(identity, fresh)) != TK_OK)
 		return r;
 	*flags = opts->defer_revalidation && *cached != NULL ? TK_DRV_LOAD_TRUST_CACHE : 0;
+	/* The caller's revalidation comes soon, off its path: what costs the
+	 * card seconds (attestations: a signature each) waits for it. In the
+	 * PKCS#11 module an exchange of 100 ms already counts as a stalled
+	 * card, whose token C_GetSlotList then does not wait for. */
+	if (opts->defer_revalidation)
+		*flags |= TK_DRV_LOAD_DEFER_COSTLY;
 	*t_cache = tk_now_us();
 	return tk_drv_load(t->drv, t->ds, *cached, *fresh, *flags, &t->model);
 }
@@ -563,6 +574,18 @@ has_pinpad(tk_token_t *t)
 	return caps.pin_pad_verify;
 }
 
+/* The reader's PIN pad can change a PIN and the driver can use it. */
+static bool
+has_pinpad_change(tk_token_t *t)
+{
+	tk_card_caps_t caps;
+
+	if (t->card == NULL || t->drv == NULL || !tk_drv_has_pinpad_change(t->drv))
+		return false;
+	tk_card_caps(t->card, &caps);
+	return caps.pin_pad_modify;
+}
+
 int
 tk_token_info(tk_token_t *t, tk_token_info_t *info)
 {
@@ -743,6 +766,26 @@ tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin, size_t old_
 		return TK_ERR_INVALID_ARG;
 	pthread_mutex_lock(&t->mtx);
 	r = tk_drv_pin_change(t->drv, t->ds, user, old_pin, old_len, new_pin, new_len);
+	pthread_mutex_unlock(&t->mtx);
+	return r;
+}
+
+int
+tk_token_change_pin_pad(tk_token_t *t, int user)
+{
+	int r, retries = -1;
+
+	if (t == NULL || (user != TK_USER_USER && user != TK_USER_SO))
+		return TK_ERR_INVALID_ARG;
+	if (!has_pinpad_change(t))
+		return TK_ERR_NOT_SUPPORTED;
+	pthread_mutex_lock(&t->mtx);
+	r = tk_drv_pin_change_pad(t->drv, t->ds, user, &retries);
+	/* a wrong old PIN cost a try, as a wrong VERIFY does */
+	pthread_mutex_lock(&t->st);
+	check_generation(t);
+	note_retries(t, user, r, retries);
+	pthread_mutex_unlock(&t->st);
 	pthread_mutex_unlock(&t->mtx);
 	return r;
 }
@@ -1084,4 +1127,153 @@ void *
 tk_token_provider_state(tk_token_t *t, const tk_provider_t *p)
 {
 	return t != NULL && p != NULL && t->prov == p ? t->ds : NULL;
+}
+
+/* ---- a card token's record in the registry ---------------------------------------
+ * Card tokens register themselves when first seen: provider = the driver,
+ * instance = the card's identity, the token's label, and one item per
+ * certificate and private key (public key, type, size, usages; the driver's
+ * key reference as the provider handle), flagged TK_REG_FLAG_CARD: the
+ * reader that holds the card publishes the token, never the registry. Why
+ * this record is not the public-object cache: core/cache.h. The record is
+ * written only when it differs from the store's, so a known card costs one
+ * read of one small file. */
+
+/* The driver's key reference, big-endian, without leading zero bytes. */
+static size_t
+key_ref_bytes(uint32_t ref, uint8_t out[4])
+{
+	size_t n = 0;
+
+	for (int shift = 24; shift >= 0; shift -= 8)
+		if (n > 0 || (ref >> shift) != 0 || shift == 0)
+			out[n++] = (uint8_t)(ref >> shift);
+	return n;
+}
+
+static int
+card_registration(tk_token_t *t, tk_registration_t **out)
+{
+	tk_registration_t *reg = NULL;
+	size_t skipped = 0;
+	int r;
+
+	pthread_mutex_lock(&t->st);
+	r = tk_registration_new(t->info.driver, t->info.identity, &reg);
+	if (r == TK_OK)
+		r = tk_registration_set_label(reg, t->info.label);
+	for (size_t i = 0; r == TK_OK && i < t->nobjs; i++) {
+		const tk_object_t *o = &t->objs[i];
+		uint8_t ref[4];
+		tk_reg_item_t it = {.id = o->id, .id_len = o->id_len, .label = o->label};
+		int ra;
+
+		if (o->cls == TK_OBJ_CERT) {
+			it.kind = TK_REG_ITEM_CERT;
+			it.der = o->der;
+			it.der_len = o->der_len;
+		} else if (o->cls == TK_OBJ_PRIVKEY) {
+			it.kind = TK_REG_ITEM_KEY;
+			it.der = o->der;
+			it.der_len = o->der != NULL ? o->der_len : 0;
+			it.key_type = o->key_type;
+			it.key_bits = o->key_bits;
+			it.usage = o->usage;
+			it.handle = ref;
+			it.handle_len = key_ref_bytes(o->key_ref, ref);
+		} else {
+			continue; /* public keys repeat the private keys'; data objects are not
+			             offered */
+		}
+		/* an object a registration cannot carry (no id, a key of no known
+		 * type, too many) is left out of the record, not out of the token */
+		ra = tk_registration_add_item(reg, &it);
+		if (ra == TK_ERR_NO_MEMORY)
+			r = ra;
+		else if (ra != TK_OK)
+			skipped++;
+	}
+	pthread_mutex_unlock(&t->st);
+	if (r != TK_OK) {
+		tk_registration_free(&reg);
+		return r;
+	}
+	if (skipped > 0)
+		tk_log_debug("token: %s: %zu objects left out of its registration",
+		             t->info.identity, skipped);
+	tk_registration_set_flags(reg, TK_REG_FLAG_CARD);
+	*out = reg;
+	return TK_OK;
+}
+
+static bool
+registering_wanted(void)
+{
+	const char *v = tk_env("TOKENKIT_REGISTER_CARDS");
+
+	return v == NULL || strcmp(v, "0") != 0;
+}
+
+/* Up to this many compare-and-swap rounds against other processes opening
+ * the same card at the same moment (each writes the same record). */
+#define REGISTER_TRIES 3
+
+int
+tk_token_register(tk_token_t *t, tk_registry_t *store, bool *written)
+{
+	tk_registry_t *own = NULL, *reg = store;
+	tk_registration_t *want = NULL, *cur = NULL;
+	uint64_t gen = 0, expected = 0;
+	int r;
+
+	if (written != NULL)
+		*written = false;
+	if (t == NULL)
+		return TK_ERR_INVALID_ARG;
+	if (t->prov != NULL || t->info.identity[0] == '\0')
+		return TK_ERR_NOT_SUPPORTED; /* a registered token, or a card with no identity */
+	if (reg == NULL) {
+		if (!registering_wanted())
+			return TK_OK;
+		if ((r = tk_registry_open(NULL, &own)) != TK_OK)
+			return r;
+		reg = own;
+	}
+	if ((r = card_registration(t, &want)) != TK_OK)
+		goto out;
+	for (int i = 0; i < REGISTER_TRIES; i++) {
+		tk_registration_free(&cur);
+		r = tk_registry_get(reg, t->info.driver, t->info.identity, &cur);
+		if (r == TK_ERR_NOT_FOUND) {
+			expected = 0;
+		} else if (r != TK_OK) {
+			goto out; /* a bad record is logged by the registry and left alone */
+		} else if (!(tk_registration_flags(cur) & TK_REG_FLAG_CARD)) {
+			tk_log_warn(
+			        "token: %s: the registry holds a registration %s/%s that is not a "
+			        "card's; left alone",
+			        t->info.identity, t->info.driver, t->info.identity);
+			r = TK_ERR_CONFLICT;
+			goto out;
+		} else if (tk_registration_equal(cur, want)) {
+			goto out; /* as the store has it: nothing to write */
+		} else {
+			expected = tk_registration_generation(cur);
+		}
+		r = tk_registry_put(reg, want, expected, &gen);
+		if (r != TK_ERR_CONFLICT)
+			break;
+	}
+	if (r == TK_OK) {
+		if (written != NULL)
+			*written = true;
+		tk_log_info("token: %s: %s in the registry (generation %llu)", t->info.identity,
+		            expected == 0 ? "registered" : "registration updated",
+		            (unsigned long long)gen);
+	}
+out:
+	tk_registration_free(&cur);
+	tk_registration_free(&want);
+	tk_registry_free(&own);
+	return r;
 }

@@ -288,7 +288,7 @@ tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (key != NULL && !tk_p11_object_visible(s->tok, key, hSession)) {
 		/* a private key of the token, hidden only until the user logs in
 		 * (again, after a card reset or the card's return) */
-		if (key->tko != NULL && key->cls == CKO_PRIVATE_KEY)
+		if ((key->tko != NULL || key->soft) && key->cls == CKO_PRIVATE_KEY)
 			rv = CKR_USER_NOT_LOGGED_IN;
 		key = NULL;
 	}
@@ -299,7 +299,8 @@ tk_p11_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		rv = CKR_KEY_HANDLE_INVALID;
 		goto out;
 	}
-	if (key->tko == NULL || (key->key_type != TK_KEY_EC && key->key_type != TK_KEY_X25519)) {
+	if ((key->tko == NULL && !key->soft && key->priv == NULL) ||
+	    (key->key_type != TK_KEY_EC && key->key_type != TK_KEY_X25519)) {
 		rv = CKR_KEY_TYPE_INCONSISTENT;
 		goto out;
 	}

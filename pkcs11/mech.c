@@ -19,12 +19,14 @@
 #define EC KT(TK_KEY_EC)
 #define ED KT(TK_KEY_ED25519)
 #define X25519 KT(TK_KEY_X25519)
+#define AES (1u << 30) /* a software token's AES keys (no tk key type) */
 
 static const struct p11_mech mechs[] = {
-        {CKM_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT, 0, false, true},
+        /* CKF_ENCRYPT: with a software token's public keys (encrypt.c) */
+        {CKM_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT | CKF_ENCRYPT, 0, false, true},
         {CKM_RSA_X_509, RSA, CKF_SIGN | CKF_VERIFY | CKF_DECRYPT, 0, false, true},
         {CKM_RSA_PKCS_PSS, RSA, CKF_SIGN | CKF_VERIFY, 0, true, true},
-        {CKM_RSA_PKCS_OAEP, RSA, CKF_DECRYPT, 0, false, false},
+        {CKM_RSA_PKCS_OAEP, RSA, CKF_DECRYPT | CKF_ENCRYPT, 0, false, false},
         {CKM_SHA1_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA_1, false, false},
         {CKM_SHA224_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA224, false, false},
         {CKM_SHA256_RSA_PKCS, RSA, CKF_SIGN | CKF_VERIFY, CKM_SHA256, false, false},
@@ -43,6 +45,12 @@ static const struct p11_mech mechs[] = {
         {CKM_ECDSA_SHA512, EC, CKF_SIGN | CKF_VERIFY | EC_FLAGS, CKM_SHA512, false, false},
         {CKM_ECDH1_DERIVE, EC | X25519, CKF_DERIVE | EC_FLAGS, 0, false, false},
         {CKM_EDDSA, ED, CKF_SIGN | CKF_VERIFY, 0, false, true},
+        /* key generation: software tokens only (softobj.c) */
+        {CKM_RSA_PKCS_KEY_PAIR_GEN, RSA, CKF_GENERATE_KEY_PAIR, 0, false, false},
+        {CKM_EC_KEY_PAIR_GEN, EC, CKF_GENERATE_KEY_PAIR | EC_FLAGS, 0, false, false},
+        {CKM_EC_EDWARDS_KEY_PAIR_GEN, ED, CKF_GENERATE_KEY_PAIR, 0, false, false},
+        {CKM_AES_KEY_GEN, AES, CKF_GENERATE, 0, false, false},
+        {CKM_AES_KEY_WRAP_PAD, AES, CKF_WRAP | CKF_UNWRAP, 0, false, false},
         /* digests: on the host (digest.c), whatever keys the token holds */
         {CKM_SHA_1, 0, CKF_DIGEST, 0, false, false},
         {CKM_SHA224, 0, CKF_DIGEST, 0, false, false},
@@ -108,6 +116,28 @@ usable_flags(const struct p11_mech *m, int key_type, unsigned usage, unsigned op
 	return f;
 }
 
+/* A software token does every mechanism of its key types with the key
+ * sizes it holds (it may generate or be given any of them), on the host:
+ * no CKF_HW. */
+static CK_FLAGS
+soft_flags(const struct p11_mech *m, unsigned *min, unsigned *max)
+{
+	if (m->key_types & RSA) {
+		/* generated: 2048 to 4096; imported or created: from 1024 */
+		*min = (m->flags & CKF_GENERATE_KEY_PAIR) ? 2048 : 1024;
+		*max = 4096;
+	} else if (m->key_types & EC) {
+		*min = 256;
+		*max = 521;
+	} else if (m->key_types & ED) {
+		*min = *max = 255;
+	} else if (m->key_types & AES) {
+		*min = 16; /* bytes (PKCS#11 3.0 2.14) */
+		*max = 32;
+	}
+	return m->flags;
+}
+
 /* What m does on t, and the sizes of the keys it does it with. */
 static CK_FLAGS
 token_flags(const struct p11_token *t, const struct p11_mech *m, unsigned *min, unsigned *max)
@@ -117,6 +147,8 @@ token_flags(const struct p11_token *t, const struct p11_mech *m, unsigned *min, 
 	*min = *max = 0;
 	if (m->flags & CKF_DIGEST)
 		return CKF_DIGEST; /* no key, no card */
+	if (t->soft)
+		return soft_flags(m, min, max);
 	for (size_t i = 0; i < t->nobjs; i++) {
 		const struct p11_object *o = &t->objs[i];
 		CK_FLAGS of;

@@ -331,18 +331,6 @@ tk_p11_C_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG l, CK_OB
 }
 
 CK_RV
-tk_p11_C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
-{
-	return not_supported();
-}
-
-CK_RV
-tk_p11_C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e, CK_ULONG_PTR el)
-{
-	return not_supported();
-}
-
-CK_RV
 tk_p11_C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e,
                        CK_ULONG_PTR el)
 {
@@ -405,20 +393,6 @@ tk_p11_C_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_B
 CK_RV
 tk_p11_C_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
                              CK_ULONG_PTR pl)
-{
-	return not_supported();
-}
-
-CK_RV
-tk_p11_C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
-                 CK_BYTE_PTR w, CK_ULONG_PTR wl)
-{
-	return not_supported();
-}
-
-CK_RV
-tk_p11_C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
-                   CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k)
 {
 	return not_supported();
 }

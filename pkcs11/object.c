@@ -29,6 +29,7 @@
 
 #include "driver.h"
 #include "p11.h"
+#include "soft.h"
 #include "x509.h"
 
 /* --- building attribute tables ------------------------------------------ */
@@ -53,6 +54,7 @@ tk_p11_attr_add(struct p11_object *o, CK_ATTRIBUTE_TYPE type, const void *val, s
 	n[o->nattrs].val = copy;
 	n[o->nattrs].len = len;
 	n[o->nattrs].sensitive = sensitive;
+	n[o->nattrs].sealed = false;
 	o->nattrs++;
 	return TK_OK;
 }
@@ -80,6 +82,8 @@ tk_p11_object_clear(struct p11_object *o)
 		tk_freezero(o->attrs[i].val, o->attrs[i].len);
 	free(o->attrs);
 	EVP_PKEY_free(o->pub);
+	EVP_PKEY_free(o->priv);
+	tk_p11_soft_attrs_free(o->list);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -574,6 +578,9 @@ tk_p11_objects_build(struct p11_token *t)
 	size_t n = 0;
 	int r;
 
+	/* a software token's objects are its store's (softobj.c) */
+	if (t->tk != NULL && tk_soft_of(t->tk) != NULL)
+		return tk_p11_soft_objects_build(t);
 	r = tk_token_objects(t->tk, &objs, &n);
 	if (r != TK_OK)
 		return r;
@@ -604,6 +611,11 @@ same_object(const struct p11_object *a, const struct p11_object *b)
 {
 	const tk_object_t *x = a->tko, *y = b->tko;
 
+	/* a software token's object: by its uid in the store (its attributes
+	 * may have changed: C_SetAttributeValue keeps the handle) */
+	if (a->soft || b->soft)
+		return a->soft && b->soft && a->cls == b->cls &&
+		       memcmp(a->uid, b->uid, sizeof(a->uid)) == 0;
 	if (x == NULL || y == NULL || a->cls != b->cls || x->key_ref != y->key_ref ||
 	    x->key_type != y->key_type || x->id_len != y->id_len || x->der_len != y->der_len)
 		return false;
@@ -667,6 +679,13 @@ tk_p11_objects_rebuild(struct p11_token *t)
 		r = TK_ERR_CANCELLED;
 		goto fail;
 	}
+	if (t->soft && tmp.soft_gen < t->soft_gen) {
+		/* a newer state of the store is in already (our own write and
+		 * the registry's event for it race) */
+		pthread_mutex_unlock(&g_p11.lock);
+		r = TK_OK;
+		goto fail;
+	}
 	tk_p11_objects_number_locked(tmp.objs, tmp.nobjs, t->objs, t->nobjs);
 	old->objs = t->objs;
 	old->nobjs = t->nobjs;
@@ -675,6 +694,7 @@ tk_p11_objects_rebuild(struct p11_token *t)
 	g_p11.gc_wanted = true;
 	t->objs = tmp.objs;
 	t->nobjs = tmp.nobjs;
+	t->soft_gen = tmp.soft_gen;
 	t->rsa_sign = tmp.rsa_sign;
 	t->rsa_decrypt = tmp.rsa_decrypt;
 	t->ec_sign = tmp.ec_sign;
@@ -690,7 +710,7 @@ fail:
 		tk_p11_object_clear(&tmp.objs[i]);
 	free(tmp.objs);
 	free(old);
-	return r != TK_OK ? r : TK_ERR_NO_MEMORY;
+	return r != TK_OK ? r : old == NULL ? TK_ERR_NO_MEMORY : TK_OK;
 }
 
 /* --- the OpenSSL form of a public key --------------------------------------- */
@@ -703,7 +723,7 @@ tk_p11_object_pub(const struct p11_object *o)
 	const uint8_t *p;
 	EVP_PKEY *pk = __atomic_load_n(&mo->pub, __ATOMIC_ACQUIRE), *none = NULL;
 
-	if (pk != NULL || o->tko == NULL || o->cls == CKO_CERTIFICATE)
+	if (pk != NULL || (o->tko == NULL && !o->soft) || o->cls == CKO_CERTIFICATE)
 		return pk;
 	if ((a = tk_p11_attr_find(o, CKA_PUBLIC_KEY_INFO)) == NULL || a->len == 0)
 		return NULL;
@@ -758,6 +778,24 @@ tk_p11_session_object_add_locked(struct p11_token *t, struct p11_object *o)
 	return TK_OK;
 }
 
+/* A session object that goes (destroyed, or its session closed): an
+ * operation of another session may have been set up with it (p11_op.obj),
+ * so it is freed with the earlier object tables, once no operation is
+ * (tk_p11_gc_take_locked). */
+void
+tk_p11_object_retire_locked(struct p11_token *t, struct p11_object *o)
+{
+	struct p11_objset *set = calloc(1, sizeof(*set));
+
+	if (set == NULL)
+		return; /* leaked rather than freed under an operation */
+	set->objs = o;
+	set->nobjs = 1;
+	set->next = t->retired;
+	t->retired = set;
+	g_p11.gc_wanted = true;
+}
+
 static void
 session_object_remove_at_locked(struct p11_token *t, size_t i)
 {
@@ -765,8 +803,7 @@ session_object_remove_at_locked(struct p11_token *t, size_t i)
 
 	memmove(&t->sobjs[i], &t->sobjs[i + 1], (t->nsobjs - i - 1) * sizeof(t->sobjs[0]));
 	t->nsobjs--;
-	tk_p11_object_clear(o);
-	free(o);
+	tk_p11_object_retire_locked(t, o);
 }
 
 void
@@ -790,6 +827,7 @@ tk_p11_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 {
 	struct p11_session *s;
 	struct p11_object *o;
+	tk_attrs_t revealed = {NULL, 0};
 	bool sensitive = false, invalid = false, small = false;
 	CK_RV rv = tk_p11_session_get(hSession, &s);
 
@@ -799,6 +837,10 @@ tk_p11_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 		rv = CKR_ARGUMENTS_BAD;
 		goto out;
 	}
+	/* a software token's secret parts that the object lets out: read from
+	 * the token first, without the module lock */
+	if (s->tok->soft)
+		tk_p11_soft_reveal(s->tok, hObject, pTemplate, ulCount, &revealed);
 	pthread_mutex_lock(&g_p11.lock);
 	o = tk_p11_object_find_locked(s->tok, hObject);
 	if (o == NULL || !tk_p11_object_visible(s->tok, o, hSession)) {
@@ -809,10 +851,21 @@ tk_p11_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	for (CK_ULONG i = 0; i < ulCount; i++) {
 		CK_ATTRIBUTE *a = &pTemplate[i];
 		const struct p11_attr *v = tk_p11_attr_find(o, a->type);
+		const tk_attr_t *rv_ =
+		        v != NULL && v->sealed ? tk_attrs_get(&revealed, a->type) : NULL;
 
 		if (v == NULL) {
 			a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
 			invalid = true;
+		} else if (rv_ != NULL) {
+			if (a->pValue != NULL && a->ulValueLen < rv_->len) {
+				a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+				small = true;
+			} else {
+				if (a->pValue != NULL && rv_->len > 0)
+					memcpy(a->pValue, rv_->val, rv_->len);
+				a->ulValueLen = rv_->len;
+			}
 		} else if (v->sensitive) {
 			a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
 			sensitive = true;
@@ -835,6 +888,7 @@ tk_p11_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	else if (small)
 		rv = CKR_BUFFER_TOO_SMALL;
 out:
+	tk_attrs_clear(&revealed);
 	tk_p11_session_put(s, rv);
 	return rv;
 }
@@ -997,6 +1051,8 @@ tk_p11_C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK
 		return rv;
 	if ((pTemplate == NULL && ulCount > 0) || phObject == NULL)
 		rv = CKR_ARGUMENTS_BAD;
+	else if (s->tok->soft)
+		rv = tk_p11_soft_create(s, pTemplate, ulCount, phObject);
 	else if (template_wants_token(pTemplate, ulCount))
 		rv = CKR_TOKEN_WRITE_PROTECTED;
 	else
@@ -1022,6 +1078,8 @@ tk_p11_C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 		rv = CKR_OBJECT_HANDLE_INVALID;
 	else if ((pTemplate == NULL && ulCount > 0) || phNewObject == NULL)
 		rv = CKR_ARGUMENTS_BAD;
+	else if (s->tok->soft)
+		rv = tk_p11_soft_copy(s, hObject, pTemplate, ulCount, phNewObject);
 	else if (template_wants_token(pTemplate, ulCount))
 		rv = CKR_TOKEN_WRITE_PROTECTED;
 	else
@@ -1040,6 +1098,10 @@ tk_p11_C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 	if (rv != CKR_OK)
 		return rv;
 	t = s->tok;
+	if (t->soft) {
+		rv = tk_p11_soft_destroy(s, hObject);
+		goto out;
+	}
 	rv = CKR_OBJECT_HANDLE_INVALID;
 	pthread_mutex_lock(&g_p11.lock);
 	for (size_t i = 0; i < t->nsobjs; i++) {
@@ -1054,6 +1116,7 @@ tk_p11_C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 	if (rv != CKR_OK && tk_p11_object_find_locked(t, hObject) != NULL)
 		rv = CKR_TOKEN_WRITE_PROTECTED;
 	pthread_mutex_unlock(&g_p11.lock);
+out:
 	tk_p11_session_put(s, rv);
 	return rv;
 }
@@ -1068,6 +1131,13 @@ tk_p11_C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 
 	if (rv != CKR_OK)
 		return rv;
+	if (s->tok->soft) {
+		rv = pTemplate == NULL && ulCount > 0
+		             ? CKR_ARGUMENTS_BAD
+		             : tk_p11_soft_set(s, hObject, pTemplate, ulCount);
+		tk_p11_session_put(s, rv);
+		return rv;
+	}
 	pthread_mutex_lock(&g_p11.lock);
 	o = tk_p11_object_find_locked(s->tok, hObject);
 	if (o == NULL || !tk_p11_object_visible(s->tok, o, hSession))
@@ -1094,10 +1164,58 @@ tk_p11_C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		return rv;
 	if (pMechanism == NULL || phKey == NULL || (pTemplate == NULL && ulCount > 0))
 		rv = CKR_ARGUMENTS_BAD;
+	else if (s->tok->soft)
+		rv = tk_p11_soft_generate(s, pMechanism, pTemplate, ulCount, phKey);
 	else if (template_wants_token(pTemplate, ulCount))
 		rv = CKR_TOKEN_WRITE_PROTECTED;
 	else
 		rv = CKR_MECHANISM_INVALID;
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+/* Wrapping: a software token's extractable private keys under its AES
+ * keys (softobj.c); a card's keys never leave it. */
+CK_RV
+tk_p11_C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                 CK_OBJECT_HANDLE hWrappingKey, CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey,
+                 CK_ULONG_PTR pulWrappedKeyLen)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || pulWrappedKeyLen == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (!s->tok->soft)
+		rv = CKR_FUNCTION_NOT_SUPPORTED;
+	else
+		rv = tk_p11_soft_wrap(s, pMechanism, hWrappingKey, hKey, pWrappedKey,
+		                      pulWrappedKeyLen);
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
+CK_RV
+tk_p11_C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                   CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey,
+                   CK_ULONG ulWrappedKeyLen, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount,
+                   CK_OBJECT_HANDLE_PTR phKey)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || phKey == NULL || pWrappedKey == NULL ||
+	    (pTemplate == NULL && ulAttributeCount > 0))
+		rv = CKR_ARGUMENTS_BAD;
+	else if (!s->tok->soft)
+		rv = CKR_FUNCTION_NOT_SUPPORTED;
+	else
+		rv = tk_p11_soft_unwrap(s, pMechanism, hUnwrappingKey, pWrappedKey, ulWrappedKeyLen,
+		                        pTemplate, ulAttributeCount, phKey);
 	tk_p11_session_put(s, rv);
 	return rv;
 }
@@ -1117,6 +1235,10 @@ tk_p11_C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism
 	    (pPublicKeyTemplate == NULL && ulPublicKeyAttributeCount > 0) ||
 	    (pPrivateKeyTemplate == NULL && ulPrivateKeyAttributeCount > 0))
 		rv = CKR_ARGUMENTS_BAD;
+	else if (s->tok->soft)
+		rv = tk_p11_soft_generate_pair(
+		        s, pMechanism, pPublicKeyTemplate, ulPublicKeyAttributeCount,
+		        pPrivateKeyTemplate, ulPrivateKeyAttributeCount, phPublicKey, phPrivateKey);
 	else
 		rv = CKR_TOKEN_WRITE_PROTECTED; /* keys live on the card only */
 	tk_p11_session_put(s, rv);

@@ -114,6 +114,10 @@ struct p11_attr {
 	void *val;
 	CK_ULONG len;
 	bool sensitive;
+	/* A software token's secret part (softobj.c) that the object lets out
+	 * (CKA_SENSITIVE false, CKA_EXTRACTABLE true): not in val, read from
+	 * the token while the user is logged in (else CKR_ATTRIBUTE_SENSITIVE). */
+	bool sealed;
 };
 
 struct p11_object {
@@ -130,6 +134,15 @@ struct p11_object {
 	bool always_auth;
 	EVP_PKEY *pub;        /* public key for host-side work: tk_p11_object_pub */
 	bool visible_private; /* CKA_PRIVATE true */
+	/* A software token's object (softobj.c): its uid in the token's store;
+	 * its attributes are the stored ones. */
+	bool soft;
+	uint8_t uid[16];
+	/* Session objects made from a template (softobj.c): their attributes
+	 * as the object rules keep them (a secret key's value included), and a
+	 * private key's OpenSSL key. NULL for others. */
+	struct tk_attrs *list;
+	EVP_PKEY *priv;
 };
 
 /* --- tokens ------------------------------------------------------------- */
@@ -167,6 +180,11 @@ struct p11_token {
 	struct p11_object **sobjs;  /* session objects (module lock) */
 	size_t nsobjs, sobjs_cap;
 
+	/* A software token (drivers/soft): objects from its store's snapshot
+	 * of generation soft_gen, writable (softobj.c). */
+	bool soft;
+	uint64_t soft_gen;
+
 	/* What the keys support (for the mechanism list). */
 	bool rsa_sign, rsa_decrypt, ec_sign, ec_derive;
 	unsigned rsa_min, rsa_max, ec_min, ec_max;
@@ -183,6 +201,10 @@ struct p11_token {
 	 * wiped when the login ends in any way (tk_p11_login_set_locked). */
 	void *user_pin;
 	size_t user_pin_len;
+	/* A user PIN was refused since the last successful user login
+	 * (CKF_USER_PIN_COUNT_LOW as PKCS#11 defines it, also for a PIN refused
+	 * before it reached the card; module lock). */
+	bool user_pin_refused;
 };
 
 /* --- sessions ----------------------------------------------------------- */
@@ -193,6 +215,7 @@ enum p11_op_kind {
 	P11_OP_VERIFY,
 	P11_OP_DECRYPT,
 	P11_OP_DIGEST,
+	P11_OP_ENCRYPT, /* a software token's public keys (encrypt.c) */
 };
 
 struct p11_op {
@@ -240,7 +263,8 @@ struct p11_session {
 	pthread_mutex_t op_lock;
 	struct p11_find find;
 	struct p11_op sign, verify, decrypt;
-	struct p11_op digest; /* C_Digest*: its own state, beside sign/verify/decrypt */
+	struct p11_op digest;  /* C_Digest*: its own state, beside sign/verify/decrypt */
+	struct p11_op encrypt; /* C_Encrypt* (encrypt.c) */
 };
 
 /* --- slots -------------------------------------------------------------- */
@@ -418,7 +442,47 @@ int tk_p11_attr_add_ulong(struct p11_object *o, CK_ATTRIBUTE_TYPE type, CK_ULONG
 bool tk_p11_object_visible(const struct p11_token *t, const struct p11_object *o,
                            CK_SESSION_HANDLE h);
 int tk_p11_session_object_add_locked(struct p11_token *t, struct p11_object *o);
+void tk_p11_object_retire_locked(struct p11_token *t, struct p11_object *o);
 void tk_p11_session_objects_drop_locked(struct p11_token *t, CK_SESSION_HANDLE owner);
+
+/* softobj.c: the software token's objects and writes. */
+/* t->objs from the token's store (t->tk is a software token's). */
+int tk_p11_soft_objects_build(struct p11_token *t);
+/* The store has objects newer than t's table. */
+bool tk_p11_soft_stale(struct p11_token *t);
+/* A key operation with a software token's private key, or a session
+ * private key: the key is taken under the module lock (true: cur is one),
+ * then used without it (tk_p11_soft_key_op frees what was taken). */
+struct p11_softkey {
+	EVP_PKEY *pk;
+	bool by_uid;
+	uint8_t uid[16];
+};
+bool tk_p11_soft_key_take_locked(const struct p11_object *cur, struct p11_softkey *k);
+int tk_p11_soft_key_op(tk_token_t *tk, struct p11_softkey *k, int op, const uint8_t *in,
+                       size_t in_len, uint8_t *out, size_t out_cap, size_t *out_len);
+/* The sealed values (p11_attr.sealed) of object h that tpl asks for, while
+ * the user is logged in (else none); out cleared first. */
+void tk_p11_soft_reveal(struct p11_token *t, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *tpl,
+                        CK_ULONG n, struct tk_attrs *out);
+void tk_p11_soft_attrs_free(struct tk_attrs *l);
+CK_RV tk_p11_soft_create(struct p11_session *s, const CK_ATTRIBUTE *tpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE *out);
+CK_RV tk_p11_soft_copy(struct p11_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *tpl,
+                       CK_ULONG n, CK_OBJECT_HANDLE *out);
+CK_RV tk_p11_soft_destroy(struct p11_session *s, CK_OBJECT_HANDLE h);
+CK_RV tk_p11_soft_set(struct p11_session *s, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *tpl,
+                      CK_ULONG n);
+CK_RV tk_p11_soft_generate(struct p11_session *s, const CK_MECHANISM *m, const CK_ATTRIBUTE *tpl,
+                           CK_ULONG n, CK_OBJECT_HANDLE *h);
+CK_RV tk_p11_soft_wrap(struct p11_session *s, const CK_MECHANISM *m, CK_OBJECT_HANDLE hw,
+                       CK_OBJECT_HANDLE hk, CK_BYTE *out, CK_ULONG *out_len);
+CK_RV tk_p11_soft_unwrap(struct p11_session *s, const CK_MECHANISM *m, CK_OBJECT_HANDLE hu,
+                         const CK_BYTE *in, CK_ULONG in_len, const CK_ATTRIBUTE *tpl, CK_ULONG n,
+                         CK_OBJECT_HANDLE *h);
+CK_RV tk_p11_soft_generate_pair(struct p11_session *s, const CK_MECHANISM *m,
+                                const CK_ATTRIBUTE *pub, CK_ULONG npub, const CK_ATTRIBUTE *priv,
+                                CK_ULONG npriv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv);
 
 /* mech.c */
 #define KT(key_type) (1u << (key_type))

@@ -180,6 +180,9 @@ update(struct p11_token *t, const tk_registration_t *reg)
 	int r;
 
 	r = tk_token_update_registration(tk_p11_tk(t), reg, &changed);
+	/* a software token's objects are its store's: any newer state */
+	if (r == TK_OK && !changed && t->soft)
+		changed = tk_p11_soft_stale(t);
 	if (r == TK_OK && changed)
 		r = tk_p11_objects_rebuild(t);
 	if (r == TK_OK && changed && tk_token_info(tk_p11_tk(t), &ti) == TK_OK) {

@@ -103,6 +103,7 @@ session_free(struct p11_session *s)
 	tk_p11_op_reset(&s->verify);
 	tk_p11_op_reset(&s->decrypt);
 	tk_p11_op_reset(&s->digest);
+	tk_p11_op_reset(&s->encrypt);
 	free(s->find.handles);
 	pthread_mutex_destroy(&s->op_lock);
 	pthread_mutex_lock(&g_p11.lock);
@@ -261,6 +262,7 @@ tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot)
 			tk_p11_op_reset(&s->verify);
 			tk_p11_op_reset(&s->decrypt);
 			tk_p11_op_reset(&s->digest);
+			tk_p11_op_reset(&s->encrypt);
 			free(s->find.handles);
 			pthread_mutex_destroy(&s->op_lock);
 			if (tk_p11_token_unref_locked(s->tok))
@@ -465,6 +467,18 @@ out:
 	return rv;
 }
 
+/* What a C_Login(CKU_USER) answer means for CKF_USER_PIN_COUNT_LOW: a
+ * refused PIN sets it until the next successful user login. */
+static void
+note_user_login(struct p11_token *t, CK_RV rv)
+{
+	if (rv != CKR_OK && rv != CKR_PIN_INCORRECT)
+		return;
+	pthread_mutex_lock(&g_p11.lock);
+	t->user_pin_refused = rv == CKR_PIN_INCORRECT;
+	pthread_mutex_unlock(&g_p11.lock);
+}
+
 /* After a refused PIN or PUK, read the retry counters again (no try is
  * spent) so that C_GetTokenInfo shows COUNT_LOW / FINAL_TRY / LOCKED. */
 static void
@@ -530,6 +544,7 @@ login_pinpad(struct p11_session *s, struct p11_token *t, CK_USER_TYPE user)
 	if (r != TK_OK)
 		tk_log_info("pkcs11: C_Login(user) on the PIN pad: %s", tk_strerror(r));
 	refresh_after(t, rv);
+	note_user_login(t, rv);
 	if (r == TK_OK) {
 		/* no PIN to keep: it never was on the host */
 		pthread_mutex_lock(&g_p11.lock);
@@ -593,6 +608,8 @@ tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PT
 	 * take is simply wrong, refused without sending VERIFY (no try spent) */
 	if (check_pin_len(t, ulPinLen) != CKR_OK) {
 		rv = CKR_PIN_INCORRECT;
+		if (userType == CKU_USER)
+			note_user_login(t, rv);
 		goto out;
 	}
 
@@ -603,6 +620,7 @@ tk_p11_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PT
 		if (r != TK_OK)
 			tk_log_info("pkcs11: C_Login(user): %s", tk_strerror(r));
 		refresh_after(t, rv);
+		note_user_login(t, rv);
 		if (r == TK_OK) {
 			void *kept = NULL;
 
@@ -693,6 +711,61 @@ tk_p11_C_Logout(CK_SESSION_HANDLE hSession)
 	return rv;
 }
 
+/* C_SetPIN with both PINs NULL on a token with a protected authentication
+ * path: the old and the new PIN are typed on the reader's PIN pad (PKCS#11
+ * 3.0, 5.6). The user's PIN, or the SO's when the SO is logged in. A kept
+ * PIN of that user no longer holds: it is dropped (the new one never was
+ * on the host), so C_InitPIN then answers CKR_USER_NOT_LOGGED_IN and a
+ * kept user PIN is asked for again. */
+static CK_RV
+setpin_pad(struct p11_session *s, struct p11_token *t)
+{
+	tk_token_info_t ti;
+	void *stale = NULL;
+	bool so;
+	int r;
+	CK_RV rv;
+
+	if (tk_token_info(tk_p11_tk(t), &ti) != TK_OK || !ti.protected_auth_path)
+		return CKR_ARGUMENTS_BAD;
+	if (!(s->flags & CKF_RW_SESSION))
+		return CKR_SESSION_READ_ONLY;
+	pthread_mutex_lock(&g_p11.lock);
+	so = t->login == (int)CKU_SO;
+	pthread_mutex_unlock(&g_p11.lock);
+	r = tk_token_change_pin_pad(tk_p11_tk(t), so ? TK_USER_SO : TK_USER_USER);
+	if (r == TK_ERR_TIMEOUT || r == TK_ERR_CANCELLED) {
+		/* nobody typed, or cancel was pressed: the user's answer (as
+		 * C_Login on the pad) */
+		tk_log_info("pkcs11: C_SetPIN on the PIN pad: %s", tk_strerror(r));
+		return CKR_FUNCTION_CANCELED;
+	}
+	if (r == TK_ERR_NOT_SUPPORTED) {
+		/* the pad can verify but not change: NULL PINs are no PINs */
+		tk_log_info("pkcs11: C_SetPIN: the PIN pad cannot change PINs");
+		return CKR_ARGUMENTS_BAD;
+	}
+	rv = tk_err_to_ckr(r);
+	if (r != TK_OK)
+		tk_log_info("pkcs11: C_SetPIN on the PIN pad: %s", tk_strerror(r));
+	refresh_after(t, rv);
+	if (r == TK_OK) {
+		pthread_mutex_lock(&g_p11.lock);
+		if (so && t->login == (int)CKU_SO) {
+			stale = t->so_pin;
+			t->so_pin = NULL;
+			t->so_pin_len = 0;
+		} else if (!so && t->user_pin != NULL) {
+			stale = t->user_pin;
+			t->user_pin = NULL;
+			t->user_pin_len = 0;
+		}
+		pthread_mutex_unlock(&g_p11.lock);
+		tk_secmem_free(&stale);
+	}
+	return rv;
+}
+
 CK_RV
 tk_p11_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
                 CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
@@ -706,6 +779,11 @@ tk_p11_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ul
 	if (rv != CKR_OK)
 		return rv;
 	t = s->tok;
+	if (pOldPin == NULL && pNewPin == NULL && ulOldLen == 0 && ulNewLen == 0) {
+		/* the protected authentication path (a PIN pad) */
+		rv = setpin_pad(s, t);
+		goto out;
+	}
 	if (pOldPin == NULL || pNewPin == NULL) {
 		rv = CKR_ARGUMENTS_BAD;
 		goto out;

@@ -113,9 +113,10 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 {
 	const struct p11_mech *mech;
 	struct p11_object *key;
-	CK_FLAGS need = kind == P11_OP_SIGN     ? CKF_SIGN
-	                : kind == P11_OP_VERIFY ? CKF_VERIFY
-	                                        : CKF_DECRYPT;
+	CK_FLAGS need = kind == P11_OP_SIGN      ? CKF_SIGN
+	                : kind == P11_OP_VERIFY  ? CKF_VERIFY
+	                : kind == P11_OP_ENCRYPT ? CKF_ENCRYPT
+	                                         : CKF_DECRYPT;
 	unsigned usage = kind == P11_OP_DECRYPT ? TK_USAGE_DECRYPT : TK_USAGE_SIGN;
 	bool hidden_private = false;
 	CK_RV rv;
@@ -133,7 +134,7 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 		/* a private key of the token, hidden only until the user logs in
 		 * (again, after a card reset or the card's return): say so, so that
 		 * the application logs in instead of giving up on the handle */
-		hidden_private = key->tko != NULL && key->cls == CKO_PRIVATE_KEY;
+		hidden_private = (key->tko != NULL || key->soft) && key->cls == CKO_PRIVATE_KEY;
 		key = NULL;
 	}
 	pthread_mutex_unlock(&g_p11.lock);
@@ -141,11 +142,14 @@ tk_p11_op_init(struct p11_session *s, struct p11_op *op, int kind, CK_MECHANISM_
 		return CKR_USER_NOT_LOGGED_IN;
 	if (key == NULL || key->cls == CKO_CERTIFICATE)
 		return CKR_KEY_HANDLE_INVALID;
-	if (key->tko == NULL)
-		return CKR_KEY_TYPE_INCONSISTENT; /* a session (secret) key */
+	if (key->tko == NULL && !key->soft && key->list == NULL)
+		return CKR_KEY_TYPE_INCONSISTENT; /* a derived session (secret) key */
 	if (key->key_type <= TK_KEY_NONE || !(mech->key_types & KT(key->key_type)))
 		return CKR_KEY_TYPE_INCONSISTENT;
-	if (kind == P11_OP_VERIFY) {
+	if (kind == P11_OP_ENCRYPT &&
+	    (key->cls != CKO_PUBLIC_KEY || !(key->usage & TK_USAGE_DECRYPT)))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED; /* a public key with CKA_ENCRYPT */
+	if (kind == P11_OP_VERIFY || kind == P11_OP_ENCRYPT) {
 		if (tk_p11_object_pub(key) == NULL)
 			return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	} else if (key->cls != CKO_PRIVATE_KEY || !(key->usage & usage)) {

@@ -87,8 +87,9 @@ token_ops_active_locked(const struct p11_token *t)
 	for (size_t i = 0; i < g_p11.nsessions; i++) {
 		const struct p11_session *s = g_p11.sessions[i];
 
-		if (s->tok == t && (s->sign.kind != P11_OP_NONE || s->verify.kind != P11_OP_NONE ||
-		                    s->decrypt.kind != P11_OP_NONE))
+		if (s->tok == t &&
+		    (s->sign.kind != P11_OP_NONE || s->verify.kind != P11_OP_NONE ||
+		     s->decrypt.kind != P11_OP_NONE || s->encrypt.kind != P11_OP_NONE))
 			return true;
 	}
 	return false;
@@ -305,15 +306,21 @@ key_op_try(struct p11_token *t, const struct p11_object *key, int op, const tk_k
 {
 	const struct p11_object *cur;
 	const tk_object_t *tko = NULL;
+	struct p11_softkey sk;
+	bool soft = false;
 	tk_token_t *tk;
 
 	pthread_mutex_lock(&g_p11.lock);
 	tk = t->tk;
 	*serial = t->login_serial;
 	cur = tk_p11_object_find_locked(t, key->handle);
-	if (cur != NULL && cur->cls == key->cls)
+	if (cur != NULL && cur->cls == key->cls) {
 		tko = cur->tko;
+		soft = tk_p11_soft_key_take_locked(cur, &sk); /* a software token's key */
+	}
 	pthread_mutex_unlock(&g_p11.lock);
+	if (soft)
+		return tk_p11_soft_key_op(tk, &sk, op, in, in_len, out, out_cap, out_len);
 	if (tko == NULL)
 		return KEY_MISSING;
 	return tk_token_key_op_auth(tk, tko, op, auth, in, in_len, out, out_cap, out_len);
@@ -606,16 +613,28 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms, int64_t stall_ms)
 	return false;
 }
 
-/* A token is coming in some slot from a card that makes progress. */
+/* A token is coming in some slot from a card that makes progress. How
+ * long one exchange may last before its card counts as making none: while
+ * some other token is there to show, P11_STALL_MS (the application starts
+ * with what is ready; the slow card's token follows with a slot event);
+ * while there is none, P11_STALL_SELF_MS, as for a call about that slot —
+ * returning at once would show the application no token at all when its
+ * only card merely had one slow exchange (seen under load: pkcs11-tool
+ * "No slot with a token was found", a test's worker finding no token). A
+ * card that never answers costs C_GetSlotList 1 s then, not 100 ms. */
 static bool
 opens_progressing_locked(int64_t *recheck_ms)
 {
+	int64_t stall_ms = P11_STALL_SELF_MS;
 	bool any = false;
 
+	for (size_t i = 0; i < g_p11.nslots; i++)
+		if (g_p11.slots[i].present && g_p11.slots[i].token != NULL)
+			stall_ms = P11_STALL_MS;
 	for (size_t i = 0; i < g_p11.nslots; i++) {
 		struct p11_slot *s = &g_p11.slots[i];
 
-		if (slot_opening_locked(s) && !slot_stalled_locked(s, recheck_ms, P11_STALL_MS))
+		if (slot_opening_locked(s) && !slot_stalled_locked(s, recheck_ms, stall_ms))
 			any = true;
 	}
 	return any;
@@ -754,13 +773,14 @@ transient(int r)
 }
 
 /* Background work on a published token: bring cached objects up to date
- * (tk_token_revalidate; objects that did not change keep their handles) and
- * read the PIN counters. Ends the opener's count. */
+ * (tk_token_revalidate; objects that did not change keep their handles),
+ * read the PIN counters and record the card in the user's registry
+ * (tk_token_register). Ends the opener's count. */
 static void
 after_open(struct p11_token *t)
 {
 	struct p11_token *junk;
-	bool changed = false, last, stop;
+	bool changed = false, last, stop, revalidated;
 	tk_token_t *tk;
 	int r;
 
@@ -779,9 +799,15 @@ after_open(struct p11_token *t)
 		tk_log_info("pkcs11: slot %lu: revalidation: %s", (unsigned long)t->slot,
 		            tk_strerror(r));
 	}
+	revalidated = r == TK_OK;
 	r = tk_token_refresh_pin(tk);
 	if (r != TK_OK)
 		tk_log_debug("pkcs11: slot %lu: PIN counters: %s", (unsigned long)t->slot,
+		             tk_strerror(r));
+	/* the card's record in the user's registry, from objects the card
+	 * confirmed (a cache entry taken on trust is not written there) */
+	if (revalidated && (r = tk_token_register(tk, NULL, NULL)) != TK_OK)
+		tk_log_debug("pkcs11: slot %lu: registry record: %s", (unsigned long)t->slot,
 		             tk_strerror(r));
 done:
 	pthread_mutex_lock(&g_p11.lock);
@@ -1304,6 +1330,7 @@ tk_p11_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	tk_token_t *tk;
 	CK_RV rv;
 	int r, max;
+	bool user_pin_refused;
 
 	rv = tk_p11_slot_token(slotID, &t);
 	if (rv != CKR_OK)
@@ -1330,20 +1357,27 @@ tk_p11_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	tk_p11_pad(pInfo->model, sizeof(pInfo->model), ti.model);
 	tk_p11_pad(pInfo->serialNumber, sizeof(pInfo->serialNumber), ti.serial);
 	/* CKF_RNG: C_GenerateRandom works, from the host's DRBG (random.c) */
-	pInfo->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED |
-	               CKF_WRITE_PROTECTED | CKF_RNG;
+	pInfo->flags =
+	        CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED | CKF_RNG;
+	if (!t->soft) /* a software token takes new objects (softobj.c) */
+		pInfo->flags |= CKF_WRITE_PROTECTED;
 	/* a PIN pad: C_Login with a NULL PIN has the user type it there */
 	if (ti.protected_auth_path)
 		pInfo->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
-	/* COUNT_LOW: fewer tries left than the card allows. Where the card does
+	/* COUNT_LOW: fewer tries left than the card allows, or a user PIN
+	 * refused since the last successful user login (PKCS#11's definition;
+	 * also a PIN refused before it reached the card). Where the card does
 	 * not say how many it allows (tk_token_info has no PUK maximum, and the
 	 * PIN maximum needs the metadata command), assume PIV's usual 3. */
 	max = ti.pin_max_retries > 0 ? ti.pin_max_retries : P11_DEFAULT_MAX_TRIES;
+	pthread_mutex_lock(&g_p11.lock);
+	user_pin_refused = t->user_pin_refused;
+	pthread_mutex_unlock(&g_p11.lock);
 	if (ti.pin_locked || ti.pin_retries == 0)
 		pInfo->flags |= CKF_USER_PIN_LOCKED;
 	else if (ti.pin_retries == 1)
 		pInfo->flags |= CKF_USER_PIN_FINAL_TRY;
-	else if (ti.pin_retries > 0 && ti.pin_retries < max)
+	else if ((ti.pin_retries > 0 && ti.pin_retries < max) || user_pin_refused)
 		pInfo->flags |= CKF_USER_PIN_COUNT_LOW;
 	if (ti.puk_locked || ti.puk_retries == 0)
 		pInfo->flags |= CKF_SO_PIN_LOCKED;

@@ -523,8 +523,8 @@ sw_absent(uint16_t sw)
  * has no length to get wrong under extended length is asked again in
  * short form: a card that then answers is one that does not parse
  * extended APDUs although its ATR says it does (use_short). */
-static int
-read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
+int
+piv_read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent)
 {
 	uint16_t sw = 0, sw2 = 0;
 	int r;
@@ -722,7 +722,7 @@ get_object(piv_t *p, uint32_t tag, const tk_cache_t *cached, bool trust, tk_cach
 			        (unsigned)tag);
 		}
 	}
-	if (*changed && (r = read_object(p, tag, data, len, absent)) != TK_OK)
+	if (*changed && (r = piv_read_object(p, tag, data, len, absent)) != TK_OK)
 		return r;
 	if (fresh != NULL && (r = tk_cache_put(fresh, tag, *data, *len)) != TK_OK)
 		return r;
@@ -1038,7 +1038,19 @@ load_slot(piv_t *p, uint8_t ref, bool read_cert, const tk_cache_t *cached, bool 
 	}
 	if (r != TK_OK)
 		goto out;
-	r = TK_OK;
+	/* the key's attestation, for the public key the model pairs by */
+	if (d.key_present && found && md.spki != NULL) {
+		r = piv_attest_slot(p, ref, md.spki, md.spki_len, cached, fresh, m);
+	} else if (d.key_present && d.cert != NULL) {
+		uint8_t *cs = NULL;
+		size_t csl = 0;
+		unsigned kb;
+		int kt;
+
+		if (tk_x509_spki(d.cert, d.cert_len, &cs, &csl, &kt, &kb) == TK_OK)
+			r = piv_attest_slot(p, ref, cs, csl, cached, fresh, m);
+		free(cs);
+	}
 out:
 	piv_metadata_clear(&md);
 	free(obj);
@@ -1138,12 +1150,17 @@ load_model(piv_t *p, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags
 	free(obj);
 	obj = NULL;
 
+	p->att_asked = false;
+	p->att_published = 0;
+	p->att_defer = (flags & TK_DRV_LOAD_DEFER_COSTLY) != 0;
 	for (size_t i = 0; i < 4 + nretired; i++) {
 		r = load_slot(p, piv_slot_ref(i), i < 4 || (i - 4) < ncerts, cached, trust, fresh,
 		              m);
 		if (r != TK_OK)
 			goto out;
 	}
+	if ((r = piv_attest_device(p, cached, fresh, m)) != TK_OK)
+		goto out;
 
 	if ((r = store_vendor(p, fresh)) != TK_OK)
 		goto out;
@@ -1249,7 +1266,7 @@ piv_probe(tk_card_t *card, void **state, char *identity, size_t identity_cap)
 		free(p);
 		return r;
 	}
-	if ((r = read_object(p, PIV_TAG_CHUID, &raw, &len, &absent)) != TK_OK)
+	if ((r = piv_read_object(p, PIV_TAG_CHUID, &raw, &len, &absent)) != TK_OK)
 		goto fail;
 	if (raw != NULL && extended_in_use(p) && piv_parse_chuid(raw, len, &p->chuid) != TK_OK) {
 		/* a malformed answer under extended length: the short form? */
@@ -1304,4 +1321,5 @@ const tk_driver_t tk_piv_driver = {
         .key_op = piv_key_op,
         .free = piv_free,
         .pin_verify_pad = piv_pin_verify_pad,
+        .pin_change_pad = piv_pin_change_pad,
 };

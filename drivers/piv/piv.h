@@ -4,6 +4,7 @@
  * piv_cert.c   certificate containers (incl. compression), public keys, metadata
  * piv_pin.c    VERIFY, retry counters, CHANGE REFERENCE DATA, RESET RETRY COUNTER
  * piv_crypto.c GENERAL AUTHENTICATE: RSA, ECDSA, ECDH
+ * piv_attest.c attestation certificates (Yubico ATTEST, 5FFF01) as objects
  *
  * The parsers (piv_parse_*) take the bytes a card returned and never trust
  * a length; each has a fuzz target (tests/fuzz/fuzz_piv_objects.c). */
@@ -23,6 +24,7 @@
 #define PIV_TAG_CERT_9D 0x5FC10Bu
 #define PIV_TAG_CERT_9E 0x5FC101u
 #define PIV_TAG_CERT_RETIRED1 0x5FC10Du /* 82; 95 is 5FC120 */
+#define PIV_TAG_ATTEST_CERT 0x5FFF01u   /* Yubico: the attestation key's certificate */
 
 /* Algorithm identifiers (SP 800-78-4 and Yubico's RSA 3072/4096). */
 #define PIV_ALG_RSA1024 0x06
@@ -63,6 +65,9 @@
  * extended length but it parses short APDUs only). Absent: as announced. */
 #define PIV_REC_APDU 0x02000002u
 #define PIV_APDU_SHORT 0x01
+/* A slot's attestation (piv_attest.c): u16 length and SPKI of the key it
+ * was asked for, then the attestation DER (none: the card refused). */
+#define PIV_REC_ATTEST(slot) (0x03000000u | (uint32_t)(slot))
 
 typedef struct piv_apt {
 	char label[33];   /* application label (tag 50), may be empty */
@@ -121,6 +126,9 @@ typedef struct piv {
 	bool has_serial;
 	uint32_t serial;
 	int meta_supported;
+	bool att_asked;         /* this load sent ATTEST (piv_attest.c) */
+	unsigned att_published; /* ... and published this many attestations */
+	bool att_defer;         /* TK_DRV_LOAD_DEFER_COSTLY: ask for none */
 } piv_t;
 
 /* piv.c */
@@ -140,6 +148,9 @@ void piv_end(piv_t *p);
  * nothing) leads to one SELECT of PIV and one resend. */
 int piv_cmd(piv_t *p, const tk_apdu_t *a, bool idempotent, uint8_t *resp, size_t cap,
             size_t *resp_len, uint16_t *sw);
+/* GET DATA of a whole object; *data malloc'd, NULL with *absent when the
+ * card has none (or it needs a PIN). */
+int piv_read_object(piv_t *p, uint32_t tag, uint8_t **data, size_t *len, bool *absent);
 int piv_parse_apt(const uint8_t *p, size_t n, piv_apt_t *apt);
 int piv_parse_chuid(const uint8_t *p, size_t n, piv_chuid_t *c);
 int piv_parse_discovery(const uint8_t *p, size_t n, piv_discovery_t *d);
@@ -169,6 +180,7 @@ uint8_t piv_alg_for(int key_type, unsigned bits);
 /* piv_pin.c */
 int piv_pin_verify(void *state, int user, const uint8_t *pin, size_t pin_len, int *retries);
 int piv_pin_verify_pad(void *state, int user, int *retries);
+int piv_pin_change_pad(void *state, int user, int *retries);
 int piv_pin_status(void *state, int user, tk_drv_pin_status_t *st);
 int piv_pin_change(void *state, int user, const uint8_t *old_pin, size_t old_len,
                    const uint8_t *new_pin, size_t new_len);
@@ -178,5 +190,22 @@ int piv_pin_unblock(void *state, const uint8_t *puk, size_t puk_len, const uint8
 /* piv_crypto.c */
 int piv_key_op(void *state, const tk_drv_key_t *slot, int op, const uint8_t *in, size_t in_len,
                uint8_t *out, size_t out_cap, size_t *out_len);
+
+/* piv_attest.c */
+/* The attestation of the key in slot ref, whose SubjectPublicKeyInfo is
+ * spki: from cached while it was asked for this key, else from the card
+ * (ATTEST); recorded in fresh and added to m as an unpaired certificate
+ * when the card gave one. Yubico cards only. Errors: transport errors,
+ * TK_ERR_NO_MEMORY. */
+int piv_attest_slot(piv_t *p, uint8_t ref, const uint8_t *spki, size_t spki_len,
+                    const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_t *m);
+/* The device's attestation certificate (5FFF01), after the slots and only
+ * when an attestation was published: read again when this load asked for
+ * one, else from cached. */
+int piv_attest_device(piv_t *p, const tk_cache_t *cached, tk_cache_t *fresh, tk_drv_model_t *m);
+/* A PIV_REC_ATTEST record; pointers into rec. Errors: TK_ERR_MALFORMED,
+ * TK_ERR_TRUNCATED. */
+int piv_parse_attest_record(const uint8_t *rec, size_t n, const uint8_t **spki, size_t *spki_len,
+                            const uint8_t **att, size_t *att_len);
 
 #endif

@@ -101,54 +101,96 @@ out:
 	return r;
 }
 
-/* VERIFY with the PIN typed on the reader's pad: the reader puts the
- * digits as ASCII at the start of the 8-byte PIN block, which the template
- * holds padded with FF (SP 800-73-4 part 2, 3.2.1; bmFormatString 82h:
- * units of bytes, position 0, left justified, ASCII; bmPINBlockString 08h:
- * no length field, an 8-byte block). The PUK has no VERIFY in PIV. */
-int
-piv_pin_verify_pad(void *state, int user, int *retries)
+/* One command with PINs typed on the reader's pad (req: the template and
+ * the PIN format), the card's answer mapped as a typed PIN's would be. */
+static int
+pad_exchange(piv_t *p, const tk_card_pinpad_t *req, const char *what, int *retries)
 {
-	piv_t *p = state;
-	uint8_t apdu[5 + PIV_PIN_MAX], resp[16];
-	tk_card_pinpad_t req;
+	uint8_t resp[16];
 	size_t n = 0;
 	uint16_t sw;
 	int r;
 
-	*retries = -1;
-	if (user != TK_USER_USER && user != TK_USER_CONTEXT)
-		return TK_ERR_NOT_SUPPORTED;
-	apdu[0] = 0x00;
-	apdu[1] = 0x20;
-	apdu[2] = 0x00;
-	apdu[3] = user_ref(p, user);
-	apdu[4] = PIV_PIN_MAX;
-	memset(apdu + 5, 0xFF, PIV_PIN_MAX);
-	memset(&req, 0, sizeof(req));
-	req.op = TK_PINPAD_VERIFY;
-	req.timeout_s = PIV_PINPAD_TIMEOUT_S;
-	req.format = 0x82;
-	req.block = PIV_PIN_MAX;
-	req.length_format = 0x00;
-	req.min_len = PIV_PIN_MIN;
-	req.max_len = PIV_PIN_MAX;
-	req.apdu = apdu;
-	req.apdu_len = sizeof(apdu);
 	if ((r = piv_begin(p)) != TK_OK)
 		return r;
-	r = tk_card_pinpad(p->card, &req, resp, sizeof(resp), &n);
+	r = tk_card_pinpad(p->card, req, resp, sizeof(resp), &n);
 	piv_end(p);
 	if (r != TK_OK) {
-		tk_log_debug("piv: VERIFY on the PIN pad: %s", tk_strerror(r));
+		tk_log_debug("piv: %s on the PIN pad: %s", what, tk_strerror(r));
 		return r;
 	}
 	sw = (uint16_t)(resp[n - 2] << 8 | resp[n - 1]);
 	r = tk_err_from_pin_sw(sw, retries);
 	if (r != TK_OK)
-		tk_log_debug("piv: VERIFY on the PIN pad: %s (retries %d)", tk_strerror(r),
+		tk_log_debug("piv: %s on the PIN pad: %s (retries %d)", what, tk_strerror(r),
 		             *retries);
 	return r;
+}
+
+/* The command template and PIN format of both pad commands: INS ins for
+ * reference ref with nblocks PIN blocks of 8 bytes, padded with FF; the
+ * reader puts each PIN's digits as ASCII at the start of its block
+ * (SP 800-73-4 part 2, 3.2.1 and 3.2.2; bmFormatString 82h: units of
+ * bytes, position 0, left justified, ASCII; bmPINBlockString 08h: no
+ * length field, an 8-byte block; PINs of 6 to 8 digits). */
+static void
+pad_template(tk_card_pinpad_t *req, uint8_t ins, uint8_t ref, size_t nblocks,
+             uint8_t apdu[5 + 2 * PIV_PIN_MAX])
+{
+	apdu[0] = 0x00;
+	apdu[1] = ins;
+	apdu[2] = 0x00;
+	apdu[3] = ref;
+	apdu[4] = (uint8_t)(nblocks * PIV_PIN_MAX);
+	memset(apdu + 5, 0xFF, nblocks * PIV_PIN_MAX);
+	memset(req, 0, sizeof(*req));
+	req->op = nblocks == 2 ? TK_PINPAD_MODIFY : TK_PINPAD_VERIFY;
+	req->timeout_s = PIV_PINPAD_TIMEOUT_S;
+	req->format = 0x82;
+	req->block = PIV_PIN_MAX;
+	req->length_format = 0x00;
+	req->min_len = PIV_PIN_MIN;
+	req->max_len = PIV_PIN_MAX;
+	req->apdu = apdu;
+	req->apdu_len = 5 + nblocks * PIV_PIN_MAX;
+}
+
+/* VERIFY with the PIN typed on the reader's pad (SP 800-73-4 part 2,
+ * 3.2.1: 00 20 00 ref, one block). The PUK has no VERIFY in PIV. */
+int
+piv_pin_verify_pad(void *state, int user, int *retries)
+{
+	piv_t *p = state;
+	uint8_t apdu[5 + 2 * PIV_PIN_MAX];
+	tk_card_pinpad_t req;
+
+	*retries = -1;
+	if (user != TK_USER_USER && user != TK_USER_CONTEXT)
+		return TK_ERR_NOT_SUPPORTED;
+	pad_template(&req, 0x20, user_ref(p, user), 1, apdu);
+	return pad_exchange(p, &req, "VERIFY", retries);
+}
+
+/* CHANGE REFERENCE DATA with both PINs typed on the reader's pad
+ * (SP 800-73-4 part 2, 3.2.2: 00 24 00 ref, Lc 16, the old PIN's block at
+ * offset 0 of the data and the new one's at offset 8). bConfirmPIN 03h:
+ * the reader asks for the current PIN, then the new one twice (CCID 1.1,
+ * 6.1.11.7). User PIN or PUK. */
+int
+piv_pin_change_pad(void *state, int user, int *retries)
+{
+	piv_t *p = state;
+	uint8_t apdu[5 + 2 * PIV_PIN_MAX];
+	tk_card_pinpad_t req;
+
+	*retries = -1;
+	if (user != TK_USER_USER && user != TK_USER_SO)
+		return TK_ERR_NOT_SUPPORTED;
+	pad_template(&req, 0x24, user_ref(p, user), 2, apdu);
+	req.offset_old = 0;
+	req.offset_new = PIV_PIN_MAX;
+	req.confirm = 0x03;
+	return pad_exchange(p, &req, "CHANGE REFERENCE DATA", retries);
 }
 
 /* Empty VERIFY: 63Cx tells the tries left without spending one, 9000 that

@@ -679,7 +679,10 @@ tk_obj_template(int how, const CK_ATTRIBUTE *tpl, CK_ULONG n, const tk_attrs_t *
 			                       how == TK_OBJ_GENERATE ? mech
 			                                              : CK_UNAVAILABLE_INFORMATION);
 		if (r == TK_OK && cls != CKO_PUBLIC_KEY && how != TK_OBJ_DERIVE) {
-			bool fresh = how == TK_OBJ_CREATE || how == TK_OBJ_GENERATE;
+			/* only a key made here has always been sensitive (never
+			 * extractable): one given to C_CreateObject was in the
+			 * caller's hands, in the clear */
+			bool fresh = how == TK_OBJ_GENERATE;
 
 			r = tk_attrs_set_bool(out, CKA_ALWAYS_SENSITIVE,
 			                      fresh && tk_attrs_bool(out, CKA_SENSITIVE));

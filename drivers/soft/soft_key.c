@@ -93,6 +93,63 @@ tk_soft_pkey_type(const EVP_PKEY *pk)
 	return c != NULL ? c->kt : CK_UNAVAILABLE_INFORMATION;
 }
 
+/* ---- new keys ---------------------------------------------------------------------- */
+
+#define RSA_GEN_MIN 2048
+#define RSA_GEN_MAX 4096
+
+int
+tk_soft_key_generate(CK_KEY_TYPE kt, CK_ULONG bits, const uint8_t *e, size_t e_len,
+                     const uint8_t *params, size_t params_len, EVP_PKEY **out)
+{
+	const struct curve *c = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	BIGNUM *bn = NULL;
+	int r = TK_ERR_CRYPTO;
+
+	*out = NULL;
+	if (kt == CKK_RSA) {
+		if (bits < RSA_GEN_MIN || bits > RSA_GEN_MAX || (e != NULL && e_len > 8))
+			return TK_ERR_ATTR_VALUE_INVALID;
+		if (e != NULL && ((bn = BN_bin2bn(e, (int)e_len, NULL)) == NULL))
+			return TK_ERR_NO_MEMORY;
+		/* an even or tiny exponent makes no RSA key */
+		if (bn != NULL && (!BN_is_odd(bn) || BN_get_word(bn) < 3)) {
+			BN_free(bn);
+			return TK_ERR_ATTR_VALUE_INVALID;
+		}
+		ctx = EVP_PKEY_CTX_new_from_name(tk_ossl_libctx(), "RSA", NULL);
+		if (ctx != NULL && EVP_PKEY_keygen_init(ctx) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)bits) == 1 &&
+		    (bn == NULL || EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, bn) == 1) &&
+		    EVP_PKEY_generate(ctx, out) == 1)
+			r = TK_OK;
+		goto out;
+	}
+	if ((c = curve_by_params(params, params_len, kt)) == NULL)
+		return TK_ERR_ATTR_VALUE_INVALID;
+	if (c->kt == CKK_EC_EDWARDS) {
+		ctx = EVP_PKEY_CTX_new_from_name(tk_ossl_libctx(), "ED25519", NULL);
+		if (ctx != NULL && EVP_PKEY_keygen_init(ctx) == 1 &&
+		    EVP_PKEY_generate(ctx, out) == 1)
+			r = TK_OK;
+	} else {
+		ctx = EVP_PKEY_CTX_new_from_name(tk_ossl_libctx(), "EC", NULL);
+		if (ctx != NULL && EVP_PKEY_keygen_init(ctx) == 1 &&
+		    EVP_PKEY_CTX_set_group_name(ctx, c->name) == 1 &&
+		    EVP_PKEY_generate(ctx, out) == 1)
+			r = TK_OK;
+	}
+out:
+	BN_free(bn);
+	EVP_PKEY_CTX_free(ctx);
+	if (r != TK_OK) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
 /* ---- to attributes ------------------------------------------------------------------ */
 
 static int

@@ -19,6 +19,7 @@
 #include <tokenkit/mem.h>
 #include <tokenkit/text.h>
 
+#include "driver.h"
 #include "ossl.h"
 #include "provider.h"
 #include "registry_priv.h"
@@ -435,8 +436,8 @@ item_id(const struct soft_state *st, const struct soft_obj *o, const uint8_t **i
 	*len = a->len;
 }
 
-static int
-tk_key_type_of(CK_KEY_TYPE kt)
+int
+tk_soft_tk_key_type(CK_KEY_TYPE kt)
 {
 	switch (kt) {
 	case CKK_RSA:
@@ -494,7 +495,7 @@ tk_soft_items(const struct soft_state *st, tk_registration_t *r)
 		} else if (cls == CKO_PRIVATE_KEY) {
 			der = tk_attrs_get(&o->attrs, CKA_PUBLIC_KEY_INFO);
 			if (der == NULL || der->len == 0 || der->len > TK_REG_DER_MAX ||
-			    (kt = tk_key_type_of(tk_obj_key_type(&o->attrs))) == TK_KEY_NONE)
+			    (kt = tk_soft_tk_key_type(tk_obj_key_type(&o->attrs))) == TK_KEY_NONE)
 				continue;
 			it.kind = TK_REG_ITEM_KEY;
 			it.der = der->val;
@@ -507,6 +508,9 @@ tk_soft_items(const struct soft_state *st, tk_registration_t *r)
 			it.usage = (tk_attrs_bool(&o->attrs, CKA_SIGN) ? TK_USAGE_SIGN : 0) |
 			           (tk_attrs_bool(&o->attrs, CKA_DECRYPT) ? TK_USAGE_DECRYPT : 0) |
 			           (tk_attrs_bool(&o->attrs, CKA_DERIVE) ? TK_USAGE_DERIVE : 0);
+			/* only what the key type serves (an Ed25519 key's CKA_DERIVE,
+			 * which clients set on every EC-family key, is no ECDH) */
+			it.usage &= tk_drv_usage_for(it.key_type);
 			it.handle = o->uid;
 			it.handle_len = TK_SOFT_UID_LEN;
 		} else {
@@ -778,9 +782,13 @@ log2n_of(const struct soft_state *st, int role)
 	return st->wrap[role].present ? st->wrap[role].log2n : SOFT_LOG2N_DEFAULT;
 }
 
-int
-tk_soft_pin_change(tk_soft_t *s, int role, const uint8_t *old_pin, size_t old_len,
-                   const uint8_t *new_pin, size_t new_len)
+/* Open the DEK with check_role's PIN and wrap it for new_role under
+ * new_pin (at new_role's KDF cost), in the one write that also resets
+ * check_role's counter: a PIN change (same role) or the SO's reset of the
+ * user PIN. */
+static int
+rewrap(tk_soft_t *s, int check_role, const uint8_t *pin, size_t pin_len, int new_role,
+       const uint8_t *new_pin, size_t new_len)
 {
 	struct soft_wrap w;
 	void *dek = NULL;
@@ -791,13 +799,11 @@ tk_soft_pin_change(tk_soft_t *s, int role, const uint8_t *old_pin, size_t old_le
 	if ((r = tk_secmem_alloc(SOFT_DEK_LEN, &dek)) != TK_OK)
 		return r;
 	pthread_mutex_lock(&s->mtx);
-	/* the old PIN opens the DEK; the new wrap is made from it and goes in
-	 * the write that resets the counter */
-	r = pin_check_locked(s, role, old_pin, old_len, dek, false, NULL);
+	r = pin_check_locked(s, check_role, pin, pin_len, dek, false, NULL);
 	if (r == TK_OK)
-		r = tk_soft_wrap(dek, role, new_pin, new_len, log2n_of(&s->st, role), &w);
+		r = tk_soft_wrap(dek, new_role, new_pin, new_len, log2n_of(&s->st, new_role), &w);
 	if (r == TK_OK) {
-		struct pin_step step = {role, false, false, &w, role};
+		struct pin_step step = {check_role, false, false, &w, new_role};
 
 		r = update_locked(s, pin_step, &step);
 	}
@@ -808,30 +814,17 @@ tk_soft_pin_change(tk_soft_t *s, int role, const uint8_t *old_pin, size_t old_le
 }
 
 int
+tk_soft_pin_change(tk_soft_t *s, int role, const uint8_t *old_pin, size_t old_len,
+                   const uint8_t *new_pin, size_t new_len)
+{
+	return rewrap(s, role, old_pin, old_len, role, new_pin, new_len);
+}
+
+int
 tk_soft_pin_reset(tk_soft_t *s, const uint8_t *so_pin, size_t so_len, const uint8_t *new_pin,
                   size_t new_len)
 {
-	struct soft_wrap w;
-	void *dek = NULL;
-	int r;
-
-	if (new_len < TK_SOFT_PIN_MIN || new_len > TK_SOFT_PIN_MAX)
-		return TK_ERR_INVALID_ARG;
-	if ((r = tk_secmem_alloc(SOFT_DEK_LEN, &dek)) != TK_OK)
-		return r;
-	pthread_mutex_lock(&s->mtx);
-	r = pin_check_locked(s, SOFT_SO, so_pin, so_len, dek, false, NULL);
-	if (r == TK_OK)
-		r = tk_soft_wrap(dek, SOFT_USER, new_pin, new_len, log2n_of(&s->st, SOFT_SO), &w);
-	if (r == TK_OK) {
-		struct pin_step step = {SOFT_SO, false, false, &w, SOFT_USER};
-
-		r = update_locked(s, pin_step, &step);
-	}
-	pthread_mutex_unlock(&s->mtx);
-	tk_wipe(&w, sizeof(w));
-	tk_secmem_free(&dek);
-	return r;
+	return rewrap(s, SOFT_SO, so_pin, so_len, SOFT_USER, new_pin, new_len);
 }
 
 int
@@ -852,6 +845,37 @@ tk_soft_of(tk_token_t *t)
 	return tk_token_provider_state(t, &tk_soft_provider);
 }
 
+/* The token model of reg: tk_reg_model's, with the store's limits. The
+ * PKCS#11 module shows a software token's objects from its store
+ * (pkcs11/softobj.c), whatever PKCS#11 clients wrote there; when the items
+ * make no model (an id longer than the model takes, a certificate it
+ * cannot read ...), the token is still a token: one without key slots,
+ * never none. */
+static int
+soft_model(const tk_registration_t *reg, tk_drv_model_t *m)
+{
+	tk_registration_t *bare = NULL;
+	int r = tk_reg_model(reg, m);
+
+	if (r != TK_OK && r != TK_ERR_NO_MEMORY) {
+		tk_log_info("soft: %s: its objects make no key slots (%s); the token has none",
+		            tk_registration_instance(reg), tk_strerror(r));
+		r = tk_registration_dup(reg, &bare);
+		if (r == TK_OK) {
+			tk_registration_clear_items(bare);
+			r = tk_reg_model(bare, m);
+		}
+		tk_registration_free(&bare);
+	}
+	if (r != TK_OK)
+		return r;
+	m->pin_min_len = TK_SOFT_PIN_MIN;
+	m->pin_max_len = TK_SOFT_PIN_MAX;
+	snprintf(m->model, sizeof(m->model), "software token");
+	snprintf(m->manufacturer, sizeof(m->manufacturer), "tokenkit");
+	return TK_OK;
+}
+
 static int
 prov_open(const tk_registration_t *reg, void **state, tk_drv_model_t *m)
 {
@@ -861,15 +885,10 @@ prov_open(const tk_registration_t *reg, void **state, tk_drv_model_t *m)
 	*state = NULL;
 	if ((r = tk_soft_new(reg, &s)) != TK_OK)
 		return r;
-	if ((r = tk_reg_model(reg, m)) != TK_OK) {
+	if ((r = soft_model(reg, m)) != TK_OK) {
 		tk_soft_free(s);
 		return r;
 	}
-	/* the store's own limits on PINs */
-	m->pin_min_len = TK_SOFT_PIN_MIN;
-	m->pin_max_len = TK_SOFT_PIN_MAX;
-	snprintf(m->model, sizeof(m->model), "software token");
-	snprintf(m->manufacturer, sizeof(m->manufacturer), "tokenkit");
 	*state = s;
 	return TK_OK;
 }
@@ -882,20 +901,21 @@ prov_update(void *state, const tk_registration_t *reg, tk_drv_model_t *m)
 	struct soft_state st;
 	int r;
 
-	if ((r = tk_reg_model(reg, m)) != TK_OK)
+	if ((r = soft_model(reg, m)) != TK_OK)
 		return r;
-	m->pin_min_len = TK_SOFT_PIN_MIN;
-	m->pin_max_len = TK_SOFT_PIN_MAX;
-	snprintf(m->model, sizeof(m->model), "software token");
-	snprintf(m->manufacturer, sizeof(m->manufacturer), "tokenkit");
 	if ((r = tk_registration_dup(reg, &model)) != TK_OK)
 		goto fail;
 	pthread_mutex_lock(&s->mtx);
 	tk_registration_free(&s->model);
 	s->model = model;
-	/* our own writes are installed already; older news changes nothing */
-	if (tk_registration_generation(reg) != tk_registration_generation(s->rec) ||
-	    !tk_registration_equal(reg, s->rec)) {
+	/* our own writes are installed already. An event older than what we
+	 * hold (the one for a write of ours, heard after a later write of
+	 * ours) must not take the token back: the store says what is now (and
+	 * notices a store replaced, whose generations start again) */
+	if (tk_registration_generation(reg) < tk_registration_generation(s->rec)) {
+		r = tk_soft_refresh_locked(s);
+	} else if (tk_registration_generation(reg) != tk_registration_generation(s->rec) ||
+	           !tk_registration_equal(reg, s->rec)) {
 		r = decode_config(reg, &st);
 		if (r == TK_OK && (r = tk_registration_dup(reg, &copy)) == TK_OK)
 			r = install_locked(s, &copy, &st);

@@ -52,7 +52,7 @@
 #include <tokenkit/tlv.h>
 #include <tokenkit/token.h>
 
-#define TK_DRIVER_API 2u
+#define TK_DRIVER_API 4u
 
 /* The token model a driver fills in load (opaque; through the host). */
 typedef struct tk_drv_model tk_drv_model_t;
@@ -98,7 +98,17 @@ typedef struct tk_drv_key_desc {
 	unsigned ops;
 	bool needs_login;         /* the card wants the user PIN before use */
 	bool always_authenticate; /* ... right before every use */
+	/* API 4. TK_DRV_CERT_* for cert (0 before API 4). */
+	unsigned cert_flags;
 } tk_drv_key_desc_t;
+
+/* cert_flags. TK_DRV_CERT_UNPAIRED: cert is published on its own, under
+ * this description's id, and never paired with a key, although it may
+ * carry a key's SubjectPublicKeyInfo: a certificate about a key that is
+ * not the key's own certificate (PIV attestation certificates: PKCS#11
+ * clients pair by CKA_ID, and a browser would offer it as a client
+ * certificate). Only without key_present; the id must be no key's. */
+#define TK_DRV_CERT_UNPAIRED 0x1u
 
 /* A key as key_op sees it (made by the host). */
 typedef struct tk_drv_key {
@@ -120,6 +130,12 @@ typedef struct tk_drv_pin_status {
 } tk_drv_pin_status_t;
 
 #define TK_DRV_LOAD_TRUST_CACHE 0x1u
+/* API 4. The host loads again (flags 0) soon after this load, off its
+ * caller's path: leave out what is not in cached and costs the card a
+ * private-key operation or long seconds (PIV: a key's attestation), and do
+ * not record it in fresh; the next load reads it. Drivers of older APIs
+ * ignore it and read everything. */
+#define TK_DRV_LOAD_DEFER_COSTLY 0x2u
 
 typedef struct tk_driver {
 	uint32_t api;     /* TK_DRIVER_API the driver was built with */
@@ -140,7 +156,8 @@ typedef struct tk_driver {
 	 * as it is, without a probe, provided what probe read to prove the
 	 * card's identity still equals its cached copy (else it checks every
 	 * record as without the flag); records missing from the cache are
-	 * read from the card. The caller revalidates later with flags 0. */
+	 * read from the card (but see TK_DRV_LOAD_DEFER_COSTLY). The caller
+	 * revalidates later with flags 0. */
 	int (*load)(void *state, const tk_cache_t *cached, tk_cache_t *fresh, unsigned flags,
 	            tk_drv_model_t *m);
 	/* user is enum tk_user (TK_USER_CONTEXT verifies the user PIN again).
@@ -171,6 +188,15 @@ typedef struct tk_driver {
 	 * (not for this user), TK_ERR_TIMEOUT (nobody typed), TK_ERR_CANCELLED
 	 * (cancelled on the pad). */
 	int (*pin_verify_pad)(void *state, int user, int *retries);
+	/* API 3. Optional (NULL: none). Change the PIN of user (TK_USER_USER,
+	 * TK_USER_SO) with the old and the new PIN typed on the reader's PIN
+	 * pad (the reader asks for the new one twice when the template wants
+	 * it confirmed); like pin_verify_pad, the driver builds the template
+	 * and the host asks only when the reader's pad can modify. *retries
+	 * gets the tries left of the old PIN when the card told them (else
+	 * -1). Errors as pin_change, and TK_ERR_NOT_SUPPORTED, TK_ERR_TIMEOUT,
+	 * TK_ERR_CANCELLED as pin_verify_pad. */
+	int (*pin_change_pad)(void *state, int user, int *retries);
 } tk_driver_t;
 
 /* The host's services for drivers. Each member does what the public

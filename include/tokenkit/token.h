@@ -15,6 +15,7 @@
 
 #include <tokenkit/common.h>
 #include <tokenkit/card.h>
+#include <tokenkit/registry.h>
 
 typedef struct tk_token tk_token_t;
 
@@ -96,7 +97,9 @@ typedef struct tk_token_opts {
 	                          * APDUs on the start-up path; prefer tk_token_refresh_pin
 	                          * when the counters are wanted */
 	bool defer_revalidation; /* take a cache entry on trust once the card proved its
-	                          * identity; the caller runs tk_token_revalidate later */
+	                          * identity; the caller runs tk_token_revalidate later,
+	                          * which also reads what costs the card seconds and is
+	                          * not cached yet (PIV attestations) */
 } tk_token_opts_t;
 /* Defaults: cache_dir NULL (the user's cache directory), refresh_pin_status
  * false, defer_revalidation false (the full check before open returns). */
@@ -181,6 +184,19 @@ TK_EXPORT int tk_token_login_pinpad(tk_token_t *t, int user);
 TK_EXPORT int tk_token_logout(tk_token_t *t);
 TK_EXPORT int tk_token_change_pin(tk_token_t *t, int user, const uint8_t *old_pin, size_t old_len,
                                   const uint8_t *new_pin, size_t new_len);
+/* tk_token_change_pin with both PINs typed on the reader's PIN pad
+ * (the reader asks for the old PIN, then the new one twice): they never
+ * pass through the host. Waits while the user types (the pad's own
+ * timeout, 30 s per entry). user: TK_USER_USER or TK_USER_SO (PIV: the
+ * PUK). Errors: TK_ERR_PIN_INCORRECT (the old PIN is wrong: a try is
+ * spent, tk_token_info tells how many are left), TK_ERR_PIN_LOCKED,
+ * TK_ERR_INVALID_ARG, TK_ERR_NOT_SUPPORTED (no PIN pad that can change
+ * PINs for this token, or not for this user), TK_ERR_TIMEOUT (nobody
+ * typed), TK_ERR_CANCELLED (cancelled on the pad, or the two entries of
+ * the new PIN differed on a reader that ends the entry for that),
+ * transport errors. Never retried automatically. A login stays as it
+ * was. */
+TK_EXPORT int tk_token_change_pin_pad(tk_token_t *t, int user);
 /* Reset the user PIN with the PUK (PKCS#11 C_InitPIN after SO login). */
 TK_EXPORT int tk_token_unblock_pin(tk_token_t *t, const uint8_t *puk, size_t puk_len,
                                    const uint8_t *new_pin, size_t new_len);
@@ -257,6 +273,23 @@ typedef struct tk_key_auth {
 TK_EXPORT int tk_token_key_op_auth(tk_token_t *t, const tk_object_t *key, int op,
                                    const tk_key_auth_t *auth, const uint8_t *in, size_t in_len,
                                    uint8_t *out, size_t out_cap, size_t *out_len);
+
+/* Record a card token in the registry (include/tokenkit/registry.h): a
+ * registration flagged TK_REG_FLAG_CARD, provider the driver ("piv"),
+ * instance the card's identity (tk_token_info_t.identity), the token's
+ * label, one item per certificate and private key (public key, type, size,
+ * usages; the driver's key reference as the handle). Written only when the
+ * store's record differs (compare-and-swap; a concurrent writer of the same
+ * card is retried), so a known card costs one read. The PKCS#11 module and
+ * the tool call this for every card token they open. store NULL: the
+ * user's store, unless TOKENKIT_REGISTER_CARDS is "0" (then nothing, TK_OK).
+ * *written (may be NULL) says whether a record was written. Errors:
+ * TK_ERR_NOT_SUPPORTED (a registered token, a card without identity; the
+ * user's store in a set-uid process), TK_ERR_CONFLICT (a registration of
+ * that name that is not a card's: left alone, with a warning; or other
+ * writers kept winning), those of tk_registry_open, tk_registry_get and
+ * tk_registry_put. */
+TK_EXPORT int tk_token_register(tk_token_t *t, tk_registry_t *store, bool *written);
 
 /* True while the token's card is still the card in the reader. */
 TK_EXPORT bool tk_token_present(tk_token_t *t);

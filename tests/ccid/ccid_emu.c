@@ -1048,6 +1048,17 @@ ccid_emu_pin_input(ccid_emu_dev_t *d, unsigned i, enum ccid_emu_pin_action actio
 	f->pin_action = action;
 	snprintf(f->pin, sizeof(f->pin), "%s", pin ? pin : "");
 	snprintf(f->new_pin, sizeof(f->new_pin), "%s", new_pin ? new_pin : "");
+	f->confirm_pin[0] = '\0';
+	g_mutex_unlock(&d->emu->lock);
+}
+
+void
+ccid_emu_pin_confirm(ccid_emu_dev_t *d, unsigned i, const char *confirm)
+{
+	emu_iface_t *f = iface(d, i);
+
+	g_mutex_lock(&d->emu->lock);
+	snprintf(f->confirm_pin, sizeof(f->confirm_pin), "%s", confirm ? confirm : "");
 	g_mutex_unlock(&d->emu->lock);
 }
 

@@ -104,7 +104,9 @@ typedef struct ccid_emu_counts {
 	unsigned t1_wtx_resp; /* ... S(WTX response) */
 	unsigned t0_get_response;
 	unsigned secure;
-	unsigned mute_dropped; /* commands a fault swallowed */
+	unsigned modify_secure; /* ... of them PIN modifications */
+	unsigned pin_entries;   /* PINs the pad's user was asked for */
+	unsigned mute_dropped;  /* commands a fault swallowed */
 	unsigned stale_sent, time_ext_sent, garbage_sent;
 } ccid_emu_counts_t;
 
@@ -139,6 +141,11 @@ void ccid_emu_hw_error(ccid_emu_dev_t *d, unsigned iface, unsigned slot, uint8_t
  * the confirmation repeats new_pin), cancel, or let the entry time out. */
 void ccid_emu_pin_input(ccid_emu_dev_t *d, unsigned iface, enum ccid_emu_pin_action action,
                         const char *pin, const char *new_pin);
+/* For the next changes: what the user types when the pad asks for the new
+ * PIN again (bConfirmPIN bit 0); NULL or "": new_pin again. An entry that
+ * differs ends the change as a cancel (CCID has no error of its own for
+ * it) and nothing reaches the card. ccid_emu_pin_input resets it. */
+void ccid_emu_pin_confirm(ccid_emu_dev_t *d, unsigned iface, const char *confirm);
 /* The last APDU the PIN pad built (PIN included), for checks. */
 size_t ccid_emu_last_pin_apdu(ccid_emu_dev_t *d, unsigned iface, uint8_t *out, size_t cap);
 

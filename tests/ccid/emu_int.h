@@ -74,7 +74,7 @@ typedef struct emu_iface {
 	void *claimed_by; /* UMockdevIoctlClient */
 	/* PIN pad */
 	enum ccid_emu_pin_action pin_action;
-	char pin[32], new_pin[32];
+	char pin[32], new_pin[32], confirm_pin[32]; /* confirm_pin "": new_pin again */
 	uint8_t last_pin_apdu[300];
 	size_t last_pin_apdu_len;
 } emu_iface_t;

@@ -736,11 +736,26 @@ secure(emu_iface_t *f, emu_slot_t *s, const tk_ccid_cmd_t *c)
 		return;
 	}
 	memcpy(apdu, op.apdu, op.apdu_len);
-	if (op.operation == TK_CCID_PIN_OP_VERIFY)
+	if (op.operation == TK_CCID_PIN_OP_VERIFY) {
+		f->counts.pin_entries++;
 		ok = put_pin(&op, apdu, op.apdu_len, (op.format >> 3) & 0x0F, f->pin);
-	else
-		ok = put_pin(&op, apdu, op.apdu_len, op.offset_old, f->pin) &&
-		     put_pin(&op, apdu, op.apdu_len, op.offset_new, f->new_pin);
+	} else {
+		/* bConfirmPIN (CCID 1.1, 6.1.11.7): bit 1, the pad asks for
+		 * the current PIN (else the template keeps what it holds
+		 * there); the new PIN; bit 0, the new PIN again */
+		f->counts.modify_secure++;
+		ok = true;
+		if (op.confirm & 0x02) {
+			f->counts.pin_entries++;
+			ok = put_pin(&op, apdu, op.apdu_len, op.offset_old, f->pin);
+		}
+		f->counts.pin_entries++;
+		ok = ok && put_pin(&op, apdu, op.apdu_len, op.offset_new, f->new_pin);
+		if (ok && (op.confirm & 0x01)) {
+			f->counts.pin_entries++;
+			ok = f->confirm_pin[0] == '\0' || strcmp(f->confirm_pin, f->new_pin) == 0;
+		}
+	}
 	if (!ok) {
 		fail(f, c, TK_CCID_RDR_DATA_BLOCK, icc(s), TK_CCID_ERR_PIN_CANCELLED);
 		return;

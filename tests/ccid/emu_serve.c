@@ -18,7 +18,12 @@
  *   unplug | replug             the device goes, comes back (same port)
  *   fault I NAME                stall_out, stall_in, wedge_abort,
  *                               wedge_reset, mute_card, or none
- *   pin I enter PIN | pin I cancel | pin I timeout   the PIN pad's user */
+ *   pin I enter PIN [NEW [CONFIRM]] | pin I cancel | pin I timeout
+ *                               the PIN pad's user: the PIN, for a change
+ *                               the old PIN, the new one (default PIN) and
+ *                               its confirmation (default NEW)
+ * After each line it appends the line to FIFO.done, so a script can wait
+ * until the reader took it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -46,9 +51,9 @@ static tk_vcard_t *cards[4];
 static void
 control_line(char *line)
 {
-	char cmd[16] = "", arg[32] = "", pin[32] = "";
+	char cmd[16] = "", arg[32] = "", pin[32] = "", new_pin[32] = "", confirm[32] = "";
 	unsigned i = 0, sl = 0;
-	int n = sscanf(line, "%15s %u %31s %31s", cmd, &i, arg, pin);
+	int n = sscanf(line, "%15s %u %31s %31s %31s %31s", cmd, &i, arg, pin, new_pin, confirm);
 
 	if (n >= 1 && strcmp(cmd, "unplug") == 0) {
 		ccid_emu_unplug(dev);
@@ -83,10 +88,25 @@ control_line(char *line)
 		                   strcmp(arg, "cancel") == 0    ? EMU_PIN_CANCEL
 		                   : strcmp(arg, "timeout") == 0 ? EMU_PIN_TIMEOUT
 		                                                 : EMU_PIN_ENTER,
-		                   pin, pin);
+		                   pin, new_pin[0] != '\0' ? new_pin : pin);
+		ccid_emu_pin_confirm(dev, i, confirm);
 	} else {
 		fprintf(stderr, "ccid-emu-serve: control: '%s' not understood\n", line);
 	}
+}
+
+/* The line was carried out: FIFO.done gets it (see the top). */
+static void
+control_done(const char *fifo, const char *line)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.done", fifo);
+	if ((f = fopen(path, "ae")) == NULL)
+		return;
+	fprintf(f, "%s\n", line);
+	fclose(f);
 }
 
 static void *
@@ -116,6 +136,7 @@ control_main(void *arg)
 		while ((nl = strchr(buf, '\n')) != NULL) {
 			*nl = '\0';
 			control_line(buf);
+			control_done(arg, buf);
 			have -= (size_t)(nl + 1 - buf);
 			memmove(buf, nl + 1, have + 1);
 		}
@@ -153,9 +174,11 @@ write_counts(const char *path, ccid_emu_dev_t *d, unsigned nifaces)
 		fprintf(f,
 		        "iface%u apdus %u\niface%u pps %u\niface%u set_params %u\n"
 		        "iface%u t1_blocks %u\niface%u t1_ifs_req %u\niface%u xfr_chained %u\n"
-		        "iface%u secure %u\niface%u t0_get_response %u\niface%u claims %u\n",
+		        "iface%u secure %u\niface%u t0_get_response %u\niface%u claims %u\n"
+		        "iface%u modify_secure %u\niface%u pin_entries %u\n",
 		        i, c.apdus, i, c.pps, i, c.set_params, i, c.t1_blocks, i, c.t1_ifs_req, i,
-		        c.xfr_chained, i, c.secure, i, c.t0_get_response, i, c.claims);
+		        c.xfr_chained, i, c.secure, i, c.t0_get_response, i, c.claims, i,
+		        c.modify_secure, i, c.pin_entries);
 	}
 	fclose(f);
 }

@@ -704,6 +704,91 @@ test_pinpad_login(void **state)
 	dev_free(&y);
 }
 
+/* PIN change on the pad through the direct backend (PC_to_RDR_Secure,
+ * PIN modification): the reader asks for the old PIN, the new one and its
+ * confirmation; afterwards only the new PIN opens the card. A wrong old
+ * PIN costs a try; a confirmation that differs, cancel and timeout change
+ * nothing; a pad that verifies only is not asked. */
+static void
+test_pinpad_change(void **state)
+{
+	static const uint8_t pin_new[] = "87654321", pin_old[] = "123456";
+	tk_token_opts_t o;
+	tk_token_info_t ti;
+	tk_token_t *t = NULL;
+	ccid_emu_counts_t cn;
+	struct dev x, y;
+	tk_slotmgr_t *m;
+	tk_card_t *c;
+	uint8_t apdu[64];
+	size_t n;
+
+	(void)state;
+	dev_add(&x, 1, 1, EMU_EXT_APDU, TK_CCID_PIN_VERIFY | TK_CCID_PIN_MODIFY);
+	dev_add(&y, 1, 1, EMU_EXT_APDU, TK_CCID_PIN_VERIFY);
+	m = mgr_start();
+	tk_token_opts_init(&o);
+	o.cache_dir = "";
+
+	/* a pad that verifies only: no Secure sent for a change */
+	c = card_of(m, y.serial, "slot0]", NULL);
+	assert_int_equal(tk_token_open(c, &o, &t), TK_OK);
+	assert_int_equal(tk_token_info(t, &ti), TK_OK);
+	assert_true(ti.protected_auth_path);
+	ccid_emu_pin_input(y.d, 0, EMU_PIN_ENTER, "123456", "87654321");
+	assert_int_equal(tk_token_change_pin_pad(t, TK_USER_USER), TK_ERR_NOT_SUPPORTED);
+	ccid_emu_counts(y.d, 0, &cn);
+	assert_int_equal(cn.msgs[TK_CCID_PC_SECURE], 0);
+	tk_token_free(&t);
+	tk_card_unref(&c);
+
+	c = card_of(m, x.serial, "slot0]", NULL);
+	assert_int_equal(tk_token_open(c, &o, &t), TK_OK);
+	/* 123456 -> 87654321 */
+	ccid_emu_pin_input(x.d, 0, EMU_PIN_ENTER, "123456", "87654321");
+	assert_int_equal(tk_token_change_pin_pad(t, TK_USER_USER), TK_OK);
+	n = ccid_emu_last_pin_apdu(x.d, 0, apdu, sizeof(apdu));
+	assert_int_equal(n, 21);
+	assert_memory_equal(apdu,
+	                    "\x00\x24\x00\x80\x10"
+	                    "123456\xFF\xFF"
+	                    "87654321",
+	                    21);
+	ccid_emu_counts(x.d, 0, &cn);
+	assert_int_equal(cn.modify_secure, 1);
+	assert_int_equal(cn.pin_entries, 3); /* old, new, new again */
+	/* only the new PIN opens the card (typed: no pad involved) */
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_old, 6), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(tk_token_info(t, &ti), TK_OK);
+	assert_int_equal(ti.pin_retries, 2);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_new, 8), TK_OK);
+	assert_int_equal(tk_token_logout(t), TK_OK);
+	/* a wrong old PIN on the pad: a try spent, the count told */
+	ccid_emu_pin_input(x.d, 0, EMU_PIN_ENTER, "111111", "22222222");
+	assert_int_equal(tk_token_change_pin_pad(t, TK_USER_USER), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(tk_token_info(t, &ti), TK_OK);
+	assert_int_equal(ti.pin_retries, 2);
+	/* the confirmation differs, cancel, nobody typing: nothing changes */
+	ccid_emu_pin_input(x.d, 0, EMU_PIN_ENTER, "87654321", "22222222");
+	ccid_emu_pin_confirm(x.d, 0, "22222223");
+	assert_int_equal(tk_token_change_pin_pad(t, TK_USER_USER), TK_ERR_CANCELLED);
+	ccid_emu_pin_input(x.d, 0, EMU_PIN_CANCEL, NULL, NULL);
+	assert_int_equal(tk_token_change_pin_pad(t, TK_USER_USER), TK_ERR_CANCELLED);
+	ccid_emu_pin_input(x.d, 0, EMU_PIN_TIMEOUT, NULL, NULL);
+	assert_int_equal(tk_token_change_pin_pad(t, TK_USER_USER), TK_ERR_TIMEOUT);
+	assert_int_equal(tk_token_refresh_pin(t), TK_OK);
+	assert_int_equal(tk_token_info(t, &ti), TK_OK);
+	assert_int_equal(ti.pin_retries, 2);
+	/* the new PIN on the pad logs in */
+	ccid_emu_pin_input(x.d, 0, EMU_PIN_ENTER, "87654321", NULL);
+	assert_int_equal(tk_token_login_pinpad(t, TK_USER_USER), TK_OK);
+	tk_token_free(&t);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+	dev_free(&x);
+	dev_free(&y);
+}
+
 static void
 test_claimed_elsewhere(void **state)
 {
@@ -772,6 +857,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_ladder_usb_reset),
 		cmocka_unit_test(test_composite_quarantine),
 		cmocka_unit_test(test_pinpad_login),
+		cmocka_unit_test(test_pinpad_change),
 		cmocka_unit_test(test_claimed_elsewhere),
 		/* last: the emulator keeps the claims of a process that has exited
 		 * (as seen with pcscd), which would keep later tests from the readers */

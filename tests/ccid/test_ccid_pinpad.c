@@ -55,7 +55,7 @@ pinpad_run(enum ccid_emu_level level)
 	tk_ccid_slot_t *s;
 	ccid_emu_counts_t c;
 	struct cfx x;
-	size_t n = 0;
+	size_t n = 0, n_resp = 0;
 
 	cfg.iface[0].level = level;
 	cfg.iface[0].pin_support = TK_CCID_PIN_VERIFY | TK_CCID_PIN_MODIFY;
@@ -100,8 +100,16 @@ pinpad_run(enum ccid_emu_level level)
 	op.apdu_len = sizeof(change_tpl);
 	op.offset_old = 0;
 	op.offset_new = 8;
-	op.confirm = 0x01;
+	op.confirm = 0x03; /* the current PIN asked for, the new one confirmed */
 	op.num_messages = 0;
+	/* the confirmation differs: the pad ends the entry, the card sees nothing */
+	ccid_emu_counts(x.dev, 0, &c);
+	n = c.apdus;
+	ccid_emu_pin_input(x.dev, 0, EMU_PIN_ENTER, "123456", "87654321");
+	ccid_emu_pin_confirm(x.dev, 0, "87654320");
+	assert_int_equal(tk_ccid_secure(s, &op, resp, sizeof(resp), &n_resp), TK_ERR_CANCELLED);
+	ccid_emu_counts(x.dev, 0, &c);
+	assert_int_equal(c.apdus, n);
 	ccid_emu_pin_input(x.dev, 0, EMU_PIN_ENTER, "123456", "87654321");
 	assert_int_equal(pad(s, &op), 0x9000);
 	assert_int_equal(ccid_emu_last_pin_apdu(x.dev, 0, apdu, sizeof(apdu)), 21);
@@ -117,8 +125,11 @@ pinpad_run(enum ccid_emu_level level)
 	assert_int_equal(cfx_raw(s, select_piv, sizeof(select_piv), resp, sizeof(resp), NULL),
 	                 0x9000);
 	ccid_emu_counts(x.dev, 0, &c);
-	assert_int_equal(c.secure, 7);
-	assert_int_equal(c.msgs[TK_CCID_PC_SECURE], 7);
+	assert_int_equal(c.secure, 8);
+	assert_int_equal(c.msgs[TK_CCID_PC_SECURE], 8);
+	assert_int_equal(c.modify_secure, 2);
+	/* verify 2, the two changes 3 each, verify 2 (cancel and timeout: none) */
+	assert_int_equal(c.pin_entries, 10);
 	cfx_stop(&x);
 }
 

@@ -12,6 +12,9 @@
 #      the T=0 card), `tokenkit objects` the certificate, and pkcs11-tool
 #      signs through the module (PIN given, or on the pad: C_Login with a
 #      NULL PIN).
+# On the PIN-pad reader both runs also change the PIN on the pad through the
+# module (C_SetPIN with NULL PINs: MODIFY_PIN_DIRECT through pcscd in run 1,
+# PC_to_RDR_Secure in run 2); yubico-piv-tool checks the card's PIN state.
 # On the first variant `tokenkit watch` also shows card removal and insertion
 # from the PC/SC backend (run 1), and those plus unplug and replug from the
 # ccid backend (run 2), driven through the emulator's control FIFO.
@@ -98,6 +101,56 @@ watch_events() {
 	wait $wp 2>/dev/null
 	return 0
 }
+# ctl LINE: send LINE to the emulator and wait until it carried it out
+ctl() {
+	local n end
+	n=$(cat "$W/ctl.done" 2>/dev/null | wc -l)
+	echo "$1" >"$W/ctl"
+	end=$((SECONDS + TIMEOUT))
+	until (($(cat "$W/ctl.done" 2>/dev/null | wc -l) > n)); do
+		((SECONDS < end)) || fail "the emulator did not take: $1"
+		sleep 0.05
+	done
+}
+# p11_pad setpin|login: C_SetPIN / C_Login with NULL PINs through the module
+# (pkcs11-tool --change-pin, --login on a token with
+# CKF_PROTECTED_AUTHENTICATION_PATH); $W/out gets the CKR_ name. With
+# P11_PAD=ours, ccid-p11-pad makes the same calls and always finalizes
+# (tests/ccid/p11_pad.c: pkcs11-tool leaves without C_Finalize after
+# --change-pin or a failure, and under umockdev the emulated reader keeps the
+# claim of such a process, which the direct run cannot have)
+p11_pad() {
+	if [[ ${P11_PAD:-} == ours ]]; then
+		"$B/tests/ccid/ccid-p11-pad" "$MOD" "$1" >"$W/out" 2>&1
+	elif [[ $1 == setpin ]]; then
+		host pkcs11-tool --module "$MOD" --change-pin >"$W/out" 2>&1
+	else
+		host pkcs11-tool --module "$MOD" --login --sign -m ECDSA-SHA256 --id 01 \
+			-i "$W/data" -o "$W/sig.bad" >"$W/out" 2>&1
+	fi
+}
+# pad_change WHAT OLD NEW: change the user PIN on the pad through the module
+# (the emulated user types OLD, NEW, NEW), then: the new PIN typed on the pad
+# logs in and signs, the old one is refused with CKR_PIN_INCORRECT; a wrong
+# old PIN on the pad is CKR_PIN_INCORRECT too and costs a try (the token
+# flags say "count low" until a good login)
+pad_change() {
+	local what=$1 old=$2 new=$3
+	ctl "pin 0 enter $old $new"
+	p11_pad setpin || { cat "$W/out"; fail "$what: C_SetPIN on the pad"; }
+	ctl "pin 0 enter $old"
+	! p11_pad login || { cat "$W/out"; fail "$what: the old PIN still works"; }
+	grep -q CKR_PIN_INCORRECT "$W/out" || { cat "$W/out"; fail "$what: old PIN: not CKR_PIN_INCORRECT"; }
+	ctl "pin 0 enter $new"
+	sign "$what: the new PIN" "$W/sig.new"
+	host pkcs11-tool --module "$MOD" -T >"$W/out" 2>&1 || { cat "$W/out"; fail "$what: token info"; }
+	! grep -qi "count low" "$W/out" || { cat "$W/out"; fail "$what: count low after a good login"; }
+	ctl "pin 0 enter 111111 22222222"
+	! p11_pad setpin || { cat "$W/out"; fail "$what: a wrong old PIN changed it"; }
+	grep -q CKR_PIN_INCORRECT "$W/out" || { cat "$W/out"; fail "$what: wrong old PIN: not CKR_PIN_INCORRECT"; }
+	host pkcs11-tool --module "$MOD" -T >"$W/out" 2>&1 || { cat "$W/out"; fail "$what: token info"; }
+	grep -qi "count low" "$W/out" || { cat "$W/out"; fail "$what: no try spent by a wrong old PIN"; }
+}
 # sign DESCRIPTION OUTPUT PKCS11-TOOL-LOGIN-OPTIONS...: sign with 9A, verify
 sign() {
 	local what=$1 sig=$2
@@ -146,6 +199,16 @@ n_named=$(grep -c 'EMU0001.*is in use by' "$W/err" || true)
 if [[ $pad == 1 ]]; then
 	grep -q '"pin_pad": true' "$W/out" || { cat "$W/out"; fail "PC/SC: no PIN pad"; }
 	TOKENKIT_READERS=pcsc sign "PC/SC PIN pad" "$W/sig.pcsc"
+	# PIN change on the pad through pcscd + libccid (FEATURE_MODIFY_PIN_DIRECT)
+	TOKENKIT_READERS=pcsc pad_change "PC/SC PIN pad change" 123456 87654321
+	# ... and what the card says to another program: a try spent by the wrong
+	# old PIN, the old PIN refused, the new one good
+	yubico-piv-tool -r EMU0001 -a status >"$W/out" 2>&1 || { cat "$W/out"; fail "status"; }
+	grep -Eq 'PIN tries left:[[:space:]]*2' "$W/out" || { cat "$W/out"; fail "yubico-piv-tool: not 2 tries left"; }
+	! yubico-piv-tool -r EMU0001 -a verify-pin -P 123456 >"$W/out" 2>&1 ||
+		{ cat "$W/out"; fail "yubico-piv-tool: the old PIN verifies"; }
+	yubico-piv-tool -r EMU0001 -a verify-pin -P 87654321 >"$W/out" 2>&1 ||
+		{ cat "$W/out"; fail "yubico-piv-tool: the new PIN does not verify"; }
 fi
 [[ $watch == 1 ]] && TOKENKIT_READERS=pcsc+ccid watch_events pcsc "remove 0 0" "insert 0 0"
 kill "$pid"
@@ -175,8 +238,28 @@ fi
 grep -q 'tokenkit ccid stack' "$W/out" || { cat "$W/out"; fail "objects: no certificate"; }
 [[ $watch == 1 ]] && watch_events ccid "remove 0 0" "insert 0 0" unplug replug
 if [[ $pad == 1 ]]; then
+	# run 1 left the PIN changed on the pad
+	ctl "pin 0 enter 87654321"
 	sign "direct PIN pad" "$W/sig"
+	# PIN change on the pad through the direct backend (PC_to_RDR_Secure), back
+	P11_PAD=ours pad_change "direct PIN pad change" 87654321 123456
+	# the CLI on the pad: a change, a wrong old PIN (tries left said), back
+	ctl "pin 0 enter 123456 87654321"
+	"$TOOL" piv pin change EMU0001 --pad >"$W/out" 2>&1 || { cat "$W/out"; fail "tokenkit piv pin change --pad"; }
+	ctl "pin 0 enter 123456 11111111"
+	! "$TOOL" piv pin change EMU0001 --pad >"$W/out" 2>&1 &&
+		grep -q 'wrong PIN (2 tries left)' "$W/out" || { cat "$W/out"; fail "tokenkit piv pin change --pad, wrong PIN"; }
+	ctl "pin 0 enter 87654321 123456"
+	"$TOOL" piv pin change EMU0001 --pad >"$W/out" 2>&1 || { cat "$W/out"; fail "tokenkit piv pin change --pad, back"; }
+	ctl "pin 0 enter 123456"
+	sign "direct PIN pad, after the CLI's changes" "$W/sig"
+	# a read-only session may not change it (nothing asked on the pad)
+	! "$B/tests/ccid/ccid-p11-pad" "$MOD" setpin-ro >"$W/out" 2>&1 &&
+		grep -q CKR_SESSION_READ_ONLY "$W/out" || { cat "$W/out"; fail "C_SetPIN on the pad, R/O session"; }
 else
+	# no pad: NULL PINs are no PINs
+	! "$B/tests/ccid/ccid-p11-pad" "$MOD" setpin >"$W/out" 2>&1 &&
+		grep -q CKR_ARGUMENTS_BAD "$W/out" || { cat "$W/out"; fail "C_SetPIN with NULL PINs, no pad"; }
 	sign "direct" "$W/sig" --pin 123456
 fi
 exit 0
@@ -207,10 +290,15 @@ variant() {
 		return
 	fi
 	if [[ $pad == 1 ]]; then
-		# one Secure in each run: PC/SC's pad login and the direct one
-		for c in counts1 counts2; do
-			v=$(count "$W/$c" secure)
-			[[ -n $v && $v -ge 1 ]] || { echo "FAIL: $name: $c: Secure ${v:-none}"; bad=1; }
+		# Secure in each run: PC/SC's pad login and the direct one; and the
+		# PIN modifications: through the module the change and the wrong old
+		# PIN in each run, in the direct run also the CLI's three
+		for c in "counts1 2" "counts2 5"; do
+			set -- $c
+			v=$(count "$W/$1" secure)
+			[[ -n $v && $v -ge 1 ]] || { echo "FAIL: $name: $1: Secure ${v:-none}"; bad=1; }
+			v=$(count "$W/$1" modify_secure)
+			[[ $v == "$2" ]] || { echo "FAIL: $name: $1: PIN modifications ${v:-none}, want $2"; bad=1; }
 		done
 	fi
 	if [[ $t0 == 1 ]]; then

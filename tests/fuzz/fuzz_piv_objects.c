@@ -1,7 +1,8 @@
 /* Fuzz the PIV driver's parsers. The first byte picks the parser, the rest
  * is the object as a card would return it:
  *   0 application property template   4 key history
- *   1 CHUID (+ FASC-N digits)         5 Yubico metadata
+ *   1 CHUID (+ FASC-N digits)         5 Yubico metadata; the same bytes
+ *                                       as an attestation cache record
  *   2 discovery object                6 ECDSA-Sig-Value → r||s
  *   3 certificate container (incl. gzip/zlib, then X.509 → SPKI)
  *   7 a whole card: the rest is a list of responses (u16be length +
@@ -158,9 +159,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	case 5: {
 		piv_metadata_t md;
+		const uint8_t *sp, *att;
+		size_t sl, al;
 
 		if (piv_parse_metadata(p, n, &md) == TK_OK)
 			piv_metadata_clear(&md);
+		/* the same bytes as an attestation cache record */
+		if (piv_parse_attest_record(p, n, &sp, &sl, &att, &al) == TK_OK &&
+		    (sp < p || sl == 0 || sp + sl > p + n || 2 + sl + al != n))
+			abort();
 		break;
 	}
 	case 6: {

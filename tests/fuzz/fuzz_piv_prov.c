@@ -1,10 +1,13 @@
 /* Fuzz the PIV provisioning parsers (tools/tokenkit/piv_prov.c): the first
  * byte picks what the rest is: 0..2 a GENERATE response for RSA-2048,
  * P-256 or P-384, 3 a slot's GET METADATA response, 4 a GENERAL
- * AUTHENTICATE response (7C). What is returned must lie inside the input; a
- * key that parses must be one OpenSSL can encode back. */
+ * AUTHENTICATE response (7C), 5 a key file (PEM or PKCS#12, passphrase
+ * "fuzz"). What is returned must lie inside the input; a key that parses
+ * must be one OpenSSL can encode back, and a key file's key one that
+ * either encodes for IMPORT or is refused as not a PIV key. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/x509.h>
 
@@ -13,6 +16,38 @@
 #include "piv_prov.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int
+pass(void *ctx, char *buf, size_t cap, size_t *len)
+{
+	(void)ctx;
+	if (cap < 5)
+		return TK_ERR_BUFFER_TOO_SMALL;
+	memcpy(buf, "fuzz", 5);
+	*len = 4;
+	return TK_OK;
+}
+
+static void
+check_keyfile(const uint8_t *p, size_t n)
+{
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	uint8_t buf[1400];
+	size_t bl = 0;
+	int r;
+
+	if (piv_load_key_mem(p, n, pass, NULL, &k, &x) != TK_OK) {
+		if (k != NULL || x != NULL)
+			abort();
+		return;
+	}
+	r = piv_import_data(k, 0, 0, buf, sizeof(buf), &bl);
+	if (r != TK_OK && r != TK_ERR_NOT_SUPPORTED)
+		abort();
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
 
 static void
 check_key(EVP_PKEY *k)
@@ -38,7 +73,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0:
 	case 1:
 	case 2:
@@ -52,6 +87,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_key(k);
 		else if (k != NULL)
 			abort();
+		break;
+	case 5:
+		check_keyfile(p, n);
 		break;
 	default:
 		if (piv_auth_response(p, n, 0x82, &v, &vl) == TK_OK &&

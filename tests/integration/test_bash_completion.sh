@@ -55,6 +55,53 @@ expect_eq "tokenkit attest READER 9a --root <TAB> (files)" \
 	"$(cd "$TK_TMP" && touch root.pem && complete_words tokenkit attest x 9a --root ro)" 'root.pem'
 expect_eq "tokenkit apdu READER <TAB> (no more readers)" \
 	"$(complete_words tokenkit apdu 'tokenkit\ virtual\ reader\ 0' '')" ''
+expect_eq "tokenkit piv i<TAB>" "$(complete_words tokenkit piv i)" 'import'
+expect_eq "tokenkit piv import READER 9<TAB>" \
+	"$(complete_words tokenkit piv import x 9)" "$(printf '%s\n' 90 91 92 93 94 95 9a 9c 9d 9e | sort)"
+expect_eq "tokenkit piv import READER 9a <TAB> (files)" \
+	"$(cd "$TK_TMP" && touch piv-key.p12 && complete_words tokenkit piv import x 9a piv-k)" 'piv-key.p12'
+expect_eq "tokenkit piv import --pin-policy <TAB>" \
+	"$(complete_words tokenkit piv import --pin-policy '')" $'always\nnever\nonce'
+expect_eq "tokenkit piv generate --touch-policy never x 9a --touch-policy <TAB>" \
+	"$(complete_words tokenkit piv generate --touch-policy never x 9a --touch-policy '')" \
+	$'always\ncached\nnever'
+expect_eq "tokenkit piv import --pas<TAB>" "$(complete_words tokenkit piv import --pas)" \
+	'--passphrase-fd'
+expect_eq "tokenkit piv certificate --csr <TAB> (a subject: nothing)" \
+	"$(complete_words tokenkit piv certificate --csr '')" ''
+expect_eq "tokenkit piv certificate --csr /CN=x READER <TAB> (slots)" \
+	"$(complete_words tokenkit piv certificate --csr /CN=x x 9)" \
+	"$(printf '%s\n' 90 91 92 93 94 95 9a 9c 9d 9e | sort)"
+expect_eq "tokenkit piv r<TAB>" "$(complete_words tokenkit piv r)" 'reset'
+expect_eq "tokenkit piv reset --y<TAB>" "$(complete_words tokenkit piv reset --y)" '--yes'
+expect_eq "tokenkit piv generate --js<TAB>" "$(complete_words tokenkit piv generate --js)" '--json'
+expect_eq "tokenkit piv reset <TAB>" "$(complete_words tokenkit piv reset '')" "$readers"
+
+# openpgp: subcommands, their words, its algorithms and options, readers
+expect_eq "tokenkit openpgp <TAB>" "$(complete_words tokenkit openpgp '')" \
+	$'certificate\ngenerate\nimport\npin\nreset\nset\nstatus'
+expect_eq "tokenkit openpgp pin <TAB>" "$(complete_words tokenkit openpgp pin '')" \
+	$'admin-change\nchange\nreset-code\nunblock'
+expect_eq "tokenkit openpgp set <TAB>" "$(complete_words tokenkit openpgp set '')" \
+	$'lang\nlogin\nname\nurl'
+expect_eq "tokenkit openpgp pin change <TAB>" "$(complete_words tokenkit openpgp pin change '')" \
+	"$readers"
+expect_eq "tokenkit openpgp generate READER <TAB>" \
+	"$(complete_words tokenkit openpgp generate 'tokenkit\ virtual\ reader\ 0' '')" $'aut\ndec\nsig'
+expect_eq "tokenkit openpgp generate R sig --algorithm cv<TAB>" \
+	"$(complete_words tokenkit openpgp generate x sig --algorithm cv)" 'cv25519'
+expect_eq "tokenkit openpgp generate R sig --admin-pin-fd 3 <TAB> (nothing)" \
+	"$(complete_words tokenkit openpgp generate x sig --admin-pin-fd 3 '')" ''
+expect_eq "tokenkit openpgp reset --y<TAB>" "$(complete_words tokenkit openpgp reset --y)" '--yes'
+expect_eq "tokenkit openpgp certificate READER <TAB>" \
+	"$(complete_words tokenkit openpgp certificate x '')" $'aut\ndec\nsig'
+expect_eq "tokenkit openpgp certificate R dec --import <TAB> (files)" \
+	"$(cd "$TK_TMP" && touch c.pem && complete_words tokenkit openpgp certificate x dec --import c)" \
+	'c.pem'
+expect_eq "tokenkit openpgp certificate R sig --self-sign <TAB> (nothing)" \
+	"$(complete_words tokenkit openpgp certificate x sig --self-sign '')" ''
+expect_eq "tokenkit openpgp import READER sig <TAB> (files)" \
+	"$(cd "$TK_TMP" && touch k.pem && complete_words tokenkit openpgp import x sig k)" 'k.pem'
 
 # typed text is data, never code
 complete_words tokenkit apdu "\$(touch $TK_TMP/pwned)" >/dev/null

@@ -40,7 +40,9 @@ login_run() {
 	TK_OUT=$(cat "$TK_TMP/out")
 	grep -E 'FAIL|RESULT|THREADS|PROCS|thread [0-9]|worker [0-9]|set-up failed' <<<"$TK_OUT" >&2 || true
 	if [[ $rc -ne 0 ]]; then
-		grep -v 'Card not transacted\|PIN is kept' "$TK_TMP/err" | tail -n 40 >&2
+		# a worker's set-up failure says why on stderr, among many other lines
+		grep -E 'set-up failed|dlopen|C_Initialize:|no token|no certificate' "$TK_TMP/err" | head -n 10 >&2 || true
+		grep -v 'Card not transacted\|PIN is kept\|plugin: loaded' "$TK_TMP/err" | tail -n 40 >&2
 		tk_fail "$what (exit $rc)"
 	fi
 	tk_expect 'RESULT PASS'

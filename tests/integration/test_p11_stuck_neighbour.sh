@@ -17,6 +17,11 @@
 #     (each APDU delayed): C_GetSlotList returns once the removal is seen
 #     (before: the table fell "behind" a snapshot taken with the card in it
 #     and the call waited its whole 4 s: the p11_recovery flake).
+#  4. a lone card that answers every APDU 150 ms late (slow, but making
+#     progress; more than P11_STALL_MS, less than P11_STALL_SELF_MS): with no
+#     other token to show, C_GetSlotList waits for its token (before: it
+#     returned after 100 ms without it — pkcs11-tool's "No slot with a token
+#     was found" on a loaded machine).
 # Bounds are "did not hang" bounds, far above the expected times (bench/
 # slotlist.sh prints the figures).
 source "$(dirname "$0")/lib.sh"
@@ -109,6 +114,15 @@ removed_mid_open() {
 	tk_expect '^slotinfo rv=CKR_OK .* slot=1 token=0$'
 }
 
+# lone_slow_card LABEL: slot 1's card answers slowly, no other reader
+lone_slow_card() {
+	local label=$1
+	NOCACHE=$((NOCACHE + 1))
+	XDG_CACHE_HOME="$TK_TMP/nocache.$NOCACHE" startup "$label" init slotlist slotinfo:1 finalize
+	tk_expect '^slots=1 tokens=1$'
+	tk_expect '^slotinfo rv=CKR_OK .* slot=1 token=1$'
+}
+
 NOCACHE=0
 tk_env_start # (the in-process readers need no pcscd; $TK_TMP is cleaned up)
 export XDG_CACHE_HOME=$TK_TMP/cache # the module's object cache, not the user's
@@ -123,6 +137,8 @@ events "in-process" "$VCARD --control $CTL --send remove" "$VCARD --control $CTL
 # the start: the control socket exists only with the reader)
 PRE=(with_vreaders "control=$CTL,fault=delay=40;latency=none")
 removed_mid_open "in-process, slow card removed while opening" "$VCARD --control $CTL --send remove"
+PRE=(with_vreaders 'fault=delay=150')
+lone_slow_card "in-process, a lone card answering 150 ms late"
 
 # --- pcscd + vpcd ------------------------------------------------------------
 PRE=()

@@ -17,13 +17,7 @@
 source "$(dirname "$0")/lib.sh"
 tk_require_cmd pkcs11-tool openssl setsid
 
-TK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TK_TEST.XXXXXX")
-trap 'rc=$?; [[ -n "$TK_TMP" && ${TK_KEEP:-0} != 1 ]] && rm -rf "$TK_TMP"; exit $rc' EXIT
-export XDG_STATE_HOME=$TK_TMP/state
-# no PC/SC daemon: the module's slots are the registry's only
-export PCSCLITE_CSOCK_NAME=$TK_TMP/no-pcscd.sock
-TK=$TK_BUILD/tokenkit
-MOD=$TK_BUILD/tokenkit-pkcs11.so
+tk_soft_env
 SLOT=0x40000000
 PIN=246810
 SOPIN=13579135

@@ -46,8 +46,12 @@ tk_run "pkcs11-tool sign" "${P11[@]}" --login --pin "$PIN" --sign -m ECDSA-SHA25
 	--signature-format openssl -i data.txt -o sig.der
 tk_run "openssl verify" openssl dgst -sha256 -verify pub9a.pem -signature sig.der data.txt
 
-tk_run "p11tool --list-tokens" p11tool --provider "$TK_BUILD/tokenkit-pkcs11.so" --list-tokens
-tk_expect 'Label: PIV'
-tk_expect 'Manufacturer:'
+if tk_gnutls_ok; then
+	tk_run "p11tool --list-tokens" p11tool --provider "$TK_BUILD/tokenkit-pkcs11.so" --list-tokens
+	tk_expect 'Label: PIV'
+	tk_expect 'Manufacturer:'
+else
+	tk_log "p11tool: not under the sanitizer build (lib.sh, tk_gnutls_ok)"
+fi
 
 tk_pass

@@ -202,33 +202,12 @@ const tk_provider_t tk_provider_tktest = {
 };
 
 #ifdef TK_TKTEST_PLUGIN
-static void (*host_log)(int level, const char *msg);
-
-static void
-to_host(void *ctx, int level, const char *msg)
-{
-	(void)ctx;
-	host_log(level, msg);
-}
-
-static int
-plugin_init(const tk_plugin_host_t *host)
-{
-	if (host == NULL || host->abi != TK_PLUGIN_ABI || host->size < sizeof(*host) ||
-	    host->log == NULL)
-		return TK_ERR_NOT_SUPPORTED;
-	host_log = host->log;
-	tk_log_set_sink(to_host, NULL);
-	tk_log_set_level(TK_LOG_TRACE);
-	return TK_OK;
-}
-
 static const tk_plugin_desc_t tktest_plugin = {
         .abi = TK_PLUGIN_ABI,
         .size = sizeof(tk_plugin_desc_t),
         .kind = TK_PLUGIN_PROVIDER,
         .name = "tktest",
-        .init = plugin_init,
+        .init = tk_plugin_guest_init,
         .table = &tk_provider_tktest,
 };
 

@@ -317,6 +317,41 @@ test_driver_api1(void **state)
 	assert_non_null(v2.pin_verify_pad); /* the PIV driver has one */
 }
 
+/* A driver built for API 2 (its table ends before pin_change_pad) loads
+ * under this host and keeps its pad VERIFY; the host offers no pad change
+ * and never reads the member it does not have. */
+static void
+test_driver_api2(void **state)
+{
+	static tk_driver_t v2, v3;
+	int retries = 7;
+
+	(void)state;
+	memcpy(&v2, tk_builtin_drivers[0], sizeof(v2));
+	v2.name = "apitwo";
+	v2.api = 2;
+	v2.size = (uint32_t)offsetof(tk_driver_t, pin_change_pad);
+	/* what follows the table in memory is not the driver's: poison it */
+	v2.pin_change_pad = (int (*)(void *, int, int *))(uintptr_t)1;
+	assert_int_equal(tk_driver_check(&v2, "test"), TK_OK);
+	assert_true(tk_drv_has_pinpad(tk_drv_entry_of(&v2)));
+	assert_false(tk_drv_has_pinpad_change(tk_drv_entry_of(&v2)));
+	/* the checked call says so without calling through the poison */
+	assert_int_equal(tk_drv_pin_change_pad(tk_drv_entry_of(&v2), NULL, TK_USER_USER, &retries),
+	                 TK_ERR_NOT_SUPPORTED);
+	assert_int_equal(retries, -1);
+	/* an API-3 size with api 2 is not read either: both must cover it */
+	v2.size = sizeof(tk_driver_t);
+	assert_false(tk_drv_has_pinpad_change(tk_drv_entry_of(&v2)));
+	/* the same table as API 3: offered (the PIV driver has one) */
+	memcpy(&v3, tk_builtin_drivers[0], sizeof(v3));
+	v3.name = "apithree";
+	assert_true(v3.api >= 3);
+	assert_int_equal(tk_driver_check(&v3, "test"), TK_OK);
+	assert_non_null(v3.pin_change_pad);
+	assert_true(tk_drv_has_pinpad_change(tk_drv_entry_of(&v3)));
+}
+
 static void
 test_driver_check(void **state)
 {
@@ -397,7 +432,7 @@ test_bad_plugins(void **state)
 	 * used are refused at load, saying why */
 	tk_drivers_rescan();
 	assert_string_equal(names(), "piv,badcode,badid,badmodel,openpgp");
-	assert_true(count("built for driver API 3, this tokenkit has 2") == 1);
+	assert_true(count("built for driver API 5, this tokenkit has 4") == 1);
 	assert_true(count("driver-incomplete.so refused: driver table incomplete") == 1);
 
 	/* each bad one returns nonsense once, is named, disabled, and the card
@@ -436,7 +471,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_model_rules),  cmocka_unit_test(test_spki_build),
 	        cmocka_unit_test(test_driver_check), cmocka_unit_test(test_driver_api1),
-	        cmocka_unit_test(test_bad_plugins),
+	        cmocka_unit_test(test_driver_api2),  cmocka_unit_test(test_bad_plugins),
 	};
 
 	tk_log_set_level(TK_LOG_NONE);

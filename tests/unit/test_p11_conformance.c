@@ -571,7 +571,8 @@ card_idle(void)
 
 /* A PIN outside the token's length range: CKR_PIN_INCORRECT (not
  * CKR_PIN_LEN_RANGE, which C_Login may not return), no APDU sent (no
- * VERIFY, no try spent); the right PIN then works. */
+ * VERIFY, no try spent), CKF_USER_PIN_COUNT_LOW until the right PIN
+ * then works. */
 static void
 test_login_pin_length(void **state)
 {
@@ -596,10 +597,16 @@ test_login_pin_length(void **state)
 	                 CKR_PIN_INCORRECT);
 	after = pvf_card_apdus();
 	assert_int_equal(after, before);
+	/* "an incorrect user login PIN has been entered at least once since the
+	 * last successful authentication" (PKCS#11 3.0, CK_TOKEN_INFO): COUNT_LOW,
+	 * although the card's counter is untouched; not FINAL_TRY */
 	assert_int_equal(pvf.f->C_GetTokenInfo(pvf.slot, &ti), CKR_OK);
-	assert_false(ti.flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY));
+	assert_true(ti.flags & CKF_USER_PIN_COUNT_LOW);
+	assert_false(ti.flags & (CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED));
 	assert_int_equal(pvf.f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)PVF_PIN, strlen(PVF_PIN)),
 	                 CKR_OK);
+	assert_int_equal(pvf.f->C_GetTokenInfo(pvf.slot, &ti), CKR_OK);
+	assert_false(ti.flags & CKF_USER_PIN_COUNT_LOW);
 	pvf.f->C_Finalize(NULL);
 }
 

@@ -257,6 +257,38 @@ test_cert_object(void **state)
 	assert_null(out);
 }
 
+/* The attestation cache record: u16 length and SPKI of the attested key,
+ * then the attestation (none: the card refused). Pointers stay inside the
+ * record; no SPKI, or one longer than the record, is malformed. */
+static void
+test_attest_record(void **state)
+{
+	static const uint8_t rec[] = {0x00, 0x03, 0xA1, 0xA2, 0xA3, 0x30, 0x01, 0x00};
+	const uint8_t *sp, *att;
+	size_t sl, al;
+
+	(void)state;
+	assert_int_equal(piv_parse_attest_record(rec, sizeof(rec), &sp, &sl, &att, &al), TK_OK);
+	assert_ptr_equal(sp, rec + 2);
+	assert_int_equal(sl, 3);
+	assert_ptr_equal(att, rec + 5);
+	assert_int_equal(al, 3);
+	/* a refusal: the SPKI alone */
+	assert_int_equal(piv_parse_attest_record(rec, 5, &sp, &sl, &att, &al), TK_OK);
+	assert_int_equal(sl, 3);
+	assert_null(att);
+	assert_int_equal(al, 0);
+	/* the SPKI cut short, no SPKI, no length */
+	assert_int_not_equal(piv_parse_attest_record(rec, 4, &sp, &sl, &att, &al), TK_OK);
+	assert_null(sp);
+	assert_int_equal(sl, 0);
+	assert_int_not_equal(
+	        piv_parse_attest_record((const uint8_t *)"\x00\x00\x30", 3, &sp, &sl, &att, &al),
+	        TK_OK);
+	assert_int_not_equal(piv_parse_attest_record(rec, 1, &sp, &sl, &att, &al), TK_OK);
+	assert_int_not_equal(piv_parse_attest_record(NULL, 0, &sp, &sl, &att, &al), TK_OK);
+}
+
 static void
 test_metadata(void **state)
 {
@@ -374,10 +406,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_apt),         cmocka_unit_test(test_chuid),
-	        cmocka_unit_test(test_discovery),   cmocka_unit_test(test_key_history),
-	        cmocka_unit_test(test_cert_object), cmocka_unit_test(test_metadata),
-	        cmocka_unit_test(test_ecdsa_der),   cmocka_unit_test(test_slots),
+	        cmocka_unit_test(test_apt),           cmocka_unit_test(test_chuid),
+	        cmocka_unit_test(test_discovery),     cmocka_unit_test(test_key_history),
+	        cmocka_unit_test(test_cert_object),   cmocka_unit_test(test_metadata),
+	        cmocka_unit_test(test_ecdsa_der),     cmocka_unit_test(test_slots),
+	        cmocka_unit_test(test_attest_record),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,7 +106,20 @@ count_class(tk_token_t *t, int cls)
 
 	assert_int_equal(tk_token_objects(t, &objs, &n), TK_OK);
 	for (size_t i = 0; i < n; i++)
-		k += objs[i].cls == cls;
+		k += objs[i].cls == cls && objs[i].id[0] != 0xF9;
+	return k;
+}
+
+/* Attestation certificates (ids F9 and F9 + slot). */
+static size_t
+count_attest(tk_token_t *t)
+{
+	const tk_object_t *objs;
+	size_t n, k = 0;
+
+	assert_int_equal(tk_token_objects(t, &objs, &n), TK_OK);
+	for (size_t i = 0; i < n; i++)
+		k += objs[i].cls == TK_OBJ_CERT && objs[i].id[0] == 0xF9;
 	return k;
 }
 
@@ -120,12 +133,14 @@ card_extended(const struct fx *f)
 }
 
 /* The card's whole object set: four certificates, three of them with
- * their key (9E's certificate names another key). */
+ * their key (9E's certificate names another key), and the attestations of
+ * the four keys (generated on the card) with the device certificate. */
 static void
 assert_full_token(tk_token_t *t)
 {
 	assert_int_equal(count_class(t, TK_OBJ_CERT), 4);
 	assert_int_equal(count_class(t, TK_OBJ_PRIVKEY), 4);
+	assert_int_equal(count_attest(t), 4 + 1);
 }
 
 /* RSA-2048 with 9C: a 256-byte input, so over short APDUs a chained
@@ -322,8 +337,9 @@ test_honest_card(void **state)
 
 	t = open_token(f, false);
 	print_message("honest card, cold open: %u APDUs\n", f->count);
-	/* SELECT, CHUID, serial, discovery, key history, 4 x (certificate, metadata) */
-	assert_int_equal(f->count, 5 + 4 * 2);
+	/* SELECT, CHUID, serial, discovery, key history, 4 x (certificate,
+	 * metadata, ATTEST), the attestation certificate 5FFF01 */
+	assert_int_equal(f->count, 5 + 4 * 3 + 1);
 	assert_true(card_extended(f));
 	c = load_cache(f, t);
 	assert_int_equal(tk_cache_get(c, REC_APDU, &rec, &rl), TK_ERR_NOT_FOUND);

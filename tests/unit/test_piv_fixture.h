@@ -440,6 +440,25 @@ fx_short_reader(struct fx *f)
 	return tk_card_new_backend("short", atr, atr_len, &caps, &be, f, 0, &f->card);
 }
 
+/* cmocka set-up and tear-down: a fresh provisioned card per test. */
+static __attribute__((unused)) int
+fx_setup(void **state)
+{
+	struct fx *f = fx_new(true);
+
+	if (f == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static __attribute__((unused)) int
+fx_teardown(void **state)
+{
+	fx_free(*state);
+	return 0;
+}
+
 static __attribute__((unused)) void
 fx_opts(struct fx *f, tk_token_opts_t *o, bool cache)
 {

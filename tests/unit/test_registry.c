@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -743,6 +744,71 @@ test_watch_overflow(void **state)
 	tk_registry_free(&reg);
 }
 
+/* Take every free file descriptor (a process at its RLIMIT_NOFILE): opening
+ * a record fails with EMFILE. Returns how many were taken into fds. */
+static size_t
+exhaust_fds(int *fds, size_t cap)
+{
+	size_t n = 0;
+	int fd;
+
+	while (n < cap && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fds[n++] = fd;
+	assert_true(n < cap); /* ended by EMFILE, not by the array */
+	return n;
+}
+
+/* A record that cannot be read for a passing reason (here: no file
+ * descriptor left, EMFILE) is not a record that went away: the watcher
+ * keeps its last state, and reads it again by itself once it can (no new
+ * notification comes). A bad record is still removed. */
+static void
+test_watch_transient_read_error(void **state)
+{
+	struct fx *f = *state;
+	tk_registry_t *reg = open_store(f);
+	tk_registration_t *a = make_reg("a", "A", "C1");
+	tk_registry_watch_t *w = NULL;
+	tk_registry_event_t *ev = NULL;
+	struct rlimit old, low;
+	int fds[256];
+	size_t n;
+	uint64_t gen;
+
+	assert_int_equal(tk_registry_put(reg, a, 0, &gen), TK_OK);
+	assert_int_equal(tk_registry_watch_new(reg, &w), TK_OK);
+	expect(w, TK_REGISTRY_ADDED, "a", 1);
+	tk_registration_free(&a);
+	a = make_reg("a", "A", "C2");
+	assert_int_equal(tk_registry_put(reg, a, 1, &gen), TK_OK);
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 64;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	n = exhaust_fds(fds, sizeof(fds) / sizeof(fds[0]));
+	/* the notification of the write comes, the record cannot be opened:
+	 * no event (the old code reported "removed" here) */
+	assert_int_equal(tk_registry_watch_next(w, 600, &ev), TK_ERR_TIMEOUT);
+	assert_null(ev);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	/* read again without another notification: the change, not a re-add */
+	expect(w, TK_REGISTRY_CHANGED, "a", 2);
+	expect_none(w);
+
+	/* a symbolic link put in the record's place is no record: removed */
+	cmd("ln -s /dev/null '%s/.link' && mv -T '%s/.link' '%s/test@a.reg'", f->store, f->store,
+	    f->store);
+	expect(w, TK_REGISTRY_REMOVED, "a", 2);
+	expect_none(w);
+
+	tk_registration_free(&a);
+	tk_registry_watch_free(&w);
+	tk_registry_free(&reg);
+}
+
 int
 main(void)
 {
@@ -758,6 +824,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_watch_store_replaced_wiped_back, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_watch_overflow, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_watch_transient_read_error, setup, teardown),
 	};
 
 	tk_log_set_level(TK_LOG_WARN);

@@ -87,8 +87,9 @@ test_template_create(void **state)
 	assert_true(tk_attrs_bool(&out, CKA_PRIVATE));
 	assert_true(tk_attrs_bool(&out, CKA_SENSITIVE));
 	assert_false(tk_attrs_bool(&out, CKA_EXTRACTABLE));
-	assert_true(tk_attrs_bool(&out, CKA_ALWAYS_SENSITIVE));
-	assert_true(tk_attrs_bool(&out, CKA_NEVER_EXTRACTABLE));
+	/* its value came from outside: it has not always been sensitive */
+	assert_false(tk_attrs_bool(&out, CKA_ALWAYS_SENSITIVE));
+	assert_false(tk_attrs_bool(&out, CKA_NEVER_EXTRACTABLE));
 	assert_false(tk_attrs_bool(&out, CKA_LOCAL));
 	assert_true(tk_attrs_ulong(&out, CKA_KEY_GEN_MECHANISM, &u));
 	assert_int_equal(u, CK_UNAVAILABLE_INFORMATION);

@@ -20,24 +20,6 @@
 static const uint8_t pin_ok[] = "123456";
 static const uint8_t pin_bad[] = "654321";
 
-static int
-setup(void **state)
-{
-	struct fx *f = fx_new(true);
-
-	if (f == NULL)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	fx_free(*state);
-	return 0;
-}
-
 static tk_token_t *
 open_token(struct fx *f, bool cache)
 {
@@ -61,8 +43,10 @@ open_deferred(struct fx *f)
 /* What the design allows an open to send (PIV, this fixture's card: keys
  * and certificates in 9A 9C 9D 9E, no key history, Yubico commands).
  * Cold: SELECT, CHUID, serial (00 F8), discovery, key history, then per
- * main slot its certificate object and its metadata (00 F7). */
-#define COLD_MAX (5u + 4u * 2u)
+ * main slot its certificate object, its metadata (00 F7) and the key's
+ * attestation (00 F9: the keys were generated on the card), and the
+ * attestation certificate (5FFF01). */
+#define COLD_MAX (5u + 4u * 3u + 1u)
 /* Warm with the full check: SELECT, CHUID, key history probe, one probe per
  * certificate object. */
 #define WARM_CHECKED_MAX (3u + 4u)
@@ -123,8 +107,9 @@ test_objects_and_identities(void **state)
 	size_t n;
 
 	assert_int_equal(tk_token_objects(t, &objs, &n), TK_OK);
-	/* 4 private keys, 4 public keys, 4 certificates */
-	assert_int_equal(n, 12);
+	/* 4 private keys, 4 public keys, 4 certificates; 4 attestations and
+	 * the device's attestation certificate (test_piv_attobj.c) */
+	assert_int_equal(n, 12 + 5);
 
 	/* 9A: P-256 identity, id 01 */
 	o = fx_find(t, TK_OBJ_PRIVKEY, 0x01);
@@ -728,6 +713,16 @@ assert_same_objects(tk_token_t *a, tk_token_t *b)
 		assert_int_equal(oa[i].usage, ob[i].usage);
 		assert_int_equal(oa[i].always_authenticate, ob[i].always_authenticate);
 		assert_int_equal(oa[i].has_identity, ob[i].has_identity);
+		if (oa[i].cls == TK_OBJ_CERT && oa[i].id_len == 2 && oa[i].id[0] == 0xF9) {
+			/* each ATTEST issues a new certificate (serial,
+			 * signature): the same key, other bytes */
+			EVP_PKEY *ka = cert_key(&oa[i]), *kb = cert_key(&ob[i]);
+
+			assert_int_equal(EVP_PKEY_eq(ka, kb), 1);
+			EVP_PKEY_free(ka);
+			EVP_PKEY_free(kb);
+			continue;
+		}
 		assert_int_equal(oa[i].der_len, ob[i].der_len);
 		if (oa[i].der_len > 0)
 			assert_memory_equal(oa[i].der, ob[i].der, oa[i].der_len);
@@ -1102,6 +1097,7 @@ test_cache_corrupt_ignored(void **state)
 	tk_token_t *t1, *t2, *t3;
 	char path[512];
 	unsigned n_cold, n_bad, n_warm;
+	bool changed = false;
 	FILE *fp;
 	long sz;
 	int ch;
@@ -1152,7 +1148,12 @@ test_cache_corrupt_ignored(void **state)
 	t3 = open_deferred(f);
 	tk_log_set_sink(NULL, NULL);
 	assert_int_equal(warnings, 1);
-	assert_int_equal(f->count, n_cold);
+	/* a cold read but for the card's signatures: the attestations (four
+	 * ATTEST, then the device certificate) come with the revalidation */
+	assert_int_equal(f->count, n_cold - 4 - 1);
+	assert_int_equal(fx_count_ins(f, 0xF9), 0);
+	assert_int_equal(tk_token_revalidate(t3, &changed), TK_OK);
+	assert_true(changed);
 	assert_same_objects(t1, t3);
 	/* and rewritten by that cold read */
 	tk_token_free(&t3);
@@ -1199,8 +1200,9 @@ test_retired_slots(void **state)
 	t0 = open_token(f, false);
 	n_nokh = f->count;
 	assert_true(n_nokh <= COLD_MAX);
-	assert_true(fx_count_ins(f, 0xF7) <= 4);     /* 9A 9C 9D 9E only */
-	assert_true(fx_count_ins(f, 0xCB) <= 3 + 4); /* CHUID, discovery, history, 4 certs */
+	assert_true(fx_count_ins(f, 0xF7) <= 4); /* 9A 9C 9D 9E only */
+	/* CHUID, discovery, history, 4 certs, the attestation certificate */
+	assert_true(fx_count_ins(f, 0xCB) <= 3 + 4 + 1);
 	assert_null(fx_find(t0, TK_OBJ_PRIVKEY, 0x05));
 	assert_null(fx_find(t0, TK_OBJ_CERT, 0x05));
 	assert_null(fx_find(t0, TK_OBJ_PRIVKEY, 0x06));
@@ -1214,8 +1216,9 @@ test_retired_slots(void **state)
 	fx_count_reset(f);
 	t1 = open_token(f, true);
 	n_kh = f->count;
-	/* + 82's certificate and metadata, + 83's metadata */
-	assert_true(n_kh <= COLD_MAX + 3);
+	/* + 82's certificate, metadata and attestation, + 83's metadata and
+	 * attestation */
+	assert_true(n_kh <= COLD_MAX + 5);
 	assert_true(fx_count_ins(f, 0xF7) <= 4 + 2);
 	o = fx_find(t1, TK_OBJ_PRIVKEY, 0x05);
 	assert_non_null(o);
@@ -1338,7 +1341,7 @@ test_short_apdu_reader(void **state)
 	 * each of which but the last carries a full 256 bytes */
 	print_message("cold open over a short-APDU reader: %u APDUs (%u GET RESPONSE)\n", f->count,
 	              fx_count_ins(f, 0xC0));
-	assert_true(fx_count_ins(f, 0xCB) <= 3 + 4);
+	assert_true(fx_count_ins(f, 0xCB) <= 3 + 4 + 1);
 	assert_true(fx_count_ins(f, 0xC0) <= f->bytes / 256);
 	assert_true(f->count <= COLD_MAX + f->bytes / 256);
 	key = fx_find(t, TK_OBJ_PRIVKEY, 0x02);
@@ -1439,6 +1442,86 @@ test_threads(void **state)
 	tk_token_free(&t);
 }
 
+/* tk_token_register: the card's record in a registry store (the rules the
+ * integration test test_card_register.sh cannot reach): written once, not
+ * again while the card is the same, updated when it changed, and a
+ * registration of that name that is not a card's is left alone. */
+static void
+test_register_card(void **state)
+{
+	struct fx *f = *state;
+	tk_registry_opts_t ro;
+	tk_registry_t *reg = NULL;
+	tk_registration_t *rec = NULL, *other = NULL;
+	tk_token_info_t ti;
+	tk_reg_item_t it;
+	tk_token_t *t;
+	char path[300];
+	uint64_t gen = 0;
+	bool written = true, key9a = false;
+
+	snprintf(path, sizeof(path), "%s/registry", f->dir);
+	tk_registry_opts_init(&ro);
+	ro.path = path;
+	assert_int_equal(tk_registry_open(&ro, &reg), TK_OK);
+	t = open_token(f, false);
+	assert_int_equal(tk_token_info(t, &ti), TK_OK);
+
+	assert_int_equal(tk_token_register(t, reg, &written), TK_OK);
+	assert_true(written);
+	assert_int_equal(tk_registry_get(reg, "piv", ti.identity, &rec), TK_OK);
+	assert_true(tk_registration_flags(rec) & TK_REG_FLAG_CARD);
+	assert_string_equal(tk_registration_label(rec), ti.label);
+	assert_int_equal(tk_registration_generation(rec), 1);
+	/* the fixture's 9A key (EC P-256) with its certificate, by one id */
+	for (size_t i = 0; i < tk_registration_item_count(rec); i++) {
+		assert_int_equal(tk_registration_item(rec, i, &it), TK_OK);
+		if (it.kind == TK_REG_ITEM_KEY && it.handle_len == 1 && it.handle[0] == 0x9A) {
+			key9a = true;
+			assert_int_equal(it.key_type, TK_KEY_EC);
+			assert_int_equal(it.key_bits, 256);
+			assert_true(it.usage & TK_USAGE_SIGN);
+		}
+		if (it.kind == TK_REG_ITEM_CERT && it.id_len == 1 && it.id[0] == 0x01)
+			assert_der_equal(it.der, it.der_len, f->cert[0], (size_t)f->cert_len[0]);
+	}
+	assert_true(key9a);
+	tk_registration_free(&rec);
+
+	/* the same card again: nothing written */
+	assert_int_equal(tk_token_register(t, reg, &written), TK_OK);
+	assert_false(written);
+
+	/* a record that differs (here: another label) is brought back to the card's */
+	assert_int_equal(tk_registry_get(reg, "piv", ti.identity, &rec), TK_OK);
+	assert_int_equal(tk_registration_set_label(rec, "renamed"), TK_OK);
+	assert_int_equal(tk_registry_put(reg, rec, 1, &gen), TK_OK);
+	tk_registration_free(&rec);
+	assert_int_equal(tk_token_register(t, reg, &written), TK_OK);
+	assert_true(written);
+	assert_int_equal(tk_registry_get(reg, "piv", ti.identity, &rec), TK_OK);
+	assert_string_equal(tk_registration_label(rec), ti.label);
+	assert_int_equal(tk_registration_generation(rec), 3);
+	tk_registration_free(&rec);
+
+	/* a provider's registration of that name (not a card's): left alone */
+	assert_int_equal(tk_registry_remove(reg, "piv", ti.identity, TK_REG_GEN_ANY, &gen), TK_OK);
+	assert_int_equal(tk_registration_new("piv", ti.identity, &other), TK_OK);
+	assert_int_equal(tk_registration_set_label(other, "not a card"), TK_OK);
+	assert_int_equal(tk_registry_put(reg, other, 0, &gen), TK_OK);
+	assert_int_equal(tk_token_register(t, reg, &written), TK_ERR_CONFLICT);
+	assert_false(written);
+	assert_int_equal(tk_registry_get(reg, "piv", ti.identity, &rec), TK_OK);
+	assert_string_equal(tk_registration_label(rec), "not a card");
+	assert_int_equal(tk_registration_generation(rec), gen);
+	tk_registration_free(&rec);
+	tk_registration_free(&other);
+
+	assert_int_equal(tk_token_register(NULL, reg, &written), TK_ERR_INVALID_ARG);
+	tk_token_free(&t);
+	tk_registry_free(&reg);
+}
+
 static void
 test_not_piv(void **state)
 {
@@ -1461,24 +1544,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_objects_and_identities, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_login, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_ecdsa_p256_one_apdu, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_rsa_context_login, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_ecdh_and_p384, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_reset_drops_login, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_other_application, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_kept_pin, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_cache_warm_open, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_cache_mismatch, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_revalidate_replaced_cert, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_cache_identity, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_cache_identity_serial, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_cache_corrupt_ignored, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_retired_slots, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_plain_piv_card, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_short_apdu_reader, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_objects_and_identities, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_login, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_ecdsa_p256_one_apdu, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_rsa_context_login, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_ecdh_and_p384, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_reset_drops_login, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_other_application, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_kept_pin, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_warm_open, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_mismatch, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_revalidate_replaced_cert, fx_setup,
+	                                        fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_identity, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_identity_serial, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_corrupt_ignored, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_retired_slots, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_plain_piv_card, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_short_apdu_reader, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_register_card, fx_setup, fx_teardown),
 	        cmocka_unit_test(test_not_piv),
 	};
 

@@ -1202,6 +1202,39 @@ test_latency(void **state)
 	tk_vcard_free(&c);
 }
 
+/* The firmware option: GET VERSION reports it, and RSA-3072 / 4096 (INS 47
+ * and FE) exist only from YubiKey firmware 5.7 on. */
+static void
+test_firmware_rsa3072(void **state)
+{
+	tk_vcard_t *c = new_card();
+	uint8_t imp[4] = {0x06, 0x02, 0x00, 0x01}; /* an EC scalar for a P-256 import */
+
+	(void)state;
+	assert_int_equal(xfer(c, 0xFD, 0x00, 0x00, NULL, 0), 0x9000);
+	assert_int_equal(data_len, 3);
+	assert_memory_equal(data, "\x05\x04\x03", 3);
+	mgm_auth(c);
+	/* 5.4.3: no RSA-3072 or 4096, by GENERATE or IMPORT */
+	assert_int_equal(xfer(c, 0x47, 0x00, 0x9A, (const uint8_t *)"\xAC\x03\x80\x01\x05", 5),
+	                 0x6A80);
+	assert_int_equal(xfer(c, 0x47, 0x00, 0x9A, (const uint8_t *)"\xAC\x03\x80\x01\x16", 5),
+	                 0x6A80);
+	assert_int_equal(xfer(c, 0xFE, 0x05, 0x9A, imp, sizeof(imp)), 0x6A86);
+	assert_int_equal(xfer(c, 0xFE, 0x16, 0x9A, imp, sizeof(imp)), 0x6A86);
+	assert_int_equal(tk_vcard_set_option(c, "firmware=5.7"), TK_ERR_INVALID_ARG);
+	assert_int_equal(tk_vcard_set_option(c, "firmware=5.7.1x"), TK_ERR_INVALID_ARG);
+	assert_int_equal(tk_vcard_set_option(c, "firmware=5.7.256"), TK_ERR_INVALID_ARG);
+	assert_int_equal(tk_vcard_set_option(c, "firmware=5.7.1"), TK_OK);
+	assert_int_equal(xfer(c, 0xFD, 0x00, 0x00, NULL, 0), 0x9000);
+	assert_memory_equal(data, "\x05\x07\x01", 3);
+	assert_int_equal(xfer(c, 0x47, 0x00, 0x9A, (const uint8_t *)"\xAC\x03\x80\x01\x05", 5),
+	                 0x9000);
+	assert_int_equal(xfer(c, 0xF7, 0x00, 0x9A, NULL, 0), 0x9000);
+	assert_memory_equal(data, "\x01\x01\x05", 3);
+	tk_vcard_free(&c);
+}
+
 int
 main(void)
 {
@@ -1212,6 +1245,7 @@ main(void)
 	        cmocka_unit_test(test_pin),
 	        cmocka_unit_test(test_mgm_auth),
 	        cmocka_unit_test(test_p256_sign),
+	        cmocka_unit_test(test_firmware_rsa3072),
 	        cmocka_unit_test(test_9c_always),
 	        cmocka_unit_test(test_ecdh),
 	        cmocka_unit_test(test_rsa2048),

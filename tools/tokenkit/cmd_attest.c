@@ -358,7 +358,7 @@ cmd_attest(int argc, char **argv)
 		        tool_text(slot));
 		return TOOL_EXIT_USAGE;
 	}
-	if (root_path != NULL && (root = piv_load_cert(root_path)) == NULL) {
+	if (root_path != NULL && (root = tool_load_cert(root_path)) == NULL) {
 		fprintf(stderr, "tokenkit attest: cannot read a certificate (PEM or DER) from %s\n",
 		        tool_text(root_path));
 		return TOOL_EXIT_ERROR;

@@ -17,12 +17,6 @@
 #define HISTORY_DEFAULT 32
 #define HISTORY_MAX 1024
 
-static const char *
-proto_name(int p)
-{
-	return p == 0 ? "T=0" : p == 1 ? "T=1" : "-";
-}
-
 static void
 print_time(int64_t wall_ms)
 {
@@ -103,8 +97,8 @@ print_diag_text(const tk_slot_diag_t *d)
 		printf(", %s level", tool_text(s->exchange));
 	printf(")\n");
 	printf("  state %s%s, protocol %s, generation %llu", tk_slot_state_name(s->state),
-	       d->stuck ? " (a call is stuck in the reader driver)" : "", proto_name(s->protocol),
-	       (unsigned long long)d->generation);
+	       d->stuck ? " (a call is stuck in the reader driver)" : "",
+	       tool_proto_name(s->protocol), (unsigned long long)d->generation);
 	if (d->rebinds > 0)
 		printf(", re-bound %llu time(s) after service restarts",
 		       (unsigned long long)d->rebinds);
@@ -139,24 +133,15 @@ print_diag_text(const tk_slot_diag_t *d)
 static void
 print_diag_json(const tk_slot_diag_t *d)
 {
-	char hex[2 * 33 + 1];
 	const tk_slot_info_t *s = &d->info;
 
 	printf("{\"slot\": %u, \"reader\": ", s->slot_id);
 	tool_json_str(stdout, s->reader);
 	printf(", \"backend\": ");
 	tool_json_str(stdout, s->backend);
-	printf(", \"state\": \"%s\", \"stuck\": %s, \"atr\": ", tk_slot_state_name(s->state),
+	printf(", \"state\": \"%s\", \"stuck\": %s, ", tk_slot_state_name(s->state),
 	       d->stuck ? "true" : "false");
-	if (s->atr_len > 0)
-		printf("\"%s\"", tool_hex(s->atr, s->atr_len, hex, sizeof(hex)));
-	else
-		printf("null");
-	printf(", \"protocol\": ");
-	if (s->protocol >= 0)
-		printf("\"%s\"", proto_name(s->protocol));
-	else
-		printf("null");
+	tool_json_atr_protocol(s);
 	printf(", \"generation\": %llu, \"rebinds\": %llu, \"transmits\": %llu, \"errors\": "
 	       "{\"total\": %llu, \"comm\": %llu, \"removed\": %llu, \"reset\": %llu, "
 	       "\"no_service\": %llu, \"other\": %llu}, \"timeouts\": %llu, \"connects\": %llu, "

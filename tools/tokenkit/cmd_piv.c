@@ -19,11 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
@@ -32,86 +30,96 @@
 #include <tokenkit/hex.h>
 #include <tokenkit/mem.h>
 #include <tokenkit/tlv.h>
+#include <tokenkit/token.h>
 
+#include "cmd_piv.h"
+#include "piv_attest.h"
 #include "piv_prov.h"
 #include "tool.h"
 
-#define RESP_CAP 4096
 #define MGM_MAX 32
-#define SECRET_CAP 160
 
 static const uint8_t piv_aid[] = {0xA0, 0x00, 0x00, 0x03, 0x08};
 /* The factory management key of PIV cards and YubiKeys (public knowledge). */
 static const uint8_t default_mgm[24] = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4,
                                         5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8};
 
-/* A secret's sources: the command line (forced), a descriptor, the terminal. */
-struct secret_src {
-	const char *insecure;
-	int fd;
-};
-
-struct opts {
-	const char *args[3];
-	int nargs;
-	const char *algorithm, *out, *self_sign, *import, *new_algorithm;
-	unsigned days;
-	bool default_mgm;
-	struct secret_src mgm, new_mgm, pin, new_pin, puk, new_puk;
-};
-
-struct piv {
-	const char *cmd; /* "piv generate", for messages */
-	tk_slotmgr_t *m;
-	tk_card_t *c;
-	bool in_tx;
-};
-
-static int
+int
 usage_err(void)
 {
 	fprintf(stderr,
-	        "usage: tokenkit piv generate READER SLOT --algorithm rsa2048|eccp256|eccp384\n"
-	        "                    [-o PUBKEY.pem] [MGMT]\n"
+	        "usage: tokenkit piv generate READER SLOT --algorithm ALG [POLICY] [-o "
+	        "PUBKEY.pem]\n"
+	        "                    [MGMT]  (ALG: "
+	        "rsa1024|rsa2048|rsa3072|rsa4096|eccp256|eccp384)\n"
+	        "       tokenkit piv import READER SLOT KEYFILE [POLICY] [--no-certificate]\n"
+	        "                    [--passphrase-fd N] [-o PUBKEY.pem] [MGMT]\n"
 	        "       tokenkit piv certificate READER SLOT (--self-sign SUBJECT [--days N] [PIN] "
 	        "|\n"
 	        "                    --import CERT.pem) [MGMT]\n"
+	        "       tokenkit piv certificate READER SLOT --csr SUBJECT [-o REQ.pem] [PIN]\n"
 	        "       tokenkit piv pin change READER [PIN] [NEW-PIN]\n"
+	        "       tokenkit piv pin|puk change READER --pad\n"
 	        "       tokenkit piv pin unblock READER [PUK] [NEW-PIN]\n"
 	        "       tokenkit piv puk change READER [PUK] [NEW-PUK]\n"
 	        "       tokenkit piv set-mgmt-key READER --new-algorithm "
 	        "3des|aes128|aes192|aes256\n"
 	        "                    [--new-mgmt-key-fd N] [MGMT]\n"
+	        "       tokenkit piv reset READER [--block] [--yes]\n"
+	        "  every command: --json prints one JSON object (on success)\n"
+	        "  POLICY: --pin-policy never|once|always, --touch-policy never|always|cached\n"
 	        "  MGMT: --mgmt-key-fd N (hex, one line) or --default-mgmt-key; asked on the\n"
 	        "        terminal otherwise\n"
 	        "  PIN: --pin-fd N; NEW-PIN: --new-pin-fd N (or the next line of --pin-fd);\n"
 	        "  PUK: --puk-fd N; NEW-PUK: --new-puk-fd N (or the next line of --puk-fd)\n"
 	        "  --insecure-mgmt-key HEX, --insecure-new-mgmt-key HEX, --insecure-pin P,\n"
-	        "  --insecure-new-pin P, --insecure-puk P, --insecure-new-puk P put secrets on\n"
-	        "  the command line, where every other user sees them\n");
+	        "  --insecure-new-pin P, --insecure-puk P, --insecure-new-puk P,\n"
+	        "  --insecure-passphrase P put secrets on the command line, where every\n"
+	        "  other user sees them\n");
 	return TOOL_EXIT_USAGE;
-}
-
-static bool
-fd_opt(const char *a, const char *v, const char *want, struct secret_src *s)
-{
-	return strcmp(a, want) == 0 && v != NULL && tool_parse_fd(v, &s->fd);
 }
 
 /* argv[0] "piv", argv[1] the subcommand, argv[first..] the rest. */
 static int
 parse(int argc, char **argv, int first, struct opts *o)
 {
+	const tool_secret_opt_t secrets[] = {{"mgmt-key", &o->mgm},   {"new-mgmt-key", &o->new_mgm},
+	                                     {"pin", &o->pin},        {"new-pin", &o->new_pin},
+	                                     {"puk", &o->puk},        {"new-puk", &o->new_puk},
+	                                     {"passphrase", &o->pass}};
+	const size_t nsecrets = sizeof(secrets) / sizeof(secrets[0]);
+
 	memset(o, 0, sizeof(*o));
-	o->mgm.fd = o->new_mgm.fd = o->pin.fd = o->new_pin.fd = o->puk.fd = o->new_puk.fd = -1;
-	o->days = 365;
+	tool_secrets_init(secrets, nsecrets);
+	o->cert.days = 365;
 	for (int i = first; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		bool used_v = true;
+		bool used_v = true, bad = false;
 
 		if (strcmp(a, "--default-mgmt-key") == 0) {
 			o->default_mgm = true;
+			used_v = false;
+		} else if (strcmp(a, "--no-certificate") == 0) {
+			o->no_cert = true;
+			used_v = false;
+		} else if (strcmp(a, "--json") == 0) {
+			o->json = true;
+			used_v = false;
+		} else if (strcmp(a, "--yes") == 0) {
+			o->yes = true;
+			used_v = false;
+		} else if (strcmp(a, "--block") == 0) {
+			o->block = true;
+			used_v = false;
+		} else if (strcmp(a, "--pin-policy") == 0 && v != NULL) {
+			if (piv_pin_policy_parse(v, &o->pin_policy) != TK_OK)
+				return usage_err();
+		} else if (strcmp(a, "--touch-policy") == 0 && v != NULL) {
+			if (piv_touch_policy_parse(v, &o->touch_policy) != TK_OK)
+				return usage_err();
+		} else if (strcmp(a, "--pad") == 0) {
+			o->pad = true;
 			used_v = false;
 		} else if (strcmp(a, "--algorithm") == 0 && v != NULL) {
 			o->algorithm = v;
@@ -119,37 +127,17 @@ parse(int argc, char **argv, int first, struct opts *o)
 			o->new_algorithm = v;
 		} else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && v != NULL) {
 			o->out = v;
-		} else if (strcmp(a, "--self-sign") == 0 && v != NULL) {
-			o->self_sign = v;
-		} else if (strcmp(a, "--import") == 0 && v != NULL) {
-			o->import = v;
-		} else if (strcmp(a, "--days") == 0 && v != NULL) {
-			if (!tool_parse_uint(v, 36500, &o->days) || o->days == 0)
+		} else if (tool_cert_opt(a, v, &o->cert, &bad)) {
+			if (bad)
 				return usage_err();
-		} else if (fd_opt(a, v, "--mgmt-key-fd", &o->mgm) ||
-		           fd_opt(a, v, "--new-mgmt-key-fd", &o->new_mgm) ||
-		           fd_opt(a, v, "--pin-fd", &o->pin) ||
-		           fd_opt(a, v, "--new-pin-fd", &o->new_pin) ||
-		           fd_opt(a, v, "--puk-fd", &o->puk) ||
-		           fd_opt(a, v, "--new-puk-fd", &o->new_puk)) {
+		} else if (tool_secret_opt(a, v, secrets, nsecrets)) {
 			/* taken */
-		} else if (strcmp(a, "--insecure-mgmt-key") == 0 && v != NULL) {
-			o->mgm.insecure = v;
-		} else if (strcmp(a, "--insecure-new-mgmt-key") == 0 && v != NULL) {
-			o->new_mgm.insecure = v;
-		} else if (strcmp(a, "--insecure-pin") == 0 && v != NULL) {
-			o->pin.insecure = v;
-		} else if (strcmp(a, "--insecure-new-pin") == 0 && v != NULL) {
-			o->new_pin.insecure = v;
-		} else if (strcmp(a, "--insecure-puk") == 0 && v != NULL) {
-			o->puk.insecure = v;
-		} else if (strcmp(a, "--insecure-new-puk") == 0 && v != NULL) {
-			o->new_puk.insecure = v;
 		} else if (a[0] != '-' && o->nargs < 3) {
 			o->args[o->nargs++] = a;
 			used_v = false;
 		} else {
-			fprintf(stderr, "tokenkit piv: unknown or incomplete option '%s'\n", a);
+			fprintf(stderr, "tokenkit piv: unknown or incomplete option '%s'\n",
+			        tool_text(a));
 			return usage_err();
 		}
 		if (used_v)
@@ -160,51 +148,11 @@ parse(int argc, char **argv, int first, struct opts *o)
 
 /* ---- secrets ---------------------------------------------------------------------------- */
 
-/* Read a secret; a message and an exit code when there is none. */
-static int
-read_secret(const char *what, const struct secret_src *s, char *buf, size_t cap, size_t *len,
+int
+read_secret(const char *what, const tool_secret_t *s, char *buf, size_t cap, size_t *len,
             const char *fdopt)
 {
-	int r = tool_get_secret(what, s->insecure, s->fd, buf, cap, len);
-
-	if (r == TK_ERR_LOGIN_REQUIRED) {
-		fprintf(stderr,
-		        "tokenkit piv: the %s is needed and there is no terminal to ask on "
-		        "(give it with %s N)\n",
-		        what, fdopt);
-		return TOOL_EXIT_LOCKED;
-	}
-	if (r != TK_OK) {
-		fprintf(stderr, "tokenkit piv: cannot read the %s: %s\n", what, tk_strerror(r));
-		return TOOL_EXIT_ERROR;
-	}
-	return TOOL_EXIT_OK;
-}
-
-/* A new secret: from its own source, else the next line of the old one's
- * descriptor, else the terminal twice (the two must agree). */
-static int
-read_new_secret(const char *what, const struct secret_src *s, const struct secret_src *old,
-                char *buf, size_t cap, size_t *len, const char *fdopt)
-{
-	char again[SECRET_CAP], prompt[64];
-	size_t al = 0;
-	int rc;
-
-	if (s->insecure != NULL || s->fd >= 0)
-		return read_secret(what, s, buf, cap, len, fdopt);
-	if (old->fd >= 0 && old->insecure == NULL)
-		return read_secret(what, old, buf, cap, len, fdopt);
-	if ((rc = read_secret(what, s, buf, cap, len, fdopt)) != TOOL_EXIT_OK)
-		return rc;
-	snprintf(prompt, sizeof(prompt), "%s again", what);
-	rc = read_secret(prompt, s, again, sizeof(again), &al, fdopt);
-	if (rc == TOOL_EXIT_OK && (al != *len || !tk_memeq_ct(again, buf, al))) {
-		fprintf(stderr, "tokenkit piv: the two %ss differ\n", what);
-		rc = TOOL_EXIT_ERROR;
-	}
-	tk_wipe(again, sizeof(again));
-	return rc;
+	return tool_read_secret(&(tool_ask_t){"piv", what, fdopt, 0, 0}, s, buf, cap, len);
 }
 
 /* PIV PINs and PUKs: 6 to 8 characters, padded with FF to 8 bytes. */
@@ -259,17 +207,17 @@ mgm_alg_parse(const char *s, uint8_t *alg)
 /* A management key given as hex; a new one is asked twice on a terminal
  * (a typo would lock the card's administration away). */
 static int
-read_mgm_key(const char *what, const struct secret_src *s, const char *fdopt, bool is_new,
-             uint8_t *key, size_t *klen)
+read_mgm_key(const char *what, const tool_secret_t *s, const char *fdopt, bool is_new, uint8_t *key,
+             size_t *klen)
 {
-	const struct secret_src none = {NULL, -1};
-	char hex[SECRET_CAP];
+	const tool_ask_t ask = {"piv", what, fdopt, 0, 0};
+	char hex[TOOL_SECRET_CAP];
 	size_t hl = 0;
 	int rc, r;
 
 	*klen = 0;
-	rc = is_new ? read_new_secret(what, s, &none, hex, sizeof(hex), &hl, fdopt)
-	            : read_secret(what, s, hex, sizeof(hex), &hl, fdopt);
+	rc = is_new ? tool_read_new_secret(&ask, s, NULL, hex, sizeof(hex), &hl)
+	            : tool_read_secret(&ask, s, hex, sizeof(hex), &hl);
 	if (rc != TOOL_EXIT_OK) {
 		tk_wipe(hex, sizeof(hex));
 		return rc;
@@ -287,77 +235,22 @@ read_mgm_key(const char *what, const struct secret_src *s, const char *fdopt, bo
 
 /* ---- the card --------------------------------------------------------------------------- */
 
-static int
-xfer(struct piv *p, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data, size_t lc,
-     uint8_t *resp, size_t *n, uint16_t *sw)
-{
-	tk_apdu_t a = {0};
-	size_t dummy = 0;
-
-	*sw = 0;
-	a.ins = ins;
-	a.p1 = p1;
-	a.p2 = p2;
-	a.data = data;
-	a.lc = lc;
-	a.le = resp != NULL ? 256 : 0;
-	if (n == NULL)
-		n = &dummy;
-	*n = 0;
-	return tk_card_apdu(p->c, &a, resp, resp != NULL ? RESP_CAP : 0, n, sw);
-}
-
-static int
-card_err(struct piv *p, const char *what, int r)
-{
-	fprintf(stderr, "tokenkit %s: %s: %s: %s\n", p->cmd, tool_text(tk_card_reader_name(p->c)),
-	        what, tk_strerror(r));
-	return tool_exit_code(r);
-}
-
-static int
-sw_err(struct piv *p, const char *what, uint16_t sw)
-{
-	fprintf(stderr, "tokenkit %s: %s: %s: the card answered %04X (%s)\n", p->cmd,
-	        tool_text(tk_card_reader_name(p->c)), what, sw, tk_strerror(tk_err_from_sw(sw)));
-	return TOOL_EXIT_ERROR;
-}
-
 /* Take the card in READER, in a transaction, with PIV selected. */
-static int
-piv_open(struct piv *p, const char *cmd, const char *reader)
+int
+piv_open(tool_session_t *p, const char *cmd, const char *reader)
 {
-	uint8_t *resp = NULL;
 	uint16_t sw = 0;
-	int rc, r;
+	int rc;
 
-	p->cmd = cmd;
-	if ((rc = tool_open_card(cmd, reader, &p->m, &p->c)) != TOOL_EXIT_OK)
+	if ((rc = tool_session_open(p, cmd, reader, piv_aid, sizeof(piv_aid), PIV_LE, &sw)) !=
+	    TOOL_EXIT_OK)
 		return rc;
-	if ((r = tk_card_begin(p->c)) != TK_OK)
-		return card_err(p, "begin transaction", r);
-	p->in_tx = true;
-	if ((resp = malloc(RESP_CAP)) == NULL)
-		return card_err(p, "select", TK_ERR_NO_MEMORY);
-	r = xfer(p, 0xA4, 0x04, 0x00, piv_aid, sizeof(piv_aid), resp, NULL, &sw);
-	free(resp);
-	if (r != TK_OK)
-		return card_err(p, "select", r);
 	if (sw != 0x9000) {
 		fprintf(stderr, "tokenkit %s: %s: the card has no PIV application\n", cmd,
 		        tool_text(tk_card_reader_name(p->c)));
 		return TOOL_EXIT_ERROR;
 	}
 	return TOOL_EXIT_OK;
-}
-
-static void
-piv_close(struct piv *p)
-{
-	if (p->in_tx)
-		(void)tk_card_end(p->c);
-	tk_card_unref(&p->c);
-	tk_slotmgr_free(&p->m);
 }
 
 static const EVP_CIPHER *
@@ -400,7 +293,7 @@ out:
 
 /* The management key's algorithm: GET METADATA (YubiKey 5.3+), else 3DES. */
 static int
-mgm_card_alg(struct piv *p, uint8_t *alg)
+mgm_card_alg(tool_session_t *p, uint8_t *alg)
 {
 	uint8_t resp[RESP_CAP];
 	size_t n = 0;
@@ -409,7 +302,7 @@ mgm_card_alg(struct piv *p, uint8_t *alg)
 	int r;
 
 	*alg = PIV_ALG_3DES;
-	if ((r = xfer(p, 0xF7, 0x00, 0x9B, NULL, 0, resp, &n, &sw)) != TK_OK)
+	if ((r = tool_xfer(p, 0xF7, 0x00, 0x9B, NULL, 0, resp, RESP_CAP, &n, &sw)) != TK_OK)
 		return r;
 	if (sw == 0x9000 && tk_ber_find(resp, n, 0x01, &t) == TK_OK && t.len == 1 &&
 	    mgm_key_len(t.value[0]) != 0)
@@ -419,8 +312,8 @@ mgm_card_alg(struct piv *p, uint8_t *alg)
 
 /* Mutual authentication with the management key (witness, then our
  * challenge, which the card must answer with the same key). */
-static int
-mgm_auth(struct piv *p, const struct opts *o)
+int
+mgm_auth(tool_session_t *p, const struct opts *o)
 {
 	uint8_t key[MGM_MAX], w[16], ch[16], expect[16], cmd[64], resp[RESP_CAP], alg = 0;
 	const uint8_t *v = NULL;
@@ -430,7 +323,7 @@ mgm_auth(struct piv *p, const struct opts *o)
 	int rc = TOOL_EXIT_ERROR, r;
 
 	if ((r = mgm_card_alg(p, &alg)) != TK_OK)
-		return card_err(p, "management key metadata", r);
+		return tool_card_err(p, "management key metadata", r);
 	if (o->default_mgm) {
 		memcpy(key, default_mgm, sizeof(default_mgm));
 		klen = sizeof(default_mgm);
@@ -450,13 +343,13 @@ mgm_auth(struct piv *p, const struct opts *o)
 	}
 	bl = alg == PIV_ALG_3DES ? 8 : 16;
 	/* 7C { 80 00 }: ask for a witness */
-	if ((r = xfer(p, 0x87, alg, 0x9B, (const uint8_t *)"\x7C\x02\x80\x00", 4, resp, &n, &sw)) !=
-	    TK_OK) {
-		rc = card_err(p, "management key", r);
+	if ((r = tool_xfer(p, 0x87, alg, 0x9B, (const uint8_t *)"\x7C\x02\x80\x00", 4, resp,
+	                   RESP_CAP, &n, &sw)) != TK_OK) {
+		rc = tool_card_err(p, "management key", r);
 		goto out;
 	}
 	if (sw != 0x9000) {
-		rc = sw_err(p, "management key witness", sw);
+		rc = tool_sw_err(p, "management key witness", sw);
 		goto out;
 	}
 	if (piv_auth_response(resp, n, 0x80, &v, &vlen) != TK_OK || vlen != bl ||
@@ -471,8 +364,8 @@ mgm_auth(struct piv *p, const struct opts *o)
 	tk_ber_put(&wb, 0x81, ch, bl);
 	tk_ber_put(&wb, 0x82, NULL, 0);
 	if ((r = tk_wbuf_error(&wb)) != TK_OK ||
-	    (r = xfer(p, 0x87, alg, 0x9B, cmd, wb.len, resp, &n, &sw)) != TK_OK) {
-		rc = card_err(p, "management key", r);
+	    (r = tool_xfer(p, 0x87, alg, 0x9B, cmd, wb.len, resp, RESP_CAP, &n, &sw)) != TK_OK) {
+		rc = tool_card_err(p, "management key", r);
 		goto out;
 	}
 	if (sw == 0x6982 || sw == 0x6A80 || sw == 0x6985) {
@@ -483,7 +376,7 @@ mgm_auth(struct piv *p, const struct opts *o)
 		goto out;
 	}
 	if (sw != 0x9000) {
-		rc = sw_err(p, "management key", sw);
+		rc = tool_sw_err(p, "management key", sw);
 		goto out;
 	}
 	if (piv_auth_response(resp, n, 0x82, &v, &vlen) != TK_OK || vlen != bl ||
@@ -502,25 +395,10 @@ out:
 	return rc;
 }
 
-/* Report a PIN/PUK status word. */
 static int
-pin_sw(struct piv *p, const char *what, uint16_t sw)
+verify_pin(tool_session_t *p, const struct opts *o)
 {
-	if ((sw & 0xFFF0) == 0x63C0) {
-		fprintf(stderr, "tokenkit %s: wrong %s (%u tries left)\n", p->cmd, what, sw & 0xFu);
-		return TOOL_EXIT_ERROR;
-	}
-	if (sw == 0x6983) {
-		fprintf(stderr, "tokenkit %s: the %s is blocked\n", p->cmd, what);
-		return TOOL_EXIT_ERROR;
-	}
-	return sw == 0x9000 ? TOOL_EXIT_OK : sw_err(p, what, sw);
-}
-
-static int
-verify_pin(struct piv *p, const struct opts *o)
-{
-	char pin[SECRET_CAP];
+	char pin[TOOL_SECRET_CAP];
 	uint8_t blk[8];
 	size_t pl = 0;
 	uint16_t sw = 0;
@@ -530,10 +408,10 @@ verify_pin(struct piv *p, const struct opts *o)
 		goto out;
 	if ((rc = pin_block("PIN", pin, pl, blk)) != TOOL_EXIT_OK)
 		goto out;
-	if ((r = xfer(p, 0x20, 0x00, 0x80, blk, 8, NULL, NULL, &sw)) != TK_OK)
-		rc = card_err(p, "VERIFY", r);
+	if ((r = tool_xfer(p, 0x20, 0x00, 0x80, blk, 8, NULL, 0, NULL, &sw)) != TK_OK)
+		rc = tool_card_err(p, "VERIFY", r);
 	else
-		rc = pin_sw(p, "PIN", sw);
+		rc = tool_pin_sw(p, "PIN", sw);
 out:
 	tk_wipe(pin, sizeof(pin));
 	tk_wipe(blk, sizeof(blk));
@@ -546,32 +424,46 @@ static int
 key_alg_parse(const char *s, uint8_t *alg)
 {
 	*alg = s == NULL                   ? 0
+	       : strcmp(s, "rsa1024") == 0 ? PIV_ALG_RSA1024
 	       : strcmp(s, "rsa2048") == 0 ? PIV_ALG_RSA2048
+	       : strcmp(s, "rsa3072") == 0 ? PIV_ALG_RSA3072
+	       : strcmp(s, "rsa4096") == 0 ? PIV_ALG_RSA4096
 	       : strcmp(s, "eccp256") == 0 ? PIV_ALG_ECCP256
 	       : strcmp(s, "eccp384") == 0 ? PIV_ALG_ECCP384
 	                                   : 0;
 	return *alg != 0 ? TK_OK : TK_ERR_INVALID_ARG;
 }
 
+/* What the card made for slot ref, a public key or a request: PEM to -o's
+ * file (and said so) or, without --json, standard output; with --json the
+ * object. */
 static int
-write_pem(const char *path, EVP_PKEY *pk, X509 *x)
+piv_output(tool_session_t *p, const struct opts *o, uint8_t ref, const char *what, EVP_PKEY *pk,
+           X509_REQ *req)
 {
-	BIO *b = path != NULL ? BIO_new_file(path, "w") : BIO_new_fp(stdout, BIO_NOCLOSE);
-	int ok;
+	int rc = tool_output_pem(p->cmd, o->out, o->json, what, pk, NULL, req);
 
-	if (b == NULL)
-		return TK_ERR_IO;
-	ok = pk != NULL ? PEM_write_bio_PUBKEY(b, pk) : PEM_write_bio_X509(b, x);
-	ok = BIO_free(b) == 1 && ok == 1;
-	ERR_clear_error();
-	return ok ? TK_OK : TK_ERR_IO;
+	if (rc != TOOL_EXIT_OK)
+		return rc;
+	if (o->out != NULL)
+		fprintf(stderr, "tokenkit %s: slot %02X: %s written to %s\n", p->cmd, ref, what,
+		        tool_text(o->out));
+	if (o->json) {
+		pj_begin(p);
+		pj_slot(p, ref);
+		pj_pem(pk != NULL ? "public_key" : "request", pk, NULL, req);
+		pj_end();
+	}
+	return TOOL_EXIT_OK;
 }
 
 static int
 piv_generate(const struct opts *o)
 {
-	struct piv p = {0};
-	uint8_t alg = 0, ref = 0, cmd[5] = {0xAC, 0x03, 0x80, 0x01, 0};
+	tool_session_t p = {0};
+	struct tool_progress *pr = NULL;
+	uint8_t alg = 0, ref = 0, cmd[11] = {0xAC, 0x03, 0x80, 0x01, 0};
+	size_t cl = 5;
 	uint8_t *resp = NULL;
 	size_t n = 0;
 	uint16_t sw = 0;
@@ -582,53 +474,51 @@ piv_generate(const struct opts *o)
 	    key_alg_parse(o->algorithm, &alg) != TK_OK)
 		return usage_err();
 	cmd[4] = alg;
-	if ((rc = piv_open(&p, "piv generate", o->args[0])) != TOOL_EXIT_OK)
+	/* Yubico's policies (AA, AB) inside the template */
+	if (o->pin_policy != 0) {
+		cmd[cl++] = 0xAA;
+		cmd[cl++] = 0x01;
+		cmd[cl++] = o->pin_policy;
+	}
+	if (o->touch_policy != 0) {
+		cmd[cl++] = 0xAB;
+		cmd[cl++] = 0x01;
+		cmd[cl++] = o->touch_policy;
+	}
+	cmd[1] = (uint8_t)(cl - 2);
+	if ((rc = piv_open_for_key(&p, "piv generate", o, alg)) != TOOL_EXIT_OK)
 		goto out;
-	if ((rc = mgm_auth(&p, o)) != TOOL_EXIT_OK)
-		goto out;
-	if (alg == PIV_ALG_RSA2048 && isatty(2))
-		fprintf(stderr, "tokenkit piv generate: generating an RSA key on the card "
-		                "(this may take a minute)...\n");
 	if ((resp = malloc(RESP_CAP)) == NULL) {
-		rc = card_err(&p, "generate", TK_ERR_NO_MEMORY);
+		rc = tool_card_err(&p, "generate", TK_ERR_NO_MEMORY);
 		goto out;
 	}
-	if ((r = xfer(&p, 0x47, 0x00, ref, cmd, sizeof(cmd), resp, &n, &sw)) != TK_OK) {
-		rc = card_err(&p, "generate", r);
+	/* on-card RSA generation takes tens of seconds: show it is alive */
+	if (piv_rsa_bits(alg) != 0)
+		pr = tool_progress_start("tokenkit piv generate: generating an RSA key on the card",
+		                         o->json);
+	r = tool_xfer_slow(&p, 0x47, 0x00, ref, cmd, cl, resp, RESP_CAP, &n, &sw);
+	tool_progress_stop(&pr);
+	if ((rc = tool_card_result(&p, "generate", r, sw)) != TOOL_EXIT_OK)
 		goto out;
-	}
-	if (sw != 0x9000) {
-		rc = sw_err(&p, "generate", sw);
-		goto out;
-	}
 	if ((r = piv_pubkey_from_generate(alg, resp, n, &pk)) != TK_OK) {
 		fprintf(stderr, "tokenkit piv generate: the card's public key is malformed (%s)\n",
 		        tk_strerror(r));
 		rc = TOOL_EXIT_ERROR;
 		goto out;
 	}
-	if (write_pem(o->out, pk, NULL) != TK_OK) {
-		fprintf(stderr, "tokenkit piv generate: cannot write %s\n",
-		        o->out != NULL ? tool_text(o->out) : "the public key");
-		rc = TOOL_EXIT_ERROR;
-		goto out;
-	}
-	if (o->out != NULL)
-		fprintf(stderr, "tokenkit piv generate: slot %02X: public key written to %s\n", ref,
-		        tool_text(o->out));
-	rc = TOOL_EXIT_OK;
+	rc = piv_output(&p, o, ref, "public key", pk, NULL);
 out:
 	EVP_PKEY_free(pk);
 	free(resp);
-	piv_close(&p);
+	tool_session_close(&p);
 	return rc;
 }
 
 /* ---- certificate ------------------------------------------------------------------------ */
 
 /* PUT DATA of the slot's certificate object: 53 { 70 cert, 71 00, FE }. */
-static int
-put_cert(struct piv *p, uint8_t ref, X509 *x)
+int
+put_cert(tool_session_t *p, uint8_t ref, X509 *x)
 {
 	uint32_t obj = piv_slot_object(ref);
 	uint8_t id[3] = {(uint8_t)(obj >> 16), (uint8_t)(obj >> 8), (uint8_t)obj};
@@ -654,12 +544,12 @@ put_cert(struct piv *p, uint8_t ref, X509 *x)
 	tk_ber_put(&w, 0x71, "\x00", 1);
 	tk_ber_put(&w, 0xFE, NULL, 0);
 	if ((r = tk_wbuf_error(&w)) != TK_OK ||
-	    (r = xfer(p, 0xDB, 0x3F, 0xFF, buf, w.len, NULL, NULL, &sw)) != TK_OK) {
-		rc = card_err(p, "PUT DATA", r);
+	    (r = tool_xfer(p, 0xDB, 0x3F, 0xFF, buf, w.len, NULL, 0, NULL, &sw)) != TK_OK) {
+		rc = tool_card_err(p, "PUT DATA", r);
 		goto out;
 	}
 	if (sw != 0x9000) {
-		rc = sw_err(p, "PUT DATA (certificate)", sw);
+		rc = tool_sw_err(p, "PUT DATA (certificate)", sw);
 		goto out;
 	}
 	rc = TOOL_EXIT_OK;
@@ -669,49 +559,17 @@ out:
 	return rc;
 }
 
-/* "/CN=name/O=org" (openssl's -subj form; the leading slash optional). */
-static X509_NAME *
-parse_subject(const char *s)
-{
-	X509_NAME *n = X509_NAME_new();
-	char *copy = strdup(s), *save = NULL, *tok;
-	int count = 0;
-
-	if (n == NULL || copy == NULL)
-		goto fail;
-	for (tok = strtok_r(copy, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
-		char *eq = strchr(tok, '=');
-
-		if (eq == NULL || eq == tok || eq[1] == '\0')
-			goto fail;
-		*eq = '\0';
-		if (X509_NAME_add_entry_by_txt(n, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1,
-		                               -1, 0) != 1)
-			goto fail;
-		count++;
-	}
-	if (count == 0)
-		goto fail;
-	free(copy);
-	return n;
-fail:
-	free(copy);
-	X509_NAME_free(n);
-	ERR_clear_error();
-	return NULL;
-}
-
 /* The card signs digest (of md) with the key in ref: GENERAL AUTHENTICATE
  * 7C { 82 00, 81 input }, input the hash (EC) or the PKCS#1 v1.5 block
  * (RSA, raw on the card). sig: DER ECDSA-Sig-Value or the RSA signature. */
 static int
-card_sign(struct piv *p, uint8_t alg, uint8_t ref, const EVP_MD *md, const uint8_t *tbs,
+card_sign(tool_session_t *p, uint8_t alg, uint8_t ref, const EVP_MD *md, const uint8_t *tbs,
           size_t tbs_len, uint8_t **sig, size_t *sig_len)
 {
 	/* DigestInfo prefixes for SHA-256 (RFC 8017, 9.2 note 1) */
 	static const uint8_t di256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
 	                                0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
-	uint8_t h[64], in[256], cmd[300], *resp = NULL;
+	uint8_t h[64], in[512], cmd[600], *resp = NULL;
 	const uint8_t *v = NULL;
 	unsigned hl = 0;
 	size_t inl, n = 0, vlen = 0;
@@ -723,8 +581,8 @@ card_sign(struct piv *p, uint8_t alg, uint8_t ref, const EVP_MD *md, const uint8
 	*sig_len = 0;
 	if (EVP_Digest(tbs, tbs_len, h, &hl, md, NULL) != 1)
 		goto out;
-	if (alg == PIV_ALG_RSA2048) {
-		inl = 256;
+	if (piv_rsa_bits(alg) != 0) {
+		inl = piv_rsa_bits(alg) / 8;
 		memset(in, 0xFF, inl);
 		in[0] = 0x00;
 		in[1] = 0x01;
@@ -741,14 +599,10 @@ card_sign(struct piv *p, uint8_t alg, uint8_t ref, const EVP_MD *md, const uint8
 	tk_ber_put(&w, 0x81, in, inl);
 	if ((resp = malloc(RESP_CAP)) == NULL || tk_wbuf_error(&w) != TK_OK)
 		goto out;
-	if ((r = xfer(p, 0x87, alg, ref, cmd, w.len, resp, &n, &sw)) != TK_OK) {
-		rc = card_err(p, "sign", r);
+	r = tool_xfer(p, 0x87, alg, ref, cmd, w.len, resp, RESP_CAP, &n, &sw);
+	if ((rc = tool_card_result(p, "sign", r, sw)) != TOOL_EXIT_OK)
 		goto out;
-	}
-	if (sw != 0x9000) {
-		rc = sw_err(p, "sign", sw);
-		goto out;
-	}
+	rc = TOOL_EXIT_ERROR;
 	if (piv_auth_response(resp, n, 0x82, &v, &vlen) != TK_OK || (*sig = malloc(vlen)) == NULL) {
 		fprintf(stderr, "tokenkit %s: malformed signature from the card\n", p->cmd);
 		goto out;
@@ -764,7 +618,7 @@ out:
 
 /* The slot's key: from GET METADATA. */
 static int
-slot_pubkey(struct piv *p, uint8_t ref, uint8_t *alg, EVP_PKEY **pk)
+slot_pubkey(tool_session_t *p, uint8_t ref, uint8_t *alg, EVP_PKEY **pk)
 {
 	uint8_t *resp = malloc(RESP_CAP);
 	size_t n = 0;
@@ -774,9 +628,9 @@ slot_pubkey(struct piv *p, uint8_t ref, uint8_t *alg, EVP_PKEY **pk)
 	*pk = NULL;
 	*alg = 0;
 	if (resp == NULL)
-		return card_err(p, "metadata", TK_ERR_NO_MEMORY);
-	if ((r = xfer(p, 0xF7, 0x00, ref, NULL, 0, resp, &n, &sw)) != TK_OK) {
-		rc = card_err(p, "metadata", r);
+		return tool_card_err(p, "metadata", TK_ERR_NO_MEMORY);
+	if ((r = tool_xfer(p, 0xF7, 0x00, ref, NULL, 0, resp, RESP_CAP, &n, &sw)) != TK_OK) {
+		rc = tool_card_err(p, "metadata", r);
 		goto out;
 	}
 	if (sw != 0x9000) {
@@ -796,161 +650,174 @@ out:
 	return rc;
 }
 
-/* A throwaway key of the slot key's type: X509_sign with it fills both
- * signature algorithm fields the way OpenSSL encodes them. */
-static EVP_PKEY *
-like_key(uint8_t alg)
-{
-	return alg == PIV_ALG_RSA2048   ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
-	       : alg == PIV_ALG_ECCP256 ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")
-	                                : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-}
-
-/* Certificate = SEQUENCE { tbs, algorithm, BIT STRING signature }. */
-static X509 *
-assemble(const uint8_t *tbs, size_t tl, const uint8_t *alg, size_t al, const uint8_t *sig,
-         size_t sl)
-{
-	size_t bits = tk_ber_hdr_len(0x03, sl + 1) + sl + 1, body = tl + al + bits;
-	size_t cap = tk_ber_hdr_len(0x30, body) + body;
-	uint8_t *buf = malloc(cap);
-	const unsigned char *q;
-	X509 *x = NULL;
-	tk_wbuf_t w;
-
-	if (buf == NULL)
-		return NULL;
-	tk_wbuf_init(&w, buf, cap);
-	tk_ber_put_hdr(&w, 0x30, body);
-	tk_wbuf_put_bytes(&w, tbs, tl);
-	tk_wbuf_put_bytes(&w, alg, al);
-	tk_ber_put_hdr(&w, 0x03, sl + 1);
-	tk_wbuf_put_u8(&w, 0x00);
-	tk_wbuf_put_bytes(&w, sig, sl);
-	q = buf;
-	if (tk_wbuf_error(&w) == TK_OK)
-		x = d2i_X509(NULL, &q, (long)w.len);
-	free(buf);
-	return x;
-}
+/* The card signs for tool_card_signed: VERIFY with the PIN, then
+ * GENERAL AUTHENTICATE. */
+struct piv_signer {
+	tool_session_t *p;
+	const struct opts *o;
+	uint8_t alg, ref;
+};
 
 static int
-self_sign(struct piv *p, const struct opts *o, uint8_t ref, X509 **out)
+piv_sign_cb(void *ctx, const EVP_MD *md, const uint8_t *tbs, size_t tbs_len, uint8_t **sig,
+            size_t *sig_len)
 {
-	X509 *x = X509_new(), *done = NULL;
-	X509_NAME *name = parse_subject(o->self_sign);
-	EVP_PKEY *pk = NULL, *tmp = NULL;
-	const EVP_MD *md = NULL;
-	const X509_ALGOR *sa = NULL;
-	const ASN1_BIT_STRING *unused = NULL;
-	unsigned char *tbs = NULL, *algder = NULL;
-	uint8_t *sig = NULL, alg = 0, serial[16];
-	size_t sl = 0;
-	int tl, al, rc = TOOL_EXIT_ERROR;
-	BIGNUM *bn = NULL;
+	struct piv_signer *ps = ctx;
+	int rc = verify_pin(ps->p, ps->o);
 
-	*out = NULL;
-	if (name == NULL) {
-		fprintf(stderr, "tokenkit %s: bad subject '%s' (write /CN=name/O=org)\n", p->cmd,
-		        tool_text(o->self_sign));
-		rc = TOOL_EXIT_USAGE;
+	if (rc != TOOL_EXIT_OK)
+		return rc;
+	return card_sign(ps->p, ps->alg, ps->ref, md, tbs, tbs_len, sig, sig_len);
+}
+
+/* A self-signed certificate (--self-sign) or a PKCS#10 request (--csr) for
+ * the slot's key (its public key from GET METADATA), signed by the card. */
+static int
+card_signed(tool_session_t *p, const struct opts *o, uint8_t ref, X509 **xout, X509_REQ **rout)
+{
+	struct piv_signer ps = {p, o, 0, ref};
+	tool_card_signer_t s = {NULL, piv_sign_cb, &ps};
+	int rc;
+
+	if ((rc = slot_pubkey(p, ref, &ps.alg, &s.pk)) != TOOL_EXIT_OK)
+		return rc;
+	rc = tool_card_signed(p->cmd, &s, rout != NULL ? o->cert.csr : o->cert.self_sign,
+	                      o->cert.days, xout, rout);
+	EVP_PKEY_free(s.pk);
+	return rc;
+}
+
+/* certificate --csr: nothing is written to the card, so no management key. */
+static int
+piv_csr(const struct opts *o, uint8_t ref)
+{
+	tool_session_t p = {0};
+	X509_REQ *req = NULL;
+	int rc;
+
+	if ((rc = piv_open(&p, "piv certificate", o->args[0])) != TOOL_EXIT_OK)
 		goto out;
-	}
-	if ((rc = slot_pubkey(p, ref, &alg, &pk)) != TOOL_EXIT_OK)
+	if ((rc = card_signed(&p, o, ref, NULL, &req)) != TOOL_EXIT_OK)
 		goto out;
-	rc = TOOL_EXIT_ERROR;
-	md = alg == PIV_ALG_ECCP384 ? EVP_sha384() : EVP_sha256();
-	if (x == NULL || RAND_bytes(serial, sizeof(serial)) != 1)
-		goto crypto;
-	serial[0] &= 0x7F; /* positive */
-	serial[0] |= 0x40; /* and 16 bytes long */
-	if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
-	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
-	    X509_set_version(x, 2) != 1 || X509_set_subject_name(x, name) != 1 ||
-	    X509_set_issuer_name(x, name) != 1 ||
-	    X509_gmtime_adj(X509_getm_notBefore(x), 0) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(x), (int)o->days, 0, NULL) == NULL ||
-	    X509_set_pubkey(x, pk) != 1 || (tmp = like_key(alg)) == NULL ||
-	    X509_sign(x, tmp, md) <= 0)
-		goto crypto;
-	if ((tl = i2d_re_X509_tbs(x, &tbs)) <= 0)
-		goto crypto;
-	X509_get0_signature(&unused, &sa, x);
-	if ((al = i2d_X509_ALGOR(sa, &algder)) <= 0)
-		goto crypto;
-	if ((rc = verify_pin(p, o)) != TOOL_EXIT_OK)
-		goto out;
-	if ((rc = card_sign(p, alg, ref, md, tbs, (size_t)tl, &sig, &sl)) != TOOL_EXIT_OK)
-		goto out;
-	rc = TOOL_EXIT_ERROR;
-	done = assemble(tbs, (size_t)tl, algder, (size_t)al, sig, sl);
-	/* the card's signature must verify with the slot's public key */
-	if (done == NULL || X509_verify(done, pk) != 1) {
-		fprintf(stderr,
-		        "tokenkit %s: the card's signature does not verify with the "
-		        "slot's public key\n",
-		        p->cmd);
-		X509_free(done);
-		done = NULL;
-		goto out;
-	}
-	*out = done;
-	rc = TOOL_EXIT_OK;
-	goto out;
-crypto:
-	fprintf(stderr, "tokenkit %s: cannot build the certificate (OpenSSL)\n", p->cmd);
+	rc = piv_output(&p, o, ref, "request", NULL, req);
 out:
-	ERR_clear_error();
-	BN_free(bn);
-	OPENSSL_free(tbs);
-	OPENSSL_free(algder);
-	free(sig);
-	EVP_PKEY_free(pk);
-	EVP_PKEY_free(tmp);
-	X509_NAME_free(name);
-	X509_free(x);
+	X509_REQ_free(req);
+	tool_session_close(&p);
 	return rc;
 }
 
 static int
 piv_certificate(const struct opts *o)
 {
-	struct piv p = {0};
+	tool_session_t p = {0};
 	X509 *x = NULL;
 	uint8_t ref = 0;
 	int rc;
 
 	if (o->nargs != 2 || piv_parse_slot(o->args[1], &ref) != TK_OK ||
-	    (o->self_sign == NULL) == (o->import == NULL))
+	    (o->cert.self_sign != NULL) + (o->cert.import != NULL) + (o->cert.csr != NULL) != 1)
 		return usage_err();
-	if (o->import != NULL && (x = piv_load_cert(o->import)) == NULL) {
+	if (o->cert.csr != NULL)
+		return piv_csr(o, ref);
+	if (o->cert.import != NULL && (x = tool_load_cert(o->cert.import)) == NULL) {
 		fprintf(stderr,
 		        "tokenkit piv certificate: cannot read a certificate (PEM or DER) "
 		        "from %s\n",
-		        tool_text(o->import));
+		        tool_text(o->cert.import));
 		return TOOL_EXIT_ERROR;
 	}
 	if ((rc = piv_open(&p, "piv certificate", o->args[0])) != TOOL_EXIT_OK)
 		goto out;
 	if ((rc = mgm_auth(&p, o)) != TOOL_EXIT_OK)
 		goto out;
-	if (o->self_sign != NULL && (rc = self_sign(&p, o, ref, &x)) != TOOL_EXIT_OK)
+	if (o->cert.self_sign != NULL && (rc = card_signed(&p, o, ref, &x, NULL)) != TOOL_EXIT_OK)
 		goto out;
 	if ((rc = put_cert(&p, ref, x)) != TOOL_EXIT_OK)
 		goto out;
 	fprintf(stderr, "tokenkit piv certificate: slot %02X: certificate written (object %06X)\n",
 	        ref, piv_slot_object(ref));
-	if (o->out != NULL && write_pem(o->out, NULL, x) != TK_OK) {
-		fprintf(stderr, "tokenkit piv certificate: cannot write %s\n", tool_text(o->out));
-		rc = TOOL_EXIT_ERROR;
+	/* a copy of the certificate only where -o says */
+	if (o->out != NULL)
+		rc = tool_output_pem(p.cmd, o->out, true, "certificate", NULL, x, NULL);
+	if (rc == TOOL_EXIT_OK && o->json) {
+		char obj[8];
+
+		snprintf(obj, sizeof(obj), "%06X", piv_slot_object(ref));
+		pj_begin(&p);
+		pj_slot(&p, ref);
+		pj_str("object", obj);
+		pj_pem("certificate", NULL, x, NULL);
+		pj_end();
 	}
 out:
 	X509_free(x);
-	piv_close(&p);
+	tool_session_close(&p);
 	return rc;
 }
 
 /* ---- PIN, PUK, management key ------------------------------------------------------------ */
+
+/* CHANGE REFERENCE DATA with the old and the new PIN (PUK) typed on the
+ * reader's PIN pad (tk_token_change_pin_pad): they never reach this
+ * program. */
+static int
+piv_pad_change(const struct opts *o, const char *cmd, uint8_t ref)
+{
+	const char *what = ref == 0x81 ? "PUK" : "PIN";
+	tk_token_opts_t to;
+	tk_token_info_t ti;
+	tk_slotmgr_t *m = NULL;
+	tk_card_t *c = NULL;
+	tk_token_t *t = NULL;
+	int rc, r;
+
+	if (o->nargs != 1 || o->pin.insecure != NULL || o->pin.fd >= 0 ||
+	    o->new_pin.insecure != NULL || o->new_pin.fd >= 0 || o->puk.insecure != NULL ||
+	    o->puk.fd >= 0 || o->new_puk.insecure != NULL || o->new_puk.fd >= 0)
+		return usage_err();
+	if ((rc = tool_open_card(cmd, o->args[0], &m, &c)) != TOOL_EXIT_OK)
+		goto out;
+	tk_token_opts_init(&to);
+	if ((r = tk_token_open(c, &to, &t)) != TK_OK) {
+		fprintf(stderr, "tokenkit %s: %s: %s\n", cmd, tool_text(tk_card_reader_name(c)),
+		        tk_strerror(r));
+		rc = tool_exit_code(r);
+		goto out;
+	}
+	fprintf(stderr,
+	        "tokenkit %s: type the %s, then the new %s twice, on the reader's PIN pad\n", cmd,
+	        what, what);
+	r = tk_token_change_pin_pad(t, ref == 0x81 ? TK_USER_SO : TK_USER_USER);
+	if (r == TK_OK) {
+		fprintf(stderr, "tokenkit %s: done\n", cmd);
+		rc = TOOL_EXIT_OK;
+		if (o->json) {
+			tool_session_t jp = {.cmd = cmd, .c = c, .le = PIV_LE};
+
+			pj_begin(&jp);
+			pj_str("reference", what);
+			pj_int("retries_left", tk_token_info(t, &ti) != TK_OK ? -1
+			                       : ref == 0x81                  ? ti.puk_retries
+			                                                      : ti.pin_retries);
+			pj_end();
+		}
+	} else if (r == TK_ERR_PIN_INCORRECT && tk_token_info(t, &ti) == TK_OK &&
+	           (ref == 0x81 ? ti.puk_retries : ti.pin_retries) >= 0) {
+		fprintf(stderr, "tokenkit %s: wrong %s (%d tries left)\n", cmd, what,
+		        ref == 0x81 ? ti.puk_retries : ti.pin_retries);
+		rc = tool_exit_code(r);
+	} else {
+		fprintf(stderr, "tokenkit %s: %s: %s%s\n", cmd, tool_text(tk_card_reader_name(c)),
+		        tk_strerror(r),
+		        r == TK_ERR_NOT_SUPPORTED ? " (no PIN pad that can change PINs)" : "");
+		rc = tool_exit_code(r);
+	}
+out:
+	tk_token_free(&t);
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+	return rc;
+}
 
 /* CHANGE REFERENCE DATA (24) or RESET RETRY COUNTER (2C): old || new. */
 static int
@@ -959,51 +826,60 @@ piv_ref_change(const struct opts *o, const char *cmd, uint8_t ins, uint8_t ref)
 	const bool puk_old = ins == 0x2C || ref == 0x81;
 	const char *old_what = puk_old ? "PUK" : "PIN";
 	const char *new_what = ref == 0x81 ? "new PUK" : "new PIN";
-	const struct secret_src *olds = puk_old ? &o->puk : &o->pin;
-	const struct secret_src *news = ref == 0x81 ? &o->new_puk : &o->new_pin;
-	struct secret_src next = *olds;
-	char old[SECRET_CAP], nw[SECRET_CAP];
+	const tool_secret_t *olds = puk_old ? &o->puk : &o->pin;
+	const tool_secret_t *news = ref == 0x81 ? &o->new_puk : &o->new_pin;
+	const tool_ask_t new_ask = {"piv", new_what, ref == 0x81 ? "--new-puk-fd" : "--new-pin-fd",
+	                            0, 0};
+	tool_secret_t next = *olds;
+	char old[TOOL_SECRET_CAP], nw[TOOL_SECRET_CAP];
 	uint8_t data[16];
 	size_t ol = 0, nl = 0;
 	uint16_t sw = 0;
-	struct piv p = {0};
+	tool_session_t p = {0};
 	int rc, r;
 
-	if (o->nargs != 1)
+	if (o->pad && ins == 0x24)
+		return piv_pad_change(o, cmd, ref);
+	if (o->nargs != 1 || o->pad)
 		return usage_err();
 	next.insecure = NULL; /* the new one never reuses the old one's command-line value */
 	if ((rc = read_secret(old_what, olds, old, sizeof(old), &ol,
 	                      puk_old ? "--puk-fd" : "--pin-fd")) != TOOL_EXIT_OK ||
 	    (rc = pin_block(old_what, old, ol, data)) != TOOL_EXIT_OK)
 		goto out;
-	if ((rc = read_new_secret(new_what, news, &next, nw, sizeof(nw), &nl,
-	                          ref == 0x81 ? "--new-puk-fd" : "--new-pin-fd")) != TOOL_EXIT_OK ||
+	if ((rc = tool_read_new_secret(&new_ask, news, &next, nw, sizeof(nw), &nl)) !=
+	            TOOL_EXIT_OK ||
 	    (rc = pin_block(new_what, nw, nl, data + 8)) != TOOL_EXIT_OK)
 		goto out;
 	if ((rc = piv_open(&p, cmd, o->args[0])) != TOOL_EXIT_OK)
 		goto out;
-	if ((r = xfer(&p, ins, 0x00, ref, data, sizeof(data), NULL, NULL, &sw)) != TK_OK) {
-		rc = card_err(&p, old_what, r);
+	if ((r = tool_xfer(&p, ins, 0x00, ref, data, sizeof(data), NULL, 0, NULL, &sw)) != TK_OK) {
+		rc = tool_card_err(&p, old_what, r);
 		goto out;
 	}
-	if ((rc = pin_sw(&p, old_what, sw)) == TOOL_EXIT_OK)
+	if ((rc = tool_pin_sw(&p, old_what, sw)) == TOOL_EXIT_OK)
 		fprintf(stderr, "tokenkit %s: done\n", cmd);
+	if (rc == TOOL_EXIT_OK && o->json) {
+		pj_begin(&p);
+		pj_str("reference", ref == 0x81 ? "PUK" : "PIN");
+		pj_int("retries_left", tries_left(&p, ref));
+		pj_end();
+	}
 out:
 	tk_wipe(old, sizeof(old));
 	tk_wipe(nw, sizeof(nw));
 	tk_wipe(data, sizeof(data));
-	piv_close(&p);
+	tool_session_close(&p);
 	return rc;
 }
 
 static int
 piv_set_mgm(const struct opts *o)
 {
-	struct piv p = {0};
+	tool_session_t p = {0};
 	uint8_t key[MGM_MAX], data[3 + MGM_MAX], alg = 0;
 	size_t kl = 0;
-	uint16_t sw = 0;
-	int rc, r;
+	int rc;
 
 	if (o->nargs != 1 || mgm_alg_parse(o->new_algorithm, &alg) != TK_OK)
 		return usage_err();
@@ -1024,20 +900,20 @@ piv_set_mgm(const struct opts *o)
 	data[1] = 0x9B;
 	data[2] = (uint8_t)kl;
 	memcpy(data + 3, key, kl);
-	if ((r = xfer(&p, 0xFF, 0xFF, 0xFF, data, 3 + kl, NULL, NULL, &sw)) != TK_OK) {
-		rc = card_err(&p, "set management key", r);
+	if ((rc = tool_xfer_ok(&p, "set management key", 0xFF, 0xFF, 0xFF, data, 3 + kl)) !=
+	    TOOL_EXIT_OK)
 		goto out;
-	}
-	if (sw != 0x9000) {
-		rc = sw_err(&p, "set management key", sw);
-		goto out;
-	}
 	fprintf(stderr, "tokenkit piv set-mgmt-key: the management key is now a new %s key\n",
 	        o->new_algorithm);
+	if (o->json) {
+		pj_begin(&p);
+		pj_str("algorithm", o->new_algorithm);
+		pj_end();
+	}
 out:
 	tk_wipe(key, sizeof(key));
 	tk_wipe(data, sizeof(data));
-	piv_close(&p);
+	tool_session_close(&p);
 	return rc;
 }
 
@@ -1066,10 +942,15 @@ cmd_piv(int argc, char **argv)
 		return piv_generate(&o);
 	if (strcmp(sub, "certificate") == 0)
 		return piv_certificate(&o);
+	if (strcmp(sub, "import") == 0)
+		return piv_import(&o);
+	if (strcmp(sub, "reset") == 0)
+		return piv_reset(&o);
 	if (strcmp(sub, "set-mgmt-key") == 0)
 		return piv_set_mgm(&o);
 	return usage_err();
 }
 
-TOOL_COMMAND(piv, "piv", "generate|certificate|pin|puk|set-mgmt-key READER ...",
+TOOL_COMMAND(piv, "piv",
+             "generate|import|certificate|pin|puk|set-mgmt-key|reset READER ... [--json]",
              "provision a PIV card: keys, certificates, PIN, PUK, management key", cmd_piv)

@@ -9,12 +9,6 @@
 
 #include "tool.h"
 
-static const char *
-proto_name(int p)
-{
-	return p == 0 ? "T=0" : p == 1 ? "T=1" : "-";
-}
-
 static void
 print_atr_text(const uint8_t *atr, size_t len, const char *indent)
 {
@@ -116,17 +110,9 @@ cmd_readers(int argc, char **argv)
 		if (json) {
 			printf("%s\n  {\"slot\": %u, \"reader\": ", shown ? "," : "", s->slot_id);
 			tool_json_str(stdout, s->reader);
-			printf(", \"state\": \"%s\", \"card\": %s, \"atr\": ",
-			       tk_slot_state_name(s->state), s->card_seq != 0 ? "true" : "false");
-			if (s->atr_len > 0)
-				printf("\"%s\"", hex);
-			else
-				printf("null");
-			printf(", \"protocol\": ");
-			if (s->protocol >= 0)
-				printf("\"%s\"", proto_name(s->protocol));
-			else
-				printf("null");
+			printf(", \"state\": \"%s\", \"card\": %s, ", tk_slot_state_name(s->state),
+			       s->card_seq != 0 ? "true" : "false");
+			tool_json_atr_protocol(s);
 			printf(", \"backend\": ");
 			tool_json_str(stdout, s->backend);
 			printf(", \"exchange\": ");
@@ -150,7 +136,7 @@ cmd_readers(int argc, char **argv)
 			printf("}");
 		} else {
 			printf("%u  %-11s %-3s  %-5s  %s%s%s\n", s->slot_id,
-			       tk_slot_state_name(s->state), proto_name(s->protocol),
+			       tk_slot_state_name(s->state), tool_proto_name(s->protocol),
 			       tool_text(s->backend), tool_text(s->reader), s->atr_len ? "  " : "",
 			       s->atr_len ? hex : "");
 			print_details(s);

@@ -93,15 +93,6 @@ key_name(int kt)
 }
 
 static void
-usage_text(unsigned u, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s%s%s", u & TK_USAGE_SIGN ? "sign," : "",
-	         u & TK_USAGE_DECRYPT ? "decrypt," : "", u & TK_USAGE_DERIVE ? "derive," : "");
-	if (out[0] != '\0')
-		out[strlen(out) - 1] = '\0';
-}
-
-static void
 time_text(uint64_t us, char *out, size_t cap)
 {
 	time_t t = (time_t)(us / 1000000u);
@@ -144,7 +135,7 @@ print_json(const tk_registration_t *r, bool items)
 			tool_json_str(stdout, it.label);
 			printf(",\"der_bytes\":%zu", it.der_len);
 			if (it.kind == TK_REG_ITEM_KEY) {
-				usage_text(it.usage, usage, sizeof(usage));
+				tool_usage_text(it.usage, usage, sizeof(usage));
 				printf(",\"type\":\"%s\",\"bits\":%u,\"usage\":\"%s\",\"handle\":"
 				       "\"%s\"",
 				       key_name(it.key_type), it.key_bits, usage,
@@ -180,7 +171,7 @@ print_text(const tk_registration_t *r, bool items)
 		       tool_hex(it.id, it.id_len, hex, sizeof(hex)), tool_text(it.label),
 		       it.der_len);
 		if (it.kind == TK_REG_ITEM_KEY) {
-			usage_text(it.usage, usage, sizeof(usage));
+			tool_usage_text(it.usage, usage, sizeof(usage));
 			printf("  %s %u  %s", key_name(it.key_type), it.key_bits, usage);
 		}
 		printf("\n");

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include <tokenkit/err.h>
+#include <tokenkit/log.h>
 #include <tokenkit/token.h>
 
 #include "tool.h"
@@ -66,22 +67,13 @@ cert_subject(const tk_object_t *o, char *out, size_t cap)
 	X509_free(x);
 }
 
-static void
-usage_text(unsigned u, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s%s%s", u & TK_USAGE_SIGN ? "sign," : "",
-	         u & TK_USAGE_DECRYPT ? "decrypt," : "", u & TK_USAGE_DERIVE ? "derive," : "");
-	if (out[0] != '\0')
-		out[strlen(out) - 1] = '\0';
-}
-
 /* Open the token on the card in one slot. */
 static int
 open_token(tk_slotmgr_t *m, uint32_t slot_id, tk_token_t **t)
 {
 	tk_token_opts_t o;
 	tk_card_t *card = NULL;
-	int r;
+	int r, rr;
 
 	*t = NULL;
 	if ((r = tk_slotmgr_card(m, slot_id, &card)) != TK_OK)
@@ -90,6 +82,8 @@ open_token(tk_slotmgr_t *m, uint32_t slot_id, tk_token_t **t)
 	o.refresh_pin_status = true;
 	r = tk_token_open(card, &o, t);
 	tk_card_unref(&card);
+	if (r == TK_OK && (rr = tk_token_register(*t, NULL, NULL)) != TK_OK)
+		tk_log_debug("registry record of the card: %s", tk_strerror(rr));
 	return r;
 }
 
@@ -195,7 +189,7 @@ print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 		subj[0] = '\0';
 		if (o->cls == TK_OBJ_CERT)
 			cert_subject(o, subj, sizeof(subj));
-		usage_text(o->usage, use, sizeof(use));
+		tool_usage_text(o->usage, use, sizeof(use));
 		tool_hex(o->id, o->id_len, hex, sizeof(hex));
 		if (json) {
 			printf("%s\n  {\"handle\": %u, \"class\": \"%s\", \"id\": \"%s\", "

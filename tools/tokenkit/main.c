@@ -7,6 +7,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/slot.h>
 #include <tokenkit/text.h>
+#include <tokenkit/token.h>
 
 #include "tool.h"
 
@@ -183,6 +184,38 @@ tool_hex(const uint8_t *p, size_t len, char *buf, size_t cap)
 	if (cap > 0)
 		buf[o] = '\0';
 	return buf;
+}
+
+void
+tool_usage_text(unsigned u, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s%s%s", u & TK_USAGE_SIGN ? "sign," : "",
+	         u & TK_USAGE_DECRYPT ? "decrypt," : "", u & TK_USAGE_DERIVE ? "derive," : "");
+	if (out[0] != '\0')
+		out[strlen(out) - 1] = '\0';
+}
+
+const char *
+tool_proto_name(int p)
+{
+	return p == 0 ? "T=0" : p == 1 ? "T=1" : "-";
+}
+
+void
+tool_json_atr_protocol(const tk_slot_info_t *s)
+{
+	char hex[2 * sizeof(s->atr) + 1];
+
+	printf("\"atr\": ");
+	if (s->atr_len > 0)
+		printf("\"%s\"", tool_hex(s->atr, s->atr_len, hex, sizeof(hex)));
+	else
+		printf("null");
+	printf(", \"protocol\": ");
+	if (s->protocol >= 0)
+		printf("\"%s\"", tool_proto_name(s->protocol));
+	else
+		printf("null");
 }
 
 void

@@ -40,6 +40,56 @@ _tokenkit_complete_readers() {
 	done < <(_tokenkit_readers)
 }
 
+# tokenkit openpgp SUB [pin|set WHAT] READER ...: its own subcommands,
+# algorithms and options (more than its usage line names).
+_tokenkit_openpgp() {
+	local cur=$1 prev=$2 cmdi=$3 i npos=0 rpos=1 sub=${COMP_WORDS[$3 + 1]}
+	for ((i = cmdi + 1; i < COMP_CWORD; i++)); do
+		case ${COMP_WORDS[i]} in
+		--algorithm | -o | --output | --*-fd | --insecure-* | --self-sign | --csr | --import | \
+			--days) ((i++)) ;;
+		-*) ;;
+		*) ((npos++)) ;;
+		esac
+	done
+	case $prev in
+	--algorithm)
+		mapfile -t COMPREPLY < <(compgen -W "rsa2048 rsa3072 rsa4096 nistp256 nistp384 ed25519
+			cv25519" -- "$cur")
+		return
+		;;
+	--self-sign | --csr | --days) return ;;
+	-o | --output | --import)
+		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		return
+		;;
+	--*-fd | --insecure-*) return ;;
+	esac
+	if [[ $cur == -* ]]; then
+		mapfile -t COMPREPLY < <(compgen -W "--json --algorithm -o --yes --reset-code --self-sign
+			--csr --import --days --pin-fd
+			--new-pin-fd --admin-pin-fd --new-admin-pin-fd --reset-code-fd --new-reset-code-fd
+			--insecure-pin --insecure-new-pin --insecure-admin-pin --insecure-new-admin-pin
+			--insecure-reset-code --insecure-new-reset-code --passphrase-fd
+			--insecure-passphrase" -- "$cur")
+		return
+	fi
+	[[ $sub == pin || $sub == set ]] && rpos=2
+	if ((npos == 0)); then
+		mapfile -t COMPREPLY < <(compgen -W "status generate import certificate pin set reset" -- "$cur")
+	elif ((npos == 1 && rpos == 2)); then
+		[[ $sub == pin ]] &&
+			mapfile -t COMPREPLY < <(compgen -W "change unblock admin-change reset-code" -- "$cur") ||
+			mapfile -t COMPREPLY < <(compgen -W "name url login lang" -- "$cur")
+	elif ((npos == rpos)); then
+		_tokenkit_complete_readers "$cur"
+	elif ((npos == 2)) && [[ $sub == generate || $sub == import || $sub == certificate ]]; then
+		mapfile -t COMPREPLY < <(compgen -W "sig dec aut" -- "$cur")
+	elif ((npos == 3)) && [[ $sub == import ]]; then
+		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+	fi
+}
+
 _tokenkit() {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	local _tokenkit_cmd=${COMP_WORDS[0]} i cmd="" cmdi=0 npos=0 help line opts
@@ -75,11 +125,16 @@ _tokenkit() {
 		fi
 		return
 	fi
+	if [[ $cmd == openpgp ]]; then
+		_tokenkit_openpgp "$cur" "$prev" "$cmdi"
+		return
+	fi
 	# positional arguments of the command typed so far
 	for ((i = cmdi + 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
 		--root | --log | --last | --store | --algorithm | --new-algorithm | -o | --output | \
-			--self-sign | --import | --days | --*-fd | --insecure-*) ((i++)) ;;
+			--self-sign | --csr | --import | --days | --*-fd | --insecure-* | --pin-policy | \
+			--touch-policy) ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
 		esac
@@ -90,9 +145,17 @@ _tokenkit() {
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return
 		;;
-	--last | --self-sign | --days | --*-fd | --insecure-*) return ;;
+	--last | --self-sign | --csr | --days | --*-fd | --insecure-*) return ;;
 	--algorithm)
-		mapfile -t COMPREPLY < <(compgen -W "rsa2048 eccp256 eccp384" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "rsa1024 rsa2048 rsa3072 rsa4096 eccp256 eccp384" -- "$cur")
+		return
+		;;
+	--pin-policy)
+		mapfile -t COMPREPLY < <(compgen -W "never once always" -- "$cur")
+		return
+		;;
+	--touch-policy)
+		mapfile -t COMPREPLY < <(compgen -W "never always cached" -- "$cur")
 		return
 		;;
 	--new-algorithm)
@@ -109,7 +172,9 @@ _tokenkit() {
 		mapfile -t COMPREPLY < <(compgen -W "--algorithm -o --self-sign --import --days
 			--new-algorithm --mgmt-key-fd --default-mgmt-key --new-mgmt-key-fd --pin-fd
 			--new-pin-fd --puk-fd --new-puk-fd --insecure-mgmt-key --insecure-new-mgmt-key
-			--insecure-pin --insecure-new-pin --insecure-puk --insecure-new-puk" -- "$cur")
+			--insecure-pin --insecure-new-pin --insecure-puk --insecure-new-puk --pad
+			--pin-policy --touch-policy --passphrase-fd --insecure-passphrase
+			--no-certificate --csr --yes --block --json" -- "$cur")
 		return
 	fi
 	if [[ $cur == -* ]]; then
@@ -133,14 +198,16 @@ _tokenkit() {
 		local sub=${COMP_WORDS[cmdi + 1]} rpos=1
 		[[ $sub == pin || $sub == puk ]] && rpos=2
 		if ((npos == 0)); then
-			mapfile -t COMPREPLY < <(compgen -W "generate certificate pin puk set-mgmt-key" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "generate import certificate pin puk set-mgmt-key reset" -- "$cur")
 		elif ((npos == 1 && rpos == 2)); then
 			[[ $sub == pin ]] && mapfile -t COMPREPLY < <(compgen -W "change unblock" -- "$cur") ||
 				mapfile -t COMPREPLY < <(compgen -W "change" -- "$cur")
 		elif ((npos == rpos)); then
 			_tokenkit_complete_readers "$cur"
-		elif ((npos == 2)) && [[ $sub == generate || $sub == certificate ]]; then
+		elif ((npos == 2)) && [[ $sub == generate || $sub == certificate || $sub == import ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "9a 9c 9d 9e $(printf '%x ' {130..149})" -- "$cur")
+		elif ((npos == 3)) && [[ $sub == import ]]; then
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		fi
 		;;
 	registry)

@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <tokenkit/card.h>
 #include <tokenkit/slot.h>
 
@@ -68,6 +71,12 @@ void tool_json_str(FILE *f, const char *s);
  * it. The result lives in one of four per-thread buffers (so up to four
  * in one printf), cut short at 2 KiB. */
 const char *tool_text(const char *s);
+/* A key's usage (TK_USAGE_*) as "sign,decrypt,derive" (empty: none). */
+void tool_usage_text(unsigned u, char *out, size_t cap);
+/* A slot's protocol: "T=0", "T=1" or "-". */
+const char *tool_proto_name(int p);
+/* A slot's `"atr": "3B..." | null, "protocol": "T=1" | null` in JSON. */
+void tool_json_atr_protocol(const tk_slot_info_t *s);
 /* Upper-case hex without separators into a static-size buffer. */
 const char *tool_hex(const uint8_t *p, size_t len, char *buf, size_t cap);
 /* Print the readers the manager knows (for "unknown reader" errors). */
@@ -88,5 +97,158 @@ int tool_read_line(int fd, char *buf, size_t cap, size_t *len);
  * TK_ERR_LOGIN_REQUIRED: none of them. */
 int tool_get_secret(const char *what, const char *insecure, int fd, char *buf, size_t cap,
                     size_t *len);
+/* Ask QUESTION on the controlling terminal: TK_OK for "yes",
+ * TK_ERR_CANCELLED for anything else, TK_ERR_LOGIN_REQUIRED: no terminal. */
+int tool_confirm(const char *question);
+
+/* The longest secret (PIN, passphrase, key in hex) a command reads. */
+#define TOOL_SECRET_CAP 160
+
+/* Where a secret comes from: the command line (only with an --insecure-...
+ * option), a descriptor (fd >= 0, one line), else the terminal. */
+typedef struct tool_secret {
+	const char *insecure;
+	int fd;
+} tool_secret_t;
+
+/* A command's secret options: NAME ("pin") is `--NAME-fd N` and
+ * `--insecure-NAME V`. */
+typedef struct tool_secret_opt {
+	const char *name;
+	tool_secret_t *s;
+} tool_secret_opt_t;
+
+/* Every source of t: neither the command line nor a descriptor. */
+void tool_secrets_init(const tool_secret_opt_t *t, size_t n);
+/* Is option a (value v) one of t's? Then it is taken into its source.
+ * False for another option, a missing value or a bad descriptor number. */
+bool tool_secret_opt(const char *a, const char *v, const tool_secret_opt_t *t, size_t n);
+
+/* How a command asks for one secret. */
+typedef struct tool_ask {
+	const char *group; /* "piv": messages begin "tokenkit piv: " */
+	const char *what;  /* "admin PIN": the prompt and the messages' name */
+	const char *fdopt; /* "--admin-pin-fd": named when there is no terminal */
+	size_t min, max;   /* the lengths accepted; max 0: any that fits */
+} tool_ask_t;
+
+/* A secret from s (tool_get_secret); a message and an exit code when there
+ * is none (TOOL_EXIT_LOCKED: no terminal), it cannot be read, or its length
+ * is out of bounds (TOOL_EXIT_USAGE). */
+int tool_read_secret(const tool_ask_t *a, const tool_secret_t *s, char *buf, size_t cap,
+                     size_t *len);
+/* A new secret: from s, else the next line of old's descriptor (old may be
+ * NULL), else the terminal twice (the two must agree: a typo would lock
+ * the user out). */
+int tool_read_new_secret(const tool_ask_t *a, const tool_secret_t *s, const tool_secret_t *old,
+                         char *buf, size_t cap, size_t *len);
+/* The question (printf's fmt) asked with tool_confirm, unless yes (--yes)
+ * answered it already; the exit code with the messages of CMD ("piv
+ * reset"): TOOL_EXIT_USAGE without a terminal (give --yes), TOOL_EXIT_ERROR
+ * when not confirmed; nothing was changed either way. */
+int tool_confirm_cmd(const char *cmd, bool yes, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* cardcmd.c: a command's session with one card application. */
+typedef struct tool_session {
+	const char *cmd; /* "piv generate", for messages */
+	tk_slotmgr_t *m;
+	tk_card_t *c;
+	bool in_tx;
+	unsigned le;  /* Le of a command with a response: 256, or 65536 (extended) */
+	bool changed; /* a command that changes the card was sent: the token is
+	               * opened once at tool_session_close (cache, registry) */
+} tool_session_t;
+
+/* Take the card in READER (tool_open_card), begin a transaction and SELECT
+ * the application aid, asking le bytes of each response; *sw: SELECT's
+ * status word, for the caller to judge. A message and an exit code on
+ * failure; tool_session_close in every case. */
+int tool_session_open(tool_session_t *s, const char *cmd, const char *reader, const uint8_t *aid,
+                      size_t aid_len, unsigned le, uint16_t *sw);
+void tool_session_close(tool_session_t *s);
+/* One command (tk_card_apdu); resp NULL: none expected. A tk_err. */
+int tool_xfer(tool_session_t *s, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
+              size_t lc, uint8_t *resp, size_t cap, size_t *n, uint16_t *sw);
+/* tool_xfer for a command the card takes long over (on-card key
+ * generation): a deadline of 5 minutes instead of 5 s; resp and n needed. */
+int tool_xfer_slow(tool_session_t *s, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
+                   size_t lc, uint8_t *resp, size_t cap, size_t *n, uint16_t *sw);
+/* "tokenkit CMD: READER: what: ..." for a failed exchange / an unexpected
+ * status word; the exit code. */
+int tool_card_err(tool_session_t *s, const char *what, int r);
+int tool_sw_err(tool_session_t *s, const char *what, uint16_t sw);
+/* The exit code of an exchange that returned r and sw: tool_card_err when
+ * r is an error, tool_sw_err when sw is not 9000. */
+int tool_card_result(tool_session_t *s, const char *what, int r, uint16_t sw);
+/* A command without a response that must answer 9000: the exit code,
+ * with the message of tool_card_err / tool_sw_err when it does not. */
+int tool_xfer_ok(tool_session_t *s, const char *what, uint8_t ins, uint8_t p1, uint8_t p2,
+                 const uint8_t *data, size_t lc);
+/* A status word of a PIN command: 63Cx (tries left), 6983 (blocked) and
+ * 6982 (refused) explained; TOOL_EXIT_OK for 9000. */
+int tool_pin_sw(tool_session_t *s, const char *what, uint16_t sw);
+
+/* A line counting seconds on standard error while the card works (on-card
+ * key generation): only on a terminal and unless quiet; NULL when none. */
+struct tool_progress *tool_progress_start(const char *what, bool quiet);
+void tool_progress_stop(struct tool_progress **pr);
+
+/* What the card made (one of a public key, a certificate or a request) as
+ * PEM: to path, else, unless json (the JSON object carries it), to
+ * standard output. On failure "tokenkit CMD: cannot write PATH" (or "the
+ * WHAT") and TOOL_EXIT_ERROR. */
+int tool_output_pem(const char *cmd, const char *path, bool json, const char *what, EVP_PKEY *pk,
+                    X509 *x, X509_REQ *req);
+/* One of them as a PEM string (NUL-terminated, the caller frees it; for
+ * JSON); NULL on failure. */
+char *tool_pem_string(EVP_PKEY *pk, X509 *x, X509_REQ *req);
+
+/* ---- certificates signed by the card (cardcert.c) ---- */
+
+/* A private key to import from a file: PEM (PKCS#8 or the traditional
+ * forms, encrypted or not) or PKCS#12, whose certificate for that key goes
+ * to *cert (may be NULL; NULL when none). The passphrase, only when the
+ * file is encrypted, from pass (or the terminal; --passphrase-fd named).
+ * TOOL_EXIT_OK, or a message naming cmd and an exit code. */
+int tool_load_keyfile(const char *cmd, const char *path, const tool_secret_t *pass, EVP_PKEY **key,
+                      X509 **cert);
+/* A certificate from a file, PEM or DER; NULL when there is none. */
+X509 *tool_load_cert(const char *path);
+
+/* The options of a `certificate` command. */
+typedef struct tool_cert_opts {
+	const char *self_sign, *csr,
+	        *import; /* --self-sign SUBJECT, --csr SUBJECT, --import FILE */
+	unsigned days;   /* --days N (set the default before parsing) */
+} tool_cert_opts_t;
+/* True when a (with its value v) is one of them; *bad when the value does
+ * not parse. */
+bool tool_cert_opt(const char *a, const char *v, tool_cert_opts_t *c, bool *bad);
+
+/* "/CN=name/O=org" (openssl's -subj form; the leading slash optional);
+ * NULL when it does not parse. */
+X509_NAME *tool_parse_subject(const char *s);
+/* The hash a certificate for pk's key is signed with: SHA-384 for keys on
+ * curves above 256 bits, NULL for Ed25519 (the card signs the bytes), else
+ * SHA-256. */
+const EVP_MD *tool_cert_md(EVP_PKEY *pk);
+
+typedef struct tool_card_signer {
+	EVP_PKEY *pk; /* the card key's public key */
+	/* The card signs tbs: hashed with md (NULL: the bytes themselves,
+	 * Ed25519); the signature as a certificate carries it (ECDSA: DER
+	 * ECDSA-Sig-Value), malloc'ed. It asks for the PIN it needs. */
+	int (*sign)(void *ctx, const EVP_MD *md, const uint8_t *tbs, size_t tbs_len, uint8_t **sig,
+	            size_t *sig_len);
+	void *ctx;
+} tool_card_signer_t;
+
+/* A self-signed certificate for the card's key (subject, valid for days;
+ * rout NULL) or a PKCS#10 request (xout NULL), signed by the card and
+ * checked with the key's public key. TOOL_EXIT_OK, or a message and
+ * TOOL_EXIT_USAGE (a subject that does not parse) / TOOL_EXIT_ERROR. */
+int tool_card_signed(const char *cmd, const tool_card_signer_t *s, const char *subject,
+                     unsigned days, X509 **xout, X509_REQ **rout);
 
 #endif

@@ -207,7 +207,7 @@ vc_attest(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 	    set_validity(x) != TK_OK)
 		goto out;
 	/* Yubico attestation extensions: firmware version, serial, policy */
-	if (add_ext_raw(x, "1.3.6.1.4.1.41482.3.3", (const uint8_t *)"\x05\x04\x03", 3) != TK_OK)
+	if (add_ext_raw(x, "1.3.6.1.4.1.41482.3.3", c->fw, 3) != TK_OK)
 		goto out;
 	if ((ai = ASN1_INTEGER_new()) == NULL || ASN1_INTEGER_set_uint64(ai, c->serial) != 1 ||
 	    (sl = i2d_ASN1_INTEGER(ai, &sp)) <= 0 || (size_t)sl > sizeof(ser))

@@ -35,8 +35,6 @@ static const uint8_t piv_aid[] = {0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10
  * SELECT. */
 static const uint8_t other_aid[] = {0xD2, 0x76, 0x00, 0x01, 0x24, 0x01};
 
-static const uint8_t card_version[3] = {5, 4, 3};
-
 /* Algorithms announced in the application property template. */
 static const uint8_t announced_algs[] = {ALG_3DES,    ALG_AES128,  ALG_AES192,  ALG_AES256,
                                          ALG_RSA1024, ALG_RSA2048, ALG_RSA3072, ALG_RSA4096,
@@ -137,10 +135,20 @@ tk_vcard_reset(tk_vcard_t *c)
 int
 tk_vcard_set_option(tk_vcard_t *c, const char *option)
 {
-	static const char name[] = "no-extended=";
+	static const char name[] = "no-extended=", fw[] = "firmware=";
+	unsigned v[3];
+	char end;
 
 	if (c == NULL || option == NULL)
 		return TK_ERR_INVALID_ARG;
+	if (strncmp(option, fw, sizeof(fw) - 1) == 0) {
+		if (sscanf(option + sizeof(fw) - 1, "%u.%u.%u%c", &v[0], &v[1], &v[2], &end) != 3 ||
+		    v[0] > 255 || v[1] > 255 || v[2] > 255)
+			return TK_ERR_INVALID_ARG;
+		for (int i = 0; i < 3; i++)
+			c->fw[i] = (uint8_t)v[i];
+		return TK_OK;
+	}
 	if (strncmp(option, name, sizeof(name) - 1) != 0)
 		return TK_ERR_NOT_FOUND;
 	option += sizeof(name) - 1;
@@ -271,6 +279,9 @@ card_alloc(tk_vcard_t **out)
 	}
 	c->lock_fd = -1;
 	c->applets = TK_VCARD_APPLET_PIV;
+	c->fw[0] = 5; /* a YubiKey 5 of firmware 5.4.3 unless told otherwise */
+	c->fw[1] = 4;
+	c->fw[2] = 3;
 	*out = c;
 	return TK_OK;
 }
@@ -434,6 +445,7 @@ tk_vcard_test_clone(const tk_vcard_t *src, tk_vcard_t **out)
 		return r;
 	memcpy(c->pin, src->pin, sizeof(c->pin));
 	memcpy(c->puk, src->puk, sizeof(c->puk));
+	memcpy(c->fw, src->fw, sizeof(c->fw));
 	c->pin_tries = src->pin_tries;
 	c->pin_max = src->pin_max;
 	c->puk_tries = src->puk_tries;
@@ -549,7 +561,7 @@ do_version(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 {
 	(void)c;
 	(void)a;
-	tk_wbuf_put_bytes(out, card_version, sizeof(card_version));
+	tk_wbuf_put_bytes(out, c->fw, sizeof(c->fw));
 	return SW_OK;
 }
 

@@ -143,6 +143,10 @@ tk_vcard_latency_us(const tk_vcard_t *c, const uint8_t *cmd, size_t cmd_len)
 				return generate_us(a.data[i + 2]);
 		return US_SMALL;
 	case 0xF9:
+		/* a refusal (no key, an imported one) costs the card nothing */
+		if ((idx = vc_slot_index(a.p1)) == VC_SLOT_NONE || c->keys[idx].alg == 0 ||
+		    c->keys[idx].origin != ORIGIN_GENERATED)
+			return US_SMALL;
 		return 200000; /* estimate: one signature by the attestation key */
 	default:
 		return US_SMALL;

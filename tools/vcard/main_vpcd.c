@@ -562,7 +562,8 @@ usage(FILE *f)
 	        "Fault specs: none, delay=MS, stall, close[=MS], garbage, short, empty,\n"
 	        "remove, insert, mute, with optional count=N. TOKENKIT_LOG=trace shows APDUs.\n"
 	        "Card options: no-extended=6700|6A82 (the ATR announces extended length, the\n"
-	        "card answers every extended APDU with that status word).\n",
+	        "card answers every extended APDU with that status word); firmware=5.7.1\n"
+	        "(the YubiKey firmware version it reports; default 5.4.3).\n",
 	        DEFAULT_PORT);
 }
 

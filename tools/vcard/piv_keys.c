@@ -192,6 +192,13 @@ policy_ok(const tk_buf_t *v, uint8_t *out)
 	return true;
 }
 
+/* RSA-3072 and 4096 came with YubiKey firmware 5.7; older keys refuse them. */
+static bool
+alg_on_firmware(const tk_vcard_t *c, uint8_t alg)
+{
+	return (alg != ALG_RSA3072 && alg != ALG_RSA4096) || c->fw[0] * 100 + c->fw[1] >= 507;
+}
+
 /* Put a new key (generated or imported) into slot idx, replacing the old one. */
 static void
 install_key(tk_vcard_t *c, int idx, struct vc_key *nk, uint8_t alg, uint8_t pinp, uint8_t touchp,
@@ -241,7 +248,7 @@ vc_generate(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 			return SW_WRONG_DATA;
 		}
 	}
-	if (!have_alg || (!vc_alg_is_rsa(alg) && !vc_alg_is_ec(alg)))
+	if (!have_alg || (!vc_alg_is_rsa(alg) && !vc_alg_is_ec(alg)) || !alg_on_firmware(c, alg))
 		return SW_WRONG_DATA;
 	if (c->fuzz_fast && vc_alg_is_rsa(alg))
 		return SW_FUNC_NOT_SUPPORTED;
@@ -272,7 +279,7 @@ vc_import(tk_vcard_t *c, const tk_apdu_t *a, tk_wbuf_t *out)
 	(void)out;
 	if ((idx = vc_slot_index(a->p2)) == VC_SLOT_NONE)
 		return SW_WRONG_P1P2;
-	if (!vc_alg_is_rsa(alg) && !vc_alg_is_ec(alg))
+	if ((!vc_alg_is_rsa(alg) && !vc_alg_is_ec(alg)) || !alg_on_firmware(c, alg))
 		return SW_WRONG_P1P2;
 	if (!c->mgm_ok)
 		return SW_SECURITY;

@@ -8,39 +8,16 @@
  * The plugin holds its own hidden copy of the core primitives it uses; only
  * its log is the host's: every line goes to the host, whose level and sink
  * decide (so the plugin's own level stays at trace). */
-#include <tokenkit/err.h>
-#include <tokenkit/log.h>
 
 #include "plugin.h"
 #include "vreader.h"
-
-static void (*host_log)(int level, const char *msg);
-
-static void
-to_host(void *ctx, int level, const char *msg)
-{
-	(void)ctx;
-	host_log(level, msg);
-}
-
-static int
-plugin_init(const tk_plugin_host_t *host)
-{
-	if (host == NULL || host->abi != TK_PLUGIN_ABI || host->size < sizeof(*host) ||
-	    host->log == NULL)
-		return TK_ERR_NOT_SUPPORTED;
-	host_log = host->log;
-	tk_log_set_sink(to_host, NULL);
-	tk_log_set_level(TK_LOG_TRACE);
-	return TK_OK;
-}
 
 static const tk_plugin_desc_t vreader_plugin = {
         .abi = TK_PLUGIN_ABI,
         .size = sizeof(tk_plugin_desc_t),
         .kind = TK_PLUGIN_READER,
         .name = "vcard",
-        .init = plugin_init,
+        .init = tk_plugin_guest_init,
         .table = &tk_reader_vcard_ops,
 };
 

@@ -72,6 +72,8 @@ uint64_t tk_vcard_latency_us(const tk_vcard_t *c, const uint8_t *cmd, size_t cmd
  *                          (wrong length, or "not found" as a misparsed
  *                          GET DATA does)
  *   no-extended=off        back to normal
+ *   firmware=MAJ.MIN.PATCH the version GET VERSION and attestations give
+ *                          (default 5.4.3); RSA-3072 and 4096 keys need 5.7
  * Errors: TK_ERR_NOT_FOUND (unknown option), TK_ERR_INVALID_ARG (value). */
 int tk_vcard_set_option(tk_vcard_t *c, const char *option);
 

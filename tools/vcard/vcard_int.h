@@ -155,6 +155,7 @@ struct tk_vcard {
 	bool fuzz_fast; /* refuse RSA key generation (fuzzers) */
 
 	uint16_t no_ext_sw; /* option no-extended: SW for extended APDUs (0: off) */
+	uint8_t fw[3];      /* option firmware: GET VERSION, attestation (5.4.3) */
 	int latency_profile;
 	uint32_t part_latency_us; /* per-part time of the current chained read */
 	uint64_t apdus;
