@@ -71,12 +71,18 @@ ATK_UID=$(id -u "$ATK_USER")
 ATK_GID=$(id -g "$ATK_USER")
 as_atk() { setpriv --reuid="$ATK_UID" --regid="$ATK_GID" --clear-groups -- "$@"; }
 
-# a private /tmp that still shows $TK_TMP where it was
+# a private /tmp that still shows $TK_TMP where it was, and the source and
+# build trees when they are under /tmp too (a clone in /tmp: the programs
+# and the module under test run from there)
 stage=$TK_TMP/stage
 mkdir "$stage"
 mount -t tmpfs -o mode=1777,size=256m tk-hostile-tmp "$stage"
-mkdir "$stage/${TK_TMP#/tmp/}"
-mount --bind "$TK_TMP" "$stage/${TK_TMP#/tmp/}"
+for keep in "$TK_TMP" "$TK_SOURCE" "$TK_BUILD"; do
+	keep=$(realpath "$keep")
+	[[ $keep == /tmp/* && ! -e "$stage/${keep#/tmp/}/." ]] || continue
+	mkdir -p "$stage/${keep#/tmp/}"
+	mount --bind "$keep" "$stage/${keep#/tmp/}"
+done
 mount --move "$stage" /tmp
 # /run/pcscd/pcscd.comm: the harness's pcscd
 mount -t tmpfs -o mode=0755 tk-hostile-run /run
