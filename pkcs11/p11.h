@@ -260,6 +260,11 @@ struct p11_session {
 	CK_FLAGS flags;
 	int refs; /* module lock */
 	bool closed;
+	/* module lock: a call was refused while the token was away (reader
+	 * or service lost): the session's operations end at its next call, as
+	 * the refused call would have ended its own (PKCS#11: a C_Sign that
+	 * fails ends the signing operation) */
+	bool ops_lost;
 	pthread_mutex_t op_lock;
 	struct p11_find find;
 	struct p11_op sign, verify, decrypt;

@@ -94,16 +94,24 @@ session_find_locked(CK_SESSION_HANDLE h, size_t *idx)
 	return NULL;
 }
 
+/* Every operation of the session ends (its op_lock held, or nobody else
+ * has the session). */
 static void
-session_free(struct p11_session *s)
+session_ops_end(struct p11_session *s)
 {
-	bool last;
-
 	tk_p11_op_reset(&s->sign);
 	tk_p11_op_reset(&s->verify);
 	tk_p11_op_reset(&s->decrypt);
 	tk_p11_op_reset(&s->digest);
 	tk_p11_op_reset(&s->encrypt);
+}
+
+static void
+session_free(struct p11_session *s)
+{
+	bool last;
+
+	session_ops_end(s);
 	free(s->find.handles);
 	pthread_mutex_destroy(&s->op_lock);
 	pthread_mutex_lock(&g_p11.lock);
@@ -184,7 +192,7 @@ tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
 {
 	struct p11_session *s;
 	struct p11_token *fr_tok = NULL;
-	bool fr = false;
+	bool fr = false, ops_lost = false;
 	CK_RV rv;
 
 	*out = NULL;
@@ -199,8 +207,10 @@ tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
 	}
 	if (s->tok->detached && !s->tok->removed) {
 		rv = session_detached_locked(s, &fr_tok);
-		if (rv != CKR_OK)
+		if (rv != CKR_OK) {
+			s->ops_lost = true;
 			goto out;
+		}
 	}
 	if (s->tok->removed) {
 		/* once; the handle is invalid from now on */
@@ -210,6 +220,8 @@ tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out)
 	}
 	s->refs++;
 	g_p11.calls++;
+	ops_lost = s->ops_lost;
+	s->ops_lost = false;
 	*out = s;
 out:
 	pthread_mutex_unlock(&g_p11.lock);
@@ -219,6 +231,11 @@ out:
 	if (*out != NULL) {
 		tk_p11_login_sync((*out)->tok);
 		pthread_mutex_lock(&(*out)->op_lock);
+		/* (a C_SignInit after a C_Sign refused while the card was away
+		 * answered CKR_OPERATION_ACTIVE for ever: fault row 9, B's
+		 * session, after a pcscd restart) */
+		if (ops_lost)
+			session_ops_end(*out);
 	}
 	return rv;
 }
@@ -258,11 +275,7 @@ tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot)
 		}
 		if (session_close_locked(s)) {
 			/* finalize / slot teardown: nobody else holds it */
-			tk_p11_op_reset(&s->sign);
-			tk_p11_op_reset(&s->verify);
-			tk_p11_op_reset(&s->decrypt);
-			tk_p11_op_reset(&s->digest);
-			tk_p11_op_reset(&s->encrypt);
+			session_ops_end(s);
 			free(s->find.handles);
 			pthread_mutex_destroy(&s->op_lock);
 			if (tk_p11_token_unref_locked(s->tok))
