@@ -122,15 +122,21 @@ p11_pubkey() { # ID OUT.pem KIND
 	fi
 }
 
+# CKA_EC_POINT of the public key with CKA_ID id as pkcs11-tool -O shows it
+# (hex, upper case; empty when there is none); extra arguments go to -O.
+p11_ec_point() { # NAME ID [pkcs11-tool options]
+	p11 "$1: objects" -O "${@:3}"
+	awk -v id="$2" '/^Public Key Object/ {pt=""} /EC_POINT:/ {pt=$2}
+		/ID:/ && $2==id && pt!="" {print toupper(pt); exit}' <<<"$TK_OUT"
+}
+
 check_same_key() { # NAME ID USAGE [ec]
 	local mine gnupg
 	if [[ ${4:-} == ec ]] && ! tk_gnutls_ok; then
 		# no p11tool under the sanitizer build (lib.sh, tk_gnutls_ok): the
 		# point as pkcs11-tool shows CKA_EC_POINT, a DER OCTET STRING
 		# (04 LEN || point, LEN < 128 for these curves)
-		p11 "$1: objects" -O --type pubkey
-		mine=$(awk -v id="$2" '/^Public Key Object/ {pt=""} /EC_POINT:/ {pt=$2}
-			/ID:/ && $2==id && pt!="" {print toupper(pt); exit}' <<<"$TK_OUT")
+		mine=$(p11_ec_point "$1" "$2" --type pubkey)
 		[[ ${mine:0:4} == 0441 && ${#mine} -eq 134 ]] ||
 			tk_fail "$1: no P-256 point for key $2: $TK_OUT"
 		mine=${mine:4}
@@ -154,9 +160,7 @@ check_same_key() { # NAME ID USAGE [ec]
 # but shows CKA_EC_POINT (a DER OCTET STRING, 04 20 || key).
 check_same_point() { # NAME ID USAGE
 	local mine gnupg
-	p11 "$1: objects" -O
-	mine=$(awk -v id="$2" '/^Public Key Object/ {pt=""} /EC_POINT:/ {pt=$2}
-		/ID:/ && $2==id && pt!="" {print toupper(pt); exit}' <<<"$TK_OUT")
+	mine=$(p11_ec_point "$1" "$2")
 	gnupg=$(gpg_pkd "$3")
 	[[ -n $mine && "0420${gnupg#40}" == "$mine" ]] ||
 		tk_fail "$1: key $2 through PKCS#11 is not GnuPG's ($3): $mine vs $gnupg"
