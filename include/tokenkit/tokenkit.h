@@ -15,5 +15,6 @@
 #include <tokenkit/card.h>
 #include <tokenkit/slot.h>
 #include <tokenkit/token.h>
+#include <tokenkit/consent.h>
 
 #endif

@@ -41,6 +41,13 @@ expect_eq "tokenkit --log <TAB>" "$(complete_words tokenkit --log '')" \
 expect_eq "tokenkit attest --<TAB>" "$(complete_words tokenkit attest --)" $'--json\n--root'
 expect_eq "tokenkit readers --<TAB>" "$(complete_words tokenkit readers --)" $'--atr\n--json'
 expect_eq "tokenkit registry s<TAB>" "$(complete_words tokenkit registry s)" 'show'
+expect_eq "tokenkit consent <TAB>" "$(complete_words tokenkit consent '')" $'list\nreset'
+expect_eq "tokenkit consent reset --<TAB>" "$(complete_words tokenkit consent reset --)" \
+	$'--json\n--program\n--token'
+expect_eq "tokenkit consent reset --token <TAB> (a serial or label: nothing)" \
+	"$(complete_words tokenkit consent reset --token '')" ''
+expect_eq "tokenkit consent reset --token T <TAB> (no more words)" \
+	"$(complete_words tokenkit consent reset --token T '')" ''
 
 readers=$'tokenkit\\ virtual\\ reader\\ 0\ntokenkit\\ virtual\\ reader\\ 1'
 expect_eq "tokenkit apdu <TAB>" "$(complete_words tokenkit apdu '')" "$readers"

@@ -134,18 +134,18 @@ _tokenkit() {
 		case ${COMP_WORDS[i]} in
 		--root | --log | --last | --store | --algorithm | --new-algorithm | -o | --output | \
 			--self-sign | --csr | --import | --days | --*-fd | --insecure-* | --pin-policy | \
-			--touch-policy) ((i++)) ;;
+			--touch-policy | --program | --token) ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
 		esac
 	done
 	case $prev in
-	--root | --store)
+	--root | --store | --program)
 		[[ $prev == --store ]] && mapfile -t COMPREPLY < <(compgen -d -- "$cur") ||
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return
 		;;
-	--last | --self-sign | --csr | --days | --*-fd | --insecure-*) return ;;
+	--last | --self-sign | --csr | --days | --*-fd | --insecure-* | --token) return ;;
 	--algorithm)
 		mapfile -t COMPREPLY < <(compgen -W "rsa1024 rsa2048 rsa3072 rsa4096 eccp256 eccp384" -- "$cur")
 		return
@@ -212,6 +212,9 @@ _tokenkit() {
 		;;
 	registry)
 		((npos == 0)) && mapfile -t COMPREPLY < <(compgen -W "list show remove watch" -- "$cur")
+		;;
+	consent)
+		((npos == 0)) && mapfile -t COMPREPLY < <(compgen -W "list reset" -- "$cur")
 		;;
 	esac
 }

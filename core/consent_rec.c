@@ -1,0 +1,386 @@
+/* tokenkit: consent records and their file names (format in consent_priv.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cbor.h>
+#include <openssl/evp.h>
+
+#include <tokenkit/err.h>
+
+#include "consent_priv.h"
+
+#define DIGEST_LEN 32
+
+/* ---- fields ------------------------------------------------------------------- */
+
+/* s is NUL-terminated within cap bytes (and not empty unless may_be_empty). */
+static bool
+str_ok(const char *s, size_t cap, bool may_be_empty)
+{
+	size_t n = strnlen(s, cap);
+
+	return n < cap && (may_be_empty || n > 0);
+}
+
+static bool
+key_id_ok(const char *s)
+{
+	size_t n;
+
+	if (!str_ok(s, TK_CONSENT_KEY_MAX + 1, false))
+		return false;
+	n = strlen(s);
+	if (n % 2 != 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* The fields that name a decision (program, uid, serial, key id). */
+static bool
+name_fields_ok(const char *program, const char *token_serial, const char *key_id)
+{
+	return program != NULL && token_serial != NULL && key_id != NULL &&
+	       str_ok(program, TK_CONSENT_PROGRAM_MAX + 1, false) && program[0] == '/' &&
+	       str_ok(token_serial, TK_CONSENT_TOKEN_MAX + 1, false) && key_id_ok(key_id);
+}
+
+bool
+tk_consent_rec_ok(const tk_consent_rec_t *rec)
+{
+	return rec != NULL && name_fields_ok(rec->program, rec->token_serial, rec->key_id) &&
+	       str_ok(rec->token_label, sizeof(rec->token_label), true) &&
+	       str_ok(rec->key_label, sizeof(rec->key_label), true) &&
+	       (rec->decision == TK_CONSENT_ONCE || rec->decision == TK_CONSENT_ALWAYS ||
+	        rec->decision == TK_CONSENT_DENY);
+}
+
+bool
+tk_consent_name_ok(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i] != '\0' && i < TK_CONSENT_NAME_LEN; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return i == TK_CONSENT_NAME_LEN && name[i] == '\0';
+}
+
+int
+tk_consent_file_name(const char *program, uint32_t uid, const char *token_serial,
+                     const char *key_id, char out[TK_CONSENT_NAME_LEN + 1])
+{
+	static const char hexd[] = "0123456789abcdef";
+	/* program NUL uid NUL serial NUL key_id */
+	char buf[TK_CONSENT_PROGRAM_MAX + 1 + 10 + 1 + TK_CONSENT_TOKEN_MAX + 1 +
+	         TK_CONSENT_KEY_MAX + 1];
+	uint8_t digest[DIGEST_LEN];
+	unsigned int dl = 0;
+	size_t n = 0, l;
+
+	out[0] = '\0';
+	if (!name_fields_ok(program, token_serial, key_id))
+		return TK_ERR_INVALID_ARG;
+	l = strlen(program);
+	memcpy(buf + n, program, l + 1);
+	n += l + 1;
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%u", (unsigned)uid) + 1;
+	l = strlen(token_serial);
+	memcpy(buf + n, token_serial, l + 1);
+	n += l + 1;
+	l = strlen(key_id);
+	memcpy(buf + n, key_id, l);
+	n += l;
+	if (EVP_Digest(buf, n, digest, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
+		return TK_ERR_CRYPTO;
+	for (size_t i = 0; i < DIGEST_LEN; i++) {
+		out[2 * i] = hexd[digest[i] >> 4];
+		out[2 * i + 1] = hexd[digest[i] & 15];
+	}
+	out[TK_CONSENT_NAME_LEN] = '\0';
+	return TK_OK;
+}
+
+/* ---- CBOR ------------------------------------------------------------------------- */
+
+enum {
+	F_VERSION,
+	F_PROGRAM,
+	F_UID,
+	F_SERIAL,
+	F_TLABEL,
+	F_KEY_ID,
+	F_KLABEL,
+	F_DECISION,
+	F_TIME,
+	F_N
+};
+static const char *const field_keys[F_N] = {"version",      "program",     "uid",
+                                            "token_serial", "token_label", "key_id",
+                                            "key_label",    "decision",    "time_us"};
+
+/* The shortest encoding of v (libcbor writes the width it is given). */
+static cbor_item_t *
+build_uint(uint64_t v)
+{
+	if (v <= UINT8_MAX)
+		return cbor_build_uint8((uint8_t)v);
+	if (v <= UINT16_MAX)
+		return cbor_build_uint16((uint16_t)v);
+	if (v <= UINT32_MAX)
+		return cbor_build_uint32((uint32_t)v);
+	return cbor_build_uint64(v);
+}
+
+/* Add key: val to map, taking val's reference (NULL: out of memory). */
+static bool
+put(cbor_item_t *map, const char *key, cbor_item_t *val)
+{
+	cbor_item_t *k = cbor_build_string(key);
+	bool ok = k != NULL && val != NULL &&
+	          cbor_map_add(map, (struct cbor_pair){.key = k, .value = val});
+
+	if (k != NULL)
+		cbor_decref(&k);
+	if (val != NULL)
+		cbor_decref(&val);
+	return ok;
+}
+
+int
+tk_consent_rec_encode(const tk_consent_rec_t *rec, uint8_t **out, size_t *len)
+{
+	unsigned char *buf = NULL;
+	size_t cap = 0, n;
+	cbor_item_t *m;
+	bool ok;
+
+	*out = NULL;
+	*len = 0;
+	if (!tk_consent_rec_ok(rec))
+		return TK_ERR_INVALID_ARG;
+	if ((m = cbor_new_definite_map(F_N)) == NULL)
+		return TK_ERR_NO_MEMORY;
+	ok = put(m, field_keys[F_VERSION], build_uint(TK_CONSENT_VERSION));
+	ok = ok && put(m, field_keys[F_PROGRAM], cbor_build_string(rec->program));
+	ok = ok && put(m, field_keys[F_UID], build_uint(rec->uid));
+	ok = ok && put(m, field_keys[F_SERIAL], cbor_build_string(rec->token_serial));
+	ok = ok && put(m, field_keys[F_TLABEL], cbor_build_string(rec->token_label));
+	ok = ok && put(m, field_keys[F_KEY_ID], cbor_build_string(rec->key_id));
+	ok = ok && put(m, field_keys[F_KLABEL], cbor_build_string(rec->key_label));
+	ok = ok && put(m, field_keys[F_DECISION], build_uint((uint64_t)rec->decision));
+	ok = ok && put(m, field_keys[F_TIME], build_uint(rec->time_us));
+	n = ok ? cbor_serialize_alloc(m, &buf, &cap) : 0;
+	cbor_decref(&m);
+	if (n == 0) {
+		free(buf);
+		return TK_ERR_NO_MEMORY;
+	}
+	*out = buf;
+	*len = n;
+	return TK_OK;
+}
+
+/* The text of a definite text string, copied (NUL-terminated) into out of
+ * cap bytes; false for anything else, a longer one or one holding a NUL. */
+static bool
+get_text(const cbor_item_t *it, char *out, size_t cap)
+{
+	size_t n;
+
+	if (!cbor_isa_string(it) || !cbor_string_is_definite(it))
+		return false;
+	n = cbor_string_length(it);
+	if (n >= cap || (n > 0 && memchr(cbor_string_handle(it), '\0', n) != NULL))
+		return false;
+	if (n > 0)
+		memcpy(out, cbor_string_handle(it), n);
+	out[n] = '\0';
+	return true;
+}
+
+static bool
+get_uint(const cbor_item_t *it, uint64_t max, uint64_t *v)
+{
+	if (!cbor_isa_uint(it))
+		return false;
+	*v = cbor_get_int(it);
+	return *v <= max;
+}
+
+/* Index of key in field_keys, or -1. */
+static int
+key_index(const cbor_item_t *k)
+{
+	char buf[16];
+
+	if (!get_text(k, buf, sizeof(buf)))
+		return -1;
+	for (int i = 0; i < F_N; i++)
+		if (strcmp(buf, field_keys[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* The map's version, before anything else is judged: a later format may
+ * have other keys. */
+static int
+check_version(const cbor_item_t *m)
+{
+	struct cbor_pair *pairs = cbor_map_handle(m);
+	uint64_t v;
+
+	for (size_t i = 0; i < cbor_map_size(m); i++) {
+		if (key_index(pairs[i].key) != F_VERSION)
+			continue;
+		if (!get_uint(pairs[i].value, UINT64_MAX, &v))
+			return TK_ERR_MALFORMED;
+		return v == TK_CONSENT_VERSION ? TK_OK : TK_ERR_NOT_SUPPORTED;
+	}
+	return TK_ERR_MALFORMED;
+}
+
+static int
+parse(const cbor_item_t *m, tk_consent_rec_t *rec)
+{
+	const cbor_item_t *v[F_N] = {NULL};
+	struct cbor_pair *pairs = cbor_map_handle(m);
+	uint64_t u;
+	int r;
+
+	if ((r = check_version(m)) != TK_OK)
+		return r;
+	for (size_t i = 0; i < cbor_map_size(m); i++) {
+		int k = key_index(pairs[i].key);
+
+		if (k < 0 || v[k] != NULL)
+			return TK_ERR_MALFORMED;
+		v[k] = pairs[i].value;
+	}
+	for (int k = 0; k < F_N; k++)
+		if (v[k] == NULL)
+			return TK_ERR_MALFORMED;
+	if (!get_text(v[F_PROGRAM], rec->program, sizeof(rec->program)) ||
+	    !get_text(v[F_SERIAL], rec->token_serial, sizeof(rec->token_serial)) ||
+	    !get_text(v[F_TLABEL], rec->token_label, sizeof(rec->token_label)) ||
+	    !get_text(v[F_KEY_ID], rec->key_id, sizeof(rec->key_id)) ||
+	    !get_text(v[F_KLABEL], rec->key_label, sizeof(rec->key_label)) ||
+	    !get_uint(v[F_TIME], UINT64_MAX, &rec->time_us))
+		return TK_ERR_MALFORMED;
+	if (!get_uint(v[F_UID], UINT32_MAX, &u))
+		return TK_ERR_MALFORMED;
+	rec->uid = (uint32_t)u;
+	if (!get_uint(v[F_DECISION], TK_CONSENT_DENY, &u))
+		return TK_ERR_MALFORMED;
+	rec->decision = (int)u;
+	/* the writer's own checks decide what a valid record is */
+	return tk_consent_rec_ok(rec) ? TK_OK : TK_ERR_MALFORMED;
+}
+
+/* One CBOR head at p + *off: major type and argument (a length, a count
+ * or a value). Indefinite lengths and reserved values are not ours. */
+static int
+cbor_head(const uint8_t *p, size_t len, size_t *off, unsigned *major, uint64_t *arg)
+{
+	unsigned ai;
+	size_t n;
+
+	if (*off >= len)
+		return TK_ERR_TRUNCATED;
+	*major = p[*off] >> 5;
+	ai = p[(*off)++] & 31u;
+	*arg = ai;
+	if (ai < 24)
+		return TK_OK;
+	if (ai > 27)
+		return TK_ERR_MALFORMED;
+	n = (size_t)1 << (ai - 24);
+	if (len - *off < n)
+		return TK_ERR_TRUNCATED;
+	*arg = 0;
+	for (size_t i = 0; i < n; i++)
+		*arg = *arg << 8 | p[(*off)++];
+	return TK_OK;
+}
+
+/* Well-formed CBOR whose every length and count fits in the bytes there
+ * are, before libcbor sees it: a head of a few bytes can claim an array or
+ * a map of 2^64 items, and libcbor allocates for the claim before it reads
+ * them. One item follows another (no recursion): pending counts the items
+ * still to read, and never exceeds the bytes left. */
+static int
+cbor_sane(const uint8_t *p, size_t len)
+{
+	size_t off = 0, pending = 1;
+	unsigned major;
+	uint64_t arg;
+	int r;
+
+	while (pending > 0) {
+		if ((r = cbor_head(p, len, &off, &major, &arg)) != TK_OK)
+			return r;
+		pending--;
+		switch (major) {
+		case 2: /* byte string */
+		case 3: /* text string */
+			if (arg > len - off)
+				return TK_ERR_TRUNCATED;
+			off += (size_t)arg;
+			break;
+		case 4: /* array: each item takes a byte at least */
+		case 5: /* map: each pair two */
+			if (arg > (len - off) / (major == 5 ? 2 : 1))
+				return TK_ERR_TRUNCATED;
+			pending += (size_t)arg * (major == 5 ? 2 : 1);
+			break;
+		case 6: /* tag: one item follows */
+			pending++;
+			break;
+		default: /* integers, simple values, floats: the head is all */
+			break;
+		}
+	}
+	return off == len ? TK_OK : TK_ERR_MALFORMED;
+}
+
+int
+tk_consent_rec_decode(const uint8_t *p, size_t len, tk_consent_rec_t *rec)
+{
+	struct cbor_load_result res;
+	cbor_item_t *m;
+	uint8_t *again = NULL;
+	size_t again_len = 0;
+	int r;
+
+	if (rec == NULL)
+		return TK_ERR_INVALID_ARG;
+	memset(rec, 0, sizeof(*rec));
+	if (p == NULL || len == 0)
+		return TK_ERR_TRUNCATED;
+	if (len > TK_CONSENT_RECORD_MAX)
+		return TK_ERR_TOO_LONG;
+	if ((r = cbor_sane(p, len)) != TK_OK)
+		return r;
+	m = cbor_load(p, len, &res);
+	if (m == NULL)
+		return res.error.code == CBOR_ERR_NOTENOUGHDATA ? TK_ERR_TRUNCATED
+		       : res.error.code == CBOR_ERR_MEMERROR    ? TK_ERR_NO_MEMORY
+		                                                : TK_ERR_MALFORMED;
+	if (res.read != len || !cbor_isa_map(m) || !cbor_map_is_definite(m))
+		r = TK_ERR_MALFORMED;
+	else
+		r = parse(m, rec);
+	cbor_decref(&m);
+	/* One encoding only: what we would write, byte for byte (no other key
+	 * order, integer width, indefinite length or tag). */
+	if (r == TK_OK && (r = tk_consent_rec_encode(rec, &again, &again_len)) == TK_OK &&
+	    (again_len != len || memcmp(again, p, len) != 0))
+		r = TK_ERR_MALFORMED;
+	free(again);
+	if (r != TK_OK)
+		memset(rec, 0, sizeof(*rec));
+	return r;
+}
