@@ -8,6 +8,7 @@
 
 #include <tokenkit/err.h>
 
+#include "cborutil.h"
 #include "consent_priv.h"
 
 #define DIGEST_LEN 32
@@ -122,34 +123,6 @@ static const char *const field_keys[F_N] = {"version",      "program",     "uid"
                                             "token_serial", "token_label", "key_id",
                                             "key_label",    "decision",    "time_us"};
 
-/* The shortest encoding of v (libcbor writes the width it is given). */
-static cbor_item_t *
-build_uint(uint64_t v)
-{
-	if (v <= UINT8_MAX)
-		return cbor_build_uint8((uint8_t)v);
-	if (v <= UINT16_MAX)
-		return cbor_build_uint16((uint16_t)v);
-	if (v <= UINT32_MAX)
-		return cbor_build_uint32((uint32_t)v);
-	return cbor_build_uint64(v);
-}
-
-/* Add key: val to map, taking val's reference (NULL: out of memory). */
-static bool
-put(cbor_item_t *map, const char *key, cbor_item_t *val)
-{
-	cbor_item_t *k = cbor_build_string(key);
-	bool ok = k != NULL && val != NULL &&
-	          cbor_map_add(map, (struct cbor_pair){.key = k, .value = val});
-
-	if (k != NULL)
-		cbor_decref(&k);
-	if (val != NULL)
-		cbor_decref(&val);
-	return ok;
-}
-
 int
 tk_consent_rec_encode(const tk_consent_rec_t *rec, uint8_t **out, size_t *len)
 {
@@ -164,15 +137,16 @@ tk_consent_rec_encode(const tk_consent_rec_t *rec, uint8_t **out, size_t *len)
 		return TK_ERR_INVALID_ARG;
 	if ((m = cbor_new_definite_map(F_N)) == NULL)
 		return TK_ERR_NO_MEMORY;
-	ok = put(m, field_keys[F_VERSION], build_uint(TK_CONSENT_VERSION));
-	ok = ok && put(m, field_keys[F_PROGRAM], cbor_build_string(rec->program));
-	ok = ok && put(m, field_keys[F_UID], build_uint(rec->uid));
-	ok = ok && put(m, field_keys[F_SERIAL], cbor_build_string(rec->token_serial));
-	ok = ok && put(m, field_keys[F_TLABEL], cbor_build_string(rec->token_label));
-	ok = ok && put(m, field_keys[F_KEY_ID], cbor_build_string(rec->key_id));
-	ok = ok && put(m, field_keys[F_KLABEL], cbor_build_string(rec->key_label));
-	ok = ok && put(m, field_keys[F_DECISION], build_uint((uint64_t)rec->decision));
-	ok = ok && put(m, field_keys[F_TIME], build_uint(rec->time_us));
+	ok = tk_cbor_map_put(m, field_keys[F_VERSION], tk_cbor_uint(TK_CONSENT_VERSION));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_PROGRAM], cbor_build_string(rec->program));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_UID], tk_cbor_uint(rec->uid));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_SERIAL], cbor_build_string(rec->token_serial));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_TLABEL], cbor_build_string(rec->token_label));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_KEY_ID], cbor_build_string(rec->key_id));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_KLABEL], cbor_build_string(rec->key_label));
+	ok = ok &&
+	     tk_cbor_map_put(m, field_keys[F_DECISION], tk_cbor_uint((uint64_t)rec->decision));
+	ok = ok && tk_cbor_map_put(m, field_keys[F_TIME], tk_cbor_uint(rec->time_us));
 	n = ok ? cbor_serialize_alloc(m, &buf, &cap) : 0;
 	cbor_decref(&m);
 	if (n == 0) {
@@ -280,76 +254,9 @@ parse(const cbor_item_t *m, tk_consent_rec_t *rec)
 	return tk_consent_rec_ok(rec) ? TK_OK : TK_ERR_MALFORMED;
 }
 
-/* One CBOR head at p + *off: major type and argument (a length, a count
- * or a value). Indefinite lengths and reserved values are not ours. */
-static int
-cbor_head(const uint8_t *p, size_t len, size_t *off, unsigned *major, uint64_t *arg)
-{
-	unsigned ai;
-	size_t n;
-
-	if (*off >= len)
-		return TK_ERR_TRUNCATED;
-	*major = p[*off] >> 5;
-	ai = p[(*off)++] & 31u;
-	*arg = ai;
-	if (ai < 24)
-		return TK_OK;
-	if (ai > 27)
-		return TK_ERR_MALFORMED;
-	n = (size_t)1 << (ai - 24);
-	if (len - *off < n)
-		return TK_ERR_TRUNCATED;
-	*arg = 0;
-	for (size_t i = 0; i < n; i++)
-		*arg = *arg << 8 | p[(*off)++];
-	return TK_OK;
-}
-
-/* Well-formed CBOR whose every length and count fits in the bytes there
- * are, before libcbor sees it: a head of a few bytes can claim an array or
- * a map of 2^64 items, and libcbor allocates for the claim before it reads
- * them. One item follows another (no recursion): pending counts the items
- * still to read, and never exceeds the bytes left. */
-static int
-cbor_sane(const uint8_t *p, size_t len)
-{
-	size_t off = 0, pending = 1;
-	unsigned major;
-	uint64_t arg;
-	int r;
-
-	while (pending > 0) {
-		if ((r = cbor_head(p, len, &off, &major, &arg)) != TK_OK)
-			return r;
-		pending--;
-		switch (major) {
-		case 2: /* byte string */
-		case 3: /* text string */
-			if (arg > len - off)
-				return TK_ERR_TRUNCATED;
-			off += (size_t)arg;
-			break;
-		case 4: /* array: each item takes a byte at least */
-		case 5: /* map: each pair two */
-			if (arg > (len - off) / (major == 5 ? 2 : 1))
-				return TK_ERR_TRUNCATED;
-			pending += (size_t)arg * (major == 5 ? 2 : 1);
-			break;
-		case 6: /* tag: one item follows */
-			pending++;
-			break;
-		default: /* integers, simple values, floats: the head is all */
-			break;
-		}
-	}
-	return off == len ? TK_OK : TK_ERR_MALFORMED;
-}
-
 int
 tk_consent_rec_decode(const uint8_t *p, size_t len, tk_consent_rec_t *rec)
 {
-	struct cbor_load_result res;
 	cbor_item_t *m;
 	uint8_t *again = NULL;
 	size_t again_len = 0;
@@ -362,14 +269,9 @@ tk_consent_rec_decode(const uint8_t *p, size_t len, tk_consent_rec_t *rec)
 		return TK_ERR_TRUNCATED;
 	if (len > TK_CONSENT_RECORD_MAX)
 		return TK_ERR_TOO_LONG;
-	if ((r = cbor_sane(p, len)) != TK_OK)
+	if ((r = tk_cbor_load(p, len, &m)) != TK_OK)
 		return r;
-	m = cbor_load(p, len, &res);
-	if (m == NULL)
-		return res.error.code == CBOR_ERR_NOTENOUGHDATA ? TK_ERR_TRUNCATED
-		       : res.error.code == CBOR_ERR_MEMERROR    ? TK_ERR_NO_MEMORY
-		                                                : TK_ERR_MALFORMED;
-	if (res.read != len || !cbor_isa_map(m) || !cbor_map_is_definite(m))
+	if (!cbor_isa_map(m) || !cbor_map_is_definite(m))
 		r = TK_ERR_MALFORMED;
 	else
 		r = parse(m, rec);

@@ -12,6 +12,7 @@
 #include <tokenkit/text.h>
 #include <tokenkit/token.h>
 
+#include "cborutil.h"
 #include "registry_priv.h"
 
 #define MAGIC_LEN 8
@@ -432,40 +433,12 @@ tk_registration_equal(const tk_registration_t *a, const tk_registration_t *b)
 
 /* ---- CBOR ----------------------------------------------------------------------- */
 
-/* The shortest encoding of v (libcbor writes the width it is given). */
-static cbor_item_t *
-build_uint(uint64_t v)
-{
-	if (v <= UINT8_MAX)
-		return cbor_build_uint8((uint8_t)v);
-	if (v <= UINT16_MAX)
-		return cbor_build_uint16((uint16_t)v);
-	if (v <= UINT32_MAX)
-		return cbor_build_uint32((uint32_t)v);
-	return cbor_build_uint64(v);
-}
-
 static cbor_item_t *
 build_bytes(const uint8_t *p, size_t n)
 {
 	static const uint8_t none[1];
 
 	return cbor_build_bytestring(n > 0 ? p : none, n);
-}
-
-/* Add key: val to map, taking val's reference (NULL: out of memory). */
-static bool
-put(cbor_item_t *map, const char *key, cbor_item_t *val)
-{
-	cbor_item_t *k = cbor_build_string(key);
-	bool ok = k != NULL && val != NULL &&
-	          cbor_map_add(map, (struct cbor_pair){.key = k, .value = val});
-
-	if (k != NULL)
-		cbor_decref(&k);
-	if (val != NULL)
-		cbor_decref(&val);
-	return ok;
 }
 
 static const char *
@@ -484,15 +457,16 @@ build_item(const struct tk_reg_item_rec *it)
 	cbor_item_t *m = cbor_new_definite_map(key ? 8 : 4);
 	bool ok = m != NULL;
 
-	ok = ok && put(m, "kind", cbor_build_string(key ? "key" : "cert"));
-	ok = ok && put(m, "id", build_bytes(it->id, it->id_len));
-	ok = ok && put(m, "label", cbor_build_string(it->label));
-	ok = ok && put(m, "der", build_bytes(it->der, it->der_len));
+	ok = ok && tk_cbor_map_put(m, "kind", cbor_build_string(key ? "key" : "cert"));
+	ok = ok && tk_cbor_map_put(m, "id", build_bytes(it->id, it->id_len));
+	ok = ok && tk_cbor_map_put(m, "label", cbor_build_string(it->label));
+	ok = ok && tk_cbor_map_put(m, "der", build_bytes(it->der, it->der_len));
 	if (key) {
-		ok = ok && put(m, "type", cbor_build_string(key_type_name(it->key_type)));
-		ok = ok && put(m, "bits", build_uint(it->key_bits));
-		ok = ok && put(m, "usage", build_uint(it->usage));
-		ok = ok && put(m, "handle", build_bytes(it->handle, it->handle_len));
+		ok = ok &&
+		     tk_cbor_map_put(m, "type", cbor_build_string(key_type_name(it->key_type)));
+		ok = ok && tk_cbor_map_put(m, "bits", tk_cbor_uint(it->key_bits));
+		ok = ok && tk_cbor_map_put(m, "usage", tk_cbor_uint(it->usage));
+		ok = ok && tk_cbor_map_put(m, "handle", build_bytes(it->handle, it->handle_len));
 	}
 	if (!ok && m != NULL)
 		cbor_decref(&m);
@@ -505,14 +479,14 @@ build_rec(const tk_registration_t *r)
 	cbor_item_t *m = cbor_new_definite_map(10), *items = NULL;
 	bool ok = m != NULL && (items = cbor_new_definite_array(r->nitems)) != NULL;
 
-	ok = ok && put(m, "provider", cbor_build_string(r->provider));
-	ok = ok && put(m, "instance", cbor_build_string(r->instance));
-	ok = ok && put(m, "generation", build_uint(r->gen));
-	ok = ok && put(m, "created", build_uint(r->created));
-	ok = ok && put(m, "updated", build_uint(r->updated));
-	ok = ok && put(m, "flags", build_uint(r->flags));
-	ok = ok && put(m, "removed", cbor_build_bool(r->removed));
-	ok = ok && put(m, "label", cbor_build_string(r->label));
+	ok = ok && tk_cbor_map_put(m, "provider", cbor_build_string(r->provider));
+	ok = ok && tk_cbor_map_put(m, "instance", cbor_build_string(r->instance));
+	ok = ok && tk_cbor_map_put(m, "generation", tk_cbor_uint(r->gen));
+	ok = ok && tk_cbor_map_put(m, "created", tk_cbor_uint(r->created));
+	ok = ok && tk_cbor_map_put(m, "updated", tk_cbor_uint(r->updated));
+	ok = ok && tk_cbor_map_put(m, "flags", tk_cbor_uint(r->flags));
+	ok = ok && tk_cbor_map_put(m, "removed", cbor_build_bool(r->removed));
+	ok = ok && tk_cbor_map_put(m, "label", cbor_build_string(r->label));
 	for (size_t i = 0; ok && i < r->nitems; i++) {
 		cbor_item_t *it = build_item(&r->items[i]);
 
@@ -521,10 +495,10 @@ build_rec(const tk_registration_t *r)
 			cbor_decref(&it);
 	}
 	if (ok) {
-		ok = put(m, "items", items);
+		ok = tk_cbor_map_put(m, "items", items);
 		items = NULL; /* put took it */
 	}
-	ok = ok && put(m, "config", build_bytes(r->config, r->config_len));
+	ok = ok && tk_cbor_map_put(m, "config", build_bytes(r->config, r->config_len));
 	if (items != NULL)
 		cbor_decref(&items);
 	if (!ok && m != NULL)
@@ -645,21 +619,13 @@ unframe(const uint8_t magic[MAGIC_LEN], const uint8_t *p, size_t len, size_t max
 static int
 load_cbor(const uint8_t *body, size_t len, cbor_item_t **out)
 {
-	struct cbor_load_result res;
-	cbor_item_t *it;
+	int r = tk_cbor_load(body, len, out);
 
-	*out = NULL;
-	it = cbor_load(body, len, &res);
-	if (it == NULL)
-		return res.error.code == CBOR_ERR_NOTENOUGHDATA ? TK_ERR_TRUNCATED
-		       : res.error.code == CBOR_ERR_MEMERROR    ? TK_ERR_NO_MEMORY
-		                                                : TK_ERR_MALFORMED;
-	if (res.read != len || !cbor_isa_map(it) || !cbor_map_is_definite(it)) {
-		cbor_decref(&it);
-		return TK_ERR_MALFORMED;
+	if (r == TK_OK && (!cbor_isa_map(*out) || !cbor_map_is_definite(*out))) {
+		cbor_decref(out);
+		r = TK_ERR_MALFORMED;
 	}
-	*out = it;
-	return TK_OK;
+	return r;
 }
 
 /* The text of a definite text string, copied (NUL-terminated) into out of
@@ -896,8 +862,8 @@ tk_reg_store_id_encode(const tk_reg_store_id_t *id, uint8_t **out, size_t *len)
 
 	*out = NULL;
 	*len = 0;
-	ok = ok && put(m, "id", build_bytes(id->id, TK_REG_ID_LEN));
-	ok = ok && put(m, "created", build_uint(id->created));
+	ok = ok && tk_cbor_map_put(m, "id", build_bytes(id->id, TK_REG_ID_LEN));
+	ok = ok && tk_cbor_map_put(m, "created", tk_cbor_uint(id->created));
 	res = ok ? frame(sid_magic, m, 4096, out, len) : TK_ERR_NO_MEMORY;
 	if (m != NULL)
 		cbor_decref(&m);

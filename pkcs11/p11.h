@@ -411,6 +411,7 @@ void tk_p11_regslots_stop(void);
 void tk_p11_regslots_forget(void);
 
 /* session.c */
+CK_RV tk_p11_login_verify(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG len);
 CK_RV tk_p11_session_get(CK_SESSION_HANDLE h, struct p11_session **out);
 void tk_p11_session_put(struct p11_session *s, CK_RV rv);
 void tk_p11_sessions_close_slot_locked(CK_SLOT_ID slot);

@@ -12,6 +12,7 @@
 #include <tokenkit/log.h>
 
 #include "p11.h"
+#include "remote.h"
 
 static CK_RV
 allowed_or_failed(const char *fn, const CK_RV *allowed, size_t n, CK_RV rv)
@@ -32,9 +33,9 @@ allowed_or_failed(const char *fn, const CK_RV *allowed, size_t n, CK_RV rv)
 	static const CK_RV allowed_##name[] = {P11_RV_##name};                                     \
 	P11_EXPORT CK_RV name params                                                               \
 	{                                                                                          \
-		return allowed_or_failed(#name, allowed_##name,                                    \
-		                         sizeof(allowed_##name) / sizeof(allowed_##name[0]),       \
-		                         tk_p11_##name args);                                      \
+		return allowed_or_failed(                                                          \
+		        #name, allowed_##name, sizeof(allowed_##name) / sizeof(allowed_##name[0]), \
+		        tk_p11_remote_on() ? tk_p11r_##name args : tk_p11_##name args);            \
 	}
 
 P11_RV_FUNCTIONS(P11_WRAP)

@@ -693,6 +693,38 @@ out:
 }
 
 /* PIV has no user names: the name is ignored. */
+/* For the broker (tools/tokenkitd), whose clients are one application to
+ * this module: a client's C_Login(CKU_USER) while another client keeps the
+ * token logged in. Its PIN is verified on the card all the same (a wrong
+ * one answers as C_Login would, and the card then decides whether the
+ * login lasts: the module follows it at the next key operation); the
+ * module's login stays as it is. */
+CK_RV
+tk_p11_login_verify(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	struct p11_session *s;
+	struct p11_token *t;
+	int r;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	t = s->tok;
+	if (pPin == NULL) {
+		rv = CKR_ARGUMENTS_BAD; /* (a PIN pad: not through the broker) */
+	} else if (check_pin_len(t, ulPinLen) != CKR_OK) {
+		rv = CKR_PIN_INCORRECT;
+		note_user_login(t, rv);
+	} else {
+		r = tk_token_login(tk_p11_tk(t), TK_USER_USER, pPin, ulPinLen);
+		rv = tk_err_to_ckr(r);
+		refresh_after(t, rv);
+		note_user_login(t, rv);
+	}
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
 CK_RV
 tk_p11_C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
                    CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)

@@ -8,6 +8,8 @@
  *   tk-p11-login MODULE others READER
  *   tk-p11-login MODULE worker SECONDS SEED      (one process of `procs`)
  *   tk-p11-login MODULE login-logout|login-only  (another program of `others`)
+ *   tk-p11-login MODULE restarts SECONDS DEADLINE_MS   (broker mode, issue 13)
+ *   tk-p11-login MODULE steady SECONDS              (a signer's pace, issue 13)
  *
  * The token is the first one found (or the one in the reader whose name
  * starts with $TK_LOGIN_READER). Its keys: CKA_ID 01 (9A, PIN once) and 02
@@ -41,6 +43,15 @@
  *   with the session already public and a slot event (with
  *   $TK_LOGIN_EXPECT_NO_LOSS=1: it succeeds); 9C signatures always
  *   succeed; another program's login makes no session of ours logged in.
+ * restarts: one session signing with 9A for SECONDS while the broker is
+ *   killed and started again (test_broker.sh): the session is opened again
+ *   when the module says it ended, the user logs in again when the session
+ *   turned public. Checked: every CKR_OK signature verifies, no call takes
+ *   longer than DEADLINE_MS + 1 s, and signatures succeed again after the
+ *   broker's last start.
+ * steady: sign with 9A for SECONDS; prints the signatures, the longest wait
+ *   between two of them and how many whole seconds had none (the fairness
+ *   figures of bench/broker_fair.sh).
  * Prints "RESULT PASS" / "RESULT FAIL" and the counters (figures for the
  * closing note). Exit 0 on PASS. */
 #include <dlfcn.h>
@@ -415,6 +426,91 @@ open_session(void)
 	CK_RV rv = p->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
 
 	return rv == CKR_OK ? s : CK_INVALID_HANDLE;
+}
+
+/* --- broker restarts, a steady signer ------------------------------------ */
+
+static int
+run_restarts(int secs, int deadline_ms)
+{
+	CK_SESSION_HANDLE s = open_session();
+	int64_t end = now_ms() + secs * 1000LL, last_ok = 0, worst = 0;
+	long ok = 0, errors = 0, reopened = 0, relogins = 0;
+
+	EXPECT(s != CK_INVALID_HANDLE && login_user(s) == CKR_OK && load_keys(s) == 0,
+	       "set-up failed");
+	while (fails == 0 && now_ms() < end) {
+		int64_t t0 = now_ms(), took;
+		struct sign_result r = {SIGN_ERROR, CKR_OK, "open"};
+
+		if (s == CK_INVALID_HANDLE) {
+			s = open_session();
+			reopened += s != CK_INVALID_HANDLE;
+		}
+		if (s != CK_INVALID_HANDLE && session_public(s)) {
+			r.rv = login_user(s);
+			relogins += r.rv == CKR_OK;
+		}
+		if (s != CK_INVALID_HANDLE && r.rv == CKR_OK)
+			r = sign_once(s, &keys[0], false);
+		took = now_ms() - t0;
+		worst = took > worst ? took : worst;
+		EXPECT(took <= deadline_ms + 1000, "a call took %lld ms (%s: %s)", (long long)took,
+		       r.step, rvn(r.rv));
+		EXPECT(r.out != SIGN_BADSIG, "CKR_OK with a signature that does not verify");
+		if (r.out == SIGN_OK) {
+			ok++;
+			last_ok = now_ms();
+			continue;
+		}
+		errors++;
+		if (r.rv == CKR_SESSION_HANDLE_INVALID || r.rv == CKR_SESSION_CLOSED ||
+		    r.rv == CKR_TOKEN_NOT_PRESENT || r.rv == CKR_DEVICE_REMOVED)
+			s = CK_INVALID_HANDLE;
+		sleep_ms(20);
+	}
+	say("RESTARTS %d s: signatures %ld, errors %ld, sessions reopened %ld, logins again %ld, "
+	    "longest call %lld ms, last signature %lld ms before the end",
+	    secs, ok, errors, reopened, relogins, (long long)worst, (long long)(end - last_ok));
+	EXPECT(ok > 0 && end - last_ok < 3000, "no signature in the last 3 s");
+	say("RESULT %s", fails ? "FAIL" : "PASS");
+	return fails ? 1 : 0;
+}
+
+static int
+run_steady(int secs)
+{
+	CK_SESSION_HANDLE s = open_session();
+	int64_t start = now_ms(), end = start + secs * 1000LL, prev = start, gap = 0;
+	long ok = 0, errors = 0, idle_secs = 0;
+	bool *had = calloc((size_t)secs + 1, sizeof(bool));
+
+	EXPECT(had != NULL && s != CK_INVALID_HANDLE && login_user(s) == CKR_OK &&
+	               load_keys(s) == 0,
+	       "set-up failed");
+	while (fails == 0 && now_ms() < end) {
+		struct sign_result r = sign_once(s, &keys[0], false);
+		int64_t t = now_ms();
+
+		EXPECT(r.out != SIGN_BADSIG, "CKR_OK with a signature that does not verify");
+		if (r.out != SIGN_OK) {
+			errors++;
+			continue;
+		}
+		ok++;
+		gap = t - prev > gap ? t - prev : gap;
+		prev = t;
+		if (t < end)
+			had[(t - start) / 1000] = true;
+	}
+	for (int i = 0; had != NULL && i < secs; i++)
+		idle_secs += !had[i];
+	free(had);
+	say("STEADY %d s: signatures %ld, errors %ld, longest wait %lld ms, seconds without a "
+	    "signature %ld",
+	    secs, ok, errors, (long long)gap, idle_secs);
+	say("RESULT %s", fails ? "FAIL" : "PASS");
+	return fails ? 1 : 0;
 }
 
 /* --- two sessions, two processes ------------------------------------------ */
@@ -1100,6 +1196,10 @@ main(int argc, char **argv)
 		rc = run_two_sessions();
 	} else if (strcmp(mode, "others") == 0 && argc == 4) {
 		rc = run_others(argv[3]);
+	} else if (strcmp(mode, "restarts") == 0 && argc == 5) {
+		rc = run_restarts(atoi(argv[3]), atoi(argv[4]));
+	} else if (strcmp(mode, "steady") == 0 && argc == 4) {
+		rc = run_steady(atoi(argv[3]));
 	} else if (strcmp(mode, "threads") == 0 && argc == 5 && atoi(argv[3]) >= 1 &&
 	           atoi(argv[3]) <= MAX_THREADS) {
 		rc = run_threads(atoi(argv[3]), atoi(argv[4]));

@@ -13,7 +13,7 @@ trap 'rm -rf "$TK_TMP"' EXIT
 MAN1=$TK_BUILD/man/tokenkit.1
 MAN8=$TK_BUILD/man/tokenkit-pkcs11.8
 
-for page in "$MAN1" "$MAN8"; do
+for page in "$MAN1" "$MAN8" "$TK_BUILD/man/tokenkitd.8"; do
 	[[ -s $page ]] || tk_fail "$page not built"
 	grep -n '@[A-Z_]*@' "$page" && tk_fail "$page: a placeholder was not filled in"
 	# man-db's own check (groff -ww, -rCHECKSTYLE) on the page as installed
@@ -61,7 +61,7 @@ vars=$(grep -rhoE 'tk_env(_[a-z_]+)?\("[A-Z_0-9]+"' "$TK_SOURCE"/core "$TK_SOURC
 [[ $(wc -l <<<"$vars") -ge 5 ]] || tk_fail "could not find the variables the code reads"
 for v in $vars; do
 	grep -q "$v" "$TK_TMP/man8" || tk_fail "tokenkit-pkcs11.8: $v not documented"
-	case $v in TOKENKIT_P11_* | TOKENKIT_TIMEOUT_MS) continue ;; esac
+	case $v in TOKENKIT_P11_* | TOKENKIT_BROKER* | TOKENKIT_TIMEOUT_MS) continue ;; esac
 	grep -q "$v" "$TK_TMP/man1" || tk_fail "tokenkit.1: $v not documented"
 done
 # ... including the ones the module reads through its own helper

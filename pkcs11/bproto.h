@@ -1,0 +1,129 @@
+/* tokenkit: the broker protocol (tokenkitd <-> the module in broker mode).
+ *
+ * One message is a 4-byte big-endian length and that many bytes of CBOR
+ * (libcbor), at most BP_MAX_MSG. A request is the array
+ *   [BP_VERSION, function, call id, [arguments...]]
+ * and its response
+ *   [BP_VERSION, call id, CK_RV, [results...]]
+ * where function is the PKCS#11 function's place in rv.h's list (BP_C_*) or
+ * BP_HELLO, the first request of every connection:
+ *   [client id (16 bytes)] -> [instance id (16 bytes), client serial, broker pid]
+ * The instance id changes with every start of the broker, the client serial
+ * whenever the broker made new state for the client id (its sessions and
+ * logins are gone): either one tells the client to re-sync.
+ *
+ * Arguments and results are unsigned integers, byte strings, null and
+ * nested arrays only; what a function sends is in its client stub
+ * (remote.c) and its handler (tools/tokenkitd/serve.c), which use the
+ * reader and writer below. A message that does not parse, is over the size
+ * limit, of another version or names an unknown function closes its
+ * connection (with a logged reason) and touches nothing else. */
+#ifndef TK_P11_BPROTO_H
+#define TK_P11_BPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cbor.h>
+
+#include "rv.h"
+
+#define BP_VERSION 1
+#define BP_MAX_MSG (1024u * 1024u)
+#define BP_ID_LEN 16
+/* What one argument may carry: a PIN, a certificate, data to sign. */
+#define BP_MAX_BYTES (256u * 1024u)
+#define BP_MAX_ITEMS 1024 /* attributes in a template, handles in a list */
+
+enum bp_fn {
+#define BP_ENUM(name, params, args) BP_##name,
+	P11_RV_FUNCTIONS(BP_ENUM)
+#undef BP_ENUM
+	        BP_FN_COUNT,
+	BP_HELLO = 1000,
+};
+
+/* --- writing ------------------------------------------------------------ */
+
+struct bp_w {
+	cbor_item_t *arr;
+	bool ok; /* false after any allocation failure */
+};
+
+void bp_w_init(struct bp_w *w);
+void bp_w_free(struct bp_w *w);
+void bp_put_u(struct bp_w *w, uint64_t v);
+void bp_put_b(struct bp_w *w, const void *p, size_t n); /* NULL p with n 0: empty */
+void bp_put_null(struct bp_w *w);
+void bp_put_sub(struct bp_w *w, struct bp_w *sub); /* sub is moved in */
+
+/* The whole message (request: head = function; response: head = CK_RV),
+ * framed, in a new buffer (free()). body is consumed. false on failure. */
+bool bp_encode_request(uint32_t fn, uint64_t call_id, struct bp_w *body, uint8_t **out,
+                       size_t *len);
+bool bp_encode_response(uint64_t call_id, uint64_t rv, struct bp_w *body, uint8_t **out,
+                        size_t *len);
+
+/* --- reading ------------------------------------------------------------ */
+
+struct bp_r {
+	cbor_item_t *arr; /* borrowed */
+	size_t i, n;
+	bool ok; /* false after the first item of the wrong kind or a missing one */
+};
+
+uint64_t bp_get_u(struct bp_r *r);
+/* A byte string (NULL for null when nullable; *len 0) — borrowed from the
+ * message. */
+uint8_t *bp_get_b(struct bp_r *r, size_t *len, bool nullable, bool *is_null);
+bool bp_get_null(struct bp_r *r); /* true and consumed when the next item is null */
+struct bp_r bp_get_sub(struct bp_r *r);
+/* All items consumed and none of the wrong kind. */
+bool bp_r_done(const struct bp_r *r);
+
+struct bp_msg {
+	cbor_item_t *root;
+	uint32_t head; /* request: function; response: CK_RV (low 32 bits of) */
+	uint64_t rv;   /* response */
+	uint64_t id;
+	struct bp_r body;
+};
+
+/* Parse one message's payload (without its length prefix). request:
+ * [version, function, id, body]; else [version, id, rv, body]. Errors:
+ * NULL reason is success; else a static string for the log. */
+const char *bp_decode(const uint8_t *p, size_t len, bool request, struct bp_msg *m);
+void bp_msg_free(struct bp_msg *m);
+
+/* --- PKCS#11 values ------------------------------------------------------ */
+
+/* A mechanism goes as [type, kind, parameters...]: its parameters as values,
+ * never as the application's pointers (remote.c writes them). */
+enum bp_mech_kind { BP_MP_NONE, BP_MP_RAW, BP_MP_PSS, BP_MP_OAEP, BP_MP_ECDH, BP_MP_EDDSA };
+
+/* Room for the parameters bp_get_mech decodes (pointing into the message). */
+union bp_mparam {
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	CK_RSA_PKCS_OAEP_PARAMS oaep;
+	CK_ECDH1_DERIVE_PARAMS ecdh;
+	CK_EDDSA_PARAMS eddsa;
+	uint8_t raw[256];
+};
+
+/* The broker's readers of a mechanism and of a template of values
+ * ([type, bytes]...; the values point into the message; *out is calloc'ed,
+ * free() it). false: not one. */
+bool bp_get_mech(struct bp_r *r, CK_MECHANISM *m, union bp_mparam *p);
+bool bp_get_template(struct bp_r *r, CK_ATTRIBUTE **out, CK_ULONG *count);
+
+/* --- the wire ----------------------------------------------------------- */
+
+/* Write all of buf before deadline (ms, monotonic; <0: none). 0, or -1
+ * (errno: ETIMEDOUT, EPIPE, ...). */
+int bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline);
+/* Read one framed payload (malloc'd) before deadline. 0; -1 with errno
+ * (ETIMEDOUT, ECONNRESET for a close, EMSGSIZE for an oversize length). */
+int bp_read_msg(int fd, uint8_t **out, size_t *len, int64_t deadline);
+
+#endif

@@ -1,0 +1,39 @@
+/* tokenkit-pkcs11: broker mode (remote.c), the module as a client of
+ * tokenkitd.
+ *
+ * The mode is chosen once per process, at the first call into the module
+ * ($TOKENKIT_BROKER: "off" embedded, "on" broker, unset or "auto": broker
+ * when a broker answers on its socket, embedded otherwise). In broker mode
+ * rv.c sends every C_* function here (tk_p11r_C_*), and nothing of the
+ * embedded module runs in the process. tokenkitd itself runs the embedded
+ * module and calls tk_p11_remote_disable() first. */
+#ifndef TK_P11_REMOTE_H
+#define TK_P11_REMOTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rv.h"
+
+/* Longest wait for one call in broker mode ($TOKENKIT_BROKER_TIMEOUT_MS
+ * within the bounds): the application gets an error after it, whatever the
+ * card, the reader or the broker does. */
+#define P11R_TIMEOUT_MS 15000
+#define P11R_TIMEOUT_MIN_MS 100
+#define P11R_TIMEOUT_MAX_MS 600000
+/* How long a connect() to the broker's socket may take. */
+#define P11R_CONNECT_MS 2000
+
+bool tk_p11_remote_on(void);
+void tk_p11_remote_disable(void);
+
+/* The broker's socket path: $TOKENKIT_BROKER_SOCKET, else
+ * $XDG_RUNTIME_DIR/tokenkit/broker.sock, else
+ * /run/user/<uid>/tokenkit/broker.sock. Errors: -1 (too long). */
+int tk_p11_broker_path(char *buf, size_t cap);
+
+#define P11R_DECLARE(name, params, args) CK_RV tk_p11r_##name params;
+P11_RV_FUNCTIONS(P11R_DECLARE)
+#undef P11R_DECLARE
+
+#endif

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# tokenkitd, the broker (issue 13), as a real process with the real pcscd and
+# the virtual PIV card, and programs nobody here wrote as its clients:
+#  1. its socket: a private directory (0700) and the socket 0600;
+#  2. broker mode: the module finds the broker by itself (auto), pkcs11-tool
+#     signs through it (ECDSA 9A; RSA-PSS 9C with its per-signature PIN),
+#     openssl verifies; with TOKENKIT_BROKER=off the module stays embedded;
+#  3. per-application login through one broker: tk-p11-login's two-session,
+#     two-process and threaded checks (a PIN-always login belongs to one
+#     operation; another client's login makes nobody else logged in);
+#  4. NSS (modutil, certutil, tstclnt TLS 1.3 client authentication) and
+#     OpenSSL through libp11 (s_client) with their keys in the broker;
+#  5. crash-only: 100 kill -9 of the broker while a client signs: no call
+#     past its deadline, every signature verifies, signing resumes, the
+#     card's registration is still in the registry;
+#  6. a client of another uid is refused (SO_PEERCRED), on a socket it can
+#     reach (systemd's socket activation, systemd-socket-activate), and the
+#     broker then serves its own user from the socket it was handed;
+#  7. consent: deny, allow-always and reset round trip with a prompt
+#     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
+#  8. a stalled card: the application gets its error at the deadline.
+TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_tls.sh"
+p11_require
+tk_require_cmd pkcs11-tool certutil modutil tstclnt systemd-socket-activate setpriv
+[[ -x $TK_BUILD/tokenkitd && -x $TK_BUILD/tk-p11-login ]] || tk_fail "tokenkitd not built"
+tk_env_start
+tk_card_start 0
+p11_provision
+cd "$TK_TMP"
+
+export XDG_RUNTIME_DIR=$TK_TMP/run XDG_STATE_HOME=$TK_TMP/state
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
+SOCK=$XDG_RUNTIME_DIR/tokenkit/broker.sock
+BLOG=$TK_TMP/broker.log
+LOGIN=$TK_BUILD/tk-p11-login
+BPID=""
+P11=(pkcs11-tool --module "$TK_P11_MODULE")
+
+# broker_start [OPTIONS]: a broker of our own, in the foreground (ours to
+# kill), ready when it says so
+broker_start() {
+	local n
+	n=$(grep -c 'tokenkitd: ready' "$BLOG" 2>/dev/null || true)
+	TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd" -v "$@" >>"$BLOG" 2>&1 &
+	BPID=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ $(grep -c 'tokenkitd: ready' "$BLOG" 2>/dev/null) -gt ${n:-0} ]] && return 0
+		kill -0 "$BPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$BLOG" >&2
+	tk_fail "the broker did not start"
+}
+broker_kill() {
+	[[ -z $BPID ]] || kill -9 "$BPID" 2>/dev/null || true
+	[[ -z $BPID ]] || wait "$BPID" 2>/dev/null || true
+	BPID=""
+}
+on_exit() {
+	broker_kill
+	[[ ${TK_KEEP:-0} != 1 || ! -e $BLOG ]] || cp "$BLOG" /tmp/test_broker.log
+}
+trap 'rc=$?; on_exit; tls_stop; (exit $rc); tk_cleanup' EXIT
+
+# --- 1. the socket ---------------------------------------------------------
+broker_start
+[[ $(stat -c %a "$XDG_RUNTIME_DIR/tokenkit") == 700 ]] || tk_fail "socket directory not 0700"
+[[ -S $SOCK && $(stat -c %a "$SOCK") == 600 ]] || tk_fail "socket missing or not 0600"
+tk_run_fails "a second broker on the same socket" env TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd"
+tk_expect 'already answers'
+
+# --- 2. broker mode --------------------------------------------------------
+tk_run "slots through the broker (auto)" "${P11[@]}" -L
+tk_expect 'token label +: PIV '
+grep -q "client .*pkcs11-tool" "$BLOG" || tk_fail "the broker did not serve pkcs11-tool"
+before=$(grep -c 'client .*pkcs11-tool (pid [0-9]*, uid' "$BLOG")
+tk_run "embedded when told so" env TOKENKIT_BROKER=off "${P11[@]}" -L
+tk_expect 'token label +: PIV '
+[[ $(grep -c 'client .*pkcs11-tool (pid [0-9]*, uid' "$BLOG") == "$before" ]] ||
+	tk_fail "TOKENKIT_BROKER=off still went to the broker"
+tk_run "library info in broker mode" "${P11[@]}" -I
+tk_expect '\(broker\)'
+
+printf 'signed through the broker\n' >data.txt
+tk_run "ECDSA 9A through the broker" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
+	-m ECDSA-SHA256 --signature-format openssl -i data.txt -o ec.sig
+tk_run "verify ECDSA" openssl dgst -sha256 -verify pub9a.pem -signature ec.sig data.txt
+tk_run "RSA-PSS 9C (PIN always) through the broker" "${P11[@]}" --login --pin "$PIN" --sign \
+	--id 02 -m SHA256-RSA-PKCS-PSS -i data.txt -o pss.sig
+tk_run "verify RSA-PSS" openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt \
+	rsa_pss_saltlen:-1 -verify pub9c.pem -signature pss.sig data.txt
+
+# --- 3. per-application login through one broker ------------------------------
+export TOKENKIT_BROKER=on
+tk_run "two sessions, one PIN-always login" "$LOGIN" "$TK_P11_MODULE" two-sessions
+tk_expect 'RESULT PASS'
+tk_run "two processes, their own logins" "$LOGIN" "$TK_P11_MODULE" two-procs
+tk_expect 'RESULT PASS'
+tk_run "4 threads mixing 9A and 9C for 5 s" "$LOGIN" "$TK_P11_MODULE" threads 4 5
+tk_expect 'bad 0, errors 0'
+tk_expect 'RESULT PASS'
+
+# --- 4. NSS and OpenSSL (libp11) through the broker ---------------------------
+tls_server_key
+DB="sql:$TK_TMP/nssdb"
+mkdir -p "$TK_TMP/nssdb"
+printf '%s\n' "$PIN" >pin.txt
+tk_run "NSS database" certutil -N -d "$DB" --empty-password
+tk_run "NSS: add the module" sh -c "echo | modutil -dbdir '$DB' -add tokenkit -libfile '$TK_P11_MODULE' -force"
+tk_run "NSS: certificates" certutil -L -d "$DB" -h all
+tk_expect 'PIV [0-9A-Za-z]+:Certificate for PIV Authentication +u,u,u'
+NICK=$(sed -n 's/^\(PIV [^:]*:Certificate for PIV Authentication\) .*/\1/p' <<<"$TK_OUT")
+tk_run "NSS: keys with the PIN" certutil -K -d "$DB" -h all -f pin.txt
+tk_expect 'ec +01 '
+tls_nss nss "$DB" "$NICK" pin.txt ca.pem
+[[ $TLS_RC == 0 ]] || { printf '%s\n' "$TK_OUT" >&2; tk_fail "tstclnt through the broker: exit $TLS_RC"; }
+tls_client_checked nss tokenkit-9a
+tk_run "serial" "${P11[@]}" -L
+SERIAL=$(sed -n 's/^ *serial num *: *//p' <<<"$TK_OUT" | head -1)
+tls_openssl ossl "pkcs11:serial=$SERIAL;id=%01;type=private;pin-value=$PIN" cert9a.pem ca.pem
+[[ $TLS_RC == 0 ]] || { printf '%s\n' "$TK_OUT" >&2; tk_fail "s_client through the broker: exit $TLS_RC"; }
+tls_client_checked ossl tokenkit-9a
+
+# --- 5. kill -9, 100 times, while a client signs --------------------------------
+registered() {
+	TOKENKIT_BROKER=off "$TK_BUILD/tokenkit" registry list 2>&1 | grep -c "piv:" || true
+}
+REG_BEFORE=$(registered)
+[[ $REG_BEFORE -ge 1 ]] || tk_fail "the card is not in the registry"
+export TOKENKIT_BROKER_TIMEOUT_MS=3000
+"$LOGIN" "$TK_P11_MODULE" restarts 45 3000 >restarts.log 2>&1 &
+CPID=$!
+sleep 1
+for ((k = 1; k <= 100; k++)); do
+	broker_kill
+	broker_start
+	sleep "0.$((RANDOM % 3 + 1))"
+done
+wait "$CPID" || { cat restarts.log >&2; tk_fail "the client failed across broker restarts"; }
+TK_OUT=$(cat restarts.log)
+tk_expect 'RESULT PASS'
+tk_log "$(grep RESTARTS restarts.log)"
+[[ $(registered) == "$REG_BEFORE" ]] || tk_fail "a registration was lost across the restarts"
+unset TOKENKIT_BROKER_TIMEOUT_MS
+
+# --- 6. another uid; socket activation -------------------------------------------
+broker_kill
+PUB=$TK_TMP/pub
+mkdir -m 0755 "$PUB"
+# (it hands over only the environment named with -E)
+systemd-socket-activate -l "$PUB/broker.sock" -E PCSCLITE_CSOCK_NAME -E XDG_STATE_HOME \
+	-E XDG_CACHE_HOME -E TOKENKIT_PLUGIN_PATH -E TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd" -v \
+	>>"$BLOG" 2>&1 &
+BPID=$!
+for ((i = 0; i < 50; i++)); do [[ -S $PUB/broker.sock ]] && break; sleep 0.1; done
+chmod 0777 "$PUB/broker.sock"
+chmod 0755 "$TK_TMP"
+tk_run "the user's client, socket-activated broker" env TOKENKIT_BROKER_SOCKET="$PUB/broker.sock" \
+	"${P11[@]}" -L
+tk_expect 'token label +: PIV '
+grep -q 'tokenkitd: ready' <(tail -n 20 "$BLOG") || tk_fail "the activated broker did not start"
+TK_OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups env TOKENKIT_BROKER=on \
+	TOKENKIT_BROKER_SOCKET="$PUB/broker.sock" XDG_RUNTIME_DIR=/nonexistent \
+	"${P11[@]}" -L 2>&1 || true)
+tk_expect_not 'token label'
+grep -q 'refused a client of uid 65534' "$BLOG" || tk_fail "the broker did not refuse uid 65534"
+chmod 0700 "$TK_TMP"
+broker_kill
+
+# --- 7. consent --------------------------------------------------------------
+cat >prompt <<EOF
+#!/bin/sh
+echo "\$TOKENKIT_CONSENT_PROGRAM \$TOKENKIT_CONSENT_KEY_ID" >>"$TK_TMP/prompted"
+cat "$TK_TMP/answer"
+EOF
+chmod +x prompt
+broker_start --consent-prompt "$TK_TMP/prompt"
+echo deny >answer
+tk_run_fails "sign, the prompt says deny" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
+	-m ECDSA-SHA256 -i data.txt -o denied.sig
+tk_expect 'C_Sign(Final)? failed: rv = .*\(0x200\)' # CKR_FUNCTION_REJECTED
+grep -q 'refused key' "$BLOG" || tk_fail "the denial was not logged"
+[[ $(wc -l <prompted) == 1 ]] || tk_fail "the prompt was not asked once"
+tk_run_fails "sign again: the stored deny, no prompt" "${P11[@]}" --login --pin "$PIN" --sign \
+	--id 01 -m ECDSA-SHA256 -i data.txt -o denied.sig
+[[ $(wc -l <prompted) == 1 ]] || tk_fail "a stored deny asked again"
+tk_run "consent list" "$TK_BUILD/tokenkit" consent list
+tk_expect 'deny.*pkcs11-tool'
+tk_run "consent reset" "$TK_BUILD/tokenkit" consent reset --program "$(command -v pkcs11-tool)"
+tk_run "consent list after reset" "$TK_BUILD/tokenkit" consent list
+tk_expect_not 'pkcs11-tool'
+echo always >answer
+tk_run "sign, the prompt says always" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
+	-m ECDSA-SHA256 --signature-format openssl -i data.txt -o ok.sig
+tk_run "verify" openssl dgst -sha256 -verify pub9a.pem -signature ok.sig data.txt
+tk_run "sign again, no prompt" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
+	-m ECDSA-SHA256 -i data.txt -o ok2.sig
+[[ $(wc -l <prompted) == 2 ]] || tk_fail "the prompt was not asked exactly twice"
+tk_run "consent list" "$TK_BUILD/tokenkit" consent list
+tk_expect 'always.*pkcs11-tool'
+broker_kill
+
+# --- 8. a stalled card: the error at the deadline --------------------------------
+broker_start
+export TOKENKIT_BROKER_TIMEOUT_MS=2000
+tk_run "a session works" "${P11[@]}" -L
+vpcd card fault 0 stall
+t0=$(date +%s%N)
+TK_OUT=$("${P11[@]}" --login --pin "$PIN" --sign --id 01 -m ECDSA-SHA256 -i data.txt \
+	-o stalled.sig 2>&1) && tk_fail "signing on a stalled card succeeded"
+ms=$((($(date +%s%N) - t0) / 1000000))
+tk_log "stalled card: pkcs11-tool gave up after $ms ms: $(tail -1 <<<"$TK_OUT")"
+# each call waits at most its deadline: pkcs11-tool makes a few before it stops
+((ms < 15000)) || tk_fail "the application waited $ms ms on a stalled card"
+vpcd card fault 0 none
+tk_pass

@@ -1,0 +1,274 @@
+/* Unit tests for the broker protocol (pkcs11/bproto.c): what the module
+ * writes the broker reads back, value for value; every malformed message is
+ * refused with a reason; the framing refuses an oversize length and a
+ * deadline ends a wait for a peer that says nothing. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bproto.h"
+#include "clock.h"
+
+/* Encode a request and decode its payload (after the 4-byte length). */
+static const char *
+round_trip(uint32_t fn, struct bp_w *body, struct bp_msg *m, uint8_t **buf)
+{
+	size_t len;
+
+	assert_true(bp_encode_request(fn, 77, body, buf, &len));
+	assert_true(len > 4);
+	assert_int_equal(((size_t)(*buf)[0] << 24 | (size_t)(*buf)[1] << 16 |
+	                  (size_t)(*buf)[2] << 8 | (*buf)[3]),
+	                 len - 4);
+	return bp_decode(*buf + 4, len - 4, true, m);
+}
+
+static void
+test_values(void **state)
+{
+	struct bp_w w, sub;
+	struct bp_msg m;
+	struct bp_r r, s;
+	uint8_t *buf;
+	size_t n;
+	bool null;
+	const uint8_t *b;
+
+	(void)state;
+	bp_w_init(&w);
+	bp_put_u(&w, 0);
+	bp_put_u(&w, 300);
+	bp_put_u(&w, UINT64_MAX);
+	bp_put_b(&w, "pin", 3);
+	bp_put_b(&w, NULL, 0);
+	bp_put_null(&w);
+	bp_w_init(&sub);
+	bp_put_u(&sub, 5);
+	bp_put_sub(&w, &sub);
+	assert_null(round_trip(BP_C_Login, &w, &m, &buf));
+	assert_int_equal(m.head, BP_C_Login);
+	assert_int_equal(m.id, 77);
+	r = m.body;
+	assert_int_equal(bp_get_u(&r), 0);
+	assert_int_equal(bp_get_u(&r), 300);
+	assert_true(bp_get_u(&r) == UINT64_MAX);
+	b = bp_get_b(&r, &n, false, NULL);
+	assert_int_equal(n, 3);
+	assert_memory_equal(b, "pin", 3);
+	(void)bp_get_b(&r, &n, false, NULL);
+	assert_int_equal(n, 0);
+	assert_null(bp_get_b(&r, &n, true, &null));
+	assert_true(null);
+	s = bp_get_sub(&r);
+	assert_int_equal(bp_get_u(&s), 5);
+	assert_true(bp_r_done(&s));
+	assert_true(bp_r_done(&r));
+	/* reading past the end, or the wrong kind, is noticed */
+	(void)bp_get_u(&r);
+	assert_false(r.ok);
+	r = m.body;
+	(void)bp_get_b(&r, &n, false, NULL); /* an integer is no byte string */
+	assert_false(r.ok);
+	bp_msg_free(&m);
+	free(buf);
+}
+
+static void
+test_response(void **state)
+{
+	struct bp_w w;
+	struct bp_msg m;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	bp_w_init(&w);
+	bp_put_u(&w, 9);
+	assert_true(bp_encode_response(12, CKR_PIN_INCORRECT, &w, &buf, &len));
+	assert_null(bp_decode(buf + 4, len - 4, false, &m));
+	assert_int_equal(m.id, 12);
+	assert_int_equal(m.rv, CKR_PIN_INCORRECT);
+	assert_int_equal(bp_get_u(&m.body), 9);
+	bp_msg_free(&m);
+	free(buf);
+}
+
+static void
+test_malformed(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *bytes;
+		size_t len;
+	} bad[] = {
+	        {"empty", "", 0},
+	        {"not CBOR", "\xff\xff", 2},
+	        {"truncated", "\x84\x01\x00\x01", 4},
+	        {"trailing", "\x84\x01\x00\x01\x80\x00", 6},
+	        {"not an array", "\xa0", 1},
+	        {"3 items", "\x83\x01\x00\x01", 4},
+	        {"version 2", "\x84\x02\x00\x01\x80", 5},
+	        {"unknown function", "\x84\x01\x19\x01\xf4\x01\x80", 7},
+	        {"body not array", "\x84\x01\x00\x01\x01", 5},
+	        {"negative header", "\x84\x01\x20\x01\x80", 5},
+	};
+	struct bp_msg m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *why = bp_decode((const uint8_t *)bad[i].bytes, bad[i].len, true, &m);
+		if (why == NULL)
+			fail_msg("%s: accepted", bad[i].name);
+		bp_msg_free(&m);
+	}
+	/* a response may carry any id and rv, but the version must match */
+	assert_non_null(bp_decode((const uint8_t *)"\x84\x03\x00\x00\x80", 5, false, &m));
+	bp_msg_free(&m);
+}
+
+static void
+test_mechanism(void **state)
+{
+	struct bp_w w, mech;
+	struct bp_msg m;
+	CK_MECHANISM mm;
+	union bp_mparam p;
+	uint8_t *buf;
+
+	(void)state;
+	/* RSA-PSS parameters as values */
+	bp_w_init(&w);
+	bp_w_init(&mech);
+	bp_put_u(&mech, CKM_RSA_PKCS_PSS);
+	bp_put_u(&mech, BP_MP_PSS);
+	bp_put_u(&mech, CKM_SHA256);
+	bp_put_u(&mech, CKG_MGF1_SHA256);
+	bp_put_u(&mech, 32);
+	bp_put_sub(&w, &mech);
+	assert_null(round_trip(BP_C_SignInit, &w, &m, &buf));
+	assert_true(bp_get_mech(&m.body, &mm, &p));
+	assert_int_equal(mm.mechanism, CKM_RSA_PKCS_PSS);
+	assert_int_equal(mm.ulParameterLen, sizeof(CK_RSA_PKCS_PSS_PARAMS));
+	assert_int_equal(p.pss.hashAlg, CKM_SHA256);
+	assert_int_equal(p.pss.mgf, CKG_MGF1_SHA256);
+	assert_int_equal(p.pss.sLen, 32);
+	bp_msg_free(&m);
+	free(buf);
+
+	/* OAEP parameters hold a pointer: never taken as raw bytes */
+	bp_w_init(&w);
+	bp_w_init(&mech);
+	bp_put_u(&mech, CKM_RSA_PKCS_OAEP);
+	bp_put_u(&mech, BP_MP_RAW);
+	bp_put_b(&mech, "0123456789abcdef0123456789abcdef0123456789", 40);
+	bp_put_sub(&w, &mech);
+	assert_null(round_trip(BP_C_DecryptInit, &w, &m, &buf));
+	assert_false(bp_get_mech(&m.body, &mm, &p));
+	bp_msg_free(&m);
+	free(buf);
+
+	/* OAEP as values: the label points into the message */
+	bp_w_init(&w);
+	bp_w_init(&mech);
+	bp_put_u(&mech, CKM_RSA_PKCS_OAEP);
+	bp_put_u(&mech, BP_MP_OAEP);
+	bp_put_u(&mech, CKM_SHA256);
+	bp_put_u(&mech, CKG_MGF1_SHA256);
+	bp_put_u(&mech, CKZ_DATA_SPECIFIED);
+	bp_put_b(&mech, "label", 5);
+	bp_put_sub(&w, &mech);
+	assert_null(round_trip(BP_C_DecryptInit, &w, &m, &buf));
+	assert_true(bp_get_mech(&m.body, &mm, &p));
+	assert_int_equal(p.oaep.ulSourceDataLen, 5);
+	assert_memory_equal(p.oaep.pSourceData, "label", 5);
+	bp_msg_free(&m);
+	free(buf);
+}
+
+static void
+test_template(void **state)
+{
+	struct bp_w w, t;
+	struct bp_msg m;
+	CK_ATTRIBUTE *a;
+	CK_ULONG n;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	uint8_t *buf;
+
+	(void)state;
+	bp_w_init(&w);
+	bp_w_init(&t);
+	bp_put_u(&t, CKA_CLASS);
+	bp_put_b(&t, &cls, sizeof(cls));
+	bp_put_u(&t, CKA_ID);
+	bp_put_b(&t, "\x01", 1);
+	bp_put_sub(&w, &t);
+	assert_null(round_trip(BP_C_FindObjectsInit, &w, &m, &buf));
+	assert_true(bp_get_template(&m.body, &a, &n));
+	assert_int_equal(n, 2);
+	assert_int_equal(a[0].type, CKA_CLASS);
+	assert_int_equal(a[0].ulValueLen, sizeof(cls));
+	assert_memory_equal(a[0].pValue, &cls, sizeof(cls));
+	assert_int_equal(a[1].type, CKA_ID);
+	free(a);
+	bp_msg_free(&m);
+	free(buf);
+
+	/* a template inside a template (pointers): refused */
+	bp_w_init(&w);
+	bp_w_init(&t);
+	bp_put_u(&t, CKA_WRAP_TEMPLATE);
+	bp_put_b(&t, "0123456789abcdef", 16);
+	bp_put_sub(&w, &t);
+	assert_null(round_trip(BP_C_FindObjectsInit, &w, &m, &buf));
+	assert_false(bp_get_template(&m.body, &a, &n));
+	bp_msg_free(&m);
+	free(buf);
+}
+
+static void
+test_framing(void **state)
+{
+	int sv[2];
+	uint8_t *msg;
+	size_t len;
+	int64_t t0;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	/* a length over the limit: refused before anything is allocated */
+	assert_int_equal(write(sv[0], "\x7f\xff\xff\xff", 4), 4);
+	assert_int_equal(bp_read_msg(sv[1], &msg, &len, tk_now_ms() + 1000), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	assert_null(msg);
+	/* a peer that says nothing: the deadline ends the wait */
+	t0 = tk_now_ms();
+	assert_int_equal(bp_read_msg(sv[1], &msg, &len, tk_now_ms() + 100), -1);
+	assert_int_equal(errno, ETIMEDOUT);
+	assert_true(tk_now_ms() - t0 >= 100);
+	/* half a message, then the peer goes: a reset, not a message */
+	assert_int_equal(write(sv[0], "\x00\x00\x00\x05\x84", 5), 5);
+	close(sv[0]);
+	assert_int_equal(bp_read_msg(sv[1], &msg, &len, tk_now_ms() + 1000), -1);
+	assert_int_equal(errno, ECONNRESET);
+	close(sv[1]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_values),    cmocka_unit_test(test_response),
+	        cmocka_unit_test(test_malformed), cmocka_unit_test(test_mechanism),
+	        cmocka_unit_test(test_template),  cmocka_unit_test(test_framing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,47 @@
+/* tokenkitd: the broker (README "The broker"; protocol in pkcs11/bproto.h).
+ *
+ * main.c: options, the listening socket (ours, or systemd's LISTEN_FDS),
+ * the embedded module, the accept loop. serve.c: one thread per
+ * connection, the clients (by their client id and pid) and what belongs to
+ * each (sessions, logins, slot view, consent given once), the per-card
+ * queues, and the handler of every function. consent.c: asking. */
+#ifndef TK_BROKER_H
+#define TK_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <pkcs11-helper-1.0/pkcs11.h>
+
+#define BROKER_WRITE_MS 5000 /* a client that does not read its answer is dropped */
+#define BROKER_PROMPT_MS 60000
+
+struct broker_conf {
+	bool consent;            /* ask before a program's first use of a private key */
+	const char *prompt;      /* the prompt program, or NULL */
+	const char *policy;      /* the policy file, or NULL */
+	const char *consent_dir; /* the consent store (NULL: default) */
+	uid_t uid;               /* ours: the only uid served */
+	uint8_t instance[16];
+};
+
+extern struct broker_conf g_conf;
+
+/* serve.c */
+void broker_serve_init(void);
+void broker_serve_conn(int fd); /* takes fd; runs a thread */
+
+/* consent.c: whether program (exe, uid) may use the key; logs denials.
+ * CKR_OK, CKR_FUNCTION_REJECTED. */
+struct consent_key {
+	const char *exe;
+	uid_t uid;
+	pid_t pid;
+	const char *token_serial, *token_label;
+	const char *key_id, *key_label; /* hex id */
+};
+/* *once: allowed for this run only (the caller remembers it per client). */
+CK_RV broker_consent_check(const struct consent_key *k, bool *once);
+
+#endif

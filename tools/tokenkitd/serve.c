@@ -1,0 +1,1228 @@
+/* tokenkitd: connections, clients and the handler of every function.
+ *
+ * The broker runs the embedded module (one PKCS#11 application, as far as
+ * the module knows) for every client. What PKCS#11 keeps per application
+ * is therefore kept here, per client:
+ *  - sessions: a client names only its own (else CKR_SESSION_HANDLE_INVALID);
+ *    they are closed when its last connection goes.
+ *  - logins: a client is logged in on a slot only after its own C_Login
+ *    succeeded. While another client keeps the token logged in, this one
+ *    sees its sessions public, does not find private objects and gets
+ *    CKR_USER_NOT_LOGGED_IN for a private key. Its C_Login is verified on
+ *    the card all the same (tk_p11_login_verify); its C_Logout ends the
+ *    module's login only when no other client is logged in there.
+ *  - slot events: each client's own view of the slots (C_WaitForSlotEvent).
+ *  - consent given for one run.
+ * Calls that use a card (key operations, login) wait in the card's queue,
+ * served in arrival order, so every client gets its turn. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <tokenkit/log.h>
+#include <tokenkit/mem.h>
+
+#include "bproto.h"
+#include "broker.h"
+#include "clock.h"
+#include "p11.h"
+
+#define MAX_LOGINS 16
+#define MAX_VIEWS 64
+#define MAX_ONCE 32
+#define MAX_REJECTED 32
+#define ONCE_LEN 160 /* token serial "/" key id (hex) */
+
+struct login {
+	CK_SLOT_ID slot;
+	CK_USER_TYPE user;
+};
+
+struct view {
+	CK_SLOT_ID slot;
+	CK_FLAGS flags; /* CKF_TOKEN_PRESENT of the slot, or ~0 once gone */
+};
+
+struct client {
+	uint8_t id[BP_ID_LEN];
+	pid_t pid;
+	uid_t uid;
+	char exe[PATH_MAX];
+	uint64_t serial;
+	int conns;
+	CK_SESSION_HANDLE *sess;
+	size_t nsess, sess_cap;
+	struct login logins[MAX_LOGINS];
+	size_t nlogins;
+	struct view views[MAX_VIEWS];
+	size_t nviews;
+	char once[MAX_ONCE][ONCE_LEN];
+	size_t nonce;
+	/* sessions whose signing operation was refused by consent: C_SignInit
+	 * answered CKR_OK (it may not answer CKR_FUNCTION_REJECTED), and their
+	 * C_Sign / C_SignFinal answers CKR_FUNCTION_REJECTED at once */
+	CK_SESSION_HANDLE rejected[MAX_REJECTED];
+	size_t nrejected;
+	struct client *next;
+};
+
+struct queue {
+	CK_SLOT_ID slot;
+	uint64_t next, serving;
+	pthread_cond_t cv;
+	struct queue *link;
+};
+
+static struct {
+	pthread_mutex_t lock; /* clients, queues */
+	struct client *clients;
+	struct queue *queues;
+	uint64_t serial;
+} S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void
+broker_serve_init(void)
+{
+}
+
+/* --- clients ------------------------------------------------------------ */
+
+static struct client *
+client_get(const uint8_t id[BP_ID_LEN], pid_t pid, uid_t uid)
+{
+	struct client *c;
+	char link[64];
+	ssize_t n;
+
+	pthread_mutex_lock(&S.lock);
+	for (c = S.clients; c != NULL; c = c->next)
+		if (c->pid == pid && memcmp(c->id, id, BP_ID_LEN) == 0)
+			break;
+	if (c == NULL && (c = calloc(1, sizeof(*c))) != NULL) {
+		memcpy(c->id, id, BP_ID_LEN);
+		c->pid = pid;
+		c->uid = uid;
+		c->serial = ++S.serial;
+		snprintf(link, sizeof(link), "/proc/%ld/exe", (long)pid);
+		n = readlink(link, c->exe, sizeof(c->exe) - 1);
+		c->exe[n > 0 ? n : 0] = '\0';
+		if (n <= 0)
+			snprintf(c->exe, sizeof(c->exe), "(pid %ld)", (long)pid);
+		c->next = S.clients;
+		S.clients = c;
+		tk_log_info("tokenkitd: client %s (pid %ld, uid %u)", c->exe, (long)pid,
+		            (unsigned)uid);
+	}
+	if (c != NULL)
+		c->conns++;
+	pthread_mutex_unlock(&S.lock);
+	return c;
+}
+
+static bool
+owns_locked(const struct client *c, CK_SESSION_HANDLE h)
+{
+	for (size_t i = 0; i < c->nsess; i++)
+		if (c->sess[i] == h)
+			return true;
+	return false;
+}
+
+static bool
+owns(struct client *c, CK_SESSION_HANDLE h)
+{
+	bool r;
+
+	pthread_mutex_lock(&S.lock);
+	r = owns_locked(c, h);
+	pthread_mutex_unlock(&S.lock);
+	return r;
+}
+
+static struct login *
+login_find_locked(struct client *c, CK_SLOT_ID slot)
+{
+	for (size_t i = 0; i < c->nlogins; i++)
+		if (c->logins[i].slot == slot)
+			return &c->logins[i];
+	return NULL;
+}
+
+static void
+login_drop_locked(struct client *c, CK_SLOT_ID slot)
+{
+	for (size_t i = 0; i < c->nlogins; i++)
+		if (c->logins[i].slot == slot) {
+			c->logins[i] = c->logins[--c->nlogins];
+			return;
+		}
+}
+
+/* Another client logged in on slot. */
+static bool
+others_logged_in_locked(const struct client *me, CK_SLOT_ID slot)
+{
+	for (struct client *c = S.clients; c != NULL; c = c->next)
+		if (c != me)
+			for (size_t i = 0; i < c->nlogins; i++)
+				if (c->logins[i].slot == slot)
+					return true;
+	return false;
+}
+
+static void
+client_put(struct client *c)
+{
+	CK_SESSION_HANDLE *sess = NULL;
+	size_t n = 0;
+	struct client **pp;
+
+	pthread_mutex_lock(&S.lock);
+	if (--c->conns > 0) {
+		pthread_mutex_unlock(&S.lock);
+		return;
+	}
+	for (pp = &S.clients; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	sess = c->sess;
+	n = c->nsess;
+	pthread_mutex_unlock(&S.lock);
+	/* its sessions end with it (the module logs a token out when its last
+	 * session closes: another client's sessions keep it logged in) */
+	for (size_t i = 0; i < n; i++)
+		(void)C_CloseSession(sess[i]);
+	tk_log_info("tokenkitd: client %s (pid %ld) gone, %zu session(s) closed", c->exe,
+	            (long)c->pid, n);
+	free(sess);
+	tk_wipe(c, sizeof(*c));
+	free(c);
+}
+
+/* --- slots -------------------------------------------------------------- */
+
+static CK_RV
+sess_slot(CK_SESSION_HANDLE h, CK_SLOT_ID *slot, CK_STATE *state)
+{
+	CK_SESSION_INFO si;
+	CK_RV rv = C_GetSessionInfo(h, &si);
+
+	if (rv == CKR_OK) {
+		*slot = si.slotID;
+		if (state != NULL)
+			*state = si.state;
+	}
+	return rv;
+}
+
+static bool
+user_state(CK_STATE st)
+{
+	return st == CKS_RO_USER_FUNCTIONS || st == CKS_RW_USER_FUNCTIONS ||
+	       st == CKS_RW_SO_FUNCTIONS;
+}
+
+/* The module is logged in on h's token by someone, and this client is not:
+ * (and the login it thought it had is forgotten when the module has none). */
+static bool
+foreign_login(struct client *c, CK_SESSION_HANDLE h)
+{
+	CK_SLOT_ID slot;
+	CK_STATE st;
+	bool mine, foreign;
+
+	if (sess_slot(h, &slot, &st) != CKR_OK)
+		return false;
+	pthread_mutex_lock(&S.lock);
+	mine = login_find_locked(c, slot) != NULL;
+	if (mine && !user_state(st))
+		login_drop_locked(c, slot), mine = false; /* the card lost it */
+	foreign = !mine && user_state(st);
+	pthread_mutex_unlock(&S.lock);
+	return foreign;
+}
+
+static bool
+obj_private(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	CK_BBOOL priv = CK_FALSE;
+	CK_ATTRIBUTE a = {CKA_PRIVATE, &priv, sizeof(priv)};
+
+	return C_GetAttributeValue(h, o, &a, 1) == CKR_OK && priv == CK_TRUE;
+}
+
+/* What this client may not see: a private object while the login is
+ * another client's. */
+static bool
+hidden(struct client *c, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	return foreign_login(c, h) && obj_private(h, o);
+}
+
+/* --- the card queue ----------------------------------------------------- */
+
+static bool
+hw_slot(CK_SLOT_ID slot)
+{
+	CK_SLOT_INFO si;
+
+	return C_GetSlotInfo(slot, &si) == CKR_OK && (si.flags & CKF_HW_SLOT);
+}
+
+static struct queue *
+queue_enter(CK_SESSION_HANDLE h)
+{
+	CK_SLOT_ID slot;
+	struct queue *q;
+	uint64_t ticket;
+
+	if (sess_slot(h, &slot, NULL) != CKR_OK || !hw_slot(slot))
+		return NULL; /* a software token runs in parallel */
+	pthread_mutex_lock(&S.lock);
+	for (q = S.queues; q != NULL && q->slot != slot; q = q->link)
+		;
+	if (q == NULL && (q = calloc(1, sizeof(*q))) != NULL) {
+		q->slot = slot;
+		tk_cond_init_monotonic(&q->cv);
+		q->link = S.queues;
+		S.queues = q;
+	}
+	if (q != NULL) {
+		ticket = q->next++;
+		while (q->serving != ticket)
+			pthread_cond_wait(&q->cv, &S.lock);
+	}
+	pthread_mutex_unlock(&S.lock);
+	return q;
+}
+
+static void
+queue_leave(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	pthread_mutex_lock(&S.lock);
+	q->serving++;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&S.lock);
+}
+
+/* --- argument helpers --------------------------------------------------- */
+
+/* An output buffer [present, capacity] -> a buffer of that size. */
+struct outbuf {
+	bool present;
+	CK_ULONG cap, len;
+	uint8_t *buf;
+};
+
+static bool
+get_out(struct bp_r *r, struct outbuf *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->present = bp_get_u(r) != 0;
+	o->cap = bp_get_u(r);
+	if (!r->ok || o->cap > BP_MAX_BYTES)
+		return false;
+	o->len = o->cap;
+	if (o->present && (o->buf = malloc(o->cap > 0 ? o->cap : 1)) == NULL)
+		return false;
+	return true;
+}
+
+static void
+put_outbuf(struct bp_w *w, CK_RV rv, struct outbuf *o)
+{
+	if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) {
+		bp_put_u(w, o->len);
+		if (rv == CKR_OK && o->present && o->len <= o->cap)
+			bp_put_b(w, o->buf, o->len);
+		else
+			bp_put_null(w);
+	}
+	tk_freezero(o->buf, o->cap); /* decrypted data */
+	o->buf = NULL;
+}
+
+/* --- consent ------------------------------------------------------------ */
+
+static void
+hex(const uint8_t *p, size_t n, char *out, size_t cap)
+{
+	static const char d[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n && 2 * i + 2 < cap; i++) {
+		out[2 * i] = d[p[i] >> 4];
+		out[2 * i + 1] = d[p[i] & 15];
+	}
+	out[2 * i] = '\0';
+}
+
+static void
+trim(char *dst, const CK_UTF8CHAR *src, size_t n)
+{
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	while (n > 0 && dst[n - 1] == ' ')
+		dst[--n] = '\0';
+}
+
+/* Before a private key is used: this program's consent. */
+static CK_RV
+consent(struct client *c, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
+{
+	CK_OBJECT_CLASS cls = 0;
+	uint8_t id[64], label[65];
+	CK_ATTRIBUTE a[3] = {{CKA_CLASS, &cls, sizeof(cls)},
+	                     {CKA_ID, id, sizeof(id)},
+	                     {CKA_LABEL, label, sizeof(label) - 1}};
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot;
+	char serial[17], tlabel[33], idhex[129], once[ONCE_LEN];
+	struct consent_key k;
+	bool allowed_once = false;
+	CK_RV rv;
+
+	if (!g_conf.consent)
+		return CKR_OK;
+	if (C_GetAttributeValue(h, key, &a[0], 1) != CKR_OK || cls != CKO_PRIVATE_KEY)
+		return CKR_OK; /* the module answers for a bad handle */
+	if (C_GetAttributeValue(h, key, &a[1], 1) != CKR_OK)
+		a[1].ulValueLen = 0;
+	if (C_GetAttributeValue(h, key, &a[2], 1) != CKR_OK)
+		a[2].ulValueLen = 0;
+	label[a[2].ulValueLen < sizeof(label) ? a[2].ulValueLen : 0] = '\0';
+	if (sess_slot(h, &slot, NULL) != CKR_OK || C_GetTokenInfo(slot, &ti) != CKR_OK)
+		return CKR_OK;
+	trim(serial, ti.serialNumber, sizeof(ti.serialNumber));
+	trim(tlabel, ti.label, sizeof(ti.label));
+	hex(id, a[1].ulValueLen, idhex, sizeof(idhex));
+	snprintf(once, sizeof(once), "%s/%s", serial, idhex);
+	pthread_mutex_lock(&S.lock);
+	for (size_t i = 0; i < c->nonce; i++)
+		if (strcmp(c->once[i], once) == 0)
+			allowed_once = true;
+	pthread_mutex_unlock(&S.lock);
+	if (allowed_once)
+		return CKR_OK;
+	k = (struct consent_key){.exe = c->exe,
+	                         .uid = c->uid,
+	                         .pid = c->pid,
+	                         .token_serial = serial,
+	                         .token_label = tlabel,
+	                         .key_id = idhex,
+	                         .key_label = (const char *)label};
+	rv = broker_consent_check(&k, &allowed_once);
+	if (rv == CKR_OK && allowed_once) {
+		pthread_mutex_lock(&S.lock);
+		if (c->nonce < MAX_ONCE)
+			snprintf(c->once[c->nonce++], ONCE_LEN, "%s", once);
+		pthread_mutex_unlock(&S.lock);
+	}
+	return rv;
+}
+
+/* --- slot events -------------------------------------------------------- */
+
+/* This client's next slot event, from its own view of the slots. */
+static CK_RV
+slot_event(struct client *c, CK_SLOT_ID *out)
+{
+	CK_SLOT_ID ids[MAX_VIEWS];
+	CK_ULONG n = MAX_VIEWS;
+	CK_SLOT_INFO si;
+	CK_RV rv = C_GetSlotList(CK_FALSE, ids, &n);
+
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&S.lock);
+	/* a slot that changed, or a new one */
+	for (CK_ULONG i = 0; i < n; i++) {
+		struct view *v = NULL;
+		CK_FLAGS f;
+		pthread_mutex_unlock(&S.lock);
+		f = C_GetSlotInfo(ids[i], &si) == CKR_OK ? si.flags & CKF_TOKEN_PRESENT : ~0UL;
+		pthread_mutex_lock(&S.lock);
+		for (size_t k = 0; k < c->nviews; k++)
+			if (c->views[k].slot == ids[i])
+				v = &c->views[k];
+		if (v == NULL && c->nviews < MAX_VIEWS) {
+			v = &c->views[c->nviews++];
+			v->slot = ids[i];
+			v->flags = f;
+			/* new since the client came: an event */
+			pthread_mutex_unlock(&S.lock);
+			*out = ids[i];
+			return CKR_OK;
+		}
+		if (v != NULL && v->flags != f) {
+			v->flags = f;
+			pthread_mutex_unlock(&S.lock);
+			*out = ids[i];
+			return CKR_OK;
+		}
+	}
+	pthread_mutex_unlock(&S.lock);
+	return CKR_NO_EVENT;
+}
+
+/* The slots as the client first sees them (no events for them). */
+static void
+views_init(struct client *c)
+{
+	CK_SLOT_ID ids[MAX_VIEWS];
+	CK_ULONG n = MAX_VIEWS;
+	CK_SLOT_INFO si;
+
+	if (C_GetSlotList(CK_FALSE, ids, &n) != CKR_OK)
+		return;
+	for (CK_ULONG i = 0; i < n && i < MAX_VIEWS; i++) {
+		CK_FLAGS f =
+		        C_GetSlotInfo(ids[i], &si) == CKR_OK ? si.flags & CKF_TOKEN_PRESENT : ~0UL;
+		pthread_mutex_lock(&S.lock);
+		bool have = false;
+		for (size_t k = 0; k < c->nviews; k++)
+			have = have || c->views[k].slot == ids[i];
+		if (!have && c->nviews < MAX_VIEWS)
+			c->views[c->nviews++] = (struct view){ids[i], f};
+		pthread_mutex_unlock(&S.lock);
+	}
+}
+
+/* --- consent refusals of signing operations ------------------------------ */
+
+static bool
+rejected_take(struct client *c, CK_SESSION_HANDLE h, bool take)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&S.lock);
+	for (size_t i = 0; i < c->nrejected && !found; i++)
+		if (c->rejected[i] == h) {
+			found = true;
+			if (take)
+				c->rejected[i] = c->rejected[--c->nrejected];
+		}
+	pthread_mutex_unlock(&S.lock);
+	return found;
+}
+
+static CK_RV
+rejected_add(struct client *c, CK_SESSION_HANDLE h)
+{
+	CK_RV rv = CKR_OK;
+
+	pthread_mutex_lock(&S.lock);
+	if (c->nrejected < MAX_REJECTED)
+		c->rejected[c->nrejected++] = h;
+	else
+		rv = CKR_HOST_MEMORY;
+	pthread_mutex_unlock(&S.lock);
+	return rv;
+}
+
+/* --- the handlers ------------------------------------------------------- */
+
+/* One request: its arguments in r, its results into w; the CK_RV. false
+ * from *bad: the arguments did not parse (the connection closes). */
+static CK_RV
+handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
+{
+	CK_SESSION_HANDLE h = 0;
+	CK_MECHANISM mech;
+	union bp_mparam mp;
+	CK_ATTRIBUTE *t = NULL, *t2 = NULL;
+	CK_ULONG n = 0, n2 = 0;
+	struct outbuf o;
+	struct queue *q = NULL;
+	uint8_t *in, *in2;
+	size_t in_len, in2_len;
+	CK_RV rv = CKR_FUNCTION_NOT_SUPPORTED;
+
+	*bad = false;
+	/* every session function names the session first */
+	switch (fn) {
+	case BP_C_GetSlotList:
+	case BP_C_GetSlotInfo:
+	case BP_C_GetTokenInfo:
+	case BP_C_GetMechanismList:
+	case BP_C_GetMechanismInfo:
+	case BP_C_OpenSession:
+	case BP_C_WaitForSlotEvent:
+		break;
+	default:
+		h = bp_get_u(r);
+		if (!r->ok)
+			goto bad;
+		if (!owns(c, h))
+			return CKR_SESSION_HANDLE_INVALID;
+	}
+
+	switch (fn) {
+	case BP_C_GetSlotList: {
+		CK_SLOT_ID ids[BP_MAX_ITEMS];
+		CK_ULONG cnt = BP_MAX_ITEMS;
+		struct bp_w l;
+		CK_BBOOL present = bp_get_u(r) ? CK_TRUE : CK_FALSE;
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetSlotList(present, ids, &cnt);
+		if (rv == CKR_OK) {
+			bp_w_init(&l);
+			for (CK_ULONG i = 0; i < cnt; i++)
+				bp_put_u(&l, ids[i]);
+			bp_put_sub(w, &l);
+		}
+		return rv;
+	}
+	case BP_C_GetSlotInfo: {
+		CK_SLOT_INFO si;
+		CK_SLOT_ID s = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetSlotInfo(s, &si);
+		if (rv == CKR_OK)
+			bp_put_b(w, &si, sizeof(si));
+		return rv;
+	}
+	case BP_C_GetTokenInfo: {
+		CK_TOKEN_INFO ti;
+		CK_SLOT_ID s = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetTokenInfo(s, &ti);
+		if (rv == CKR_OK)
+			bp_put_b(w, &ti, sizeof(ti));
+		return rv;
+	}
+	case BP_C_GetMechanismList: {
+		CK_MECHANISM_TYPE m[BP_MAX_ITEMS];
+		CK_ULONG cnt = BP_MAX_ITEMS;
+		struct bp_w l;
+		CK_SLOT_ID s = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetMechanismList(s, m, &cnt);
+		if (rv == CKR_OK) {
+			bp_w_init(&l);
+			for (CK_ULONG i = 0; i < cnt; i++)
+				bp_put_u(&l, m[i]);
+			bp_put_sub(w, &l);
+		}
+		return rv;
+	}
+	case BP_C_GetMechanismInfo: {
+		CK_MECHANISM_INFO mi;
+		CK_SLOT_ID s = bp_get_u(r);
+		CK_MECHANISM_TYPE type = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetMechanismInfo(s, type, &mi);
+		if (rv == CKR_OK)
+			bp_put_b(w, &mi, sizeof(mi));
+		return rv;
+	}
+	case BP_C_WaitForSlotEvent: {
+		CK_SLOT_ID s;
+		if (!bp_r_done(r))
+			goto bad;
+		rv = slot_event(c, &s);
+		if (rv == CKR_OK)
+			bp_put_u(w, s);
+		return rv;
+	}
+	case BP_C_OpenSession: {
+		CK_SLOT_ID s = bp_get_u(r);
+		CK_FLAGS flags = bp_get_u(r);
+		CK_TOKEN_INFO ti;
+		uint8_t ident[64];
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetTokenInfo(s, &ti);
+		if (rv == CKR_OK)
+			rv = C_OpenSession(s, flags, NULL, NULL, &h);
+		if (rv != CKR_OK)
+			return rv;
+		pthread_mutex_lock(&S.lock);
+		if (c->nsess == c->sess_cap) {
+			size_t cap = c->sess_cap ? c->sess_cap * 2 : 8;
+			CK_SESSION_HANDLE *ns = realloc(c->sess, cap * sizeof(*ns));
+			if (ns != NULL) {
+				c->sess = ns;
+				c->sess_cap = cap;
+			}
+		}
+		if (c->nsess < c->sess_cap)
+			c->sess[c->nsess++] = h;
+		else
+			rv = CKR_HOST_MEMORY;
+		pthread_mutex_unlock(&S.lock);
+		if (rv != CKR_OK) {
+			(void)C_CloseSession(h);
+			return rv;
+		}
+		memcpy(ident, ti.label, 32);
+		memcpy(ident + 32, ti.model, 16);
+		memcpy(ident + 48, ti.serialNumber, 16);
+		bp_put_u(w, h);
+		bp_put_b(w, ident, sizeof(ident));
+		return CKR_OK;
+	}
+	case BP_C_CloseSession:
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_CloseSession(h);
+		(void)rejected_take(c, h, true);
+		pthread_mutex_lock(&S.lock);
+		for (size_t i = 0; i < c->nsess; i++)
+			if (c->sess[i] == h) {
+				c->sess[i] = c->sess[--c->nsess];
+				break;
+			}
+		pthread_mutex_unlock(&S.lock);
+		return rv;
+	case BP_C_GetSessionInfo: {
+		CK_SESSION_INFO si;
+		if (!bp_r_done(r))
+			goto bad;
+		rv = C_GetSessionInfo(h, &si);
+		if (rv == CKR_OK && foreign_login(c, h))
+			si.state = (si.flags & CKF_RW_SESSION) ? CKS_RW_PUBLIC_SESSION
+			                                       : CKS_RO_PUBLIC_SESSION;
+		if (rv == CKR_OK)
+			bp_put_b(w, &si, sizeof(si));
+		return rv;
+	}
+	case BP_C_Login: {
+		CK_USER_TYPE user = bp_get_u(r);
+		CK_SLOT_ID slot;
+		bool pad = bp_get_null(r);
+		in = pad ? NULL : bp_get_b(r, &in_len, false, NULL);
+		if (pad)
+			in_len = 0;
+		if (!bp_r_done(r))
+			goto bad;
+		if (user == CKU_CONTEXT_SPECIFIC) {
+			q = queue_enter(h);
+			rv = C_Login(h, user, (CK_UTF8CHAR_PTR)in, in_len);
+			queue_leave(q);
+			return rv;
+		}
+		if (sess_slot(h, &slot, NULL) != CKR_OK)
+			return C_Login(h, user, (CK_UTF8CHAR_PTR)in, in_len);
+		(void)foreign_login(c, h); /* forget a login the card lost */
+		pthread_mutex_lock(&S.lock);
+		struct login *l = login_find_locked(c, slot);
+		pthread_mutex_unlock(&S.lock);
+		if (l != NULL)
+			return l->user == user ? CKR_USER_ALREADY_LOGGED_IN
+			                       : CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+		q = queue_enter(h);
+		rv = C_Login(h, user, (CK_UTF8CHAR_PTR)in, in_len);
+		if (rv == CKR_USER_ALREADY_LOGGED_IN && user == CKU_USER)
+			/* another client's login: this client's PIN is checked
+			 * on the card all the same, and that login stays */
+			rv = tk_p11_login_verify(h, (CK_UTF8CHAR_PTR)in, in_len);
+		else if (rv == CKR_USER_ALREADY_LOGGED_IN)
+			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN; /* (another client is SO) */
+		queue_leave(q);
+		if (rv == CKR_OK) {
+			pthread_mutex_lock(&S.lock);
+			if (c->nlogins < MAX_LOGINS)
+				c->logins[c->nlogins++] = (struct login){slot, user};
+			pthread_mutex_unlock(&S.lock);
+		}
+		return rv;
+	}
+	case BP_C_Logout: {
+		CK_SLOT_ID slot;
+		bool mine, others;
+		if (!bp_r_done(r))
+			goto bad;
+		rv = sess_slot(h, &slot, NULL);
+		if (rv != CKR_OK)
+			return rv;
+		(void)foreign_login(c, h);
+		pthread_mutex_lock(&S.lock);
+		mine = login_find_locked(c, slot) != NULL;
+		login_drop_locked(c, slot);
+		others = others_logged_in_locked(c, slot);
+		pthread_mutex_unlock(&S.lock);
+		if (!mine)
+			return CKR_USER_NOT_LOGGED_IN;
+		return others ? CKR_OK : C_Logout(h);
+	}
+	case BP_C_InitPIN:
+		in = bp_get_b(r, &in_len, false, NULL);
+		if (!bp_r_done(r))
+			goto bad;
+		q = queue_enter(h);
+		rv = C_InitPIN(h, (CK_UTF8CHAR_PTR)in, in_len);
+		queue_leave(q);
+		return rv;
+	case BP_C_SetPIN:
+		in = bp_get_b(r, &in_len, false, NULL);
+		in2 = bp_get_b(r, &in2_len, false, NULL);
+		if (!bp_r_done(r))
+			goto bad;
+		q = queue_enter(h);
+		rv = C_SetPIN(h, (CK_UTF8CHAR_PTR)in, in_len, (CK_UTF8CHAR_PTR)in2, in2_len);
+		queue_leave(q);
+		return rv;
+	case BP_C_CreateObject: {
+		CK_OBJECT_HANDLE obj;
+		if (!bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		rv = C_CreateObject(h, t, n, &obj);
+		if (rv == CKR_OK)
+			bp_put_u(w, obj);
+		break;
+	}
+	case BP_C_DestroyObject:
+	case BP_C_GetObjectSize: {
+		CK_OBJECT_HANDLE obj = bp_get_u(r);
+		CK_ULONG size;
+		if (!bp_r_done(r))
+			goto bad;
+		if (hidden(c, h, obj))
+			return CKR_OBJECT_HANDLE_INVALID;
+		if (fn == BP_C_DestroyObject)
+			return C_DestroyObject(h, obj);
+		rv = C_GetObjectSize(h, obj, &size);
+		if (rv == CKR_OK)
+			bp_put_u(w, size);
+		return rv;
+	}
+	case BP_C_GetAttributeValue: {
+		CK_OBJECT_HANDLE obj = bp_get_u(r);
+		struct bp_r s = bp_get_sub(r);
+		struct bp_w l;
+		size_t cnt = s.n / 2;
+		if (!s.ok || s.n % 2 != 0 || !bp_r_done(r))
+			goto bad;
+		t = calloc(cnt > 0 ? cnt : 1, sizeof(*t));
+		if (t == NULL)
+			return CKR_HOST_MEMORY;
+		for (size_t i = 0; i < cnt; i++) {
+			t[i].type = bp_get_u(&s);
+			if (bp_get_null(&s)) {
+				t[i].pValue = NULL;
+			} else {
+				t[i].ulValueLen = bp_get_u(&s);
+				if (t[i].ulValueLen > BP_MAX_BYTES)
+					s.ok = false;
+				else
+					t[i].pValue = malloc(t[i].ulValueLen ? t[i].ulValueLen : 1);
+				if (s.ok && t[i].pValue == NULL)
+					rv = CKR_HOST_MEMORY;
+			}
+			if ((t[i].type & CKF_ARRAY_ATTRIBUTE) &&
+			    t[i].type != CKA_ALLOWED_MECHANISMS)
+				s.ok = false;
+		}
+		n = cnt;
+		if (!bp_r_done(&s)) {
+			for (size_t i = 0; i < cnt; i++)
+				free(t[i].pValue);
+			free(t);
+			t = NULL;
+			goto bad;
+		}
+		if (rv != CKR_HOST_MEMORY)
+			rv = hidden(c, h, obj) ? CKR_OBJECT_HANDLE_INVALID
+			                       : C_GetAttributeValue(h, obj, t, n);
+		if (rv == CKR_OK || rv == CKR_ATTRIBUTE_SENSITIVE ||
+		    rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_BUFFER_TOO_SMALL) {
+			bp_w_init(&l);
+			for (size_t i = 0; i < n; i++) {
+				bp_put_u(&l, t[i].ulValueLen);
+				if (t[i].pValue != NULL &&
+				    t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+					bp_put_b(&l, t[i].pValue, t[i].ulValueLen);
+				else
+					bp_put_null(&l);
+			}
+			bp_put_sub(w, &l);
+		}
+		for (size_t i = 0; i < n; i++)
+			free(t[i].pValue); /* (values a client may read: not secret here) */
+		free(t);
+		return rv;
+	}
+	case BP_C_SetAttributeValue: {
+		CK_OBJECT_HANDLE obj = bp_get_u(r);
+		if (!bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		rv = hidden(c, h, obj) ? CKR_OBJECT_HANDLE_INVALID
+		                       : C_SetAttributeValue(h, obj, t, n);
+		break;
+	}
+	case BP_C_FindObjectsInit:
+		if (!bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		rv = C_FindObjectsInit(h, t, n);
+		break;
+	case BP_C_FindObjects: {
+		CK_ULONG max = bp_get_u(r), got = 0;
+		CK_OBJECT_HANDLE objs[BP_MAX_ITEMS];
+		struct bp_w l;
+		bool foreign;
+		if (!bp_r_done(r) || max > BP_MAX_ITEMS)
+			goto bad;
+		foreign = foreign_login(c, h);
+		bp_w_init(&l);
+		/* a private object another client's login shows is left out */
+		do {
+			rv = C_FindObjects(h, objs, max, &got);
+			for (CK_ULONG i = 0; rv == CKR_OK && i < got; i++)
+				if (!foreign || !obj_private(h, objs[i]))
+					bp_put_u(&l, objs[i]);
+		} while (rv == CKR_OK && foreign && got > 0 && cbor_array_size(l.arr) == 0);
+		if (rv == CKR_OK)
+			bp_put_sub(w, &l);
+		else
+			bp_w_free(&l);
+		return rv;
+	}
+	case BP_C_FindObjectsFinal:
+		if (!bp_r_done(r))
+			goto bad;
+		return C_FindObjectsFinal(h);
+	case BP_C_SignInit:
+	case BP_C_VerifyInit:
+	case BP_C_EncryptInit:
+	case BP_C_DecryptInit: {
+		CK_OBJECT_HANDLE key;
+		if (!bp_get_mech(r, &mech, &mp))
+			goto bad;
+		key = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		if (fn == BP_C_SignInit && rejected_take(c, h, false))
+			return CKR_OPERATION_ACTIVE;
+		if ((fn == BP_C_SignInit || fn == BP_C_DecryptInit)) {
+			if (hidden(c, h, key))
+				return CKR_USER_NOT_LOGGED_IN;
+			/* refused: signing answers at C_Sign/C_SignFinal (the
+			 * codes PKCS#11 gives each function), decryption here */
+			if (consent(c, h, key) != CKR_OK)
+				return fn == BP_C_SignInit ? rejected_add(c, h)
+				                           : CKR_KEY_FUNCTION_NOT_PERMITTED;
+		}
+		switch (fn) {
+		case BP_C_SignInit:
+			return C_SignInit(h, &mech, key);
+		case BP_C_VerifyInit:
+			return C_VerifyInit(h, &mech, key);
+		case BP_C_EncryptInit:
+			return C_EncryptInit(h, &mech, key);
+		default:
+			return C_DecryptInit(h, &mech, key);
+		}
+	}
+	case BP_C_DigestInit:
+		if (!bp_get_mech(r, &mech, &mp) || !bp_r_done(r))
+			goto bad;
+		return C_DigestInit(h, &mech);
+	case BP_C_Sign:
+	case BP_C_Decrypt:
+	case BP_C_Encrypt:
+	case BP_C_Digest:
+	case BP_C_EncryptUpdate:
+	case BP_C_DecryptUpdate:
+		in = bp_get_b(r, &in_len, false, NULL);
+		if (!get_out(r, &o) || !bp_r_done(r)) {
+			free(o.buf);
+			goto bad;
+		}
+		if (fn == BP_C_Sign && rejected_take(c, h, true)) {
+			free(o.buf);
+			return CKR_FUNCTION_REJECTED;
+		}
+		if (fn == BP_C_Sign || fn == BP_C_Decrypt)
+			q = queue_enter(h);
+		switch (fn) {
+		case BP_C_Sign:
+			rv = C_Sign(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
+			break;
+		case BP_C_Decrypt:
+			rv = C_Decrypt(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
+			break;
+		case BP_C_Encrypt:
+			rv = C_Encrypt(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
+			break;
+		case BP_C_Digest:
+			rv = C_Digest(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
+			break;
+		case BP_C_EncryptUpdate:
+			rv = C_EncryptUpdate(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
+			break;
+		default:
+			rv = C_DecryptUpdate(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
+		}
+		queue_leave(q);
+		put_outbuf(w, rv, &o);
+		return rv;
+	case BP_C_SignFinal:
+	case BP_C_DecryptFinal:
+	case BP_C_EncryptFinal:
+	case BP_C_DigestFinal:
+	case BP_C_GenerateRandom:
+		if (!get_out(r, &o) || !bp_r_done(r)) {
+			free(o.buf);
+			goto bad;
+		}
+		if (fn == BP_C_SignFinal && rejected_take(c, h, true)) {
+			free(o.buf);
+			return CKR_FUNCTION_REJECTED;
+		}
+		if (fn == BP_C_SignFinal || fn == BP_C_DecryptFinal)
+			q = queue_enter(h);
+		switch (fn) {
+		case BP_C_SignFinal:
+			rv = C_SignFinal(h, o.buf, &o.len);
+			break;
+		case BP_C_DecryptFinal:
+			rv = C_DecryptFinal(h, o.buf, &o.len);
+			break;
+		case BP_C_EncryptFinal:
+			rv = C_EncryptFinal(h, o.buf, &o.len);
+			break;
+		case BP_C_DigestFinal:
+			rv = C_DigestFinal(h, o.buf, &o.len);
+			break;
+		default:
+			rv = o.present ? C_GenerateRandom(h, o.buf, o.cap) : CKR_ARGUMENTS_BAD;
+		}
+		queue_leave(q);
+		put_outbuf(w, rv, &o);
+		return rv;
+	case BP_C_SignUpdate:
+	case BP_C_VerifyUpdate:
+	case BP_C_DigestUpdate:
+	case BP_C_SeedRandom:
+	case BP_C_VerifyFinal:
+	case BP_C_InitToken:
+		in = bp_get_b(r, &in_len, false, NULL);
+		if (!bp_r_done(r))
+			goto bad;
+		switch (fn) {
+		case BP_C_SignUpdate:
+			if (rejected_take(c, h, false))
+				return CKR_OK; /* (refused at C_SignFinal) */
+			return C_SignUpdate(h, (CK_BYTE_PTR)in, in_len);
+		case BP_C_VerifyUpdate:
+			return C_VerifyUpdate(h, (CK_BYTE_PTR)in, in_len);
+		case BP_C_DigestUpdate:
+			return C_DigestUpdate(h, (CK_BYTE_PTR)in, in_len);
+		case BP_C_SeedRandom:
+			return C_SeedRandom(h, (CK_BYTE_PTR)in, in_len);
+		case BP_C_VerifyFinal:
+			return C_VerifyFinal(h, (CK_BYTE_PTR)in, in_len);
+		default:
+			return CKR_FUNCTION_NOT_SUPPORTED;
+		}
+	case BP_C_Verify:
+		in = bp_get_b(r, &in_len, false, NULL);
+		in2 = bp_get_b(r, &in2_len, false, NULL);
+		if (!bp_r_done(r))
+			goto bad;
+		return C_Verify(h, (CK_BYTE_PTR)in, in_len, (CK_BYTE_PTR)in2, in2_len);
+	case BP_C_DigestKey: {
+		CK_OBJECT_HANDLE key = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		return hidden(c, h, key) ? CKR_KEY_HANDLE_INVALID : C_DigestKey(h, key);
+	}
+	case BP_C_GenerateKeyPair: {
+		CK_OBJECT_HANDLE pub, priv;
+		if (!bp_get_mech(r, &mech, &mp) || !bp_get_template(r, &t, &n) ||
+		    !bp_get_template(r, &t2, &n2) || !bp_r_done(r))
+			goto bad;
+		q = queue_enter(h);
+		rv = C_GenerateKeyPair(h, &mech, t, n, t2, n2, &pub, &priv);
+		queue_leave(q);
+		if (rv == CKR_OK) {
+			bp_put_u(w, pub);
+			bp_put_u(w, priv);
+		}
+		break;
+	}
+	case BP_C_DeriveKey: {
+		CK_OBJECT_HANDLE base, key;
+		if (!bp_get_mech(r, &mech, &mp))
+			goto bad;
+		base = bp_get_u(r);
+		if (!bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		if (hidden(c, h, base)) {
+			rv = CKR_USER_NOT_LOGGED_IN;
+			break;
+		}
+		if (consent(c, h, base) != CKR_OK) {
+			rv = CKR_FUNCTION_CANCELED; /* (C_DeriveKey has no CKR_FUNCTION_REJECTED) */
+			break;
+		}
+		q = queue_enter(h);
+		rv = C_DeriveKey(h, &mech, base, t, n, &key);
+		queue_leave(q);
+		if (rv == CKR_OK)
+			bp_put_u(w, key);
+		break;
+	}
+	case BP_C_GetFunctionStatus:
+		return bp_r_done(r) ? C_GetFunctionStatus(h) : (*bad = true, CKR_OK);
+	case BP_C_CancelFunction:
+		return bp_r_done(r) ? C_CancelFunction(h) : (*bad = true, CKR_OK);
+	case BP_C_SessionCancel: {
+		CK_FLAGS flags = bp_get_u(r);
+		if (!bp_r_done(r))
+			goto bad;
+		return C_SessionCancel(h, flags);
+	}
+	default:
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	}
+	free(t);
+	free(t2);
+	return rv;
+bad:
+	free(t);
+	free(t2);
+	*bad = true;
+	return CKR_OK;
+}
+
+/* --- connections -------------------------------------------------------- */
+
+struct conn {
+	int fd;
+	pid_t pid;
+	uid_t uid;
+};
+
+static void
+drop(struct conn *cn, const char *why)
+{
+	tk_log_warn("tokenkitd: connection from pid %ld closed: %s", (long)cn->pid, why);
+}
+
+static void *
+conn_main(void *arg)
+{
+	struct conn cn = *(struct conn *)arg;
+	struct client *c = NULL;
+	uint8_t *in, *out;
+	size_t in_len, out_len;
+	struct bp_msg m;
+	const char *why;
+
+	free(arg);
+	for (;;) {
+		struct bp_w w;
+		CK_RV rv;
+		bool bad = false;
+
+		if (bp_read_msg(cn.fd, &in, &in_len, -1) < 0) {
+			if (errno == EMSGSIZE)
+				drop(&cn, "oversize message");
+			break;
+		}
+		why = bp_decode(in, in_len, true, &m);
+		if (why != NULL) {
+			drop(&cn, why);
+			bp_msg_free(&m);
+			tk_freezero(in, in_len);
+			break;
+		}
+		bp_w_init(&w);
+		if (m.head == BP_HELLO) {
+			size_t n;
+			const uint8_t *id = bp_get_b(&m.body, &n, false, NULL);
+			if (c != NULL || !bp_r_done(&m.body) || n != BP_ID_LEN) {
+				bad = true;
+			} else if ((c = client_get(id, cn.pid, cn.uid)) != NULL) {
+				if (c->nviews == 0)
+					views_init(c);
+				bp_put_b(&w, g_conf.instance, sizeof(g_conf.instance));
+				bp_put_u(&w, c->serial);
+				bp_put_u(&w, (uint64_t)getpid());
+			}
+			rv = c != NULL ? CKR_OK : CKR_HOST_MEMORY;
+			if (c == NULL)
+				bp_put_null(&w);
+		} else if (c == NULL) {
+			bad = true;
+			rv = CKR_OK;
+		} else {
+			rv = handle(c, m.head, &m.body, &w, &bad);
+		}
+		if (bad) {
+			drop(&cn, c == NULL ? "no hello first" : "arguments do not parse");
+			bp_w_free(&w);
+			bp_msg_free(&m);
+			tk_freezero(in, in_len);
+			break;
+		}
+		if (!bp_encode_response(m.id, rv, &w, &out, &out_len)) {
+			bp_w_init(&w);
+			(void)bp_encode_response(m.id, CKR_HOST_MEMORY, &w, &out, &out_len);
+		}
+		bp_msg_free(&m);
+		tk_freezero(in, in_len);
+		if (out == NULL ||
+		    bp_write_all(cn.fd, out, out_len, tk_now_ms() + BROKER_WRITE_MS) < 0) {
+			tk_freezero(out, out_len);
+			break;
+		}
+		tk_freezero(out, out_len);
+	}
+	close(cn.fd);
+	if (c != NULL)
+		client_put(c);
+	return NULL;
+}
+
+void
+broker_serve_conn(int fd)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct conn *cn;
+	pthread_attr_t attr;
+	pthread_t th;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+		close(fd);
+		return;
+	}
+	if (cred.uid != g_conf.uid) {
+		tk_log_warn("tokenkitd: refused a client of uid %u (pid %ld): this broker serves "
+		            "uid %u only",
+		            (unsigned)cred.uid, (long)cred.pid, (unsigned)g_conf.uid);
+		close(fd);
+		return;
+	}
+	cn = malloc(sizeof(*cn));
+	if (cn == NULL) {
+		close(fd);
+		return;
+	}
+	*cn = (struct conn){.fd = fd, .pid = cred.pid, .uid = cred.uid};
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, conn_main, cn) != 0) {
+		close(fd);
+		free(cn);
+	}
+	pthread_attr_destroy(&attr);
+}
