@@ -21,6 +21,11 @@
 
 #include "p11.h"
 
+/* The readers when $TOKENKIT_READERS does not name them (NULL: PC/SC
+ * only, what a module inside an application should open). tokenkitd sets
+ * it to PC/SC and direct USB: the broker owns the readers. */
+const char *tk_p11_default_readers;
+
 struct p11_module g_p11 = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
         .pin_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -198,6 +203,7 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	 * wait for its first enumeration below) and tokens are opened by their
 	 * own threads when cards appear. */
 	tk_slotmgr_opts_init(&mo);
+	mo.default_readers = tk_p11_default_readers;
 	timeout_ms = tk_p11_timeout_from_env();
 	if (timeout_ms > 0)
 		mo.transmit_timeout_ms = timeout_ms;

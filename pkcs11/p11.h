@@ -335,6 +335,7 @@ struct p11_module {
 };
 
 extern struct p11_module g_p11;
+extern const char *tk_p11_default_readers; /* module.c */
 
 /* The implementation of each C_* function, in the file of its concept;
  * rv.c exports C_* itself and keeps the answer to the codes the

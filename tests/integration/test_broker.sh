@@ -67,7 +67,7 @@ trap 'rc=$?; on_exit; tls_stop; (exit $rc); tk_cleanup' EXIT
 broker_start
 [[ $(stat -c %a "$XDG_RUNTIME_DIR/tokenkit") == 700 ]] || tk_fail "socket directory not 0700"
 [[ -S $SOCK && $(stat -c %a "$SOCK") == 600 ]] || tk_fail "socket missing or not 0600"
-tk_run_fails "a second broker on the same socket" env TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd"
+tk_run_fails "a second broker on the same socket" "$TK_BUILD/tokenkitd"
 tk_expect 'already answers'
 
 # --- 2. broker mode --------------------------------------------------------
@@ -160,7 +160,7 @@ tk_run "the user's client, socket-activated broker" env TOKENKIT_BROKER_SOCKET="
 	"${P11[@]}" -L
 tk_expect 'token label +: PIV '
 grep -q 'tokenkitd: ready' <(tail -n 20 "$BLOG") || tk_fail "the activated broker did not start"
-TK_OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups env TOKENKIT_BROKER=on \
+TK_OUT=$(tk_host setpriv --reuid=65534 --regid=65534 --clear-groups env TOKENKIT_BROKER=on \
 	TOKENKIT_BROKER_SOCKET="$PUB/broker.sock" XDG_RUNTIME_DIR=/nonexistent \
 	"${P11[@]}" -L 2>&1 || true)
 tk_expect_not 'token label'

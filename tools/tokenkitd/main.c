@@ -189,8 +189,11 @@ main(int argc, char **argv)
 			return 1;
 	}
 
-	/* the embedded module, here, for everybody */
+	/* the embedded module, here, for everybody; the broker owns the
+	 * readers: PC/SC and the direct USB readers nobody else holds (where
+	 * the CCID plugin is installed), as the tokenkit tool lists them */
 	tk_p11_remote_disable();
+	tk_p11_default_readers = "pcsc+ccid?";
 	rv = C_Initialize(NULL);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "tokenkitd: the module did not start: 0x%lx\n", (unsigned long)rv);

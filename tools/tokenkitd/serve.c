@@ -176,11 +176,14 @@ others_logged_in_locked(const struct client *me, CK_SLOT_ID slot)
 	return false;
 }
 
+static CK_RV sess_slot(CK_SESSION_HANDLE h, CK_SLOT_ID *slot, CK_STATE *state);
+
 static void
 client_put(struct client *c)
 {
 	CK_SESSION_HANDLE *sess = NULL;
-	size_t n = 0;
+	CK_SLOT_ID logout[MAX_LOGINS];
+	size_t n = 0, nlogout = 0;
 	struct client **pp;
 
 	pthread_mutex_lock(&S.lock);
@@ -195,9 +198,23 @@ client_put(struct client *c)
 		}
 	sess = c->sess;
 	n = c->nsess;
+	/* its login ends with it: the token is logged out unless another
+	 * client is logged in there (the module would keep the login while
+	 * anybody's sessions are open) */
+	for (size_t k = 0; k < c->nlogins; k++)
+		if (!others_logged_in_locked(c, c->logins[k].slot))
+			logout[nlogout++] = c->logins[k].slot;
+	c->nlogins = 0;
 	pthread_mutex_unlock(&S.lock);
-	/* its sessions end with it (the module logs a token out when its last
-	 * session closes: another client's sessions keep it logged in) */
+	for (size_t k = 0; k < nlogout; k++) {
+		CK_SLOT_ID s;
+		for (size_t i = 0; i < n; i++)
+			if (sess_slot(sess[i], &s, NULL) == CKR_OK && s == logout[k]) {
+				(void)C_Logout(sess[i]);
+				break;
+			}
+	}
+	/* its sessions end with it */
 	for (size_t i = 0; i < n; i++)
 		(void)C_CloseSession(sess[i]);
 	tk_log_info("tokenkitd: client %s (pid %ld) gone, %zu session(s) closed", c->exe,
