@@ -82,6 +82,31 @@ tk_expect 'token label +: PIV '
 tk_run "library info in broker mode" "${P11[@]}" -I
 tk_expect '\(broker\)'
 
+# messages that are not ours close their own connection, with a reason in
+# the log, and nothing else: oversize, truncated, not CBOR, an unknown
+# function, no hello first
+bad_client() {
+	python3 - "$SOCK" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(bytes.fromhex(sys.argv[2]))
+s.shutdown(socket.SHUT_WR)
+s.settimeout(5)
+print("answer bytes:", len(s.recv(4096)))
+PY
+}
+tk_run "an oversize length" bad_client 7fffffff
+tk_run "not CBOR" bad_client 00000002ffff
+tk_run "an unknown function" bad_client 0000000784011901f40180
+tk_run "no hello first" bad_client 000000058401000180
+tk_expect 'answer bytes: 0'
+for why in 'oversize message' 'not one CBOR item' 'unknown function' 'no hello first'; do
+	grep -q "closed: $why" "$BLOG" || { cat "$BLOG" >&2; tk_fail "no log line for: $why"; }
+done
+tk_run "the broker still serves" "${P11[@]}" -L
+tk_expect 'token label +: PIV '
+
 printf 'signed through the broker\n' >data.txt
 tk_run "ECDSA 9A through the broker" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
 	-m ECDSA-SHA256 --signature-format openssl -i data.txt -o ec.sig
