@@ -621,6 +621,7 @@ rec_ladder(worker_t *w, int first, uint64_t seq)
 	tk_log_warn("slotmgr: %s: recovery failed; quarantined", s->name);
 	worker_fail_queue(w, TK_ERR_QUARANTINED);
 	w->need_recovery = TK_STEP_PROBE;
+	w->need_recovery_seq = seq;
 	return TK_ERR_QUARANTINED;
 }
 

@@ -101,6 +101,10 @@ typedef struct worker {
 	void *conn;
 	uint64_t conn_card_seq;
 	int need_recovery; /* first ladder step to run after the current item, 0: none */
+	/* The card that recovery is for: the one the failed call went to, not
+	 * whatever card the slot has when the ladder starts (the monitor may
+	 * have seen it removed, or another one inserted, meanwhile). */
+	uint64_t need_recovery_seq;
 	/* When the worker entered its current call into the backend (connect,
 	 * APDU, reset, ...), 0 while it is not in one: read by other threads
 	 * for tk_slot_info_t.busy_ms (a card that is not making progress). */
@@ -261,7 +265,9 @@ void worker_post_recover_locked(slot_t *s, int step, uint64_t card_seq);
 /* The slot's worker is stuck in the backend: take it off the slot, fail its
  * queue and quarantine the reader until the call returns. */
 void worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const char *what);
-/* Fail what is queued (the worker entering quarantine). */
+/* The worker entering quarantine: fail the work queued by the card's users;
+ * the monitor's connects and disconnects stay queued (a removal must still
+ * end the quarantine, a new card must still be connected). */
 void worker_fail_queue(worker_t *w, int err);
 /* tk_slotmgr_reset: a W_RECOVER from step that the caller waits for. */
 int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);

@@ -95,19 +95,24 @@ worker_unref(worker_t *w)
 	mgr_unref(m);
 }
 
-/* With w->mtx held. */
+/* With w->mtx held: fail the queued work; with keep_posts, the monitor's
+ * connects and disconnects (nobody waits for them) stay queued. */
 static void
-fail_queue_locked(worker_t *w, int err)
+fail_queue_locked(worker_t *w, int err, bool keep_posts)
 {
-	work_t *it = w->head;
+	work_t **pp = &w->head, *it;
 
-	w->head = w->tail = NULL;
-	while (it != NULL) {
-		work_t *next = it->next;
-
+	w->tail = NULL;
+	while ((it = *pp) != NULL) {
+		if (keep_posts && (it->op == W_CONNECT || it->op == W_DISCONNECT)) {
+			w->tail = it;
+			pp = &it->next;
+			continue;
+		}
+		*pp = it->next;
+		it->next = NULL;
 		work_complete(it, err);
 		work_unref(it);
-		it = next;
 	}
 }
 
@@ -116,8 +121,9 @@ card_still_there(tk_slotmgr_t *m, worker_t *w, uint64_t card_seq)
 {
 	bool ok;
 
+	/* card_seq 0 is no card: never "still there", even in an empty slot */
 	pthread_mutex_lock(&m->mtx);
-	ok = w->slot->card_seq == card_seq && w->slot->present && !m->stopping;
+	ok = card_seq != 0 && w->slot->card_seq == card_seq && w->slot->present && !m->stopping;
 	pthread_mutex_unlock(&m->mtx);
 	return ok;
 }
@@ -318,6 +324,7 @@ transmit_failed(worker_t *w, work_t *it, int r)
 		mgr_set_state_locked(m, s, TK_SLOT_RECOVERING);
 	pthread_mutex_unlock(&m->mtx);
 	tk_log_warn("slotmgr: %s: transmit: %s; recovering", s->name, tk_strerror(r));
+	w->need_recovery_seq = w->conn_card_seq;
 	if (r == TK_ERR_NO_SERVICE) {
 		w->need_recovery = TK_STEP_CONTEXT;
 		return r;
@@ -374,6 +381,7 @@ pinpad_once(worker_t *w, work_t *it)
 		pthread_mutex_unlock(&m->mtx);
 		tk_log_warn("slotmgr: %s: PIN pad: %s; recovering", s->name, tk_strerror(r));
 		w->need_recovery = r == TK_ERR_NO_SERVICE ? TK_STEP_CONTEXT : TK_STEP_RECONNECT;
+		w->need_recovery_seq = w->conn_card_seq;
 	}
 	return r;
 }
@@ -509,7 +517,7 @@ worker_main(void *arg)
 		while (w->head == NULL && !w->quit && !w->abandoned)
 			pthread_cond_wait(&w->cond, &w->mtx);
 		if (w->quit || w->abandoned) {
-			fail_queue_locked(w, w->quit ? w->quit_err : TK_ERR_UNRESPONSIVE);
+			fail_queue_locked(w, w->quit ? w->quit_err : TK_ERR_UNRESPONSIVE, false);
 			pthread_mutex_unlock(&w->mtx);
 			break;
 		}
@@ -530,14 +538,14 @@ worker_main(void *arg)
 		work_unref(it);
 		while (w->need_recovery != 0) {
 			/* The caller has its answer; recover (or stay in
-			 * quarantine) before the next item. */
+			 * quarantine) before the next item, for the card that
+			 * failed: when it was removed meanwhile, the ladder or
+			 * the quarantine ends its recovery as removed. */
 			int step = w->need_recovery;
-			uint64_t seq;
+			uint64_t seq = w->need_recovery_seq;
 
 			w->need_recovery = 0;
-			pthread_mutex_lock(&m->mtx);
-			seq = w->slot->card_seq;
-			pthread_mutex_unlock(&m->mtx);
+			w->need_recovery_seq = 0;
 			if (!worker_gone(w))
 				(void)rec_ladder(w, step, seq);
 		}
@@ -747,7 +755,7 @@ worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, const 
 	w->step_deadline_us = 0;
 	/* Whoever queued behind the stuck call learns now, not at its own
 	 * deadline. */
-	fail_queue_locked(w, TK_ERR_UNRESPONSIVE);
+	fail_queue_locked(w, TK_ERR_UNRESPONSIVE, false);
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->mtx);
 	worker_unref(w); /* the slot's reference; the thread's remains */
@@ -757,7 +765,7 @@ void
 worker_fail_queue(worker_t *w, int err)
 {
 	pthread_mutex_lock(&w->mtx);
-	fail_queue_locked(w, err);
+	fail_queue_locked(w, err, true);
 	pthread_mutex_unlock(&w->mtx);
 }
 

@@ -24,6 +24,7 @@
 
 #include <tokenkit/card.h>
 #include <tokenkit/err.h>
+#include <tokenkit/log.h>
 #include <tokenkit/slot.h>
 
 #include "recovery_log.h"
@@ -660,6 +661,134 @@ test_quarantine_ends_on_removal(void **state)
 	tk_slotmgr_free(&m);
 }
 
+/* The card changes just as its reader enters quarantine: the worker has
+ * set the slot quarantined and logs "recovery failed; quarantined" before it
+ * starts the quarantine's probes. The sink below makes the change right
+ * there, in the worker's thread, and returns once the manager has seen it
+ * (its CARD_REMOVED event; CARD_INSERTED for a replaced card): the window
+ * that a loaded machine opens by chance, opened every time. */
+static struct {
+	pthread_mutex_t mtx;
+	pthread_cond_t cond; /* default clock: CLOCK_REALTIME (abstime) */
+	bool armed, replace;
+	int want;  /* the event that shows the manager saw the change */
+	bool seen; /* it came */
+	bool done; /* the sink made the change and saw the event */
+} qw = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void
+qw_event(void *ctx, const tk_event_t *ev)
+{
+	(void)ctx;
+	pthread_mutex_lock(&qw.mtx);
+	if (ev->type == qw.want && strcmp(ev->reader, "Fake A") == 0) {
+		qw.seen = true;
+		pthread_cond_broadcast(&qw.cond);
+	}
+	pthread_mutex_unlock(&qw.mtx);
+}
+
+static void
+qw_sink(void *ctx, int level, const char *msg)
+{
+	static const char *const names[] = {"none", "error", "warn", "info", "debug", "trace"};
+	struct timespec dl;
+	bool act;
+
+	(void)ctx;
+	fprintf(stderr, "tokenkit: %s: %s\n", names[level >= 0 && level <= 5 ? level : 5], msg);
+	pthread_mutex_lock(&qw.mtx);
+	act = qw.armed && strstr(msg, "Fake A: recovery failed; quarantined") != NULL;
+	qw.armed = qw.armed && !act;
+	pthread_mutex_unlock(&qw.mtx);
+	if (!act)
+		return;
+	pthread_mutex_lock(&fk.mtx);
+	fk.r[0].cure = CURE_NONE;
+	if (qw.replace)
+		fk.r[0].events++; /* another card (same ATR) */
+	else
+		fk.r[0].card = false;
+	fake_changed_locked();
+	pthread_mutex_unlock(&fk.mtx);
+	/* Bounded: the log lock is held here, so nothing that the manager
+	 * needs for the event may log (the test runs at warn level). */
+	abstime(&dl, 5000);
+	pthread_mutex_lock(&qw.mtx);
+	while (!qw.seen)
+		if (pthread_cond_timedwait(&qw.cond, &qw.mtx, &dl) == ETIMEDOUT)
+			break;
+	qw.done = qw.seen;
+	pthread_mutex_unlock(&qw.mtx);
+}
+
+/* The recovery is the failed card's: it ends as removed (not cured by a
+ * probe of the next card), and the next card is connected and works. */
+static void
+quarantine_entry_change(bool replace)
+{
+	tk_slotmgr_t *m = start(2000, 1000);
+	tk_slot_diag_t d;
+	uint32_t id;
+	tk_card_t *c = card(m, "Fake A", &id);
+	int level = tk_log_get_level(), sub;
+	bool done;
+
+	pthread_mutex_lock(&qw.mtx);
+	qw.armed = true;
+	qw.replace = replace;
+	qw.want = replace ? TK_EVENT_CARD_INSERTED : TK_EVENT_CARD_REMOVED;
+	qw.seen = qw.done = false;
+	pthread_mutex_unlock(&qw.mtx);
+	sub = tk_slotmgr_subscribe(m, qw_event, NULL, false);
+	assert_true(sub > 0);
+	tk_log_set_level(TK_LOG_WARN);
+	tk_log_set_sink(qw_sink, NULL);
+	fake_fault(0, CURE_NEVER, TK_ERR_COMM, 0);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_COMM);
+	wait_recoveries(m, id, 1, &d);
+	tk_log_set_sink(NULL, NULL);
+	tk_log_set_level(level);
+	pthread_mutex_lock(&qw.mtx);
+	done = qw.done;
+	pthread_mutex_unlock(&qw.mtx);
+	assert_true(done); /* the change was made inside the window */
+	assert_int_equal(d.recoveries, 1);
+	assert_int_equal(last(&d)->outcome, TK_ERR_CARD_REMOVED);
+	assert_int_equal(last(&d)->cured_by, TK_STEP_NONE);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_ERR_CARD_REMOVED);
+	tk_card_unref(&c);
+	if (!replace) {
+		assert_true(wait_state(m, id, TK_SLOT_EMPTY, 5000));
+		pthread_mutex_lock(&fk.mtx);
+		fk.r[0].card = true;
+		fk.r[0].events++;
+		fake_changed_locked();
+		pthread_mutex_unlock(&fk.mtx);
+	}
+	c = card(m, "Fake A", &id);
+	assert_int_equal(xmit(c, gen_auth, sizeof(gen_auth), 1000), TK_OK);
+	assert_int_equal(tk_slotmgr_diag(m, id, &d), TK_OK);
+	assert_int_equal(d.recoveries, 1);
+	tk_card_unref(&c);
+	tk_slotmgr_unsubscribe(m, sub);
+	tk_slotmgr_free(&m);
+}
+
+static void
+test_removal_entering_quarantine(void **state)
+{
+	(void)state;
+	quarantine_entry_change(false);
+}
+
+static void
+test_replaced_entering_quarantine(void **state)
+{
+	(void)state;
+	quarantine_entry_change(true);
+}
+
 /* A recovery step that never returns: the watchdog abandons the worker and
  * quarantines the reader; callers get answers by their deadline; when the
  * call returns the ladder goes on and the reader is valid again. */
@@ -1004,6 +1133,8 @@ main(void)
 	        cmocka_unit_test(test_cured_by_new_context),
 	        cmocka_unit_test(test_quarantine_and_backoff),
 	        cmocka_unit_test(test_quarantine_ends_on_removal),
+	        cmocka_unit_test(test_removal_entering_quarantine),
+	        cmocka_unit_test(test_replaced_entering_quarantine),
 	        cmocka_unit_test(test_stuck_step_deadlines),
 	        cmocka_unit_test(test_stuck_transmit_deadline),
 	        cmocka_unit_test(test_forced_reset_and_log),
