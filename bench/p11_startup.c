@@ -34,6 +34,8 @@
 
 #include <pkcs11-helper-1.0/pkcs11.h>
 
+#include "../tests/p11_load.h"
+
 #include "clock.h" /* core: tk_now_ms */
 
 static CK_FUNCTION_LIST_PTR p11;
@@ -297,23 +299,12 @@ run(const char *a)
 int
 main(int argc, char **argv)
 {
-	CK_C_GetFunctionList gfl;
-	void *lib;
-
 	if (argc < 2) {
 		fprintf(stderr, "usage: p11_startup MODULE ACTION...\n");
 		return 2;
 	}
-	lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-	if (lib == NULL) {
-		fprintf(stderr, "p11_startup: %s\n", dlerror());
+	if ((p11 = tk_test_p11_load("p11_startup", argv[1])) == NULL)
 		return 1;
-	}
-	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
-	if (gfl == NULL || gfl(&p11) != CKR_OK) {
-		fprintf(stderr, "p11_startup: no function list\n");
-		return 1;
-	}
 	for (int i = 2; i < argc; i++) {
 		if (run(argv[i]) != 0) {
 			fprintf(stderr, "p11_startup: bad action '%s'\n", argv[i]);

@@ -1,4 +1,6 @@
 /* tokenkit: the CBOR helpers every codec shares (cborutil.h). */
+#include <string.h>
+
 #include <tokenkit/err.h>
 
 #include "cborutil.h"
@@ -117,4 +119,31 @@ tk_cbor_map_put(cbor_item_t *map, const char *key, cbor_item_t *val)
 	if (val != NULL)
 		cbor_decref(&val);
 	return ok;
+}
+
+bool
+tk_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *len)
+{
+	size_t n;
+
+	if (!cbor_isa_string(it) || !cbor_string_is_definite(it))
+		return false;
+	n = cbor_string_length(it);
+	if (n >= cap || (n > 0 && memchr(cbor_string_handle(it), '\0', n) != NULL))
+		return false;
+	if (n > 0)
+		memcpy(out, cbor_string_handle(it), n);
+	out[n] = '\0';
+	if (len != NULL)
+		*len = n;
+	return true;
+}
+
+bool
+tk_cbor_get_uint(const cbor_item_t *it, uint64_t max, uint64_t *v)
+{
+	if (!cbor_isa_uint(it))
+		return false;
+	*v = cbor_get_int(it);
+	return *v <= max;
 }

@@ -40,4 +40,12 @@ cbor_item_t *tk_cbor_uint(uint64_t v);
  * allocation that failed). false when out of memory. */
 bool tk_cbor_map_put(cbor_item_t *map, const char *key, cbor_item_t *val);
 
+/* The text of a definite text string, copied NUL-terminated into out of
+ * cap bytes, its length in *len (when not NULL); false for anything else,
+ * a longer one or one holding a NUL. */
+bool tk_cbor_text(const cbor_item_t *it, char *out, size_t cap, size_t *len);
+
+/* An unsigned integer no larger than max. */
+bool tk_cbor_get_uint(const cbor_item_t *it, uint64_t max, uint64_t *v);
+
 #endif

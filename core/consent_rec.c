@@ -158,40 +158,13 @@ tk_consent_rec_encode(const tk_consent_rec_t *rec, uint8_t **out, size_t *len)
 	return TK_OK;
 }
 
-/* The text of a definite text string, copied (NUL-terminated) into out of
- * cap bytes; false for anything else, a longer one or one holding a NUL. */
-static bool
-get_text(const cbor_item_t *it, char *out, size_t cap)
-{
-	size_t n;
-
-	if (!cbor_isa_string(it) || !cbor_string_is_definite(it))
-		return false;
-	n = cbor_string_length(it);
-	if (n >= cap || (n > 0 && memchr(cbor_string_handle(it), '\0', n) != NULL))
-		return false;
-	if (n > 0)
-		memcpy(out, cbor_string_handle(it), n);
-	out[n] = '\0';
-	return true;
-}
-
-static bool
-get_uint(const cbor_item_t *it, uint64_t max, uint64_t *v)
-{
-	if (!cbor_isa_uint(it))
-		return false;
-	*v = cbor_get_int(it);
-	return *v <= max;
-}
-
 /* Index of key in field_keys, or -1. */
 static int
 key_index(const cbor_item_t *k)
 {
 	char buf[16];
 
-	if (!get_text(k, buf, sizeof(buf)))
+	if (!tk_cbor_text(k, buf, sizeof(buf), NULL))
 		return -1;
 	for (int i = 0; i < F_N; i++)
 		if (strcmp(buf, field_keys[i]) == 0)
@@ -210,7 +183,7 @@ check_version(const cbor_item_t *m)
 	for (size_t i = 0; i < cbor_map_size(m); i++) {
 		if (key_index(pairs[i].key) != F_VERSION)
 			continue;
-		if (!get_uint(pairs[i].value, UINT64_MAX, &v))
+		if (!tk_cbor_get_uint(pairs[i].value, UINT64_MAX, &v))
 			return TK_ERR_MALFORMED;
 		return v == TK_CONSENT_VERSION ? TK_OK : TK_ERR_NOT_SUPPORTED;
 	}
@@ -237,17 +210,17 @@ parse(const cbor_item_t *m, tk_consent_rec_t *rec)
 	for (int k = 0; k < F_N; k++)
 		if (v[k] == NULL)
 			return TK_ERR_MALFORMED;
-	if (!get_text(v[F_PROGRAM], rec->program, sizeof(rec->program)) ||
-	    !get_text(v[F_SERIAL], rec->token_serial, sizeof(rec->token_serial)) ||
-	    !get_text(v[F_TLABEL], rec->token_label, sizeof(rec->token_label)) ||
-	    !get_text(v[F_KEY_ID], rec->key_id, sizeof(rec->key_id)) ||
-	    !get_text(v[F_KLABEL], rec->key_label, sizeof(rec->key_label)) ||
-	    !get_uint(v[F_TIME], UINT64_MAX, &rec->time_us))
+	if (!tk_cbor_text(v[F_PROGRAM], rec->program, sizeof(rec->program), NULL) ||
+	    !tk_cbor_text(v[F_SERIAL], rec->token_serial, sizeof(rec->token_serial), NULL) ||
+	    !tk_cbor_text(v[F_TLABEL], rec->token_label, sizeof(rec->token_label), NULL) ||
+	    !tk_cbor_text(v[F_KEY_ID], rec->key_id, sizeof(rec->key_id), NULL) ||
+	    !tk_cbor_text(v[F_KLABEL], rec->key_label, sizeof(rec->key_label), NULL) ||
+	    !tk_cbor_get_uint(v[F_TIME], UINT64_MAX, &rec->time_us))
 		return TK_ERR_MALFORMED;
-	if (!get_uint(v[F_UID], UINT32_MAX, &u))
+	if (!tk_cbor_get_uint(v[F_UID], UINT32_MAX, &u))
 		return TK_ERR_MALFORMED;
 	rec->uid = (uint32_t)u;
-	if (!get_uint(v[F_DECISION], TK_CONSENT_DENY, &u))
+	if (!tk_cbor_get_uint(v[F_DECISION], TK_CONSENT_DENY, &u))
 		return TK_ERR_MALFORMED;
 	rec->decision = (int)u;
 	/* the writer's own checks decide what a valid record is */

@@ -628,26 +628,6 @@ load_cbor(const uint8_t *body, size_t len, cbor_item_t **out)
 	return r;
 }
 
-/* The text of a definite text string, copied (NUL-terminated) into out of
- * cap bytes; false for anything else or a longer one. */
-static bool
-get_text(const cbor_item_t *it, char *out, size_t cap, size_t *len)
-{
-	size_t n;
-
-	if (!cbor_isa_string(it) || !cbor_string_is_definite(it))
-		return false;
-	n = cbor_string_length(it);
-	if (n >= cap)
-		return false;
-	if (n > 0)
-		memcpy(out, cbor_string_handle(it), n);
-	out[n] = '\0';
-	if (len != NULL)
-		*len = n;
-	return true;
-}
-
 static bool
 get_bytes(const cbor_item_t *it, size_t max, const uint8_t **p, size_t *n)
 {
@@ -658,22 +638,13 @@ get_bytes(const cbor_item_t *it, size_t max, const uint8_t **p, size_t *n)
 	return *n <= max;
 }
 
-static bool
-get_uint(const cbor_item_t *it, uint64_t max, uint64_t *v)
-{
-	if (!cbor_isa_uint(it))
-		return false;
-	*v = cbor_get_int(it);
-	return *v <= max;
-}
-
 /* Index of key in names (n of them), or -1. */
 static int
 key_index(const cbor_item_t *k, const char *const *names, int n)
 {
 	char buf[16];
 
-	if (!get_text(k, buf, sizeof(buf), NULL))
+	if (!tk_cbor_text(k, buf, sizeof(buf), NULL))
 		return -1;
 	for (int i = 0; i < n; i++)
 		if (strcmp(buf, names[i]) == 0)
@@ -708,9 +679,9 @@ parse_item(const cbor_item_t *m, tk_registration_t *r)
 		v[k] = pairs[i].value;
 	}
 	memset(&it, 0, sizeof(it));
-	ok = v[I_KIND] != NULL && get_text(v[I_KIND], kind, sizeof(kind), NULL) &&
+	ok = v[I_KIND] != NULL && tk_cbor_text(v[I_KIND], kind, sizeof(kind), NULL) &&
 	     v[I_ID] != NULL && get_bytes(v[I_ID], TK_REG_ID_MAX, &it.id, &it.id_len) &&
-	     v[I_LABEL] != NULL && get_text(v[I_LABEL], label, sizeof(label), &ll) &&
+	     v[I_LABEL] != NULL && tk_cbor_text(v[I_LABEL], label, sizeof(label), &ll) &&
 	     label_ok(label, ll) && v[I_DER] != NULL &&
 	     get_bytes(v[I_DER], TK_REG_DER_MAX, &it.der, &it.der_len);
 	if (!ok)
@@ -722,12 +693,12 @@ parse_item(const cbor_item_t *m, tk_registration_t *r)
 		     v[I_HANDLE] == NULL;
 	} else if (strcmp(kind, "key") == 0) {
 		it.kind = TK_REG_ITEM_KEY;
-		ok = v[I_TYPE] != NULL && get_text(v[I_TYPE], type, sizeof(type), NULL) &&
+		ok = v[I_TYPE] != NULL && tk_cbor_text(v[I_TYPE], type, sizeof(type), NULL) &&
 		     v[I_HANDLE] != NULL &&
 		     get_bytes(v[I_HANDLE], TK_REG_HANDLE_MAX, &it.handle, &it.handle_len) &&
-		     v[I_BITS] != NULL && get_uint(v[I_BITS], 65536, &u);
+		     v[I_BITS] != NULL && tk_cbor_get_uint(v[I_BITS], 65536, &u);
 		it.key_bits = ok ? (unsigned)u : 0;
-		ok = ok && v[I_USAGE] != NULL && get_uint(v[I_USAGE], 0xff, &u);
+		ok = ok && v[I_USAGE] != NULL && tk_cbor_get_uint(v[I_USAGE], 0xff, &u);
 		it.usage = ok ? (unsigned)u : 0;
 		it.key_type = !ok                            ? TK_KEY_NONE
 		              : strcmp(type, "rsa") == 0     ? TK_KEY_RSA
@@ -784,17 +755,17 @@ parse_rec(const cbor_item_t *m, tk_registration_t **out)
 	for (int k = 0; k < R_N; k++)
 		if (v[k] == NULL)
 			return TK_ERR_MALFORMED;
-	if (!get_text(v[R_PROVIDER], provider, sizeof(provider), NULL) ||
-	    !get_text(v[R_INSTANCE], instance, sizeof(instance), NULL))
+	if (!tk_cbor_text(v[R_PROVIDER], provider, sizeof(provider), NULL) ||
+	    !tk_cbor_text(v[R_INSTANCE], instance, sizeof(instance), NULL))
 		return TK_ERR_MALFORMED;
 	if ((res = tk_registration_new(provider, instance, &r)) != TK_OK)
 		return res == TK_ERR_NO_MEMORY ? res : TK_ERR_MALFORMED;
 	res = TK_ERR_MALFORMED;
-	if (!get_uint(v[R_GEN], UINT64_MAX - 1, &r->gen) || r->gen == 0 ||
-	    !get_uint(v[R_CREATED], UINT64_MAX, &r->created) ||
-	    !get_uint(v[R_UPDATED], UINT64_MAX, &r->updated) ||
-	    !get_uint(v[R_FLAGS], TK_REG_FLAG_CARD, &u) || !cbor_is_bool(v[R_REMOVED]) ||
-	    !get_text(v[R_LABEL], r->label, sizeof(r->label), &ll) || !label_ok(r->label, ll) ||
+	if (!tk_cbor_get_uint(v[R_GEN], UINT64_MAX - 1, &r->gen) || r->gen == 0 ||
+	    !tk_cbor_get_uint(v[R_CREATED], UINT64_MAX, &r->created) ||
+	    !tk_cbor_get_uint(v[R_UPDATED], UINT64_MAX, &r->updated) ||
+	    !tk_cbor_get_uint(v[R_FLAGS], TK_REG_FLAG_CARD, &u) || !cbor_is_bool(v[R_REMOVED]) ||
+	    !tk_cbor_text(v[R_LABEL], r->label, sizeof(r->label), &ll) || !label_ok(r->label, ll) ||
 	    !cbor_isa_array(v[R_ITEMS]) || !cbor_array_is_definite(v[R_ITEMS]) ||
 	    cbor_array_size(v[R_ITEMS]) > TK_REG_ITEMS_MAX ||
 	    !get_bytes(v[R_CONFIG], TK_REG_CONFIG_MAX, &config, &config_len))
@@ -899,7 +870,7 @@ tk_reg_store_id_decode(const uint8_t *p, size_t len, tk_reg_store_id_t *id)
 	}
 	memset(&got, 0, sizeof(got));
 	if (v[0] == NULL || v[1] == NULL || !get_bytes(v[0], TK_REG_ID_LEN, &idp, &idl) ||
-	    idl != TK_REG_ID_LEN || !get_uint(v[1], UINT64_MAX, &got.created))
+	    idl != TK_REG_ID_LEN || !tk_cbor_get_uint(v[1], UINT64_MAX, &got.created))
 		goto out;
 	memcpy(got.id, idp, TK_REG_ID_LEN);
 	if ((res = tk_reg_store_id_encode(&got, &again, &again_len)) != TK_OK)

@@ -37,6 +37,8 @@
 
 #include <pkcs11-helper-1.0/pkcs11.h>
 
+#include "../p11_load.h"
+
 static CK_FUNCTION_LIST_PTR p11;
 static CK_SLOT_ID slot;
 static CK_SESSION_HANDLE sess = CK_INVALID_HANDLE;
@@ -318,11 +320,8 @@ run(char *line)
 int
 main(int argc, char **argv)
 {
-	CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR);
 	const char *module = NULL;
 	char line[1024];
-	void *lib;
-
 	bool bad = false;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -343,16 +342,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: tk-p11-remote-client [--sigpipe default|ignore] MODULE\n");
 		return 2;
 	}
-	lib = dlopen(module, RTLD_NOW | RTLD_LOCAL);
-	if (lib == NULL) {
-		fprintf(stderr, "tk-p11-remote-client: %s\n", dlerror());
+	if ((p11 = tk_test_p11_load("tk-p11-remote-client", module)) == NULL)
 		return 2;
-	}
-	*(void **)&get_list = dlsym(lib, "C_GetFunctionList");
-	if (get_list == NULL || get_list(&p11) != CKR_OK) {
-		fprintf(stderr, "tk-p11-remote-client: no C_GetFunctionList in %s\n", module);
-		return 2;
-	}
 	answer("ready %d", (int)getpid());
 	while (fgets(line, sizeof(line), stdin) != NULL)
 		run(line);
