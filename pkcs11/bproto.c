@@ -412,17 +412,18 @@ wait_fd(int fd, short events, int64_t deadline)
 		timeout = -1;
 		if (deadline >= 0) {
 			int64_t left = deadline - tk_now_ms();
-			if (left <= 0) {
-				errno = ETIMEDOUT;
-				return -1;
-			}
-			timeout = left > 60000 ? 60000 : (int)left;
+			/* (past the deadline, what is there already still counts) */
+			timeout = left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
 		}
 		n = poll(&pfd, 1, timeout);
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR)
 			return -1;
+		if (n == 0 && timeout == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
 	}
 }
 
@@ -474,49 +475,60 @@ read_full(int fd, uint8_t *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-int
-bp_read_msg(int fd, uint8_t **out, size_t *len, int64_t deadline)
+void
+bp_rbuf_wipe(struct bp_rbuf *rb)
 {
-	uint8_t first[4096];
-	size_t have = 0, n;
+	tk_wipe(rb, sizeof(*rb));
+}
+
+int
+bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t deadline)
+{
+	size_t n, take;
 	ssize_t got;
 
 	*out = NULL;
 	*len = 0;
-	/* Requests and answers alternate on a connection, so what is there is
-	 * at most one message: a small one comes in with one recv. */
-	while (have < 4) {
-		/* (without a deadline, on a blocking socket: the broker's
-		 * wait for a client's next request, one call) */
-		got = recv(fd, first + have, sizeof(first) - have, deadline < 0 ? 0 : MSG_DONTWAIT);
+	if (rb->off > 0) { /* what is left to the front */
+		memmove(rb->b, rb->b + rb->off, rb->len - rb->off);
+		rb->len -= rb->off;
+		tk_wipe(rb->b + rb->len, rb->off);
+		rb->off = 0;
+	}
+	while (rb->len < 4) {
+		/* a client waits for its answer first (it is rarely there
+		 * already: one poll and one recv); the broker, without a
+		 * deadline on a blocking socket, just reads */
+		if (deadline >= 0 && wait_fd(fd, POLLIN, deadline) < 0)
+			return -1;
+		got = recv(fd, rb->b + rb->len, sizeof(rb->b) - rb->len,
+		           deadline < 0 ? 0 : MSG_DONTWAIT);
 		if (got > 0) {
-			have += (size_t)got;
+			rb->len += (size_t)got;
 			continue;
 		}
 		if (got == 0) {
 			errno = ECONNRESET;
 			return -1;
 		}
-		if (errno == EINTR)
-			continue;
-		if ((errno != EAGAIN && errno != EWOULDBLOCK) || wait_fd(fd, POLLIN, deadline) < 0)
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
 	}
-	n = (size_t)first[0] << 24 | (size_t)first[1] << 16 | (size_t)first[2] << 8 | first[3];
+	n = (size_t)rb->b[0] << 24 | (size_t)rb->b[1] << 16 | (size_t)rb->b[2] << 8 | rb->b[3];
 	if (n == 0 || n > BP_MAX_MSG) {
 		errno = EMSGSIZE;
-		return -1;
-	}
-	if (have - 4 > n) {
-		errno = EPROTO; /* more than one message: the peer broke the rule */
 		return -1;
 	}
 	*out = malloc(n);
 	if (*out == NULL)
 		return -1;
-	memcpy(*out, first + 4, have - 4);
-	tk_wipe(first, have);
-	if (have - 4 < n && read_full(fd, *out + (have - 4), n - (have - 4), deadline) < 0) {
+	take = rb->len - 4 < n ? rb->len - 4 : n;
+	memcpy(*out, rb->b + 4, take);
+	tk_wipe(rb->b, 4 + take);
+	rb->off = 4 + take;
+	if (rb->off == rb->len)
+		rb->off = rb->len = 0;
+	if (take < n && read_full(fd, *out + take, n - take, deadline) < 0) {
 		tk_freezero(*out, n);
 		*out = NULL;
 		return -1;

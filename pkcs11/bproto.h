@@ -7,7 +7,10 @@
  *   [BP_VERSION, call id, CK_RV, [results...]]
  * where function is the PKCS#11 function's place in rv.h's list (BP_C_*) or
  * BP_HELLO, the first request of every connection:
- *   [client id (16 bytes)] -> [instance id (16 bytes), client serial, broker pid]
+ *   [client id (16 bytes), features] -> [instance id (16 bytes), client
+ *   serial, broker pid]
+ * (features: BP_FEAT_* bits; a broker passes over bits it does not know,
+ * and takes a hello without them as features 0.)
  * The instance id changes with every start of the broker, the client serial
  * whenever the broker made new state for the client id (its sessions and
  * logins are gone): either one tells the client to re-sync.
@@ -35,6 +38,16 @@
 /* What one argument may carry: a PIN, a certificate, data to sign. */
 #define BP_MAX_BYTES (256u * 1024u)
 #define BP_MAX_ITEMS 1024 /* attributes in a template, handles in a list */
+
+/* A client with BP_FEAT_STILL takes "still working" answers to a call that
+ * waits on a person (a consent prompt): [BP_VERSION, call id, BP_RV_STILL,
+ * []], at least every BP_STILL_MS until the real answer. Each gives the call
+ * the client's own timeout again, up to BP_STILL_MAX_MS from its start: a
+ * broker that stops answering is still given up on at the deadline. */
+#define BP_FEAT_STILL 1u
+#define BP_RV_STILL ((uint64_t)1 << 32) /* (no CK_RV) */
+#define BP_STILL_MS 1000
+#define BP_STILL_MAX_MS (5 * 60 * 1000)
 
 enum bp_fn {
 #define BP_ENUM(name, params, args) BP_##name,
@@ -122,8 +135,19 @@ bool bp_get_template(struct bp_r *r, CK_ATTRIBUTE **out, CK_ULONG *count);
 /* Write all of buf before deadline (ms, monotonic; <0: none). 0, or -1
  * (errno: ETIMEDOUT, EPIPE, ...). */
 int bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline);
-/* Read one framed payload (malloc'd) before deadline. 0; -1 with errno
- * (ETIMEDOUT, ECONNRESET for a close, EMSGSIZE for an oversize length). */
-int bp_read_msg(int fd, uint8_t **out, size_t *len, int64_t deadline);
+/* What was read from a connection beyond the message taken: a client may
+ * send its next request before it reads the answer to the last (a
+ * pipelined C_*Init, remote.c), so one recv can bring more than one
+ * message. One per connection, zeroed to start; bp_rbuf_wipe when done
+ * (it may hold a PIN). */
+struct bp_rbuf {
+	size_t off, len;
+	uint8_t b[4096];
+};
+void bp_rbuf_wipe(struct bp_rbuf *rb);
+/* Read one framed payload (malloc'd) before deadline (<0: none, and fd
+ * blocks). 0; -1 with errno (ETIMEDOUT, ECONNRESET for a close, EMSGSIZE
+ * for an oversize length). */
+int bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t deadline);
 
 #endif

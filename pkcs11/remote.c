@@ -20,7 +20,17 @@
  *    the call that finds it so gets the code of a missing operation or
  *    login); a different or missing token ends it (CKR_SESSION_HANDLE_INVALID).
  *  - Object handles carry their epoch in the upper 32 bits: a handle from
- *    before a restart is invalid, never another object. */
+ *    before a restart is invalid, never another object.
+ *  - Pipelined operations: a C_SignInit (Verify, Encrypt, Decrypt, Digest)
+ *    just like the last one that worked on the session (same mechanism and
+ *    parameters, same key, no operation active as far as we know) answers
+ *    CKR_OK at once; its request goes to the broker in one write with the
+ *    session's next call (in the same epoch only), and both answers are
+ *    read then: one round trip per signature instead of two.
+ *    Such an init can fail only because something changed (a logout, the
+ *    key or the token gone, the broker's connection): the next call of the
+ *    operation then answers that error, in the codes PKCS#11 gives it
+ *    (deferred_rv). Any other init waits for its answer. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -48,12 +58,46 @@
 #define WAIT_POLL_MS 100
 #define IDENT_LEN 64 /* token label 32, model 16, serial 16 */
 
+/* A connection to the broker, with what was read beyond its last answer. */
+struct rconn {
+	int fd;
+	struct bp_rbuf rb;
+};
+
+enum { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST, OP_N };
+enum { STEP_INIT, STEP_ONE, STEP_UPDATE, STEP_FINAL };
+
+#define OP_PARAM_MAX 64
+
+/* What we know of one kind of operation on a session. */
+struct rop {
+	bool active; /* may be active (when unsure: yes) */
+	bool repeat; /* the last init worked: the same one may be pipelined */
+	uint32_t epoch;
+	CK_MECHANISM_TYPE mech;
+	CK_ULONG plen;
+	uint8_t param[OP_PARAM_MAX];
+	CK_OBJECT_HANDLE key;
+};
+
+/* A pipelined init, not sent yet: its request, call id, operation and
+ * the epoch its handles are of. */
+struct rpend {
+	uint8_t *buf;
+	size_t len;
+	uint64_t id;
+	int op;
+	uint32_t epoch;
+};
+
 struct rsess {
 	CK_SESSION_HANDLE h, bh;
 	CK_SLOT_ID slot; /* ours */
 	CK_FLAGS flags;
 	uint32_t epoch;
 	uint8_t ident[IDENT_LEN];
+	struct rop ops[OP_N];
+	struct rpend pend; /* (it goes with the session's next call) */
 };
 
 struct rslot {
@@ -71,7 +115,7 @@ static struct {
 	uint8_t instance[BP_ID_LEN];
 	uint64_t client_serial;
 	uint32_t epoch;
-	int idle[IDLE_MAX];
+	struct rconn *idle[IDLE_MAX];
 	size_t nidle;
 	int timeout_ms;
 	uint64_t next_call;
@@ -187,7 +231,7 @@ deadline(void)
 
 /* Say hello on a new connection and follow the broker's instance. */
 static int
-hello(int fd)
+hello(struct rconn *cn)
 {
 	struct bp_w w;
 	struct bp_msg m;
@@ -200,9 +244,11 @@ hello(int fd)
 
 	bp_w_init(&w);
 	bp_put_b(&w, R.client_id, BP_ID_LEN);
+	bp_put_u(&w, BP_FEAT_STILL);
 	if (!bp_encode_request(BP_HELLO, 0, &w, &buf, &len))
 		return -1;
-	if (bp_write_all(fd, buf, len, dl) < 0 || bp_read_msg(fd, &in, &ilen, dl) < 0) {
+	if (bp_write_all(cn->fd, buf, len, dl) < 0 ||
+	    bp_read_msg(cn->fd, &cn->rb, &in, &ilen, dl) < 0) {
 		free(buf);
 		return -1;
 	}
@@ -233,60 +279,328 @@ hello(int fd)
 	return rc;
 }
 
-static int
+static void
+conn_close(struct rconn *cn)
+{
+	if (cn == NULL)
+		return;
+	close(cn->fd);
+	bp_rbuf_wipe(&cn->rb);
+	free(cn);
+}
+
+static struct rconn *
 conn_get(void)
 {
-	int fd = -1;
+	struct rconn *cn = NULL;
 
 	pthread_mutex_lock(&R.lock);
 	if (R.nidle > 0)
-		fd = R.idle[--R.nidle];
+		cn = R.idle[--R.nidle];
 	pthread_mutex_unlock(&R.lock);
-	if (fd >= 0)
-		return fd;
-	fd = connect_broker();
-	if (fd >= 0 && hello(fd) < 0) {
-		close(fd);
-		fd = -1;
+	if (cn != NULL)
+		return cn;
+	if ((cn = calloc(1, sizeof(*cn))) == NULL)
+		return NULL;
+	cn->fd = connect_broker();
+	if (cn->fd < 0) {
+		free(cn);
+		return NULL;
 	}
-	return fd;
+	if (hello(cn) < 0) {
+		conn_close(cn);
+		return NULL;
+	}
+	return cn;
 }
 
 static void
-conn_put(int fd)
+conn_put(struct rconn *cn)
 {
 	pthread_mutex_lock(&R.lock);
 	if (R.initialized && R.nidle < IDLE_MAX) {
-		R.idle[R.nidle++] = fd;
-		fd = -1;
+		R.idle[R.nidle++] = cn;
+		cn = NULL;
 	}
 	pthread_mutex_unlock(&R.lock);
-	if (fd >= 0)
-		close(fd);
+	conn_close(cn);
 }
+
+static struct rsess *sess_find_locked(CK_SESSION_HANDLE h);
+static uint32_t cur_epoch(void);
 
 /* One call's connection and answer. */
 struct rc {
-	int fd;
+	struct rconn *cn;
+	CK_SESSION_HANDLE h; /* the session the call is about, or 0 */
+	bool out_query;      /* the caller asked for a length only */
+	struct rpend pend;   /* a pipelined init, to send first */
 	struct bp_msg m;
 	struct bp_r *r; /* the answer's results */
 };
 
+/* A connection for a call about session h (0: none), and the session's
+ * pipelined init to send with it. */
 static CK_RV
-rc_begin(struct rc *c)
+rc_begin(struct rc *c, CK_SESSION_HANDLE h)
 {
+	struct rsess *s;
+
 	memset(c, 0, sizeof(*c));
-	c->fd = conn_get();
-	return c->fd < 0 ? CKR_DEVICE_ERROR : CKR_OK;
+	c->h = h;
+	if (h != 0) {
+		pthread_mutex_lock(&R.lock);
+		s = sess_find_locked(h);
+		if (s != NULL && s->pend.buf != NULL) {
+			c->pend = s->pend;
+			s->pend.buf = NULL;
+		}
+		pthread_mutex_unlock(&R.lock);
+	}
+	c->cn = conn_get();
+	return c->cn == NULL ? CKR_DEVICE_ERROR : CKR_OK;
+}
+
+static void
+pend_free(struct rpend *p)
+{
+	tk_freezero(p->buf, p->len);
+	p->buf = NULL;
 }
 
 static void
 rc_end(struct rc *c)
 {
+	struct rsess *s;
+
 	bp_msg_free(&c->m);
-	if (c->fd >= 0)
-		conn_put(c->fd);
-	c->fd = -1;
+	if (c->pend.buf != NULL) {
+		/* the call never went: the init waits for the next one */
+		pthread_mutex_lock(&R.lock);
+		s = sess_find_locked(c->h);
+		if (s != NULL && s->pend.buf == NULL) {
+			s->pend = c->pend;
+			c->pend.buf = NULL;
+		}
+		pthread_mutex_unlock(&R.lock);
+		pend_free(&c->pend);
+	}
+	if (c->cn != NULL)
+		conn_put(c->cn);
+	c->cn = NULL;
+}
+
+static void
+rc_broken(struct rc *c)
+{
+	conn_close(c->cn);
+	c->cn = NULL;
+}
+
+/* The operation and step of a function (false: it has none). */
+static bool
+op_of(uint32_t fn, int *op, int *step)
+{
+	static const struct {
+		uint32_t fn;
+		int op, step;
+	} t[] = {
+	        {BP_C_SignInit, OP_SIGN, STEP_INIT},
+	        {BP_C_Sign, OP_SIGN, STEP_ONE},
+	        {BP_C_SignUpdate, OP_SIGN, STEP_UPDATE},
+	        {BP_C_SignFinal, OP_SIGN, STEP_FINAL},
+	        {BP_C_VerifyInit, OP_VERIFY, STEP_INIT},
+	        {BP_C_Verify, OP_VERIFY, STEP_ONE},
+	        {BP_C_VerifyUpdate, OP_VERIFY, STEP_UPDATE},
+	        {BP_C_VerifyFinal, OP_VERIFY, STEP_FINAL},
+	        {BP_C_EncryptInit, OP_ENCRYPT, STEP_INIT},
+	        {BP_C_Encrypt, OP_ENCRYPT, STEP_ONE},
+	        {BP_C_EncryptUpdate, OP_ENCRYPT, STEP_UPDATE},
+	        {BP_C_EncryptFinal, OP_ENCRYPT, STEP_FINAL},
+	        {BP_C_DecryptInit, OP_DECRYPT, STEP_INIT},
+	        {BP_C_Decrypt, OP_DECRYPT, STEP_ONE},
+	        {BP_C_DecryptUpdate, OP_DECRYPT, STEP_UPDATE},
+	        {BP_C_DecryptFinal, OP_DECRYPT, STEP_FINAL},
+	        {BP_C_DigestInit, OP_DIGEST, STEP_INIT},
+	        {BP_C_Digest, OP_DIGEST, STEP_ONE},
+	        {BP_C_DigestUpdate, OP_DIGEST, STEP_UPDATE},
+	        {BP_C_DigestKey, OP_DIGEST, STEP_UPDATE},
+	        {BP_C_DigestFinal, OP_DIGEST, STEP_FINAL},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (t[i].fn == fn) {
+			*op = t[i].op;
+			*step = t[i].step;
+			return true;
+		}
+	return false;
+}
+
+/* A pipelined init's error, as the next call of its operation answers it:
+ * in that function's codes (PKCS#11 3.0 section 5.2), else
+ * CKR_FUNCTION_FAILED. */
+static CK_RV
+deferred_rv(int op, CK_RV rv)
+{
+	switch (rv) {
+	case CKR_DEVICE_ERROR:
+	case CKR_DEVICE_MEMORY:
+	case CKR_DEVICE_REMOVED:
+	case CKR_FUNCTION_CANCELED:
+	case CKR_GENERAL_ERROR:
+	case CKR_HOST_MEMORY:
+	case CKR_SESSION_CLOSED:
+	case CKR_SESSION_HANDLE_INVALID:
+		return rv;
+	case CKR_TOKEN_NOT_PRESENT:
+		return CKR_DEVICE_REMOVED;
+	case CKR_USER_NOT_LOGGED_IN:
+		return op == OP_SIGN || op == OP_DECRYPT ? rv : CKR_FUNCTION_FAILED;
+	default:
+		return CKR_FUNCTION_FAILED;
+	}
+}
+
+/* After a call of an operation's step: what we know of it. */
+static void
+op_step(struct rc *c, uint32_t fn, CK_RV rv)
+{
+	struct rsess *s;
+	int op, step;
+	bool ends;
+
+	if (c->h == 0 || !op_of(fn, &op, &step) || step == STEP_INIT)
+		return;
+	if (step == STEP_UPDATE)
+		ends = rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL;
+	else
+		ends = rv != CKR_BUFFER_TOO_SMALL && !(rv == CKR_OK && c->out_query);
+	pthread_mutex_lock(&R.lock);
+	s = sess_find_locked(c->h);
+	if (s != NULL && ends)
+		s->ops[op].active = false;
+	if (s != NULL && rv == CKR_DEVICE_ERROR)
+		s->ops[op].repeat = false; /* (the broker may keep it: ask next time) */
+	pthread_mutex_unlock(&R.lock);
+}
+
+/* The answer to call id of fn into *m, past its "still working" answers
+ * (each gives the call its timeout again, up to BP_STILL_MAX_MS after
+ * t0). -1: none before *dl, or the connection failed or is not trusted. */
+static int
+rc_read(struct rc *c, uint32_t fn, uint64_t id, int64_t t0, int64_t *dl, struct bp_msg *m)
+{
+	uint8_t *in = NULL;
+	size_t ilen = 0;
+	const char *why;
+
+	for (;;) {
+		if (bp_read_msg(c->cn->fd, &c->cn->rb, &in, &ilen, *dl) < 0) {
+			tk_log_warn("pkcs11: broker call %u: %s", fn,
+			            errno == ETIMEDOUT ? "no answer before the deadline"
+			                               : strerror(errno));
+			return -1;
+		}
+		why = bp_decode(in, ilen, false, m);
+		tk_freezero(in, ilen);
+		if (why != NULL || m->id != id) {
+			tk_log_warn("pkcs11: broker answer to call %u: %s", fn,
+			            why != NULL ? why : "wrong call id");
+			bp_msg_free(m);
+			return -1;
+		}
+		if (m->rv != BP_RV_STILL)
+			return 0;
+		bp_msg_free(m);
+		*dl = tk_now_ms() + R.timeout_ms;
+		if (*dl > t0 + BP_STILL_MAX_MS)
+			*dl = t0 + BP_STILL_MAX_MS;
+	}
+}
+
+/* Read the answer to the pipelined init before the call's own. Its error
+ * ends that operation; *init_rv gets it. -1: the connection failed. */
+static int
+rc_settle(struct rc *c, uint32_t fn, int64_t t0, int64_t *dl, CK_RV *init_rv)
+{
+	struct bp_msg m;
+	struct rsess *s;
+
+	if (rc_read(c, fn, c->pend.id, t0, dl, &m) < 0)
+		return -1;
+	*init_rv = (CK_RV)m.rv;
+	bp_msg_free(&m);
+	if (*init_rv != CKR_OK) {
+		tk_log_info("pkcs11: a pipelined operation start on session %lu failed "
+		            "(0x%lx): its next call answers it",
+		            (unsigned long)c->h, (unsigned long)*init_rv);
+		pthread_mutex_lock(&R.lock);
+		s = sess_find_locked(c->h);
+		if (s != NULL) {
+			s->ops[c->pend.op].active = false;
+			s->ops[c->pend.op].repeat = false;
+		}
+		pthread_mutex_unlock(&R.lock);
+	}
+	return 0;
+}
+
+static uint64_t
+next_id(void)
+{
+	uint64_t id;
+
+	pthread_mutex_lock(&R.lock);
+	id = ++R.next_call;
+	pthread_mutex_unlock(&R.lock);
+	return id;
+}
+
+/* Send fn with args (consumed), after the session's pipelined init (in
+ * one write) when there is one of this epoch; c->pend.id says whether it
+ * went. */
+static CK_RV
+rc_send(struct rc *c, uint32_t fn, struct bp_w *args, uint64_t *id, int64_t dl)
+{
+	uint8_t *buf = NULL, *both = NULL;
+	size_t len = 0, off = 0;
+	int r;
+
+	if (c->cn == NULL) {
+		bp_w_free(args);
+		return CKR_DEVICE_ERROR;
+	}
+	*id = next_id();
+	if (!bp_encode_request(fn, *id, args, &buf, &len))
+		return CKR_HOST_MEMORY;
+	if (c->pend.buf != NULL && c->pend.epoch == cur_epoch()) {
+		off = c->pend.len;
+		both = malloc(off + len);
+		if (both == NULL) {
+			tk_freezero(buf, len);
+			return CKR_HOST_MEMORY;
+		}
+		memcpy(both, c->pend.buf, off);
+		memcpy(both + off, buf, len);
+		tk_freezero(buf, len);
+		buf = both;
+		len += off;
+	} else if (c->pend.buf != NULL) {
+		/* from before a broker restart: its session and key are not
+		 * the ones the broker has now; the operation never started */
+		c->pend.id = 0;
+	}
+	pend_free(&c->pend);
+	/* (buf may hold a PIN or plaintext: wiped when freed) */
+	r = bp_write_all(c->cn->fd, buf, len, dl);
+	tk_freezero(buf, len);
+	if (r < 0) {
+		tk_log_warn("pkcs11: broker call %u: %s", fn, strerror(errno));
+		rc_broken(c);
+		return CKR_DEVICE_ERROR;
+	}
+	return CKR_OK;
 }
 
 /* Send fn with args (consumed) and wait for the answer: its CK_RV, with
@@ -295,46 +609,44 @@ rc_end(struct rc *c)
 static CK_RV
 rc_call(struct rc *c, uint32_t fn, struct bp_w *args)
 {
-	uint8_t *buf = NULL, *in = NULL;
-	size_t len = 0, ilen = 0;
 	uint64_t id;
-	const char *why;
-	int64_t dl = deadline();
+	int64_t t0 = tk_now_ms(), dl = t0 + R.timeout_ms;
+	CK_RV rv, init_rv = CKR_OK;
+	int op = c->pend.op;
+	bool settled = false;
 
 	bp_msg_free(&c->m);
 	c->r = NULL;
-	if (c->fd < 0) {
-		bp_w_free(args);
-		return CKR_DEVICE_ERROR;
+	rv = rc_send(c, fn, args, &id, dl);
+	if (rv != CKR_OK)
+		goto out;
+	if (c->pend.id != 0) {
+		if (rc_settle(c, fn, t0, &dl, &init_rv) < 0)
+			goto broken;
+		c->pend.id = 0;
+		settled = true;
 	}
-	pthread_mutex_lock(&R.lock);
-	id = ++R.next_call;
-	pthread_mutex_unlock(&R.lock);
-	if (!bp_encode_request(fn, id, args, &buf, &len))
-		return CKR_HOST_MEMORY;
-	/* (buf and in may hold a PIN or plaintext: wiped when freed) */
-	if (bp_write_all(c->fd, buf, len, dl) < 0 || bp_read_msg(c->fd, &in, &ilen, dl) < 0) {
-		tk_log_warn("pkcs11: broker call %u: %s", fn,
-		            errno == ETIMEDOUT ? "no answer before the deadline" : strerror(errno));
+	if (rc_read(c, fn, id, t0, &dl, &c->m) < 0)
 		goto broken;
-	}
-	why = bp_decode(in, ilen, false, &c->m);
-	if (why != NULL || c->m.id != id) {
-		tk_log_warn("pkcs11: broker answer to call %u: %s", fn,
-		            why != NULL ? why : "wrong call id");
-		goto broken;
-	}
-	tk_freezero(buf, len);
-	tk_freezero(in, ilen);
 	c->r = &c->m.body;
-	return (CK_RV)c->m.rv;
+	rv = (CK_RV)c->m.rv;
+	/* the operation the pipelined init should have started did not
+	 * start: its next call answers why (never what the broker said of
+	 * an operation it does not have) */
+	if (settled && init_rv != CKR_OK) {
+		int fop, step;
+		if (op_of(fn, &fop, &step) && fop == op && step != STEP_INIT) {
+			rv = deferred_rv(op, init_rv);
+			c->r = NULL;
+		}
+	}
+	goto out;
 broken:
-	tk_freezero(buf, len);
-	tk_freezero(in, ilen);
-	bp_msg_free(&c->m);
-	close(c->fd);
-	c->fd = -1;
-	return CKR_DEVICE_ERROR;
+	rc_broken(c);
+	rv = CKR_DEVICE_ERROR;
+out:
+	op_step(c, fn, rv);
+	return rv;
 }
 
 /* A call's answer did not have the results promised: the connection is
@@ -343,9 +655,7 @@ static CK_RV
 rc_bad(struct rc *c)
 {
 	tk_log_warn("pkcs11: a broker answer without its results");
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	rc_broken(c);
 	return CKR_DEVICE_ERROR;
 }
 
@@ -513,6 +823,8 @@ sess_remove_locked(CK_SESSION_HANDLE h)
 {
 	for (size_t i = 0; i < R.nsess; i++)
 		if (R.sess[i].h == h) {
+			/* (an answer nobody will read: the connection goes) */
+			pend_free(&R.sess[i].pend);
 			R.sess[i] = R.sess[--R.nsess];
 			return;
 		}
@@ -773,8 +1085,10 @@ initialized(void)
 {
 	bool ok;
 
+	/* (no getpid(): atfork_child leaves a forked child uninitialised;
+	 * see tk_p11_check_init_locked) */
 	pthread_mutex_lock(&R.lock);
-	ok = R.initialized && R.pid == getpid();
+	ok = R.initialized;
 	pthread_mutex_unlock(&R.lock);
 	return ok;
 }
@@ -790,7 +1104,7 @@ begin_with(struct rc *c, struct bp_w *w, CK_ULONG id,
 
 	if (!initialized())
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	rv = rc_begin(c);
+	rv = rc_begin(c, xlate == sess_bh ? id : 0);
 	if (rv != CKR_OK)
 		return rv;
 	rv = xlate(c, id, &bid);
@@ -823,6 +1137,53 @@ call_s(uint32_t fn, CK_SESSION_HANDLE h)
 	return rv;
 }
 
+/* The init is the one that last worked on the session, and no operation
+ * of its kind is active: it may be pipelined. */
+static bool
+op_repeats(CK_SESSION_HANDLE h, int op, const CK_MECHANISM *m, CK_OBJECT_HANDLE key)
+{
+	struct rsess *s;
+	struct rop *o;
+	bool same = false;
+
+	pthread_mutex_lock(&R.lock);
+	s = sess_find_locked(h);
+	if (s != NULL) {
+		o = &s->ops[op];
+		same = o->repeat && !o->active && s->pend.buf == NULL && o->epoch == R.epoch &&
+		       s->epoch == R.epoch && o->mech == m->mechanism && o->key == key &&
+		       o->plen == (m->pParameter != NULL ? m->ulParameterLen : 0) &&
+		       (o->plen == 0 || memcmp(o->param, m->pParameter, o->plen) == 0);
+	}
+	pthread_mutex_unlock(&R.lock);
+	return same;
+}
+
+/* After an init that waited for its answer. */
+static void
+op_started(CK_SESSION_HANDLE h, int op, const CK_MECHANISM *m, CK_OBJECT_HANDLE key, CK_RV rv)
+{
+	struct rsess *s;
+	struct rop *o;
+	CK_ULONG plen = m->pParameter != NULL ? m->ulParameterLen : 0;
+
+	pthread_mutex_lock(&R.lock);
+	s = sess_find_locked(h);
+	if (s != NULL) {
+		o = &s->ops[op];
+		/* (CKR_OPERATION_ACTIVE: one is, still) */
+		o->active = rv == CKR_OK || rv == CKR_OPERATION_ACTIVE;
+		o->repeat = rv == CKR_OK && plen <= OP_PARAM_MAX;
+		o->epoch = R.epoch;
+		o->mech = m->mechanism;
+		o->key = key;
+		o->plen = plen;
+		if (o->repeat && plen > 0)
+			memcpy(o->param, m->pParameter, plen);
+	}
+	pthread_mutex_unlock(&R.lock);
+}
+
 /* session, mechanism, object (the *Init functions) */
 static CK_RV
 call_s_m_o(uint32_t fn, CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key,
@@ -831,6 +1192,9 @@ call_s_m_o(uint32_t fn, CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 	struct rc c;
 	struct bp_w w;
 	CK_OBJECT_HANDLE bkey = 0;
+	struct rsess *s;
+	uint64_t id;
+	int op, step;
 	CK_RV rv;
 
 	if (m == NULL)
@@ -850,7 +1214,32 @@ call_s_m_o(uint32_t fn, CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 	}
 	if (with_key)
 		bp_put_u(&w, bkey);
+	if (op_of(fn, &op, &step) && c.pend.buf == NULL && op_repeats(h, op, m, key)) {
+		uint8_t *buf;
+		size_t len;
+		id = next_id();
+		if (!bp_encode_request(fn, id, &w, &buf, &len)) {
+			rc_end(&c);
+			return CKR_HOST_MEMORY;
+		}
+		rv = CKR_SESSION_HANDLE_INVALID; /* (unless it is still there) */
+		pthread_mutex_lock(&R.lock);
+		s = sess_find_locked(h);
+		if (s != NULL && s->pend.buf == NULL) {
+			/* (its handles are of the session's epoch) */
+			s->pend = (struct rpend){buf, len, id, op, s->epoch};
+			s->ops[op].active = true;
+			buf = NULL;
+			rv = CKR_OK;
+		}
+		pthread_mutex_unlock(&R.lock);
+		tk_freezero(buf, len);
+		rc_end(&c);
+		return rv;
+	}
 	rv = rc_call(&c, fn, &w);
+	if (op_of(fn, &op, &step))
+		op_started(h, op, m, key, rv);
 	rc_end(&c);
 	return rv;
 }
@@ -875,6 +1264,7 @@ call_s_in_out(uint32_t fn, CK_SESSION_HANDLE h, const void *in, CK_ULONG in_len,
 		return rv;
 	bp_put_b(&w, in, in_len);
 	put_out(&w, out, out_len);
+	c.out_query = out == NULL;
 	rv = get_out(&c, rc_call(&c, fn, &w), out, out_len);
 	rc_end(&c);
 	return rv;
@@ -919,6 +1309,7 @@ call_s_out(uint32_t fn, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_l
 	if (rv != CKR_OK)
 		return rv;
 	put_out(&w, out, out_len);
+	c.out_query = out == NULL;
 	rv = get_out(&c, rc_call(&c, fn, &w), out, out_len);
 	rc_end(&c);
 	return rv;
@@ -986,7 +1377,7 @@ tk_p11r_C_Initialize(CK_VOID_PTR init_args)
 	pthread_mutex_unlock(&R.lock);
 	/* say hello now: the first call then finds the broker's slots */
 	struct rc c;
-	if (rc_begin(&c) == CKR_OK)
+	if (rc_begin(&c, 0) == CKR_OK)
 		rc_end(&c);
 	else
 		tk_log_warn("pkcs11: broker mode, but no broker answers yet");
@@ -996,9 +1387,6 @@ tk_p11r_C_Initialize(CK_VOID_PTR init_args)
 CK_RV
 tk_p11r_C_Finalize(CK_VOID_PTR reserved)
 {
-	int fds[IDLE_MAX];
-	size_t n;
-
 	if (reserved != NULL)
 		return CKR_ARGUMENTS_BAD;
 	pthread_mutex_lock(&R.lock);
@@ -1007,9 +1395,12 @@ tk_p11r_C_Finalize(CK_VOID_PTR reserved)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	}
 	R.initialized = false;
-	n = R.nidle;
-	memcpy(fds, R.idle, n * sizeof(int));
+	/* closing the connections ends our sessions in the broker */
+	for (size_t i = 0; i < R.nidle; i++)
+		conn_close(R.idle[i]);
 	R.nidle = 0;
+	for (size_t i = 0; i < R.nsess; i++)
+		pend_free(&R.sess[i].pend);
 	free(R.sess);
 	R.sess = NULL;
 	R.nsess = R.sess_cap = 0;
@@ -1017,9 +1408,6 @@ tk_p11r_C_Finalize(CK_VOID_PTR reserved)
 	R.slots = NULL;
 	R.nslots = R.slots_cap = 0;
 	pthread_mutex_unlock(&R.lock);
-	/* closing the connections ends our sessions in the broker */
-	for (size_t i = 0; i < n; i++)
-		close(fds[i]);
 	return CKR_OK;
 }
 
@@ -1074,7 +1462,7 @@ tk_p11r_C_GetSlotList(CK_BBOOL token_present, CK_SLOT_ID_PTR slot_list, CK_ULONG
 	CHECK_INIT();
 	if (count == NULL)
 		return CKR_ARGUMENTS_BAD;
-	if (rc_begin(&c) != CKR_OK) {
+	if (rc_begin(&c, 0) != CKR_OK) {
 		/* no broker: no slots (until it is back) */
 		n = 0;
 		goto answer;
@@ -1246,7 +1634,7 @@ tk_p11r_C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR rese
 	for (;;) {
 		struct rc c;
 		struct bp_w w;
-		CK_RV rv = rc_begin(&c);
+		CK_RV rv = rc_begin(&c, 0);
 
 		if (rv == CKR_OK) {
 			bp_w_init(&w);
@@ -1313,7 +1701,7 @@ tk_p11r_C_OpenSession(CK_SLOT_ID slot_id, CK_FLAGS flags, CK_VOID_PTR applicatio
 		return CKR_ARGUMENTS_BAD;
 	if (!(flags & CKF_SERIAL_SESSION))
 		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
-	rv = rc_begin(&c);
+	rv = rc_begin(&c, 0);
 	if (rv != CKR_OK)
 		return rv;
 	epoch = cur_epoch();
@@ -1334,6 +1722,7 @@ tk_p11r_C_OpenSession(CK_SLOT_ID slot_id, CK_FLAGS flags, CK_VOID_PTR applicatio
 		}
 		if (rv == CKR_OK) {
 			struct rsess *s = &R.sess[R.nsess++];
+			memset(s, 0, sizeof(*s));
 			s->h = R.next_h++;
 			s->bh = bh;
 			s->slot = slot_id;

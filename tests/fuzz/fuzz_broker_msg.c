@@ -69,11 +69,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size <= 65536 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
 		if (write(sv[0], data, size) == (ssize_t)size) {
 			shutdown(sv[0], SHUT_WR);
-			if (bp_read_msg(sv[1], &msg, &len, 0) == 0 &&
-			    bp_decode(msg, len, true, &m) == NULL)
-				walk(&m.body, 0);
-			bp_msg_free(&m);
-			free(msg);
+			/* (one after another, as pipelined requests come) */
+			static struct bp_rbuf rb;
+			memset(&rb, 0, sizeof(rb));
+			while (bp_read_msg(sv[1], &rb, &msg, &len, 0) == 0) {
+				if (bp_decode(msg, len, true, &m) == NULL)
+					walk(&m.body, 0);
+				bp_msg_free(&m);
+				free(msg);
+			}
 		}
 		close(sv[0]);
 		close(sv[1]);

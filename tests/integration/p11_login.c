@@ -10,6 +10,7 @@
  *   tk-p11-login MODULE login-logout|login-only  (another program of `others`)
  *   tk-p11-login MODULE restarts SECONDS DEADLINE_MS   (broker mode, issue 13)
  *   tk-p11-login MODULE steady SECONDS              (a signer's pace, issue 13)
+ *   tk-p11-login MODULE repeat-init [restart]       (pipelined inits, issue 13)
  *
  * The token is the first one found (or the one in the reader whose name
  * starts with $TK_LOGIN_READER). Its keys: CKA_ID 01 (9A, PIN once) and 02
@@ -49,6 +50,12 @@
  *   turned public. Checked: every CKR_OK signature verifies, no call takes
  *   longer than DEADLINE_MS + 1 s, and signatures succeed again after the
  *   broker's last start.
+ * repeat-init: the same 9A C_SignInit again and again, as a broker client
+ *   pipelines it: a second init answers CKR_OPERATION_ACTIVE; a logout by
+ *   another session between init and sign makes C_Sign answer
+ *   CKR_USER_NOT_LOGGED_IN; with "restart", between one init and its sign
+ *   it prints "PAUSE ..." and waits for a line on stdin (the test restarts
+ *   the broker meanwhile): C_Sign must fail, and signing works again after.
  * steady: sign with 9A for SECONDS; prints the signatures, the longest wait
  *   between two of them and how many whole seconds had none (the fairness
  *   figures of bench/broker_fair.sh).
@@ -76,6 +83,8 @@
 #include <openssl/x509.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
+
+#include "../p11_load.h"
 
 #define MAX_PROCS 16
 #define MAX_THREADS 32
@@ -160,20 +169,13 @@ rvn(CK_RV rv)
 static int
 load_module(void)
 {
-	CK_C_GetFunctionList gfl;
 	CK_C_INITIALIZE_ARGS ia;
-	void *lib = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
 	CK_SLOT_ID slots[16];
 	CK_ULONG n = 16;
 	const char *want = getenv("TK_LOGIN_READER");
 	CK_RV rv;
 
-	if (lib == NULL) {
-		say("dlopen %s: %s", module_path, dlerror());
-		return -1;
-	}
-	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
-	if (gfl == NULL || gfl(&p) != CKR_OK)
+	if ((p = tk_test_p11_load("tk-p11-login", module_path)) == NULL)
 		return -1;
 	memset(&ia, 0, sizeof(ia));
 	ia.flags = CKF_OS_LOCKING_OK;
@@ -473,6 +475,92 @@ run_restarts(int secs, int deadline_ms)
 	    "longest call %lld ms, last signature %lld ms before the end",
 	    secs, ok, errors, reopened, relogins, (long long)worst, (long long)(end - last_ok));
 	EXPECT(ok > 0 && end - last_ok < 3000, "no signature in the last 3 s");
+	say("RESULT %s", fails ? "FAIL" : "PASS");
+	return fails ? 1 : 0;
+}
+
+/* C_SignInit then C_Sign with 9A, the signature checked: its rv. */
+static CK_RV
+init_then_sign(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, const char *between)
+{
+	CK_MECHANISM m = {keys[0].ec ? CKM_ECDSA_SHA256 : CKM_SHA256_RSA_PKCS, NULL, 0};
+	unsigned char msg[48], sig[512];
+	CK_ULONG sl = sizeof(sig);
+	CK_RV rv;
+	char line[64];
+
+	RAND_bytes(msg, sizeof(msg));
+	rv = p->C_SignInit(s, &m, h);
+	EXPECT(rv == CKR_OK, "C_SignInit: %s", rvn(rv));
+	if (between != NULL) {
+		/* the test does its part (a broker restart) and says go */
+		say("PAUSE %s", between);
+		if (fgets(line, sizeof(line), stdin) == NULL)
+			say("no go on stdin");
+	}
+	rv = p->C_Sign(s, msg, sizeof(msg), sig, &sl);
+	EXPECT(rv != CKR_OK || verify(&keys[0], msg, sizeof(msg), sig, sl),
+	       "CKR_OK with a signature that does not verify");
+	return rv;
+}
+
+/* repeat-init: the same C_SignInit again and again (a broker client sends
+ * such an init with the next call, issue 13): its failure must reach the
+ * C_Sign after it, in C_Sign's codes, and never as a signature. */
+static int
+run_repeat_init(bool restart)
+{
+	CK_SESSION_HANDLE s = open_session(), s2;
+	CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+	CK_OBJECT_HANDLE h;
+	unsigned char msg[48], sig[512];
+	CK_ULONG sl = sizeof(sig);
+	CK_RV rv;
+
+	EXPECT(s != CK_INVALID_HANDLE && login_user(s) == CKR_OK && load_keys(s) == 0,
+	       "set-up failed");
+	h = find1(s, CKO_PRIVATE_KEY, keys[0].id);
+	m.mechanism = keys[0].ec ? CKM_ECDSA_SHA256 : CKM_SHA256_RSA_PKCS;
+	for (int i = 0; i < 3; i++)
+		EXPECT((rv = init_then_sign(s, h, NULL)) == CKR_OK, "sign %d: %s", i, rvn(rv));
+
+	/* the same init twice: the second finds the first active */
+	EXPECT((rv = p->C_SignInit(s, &m, h)) == CKR_OK, "C_SignInit: %s", rvn(rv));
+	rv = p->C_SignInit(s, &m, h);
+	EXPECT(rv == CKR_OPERATION_ACTIVE, "a second C_SignInit: %s", rvn(rv));
+	RAND_bytes(msg, sizeof(msg));
+	rv = p->C_Sign(s, msg, sizeof(msg), sig, &sl);
+	EXPECT(rv == CKR_OK && verify(&keys[0], msg, sizeof(msg), sig, sl), "C_Sign after it: %s",
+	       rvn(rv));
+
+	/* another session logs the application out between init and sign */
+	for (int i = 0; i < 2; i++)
+		EXPECT((rv = init_then_sign(s, h, NULL)) == CKR_OK, "sign: %s", rvn(rv));
+	EXPECT((rv = p->C_SignInit(s, &m, h)) == CKR_OK, "C_SignInit: %s", rvn(rv));
+	s2 = open_session();
+	EXPECT((rv = p->C_Logout(s2)) == CKR_OK, "C_Logout on another session: %s", rvn(rv));
+	p->C_CloseSession(s2);
+	rv = p->C_Sign(s, msg, sizeof(msg), sig, &sl);
+	EXPECT(rv == CKR_USER_NOT_LOGGED_IN, "C_Sign after a logout: %s", rvn(rv));
+	EXPECT(session_public(s), "the session still says logged in");
+	EXPECT((rv = login_user(s)) == CKR_OK, "login again: %s", rvn(rv));
+	EXPECT((rv = init_then_sign(s, h, NULL)) == CKR_OK, "sign after it: %s", rvn(rv));
+
+	if (restart) {
+		/* the broker restarts between init and sign: an error, never a
+		 * signature by a key the session no longer has */
+		EXPECT((rv = init_then_sign(s, h, NULL)) == CKR_OK, "sign: %s", rvn(rv));
+		rv = init_then_sign(s, h, "restart the broker");
+		EXPECT(rv != CKR_OK, "C_Sign across a broker restart: CKR_OK");
+		say("C_Sign across a broker restart: %s", rvn(rv));
+		if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED)
+			s = open_session();
+		EXPECT((rv = login_user(s)) == CKR_OK, "login after the restart: %s", rvn(rv));
+		h = find1(s, CKO_PRIVATE_KEY, keys[0].id);
+		for (int i = 0; i < 3; i++)
+			EXPECT((rv = init_then_sign(s, h, NULL)) == CKR_OK,
+			       "sign after the restart: %s", rvn(rv));
+	}
 	say("RESULT %s", fails ? "FAIL" : "PASS");
 	return fails ? 1 : 0;
 }
@@ -1198,6 +1286,8 @@ main(int argc, char **argv)
 		rc = run_others(argv[3]);
 	} else if (strcmp(mode, "restarts") == 0 && argc == 5) {
 		rc = run_restarts(atoi(argv[3]), atoi(argv[4]));
+	} else if (strcmp(mode, "repeat-init") == 0 && argc <= 4) {
+		rc = run_repeat_init(argc == 4 && strcmp(argv[3], "restart") == 0);
 	} else if (strcmp(mode, "steady") == 0 && argc == 4) {
 		rc = run_steady(atoi(argv[3]));
 	} else if (strcmp(mode, "threads") == 0 && argc == 5 && atoi(argv[3]) >= 1 &&

@@ -7,18 +7,24 @@
 #     openssl verifies; with TOKENKIT_BROKER=off the module stays embedded;
 #  3. per-application login through one broker: tk-p11-login's two-session,
 #     two-process and threaded checks (a PIN-always login belongs to one
-#     operation; another client's login makes nobody else logged in);
+#     operation; another client's login makes nobody else logged in), and
+#     a repeated C_SignInit whose failure must reach the C_Sign after it;
 #  4. NSS (modutil, certutil, tstclnt TLS 1.3 client authentication) and
 #     OpenSSL through libp11 (s_client) with their keys in the broker;
 #  5. crash-only: 100 kill -9 of the broker while a client signs: no call
 #     past its deadline, every signature verifies, signing resumes, the
-#     card's registration is still in the registry;
+#     card's registration is still in the registry; a restart between
+#     C_SignInit and C_Sign (the client pipelines a repeated init) fails
+#     that C_Sign and never signs;
 #  6. a client of another uid is refused (SO_PEERCRED), on a socket it can
 #     reach (systemd's socket activation, systemd-socket-activate), and the
 #     broker then serves its own user from the socket it was handed;
 #  7. consent: deny, allow-always and reset round trip with a prompt
 #     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
-#  8. a stalled card: the application gets its error at the deadline.
+#     a person slower than the client's timeout is waited for (the broker's
+#     "still working" answers);
+#  8. a stopped broker and a stalled card: the application gets its error
+#     at the deadline.
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_tls.sh"
 p11_require
@@ -125,6 +131,12 @@ tk_expect 'RESULT PASS'
 tk_run "4 threads mixing 9A and 9C for 5 s" "$LOGIN" "$TK_P11_MODULE" threads 4 5
 tk_expect 'bad 0, errors 0'
 tk_expect 'RESULT PASS'
+# the client sends a repeated C_SignInit with the next call: its failure
+# reaches C_Sign (the same answers as embedded), never a signature
+tk_run "the same init again and again" "$LOGIN" "$TK_P11_MODULE" repeat-init
+tk_expect 'RESULT PASS'
+TOKENKIT_BROKER=off tk_run "... and embedded" "$LOGIN" "$TK_P11_MODULE" repeat-init
+tk_expect 'RESULT PASS'
 
 # --- 4. NSS and OpenSSL (libp11) through the broker ---------------------------
 tls_server_key
@@ -168,6 +180,22 @@ tk_expect 'RESULT PASS'
 tk_log "$(grep RESTARTS restarts.log)"
 [[ $(registered) == "$REG_BEFORE" ]] || tk_fail "a registration was lost across the restarts"
 unset TOKENKIT_BROKER_TIMEOUT_MS
+# a broker restart between C_SignInit and C_Sign: C_Sign fails, no
+# signature by a key the session no longer has, signing works again
+mkfifo go.fifo
+"$LOGIN" "$TK_P11_MODULE" repeat-init restart <go.fifo >repeat.log 2>&1 &
+RPID=$!
+exec {GO}>go.fifo
+for ((i = 0; i < 300; i++)); do grep -q PAUSE repeat.log && break; sleep 0.1; done
+broker_kill
+broker_start
+echo go >&"$GO"
+exec {GO}>&-
+wait "$RPID" || { cat repeat.log >&2; tk_fail "repeat-init across a broker restart"; }
+TK_OUT=$(cat repeat.log)
+tk_expect 'C_Sign across a broker restart: CKR_'
+tk_expect 'RESULT PASS'
+tk_log "$(grep 'across a broker restart' repeat.log)"
 
 # --- 6. another uid; socket activation -------------------------------------------
 broker_kill
@@ -197,6 +225,7 @@ broker_kill
 cat >prompt <<EOF
 #!/bin/sh
 echo "\$TOKENKIT_CONSENT_PROGRAM \$TOKENKIT_CONSENT_KEY_ID" >>"$TK_TMP/prompted"
+sleep "\$(cat "$TK_TMP/delay" 2>/dev/null || echo 0)"
 cat "$TK_TMP/answer"
 EOF
 chmod +x prompt
@@ -224,19 +253,45 @@ tk_run "sign again, no prompt" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
 [[ $(wc -l <prompted) == 2 ]] || tk_fail "the prompt was not asked exactly twice"
 tk_run "consent list" "$TK_BUILD/tokenkit" consent list
 tk_expect 'always.*pkcs11-tool'
+# a person takes longer than the client's timeout: the broker's "still
+# working" answers keep the call alive, and the answer counts
+tk_run "consent reset" "$TK_BUILD/tokenkit" consent reset --program "$(command -v pkcs11-tool)"
+echo 4 >delay
+echo once >answer
+t0=$(date +%s%N)
+tk_run "a 4 s answer, a 2 s client timeout" env TOKENKIT_BROKER_TIMEOUT_MS=2000 "${P11[@]}" \
+	--login --pin "$PIN" --sign --id 01 -m ECDSA-SHA256 --signature-format openssl -i data.txt \
+	-o slow.sig
+tk_log "a slow consent answer: signed after $((($(date +%s%N) - t0) / 1000000)) ms"
+tk_run "verify" openssl dgst -sha256 -verify pub9a.pem -signature slow.sig data.txt
+[[ $(wc -l <prompted) == 3 ]] || tk_fail "the slow prompt was not asked"
+rm delay
 broker_kill
 
 # --- 8. a stalled card: the error at the deadline --------------------------------
 broker_start
 export TOKENKIT_BROKER_TIMEOUT_MS=2000
+# a stopped broker: every call ends at its deadline
+kill -STOP "$BPID"
+t0=$(date +%s%N)
+TK_OUT=$(tk_host "${P11[@]}" -L 2>&1 || true)
+ms=$((($(date +%s%N) - t0) / 1000000))
+kill -CONT "$BPID"
+tk_log "a stopped broker: pkcs11-tool -L ended after $ms ms: $(tail -1 <<<"$TK_OUT")"
+tk_expect_not 'token label'
+tk_expect 'No slots|Available slots'
+# (it did wait for the broker: at least one deadline)
+((ms >= 1900)) || tk_fail "pkcs11-tool -L ended after $ms ms: not on the stopped broker"
+((ms < 15000)) || tk_fail "the application waited $ms ms on a stopped broker"
 tk_run "a session works" "${P11[@]}" -L
 vpcd card fault 0 stall
 t0=$(date +%s%N)
-TK_OUT=$("${P11[@]}" --login --pin "$PIN" --sign --id 01 -m ECDSA-SHA256 -i data.txt \
+TK_OUT=$(tk_host "${P11[@]}" --login --pin "$PIN" --sign --id 01 -m ECDSA-SHA256 -i data.txt \
 	-o stalled.sig 2>&1) && tk_fail "signing on a stalled card succeeded"
 ms=$((($(date +%s%N) - t0) / 1000000))
 tk_log "stalled card: pkcs11-tool gave up after $ms ms: $(tail -1 <<<"$TK_OUT")"
 # each call waits at most its deadline: pkcs11-tool makes a few before it stops
 ((ms < 15000)) || tk_fail "the application waited $ms ms on a stalled card"
+((ms >= 1900)) || tk_fail "pkcs11-tool gave up after $ms ms: not on the stalled card"
 vpcd card fault 0 none
 tk_pass

@@ -237,6 +237,7 @@ test_template(void **state)
 static void
 test_framing(void **state)
 {
+	static struct bp_rbuf rb;
 	int sv[2];
 	uint8_t *msg;
 	size_t len;
@@ -246,18 +247,60 @@ test_framing(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	/* a length over the limit: refused before anything is allocated */
 	assert_int_equal(write(sv[0], "\x7f\xff\xff\xff", 4), 4);
-	assert_int_equal(bp_read_msg(sv[1], &msg, &len, tk_now_ms() + 1000), -1);
+	memset(&rb, 0, sizeof(rb));
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), -1);
 	assert_int_equal(errno, EMSGSIZE);
 	assert_null(msg);
 	/* a peer that says nothing: the deadline ends the wait */
+	memset(&rb, 0, sizeof(rb));
 	t0 = tk_now_ms();
-	assert_int_equal(bp_read_msg(sv[1], &msg, &len, tk_now_ms() + 100), -1);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 100), -1);
 	assert_int_equal(errno, ETIMEDOUT);
 	assert_true(tk_now_ms() - t0 >= 100);
 	/* half a message, then the peer goes: a reset, not a message */
 	assert_int_equal(write(sv[0], "\x00\x00\x00\x05\x84", 5), 5);
 	close(sv[0]);
-	assert_int_equal(bp_read_msg(sv[1], &msg, &len, tk_now_ms() + 1000), -1);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), -1);
+	assert_int_equal(errno, ECONNRESET);
+	close(sv[1]);
+}
+
+/* Messages written back to back (a pipelined request and the next) come
+ * out one by one, whole, also when one recv takes one and a part of the
+ * next, and whatever the sizes. */
+static void
+test_pipelined(void **state)
+{
+	static struct bp_rbuf rb;
+	static uint8_t wire[3 * 8192];
+	const size_t sizes[] = {1, 4000, 3, 4093, 9000, 2, 4092};
+	size_t n = 0, len;
+	uint8_t *msg;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		wire[n++] = (uint8_t)(sizes[k] >> 24);
+		wire[n++] = (uint8_t)(sizes[k] >> 16);
+		wire[n++] = (uint8_t)(sizes[k] >> 8);
+		wire[n++] = (uint8_t)sizes[k];
+		for (size_t i = 0; i < sizes[k]; i++)
+			wire[n++] = (uint8_t)(k * 31 + i);
+	}
+	assert_true(n <= sizeof(wire));
+	assert_int_equal(write(sv[0], wire, n), (ssize_t)n);
+	close(sv[0]);
+	memset(&rb, 0, sizeof(rb));
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), 0);
+		assert_int_equal(len, sizes[k]);
+		for (size_t i = 0; i < len; i++)
+			assert_int_equal(msg[i], (uint8_t)(k * 31 + i));
+		free(msg);
+	}
+	/* and then the end of the stream */
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), -1);
 	assert_int_equal(errno, ECONNRESET);
 	close(sv[1]);
 }
@@ -269,6 +312,7 @@ main(void)
 	        cmocka_unit_test(test_values),    cmocka_unit_test(test_response),
 	        cmocka_unit_test(test_malformed), cmocka_unit_test(test_mechanism),
 	        cmocka_unit_test(test_template),  cmocka_unit_test(test_framing),
+	        cmocka_unit_test(test_pipelined),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,6 +40,9 @@ struct consent_key {
 	pid_t pid;
 	const char *token_serial, *token_label;
 	const char *key_id, *key_label; /* hex id */
+	/* called at least every BP_STILL_MS while the check waits (for
+	 * another prompt, or a person): the client waits on (or NULL) */
+	void (*still)(void);
 };
 /* *once: allowed for this run only (the caller remembers it per client). */
 CK_RV broker_consent_check(const struct consent_key *k, bool *once);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
+#include "bproto.h"
 #include "broker.h"
 #include "clock.h"
 
@@ -60,6 +62,29 @@ from_policy(const char *exe)
 	}
 	fclose(f);
 	return d;
+}
+
+static void
+still(const struct consent_key *k)
+{
+	if (k->still != NULL)
+		k->still();
+}
+
+/* One prompt at a time; the client waiting behind another one's hears
+ * from us meanwhile. */
+static void
+lock_prompts(const struct consent_key *k)
+{
+	struct timespec ts;
+
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += BP_STILL_MS / 1000;
+		if (pthread_mutex_timedlock(&consent_lock, &ts) == 0)
+			return;
+		still(k);
+	}
 }
 
 static int
@@ -98,7 +123,15 @@ from_prompt(const struct consent_key *k)
 		struct pollfd p = {.fd = out[0], .events = POLLIN};
 		int64_t left = deadline - tk_now_ms();
 		ssize_t n;
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+		int r;
+		if (left <= 0)
+			break;
+		r = poll(&p, 1, (int)(left < BP_STILL_MS ? left : BP_STILL_MS));
+		if (r == 0 || (r < 0 && errno == EINTR)) {
+			still(k);
+			continue;
+		}
+		if (r < 0)
 			break;
 		n = read(out[0], buf + got, sizeof(buf) - 1 - got);
 		if (n <= 0)
@@ -130,7 +163,7 @@ broker_consent_check(const struct consent_key *k, bool *once)
 	const char *how = "stored";
 
 	*once = false;
-	pthread_mutex_lock(&consent_lock);
+	lock_prompts(k);
 	r = tk_consent_open(g_conf.consent_dir, &store);
 	if (r != TK_OK)
 		tk_log_warn("tokenkitd: consent store: %s", tk_strerror(r));

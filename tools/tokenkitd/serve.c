@@ -393,6 +393,30 @@ trim(char *dst, const CK_UTF8CHAR *src, size_t n)
 		dst[--n] = '\0';
 }
 
+/* The call this connection's thread is answering, for the "still working"
+ * answers sent from inside it while it waits on a person (bproto.h). */
+static _Thread_local struct {
+	int fd;
+	uint64_t id;
+	bool still; /* the client takes them */
+} t_call = {-1, 0, false};
+
+static void
+still_working(void)
+{
+	struct bp_w w;
+	uint8_t *out = NULL;
+	size_t len = 0;
+
+	if (!t_call.still || t_call.fd < 0)
+		return;
+	bp_w_init(&w);
+	/* (a client that does not read it fails the real answer's write) */
+	if (bp_encode_response(t_call.id, BP_RV_STILL, &w, &out, &len))
+		(void)bp_write_all(t_call.fd, out, len, tk_now_ms() + BROKER_WRITE_MS);
+	free(out);
+}
+
 /* Before a private key is used: this program's consent. */
 static CK_RV
 consent(struct client *c, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
@@ -437,7 +461,8 @@ consent(struct client *c, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 	                         .token_serial = serial,
 	                         .token_label = tlabel,
 	                         .key_id = idhex,
-	                         .key_label = (const char *)label};
+	                         .key_label = (const char *)label,
+	                         .still = still_working};
 	rv = broker_consent_check(&k, &allowed_once);
 	if (rv == CKR_OK && allowed_once) {
 		pthread_mutex_lock(&S.lock);
@@ -1141,6 +1166,7 @@ conn_main(void *arg)
 	uint8_t *in, *out;
 	size_t in_len, out_len;
 	struct bp_msg m;
+	struct bp_rbuf rb = {0};
 	const char *why;
 
 	free(arg);
@@ -1149,7 +1175,7 @@ conn_main(void *arg)
 		CK_RV rv;
 		bool bad = false;
 
-		if (bp_read_msg(cn.fd, &in, &in_len, -1) < 0) {
+		if (bp_read_msg(cn.fd, &rb, &in, &in_len, -1) < 0) {
 			if (errno == EMSGSIZE)
 				drop(&cn, "oversize message");
 			break;
@@ -1165,6 +1191,8 @@ conn_main(void *arg)
 		if (m.head == BP_HELLO) {
 			size_t n;
 			const uint8_t *id = bp_get_b(&m.body, &n, false, NULL);
+			uint64_t feats = m.body.i < m.body.n ? bp_get_u(&m.body) : 0;
+			t_call.still = (feats & BP_FEAT_STILL) != 0;
 			if (c != NULL || !bp_r_done(&m.body) || n != BP_ID_LEN) {
 				bad = true;
 			} else if ((c = client_get(id, cn.pid, cn.uid)) != NULL) {
@@ -1181,7 +1209,10 @@ conn_main(void *arg)
 			bad = true;
 			rv = CKR_OK;
 		} else {
+			t_call.fd = cn.fd;
+			t_call.id = m.id;
 			rv = handle(c, m.head, &m.body, &w, &bad);
+			t_call.fd = -1;
 		}
 		if (bad) {
 			drop(&cn, c == NULL ? "no hello first" : "arguments do not parse");
@@ -1204,6 +1235,7 @@ conn_main(void *arg)
 		tk_freezero(out, out_len);
 	}
 	close(cn.fd);
+	bp_rbuf_wipe(&rb);
 	if (c != NULL)
 		client_put(c);
 	return NULL;
