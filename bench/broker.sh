@@ -13,8 +13,10 @@
 # and 2 threads, once embedded (TOKENKIT_BROKER=off) and once through a
 # tokenkitd of its own (TOKENKIT_BROKER=on), taking turns within a round.
 # Per call overhead = (1/broker rate - 1/embedded rate) / 2 (two calls per
-# signature), from the 1-thread medians. It prints figures; it never fails
-# on one.
+# signature), from the 1-thread medians; per signature twice that (the
+# client sends a repeated C_SignInit with the C_Sign: one round trip). Last,
+# the floor: a bare UNIX-socket round trip (sock_rtt). It prints figures;
+# it never fails on one.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TK_BUILD:-$SRC/build}
@@ -94,14 +96,19 @@ med() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-5s %3s | %12s %12s | %8s | %s\n' token thr "embedded/s" "broker/s" "ratio" \
-	"overhead per call (us)"
+	"overhead per call / per signature (us)"
 for tok in soft card; do
 	for t in 1 2; do
 		e=$(med "${W[off.$tok.$t]}") b=$(med "${W[on.$tok.$t]}")
 		awk -v tok=$tok -v t=$t -v e="$e" -v b="$b" 'BEGIN {
 			over = (e > 0 && b > 0) ? (1e6 / b - 1e6 / e) / 2 : 0
 			ratio = e > 0 ? b / e : 0
-			per = t == 1 ? sprintf("%.1f", over) : "-"
+			per = t == 1 ? sprintf("%.1f / %.1f", over, 2 * over) : "-"
 			printf "%-5s %3s | %12.0f %12.0f | %8.2f | %s\n", tok, t, e, b, ratio, per }'
 	done
 done
+# the floor: one bare round trip between two processes on this machine
+if [[ -x $BUILD/sock_rtt ]]; then
+	echo "floor: one bare UNIX-socket round trip between two processes:" \
+		"$("$BUILD/sock_rtt" | sed 's/round_trip_us=//') us"
+fi

@@ -25,6 +25,7 @@
  * only, what a module inside an application should open). tokenkitd sets
  * it to PC/SC and direct USB: the broker owns the readers. */
 const char *tk_p11_default_readers;
+bool tk_p11_system_broker;
 
 struct p11_module g_p11 = {
         .lock = PTHREAD_MUTEX_INITIALIZER,

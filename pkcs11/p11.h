@@ -336,6 +336,10 @@ struct p11_module {
 
 extern struct p11_module g_p11;
 extern const char *tk_p11_default_readers; /* module.c */
+/* Set by tokenkitd --system before C_Initialize: the module serves every
+ * user, so it publishes no user's registered tokens (software tokens),
+ * only the system registry's (module.c; regslot.c). */
+extern bool tk_p11_system_broker;
 
 /* The implementation of each C_* function, in the file of its concept;
  * rv.c exports C_* itself and keeps the answer to the codes the

@@ -356,7 +356,8 @@ tk_p11_regslots_start(void)
 	rs.stop = false;
 	pthread_mutex_unlock(&g_p11.lock);
 	rs.initial = true;
-	watch_store(0, 0);
+	if (!tk_p11_system_broker) /* (a system broker's user is nobody's) */
+		watch_store(0, 0);
 	watch_store(1, TK_REGISTRY_SYSTEM | TK_REGISTRY_NO_CREATE);
 	rs.initial = false;
 	if (rs.w[0] == NULL && rs.w[1] == NULL)

@@ -149,7 +149,17 @@ tk_p11_broker_path(char *buf, size_t cap)
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+int
+tk_p11_broker_system_path(char *buf, size_t cap)
+{
+	const char *p = tk_env("TOKENKIT_BROKER_SYSTEM_SOCKET");
+	int n = snprintf(buf, cap, "%s", p != NULL && p[0] == '/' ? p : P11R_SYSTEM_SOCKET);
+
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 static int connect_broker(void);
+static int choose_broker(void);
 
 static void
 mode_decide(void)
@@ -165,8 +175,8 @@ mode_decide(void)
 		mode_remote = true;
 		return;
 	}
-	/* auto: a broker that answers */
-	fd = connect_broker();
+	/* auto: a broker that answers (the user's, else the system's) */
+	fd = choose_broker();
 	if (fd >= 0) {
 		close(fd);
 		mode_remote = true;
@@ -190,16 +200,22 @@ tk_p11_remote_disable(void)
 
 /* --- connections -------------------------------------------------------- */
 
+/* The socket of the broker this process uses: chosen by choose_broker
+ * (at C_Initialize, and when the mode is decided), so that one process
+ * never goes between two brokers. Under R.lock. */
+static char broker_sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
 static int
-connect_broker(void)
+connect_path(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	int fd, r;
 
-	if (tk_p11_broker_path(sa.sun_path, sizeof(sa.sun_path)) < 0)
+	if (path[0] == '\0' || strlen(path) >= sizeof(sa.sun_path))
 		return -1;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
@@ -217,10 +233,50 @@ connect_broker(void)
 	    (cred.uid == getuid() || cred.uid == 0))
 		return fd;
 	if (r == 0)
-		tk_log_warn("pkcs11: the broker socket %s belongs to uid %u: not used", sa.sun_path,
+		tk_log_warn("pkcs11: the broker socket %s belongs to uid %u: not used", path,
 		            (unsigned)cred.uid);
 	close(fd);
 	return -1;
+}
+
+static int
+connect_broker(void)
+{
+	char path[sizeof(broker_sock)];
+
+	pthread_mutex_lock(&R.lock);
+	memcpy(path, broker_sock, sizeof(path));
+	pthread_mutex_unlock(&R.lock);
+	if (path[0] == '\0' && tk_p11_broker_path(path, sizeof(path)) < 0)
+		return -1;
+	return connect_path(path);
+}
+
+/* Connect to the user's broker, else (unless TOKENKIT_BROKER_SOCKET names
+ * one) the system instance, and keep to the one that answered (the
+ * user's when neither did). A connection, or -1. */
+static int
+choose_broker(void)
+{
+	char user[sizeof(broker_sock)], sys[sizeof(broker_sock)];
+	const char *chosen = user;
+	int fd;
+
+	if (tk_p11_broker_path(user, sizeof(user)) < 0)
+		return -1;
+	fd = connect_path(user);
+	if (fd < 0 && tk_env("TOKENKIT_BROKER_SOCKET") == NULL &&
+	    tk_p11_broker_system_path(sys, sizeof(sys)) == 0) {
+		fd = connect_path(sys);
+		if (fd >= 0)
+			chosen = sys;
+	}
+	pthread_mutex_lock(&R.lock);
+	memcpy(broker_sock, chosen, sizeof(broker_sock));
+	pthread_mutex_unlock(&R.lock);
+	if (chosen == sys)
+		tk_log_info("pkcs11: no broker of this user: the system broker at %s", sys);
+	return fd;
 }
 
 static int64_t
@@ -1375,8 +1431,12 @@ tk_p11r_C_Initialize(CK_VOID_PTR init_args)
 			R.timeout_ms = (int)t;
 	}
 	pthread_mutex_unlock(&R.lock);
-	/* say hello now: the first call then finds the broker's slots */
+	/* choose the broker (the user's, else the system's) and say hello
+	 * now: the first call then finds the broker's slots */
 	struct rc c;
+	int fd = choose_broker();
+	if (fd >= 0)
+		close(fd);
 	if (rc_begin(&c, 0) == CKR_OK)
 		rc_end(&c);
 	else

@@ -32,6 +32,12 @@ void tk_p11_remote_disable(void);
  * /run/user/<uid>/tokenkit/broker.sock. Errors: -1 (too long). */
 int tk_p11_broker_path(char *buf, size_t cap);
 
+/* The system instance's socket (tokenkitd --system, for readers shared by
+ * every user): $TOKENKIT_BROKER_SYSTEM_SOCKET, else P11R_SYSTEM_SOCKET. A
+ * module with no broker of its user's uses it (auto mode). */
+#define P11R_SYSTEM_SOCKET "/run/tokenkit/broker.sock"
+int tk_p11_broker_system_path(char *buf, size_t cap);
+
 #define P11R_DECLARE(name, params, args) CK_RV tk_p11r_##name params;
 P11_RV_FUNCTIONS(P11R_DECLARE)
 #undef P11R_DECLARE

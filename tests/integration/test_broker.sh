@@ -19,6 +19,9 @@
 #  6. a client of another uid is refused (SO_PEERCRED), on a socket it can
 #     reach (systemd's socket activation, systemd-socket-activate), and the
 #     broker then serves its own user from the socket it was handed;
+#  6b. the system instance (--system): uid 65534 finds it by itself (no
+#     broker of its own), sees and signs with the card, and never sees a
+#     software token of the broker's user;
 #  7. consent: deny, allow-always and reset round trip with a prompt
 #     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
 #     a person slower than the client's timeout is waited for (the broker's
@@ -218,6 +221,40 @@ TK_OUT=$(tk_host setpriv --reuid=65534 --regid=65534 --clear-groups env TOKENKIT
 	"${P11[@]}" -L 2>&1 || true)
 tk_expect_not 'token label'
 grep -q 'refused a client of uid 65534' "$BLOG" || tk_fail "the broker did not refuse uid 65534"
+broker_kill
+
+# --- 6b. the system instance: every user, readers only ---------------------------
+# a software token of root's: the system instance must not give it to others
+TOKENKIT_BROKER=off tk_run "a software token of root's" "$TK_BUILD/tokenkit" soft create \
+	--label rootsoft --kdf-cost 10 --insecure-pin "$PIN" --insecure-so-pin 12345678
+mkdir -m 0755 "$TK_TMP/sys"
+broker_start --system --socket "$TK_TMP/sys/tokenkit/broker.sock"
+[[ $(stat -c %a "$TK_TMP/sys/tokenkit") == 755 ]] || tk_fail "system socket directory not 0755"
+[[ $(stat -c %a "$TK_TMP/sys/tokenkit/broker.sock") == 666 ]] || tk_fail "system socket not 0666"
+mkdir -m 0700 "$TK_TMP/nobody"
+chown 65534:65534 "$TK_TMP/nobody"
+as_nobody() {
+	tk_host setpriv --reuid=65534 --regid=65534 --clear-groups env TOKENKIT_BROKER=auto \
+		TOKENKIT_BROKER_SYSTEM_SOCKET="$TK_TMP/sys/tokenkit/broker.sock" \
+		XDG_RUNTIME_DIR=/nonexistent HOME="$TK_TMP/nobody" "$@"
+}
+TK_OUT=$(as_nobody "${P11[@]}" -L 2>&1 || true)
+tk_expect 'token label +: PIV '
+tk_expect_not 'rootsoft'
+grep -q 'client .*pkcs11-tool (pid [0-9]*, uid 65534)' "$BLOG" ||
+	tk_fail "the system instance did not serve uid 65534"
+TK_OUT=$(as_nobody "${P11[@]}" --login --pin "$PIN" --sign --id 01 -m ECDSA-SHA256 \
+	--signature-format openssl -i data.txt -o "$TK_TMP/nobody/sys.sig" 2>&1) ||
+	{ printf '%s\n' "$TK_OUT" >&2; tk_fail "uid 65534 could not sign through the system instance"; }
+tk_run "verify the signature of uid 65534" openssl dgst -sha256 -verify pub9a.pem \
+	-signature "$TK_TMP/nobody/sys.sig" data.txt
+# root's own broker would show root's software token; the system one does not
+TOKENKIT_BROKER=off tk_run "root's software token, embedded" "${P11[@]}" -L
+tk_expect 'rootsoft'
+TOKENKIT_BROKER_SOCKET="$TK_TMP/sys/tokenkit/broker.sock" tk_run "root through the system instance" \
+	"${P11[@]}" -L
+tk_expect 'token label +: PIV '
+tk_expect_not 'rootsoft'
 chmod 0700 "$TK_TMP"
 broker_kill
 

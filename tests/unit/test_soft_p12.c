@@ -9,6 +9,7 @@
  * file byte for byte as it was. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -210,22 +211,23 @@ signs(tk_soft_t *s, X509 *cert, const uint8_t *id, size_t id_len)
 	EVP_PKEY_free(k);
 }
 
-/* The secret of private key k: an RSA prime, the EC private scalar, the
- * Ed25519 seed. */
+/* The secret of private key k: an RSA prime, the EC private scalar (at
+ * the full width of the curve: one scalar in 256 has a leading zero byte),
+ * the Ed25519 seed. */
 static size_t
 secret_of(EVP_PKEY *k, uint8_t *out)
 {
 	BIGNUM *bn = NULL;
 	size_t n = 512;
 	int len;
+	bool rsa = EVP_PKEY_is_a(k, "RSA");
 
 	if (EVP_PKEY_is_a(k, "ED25519")) {
 		assert_int_equal(EVP_PKEY_get_raw_private_key(k, out, &n), 1);
 		return n;
 	}
-	assert_int_equal(
-	        EVP_PKEY_get_bn_param(k, EVP_PKEY_is_a(k, "RSA") ? "rsa-factor1" : "priv", &bn), 1);
-	len = BN_bn2bin(bn, out);
+	assert_int_equal(EVP_PKEY_get_bn_param(k, rsa ? "rsa-factor1" : "priv", &bn), 1);
+	len = rsa ? BN_bn2bin(bn, out) : BN_bn2binpad(bn, out, (EVP_PKEY_get_bits(k) + 7) / 8);
 	BN_free(bn);
 	return (size_t)len;
 }

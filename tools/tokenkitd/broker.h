@@ -22,7 +22,8 @@ struct broker_conf {
 	const char *prompt;      /* the prompt program, or NULL */
 	const char *policy;      /* the policy file, or NULL */
 	const char *consent_dir; /* the consent store (NULL: default) */
-	uid_t uid;               /* ours: the only uid served */
+	uid_t uid;               /* ours: the only uid served, */
+	bool system;             /* unless this is the system instance */
 	uint8_t instance[16];
 };
 

@@ -2,7 +2,9 @@
  *
  * One per user: it owns the readers (the embedded module runs here), the
  * registry's slots and the software token's keys, and serves the PKCS#11
- * module in broker mode over a UNIX socket. Crash-only: nothing to clean
+ * module in broker mode over a UNIX socket. With --system, one for every
+ * user, for shared readers: no user's registered tokens, each client
+ * still its own application (serve.c). Crash-only: nothing to clean
  * up, so SIGTERM and kill -9 are the same to it; a client notices the new
  * instance and opens its sessions again. */
 #include <errno.h>
@@ -35,11 +37,12 @@ struct broker_conf g_conf;
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: tokenkitd [--socket PATH] [--consent-prompt PROGRAM]\n"
+	fprintf(f, "usage: tokenkitd [--system] [--socket PATH] [--consent-prompt PROGRAM]\n"
 	           "                 [--consent-policy FILE] [--consent-dir DIR] [--verbose]\n"
 	           "                 [--version] [--help]\n"
 	           "The tokenkit broker: serves the PKCS#11 module in broker mode on\n"
-	           "$XDG_RUNTIME_DIR/tokenkit/broker.sock (or the socket systemd passes).\n");
+	           "$XDG_RUNTIME_DIR/tokenkit/broker.sock (or the socket systemd passes);\n"
+	           "with --system, every user on " P11R_SYSTEM_SOCKET " (readers only).\n");
 }
 
 /* The socket systemd passes (LISTEN_PID, LISTEN_FDS: the first at fd 3). */
@@ -81,8 +84,17 @@ own_socket(const char *path)
 		return -1;
 	}
 	*slash = '\0';
-	/* a private directory of ours (created 0700), never someone else's */
-	r = tk_fs_dir_open(dir, TK_FS_DIR_CREATE, &dfd);
+	/* a private directory of ours (created 0700), never someone else's;
+	 * the system instance's: ours (or root's), others may only enter it */
+	if (g_conf.system) {
+		if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+			fprintf(stderr, "tokenkitd: %s: %s\n", dir, strerror(errno));
+			return -1;
+		}
+		r = tk_fs_dir_open(dir, TK_FS_DIR_SYSTEM, &dfd);
+	} else {
+		r = tk_fs_dir_open(dir, TK_FS_DIR_CREATE, &dfd);
+	}
 	if (r != TK_OK) {
 		fprintf(stderr, "tokenkitd: %s: %s\n", dir, tk_strerror(r));
 		return -1;
@@ -105,7 +117,9 @@ own_socket(const char *path)
 	mode_t old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 64) != 0) {
+	/* (the system instance: every user may connect; it tells them apart
+	 * by SO_PEERCRED) */
+	if (r != 0 || chmod(path, g_conf.system ? 0666 : 0600) != 0 || listen(fd, 64) != 0) {
 		fprintf(stderr, "tokenkitd: %s: %s\n", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -118,6 +132,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        {"socket", required_argument, NULL, 's'},
+	        {"system", no_argument, NULL, 'S'},
 	        {"consent-prompt", required_argument, NULL, 'p'},
 	        {"consent-policy", required_argument, NULL, 'P'},
 	        {"consent-dir", required_argument, NULL, 'd'},
@@ -135,6 +150,9 @@ main(int argc, char **argv)
 		switch (c) {
 		case 's':
 			sock = optarg;
+			break;
+		case 'S':
+			g_conf.system = true;
 			break;
 		case 'p':
 			g_conf.prompt = optarg;
@@ -178,7 +196,8 @@ main(int argc, char **argv)
 	lfd = activated_socket();
 	if (lfd < 0) {
 		if (sock == NULL) {
-			if (tk_p11_broker_path(path, sizeof(path)) < 0) {
+			if ((g_conf.system ? tk_p11_broker_system_path(path, sizeof(path))
+			                   : tk_p11_broker_path(path, sizeof(path))) < 0) {
 				fprintf(stderr, "tokenkitd: socket path too long\n");
 				return 1;
 			}
@@ -194,13 +213,15 @@ main(int argc, char **argv)
 	 * the CCID plugin is installed), as the tokenkit tool lists them */
 	tk_p11_remote_disable();
 	tk_p11_default_readers = "pcsc+ccid?";
+	tk_p11_system_broker = g_conf.system;
 	rv = C_Initialize(NULL);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "tokenkitd: the module did not start: 0x%lx\n", (unsigned long)rv);
 		return 1;
 	}
 	broker_serve_init();
-	tk_log_info("tokenkitd: serving (pid %ld, consent %s)", (long)getpid(),
+	tk_log_info("tokenkitd: serving %s (pid %ld, consent %s)",
+	            g_conf.system ? "every user (system instance)" : "its user", (long)getpid(),
 	            g_conf.consent ? "on" : "off");
 	fprintf(stderr, "tokenkitd: ready\n");
 	for (;;) {

@@ -102,7 +102,7 @@ client_get(const uint8_t id[BP_ID_LEN], pid_t pid, uid_t uid)
 
 	pthread_mutex_lock(&S.lock);
 	for (c = S.clients; c != NULL; c = c->next)
-		if (c->pid == pid && memcmp(c->id, id, BP_ID_LEN) == 0)
+		if (c->pid == pid && c->uid == uid && memcmp(c->id, id, BP_ID_LEN) == 0)
 			break;
 	if (c == NULL && (c = calloc(1, sizeof(*c))) != NULL) {
 		memcpy(c->id, id, BP_ID_LEN);
@@ -1254,7 +1254,7 @@ broker_serve_conn(int fd)
 		close(fd);
 		return;
 	}
-	if (cred.uid != g_conf.uid) {
+	if (!g_conf.system && cred.uid != g_conf.uid) {
 		tk_log_warn("tokenkitd: refused a client of uid %u (pid %ld): this broker serves "
 		            "uid %u only",
 		            (unsigned)cred.uid, (long)cred.pid, (unsigned)g_conf.uid);
