@@ -9,6 +9,7 @@
  *   SCARD_E_NO_SERVICE while SCardIsValidContext still says yes: the only
  *   cure is a new context, so we drop ours whenever we see that code.
  * - a card that dies with an APDU outstanding answers "success, 0 bytes".
+ * - we never call SCardDisconnect: see conn_disconnect.
  * - pcsc-lite has no fork handler: see "fork" below. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,6 +54,7 @@ typedef struct pcsc_conn {
 	char *reader;
 	tk_reader_caps_t caps;
 	uint32_t verify_code, modify_code; /* PIN pad control codes (0: none) */
+	bool in_txn;                       /* SCardBeginTransaction without its end */
 } pcsc_conn_t;
 
 const char *
@@ -73,11 +75,11 @@ tk_pcsc_socket_path(void)
  * SCardEstablishContext (or SCardReleaseContext, which takes the mutex
  * after its round trip) is under way and every other call is past its
  * first moments (bounded), and the parent handler opens it again.
- * SCardConnect and SCardDisconnect count as such calls too: at their end
- * they add or remove the handle in their context's list without the
- * library mutex, and every handle lookup walks the lists of all contexts,
- * the inherited ones included, so a child forked in the middle of that
- * crashed in its own SCardDisconnect (seen in CI). Should one still be
+ * SCardConnect counts as such a call too: at its end it adds the handle to
+ * its context's list without the library mutex, and every handle lookup
+ * walks the lists of all contexts, the inherited ones included (a child
+ * forked in the middle of the same step in SCardDisconnect crashed in CI;
+ * we no longer call that, see conn_disconnect). Should one still be
  * under way at the bound (pcscd not answering), the child never calls
  * pcsc-lite at all: its readers look like a missing service instead of a
  * hang or a crash. Left open: pcsc-lite's own retry loop while another process holds
@@ -239,17 +241,6 @@ release_context(SCARDCONTEXT ctx)
 	if (!gate_enter(&g, true))
 		return;                 /* leaked on purpose: see "fork" */
 	(void)SCardReleaseContext(ctx); /* NO_SERVICE after a restart: fine */
-	gate_leave(&g);
-}
-
-static void
-disconnect(SCARDHANDLE h)
-{
-	struct gate_call g;
-
-	if (!gate_enter(&g, true))
-		return;
-	(void)SCardDisconnect(h, SCARD_LEAVE_CARD);
 	gate_leave(&g);
 }
 
@@ -681,10 +672,8 @@ conn_connect(void *be, const char *reader, void **out, uint8_t *atr, size_t *atr
 		goto fail;
 	}
 	r = read_atr(c, atr, atr_len, protocol);
-	if (r != TK_OK) {
-		disconnect(c->h);
-		goto fail;
-	}
+	if (r != TK_OK)
+		goto fail; /* releasing the context closes the handle */
 	probe_caps(c);
 	*out = c;
 	return TK_OK;
@@ -803,6 +792,8 @@ conn_begin(void *conn)
 		return TK_ERR_NO_SERVICE;
 	rv = SCardBeginTransaction(((pcsc_conn_t *)conn)->h);
 	gate_leave(&g);
+	if (rv == SCARD_S_SUCCESS)
+		((pcsc_conn_t *)conn)->in_txn = true;
 	return rv == SCARD_S_SUCCESS ? TK_OK : scard_err("SCardBeginTransaction", rv);
 }
 
@@ -816,6 +807,7 @@ conn_end(void *conn)
 		return TK_ERR_NO_SERVICE;
 	rv = SCardEndTransaction(((pcsc_conn_t *)conn)->h, SCARD_LEAVE_CARD);
 	gate_leave(&g);
+	((pcsc_conn_t *)conn)->in_txn = false; /* failed: the handle is gone or the card reset */
 	return rv == SCARD_S_SUCCESS ? TK_OK : scard_err("SCardEndTransaction", rv);
 }
 
@@ -831,6 +823,19 @@ conn_caps(void *conn, tk_reader_caps_t *caps)
 	*caps = ((pcsc_conn_t *)conn)->caps;
 }
 
+/* No SCardDisconnect: pcsc-lite 1.9.9 ends it by walking every context's
+ * handle list without its library mutex (to drop the handle from its own),
+ * so a disconnect in one worker while another worker releases its context
+ * (which frees that context's list under the mutex) read freed memory: a
+ * SIGSEGV inside SCardDisconnect, seen at C_Finalize when every worker drops
+ * its card at once. Each connection has a context of its own, and releasing
+ * it does everything a disconnect did: pcscd closes the handle as
+ * SCARD_LEAVE_CARD, and the library frees the handle's entry under its
+ * mutex. pcscd resets the card instead when the handle still holds a
+ * transaction, so that is ended first. Left open, as it is inside
+ * pcsc-lite: SCardConnect's end links the new handle into its list without
+ * the mutex, a window of a few stores in which another thread's handle
+ * lookup could follow the new entry's link before it is set. */
 static void
 conn_disconnect(void *conn)
 {
@@ -838,7 +843,8 @@ conn_disconnect(void *conn)
 
 	if (c == NULL)
 		return;
-	disconnect(c->h);
+	if (c->in_txn)
+		(void)conn_end(c);
 	release_context(c->ctx);
 	free(c->reader);
 	free(c);

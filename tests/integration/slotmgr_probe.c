@@ -15,6 +15,12 @@
  *   tk-slotmgr-probe survive READER SECONDS
  *       every 100 ms: get a card session and send one APDU; prints "ok" or
  *       "fail <err>" on every change, plus events, for SECONDS
+ *   tk-slotmgr-probe churn READER_A READER_B THREADS ROUNDS
+ *       THREADS threads, each ROUNDS times: a slot manager of its own, one
+ *       APDU on each reader, the manager freed (its two workers drop their
+ *       connections at once while other threads connect); prints
+ *       "churn ok=<rounds with both APDUs answered> of=<rounds>". pcsc-lite
+ *       1.9.9 crashed in SCardDisconnect under this (see conn_disconnect)
  *
  * Exit status 0 unless the arguments or the setup were wrong; the scripts
  * judge the output. */
@@ -333,6 +339,62 @@ cmd_survive(const char *reader, int secs)
 	return 0;
 }
 
+struct churn {
+	const char *reader[2];
+	int rounds, ok;
+};
+
+static void *
+churn_thread(void *arg)
+{
+	struct churn *ch = arg;
+
+	for (int i = 0; i < ch->rounds; i++) {
+		tk_slotmgr_t *m = NULL;
+		tk_slotmgr_opts_t o;
+		int answered = 0;
+
+		tk_slotmgr_opts_init(&o);
+		if (tk_slotmgr_new(&o, &m) != TK_OK)
+			continue;
+		(void)tk_slotmgr_wait_ready(m, 5000);
+		for (int k = 0; k < 2; k++) {
+			tk_card_t *c = NULL;
+
+			if (get_card(m, ch->reader[k], 5000, &c) == TK_OK &&
+			    send_select(c, 5000) == TK_OK)
+				answered++;
+			tk_card_unref(&c);
+		}
+		tk_slotmgr_free(&m);
+		if (answered == 2)
+			ch->ok++;
+	}
+	return NULL;
+}
+
+static int
+cmd_churn(const char *a, const char *b, int threads, int rounds)
+{
+	struct churn ch[16];
+	pthread_t t[16];
+	int ok = 0;
+
+	if (threads < 1 || threads > 16)
+		return 2;
+	for (int i = 0; i < threads; i++) {
+		ch[i] = (struct churn){.reader = {a, b}, .rounds = rounds};
+		if (pthread_create(&t[i], NULL, churn_thread, &ch[i]) != 0)
+			return 2;
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(t[i], NULL);
+		ok += ch[i].ok;
+	}
+	say("churn ok=%d of=%d\n", ok, threads * rounds);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -346,6 +408,8 @@ main(int argc, char **argv)
 		return cmd_stall(argv[2], argv[3], atoi(argv[4]));
 	if (argc == 4 && strcmp(argv[1], "survive") == 0)
 		return cmd_survive(argv[2], atoi(argv[3]));
+	if (argc == 6 && strcmp(argv[1], "churn") == 0)
+		return cmd_churn(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	fprintf(stderr, "usage: see the comment at the top of slotmgr_probe.c\n");
 	return 2;
 }
