@@ -120,7 +120,7 @@ if [[ -n $PKCS11TEST ]]; then
 	# (issue 8 section 1: slots not ready right after C_Initialize) is tried
 	# again, up to 5 times, and counted in "slot retries".
 	fresh_card
-	slot=$(pkcs11-tool --module "$MOD" -L 2>/dev/null | sed -n 's/^Slot [0-9]* (\(0x[0-9a-f]*\)).*/\1/p' | head -1)
+	slot=$("${P11TOOL:-pkcs11-tool}" --module "$MOD" -L 2>/dev/null | sed -n 's/^Slot [0-9]* (\(0x[0-9a-f]*\)).*/\1/p' | head -1)
 	GT=("$PKCS11TEST" -m "$(basename "$MOD")" -l "$(dirname "$MOD")" -s "$((slot))" -u "$PIN" -o "$SOPIN")
 	: >"$OUT/pkcs11test.log"
 	tests=()
