@@ -19,6 +19,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
+#include "clock.h"
 #include "p11.h"
 
 /* The readers when $TOKENKIT_READERS does not name them (NULL: PC/SC
@@ -36,6 +37,59 @@ struct p11_module g_p11 = {
 /* Serialises C_Initialize and C_Finalize against each other. */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* --- process exit ---------------------------------------------------------
+ * An application may exit without C_Finalize (OpenSSL's command line with
+ * libp11's engine does). exit() then runs OpenSSL's atexit cleanup, which
+ * frees its library context, while our background threads (token opens,
+ * the registry watcher) may be inside OpenSSL: a SIGSEGV in EVP_Digest in
+ * the registry watcher, seen in test_p11_openssl_tls. Our handler is
+ * registered after OpenSSL's (once_init initialises OpenSSL first), so it
+ * runs before it: it closes the gate and waits up to P11_EXIT_WAIT_MS for
+ * the background work inside; work that would start later is skipped (its
+ * thread does not block: a C_Finalize from a later exit handler still joins
+ * it). */
+#define P11_EXIT_WAIT_MS 500
+
+static pthread_mutex_t exit_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exit_cond;
+static int exit_busy;     /* background work inside the gate */
+static bool exit_started; /* the gate is closed */
+
+bool
+tk_p11_bg_enter(void)
+{
+	bool ok;
+
+	pthread_mutex_lock(&exit_mtx);
+	ok = !exit_started;
+	if (ok)
+		exit_busy++;
+	pthread_mutex_unlock(&exit_mtx);
+	return ok;
+}
+
+void
+tk_p11_bg_leave(void)
+{
+	pthread_mutex_lock(&exit_mtx);
+	exit_busy--;
+	if (exit_started)
+		pthread_cond_broadcast(&exit_cond);
+	pthread_mutex_unlock(&exit_mtx);
+}
+
+static void
+on_exit_close_gate(void)
+{
+	int64_t end = tk_now_us() + (int64_t)P11_EXIT_WAIT_MS * 1000;
+
+	pthread_mutex_lock(&exit_mtx);
+	exit_started = true;
+	while (exit_busy > 0 && tk_now_us() < end)
+		(void)tk_cond_wait_until_us(&exit_cond, &exit_mtx, end);
+	pthread_mutex_unlock(&exit_mtx);
+}
 
 static void
 init_cond(void)
@@ -70,6 +124,10 @@ atfork_child(void)
 	pthread_mutex_init(&g_p11.pin_lock, NULL);
 	pthread_mutex_init(&init_lock, NULL);
 	init_cond();
+	pthread_mutex_init(&exit_mtx, NULL);
+	pthread_cond_destroy(&exit_cond);
+	tk_cond_init_monotonic(&exit_cond);
+	exit_busy = 0; /* the parent's threads' */
 	g_p11.initialized = false;
 	g_p11.finalizing = false;
 	g_p11.mgr = NULL;
@@ -89,7 +147,11 @@ static void
 once_init(void)
 {
 	init_cond();
+	tk_cond_init_monotonic(&exit_cond);
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	/* OpenSSL's exit handler first, so that ours runs before it */
+	(void)OPENSSL_init_crypto(0, NULL);
+	(void)atexit(on_exit_close_gate);
 }
 
 /* No getpid() here: atfork_child (registered before the first

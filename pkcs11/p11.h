@@ -378,6 +378,10 @@ void tk_p11_slots_clear_locked(void);
  * threads and join them; one still running then is detached (not expected:
  * their card I/O fails fast without the manager). Without the module lock. */
 void tk_p11_slots_join(int timeout_ms);
+/* Background work that may use OpenSSL runs between these; false: the
+ * process is exiting, skip the work (module.c, "process exit"). */
+bool tk_p11_bg_enter(void);
+void tk_p11_bg_leave(void);
 bool tk_p11_token_unref_locked(struct p11_token *t); /* true: call tk_p11_token_free unlocked */
 void tk_p11_token_free(struct p11_token *t);
 /* When a call or a token open ends: the earlier tk tokens and object tables

@@ -316,10 +316,18 @@ watch_thread(void *arg)
 		pfd[STORES].events = POLLIN;
 		if (poll(pfd, STORES + 1, POLL_MS) < 0 && errno != EINTR)
 			break;
-		/* (also without news: the watchers check their stores every second) */
+		/* (also without news: the watchers check their stores every
+		 * second; records carry a SHA-256: not while the process exits) */
+		if (!tk_p11_bg_enter()) {
+			/* (its news stays unread: wait for C_Finalize's wake-up
+			 * or the process's end, not in a loop) */
+			(void)poll(&pfd[STORES], 1, POLL_MS);
+			continue;
+		}
 		for (int i = 0; i < STORES; i++)
 			if (rs.w[i] != NULL)
 				drain(i);
+		tk_p11_bg_leave();
 	}
 	return NULL;
 }

@@ -894,6 +894,7 @@ open_thread(void *arg)
 	struct p11_slot *s;
 	tk_thread_t *reap;
 	tk_token_opts_t o;
+	bool bg = false;
 	int r;
 
 	free(arg);
@@ -920,6 +921,13 @@ open_thread(void *arg)
 	if (r != TK_OK)
 		goto done;
 
+	/* OpenSSL from here on (the cache's digests, keys): not while exiting */
+	if (!tk_p11_bg_enter()) {
+		tk_card_unref(&card);
+		r = TK_ERR_CANCELLED;
+		goto done;
+	}
+	bg = true;
 	/* Publish from the cache as soon as the card proved its identity; check
 	 * the objects and read the PIN counters right after, in this thread. */
 	tk_token_opts_init(&o);
@@ -995,6 +1003,8 @@ done:
 	tk_token_free(&tk);
 	if (published != NULL)
 		after_open(published);
+	if (bg)
+		tk_p11_bg_leave();
 	(void)tk_threads_join(reap);
 	open_thread_done(job.thr);
 	return NULL;
