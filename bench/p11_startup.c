@@ -21,6 +21,12 @@
  *   after:MS:CMD         CMD runs in the background MS ms from now
  *   sleep:MS
  *   finalize             C_Finalize
+ *   linger:MS            (read before the module is loaded, wherever it
+ *                        stands) once the program exits, wait MS ms after
+ *                        the exit handlers registered later (the module's,
+ *                        OpenSSL's) have run: a thread of the module still
+ *                        in OpenSSL then would find it freed
+ * The program exits without C_Finalize when the actions do not call it.
  * It never judges a figure; the exit status is 0 unless the arguments or
  * the module are unusable. */
 #include <dlfcn.h>
@@ -290,10 +296,20 @@ run(const char *a)
 		return act_after(arg);
 	} else if (strncmp(a, "sleep:", 6) == 0) {
 		usleep((useconds_t)atoll(arg) * 1000);
+	} else if (strncmp(a, "linger:", 7) == 0) {
+		/* (main) */
 	} else {
 		return -1;
 	}
 	return 0;
+}
+
+static long linger_ms;
+
+static void
+linger(void)
+{
+	usleep((useconds_t)linger_ms * 1000);
 }
 
 int
@@ -302,6 +318,12 @@ main(int argc, char **argv)
 	if (argc < 2) {
 		fprintf(stderr, "usage: p11_startup MODULE ACTION...\n");
 		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (strncmp(argv[i], "linger:", 7) == 0 && linger_ms == 0) {
+			linger_ms = atol(argv[i] + 7);
+			(void)atexit(linger);
+		}
 	}
 	if ((p11 = tk_test_p11_load("p11_startup", argv[1])) == NULL)
 		return 1;

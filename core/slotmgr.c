@@ -696,6 +696,22 @@ tk_slotmgr_free(tk_slotmgr_t **mp)
 	mgr_unref(m);
 }
 
+void
+tk_slotmgr_cancel(tk_slotmgr_t *m)
+{
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&m->mtx);
+	m->cancelled = true;
+	for (size_t i = 0; i < m->nslots; i++) {
+		if (m->slots[i]->worker != NULL)
+			worker_cancel_waits_locked(m->slots[i]->worker);
+	}
+	/* tk_slotmgr_card waits for a card being connected */
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->mtx);
+}
+
 int
 tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms)
 {
@@ -899,11 +915,14 @@ tk_slotmgr_card(tk_slotmgr_t *m, uint32_t slot_id, tk_card_t **card)
 	seq = s->card_seq;
 	/* A card being connected is worth waiting for, within the deadline. */
 	while (s->card_seq != 0 && s->card_seq == seq &&
-	       (s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING) && !m->stopping) {
+	       (s->state == TK_SLOT_PROBING || s->state == TK_SLOT_RECOVERING) && !m->stopping &&
+	       !m->cancelled) {
 		if (pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == ETIMEDOUT)
 			break;
 	}
-	if (!s->present || m->stopping)
+	if (m->cancelled)
+		r = TK_ERR_CANCELLED;
+	else if (!s->present || m->stopping)
 		r = TK_ERR_NO_READER;
 	else if (s->card_seq == 0)
 		r = TK_ERR_NO_CARD;

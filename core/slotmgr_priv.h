@@ -53,6 +53,7 @@ typedef struct work {
 	pthread_cond_t cond;
 	bool done;
 	bool abandoned; /* caller gave up waiting */
+	bool cancelled; /* tk_slotmgr_cancel: the caller returns now */
 	int result;
 	struct work *next;
 } work_t;
@@ -196,6 +197,7 @@ struct tk_slotmgr {
 	bool ready; /* every backend is ready */
 	int ready_err;
 	bool stopping;
+	bool cancelled; /* tk_slotmgr_cancel */
 	int live_workers;
 	tk_thread_t *threads; /* every worker thread not joined yet */
 	char *log_path;       /* recovery log, NULL: none */
@@ -269,6 +271,9 @@ void worker_abandon_locked(tk_slotmgr_t *m, slot_t *s, worker_t *w, int fault, c
  * the monitor's connects and disconnects stay queued (a removal must still
  * end the quarantine, a new card must still be connected). */
 void worker_fail_queue(worker_t *w, int err);
+/* tk_slotmgr_cancel: the work callers wait for ends with TK_ERR_CANCELLED,
+ * queued or under way (the worker finishes that one unwatched). */
+void worker_cancel_waits_locked(worker_t *w);
 /* tk_slotmgr_reset: a W_RECOVER from step that the caller waits for. */
 int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int step, int timeout_ms);
 /* Worker thread only. */

@@ -769,6 +769,23 @@ worker_fail_queue(worker_t *w, int err)
 	pthread_mutex_unlock(&w->mtx);
 }
 
+void
+worker_cancel_waits_locked(worker_t *w)
+{
+	work_t *cur;
+
+	pthread_mutex_lock(&w->mtx);
+	fail_queue_locked(w, TK_ERR_CANCELLED, true);
+	cur = w->current;
+	if (cur != NULL) {
+		pthread_mutex_lock(&cur->mtx);
+		cur->cancelled = true;
+		pthread_cond_broadcast(&cur->cond);
+		pthread_mutex_unlock(&cur->mtx);
+	}
+	pthread_mutex_unlock(&w->mtx);
+}
+
 /* The caller's deadline passed. If the worker is inside the backend with
  * this very item, it is stuck: abandon it. If the item is still queued
  * behind other work, just take it out. */
@@ -813,6 +830,8 @@ handle_timeout(tk_slotmgr_t *m, slot_t *s, worker_t *w, work_t *it)
 static int
 admissible_locked(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op)
 {
+	if (m->cancelled)
+		return TK_ERR_CANCELLED;
 	if (m->stopping || !s->present)
 		return TK_ERR_READER_GONE;
 	if (s->card_seq != card_seq)
@@ -870,19 +889,20 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const tk_
 		goto out;
 
 	pthread_mutex_lock(&it->mtx);
-	while (!it->done) {
+	while (!it->done && !it->cancelled) {
 		if (pthread_cond_timedwait(&it->cond, &it->mtx, &dl) == ETIMEDOUT)
 			break;
 	}
 	if (!it->done)
 		it->abandoned = true;
 	pthread_mutex_unlock(&it->mtx);
-	if (it->abandoned)
+	/* (cancelled: the worker is not stuck, it just has nobody waiting) */
+	if (it->abandoned && !it->cancelled)
 		handle_timeout(m, s, w, it);
 
 	pthread_mutex_lock(&it->mtx);
 	if (!it->done) {
-		r = TK_ERR_TIMEOUT;
+		r = it->cancelled ? TK_ERR_CANCELLED : TK_ERR_TIMEOUT;
 	} else {
 		r = it->result;
 		if (r == TK_OK && resp != NULL) {

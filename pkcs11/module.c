@@ -40,21 +40,38 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* --- process exit ---------------------------------------------------------
  * An application may exit without C_Finalize (OpenSSL's command line with
- * libp11's engine does). exit() then runs OpenSSL's atexit cleanup, which
- * frees its library context, while our background threads (token opens,
- * the registry watcher) may be inside OpenSSL: a SIGSEGV in EVP_Digest in
- * the registry watcher, seen in test_p11_openssl_tls. Our handler is
- * registered after OpenSSL's (once_init initialises OpenSSL first), so it
- * runs before it: it closes the gate and waits up to P11_EXIT_WAIT_MS for
- * the background work inside; work that would start later is skipped (its
+ * libp11's engine does, pkcs11-tool after --change-pin does). exit() then
+ * runs OpenSSL's atexit cleanup, which frees its library context, while our
+ * background threads (token opens, the registry watcher) may be inside
+ * OpenSSL: a SIGSEGV in EVP_Digest, seen in test_p11_openssl_tls and (a
+ * token open after a PIN change on a pad) test_ccid_stack.
+ *
+ * Our handler is registered with OPENSSL_atexit: OPENSSL_cleanup runs it
+ * before it frees anything, whoever calls it and whatever the order of the
+ * process's atexit handlers. (A first version used atexit() after an
+ * OPENSSL_init_crypto(0) meant to register OpenSSL's handler first; but
+ * OpenSSL 3.0 returns early for opts 0 and registers its handler at the
+ * first real initialisation, which can come later, so OpenSSL's cleanup ran
+ * first. OPENSSL_atexit pins the module in memory: it is not unloaded by
+ * dlclose, which a handler OpenSSL will call needs anyway.)
+ *
+ * The handler closes the gate: work that would start later is skipped (its
  * thread does not block: a C_Finalize from a later exit handler still joins
- * it). */
-#define P11_EXIT_WAIT_MS 500
+ * it). It cancels every wait for a card (tk_slotmgr_cancel), so the work
+ * inside the gate stops at its next card exchange instead of finishing a
+ * token open that can last seconds, and it waits up to P11_EXIT_WAIT_MS for
+ * that work to leave. Inside, after the cancel, there is only computation
+ * and at most one wait for the registry's lock (core/registry.c
+ * LOCK_WAIT_MS, 2 s, only while another process holds it): the bound
+ * covers it. OpenSSL already counts as stopped while we wait: what the work
+ * asks of it then fails cleanly (an error, not a crash). */
+#define P11_EXIT_WAIT_MS 3000
 
 static pthread_mutex_t exit_mtx = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t exit_cond;
-static int exit_busy;     /* background work inside the gate */
-static bool exit_started; /* the gate is closed */
+static int exit_busy;          /* background work inside the gate */
+static bool exit_started;      /* the gate is closed */
+static tk_slotmgr_t *exit_mgr; /* the manager to cancel: set while it lives */
 
 bool
 tk_p11_bg_enter(void)
@@ -79,15 +96,33 @@ tk_p11_bg_leave(void)
 	pthread_mutex_unlock(&exit_mtx);
 }
 
+/* C_Initialize (m) and C_Finalize (NULL, before the manager is freed). */
+static void
+exit_set_mgr(tk_slotmgr_t *m)
+{
+	pthread_mutex_lock(&exit_mtx);
+	exit_mgr = m;
+	if (m != NULL && exit_started)
+		tk_slotmgr_cancel(m); /* initialised after OpenSSL's cleanup began */
+	pthread_mutex_unlock(&exit_mtx);
+}
+
 static void
 on_exit_close_gate(void)
 {
-	int64_t end = tk_now_us() + (int64_t)P11_EXIT_WAIT_MS * 1000;
+	int64_t end;
 
 	pthread_mutex_lock(&exit_mtx);
 	exit_started = true;
+	if (exit_mgr != NULL)
+		tk_slotmgr_cancel(exit_mgr);
+	end = tk_now_us() + (int64_t)P11_EXIT_WAIT_MS * 1000;
 	while (exit_busy > 0 && tk_now_us() < end)
 		(void)tk_cond_wait_until_us(&exit_cond, &exit_mtx, end);
+	if (exit_busy > 0)
+		tk_log_warn("pkcs11: OpenSSL is cleaned up while background work still runs (after "
+		            "%d ms)",
+		            P11_EXIT_WAIT_MS);
 	pthread_mutex_unlock(&exit_mtx);
 }
 
@@ -127,7 +162,8 @@ atfork_child(void)
 	pthread_mutex_init(&exit_mtx, NULL);
 	pthread_cond_destroy(&exit_cond);
 	tk_cond_init_monotonic(&exit_cond);
-	exit_busy = 0; /* the parent's threads' */
+	exit_busy = 0;   /* the parent's threads' */
+	exit_mgr = NULL; /* the parent's */
 	g_p11.initialized = false;
 	g_p11.finalizing = false;
 	g_p11.mgr = NULL;
@@ -149,9 +185,9 @@ once_init(void)
 	init_cond();
 	tk_cond_init_monotonic(&exit_cond);
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-	/* OpenSSL's exit handler first, so that ours runs before it */
-	(void)OPENSSL_init_crypto(0, NULL);
-	(void)atexit(on_exit_close_gate);
+	/* run by OPENSSL_cleanup before it frees anything ("process exit") */
+	if (OPENSSL_atexit(on_exit_close_gate) != 1)
+		tk_log_warn("pkcs11: OPENSSL_atexit failed: an exit without C_Finalize may crash");
 }
 
 /* No getpid() here: atfork_child (registered before the first
@@ -277,6 +313,7 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 		rv = r == TK_ERR_INVALID_ARG ? CKR_GENERAL_ERROR : tk_err_to_ckr(r);
 		goto out;
 	}
+	exit_set_mgr(mgr);
 	pthread_mutex_lock(&g_p11.lock);
 	g_p11.mgr = mgr;
 	g_p11.timeout_ms = mo.transmit_timeout_ms;
@@ -342,6 +379,7 @@ tk_p11_C_Finalize(CK_VOID_PTR pReserved)
 	/* Freeing the manager makes card I/O still running in token-open
 	 * threads (a card that does not answer) fail quickly; then those
 	 * threads finish. */
+	exit_set_mgr(NULL);
 	tk_slotmgr_free(&mgr);
 
 	pthread_mutex_lock(&g_p11.lock);

@@ -119,6 +119,13 @@ TK_EXPORT void tk_slotmgr_opts_init(tk_slotmgr_opts_t *o);
 TK_EXPORT int tk_slotmgr_new(const tk_slotmgr_opts_t *opts, tk_slotmgr_t **out);
 /* Stop all workers (abandoning any stuck in the backend) and free. */
 TK_EXPORT void tk_slotmgr_free(tk_slotmgr_t **mp);
+/* For a process on its way out: every call waiting for a card of this
+ * manager (an APDU queued or under way, a transaction, a reset, a card
+ * being connected) returns TK_ERR_CANCELLED now, and every later one at
+ * once. The workers finish what is inside the reader driver by its own
+ * deadline; nobody waits for it. Irreversible; tk_slotmgr_free still
+ * frees. Added in 0.1. */
+TK_EXPORT void tk_slotmgr_cancel(tk_slotmgr_t *m);
 /* Wait until the first enumeration finished (or timeout). Returns TK_OK,
  * TK_ERR_TIMEOUT or TK_ERR_NO_SERVICE (daemon not reachable). */
 TK_EXPORT int tk_slotmgr_wait_ready(tk_slotmgr_t *m, int timeout_ms);

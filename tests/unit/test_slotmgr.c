@@ -459,6 +459,21 @@ wait_in_transmit(int count)
 	pthread_mutex_unlock(&fk.mtx);
 }
 
+/* n (0 or 1) calls timed out in slot id's reader, each abandoning its
+ * worker, and the reader is quarantined if n is 1. */
+static void
+assert_stuck(tk_slotmgr_t *m, uint32_t id, uint64_t n)
+{
+	tk_slot_info_t info;
+	slot_stats_t st;
+
+	assert_int_equal(tk_slotmgr_info(m, id, &info), TK_OK);
+	assert_int_equal(info.state == TK_SLOT_QUARANTINED, n > 0);
+	tk_slotmgr_get_stats(m, id, &st);
+	assert_int_equal(st.timeouts, n);
+	assert_int_equal(st.abandoned_workers, n);
+}
+
 static void
 test_stall_deadline_and_recovery(void **state)
 {
@@ -470,7 +485,6 @@ test_stall_deadline_and_recovery(void **state)
 	uint32_t ida, idb;
 	int64_t t0, dt;
 	uint64_t gen0;
-	slot_stats_t st;
 
 	(void)state;
 	fake_reset_all();
@@ -504,14 +518,7 @@ test_stall_deadline_and_recovery(void **state)
 		                 TK_OK);
 		assert_int_equal(resp[1], 1);
 	}
-	{
-		tk_slot_info_t info;
-		assert_int_equal(tk_slotmgr_info(m, ida, &info), TK_OK);
-		assert_int_equal(info.state, TK_SLOT_QUARANTINED);
-	}
-	tk_slotmgr_get_stats(m, ida, &st);
-	assert_int_equal(st.timeouts, 1);
-	assert_int_equal(st.abandoned_workers, 1);
+	assert_stuck(m, ida, 1);
 
 	/* The stuck call returns: the late result is dropped, the slot
 	 * reconnects and the same card handle works again, one generation on. */
@@ -528,6 +535,27 @@ test_stall_deadline_and_recovery(void **state)
 	rec_destroy(&r);
 }
 
+/* One reader "Fake A" with a valid card, stalled, and a first transmit
+ * (deadline timeout_ms) inside it in thread *th. */
+static tk_slotmgr_t *
+stall_first(rec_t *r, uint32_t *ida, tk_card_t **ca, xmit_arg_t *first, int timeout_ms,
+            pthread_t *th)
+{
+	tk_slotmgr_t *m;
+
+	fake_reset_all();
+	fake_reader(0, "Fake A", true, true);
+	rec_init(r);
+	m = start_mgr(r, 2000);
+	get_valid_card(m, r, "Fake A", ida, ca);
+	fake_stall(0, true);
+	first->card = *ca;
+	first->timeout_ms = timeout_ms;
+	assert_int_equal(pthread_create(th, NULL, xmit_thread, first), 0);
+	wait_in_transmit(1);
+	return m;
+}
+
 static void
 test_queued_behind_stall(void **state)
 {
@@ -539,17 +567,7 @@ test_queued_behind_stall(void **state)
 	xmit_arg_t first = {0}, second = {0};
 
 	(void)state;
-	fake_reset_all();
-	fake_reader(0, "Fake A", true, true);
-	rec_init(&r);
-	m = start_mgr(&r, 2000);
-	get_valid_card(m, &r, "Fake A", &ida, &ca);
-
-	fake_stall(0, true);
-	first.card = ca;
-	first.timeout_ms = 300;
-	assert_int_equal(pthread_create(&th, NULL, xmit_thread, &first), 0);
-	wait_in_transmit(1);
+	m = stall_first(&r, &ida, &ca, &first, 300, &th);
 	/* Queued behind the stuck call with a long deadline: released when the
 	 * first caller's deadline abandons the worker, not after 10 s. */
 	second.card = ca;
@@ -581,6 +599,56 @@ test_queued_behind_stall(void **state)
 		struct timespec ts = {0, 200 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
+	rec_destroy(&r);
+}
+
+/* tk_slotmgr_cancel (a process on its way out): the call inside a stalled
+ * reader and the one queued behind it return TK_ERR_CANCELLED at once,
+ * not at their 10 s deadlines; the reader is not quarantined for it (no
+ * timeout was counted); later calls and tk_slotmgr_card are refused. */
+static void
+test_cancel(void **state)
+{
+	rec_t r;
+	tk_slotmgr_t *m;
+	tk_card_t *ca = NULL, *c2 = NULL;
+	uint32_t ida;
+	pthread_t th;
+	xmit_arg_t first = {0}, second = {0}, later = {0};
+
+	(void)state;
+	m = stall_first(&r, &ida, &ca, &first, 10000, &th);
+	second.card = ca;
+	second.timeout_ms = 10000;
+	{
+		pthread_t th2;
+
+		assert_int_equal(pthread_create(&th2, NULL, xmit_thread, &second), 0);
+		/* (let it queue behind the stalled call) */
+		nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
+		tk_slotmgr_cancel(m);
+		pthread_join(th2, NULL);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(first.result, TK_ERR_CANCELLED);
+	assert_int_equal(second.result, TK_ERR_CANCELLED);
+	/* "did not wait for the deadline" bounds, far below it */
+	assert_true(first.elapsed_ms < 5000);
+	assert_true(second.elapsed_ms < 5000);
+
+	later.card = ca;
+	later.timeout_ms = 10000;
+	xmit_thread(&later);
+	assert_int_equal(later.result, TK_ERR_CANCELLED);
+	assert_int_equal(tk_slotmgr_card(m, ida, &c2), TK_ERR_CANCELLED);
+	assert_null(c2);
+	assert_stuck(m, ida, 0);
+
+	/* the worker is still in the stalled call: freeing waits for it to
+	 * return (released here), as after any call */
+	fake_stall(0, false);
+	tk_card_unref(&ca);
+	tk_slotmgr_free(&m);
 	rec_destroy(&r);
 }
 
@@ -827,6 +895,7 @@ main(void)
 	        cmocka_unit_test(test_transmit_and_removal),
 	        cmocka_unit_test(test_stall_deadline_and_recovery),
 	        cmocka_unit_test(test_queued_behind_stall),
+	        cmocka_unit_test(test_cancel),
 	        cmocka_unit_test(test_service_lost_and_restored),
 	        cmocka_unit_test(test_no_service_at_start),
 	        cmocka_unit_test(test_replay_and_unsubscribe),
