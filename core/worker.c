@@ -851,6 +851,7 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const tk_
 	worker_t *w = NULL;
 	work_t *it = NULL;
 	struct timespec dl;
+	bool cancelled;
 	int r = TK_OK;
 
 	if (resp_len != NULL)
@@ -895,9 +896,10 @@ submit(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int op, int how, const tk_
 	}
 	if (!it->done)
 		it->abandoned = true;
+	cancelled = it->cancelled;
 	pthread_mutex_unlock(&it->mtx);
 	/* (cancelled: the worker is not stuck, it just has nobody waiting) */
-	if (it->abandoned && !it->cancelled)
+	if (it->abandoned && !cancelled)
 		handle_timeout(m, s, w, it);
 
 	pthread_mutex_lock(&it->mtx);
