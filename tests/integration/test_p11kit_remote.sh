@@ -223,15 +223,19 @@ cl_start() {
 }
 # cl_answer NAME: the client's next answer line in TK_OUT (within T seconds)
 cl_answer() {
-	local name=$1 n i
+	local name=$1 n i alive
 	n=$((CL_LINES[$name] + 1))
 	for ((i = 0; i < T * 10; i++)); do
+		# read the liveness first: a client that answers and then exits
+		# ("quit") must not be taken for one that died without an answer
+		alive=0
+		kill -0 "${CL_PID[$name]}" 2>/dev/null && alive=1
 		if [[ $(wc -l <"$TK_TMP/$name.out") -ge $n ]]; then
 			TK_OUT=$(sed -n "${n}p" "$TK_TMP/$name.out")
 			CL_LINES[$name]=$n
 			return 0
 		fi
-		kill -0 "${CL_PID[$name]}" 2>/dev/null || tk_fail "$name exited before answering"
+		((alive)) || tk_fail "$name exited before answering"
 		sleep 0.1
 	done
 	tk_fail "$name: no answer within ${T}s"
