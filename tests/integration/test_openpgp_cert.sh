@@ -103,7 +103,7 @@ tk_run "scdaemon READCERT OPENPGP.3" gpg-connect-agent "SCD SERIALNO" \
 	"/datafile $T/scd.der" "SCD READCERT OPENPGP.3" /bye
 cmp -s "$T/scd.der" <(der_of "$T/aut.crt") ||
 	tk_fail "scdaemon reads another aut certificate than tokenkit wrote: $TK_OUT"
-gpgconf --kill all >/dev/null 2>&1 || true
+gnupg_kill
 
 # a second aut certificate, RSA-2048 this time, replaces the first
 tk_run "generate aut (RSA-2048)" "$TK" openpgp generate "$R" aut --algorithm rsa2048 \

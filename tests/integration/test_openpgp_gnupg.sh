@@ -94,7 +94,7 @@ gnupg_round() { # NAME ATTRIBUTES ATTR_ANSWERS...
 	tk_expect 'Signature counter : [1-9]'
 	# the reader goes back to pcscd's other clients; the agent is not
 	# needed any more (the rest reads the public keyring)
-	gpgconf --kill all
+	gnupg_kill
 }
 
 p11() { tk_run "$1" pkcs11-tool --module "$MOD" "${@:2}"; }

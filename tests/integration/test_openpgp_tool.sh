@@ -41,7 +41,7 @@ R=$TK_READER0
 echo "tokenkit openpgp message" >"$T/msg"
 
 # the reader goes back from scdaemon to everyone else
-scd_off() { gpgconf --kill all >/dev/null 2>&1 || true; }
+scd_off() { gnupg_kill; }
 
 gpg_status() { # description
 	tk_run "$1: gpg --card-status" gpg --card-status
@@ -99,7 +99,7 @@ gpg_from_card() { # NAME FPR1 FPR2 FPR3
 		}
 	done
 	tk_log "$name: GnuPG computes the fingerprints tokenkit wrote"
-	gpgconf --kill all
+	gnupg_kill
 }
 
 # GnuPG moves a subkey's creation time past one its key already has, and
@@ -181,7 +181,7 @@ grep -Eq 'Key attributes \.+: rsa2048 rsa2048 rsa2048' <<<"$GPG_STATUS" ||
 	tk_fail "attributes changed by a refused command"
 # the wrong try counted, and the right PIN (in generate below) resets it
 grep -Eq 'PIN retry counter : 3 0 2' <<<"$GPG_STATUS" || tk_fail "the wrong admin PIN not counted"
-gpgconf --kill all
+gnupg_kill
 
 # ---- round 1: P-256, Curve25519, RSA-2048 --------------------------------------------
 gen sig nistp256
@@ -217,7 +217,7 @@ tk_run "status --json" "$TK" openpgp status "$R" --json
 JSON=$TK_OUT
 new_gnupghome status
 gpg_status status
-gpgconf --kill all
+gnupg_kill
 for want in 'Name of cardholder: Jane Doe' 'URL of public key : https://keys.example/jane.asc' \
 	'Login data .......: jdoe' 'Language prefs ...: deen'; do
 	grep -qF "$want" <<<"$GPG_STATUS" || { printf '%s\n' "$GPG_STATUS" >&2; tk_fail "gpg: no '$want'"; }
@@ -362,11 +362,11 @@ tk_run "GnuPG verifies the PIN tokenkit set" env TK_PINENTRY_PIN=31415926 gpg-co
 tk_expect_not "ERR"
 grep -q '^user$' "$TK_PINENTRY_LOG" || tk_fail "GnuPG did not ask for the PIN"
 # a new scdaemon: nothing verified yet
-gpgconf --kill all
+gnupg_kill
 tk_run "GnuPG: the old PIN is wrong" env TK_PINENTRY_PIN=123456 gpg-connect-agent \
 	"scd checkpin $aid" /bye
 tk_expect "ERR"
-gpgconf --kill all
+gnupg_kill
 
 # ---- progress -----------------------------------------------------------------------------
 # COMMAND on a pseudo-terminal (script(1)); run directly, not through
@@ -399,7 +399,7 @@ tk_expect "^sig key: rsa2048, fingerprint $F1"
 tk_run "reset --yes" "$TK" openpgp reset "$R" --yes
 new_gnupghome reset
 gpg_status reset
-gpgconf --kill all
+gnupg_kill
 for want in 'Signature key \.+: \[none\]' 'Encryption key\.+: \[none\]' \
 	'Authentication key: \[none\]' 'Name of cardholder: \[not set\]' 'PIN retry counter : 3 0 3' \
 	'Key attributes \.+: rsa2048 rsa2048 rsa2048' 'KDF setting \.+: off'; do
