@@ -30,7 +30,10 @@
 
 #define CHAIN_MAX 16
 
-/* What OpenSSL's error queue says a failure was. */
+/* What OpenSSL's error queue says a failure was. A reason number means
+ * something only within its library (ASN1_R_HEADER_TOO_LONG, which garbage
+ * decrypted with a wrong password often gives, has the number of
+ * EVP_R_UNSUPPORTED_KEYLENGTH): the EVP reasons count only from EVP. */
 static int
 openssl_reason(int dflt)
 {
@@ -39,12 +42,14 @@ openssl_reason(int dflt)
 
 	while ((e = ERR_get_error()) != 0) {
 		int reason = ERR_GET_REASON(e);
+		bool evp = ERR_GET_LIB(e) == ERR_LIB_EVP;
 
-		if (reason == ERR_R_UNSUPPORTED || reason == EVP_R_UNSUPPORTED_ALGORITHM ||
-		    reason == EVP_R_UNSUPPORTED_CIPHER || reason == EVP_R_UNKNOWN_CIPHER ||
-		    reason == EVP_R_UNSUPPORTED_KEYLENGTH || reason == EVP_R_UNSUPPORTED_PRF ||
-		    reason == EVP_R_UNKNOWN_DIGEST ||
-		    reason == EVP_R_UNSUPPORTED_KEY_DERIVATION_FUNCTION)
+		if (reason == ERR_R_UNSUPPORTED ||
+		    (evp &&
+		     (reason == EVP_R_UNSUPPORTED_ALGORITHM || reason == EVP_R_UNSUPPORTED_CIPHER ||
+		      reason == EVP_R_UNKNOWN_CIPHER || reason == EVP_R_UNSUPPORTED_KEYLENGTH ||
+		      reason == EVP_R_UNSUPPORTED_PRF || reason == EVP_R_UNKNOWN_DIGEST ||
+		      reason == EVP_R_UNSUPPORTED_KEY_DERIVATION_FUNCTION)))
 			r = TK_ERR_NOT_SUPPORTED;
 	}
 	return r;
