@@ -420,8 +420,9 @@ test_import_duplicate_and_chain(void **state)
  * or decode: about 1 password in 256 decrypts to garbage with valid padding,
  * which then fails to decode. Every one of them must read as a wrong password,
  * never as "not supported" (OpenSSL's ASN.1 "header too long" shares its
- * reason number with an EVP "unsupported key length"; 1 whole-suite run in
- * ~35 failed on it). 4000 passwords: P(no such garbage among them) < 1e-6. */
+ * reason number with an EVP "unsupported key length"; 1 of 20 whole-suite
+ * runs failed on it). Of 4000 passwords about 10 give such garbage; none at
+ * all would happen about once in 20000 runs. */
 static void
 test_no_mac_wrong_passwords(void **state)
 {
