@@ -73,20 +73,21 @@
 /* A card whose token is being opened is waited for (C_GetSlotList,
  * C_GetTokenInfo, C_OpenSession, ...) while it makes progress; it makes none
  * when its reader has been inside one exchange with the card (APDU, reset,
- * status) for this long, or when the slot manager is recovering it
- * (README: "Waiting for tokens"). */
+ * status) for this long, or when the slot manager has been recovering it
+ * for this long (README: "Waiting for tokens"). */
 #define P11_STALL_MS 100
 /* ... except by a call about that very slot (C_GetTokenInfo, C_OpenSession,
  * ... on it): the application asked for this card, and one slow exchange
  * (a loaded machine, a slow card or reader) is no wedge. Such a call waits
  * while a single exchange lasts less than this, even when an earlier call
- * found the card slow and showed the slot without its token; the slot
- * manager's own deadlines (recovery) still end the wait at once. */
+ * found the card slow and showed the slot without its token; a recovery
+ * after that (the slot manager's deadline passed) ends the wait at once. */
 #define P11_STALL_SELF_MS 1000
 #define P11_STALL_POLL_MS 10 /* how often a waiting call looks at the readers */
 #define P11_FINALIZE_WAIT_MS 10000
 #define P11_FINALIZE_OPEN_WAIT_MS 5000 /* token opens and revalidation at C_Finalize */
 #define P11_OPEN_RETRY_MS 200          /* token open after a transient failure */
+#define P11_OPEN_RETRIES_ODD 2         /* ... after a protocol or I/O error (slot.c) */
 #define P11_DEFAULT_MAX_TRIES 3        /* PIV PIN/PUK tries when the card does not say */
 /* A token whose card left its slot is kept this long (its sessions, object
  * handles and session objects) for the same card (by identity) to come back;
@@ -290,9 +291,16 @@ struct p11_slot {
 	 * its token is published or the card leaves, the slot shows no token
 	 * and nobody waits for it. */
 	uint64_t stalled_seq;
-	unsigned view; /* SLOT_VIEW_*: what C_GetSlotInfo showed at the last change */
-	bool event;    /* pending for C_WaitForSlotEvent */
-	bool registry; /* a registered token's slot (regslot.c), not a reader's */
+	/* The card being opened was first seen recovering at this time
+	 * (monotonic ms; 0: not recovering): a recovery after a quick fault
+	 * is waited for like one exchange (slot_stalled_locked). */
+	int64_t recovering_at;
+	uint64_t recovering_seq; /* ... the card_seq it was seen for */
+	uint64_t odd_fails_seq;  /* card_seq whose opens failed odd_fails times with a */
+	int odd_fails;           /* protocol or I/O error (transient()) */
+	unsigned view;           /* SLOT_VIEW_*: what C_GetSlotInfo showed at the last change */
+	bool event;              /* pending for C_WaitForSlotEvent */
+	bool registry;           /* a registered token's slot (regslot.c), not a reader's */
 };
 
 /* --- the module --------------------------------------------------------- */

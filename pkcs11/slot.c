@@ -574,19 +574,50 @@ tk_p11_slot_changed_locked(struct p11_slot *s)
 	slot_changed_locked(s);
 }
 
+/* The slot manager has been recovering the card being opened for
+ * stall_ms, or began after the card stalled (a deadline passed: waiting
+ * more is waiting for a wedged card). A recovery after a quick fault (an
+ * error from the reader or the service, say while pcscd resets the card
+ * for a client that left) usually ends in one reconnect: it is waited for
+ * like one exchange, so that the application still finds the token (seen:
+ * pkcs11-tool's only card "recovering" at its first call, "No slot with a
+ * token was found"). */
+static bool
+recovery_stalled_locked(struct p11_slot *s, const tk_slot_info_t *info, int64_t stall_ms,
+                        int64_t *next)
+{
+	int64_t now = tk_now_ms();
+
+	if (info->state != TK_SLOT_RECOVERING) {
+		s->recovering_at = 0;
+		return info->state == TK_SLOT_QUARANTINED || info->state == TK_SLOT_MUTE;
+	}
+	if (stall_latched(s))
+		return true;
+	if (s->recovering_at == 0 || s->recovering_seq != s->card_seq) {
+		s->recovering_at = now;
+		s->recovering_seq = s->card_seq;
+	}
+	if (now - s->recovering_at >= stall_ms)
+		return true;
+	*next = P11_STALL_POLL_MS;
+	return false;
+}
+
 /* The card being opened in the slot makes no progress: its reader has been
  * inside one exchange with the card (APDU, reset, status) for stall_ms
  * (P11_STALL_MS; P11_STALL_SELF_MS for a call about this slot), or the slot
- * manager is recovering it (a first call already failed). Then no call waits
- * for its token, and the slot shows none until the token is published (a
- * slot event) or the card leaves. A card that answers, however slowly its
- * token opens, is waited for (each exchange within stall_ms).
+ * manager has been recovering it as long (recovery_stalled_locked), or has
+ * given up on it for now (quarantined, mute). Then no call waits for its
+ * token, and the slot shows none until the token is published (a slot
+ * event) or the card leaves. A card that answers, however slowly its token
+ * opens, is waited for (each exchange within stall_ms).
  * *recheck_ms (may be NULL) is lowered to when the answer may change. */
 static bool
 slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms, int64_t stall_ms)
 {
 	tk_slot_info_t info;
-	int64_t next;
+	int64_t next = P11_STALL_POLL_MS;
 
 	if (!slot_opening_locked(s))
 		return false;
@@ -596,9 +627,8 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms, int64_t stall_ms)
 		return true;
 	if (g_p11.mgr == NULL || tk_slotmgr_info(g_p11.mgr, (uint32_t)s->id, &info) != TK_OK)
 		return false;
-	if (info.card_seq == s->card_seq &&
-	    (info.state == TK_SLOT_RECOVERING || info.state == TK_SLOT_QUARANTINED ||
-	     info.state == TK_SLOT_MUTE || (int64_t)info.busy_ms >= stall_ms)) {
+	if (info.card_seq == s->card_seq && (recovery_stalled_locked(s, &info, stall_ms, &next) ||
+	                                     (int64_t)info.busy_ms >= stall_ms)) {
 		tk_log_info(
 		        "pkcs11: slot %lu (%s): the card makes no progress (%s, %u ms in a call); "
 		        "its token is not waited for",
@@ -612,7 +642,8 @@ slot_stalled_locked(struct p11_slot *s, int64_t *recheck_ms, int64_t stall_ms)
 	/* making progress (or the manager has another card by now, whose events
 	 * are on their way): look again when the current exchange reaches
 	 * stall_ms, or soon when there is none (the next may hang) */
-	next = info.busy_ms > 0 ? stall_ms - (int64_t)info.busy_ms + 1 : P11_STALL_POLL_MS;
+	if (info.busy_ms > 0 && stall_ms - (int64_t)info.busy_ms + 1 < next)
+		next = stall_ms - (int64_t)info.busy_ms + 1;
 	if (recheck_ms != NULL && next < *recheck_ms)
 		*recheck_ms = next;
 	return false;
@@ -769,9 +800,21 @@ open_thread_done(tk_thread_t *thr)
 	pthread_mutex_unlock(&g_p11.lock);
 }
 
+/* A failure worth another open of the same insertion: the card or its
+ * reader may answer next time. A protocol or I/O error may be the reader's
+ * or the service's (pcscd answers SCARD_E_PROTO_MISMATCH while it resets
+ * the card for a client that left; the slot manager then recovers the
+ * reader) or the card's own for good: P11_OPEN_RETRIES_ODD more opens. */
 static bool
-transient(int r)
+transient(struct p11_slot *s, uint64_t seq, int r)
 {
+	if (r == TK_ERR_PROTOCOL || r == TK_ERR_IO) {
+		if (s->odd_fails_seq != seq) {
+			s->odd_fails_seq = seq;
+			s->odd_fails = 0;
+		}
+		return s->odd_fails++ < P11_OPEN_RETRIES_ODD;
+	}
 	return r == TK_ERR_NO_CARD || r == TK_ERR_TIMEOUT || r == TK_ERR_UNRESPONSIVE ||
 	       r == TK_ERR_COMM || r == TK_ERR_CARD_RESET || r == TK_ERR_NO_SERVICE ||
 	       r == TK_ERR_SHARING || r == TK_ERR_QUARANTINED;
@@ -983,7 +1026,7 @@ done:
 			s->token = published;
 			s->opened_seq = job.seq;
 			published->refs++; /* ours, for the checks below */
-		} else if (r != TK_OK && transient(r) && s->opened_seq == job.seq) {
+		} else if (r != TK_OK && s->opened_seq == job.seq && transient(s, job.seq, r)) {
 			/* try again soon (next event, C_GetSlotList or token wait) */
 			s->opened_seq = 0;
 			s->retry_at = tk_now_ms() + P11_OPEN_RETRY_MS;
