@@ -63,15 +63,12 @@ gpg_fmt() { sed -E 's/(.{4})/\1 /g; s/ $//; s/(.{24}) /\1  /' <<<"$1"; }
 # fingerprint tokenkit printed: "... KEY key: ALG, fingerprint HEX"
 tk_fpr() { sed -nE 's/.*fingerprint ([0-9A-F]{40}).*/\1/p' <<<"$1"; }
 
-# GnuPG computes the card keys' fingerprints itself: a primary key from
-# card key 1 and subkeys from 2 and 3 ("existing key from card"), each with
-# the clock at the creation time the card holds. GnuPG's own v4 fingerprint
-# code over the public keys it reads from the card.
-gpg_from_card() { # NAME FPR1 FPR2 FPR3
+# One round of gpg_from_card (below) in GnuPG home NAME.
+gpg_from_card_once() { # NAME FPR1 FPR2 FPR3; 2: GnuPG chose other creation times
 	local name=$1 fpr
 	new_gnupghome "$name"
 	gpg_status "$name"
-	local t1 t2 t3
+	local t1 t2 t3 times
 	t1=$(gpg_card_time 1)
 	t2=$(gpg_card_time 2)
 	t3=$(gpg_card_time 3)
@@ -87,11 +84,21 @@ gpg_from_card() { # NAME FPR1 FPR2 FPR3
 	printf '%s\n' addkey 14 2 Q 0 save >"$T/answers"
 	tk_run "$name: gpg adds card key 2" timeout 120 gpg --faked-system-time "$t2!" --expert \
 		--no-tty --command-fd 0 --status-fd 1 --edit-key "$2" <"$T/answers"
+	local add2=$TK_OUT
 	printf '%s\n' addkey 14 3 Q 0 save >"$T/answers"
 	tk_run "$name: gpg adds card key 3" timeout 120 gpg --faked-system-time "$t3!" --expert \
 		--no-tty --command-fd 0 --status-fd 1 --edit-key "$2" <"$T/answers"
+	local add3=$TK_OUT
 	scd_off
 	tk_run "$name: gpg lists the key" gpg --with-colons --list-keys "$2"
+	# the creation times GnuPG gave the primary key and the two subkeys
+	times=$(awk -F: '$1 == "pub" || $1 == "sub" {printf "%s%s", sep, $6; sep = " "}' <<<"$TK_OUT")
+	if [[ $times != "$t1 $t2 $t3" ]]; then
+		printf '%s\n' "$TK_OUT" "--- addkey 2:" "$add2" "--- addkey 3:" "$add3" >&2
+		tk_log "$name: GnuPG made its keys at $times, not at the card's times $t1 $t2 $t3"
+		gnupg_kill
+		return 2
+	fi
 	for fpr in "$2" "$3" "$4"; do
 		grep -q "^fpr:::::::::$fpr:" <<<"$TK_OUT" || {
 			printf '%s\n' "$TK_OUT" >&2
@@ -100,6 +107,27 @@ gpg_from_card() { # NAME FPR1 FPR2 FPR3
 	done
 	tk_log "$name: GnuPG computes the fingerprints tokenkit wrote"
 	gnupg_kill
+}
+
+# GnuPG computes the card keys' fingerprints itself: a primary key from
+# card key 1 and subkeys from 2 and 3 ("existing key from card"), each with
+# the clock at the creation time the card holds. GnuPG's own v4 fingerprint
+# code over the public keys it reads from the card. A fingerprint is only
+# comparable when GnuPG made the key at the card's time: GnuPG 2.2 once in a
+# while gives the last subkey one second more than its frozen clock (seen
+# twice in whole-suite loops, under ASan load, card times 2 s apart; the
+# cause is not found in its keygen.c / sign.c). Then the round is made
+# again in a new GnuPG home (at most three rounds); a fingerprint that
+# differs at the same creation time fails at once.
+gpg_from_card() { # NAME FPR1 FPR2 FPR3
+	local round rc
+	for round in 1 2 3; do
+		rc=0
+		gpg_from_card_once "$1-$round" "$2" "$3" "$4" || rc=$?
+		((rc == 0)) && return 0
+		((rc == 2)) || tk_fail "$1: round $round failed (exit $rc)"
+	done
+	tk_fail "$1: GnuPG made its keys at other times than the card's, three rounds in a row"
 }
 
 # GnuPG moves a subkey's creation time past one its key already has, and
