@@ -1,6 +1,7 @@
 /* tokenkit: the broker protocol's encoding (libcbor) and framing. */
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,125 +11,163 @@
 #include <tokenkit/mem.h>
 
 #include "bproto.h"
-#include "cborutil.h"
 #include "clock.h"
 
 /* --- writing ------------------------------------------------------------ */
 
+/* The writer encodes straight into its buffer with libcbor's encoders: no
+ * item tree to build, serialize and free for every call (that was most of
+ * a call's cost on either side). The bytes are what cbor_serialize gave
+ * for the tree: definite-length items, the argument lists as indefinite
+ * arrays. */
+
 void
 bp_w_init(struct bp_w *w)
 {
-	w->arr = cbor_new_indefinite_array();
-	w->ok = w->arr != NULL;
+	*w = (struct bp_w){.ok = true};
 }
 
 void
 bp_w_free(struct bp_w *w)
 {
-	if (w->arr != NULL)
-		cbor_decref(&w->arr);
-	w->ok = false;
+	/* (it may hold a PIN or plaintext) */
+	tk_freezero(w->buf, w->cap);
+	*w = (struct bp_w){.ok = false};
 }
 
-static void
-push(struct bp_w *w, cbor_item_t *it)
+/* Room for need more bytes, or NULL (and the writer failed). A larger
+ * buffer is a new one: the old one is wiped, never left to realloc. */
+static uint8_t *
+room(struct bp_w *w, size_t need)
 {
-	if (it == NULL || !w->ok || !cbor_array_push(w->arr, it))
+	size_t cap;
+	uint8_t *nb;
+
+	if (!w->ok)
+		return NULL;
+	if (need > BP_MAX_MSG || w->len > BP_MAX_MSG - need) {
 		w->ok = false;
-	if (it != NULL)
-		cbor_decref(&it); /* the array holds its own reference */
+		return NULL;
+	}
+	if (w->cap - w->len >= need)
+		return w->buf + w->len;
+	for (cap = w->cap > 0 ? w->cap : 64; cap - w->len < need;)
+		cap *= 2;
+	nb = malloc(cap);
+	if (nb == NULL) {
+		w->ok = false;
+		return NULL;
+	}
+	if (w->len > 0)
+		memcpy(nb, w->buf, w->len);
+	tk_freezero(w->buf, w->cap);
+	w->buf = nb;
+	w->cap = cap;
+	return w->buf + w->len;
+}
+
+/* Account for n bytes written by an encoder (0: it failed). */
+static void
+wrote(struct bp_w *w, size_t n)
+{
+	if (n == 0) {
+		w->ok = false;
+		return;
+	}
+	w->len += n;
+	w->n++;
 }
 
 void
 bp_put_u(struct bp_w *w, uint64_t v)
 {
-	push(w, tk_cbor_uint(v));
+	uint8_t *p = room(w, 9);
+
+	if (p != NULL)
+		wrote(w, cbor_encode_uint(v, p, 9));
 }
 
 void
-bp_put_b(struct bp_w *w, const void *p, size_t n)
+bp_put_b(struct bp_w *w, const void *src, size_t n)
 {
-	static const uint8_t none[1];
+	uint8_t *p = room(w, 9 + n);
+	size_t h;
 
-	push(w, cbor_build_bytestring(n > 0 ? p : none, n));
+	if (p == NULL)
+		return;
+	h = cbor_encode_bytestring_start(n, p, 9);
+	if (h > 0 && n > 0)
+		memcpy(p + h, src, n);
+	wrote(w, h > 0 ? h + n : 0);
 }
 
 void
 bp_put_null(struct bp_w *w)
 {
-	push(w, cbor_new_null());
+	uint8_t *p = room(w, 1);
+
+	if (p != NULL)
+		wrote(w, cbor_encode_null(p, 1));
 }
 
 void
 bp_put_sub(struct bp_w *w, struct bp_w *sub)
 {
+	uint8_t *p;
+
 	if (!sub->ok)
 		w->ok = false;
-	if (sub->arr != NULL && w->ok) {
-		if (!cbor_array_push(w->arr, sub->arr))
-			w->ok = false;
+	p = room(w, sub->len + 2);
+	if (p != NULL && cbor_encode_indef_array_start(p, 1) == 1) {
+		if (sub->len > 0)
+			memcpy(p + 1, sub->buf, sub->len);
+		wrote(w, cbor_encode_break(p + 1 + sub->len, 1) == 1 ? sub->len + 2 : 0);
+	} else if (p != NULL) {
+		w->ok = false;
 	}
 	bp_w_free(sub);
 }
 
-/* Secrets (PINs) travel in byte strings: wipe every one before libcbor
- * frees it. */
-static void
-wipe_tree(cbor_item_t *it)
-{
-	if (cbor_isa_bytestring(it) && cbor_bytestring_is_definite(it) &&
-	    cbor_bytestring_handle(it) != NULL) {
-		tk_wipe(cbor_bytestring_handle(it), cbor_bytestring_length(it));
-	} else if (cbor_isa_array(it)) {
-		for (size_t i = 0; i < cbor_array_size(it); i++)
-			wipe_tree(cbor_array_handle(it)[i]);
-	}
-}
-
+/* [BP_VERSION-or-head items a, b, c, [body...]] behind its length. */
 static bool
 encode(uint64_t a, uint64_t b, uint64_t c, struct bp_w *body, uint8_t **out, size_t *len)
 {
-	cbor_item_t *msg = cbor_new_definite_array(4);
-	unsigned char *buf = NULL;
-	size_t cap = 0, n;
-	bool ok = msg != NULL && body->ok;
+	const uint64_t head[3] = {a, b, c};
+	size_t cap, n = 0, k;
+	uint8_t *buf, *p;
+	bool ok = body->ok;
 
 	*out = NULL;
 	*len = 0;
-	if (ok) {
-		cbor_item_t *items[3] = {tk_cbor_uint(a), tk_cbor_uint(b), tk_cbor_uint(c)};
-		for (size_t i = 0; i < 3; i++) {
-			ok = ok && items[i] != NULL && cbor_array_push(msg, items[i]);
-			if (items[i] != NULL)
-				cbor_decref(&items[i]);
+	cap = 4 + 1 + 3 * 9 + 1 + body->len + 1;
+	buf = ok ? malloc(cap) : NULL;
+	if (buf != NULL) {
+		p = buf + 4;
+		ok = (k = cbor_encode_array_start(4, p, 1)) == 1;
+		n += k;
+		for (size_t i = 0; ok && i < 3; i++) {
+			ok = (k = cbor_encode_uint(head[i], p + n, 9)) > 0;
+			n += k;
 		}
-		ok = ok && cbor_array_push(msg, body->arr);
+		ok = ok && cbor_encode_indef_array_start(p + n, 1) == 1;
+		n += 1;
+		if (ok && body->len > 0)
+			memcpy(p + n, body->buf, body->len);
+		n += body->len;
+		ok = ok && cbor_encode_break(p + n, 1) == 1;
+		n += 1;
+		ok = ok && n <= BP_MAX_MSG;
 	}
 	bp_w_free(body);
-	if (ok) {
-		n = cbor_serialize_alloc(msg, &buf, &cap);
-		ok = n > 0 && n <= BP_MAX_MSG;
-	}
-	if (msg != NULL) {
-		wipe_tree(msg);
-		cbor_decref(&msg);
-	}
-	if (!ok) {
+	if (buf == NULL || !ok) {
 		tk_freezero(buf, cap);
 		return false;
 	}
-	/* the length prefix in front */
-	*out = malloc(n + 4);
-	if (*out == NULL) {
-		tk_freezero(buf, cap);
-		return false;
-	}
-	(*out)[0] = (uint8_t)(n >> 24);
-	(*out)[1] = (uint8_t)(n >> 16);
-	(*out)[2] = (uint8_t)(n >> 8);
-	(*out)[3] = (uint8_t)n;
-	memcpy(*out + 4, buf, n);
-	tk_freezero(buf, cap);
+	buf[0] = (uint8_t)(n >> 24);
+	buf[1] = (uint8_t)(n >> 16);
+	buf[2] = (uint8_t)(n >> 8);
+	buf[3] = (uint8_t)n;
+	*out = buf;
 	*len = n + 4;
 	return true;
 }
@@ -147,77 +186,245 @@ bp_encode_response(uint64_t call_id, uint64_t rv, struct bp_w *body, uint8_t **o
 
 /* --- reading ------------------------------------------------------------ */
 
-/* An array's item without a new reference (cbor_array_get takes one). */
-#define arr_at(a, i) (cbor_array_handle(a)[i])
+/* The readers walk the message's bytes in place with libcbor's streaming
+ * decoder, one head at a time: nothing is allocated or copied, and byte
+ * strings point into the message. bp_decode checks the whole message first
+ * (unsigned integers, definite byte strings, null and arrays only, nested
+ * at most BP_MAX_DEPTH deep with at most BP_MAX_ITEMS items each), so the
+ * readers take apart only what is well formed. */
 
-static cbor_item_t *
-next(struct bp_r *r)
+#define BP_MAX_DEPTH 8
+
+enum kind { K_OTHER, K_UINT, K_BYTES, K_NULL, K_ARRAY, K_INDEF, K_BREAK };
+
+struct head {
+	enum kind kind;
+	uint64_t v;          /* the integer; a byte string's or an array's length */
+	const uint8_t *data; /* a byte string's bytes */
+	bool truncated;      /* (read_head failed) the bytes end inside it */
+};
+
+static void
+h_uint(void *c, uint64_t v)
 {
-	if (!r->ok || r->i >= r->n) {
-		r->ok = false;
-		return NULL;
+	((struct head *)c)->kind = K_UINT;
+	((struct head *)c)->v = v;
+}
+
+static void
+h_u8(void *c, uint8_t v)
+{
+	h_uint(c, v);
+}
+
+static void
+h_u16(void *c, uint16_t v)
+{
+	h_uint(c, v);
+}
+
+static void
+h_u32(void *c, uint32_t v)
+{
+	h_uint(c, v);
+}
+
+static void
+h_bytes(void *c, cbor_data data, size_t len)
+{
+	((struct head *)c)->kind = K_BYTES;
+	((struct head *)c)->data = data;
+	((struct head *)c)->v = len;
+}
+
+static void
+h_null(void *c)
+{
+	((struct head *)c)->kind = K_NULL;
+}
+
+static void
+h_array(void *c, size_t n)
+{
+	((struct head *)c)->kind = K_ARRAY;
+	((struct head *)c)->v = n;
+}
+
+static void
+h_indef(void *c)
+{
+	((struct head *)c)->kind = K_INDEF;
+}
+
+static void
+h_break(void *c)
+{
+	((struct head *)c)->kind = K_BREAK;
+}
+
+/* One head at p[*pos..end): its kind (K_OTHER for anything we do not
+ * send), *pos past it (and past a byte string's bytes). false: truncated
+ * or not CBOR. */
+static bool
+read_head(const uint8_t *p, size_t *pos, size_t end, struct head *h)
+{
+	static const struct cbor_callbacks cb = {
+	        .uint8 = h_u8,
+	        .uint16 = h_u16,
+	        .uint32 = h_u32,
+	        .uint64 = h_uint,
+	        .negint8 = cbor_null_negint8_callback,
+	        .negint16 = cbor_null_negint16_callback,
+	        .negint32 = cbor_null_negint32_callback,
+	        .negint64 = cbor_null_negint64_callback,
+	        .byte_string_start = cbor_null_byte_string_start_callback,
+	        .byte_string = h_bytes,
+	        .string = cbor_null_string_callback,
+	        .string_start = cbor_null_string_start_callback,
+	        .indef_array_start = h_indef,
+	        .array_start = h_array,
+	        .indef_map_start = cbor_null_indef_map_start_callback,
+	        .map_start = cbor_null_map_start_callback,
+	        .tag = cbor_null_tag_callback,
+	        .float2 = cbor_null_float2_callback,
+	        .float4 = cbor_null_float4_callback,
+	        .float8 = cbor_null_float8_callback,
+	        .undefined = cbor_null_undefined_callback,
+	        .null = h_null,
+	        .boolean = cbor_null_boolean_callback,
+	        .indef_break = h_break,
+	};
+	struct cbor_decoder_result r;
+
+	*h = (struct head){.kind = K_OTHER};
+	if (*pos >= end) {
+		h->truncated = true;
+		return false;
 	}
-	return arr_at(r->arr, r->i++);
+	r = cbor_stream_decode(p + *pos, end - *pos, &cb, h);
+	if (r.status != CBOR_DECODER_FINISHED || r.read == 0 || r.read > end - *pos) {
+		h->truncated = r.status == CBOR_DECODER_NEDATA;
+		return false;
+	}
+	*pos += r.read;
+	return true;
 }
 
-/* (libcbor's cbor_is_null asserts on a float: ask in order) */
-static bool
-item_null(const cbor_item_t *it)
+static const char *
+head_error(const struct head *h)
 {
-	return cbor_isa_float_ctrl(it) && cbor_float_get_width(it) == CBOR_FLOAT_0 &&
-	       cbor_is_null(it);
+	return h->truncated ? "truncated, or a count or length past the end" : "not one CBOR item";
 }
 
-static bool
-is_uint(const cbor_item_t *it)
+/* Check the array whose head was just read (h, ending at *pos) down to
+ * its end: *pos past it, *n its items, *items_end where its items end (at
+ * an indefinite one's break). NULL, or what is wrong. */
+static const char *
+check_array(const uint8_t *p, size_t *pos, size_t end, const struct head *h, int depth, size_t *n,
+            size_t *items_end)
 {
-	return cbor_isa_uint(it);
+	bool indef = h->kind == K_INDEF;
+	size_t count = 0;
+
+	if (depth > BP_MAX_DEPTH)
+		return "nested too deep";
+	if (!indef && h->v > BP_MAX_ITEMS)
+		return "too many items";
+	for (;;) {
+		struct head it;
+		size_t at = *pos;
+
+		if (!indef && count == h->v)
+			break;
+		if (!read_head(p, pos, end, &it))
+			return head_error(&it);
+		if (indef && it.kind == K_BREAK) {
+			*n = count;
+			*items_end = at;
+			return NULL;
+		}
+		if (++count > BP_MAX_ITEMS)
+			return "too many items";
+		switch (it.kind) {
+		case K_UINT:
+		case K_BYTES:
+		case K_NULL:
+			break;
+		case K_ARRAY:
+		case K_INDEF: {
+			size_t sn, se;
+			const char *why = check_array(p, pos, end, &it, depth + 1, &sn, &se);
+			if (why != NULL)
+				return why;
+			break;
+		}
+		default:
+			return "an item of a kind the protocol does not use";
+		}
+	}
+	*n = count;
+	*items_end = *pos;
+	return NULL;
 }
 
+/* The next item's head (the reader moves past it), or false (r fails). */
+static bool
+next(struct bp_r *r, struct head *h)
+{
+	if (!r->ok || r->i >= r->n || !read_head(r->p, &r->pos, r->end, h)) {
+		r->ok = false;
+		return false;
+	}
+	r->i++;
+	return true;
+}
 uint64_t
 bp_get_u(struct bp_r *r)
 {
-	cbor_item_t *it = next(r);
+	struct head h;
 
-	if (it == NULL || !is_uint(it)) {
+	if (!next(r, &h))
+		return 0;
+	if (h.kind != K_UINT) {
 		r->ok = false;
 		return 0;
 	}
-	return cbor_get_int(it);
+	return h.v;
 }
 
 uint8_t *
 bp_get_b(struct bp_r *r, size_t *len, bool nullable, bool *is_null)
 {
-	cbor_item_t *it = next(r);
+	struct head h;
 
 	*len = 0;
 	if (is_null != NULL)
 		*is_null = false;
-	if (it == NULL)
+	if (!next(r, &h))
 		return NULL;
-	if (nullable && item_null(it)) {
+	if (nullable && h.kind == K_NULL) {
 		if (is_null != NULL)
 			*is_null = true;
 		return NULL;
 	}
-	if (!cbor_isa_bytestring(it) || !cbor_bytestring_is_definite(it) ||
-	    cbor_bytestring_length(it) > BP_MAX_BYTES) {
+	if (h.kind != K_BYTES || h.v > BP_MAX_BYTES) {
 		r->ok = false;
 		return NULL;
 	}
-	*len = cbor_bytestring_length(it);
-	return cbor_bytestring_handle(it);
+	*len = (size_t)h.v;
+	/* (the message's own bytes: the caller's buffer, writable) */
+	return (uint8_t *)(uintptr_t)h.data;
 }
 
 bool
 bp_get_null(struct bp_r *r)
 {
-	if (!r->ok || r->i >= r->n)
+	struct bp_r peek = *r;
+	struct head h;
+
+	if (!next(&peek, &h) || h.kind != K_NULL)
 		return false;
-	if (!item_null(arr_at(r->arr, r->i)))
-		return false;
-	r->i++;
+	*r = peek;
 	return true;
 }
 
@@ -225,15 +432,19 @@ struct bp_r
 bp_get_sub(struct bp_r *r)
 {
 	struct bp_r sub = {0};
-	cbor_item_t *it = next(r);
+	struct head h;
+	size_t start, n, items_end;
 
-	if (it == NULL || !cbor_isa_array(it) || cbor_array_size(it) > BP_MAX_ITEMS) {
+	if (!next(r, &h) || (h.kind != K_ARRAY && h.kind != K_INDEF)) {
 		r->ok = false;
 		return sub;
 	}
-	sub.arr = it;
-	sub.n = cbor_array_size(it);
-	sub.ok = true;
+	start = r->pos;
+	if (check_array(r->p, &r->pos, r->end, &h, 0, &n, &items_end) != NULL) {
+		r->ok = false;
+		return sub;
+	}
+	sub = (struct bp_r){.p = r->p, .pos = start, .end = items_end, .n = n, .ok = true};
 	return sub;
 }
 
@@ -246,51 +457,54 @@ bp_r_done(const struct bp_r *r)
 const char *
 bp_decode(const uint8_t *p, size_t len, bool request, struct bp_msg *m)
 {
-	cbor_item_t **items;
+	struct head h, hd[3];
+	size_t pos = 0, n, items_end, body;
+	const char *why;
 
 	memset(m, 0, sizeof(*m));
 	if (len == 0 || len > BP_MAX_MSG)
 		return "message size";
-	switch (tk_cbor_load(p, len, &m->root)) {
-	case TK_OK:
-		break;
-	case TK_ERR_TRUNCATED:
-		return "truncated, or a count or length past the end";
-	default:
+	if (!read_head(p, &pos, len, &h))
+		return head_error(&h);
+	if (h.kind == K_BREAK)
 		return "not one CBOR item";
-	}
-	if (!cbor_isa_array(m->root) || cbor_array_size(m->root) != 4)
+	if (h.kind != K_ARRAY || h.v != 4)
 		return "not a 4-item array";
-	items = cbor_array_handle(m->root);
-	if (!is_uint(items[0]) || !is_uint(items[1]) || !is_uint(items[2]))
-		return "header items not unsigned";
-	if (cbor_get_int(items[0]) != BP_VERSION)
-		return "protocol version";
-	if (!cbor_isa_array(items[3]) || cbor_array_size(items[3]) > BP_MAX_ITEMS)
-		return "body not an array";
-	if (request) {
-		uint64_t fn = cbor_get_int(items[1]);
-		if (fn >= BP_FN_COUNT && fn != BP_HELLO)
-			return "unknown function";
-		m->head = (uint32_t)fn;
-		m->id = cbor_get_int(items[2]);
-	} else {
-		m->id = cbor_get_int(items[1]);
-		m->rv = cbor_get_int(items[2]);
+	for (int i = 0; i < 3; i++) {
+		if (!read_head(p, &pos, len, &hd[i]))
+			return head_error(&hd[i]);
+		if (hd[i].kind != K_UINT)
+			return "header items not unsigned";
 	}
-	m->body.arr = items[3];
-	m->body.n = cbor_array_size(items[3]);
-	m->body.ok = true;
+	if (hd[0].v != BP_VERSION)
+		return "protocol version";
+	if (!read_head(p, &pos, len, &h))
+		return head_error(&h);
+	if (h.kind != K_ARRAY && h.kind != K_INDEF)
+		return "body not an array";
+	body = pos;
+	why = check_array(p, &pos, len, &h, 1, &n, &items_end);
+	if (why != NULL)
+		return why;
+	if (pos != len)
+		return "bytes after the message";
+	if (request) {
+		if (hd[1].v >= BP_FN_COUNT && hd[1].v != BP_HELLO)
+			return "unknown function";
+		m->head = (uint32_t)hd[1].v;
+		m->id = hd[2].v;
+	} else {
+		m->id = hd[1].v;
+		m->rv = hd[2].v;
+	}
+	m->body = (struct bp_r){.p = p, .pos = body, .end = items_end, .n = n, .ok = true};
 	return NULL;
 }
 
 void
 bp_msg_free(struct bp_msg *m)
 {
-	if (m->root != NULL) {
-		wipe_tree(m->root);
-		cbor_decref(&m->root);
-	}
+	tk_freezero(m->own, m->own_len);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -481,6 +695,18 @@ bp_rbuf_wipe(struct bp_rbuf *rb)
 	tk_wipe(rb, sizeof(*rb));
 }
 
+bool
+bp_rbuf_ready(const struct bp_rbuf *rb)
+{
+	const uint8_t *p = rb->b + rb->off;
+	size_t have = rb->len - rb->off, n;
+
+	if (have < 4)
+		return false;
+	n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+	return n <= have - 4;
+}
+
 int
 bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t deadline)
 {
@@ -496,13 +722,18 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 		rb->off = 0;
 	}
 	while (rb->len < 4) {
-		/* a client waits for its answer first (it is rarely there
-		 * already: one poll and one recv); the broker, without a
-		 * deadline on a blocking socket, just reads */
-		if (deadline >= 0 && wait_fd(fd, POLLIN, deadline) < 0)
-			return -1;
-		got = recv(fd, rb->b + rb->len, sizeof(rb->b) - rb->len,
-		           deadline < 0 ? 0 : MSG_DONTWAIT);
+		/* The broker, without a deadline on a blocking socket, just
+		 * reads. A client's answer is rarely there already: it waits
+		 * in recv when the socket's own timeout ends before the
+		 * deadline, else in poll up to the deadline and then reads. */
+		int flags = 0;
+
+		if (deadline >= 0 && (rb->block_ms <= 0 || deadline - tk_now_ms() < rb->block_ms)) {
+			if (wait_fd(fd, POLLIN, deadline) < 0)
+				return -1;
+			flags = MSG_DONTWAIT;
+		}
+		got = recv(fd, rb->b + rb->len, sizeof(rb->b) - rb->len, flags);
 		if (got > 0) {
 			rb->len += (size_t)got;
 			continue;

@@ -60,8 +60,10 @@ enum bp_fn {
 /* --- writing ------------------------------------------------------------ */
 
 struct bp_w {
-	cbor_item_t *arr;
-	bool ok; /* false after any allocation failure */
+	uint8_t *buf; /* the items, encoded */
+	size_t len, cap;
+	size_t n; /* items written */
+	bool ok;  /* false after any failure (memory, BP_MAX_MSG) */
 };
 
 void bp_w_init(struct bp_w *w);
@@ -81,14 +83,15 @@ bool bp_encode_response(uint64_t call_id, uint64_t rv, struct bp_w *body, uint8_
 /* --- reading ------------------------------------------------------------ */
 
 struct bp_r {
-	cbor_item_t *arr; /* borrowed */
-	size_t i, n;
-	bool ok; /* false after the first item of the wrong kind or a missing one */
+	const uint8_t *p; /* the message (borrowed) */
+	size_t pos, end;  /* the next item; where the array's items end */
+	size_t i, n;      /* items taken; items in the array */
+	bool ok;          /* false after the first item of the wrong kind or a missing one */
 };
 
 uint64_t bp_get_u(struct bp_r *r);
-/* A byte string (NULL for null when nullable; *len 0) — borrowed from the
- * message. */
+/* A byte string (NULL for null when nullable; *len 0) — pointing into the
+ * message's bytes. */
 uint8_t *bp_get_b(struct bp_r *r, size_t *len, bool nullable, bool *is_null);
 bool bp_get_null(struct bp_r *r); /* true and consumed when the next item is null */
 struct bp_r bp_get_sub(struct bp_r *r);
@@ -96,15 +99,19 @@ struct bp_r bp_get_sub(struct bp_r *r);
 bool bp_r_done(const struct bp_r *r);
 
 struct bp_msg {
-	cbor_item_t *root;
 	uint32_t head; /* request: function; response: CK_RV (low 32 bits of) */
 	uint64_t rv;   /* response */
 	uint64_t id;
 	struct bp_r body;
+	/* the bytes, when the message was given them (bp_msg_free wipes and
+	 * frees them); else the caller keeps them until bp_msg_free */
+	uint8_t *own;
+	size_t own_len;
 };
 
 /* Parse one message's payload (without its length prefix). request:
- * [version, function, id, body]; else [version, id, rv, body]. Errors:
+ * [version, function, id, body]; else [version, id, rv, body]. The body's
+ * readers point into p: it must live (unchanged) until bp_msg_free. Errors:
  * NULL reason is success; else a static string for the log. */
 const char *bp_decode(const uint8_t *p, size_t len, bool request, struct bp_msg *m);
 void bp_msg_free(struct bp_msg *m);
@@ -142,9 +149,16 @@ int bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline);
  * (it may hold a PIN). */
 struct bp_rbuf {
 	size_t off, len;
+	/* > 0: fd blocks, with SO_RCVTIMEO of this many ms (the module's
+	 * connections): a read that has at least that long before its
+	 * deadline waits in recv alone, one system call instead of poll and
+	 * recv; nearer the deadline, poll keeps to it exactly */
+	int block_ms;
 	uint8_t b[4096];
 };
 void bp_rbuf_wipe(struct bp_rbuf *rb);
+/* Whether a whole message is there already, read with the last one. */
+bool bp_rbuf_ready(const struct bp_rbuf *rb);
 /* Read one framed payload (malloc'd) before deadline (<0: none, and fd
  * blocks). 0; -1 with errno (ETIMEDOUT, ECONNRESET for a close, EMSGSIZE
  * for an oversize length). */

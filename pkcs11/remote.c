@@ -41,6 +41,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -345,6 +346,27 @@ conn_close(struct rconn *cn)
 	free(cn);
 }
 
+/* A connection blocks in recv for at most 3/4 of a call's timeout
+ * (bp_rbuf.block_ms): one system call per answer instead of poll and recv.
+ * A socket that cannot be set so stays as it was (poll first). */
+static int
+blocking_reads(int fd)
+{
+	int ms, fl;
+	struct timeval tv;
+
+	pthread_mutex_lock(&R.lock);
+	ms = R.timeout_ms * 3 / 4;
+	pthread_mutex_unlock(&R.lock);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	fl = fcntl(fd, F_GETFL);
+	if (ms <= 0 || fl < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+		return 0;
+	return ms;
+}
+
 static struct rconn *
 conn_get(void)
 {
@@ -363,6 +385,7 @@ conn_get(void)
 		free(cn);
 		return NULL;
 	}
+	cn->rb.block_ms = blocking_reads(cn->fd);
 	if (hello(cn) < 0) {
 		conn_close(cn);
 		return NULL;
@@ -559,7 +582,9 @@ rc_read(struct rc *c, uint32_t fn, uint64_t id, int64_t t0, int64_t *dl, struct 
 			return -1;
 		}
 		why = bp_decode(in, ilen, false, m);
-		tk_freezero(in, ilen);
+		/* (its results point into the bytes: the message keeps them) */
+		m->own = in;
+		m->own_len = ilen;
 		if (why != NULL || m->id != id) {
 			tk_log_warn("pkcs11: broker answer to call %u: %s", fn,
 			            why != NULL ? why : "wrong call id");

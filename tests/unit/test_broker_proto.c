@@ -1,8 +1,10 @@
 /* Unit tests for the broker protocol (pkcs11/bproto.c): what the module
  * writes the broker reads back, value for value; every malformed message is
  * refused with a reason; the framing refuses an oversize length and a
- * deadline ends a wait for a peer that says nothing. */
+ * deadline ends a wait for a peer that says nothing; the writer's bytes are
+ * libcbor's own serializer's. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -119,6 +123,17 @@ test_malformed(void **state)
 	        {"unknown function", "\x84\x01\x19\x01\xf4\x01\x80", 7},
 	        {"body not array", "\x84\x01\x00\x01\x01", 5},
 	        {"negative header", "\x84\x01\x20\x01\x80", 5},
+	        {"count past the end", "\x84\x01\x00\x01\x9a\xff\xff\xff\xff", 9},
+	        {"bytes past the end", "\x84\x01\x00\x01\x81\x5a\x00\x01\x00\x00\x00", 11},
+	        {"body without its break", "\x84\x01\x00\x01\x9f\x01", 6},
+	        {"break in a definite array", "\x84\x01\x00\x01\x82\x01\xff", 7},
+	        {"text in the body", "\x84\x01\x00\x01\x81\x61\x61", 7},
+	        {"map in the body", "\x84\x01\x00\x01\x81\xa0", 6},
+	        {"negative in the body", "\x84\x01\x00\x01\x81\x20", 6},
+	        {"chunked bytes", "\x84\x01\x00\x01\x81\x5f\x41\x00\xff", 9},
+	        {"tag in the body", "\x84\x01\x00\x01\x81\xc1\x00", 7},
+	        {"nested too deep", "\x84\x01\x00\x01\x81\x81\x81\x81\x81\x81\x81\x81\x81\x80", 14},
+	        {"too many items", "\x84\x01\x00\x01\x99\x04\x01", 7},
 	};
 	struct bp_msg m;
 
@@ -129,6 +144,10 @@ test_malformed(void **state)
 			fail_msg("%s: accepted", bad[i].name);
 		bp_msg_free(&m);
 	}
+	/* as deep as allowed: taken */
+	assert_null(bp_decode((const uint8_t *)"\x84\x01\x00\x01\x81\x81\x81\x81\x81\x81\x81\x80",
+	                      12, true, &m));
+	bp_msg_free(&m);
 	/* a response may carry any id and rv, but the version must match */
 	assert_non_null(bp_decode((const uint8_t *)"\x84\x03\x00\x00\x80", 5, false, &m));
 	bp_msg_free(&m);
@@ -305,14 +324,183 @@ test_pipelined(void **state)
 	close(sv[1]);
 }
 
+/* libcbor's own tree serializer, independent of the writer's encoders: a
+ * uint in its shortest form (what cbor_serialize gives for it). */
+static cbor_item_t *
+tree_uint(uint64_t v)
+{
+	if (v <= UINT8_MAX)
+		return cbor_build_uint8((uint8_t)v);
+	if (v <= UINT16_MAX)
+		return cbor_build_uint16((uint16_t)v);
+	if (v <= UINT32_MAX)
+		return cbor_build_uint32((uint32_t)v);
+	return cbor_build_uint64(v);
+}
+
+static void
+tree_push(cbor_item_t *arr, cbor_item_t *it)
+{
+	assert_non_null(it);
+	assert_true(cbor_array_push(arr, it));
+	cbor_decref(&it);
+}
+
+/* The writer's bytes are the ones libcbor's serializer gives for the same
+ * message built as an item tree (the wire format before the writer encoded
+ * in place), at every width boundary of integers and lengths. */
+static void
+test_bytes_as_libcbor(void **state)
+{
+	static const uint64_t us[] = {0,     23,    24,         255,        256,
+	                              65535, 65536, UINT32_MAX, 1ull << 32, UINT64_MAX};
+	static const size_t bs[] = {0, 1, 23, 24, 255, 256, 300, 70000};
+	static uint8_t data[70000];
+	struct bp_w w, sub, empty;
+	cbor_item_t *msg, *body, *tsub;
+	unsigned char *want = NULL;
+	size_t want_cap = 0, want_len, len;
+	uint8_t *buf;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	bp_w_init(&w);
+	body = cbor_new_indefinite_array();
+	for (size_t i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
+		bp_put_u(&w, us[i]);
+		tree_push(body, tree_uint(us[i]));
+	}
+	for (size_t i = 0; i < sizeof(bs) / sizeof(bs[0]); i++) {
+		bp_put_b(&w, data, bs[i]);
+		tree_push(body, cbor_build_bytestring(data, bs[i]));
+	}
+	bp_put_null(&w);
+	tree_push(body, cbor_new_null());
+	bp_w_init(&sub);
+	bp_put_u(&sub, 9);
+	bp_put_b(&sub, "ab", 2);
+	bp_w_init(&empty);
+	bp_put_sub(&sub, &empty);
+	bp_put_sub(&w, &sub);
+	tsub = cbor_new_indefinite_array();
+	tree_push(tsub, tree_uint(9));
+	tree_push(tsub, cbor_build_bytestring((const unsigned char *)"ab", 2));
+	tree_push(tsub, cbor_new_indefinite_array());
+	tree_push(body, tsub);
+	assert_int_equal(w.n, sizeof(us) / sizeof(us[0]) + sizeof(bs) / sizeof(bs[0]) + 2);
+	msg = cbor_new_definite_array(4);
+	tree_push(msg, tree_uint(BP_VERSION));
+	tree_push(msg, tree_uint(BP_C_Sign));
+	tree_push(msg, tree_uint(1ull << 40));
+	tree_push(msg, body);
+	want_len = cbor_serialize_alloc(msg, &want, &want_cap);
+	assert_true(want_len > 0);
+	cbor_decref(&msg);
+	assert_true(bp_encode_request(BP_C_Sign, 1ull << 40, &w, &buf, &len));
+	assert_int_equal(len, want_len + 4);
+	assert_memory_equal(buf + 4, want, want_len);
+	free(want);
+	free(buf);
+}
+
+/* A whole message already read with the last one is said to be there; a
+ * part of one is not. */
+static void
+test_rbuf_ready(void **state)
+{
+	static struct bp_rbuf rb;
+	static const uint8_t two[] = {0, 0, 0, 2, 0x80, 0x80, 0, 0, 0, 2, 0x82, 1};
+	uint8_t *msg;
+	size_t len;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	memset(&rb, 0, sizeof(rb));
+	assert_false(bp_rbuf_ready(&rb));
+	assert_int_equal(write(sv[0], two, 10), 10); /* the first and a header */
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), 0);
+	free(msg);
+	assert_false(bp_rbuf_ready(&rb));
+	assert_int_equal(write(sv[0], two + 10, 2), 2);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), 0);
+	assert_int_equal(len, 2);
+	assert_int_equal(msg[0], 0x82);
+	free(msg);
+	assert_int_equal(write(sv[0], two, 12), 12); /* two whole ones */
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), 0);
+	free(msg);
+	assert_true(bp_rbuf_ready(&rb));
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 1000), 0);
+	free(msg);
+	assert_false(bp_rbuf_ready(&rb));
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void *
+late_writer(void *arg)
+{
+	int fd = *(int *)arg;
+	struct timespec ts = {0, 150 * 1000 * 1000};
+
+	nanosleep(&ts, NULL);
+	if (write(fd, "\x00\x00\x00\x01\x80", 5) != 5)
+		return (void *)1;
+	return NULL;
+}
+
+/* A blocking socket with SO_RCVTIMEO (the module's, bp_rbuf.block_ms):
+ * an answer that comes while recv waits is read; a peer that says nothing
+ * still ends at the deadline, not at the socket's own timeout, and not
+ * before the deadline either. */
+static void
+test_blocking_reads(void **state)
+{
+	static struct bp_rbuf rb;
+	struct timeval tv = {0, 100 * 1000};
+	uint8_t *msg;
+	size_t len;
+	pthread_t th;
+	void *res;
+	int64_t t0;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	memset(&rb, 0, sizeof(rb));
+	rb.block_ms = 100;
+	/* nothing: several socket timeouts, then poll up to the deadline */
+	t0 = tk_now_ms();
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, t0 + 450), -1);
+	assert_int_equal(errno, ETIMEDOUT);
+	assert_true(tk_now_ms() - t0 >= 450);
+	/* an answer while recv blocks */
+	assert_int_equal(pthread_create(&th, NULL, late_writer, &sv[0]), 0);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 5000), 0);
+	assert_int_equal(len, 1);
+	assert_int_equal(msg[0], 0x80);
+	free(msg);
+	assert_int_equal(pthread_join(th, &res), 0);
+	assert_null(res);
+	/* the peer goes: a reset */
+	close(sv[0]);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 5000), -1);
+	assert_int_equal(errno, ECONNRESET);
+	close(sv[1]);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_values),    cmocka_unit_test(test_response),
-	        cmocka_unit_test(test_malformed), cmocka_unit_test(test_mechanism),
-	        cmocka_unit_test(test_template),  cmocka_unit_test(test_framing),
-	        cmocka_unit_test(test_pipelined),
+	        cmocka_unit_test(test_values),     cmocka_unit_test(test_response),
+	        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_mechanism),
+	        cmocka_unit_test(test_template),   cmocka_unit_test(test_framing),
+	        cmocka_unit_test(test_pipelined),  cmocka_unit_test(test_bytes_as_libcbor),
+	        cmocka_unit_test(test_rbuf_ready), cmocka_unit_test(test_blocking_reads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -393,13 +393,61 @@ trim(char *dst, const CK_UTF8CHAR *src, size_t n)
 		dst[--n] = '\0';
 }
 
+/* Answers not written yet. A client sends a pipelined init and the call
+ * after it in one write (remote.c); the init's answer waits for the call's,
+ * and both go in one write: one wakeup of the client instead of two. */
+struct wq {
+	uint8_t *buf;
+	size_t len;
+};
+
+#define WQ_MAX (64u * 1024u)
+
+/* Queue the answer out (consumed) when more is to come, else write what is
+ * queued and out, in one write when memory allows. 0, or -1: the
+ * connection failed. */
+static int
+wq_put(int fd, struct wq *q, uint8_t *out, size_t len, bool more)
+{
+	int64_t dl = tk_now_ms() + BROKER_WRITE_MS;
+	int rc = 0;
+
+	if (q->buf != NULL) {
+		uint8_t *both = malloc(q->len + len);
+
+		if (both != NULL) {
+			memcpy(both, q->buf, q->len);
+			memcpy(both + q->len, out, len);
+			tk_freezero(out, len);
+			out = both;
+			len += q->len;
+		} else {
+			rc = bp_write_all(fd, q->buf, q->len, dl);
+		}
+		/* (answers may hold plaintext) */
+		tk_freezero(q->buf, q->len);
+		q->buf = NULL;
+		q->len = 0;
+	}
+	if (rc == 0 && more && len <= WQ_MAX) {
+		q->buf = out;
+		q->len = len;
+		return 0;
+	}
+	if (rc == 0)
+		rc = bp_write_all(fd, out, len, dl);
+	tk_freezero(out, len);
+	return rc;
+}
+
 /* The call this connection's thread is answering, for the "still working"
  * answers sent from inside it while it waits on a person (bproto.h). */
 static _Thread_local struct {
 	int fd;
 	uint64_t id;
 	bool still; /* the client takes them */
-} t_call = {-1, 0, false};
+	struct wq *q;
+} t_call = {-1, 0, false, NULL};
 
 static void
 still_working(void)
@@ -411,10 +459,10 @@ still_working(void)
 	if (!t_call.still || t_call.fd < 0)
 		return;
 	bp_w_init(&w);
-	/* (a client that does not read it fails the real answer's write) */
+	/* after the answers queued before it; (a client that does not read
+	 * it fails the real answer's write) */
 	if (bp_encode_response(t_call.id, BP_RV_STILL, &w, &out, &len))
-		(void)bp_write_all(t_call.fd, out, len, tk_now_ms() + BROKER_WRITE_MS);
-	free(out);
+		(void)wq_put(t_call.fd, t_call.q, out, len, false);
 }
 
 /* Before a private key is used: this program's consent. */
@@ -928,7 +976,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			for (CK_ULONG i = 0; rv == CKR_OK && i < got; i++)
 				if (!foreign || !obj_private(h, objs[i]))
 					bp_put_u(&l, objs[i]);
-		} while (rv == CKR_OK && foreign && got > 0 && cbor_array_size(l.arr) == 0);
+		} while (rv == CKR_OK && foreign && got > 0 && l.n == 0);
 		if (rv == CKR_OK)
 			bp_put_sub(w, &l);
 		else
@@ -1167,9 +1215,11 @@ conn_main(void *arg)
 	size_t in_len, out_len;
 	struct bp_msg m;
 	struct bp_rbuf rb = {0};
+	struct wq q = {NULL, 0};
 	const char *why;
 
 	free(arg);
+	t_call.q = &q;
 	for (;;) {
 		struct bp_w w;
 		CK_RV rv;
@@ -1227,14 +1277,12 @@ conn_main(void *arg)
 		}
 		bp_msg_free(&m);
 		tk_freezero(in, in_len);
-		if (out == NULL ||
-		    bp_write_all(cn.fd, out, out_len, tk_now_ms() + BROKER_WRITE_MS) < 0) {
-			tk_freezero(out, out_len);
+		if (out == NULL || wq_put(cn.fd, &q, out, out_len, bp_rbuf_ready(&rb)) < 0)
 			break;
-		}
-		tk_freezero(out, out_len);
 	}
 	close(cn.fd);
+	tk_freezero(q.buf, q.len);
+	t_call.q = NULL;
 	bp_rbuf_wipe(&rb);
 	if (c != NULL)
 		client_put(c);
