@@ -703,6 +703,21 @@ conn_transmit(void *conn, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, siz
 		return TK_ERR_NO_SERVICE;
 	rv = SCardTransmit(c->h, pci, cmd, (DWORD)cmd_len, NULL, resp, &rlen);
 	gate_leave(&g);
+	if (rv == (LONG)SCARD_E_PROTO_MISMATCH) {
+		/* pcsc-lite says so only while the card's protocol is undefined,
+		 * and this connection had one: between another client's reset of
+		 * the card (SCardReconnect, SCardDisconnect or SCardEndTransaction
+		 * with SCARD_RESET_CARD) and the next negotiation (winscard.c),
+		 * where the reset may not have been flagged to us yet. The card
+		 * was reset under us: the same as SCARD_W_RESET_CARD (the worker
+		 * reconnects, negotiating again; the caller selects again and
+		 * knows its login is gone), not a fault for the recovery ladder.
+		 * Seen: test_p11_login, 6 processes and resets by another
+		 * program, one C_Sign failed with a device error. */
+		tk_log_debug("pcsc: %s: SCardTransmit: protocol undefined: the card was reset",
+		             c->reader);
+		return TK_ERR_CARD_RESET;
+	}
 	if (rv != SCARD_S_SUCCESS)
 		return scard_err("SCardTransmit", rv);
 	if (rlen < 2 || rlen > resp_cap) {
