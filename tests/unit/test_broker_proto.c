@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "bproto.h"
+#include "cborutil.h"
 #include "clock.h"
 
 /* Encode a request and decode its payload (after the 4-byte length). */
@@ -324,20 +325,8 @@ test_pipelined(void **state)
 	close(sv[1]);
 }
 
-/* libcbor's own tree serializer, independent of the writer's encoders: a
- * uint in its shortest form (what cbor_serialize gives for it). */
-static cbor_item_t *
-tree_uint(uint64_t v)
-{
-	if (v <= UINT8_MAX)
-		return cbor_build_uint8((uint8_t)v);
-	if (v <= UINT16_MAX)
-		return cbor_build_uint16((uint16_t)v);
-	if (v <= UINT32_MAX)
-		return cbor_build_uint32((uint32_t)v);
-	return cbor_build_uint64(v);
-}
-
+/* The message as an item tree, serialized by libcbor (cbor_serialize): the
+ * reference for the writer, which uses libcbor's encoders instead. */
 static void
 tree_push(cbor_item_t *arr, cbor_item_t *it)
 {
@@ -369,7 +358,7 @@ test_bytes_as_libcbor(void **state)
 	body = cbor_new_indefinite_array();
 	for (size_t i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
 		bp_put_u(&w, us[i]);
-		tree_push(body, tree_uint(us[i]));
+		tree_push(body, tk_cbor_uint(us[i]));
 	}
 	for (size_t i = 0; i < sizeof(bs) / sizeof(bs[0]); i++) {
 		bp_put_b(&w, data, bs[i]);
@@ -384,15 +373,15 @@ test_bytes_as_libcbor(void **state)
 	bp_put_sub(&sub, &empty);
 	bp_put_sub(&w, &sub);
 	tsub = cbor_new_indefinite_array();
-	tree_push(tsub, tree_uint(9));
+	tree_push(tsub, tk_cbor_uint(9));
 	tree_push(tsub, cbor_build_bytestring((const unsigned char *)"ab", 2));
 	tree_push(tsub, cbor_new_indefinite_array());
 	tree_push(body, tsub);
 	assert_int_equal(w.n, sizeof(us) / sizeof(us[0]) + sizeof(bs) / sizeof(bs[0]) + 2);
 	msg = cbor_new_definite_array(4);
-	tree_push(msg, tree_uint(BP_VERSION));
-	tree_push(msg, tree_uint(BP_C_Sign));
-	tree_push(msg, tree_uint(1ull << 40));
+	tree_push(msg, tk_cbor_uint(BP_VERSION));
+	tree_push(msg, tk_cbor_uint(BP_C_Sign));
+	tree_push(msg, tk_cbor_uint(1ull << 40));
 	tree_push(msg, body);
 	want_len = cbor_serialize_alloc(msg, &want, &want_cap);
 	assert_true(want_len > 0);
