@@ -61,6 +61,7 @@ CARD_LABEL=$(TOKENKIT_BROKER=off "$BUILD/tokenkit" tokens 2>/dev/null | sed -n '
 [[ -n $CARD_LABEL ]] || { echo "broker bench: the virtual card has no token" >&2; exit 1; }
 
 start_broker() {
+	local i # (not the rounds' i: a broker ready within 3 polls restarted them for ever)
 	TOKENKIT_BROKER=off "$BUILD/tokenkitd" >broker.log 2>&1 &
 	BPID=$!
 	for ((i = 0; i < 100; i++)); do
