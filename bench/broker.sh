@@ -15,8 +15,10 @@
 # Per call overhead = (1/broker rate - 1/embedded rate) / 2 (two calls per
 # signature), from the 1-thread medians; per signature twice that (the
 # client sends a repeated C_SignInit with the C_Sign: one round trip). Last,
-# the floor: a bare UNIX-socket round trip (sock_rtt). It prints figures;
-# it never fails on one.
+# the floor: a bare UNIX-socket round trip (sock_rtt). Broker mode runs
+# twice: as shipped (both ends spin up to 50 us before a read waits,
+# bp_rbuf.spin_us) and with TOKENKIT_BROKER_SPIN_US=0 on both ends (the
+# column "no spin"). It prints figures; it never fails on one.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TK_BUILD:-$SRC/build}
@@ -62,7 +64,7 @@ CARD_LABEL=$(TOKENKIT_BROKER=off "$BUILD/tokenkit" tokens 2>/dev/null | sed -n '
 
 start_broker() {
 	local i # (not the rounds' i: a broker ready within 3 polls restarted them for ever)
-	TOKENKIT_BROKER=off "$BUILD/tokenkitd" >broker.log 2>&1 &
+	TOKENKIT_BROKER=off TOKENKIT_BROKER_SPIN_US=${1:-} "$BUILD/tokenkitd" >broker.log 2>&1 &
 	BPID=$!
 	for ((i = 0; i < 100; i++)); do
 		grep -q 'tokenkitd: ready' broker.log && return 0
@@ -74,10 +76,11 @@ start_broker() {
 
 declare -A W
 val() { sed -n "s/^$1=//p" <<<"$2"; }
-one() { # mode token threads
-	local r label=bench
+one() { # mode(off|on|nospin) token threads
+	local r label=bench mode=$1 spin=
 	[[ $2 == card ]] && label=$CARD_LABEL
-	r=$(TOKENKIT_BROKER=$1 "$BUILD/p11bench" --module "$BUILD/tokenkit-pkcs11.so" --pin "$PIN" \
+	[[ $mode == nospin ]] && mode=on spin=0
+	r=$(TOKENKIT_BROKER=$mode TOKENKIT_BROKER_SPIN_US=$spin "$BUILD/p11bench" --module "$BUILD/tokenkit-pkcs11.so" --pin "$PIN" \
 		--label "$label" --mech ecdsa --threads "$3" --seconds "$SECS" rate)
 	W[$1.$2.$3]+="$(val signs_per_s "$r") "
 }
@@ -89,6 +92,9 @@ for ((i = 0; i < ROUNDS; i++)); do
 			start_broker
 			one on $tok $t
 			stop_broker
+			start_broker 0
+			one nospin $tok $t
+			stop_broker
 		done
 	done
 done
@@ -96,16 +102,17 @@ done
 med() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-5s %3s | %12s %12s | %8s | %s\n' token thr "embedded/s" "broker/s" "ratio" \
-	"overhead per call / per signature (us)"
+printf '%-5s %3s | %12s %12s | %8s | %-24s | %9s %8s\n' token thr "embedded/s" "broker/s" \
+	"ratio" "overhead/call, /sig (us)" "no spin/s" "ratio"
 for tok in soft card; do
 	for t in 1 2; do
-		e=$(med "${W[off.$tok.$t]}") b=$(med "${W[on.$tok.$t]}")
-		awk -v tok=$tok -v t=$t -v e="$e" -v b="$b" 'BEGIN {
+		e=$(med "${W[off.$tok.$t]}") b=$(med "${W[on.$tok.$t]}") n=$(med "${W[nospin.$tok.$t]}")
+		awk -v tok=$tok -v t=$t -v e="$e" -v b="$b" -v n="$n" 'BEGIN {
 			over = (e > 0 && b > 0) ? (1e6 / b - 1e6 / e) / 2 : 0
 			ratio = e > 0 ? b / e : 0
 			per = t == 1 ? sprintf("%.1f / %.1f", over, 2 * over) : "-"
-			printf "%-5s %3s | %12.0f %12.0f | %8.2f | %s\n", tok, t, e, b, ratio, per }'
+			printf "%-5s %3s | %12.0f %12.0f | %8.2f | %-24s | %9.0f %8.2f\n", tok, t, e, b,
+				ratio, per, n, (e > 0 ? n / e : 0) }'
 	done
 done
 # the floor: one bare round trip between two processes on this machine

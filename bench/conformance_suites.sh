@@ -6,7 +6,10 @@
 # programs, built from their sources outside this repository.
 #
 #   bench/conformance_suites.sh [--module SO] [--p11test PATH] [--pkcs11test PATH]
-#                               [--pkcs11-tool PATH] [--out DIR]
+#                               [--pkcs11-tool PATH] [--out DIR] [--broker]
+#
+# --broker: the module in broker mode (TOKENKIT_BROKER=on), the card served
+# by a tokenkitd of the run's own, started again with each fresh card.
 #
 # The card (provisioned once per run under a private pcscd with
 # yubico-piv-tool, then served in-process: TOKENKIT_READERS=vcard:state=...)
@@ -21,7 +24,7 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TK_BUILD:-$SRC/build}
 MOD=$BUILD/tokenkit-pkcs11.so
-P11TEST="" PKCS11TEST="" P11TOOL="" OUT=""
+P11TEST="" PKCS11TEST="" P11TOOL="" OUT="" BROKER=0
 while (($#)); do
 	case $1 in
 	--module) MOD=$2; shift 2 ;;
@@ -29,6 +32,7 @@ while (($#)); do
 	--pkcs11test) PKCS11TEST=$2; shift 2 ;;
 	--pkcs11-tool) P11TOOL=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
+	--broker) BROKER=1; shift ;;
 	*) sed -n '8,9p' "$0" >&2; exit 2 ;;
 	esac
 done
@@ -44,7 +48,26 @@ OUT=${OUT:-$KEEP}
 mkdir -p "$OUT"
 export TK_VPCD_DIR=$TMP/vpcd TK_BUILD=$BUILD
 VPCD=$SRC/tests/harness/vpcd-env
+BPID=""
+broker_stop() { [[ -z $BPID ]] || { kill -9 "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null; } || true; BPID=""; }
+broker_start() { # (the environment as it is now: the readers, the cache)
+	local i n
+	((BROKER)) || return 0
+	broker_stop
+	mkdir -p -m 0700 "$TMP/run"
+	export XDG_RUNTIME_DIR=$TMP/run TOKENKIT_BROKER=on
+	n=$(grep -c 'tokenkitd: ready' "$OUT/broker.log" 2>/dev/null || true)
+	TOKENKIT_BROKER=off "$BUILD/tokenkitd" >>"$OUT/broker.log" 2>&1 &
+	BPID=$!
+	for ((i = 0; i < 200; i++)); do
+		(($(grep -c 'tokenkitd: ready' "$OUT/broker.log") > ${n:-0})) && return 0
+		sleep 0.05
+	done
+	echo "conformance_suites: the broker did not start (see $OUT/broker.log)" >&2
+	exit 1
+}
 cleanup() {
+	broker_stop
 	"$VPCD" stop >/dev/null 2>&1 || true
 	if [[ $OUT == "$KEEP" ]]; then
 		rm -rf "$TMP/vpcd" "$TMP/work" "$TMP/cache" "$TMP"/*.state
@@ -93,6 +116,7 @@ fresh_card() {
 	export TOKENKIT_READERS="vcard:state=$TMP/run.state"
 	export TOKENKIT_PLUGIN_PATH=${TOKENKIT_PLUGIN_PATH:-$BUILD/plugins} # the in-process reader is a plugin
 	export XDG_CACHE_HOME=$TMP/cache
+	broker_start
 }
 # run NAME CMD...: the suite's output in $OUT/NAME.log, its exit status in $RC
 run() {
@@ -190,6 +214,11 @@ if [[ -n $P11TOOL ]]; then
 	out=$("$VPCD" start --dir "$TK_VPCD_DIR" --owner $$)
 	PCSCLITE_CSOCK_NAME=$(sed -n 's/^PCSCLITE_CSOCK_NAME=//p' <<<"$out")
 	"$VPCD" card start 0 --state "$TMP/run.state" >/dev/null 2>&1
+	readers=${TOKENKIT_READERS:-}
+	unset TOKENKIT_READERS
+	export PCSCLITE_CSOCK_NAME
+	broker_start # (on this pcscd)
+	export TOKENKIT_READERS=$readers
 	RC=0
 	(cd "$TMP" && unset TOKENKIT_READERS && export PCSCLITE_CSOCK_NAME &&
 		timeout 600 "$P11TOOL" --module "$MOD" --login --pin "$PIN" --test --test-fork) \
@@ -197,4 +226,4 @@ if [[ -n $P11TOOL ]]; then
 	tool_counts "$OUT/pkcs11-tool-fork.log"
 	report "pkcs11-tool --test-fork" "$P" "$F" "$S" "$RC"
 fi
-echo "logs: $OUT" >&2
+echo "mode: $( ((BROKER)) && echo "broker (tokenkitd)" || echo embedded); logs: $OUT" >&2

@@ -1,6 +1,8 @@
 /* tokenkit: the broker protocol's encoding (libcbor) and framing. */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include <tokenkit/err.h>
 #include <tokenkit/mem.h>
 
+#include "env.h"
 #include "bproto.h"
 #include "clock.h"
 
@@ -689,6 +692,19 @@ read_full(int fd, uint8_t *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
+int
+bp_spin_us(void)
+{
+	const char *v = tk_env("TOKENKIT_BROKER_SPIN_US");
+	char *end;
+	long us;
+
+	if (v == NULL || *v == '\0')
+		return BP_SPIN_US;
+	us = strtol(v, &end, 10);
+	return *end == '\0' && us >= 0 && us <= BP_SPIN_MAX_US ? (int)us : BP_SPIN_US;
+}
+
 void
 bp_rbuf_wipe(struct bp_rbuf *rb)
 {
@@ -712,6 +728,7 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 {
 	size_t n, take;
 	ssize_t got;
+	int64_t spin_end;
 
 	*out = NULL;
 	*len = 0;
@@ -721,14 +738,25 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 		tk_wipe(rb->b + rb->len, rb->off);
 		rb->off = 0;
 	}
+	spin_end = 0;
+	if (rb->spin_us > 0) { /* never past the deadline */
+		spin_end = tk_now_us() + rb->spin_us;
+		if (deadline >= 0 && spin_end > deadline * 1000)
+			spin_end = deadline * 1000;
+	}
 	while (rb->len < 4) {
-		/* The broker, without a deadline on a blocking socket, just
-		 * reads. A client's answer is rarely there already: it waits
-		 * in recv when the socket's own timeout ends before the
-		 * deadline, else in poll up to the deadline and then reads. */
+		/* First, for spin_us, reads that do not wait. Then the broker,
+		 * without a deadline on a blocking socket, just reads. A
+		 * client waits in recv when the socket's own timeout ends
+		 * before the deadline, else in poll up to the deadline and
+		 * then reads. */
 		int flags = 0;
+		bool spinning = spin_end != 0 && tk_now_us() < spin_end;
 
-		if (deadline >= 0 && (rb->block_ms <= 0 || deadline - tk_now_ms() < rb->block_ms)) {
+		if (spinning) {
+			flags = MSG_DONTWAIT;
+		} else if (deadline >= 0 &&
+		           (rb->block_ms <= 0 || deadline - tk_now_ms() < rb->block_ms)) {
 			if (wait_fd(fd, POLLIN, deadline) < 0)
 				return -1;
 			flags = MSG_DONTWAIT;
@@ -744,6 +772,8 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 		}
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
+		if (spinning) /* the CPU to whoever else wants it, if anyone */
+			sched_yield();
 	}
 	n = (size_t)rb->b[0] << 24 | (size_t)rb->b[1] << 16 | (size_t)rb->b[2] << 8 | rb->b[3];
 	if (n == 0 || n > BP_MAX_MSG) {

@@ -154,9 +154,21 @@ struct bp_rbuf {
 	 * deadline waits in recv alone, one system call instead of poll and
 	 * recv; nearer the deadline, poll keeps to it exactly */
 	int block_ms;
+	/* > 0: before a read first waits, it tries again without waiting
+	 * for up to this many microseconds. An answer that comes within
+	 * that time is read on a CPU that never went idle: on a virtual
+	 * machine an idle vCPU's wake-up costs tens of microseconds, more
+	 * than a software token's signature (see the README's broker
+	 * figures). */
+	int spin_us;
 	uint8_t b[4096];
 };
 void bp_rbuf_wipe(struct bp_rbuf *rb);
+/* The spin_us both ends use: BP_SPIN_US, or TOKENKIT_BROKER_SPIN_US
+ * (0 to BP_SPIN_MAX_US; 0 turns spinning off). */
+#define BP_SPIN_US 50
+#define BP_SPIN_MAX_US 1000
+int bp_spin_us(void);
 /* Whether a whole message is there already, read with the last one. */
 bool bp_rbuf_ready(const struct bp_rbuf *rb);
 /* Read one framed payload (malloc'd) before deadline (<0: none, and fd

@@ -526,12 +526,6 @@ tk_p11_C_CancelFunction(CK_SESSION_HANDLE h)
 	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
 }
 CK_RV
-tk_p11_C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS f)
-{
-	return not_supported();
-}
-
-CK_RV
 tk_p11_C_MessageEncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	return not_supported();

@@ -1028,6 +1028,38 @@ out:
 	return rv;
 }
 
+/* C_SessionCancel (PKCS#11 3.0 section 5.6): the session's operations that
+ * the flags name end, as an error in them would end them; a search ends as
+ * C_FindObjectsFinal ends it. Operations the module has none of (message
+ * based, recover, key generation, wrapping) have nothing to end. Broker
+ * mode uses it too: an argument the client refuses ends the operation in
+ * the broker as well. */
+CK_RV
+tk_p11_C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
+{
+	struct p11_session *s;
+	CK_RV rv = tk_p11_session_get(hSession, &s);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (flags & CKF_SIGN)
+		tk_p11_op_reset(&s->sign);
+	if (flags & CKF_VERIFY)
+		tk_p11_op_reset(&s->verify);
+	if (flags & CKF_ENCRYPT)
+		tk_p11_op_reset(&s->encrypt);
+	if (flags & CKF_DECRYPT)
+		tk_p11_op_reset(&s->decrypt);
+	if (flags & CKF_DIGEST)
+		tk_p11_op_reset(&s->digest);
+	if (flags & CKF_FIND_OBJECTS) {
+		free(s->find.handles);
+		memset(&s->find, 0, sizeof(s->find));
+	}
+	tk_p11_session_put(s, rv);
+	return rv;
+}
+
 /* --- writing: the token is write-protected ------------------------------- */
 
 static bool

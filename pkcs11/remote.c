@@ -66,6 +66,12 @@ struct rconn {
 };
 
 enum { OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST, OP_N };
+/* each one's flag for C_SessionCancel */
+static const CK_FLAGS op_flag[OP_N] = {[OP_SIGN] = CKF_SIGN,
+                                       [OP_VERIFY] = CKF_VERIFY,
+                                       [OP_ENCRYPT] = CKF_ENCRYPT,
+                                       [OP_DECRYPT] = CKF_DECRYPT,
+                                       [OP_DIGEST] = CKF_DIGEST};
 enum { STEP_INIT, STEP_ONE, STEP_UPDATE, STEP_FINAL };
 
 #define OP_PARAM_MAX 64
@@ -386,6 +392,7 @@ conn_get(void)
 		return NULL;
 	}
 	cn->rb.block_ms = blocking_reads(cn->fd);
+	cn->rb.spin_us = bp_spin_us();
 	if (hello(cn) < 0) {
 		conn_close(cn);
 		return NULL;
@@ -1325,6 +1332,25 @@ call_s_m_o(uint32_t fn, CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 	return rv;
 }
 
+/* A step of an operation refused here (its arguments, a length the
+ * protocol does not carry) ends that operation in the broker as well, as
+ * any error but CKR_BUFFER_TOO_SMALL ends it embedded (PKCS#11 3.0 section
+ * 5.2): C_SessionCancel of it there. Answers rv, or the session's own error
+ * (an invalid or closed session comes first, as embedded). */
+static CK_RV
+refused_here(uint32_t fn, CK_SESSION_HANDLE h, CK_RV rv)
+{
+	int op, step;
+	CK_RV crv;
+
+	if (!initialized())
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if (!op_of(fn, &op, &step) || step == STEP_INIT)
+		return rv;
+	crv = tk_p11r_C_SessionCancel(h, op_flag[op]);
+	return crv == CKR_SESSION_HANDLE_INVALID || crv == CKR_SESSION_CLOSED ? crv : rv;
+}
+
 /* session, input, output buffer */
 static CK_RV
 call_s_in_out(uint32_t fn, CK_SESSION_HANDLE h, const void *in, CK_ULONG in_len, CK_BYTE_PTR out,
@@ -1337,9 +1363,9 @@ call_s_in_out(uint32_t fn, CK_SESSION_HANDLE h, const void *in, CK_ULONG in_len,
 	if (!initialized())
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	if ((in == NULL && in_len > 0) || out_len == NULL)
-		return CKR_ARGUMENTS_BAD;
+		return refused_here(fn, h, CKR_ARGUMENTS_BAD);
 	if (in_len > BP_MAX_BYTES)
-		return CKR_DATA_LEN_RANGE;
+		return refused_here(fn, h, CKR_DATA_LEN_RANGE);
 	rv = sess_begin(&c, &w, h);
 	if (rv != CKR_OK)
 		return rv;
@@ -1362,9 +1388,9 @@ call_s_in(uint32_t fn, CK_SESSION_HANDLE h, const void *in, CK_ULONG in_len)
 	if (!initialized())
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	if (in == NULL && in_len > 0)
-		return CKR_ARGUMENTS_BAD;
+		return refused_here(fn, h, CKR_ARGUMENTS_BAD);
 	if (in_len > BP_MAX_BYTES)
-		return CKR_DATA_LEN_RANGE;
+		return refused_here(fn, h, CKR_DATA_LEN_RANGE);
 	rv = sess_begin(&c, &w, h);
 	if (rv != CKR_OK)
 		return rv;
@@ -1385,7 +1411,7 @@ call_s_out(uint32_t fn, CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_l
 	if (!initialized())
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	if (out_len == NULL)
-		return CKR_ARGUMENTS_BAD;
+		return refused_here(fn, h, CKR_ARGUMENTS_BAD);
 	rv = sess_begin(&c, &w, h);
 	if (rv != CKR_OK)
 		return rv;
@@ -2395,11 +2421,11 @@ tk_p11r_C_Verify(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG data_len,
 	CK_RV rv;
 
 	if ((data == NULL && data_len > 0) || (signature == NULL && signature_len > 0))
-		return initialized() ? CKR_ARGUMENTS_BAD : CKR_CRYPTOKI_NOT_INITIALIZED;
+		return refused_here(BP_C_Verify, session, CKR_ARGUMENTS_BAD);
 	if (data_len > BP_MAX_BYTES)
-		return initialized() ? CKR_DATA_LEN_RANGE : CKR_CRYPTOKI_NOT_INITIALIZED;
+		return refused_here(BP_C_Verify, session, CKR_DATA_LEN_RANGE);
 	if (signature_len > BP_MAX_BYTES)
-		return initialized() ? CKR_SIGNATURE_LEN_RANGE : CKR_CRYPTOKI_NOT_INITIALIZED;
+		return refused_here(BP_C_Verify, session, CKR_SIGNATURE_LEN_RANGE);
 	rv = sess_begin(&c, &w, session);
 	if (rv != CKR_OK)
 		return rv;
@@ -2420,8 +2446,46 @@ CK_RV
 tk_p11r_C_VerifyFinal(CK_SESSION_HANDLE session, CK_BYTE_PTR signature, CK_ULONG signature_len)
 {
 	if (signature_len > BP_MAX_BYTES)
-		return initialized() ? CKR_SIGNATURE_LEN_RANGE : CKR_CRYPTOKI_NOT_INITIALIZED;
+		return refused_here(BP_C_VerifyFinal, session, CKR_SIGNATURE_LEN_RANGE);
 	return call_s_in(BP_C_VerifyFinal, session, signature, signature_len);
+}
+
+CK_RV
+tk_p11r_C_GenerateKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_ATTRIBUTE_PTR templ,
+                      CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
+{
+	struct rc c;
+	struct bp_w w;
+	uint32_t epoch;
+	CK_RV rv = sess_begin(&c, &w, session);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (mechanism == NULL || key == NULL) {
+		bp_w_free(&w);
+		rc_end(&c);
+		return CKR_ARGUMENTS_BAD;
+	}
+	epoch = cur_epoch();
+	if (!put_mech(&w, mechanism))
+		rv = CKR_MECHANISM_PARAM_INVALID;
+	if (rv == CKR_OK)
+		rv = put_template(&w, templ, count);
+	if (rv != CKR_OK) {
+		bp_w_free(&w);
+		rc_end(&c);
+		return rv;
+	}
+	rv = rc_call(&c, BP_C_GenerateKey, &w);
+	if (rv == CKR_OK) {
+		CK_OBJECT_HANDLE k = bp_get_u(c.r);
+		if (!c.r->ok)
+			rv = rc_bad(&c);
+		else
+			*key = obj_cid(k, epoch);
+	}
+	rc_end(&c);
+	return rv;
 }
 
 CK_RV
@@ -2551,6 +2615,15 @@ tk_p11r_C_SessionCancel(CK_SESSION_HANDLE session, CK_FLAGS flags)
 	bp_put_u(&w, flags);
 	rv = rc_call(&c, BP_C_SessionCancel, &w);
 	rc_end(&c);
+	if (rv == CKR_OK) { /* what it ended is not active any more */
+		struct rsess *s;
+		pthread_mutex_lock(&R.lock);
+		if ((s = sess_find_locked(session)) != NULL)
+			for (int op = 0; op < OP_N; op++)
+				if (flags & op_flag[op])
+					s->ops[op].active = false;
+		pthread_mutex_unlock(&R.lock);
+	}
 	return rv;
 }
 
@@ -2558,9 +2631,8 @@ tk_p11r_C_SessionCancel(CK_SESSION_HANDLE session, CK_FLAGS flags)
 
 /* Dual-function updates, key wrapping and the message-based functions:
  * the embedded module does not offer them either (its stubs answer
- * CKR_FUNCTION_NOT_SUPPORTED), except C_WrapKey/C_UnwrapKey/C_GenerateKey
- * for a software token's secret keys, which broker mode does not carry
- * yet. */
+ * CKR_FUNCTION_NOT_SUPPORTED), except C_WrapKey/C_UnwrapKey for a software
+ * token's secret keys, which broker mode does not carry yet. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #define P11R_UNSUPPORTED(name, params)                                                             \
@@ -2585,8 +2657,6 @@ P11R_UNSUPPORTED(C_VerifyRecoverInit,
                  (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key))
 P11R_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE session, CK_BYTE_PTR signature,
                                    CK_ULONG signature_len, CK_BYTE_PTR data, CK_ULONG_PTR data_len))
-P11R_UNSUPPORTED(C_GenerateKey, (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
-                                 CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 P11R_UNSUPPORTED(C_WrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
                              CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE key,
                              CK_BYTE_PTR wrapped_key, CK_ULONG_PTR wrapped_key_len))

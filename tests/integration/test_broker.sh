@@ -9,6 +9,8 @@
 #     two-process and threaded checks (a PIN-always login belongs to one
 #     operation; another client's login makes nobody else logged in), and
 #     a repeated C_SignInit whose failure must reach the C_Sign after it;
+#     arguments refused by the client end the broker's operation as well
+#     (tk-p11-op-errors, the same answers as embedded);
 #  4. NSS (modutil, certutil, tstclnt TLS 1.3 client authentication) and
 #     OpenSSL through libp11 (s_client) with their keys in the broker;
 #  5. crash-only: 100 kill -9 of the broker while a client signs: no call
@@ -32,7 +34,8 @@ TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_tls.sh"
 p11_require
 tk_require_cmd pkcs11-tool certutil modutil tstclnt systemd-socket-activate setpriv
-[[ -x $TK_BUILD/tokenkitd && -x $TK_BUILD/tk-p11-login ]] || tk_fail "tokenkitd not built"
+[[ -x $TK_BUILD/tokenkitd && -x $TK_BUILD/tk-p11-login && -x $TK_BUILD/tk-p11-op-errors ]] ||
+	tk_fail "tokenkitd or its test programs not built"
 tk_env_start
 tk_card_start 0
 p11_provision
@@ -140,6 +143,13 @@ tk_run "the same init again and again" "$LOGIN" "$TK_P11_MODULE" repeat-init
 tk_expect 'RESULT PASS'
 TOKENKIT_BROKER=off tk_run "... and embedded" "$LOGIN" "$TK_P11_MODULE" repeat-init
 tk_expect 'RESULT PASS'
+# arguments the client refuses itself end the broker's operation too, as
+# embedded (pkcs11test's DigestInvalid); C_SessionCancel; C_GenerateKey is
+# carried (an invalid session before bad arguments)
+tk_run "an error ends the operation, C_SessionCancel" "$TK_BUILD/tk-p11-op-errors" "$TK_P11_MODULE"
+tk_expect_not '^FAIL'
+TOKENKIT_BROKER=off tk_run "... and embedded" "$TK_BUILD/tk-p11-op-errors" "$TK_P11_MODULE"
+tk_expect_not '^FAIL'
 
 # --- 4. NSS and OpenSSL (libp11) through the broker ---------------------------
 tls_server_key
@@ -287,7 +297,13 @@ tk_run "sign, the prompt says always" "${P11[@]}" --login --pin "$PIN" --sign --
 tk_run "verify" openssl dgst -sha256 -verify pub9a.pem -signature ok.sig data.txt
 tk_run "sign again, no prompt" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
 	-m ECDSA-SHA256 -i data.txt -o ok2.sig
+tk_run "sign a third time" "${P11[@]}" --login --pin "$PIN" --sign --id 01 \
+	-m ECDSA-SHA256 -i data.txt -o ok2.sig
 [[ $(wc -l <prompted) == 2 ]] || tk_fail "the prompt was not asked exactly twice"
+# the stored "always" is read once, then remembered while the store does
+# not change (logged at debug only); the reset below must still be seen
+# (the slow prompt is asked)
+[[ $(grep -c 'always (stored)' "$BLOG") == 1 ]] || tk_fail "a stored always was read at every use"
 tk_run "consent list" "$TK_BUILD/tokenkit" consent list
 tk_expect 'always.*pkcs11-tool'
 # a person takes longer than the client's timeout: the broker's "still

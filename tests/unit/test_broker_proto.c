@@ -481,15 +481,85 @@ test_blocking_reads(void **state)
 	close(sv[1]);
 }
 
+/* Spinning reads (bp_rbuf.spin_us): what is there is read at once; an
+ * answer later than the spin is still read, on the module's socket (with
+ * SO_RCVTIMEO) and on the broker's (blocking, no deadline); a silent peer
+ * still ends at the deadline, and a deadline nearer than the spin ends
+ * the spin there. TOKENKIT_BROKER_SPIN_US sets the spin within bounds. */
+static void
+test_spinning_reads(void **state)
+{
+	static struct bp_rbuf rb;
+	struct timeval tv = {0, 100 * 1000};
+	uint8_t *msg;
+	size_t len;
+	pthread_t th;
+	void *res;
+	int64_t t0;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	memset(&rb, 0, sizeof(rb));
+	rb.spin_us = BP_SPIN_MAX_US;
+	/* there already */
+	assert_int_equal(write(sv[0], "\x00\x00\x00\x01\x81", 5), 5);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, -1), 0);
+	assert_int_equal(len, 1);
+	assert_int_equal(msg[0], 0x81);
+	free(msg);
+	/* the broker's read: blocking socket, no deadline, a late request */
+	assert_int_equal(pthread_create(&th, NULL, late_writer, &sv[0]), 0);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, -1), 0);
+	assert_int_equal(len, 1);
+	assert_int_equal(msg[0], 0x80);
+	free(msg);
+	assert_int_equal(pthread_join(th, &res), 0);
+	assert_null(res);
+	/* the module's: SO_RCVTIMEO, a deadline; silent, then late */
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	rb.block_ms = 100;
+	t0 = tk_now_ms();
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, t0 + 250), -1);
+	assert_int_equal(errno, ETIMEDOUT);
+	assert_true(tk_now_ms() - t0 >= 250);
+	assert_int_equal(pthread_create(&th, NULL, late_writer, &sv[0]), 0);
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() + 5000), 0);
+	assert_int_equal(msg[0], 0x80);
+	free(msg);
+	assert_int_equal(pthread_join(th, &res), 0);
+	/* a deadline already past: no spin at all, just what is there */
+	rb.spin_us = 1000 * 1000; /* beyond what bp_spin_us gives: the cap shows */
+	t0 = tk_now_us();
+	assert_int_equal(bp_read_msg(sv[1], &rb, &msg, &len, tk_now_ms() - 1), -1);
+	assert_int_equal(errno, ETIMEDOUT);
+	assert_true(tk_now_us() - t0 < 500 * 1000);
+	close(sv[0]);
+	close(sv[1]);
+
+	unsetenv("TOKENKIT_BROKER_SPIN_US");
+	assert_int_equal(bp_spin_us(), BP_SPIN_US);
+	setenv("TOKENKIT_BROKER_SPIN_US", "0", 1);
+	assert_int_equal(bp_spin_us(), 0);
+	setenv("TOKENKIT_BROKER_SPIN_US", "1000", 1);
+	assert_int_equal(bp_spin_us(), BP_SPIN_MAX_US);
+	setenv("TOKENKIT_BROKER_SPIN_US", "1001", 1);
+	assert_int_equal(bp_spin_us(), BP_SPIN_US);
+	setenv("TOKENKIT_BROKER_SPIN_US", "20us", 1);
+	assert_int_equal(bp_spin_us(), BP_SPIN_US);
+	unsetenv("TOKENKIT_BROKER_SPIN_US");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_values),     cmocka_unit_test(test_response),
-	        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_mechanism),
-	        cmocka_unit_test(test_template),   cmocka_unit_test(test_framing),
-	        cmocka_unit_test(test_pipelined),  cmocka_unit_test(test_bytes_as_libcbor),
-	        cmocka_unit_test(test_rbuf_ready), cmocka_unit_test(test_blocking_reads),
+	        cmocka_unit_test(test_values),         cmocka_unit_test(test_response),
+	        cmocka_unit_test(test_malformed),      cmocka_unit_test(test_mechanism),
+	        cmocka_unit_test(test_template),       cmocka_unit_test(test_framing),
+	        cmocka_unit_test(test_pipelined),      cmocka_unit_test(test_bytes_as_libcbor),
+	        cmocka_unit_test(test_rbuf_ready),     cmocka_unit_test(test_blocking_reads),
+	        cmocka_unit_test(test_spinning_reads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,14 @@
  * The prompt program runs with the key's facts in its environment
  * (TOKENKIT_CONSENT_PROGRAM, _UID, _PID, _TOKEN, _TOKEN_SERIAL, _KEY,
  * _KEY_ID) and answers "always", "once" or "deny" on its first line of
- * standard output. */
+ * standard output.
+ *
+ * "always" decisions read from the store are remembered while the store
+ * does not change, so a program's every C_SignInit does not read it again:
+ * an inotify watch on the store's directory (a record created, written,
+ * renamed or removed; the directory itself moved, removed or its mode
+ * changed) forgets them all at the next check. Without a watch nothing is
+ * remembered. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,8 +38,101 @@
 #include "bproto.h"
 #include "broker.h"
 #include "clock.h"
+#include "consent_priv.h"
 
 static pthread_mutex_t consent_lock = PTHREAD_MUTEX_INITIALIZER; /* one prompt at a time */
+
+/* The store and what is remembered of it (under consent_lock). */
+#define KNOWN_MAX 64
+static struct {
+	tk_consent_t *store;                            /* kept open while watched */
+	int ifd;                                        /* the watch, or -1 */
+	char known[KNOWN_MAX][TK_CONSENT_NAME_LEN + 1]; /* records that say "always" */
+	size_t n, next;
+} K = {.ifd = -1};
+
+static void
+store_close(void)
+{
+	tk_consent_free(&K.store);
+	if (K.ifd >= 0)
+		close(K.ifd);
+	K.ifd = -1;
+	K.n = K.next = 0;
+}
+
+/* Whether the watched store is still the one open and what is remembered of
+ * it still holds (events read: forget). False: open it again. */
+static bool
+store_same(void)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const uint32_t gone = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW;
+	ssize_t n;
+
+	while ((n = read(K.ifd, buf, sizeof(buf))) > 0) {
+		K.n = K.next = 0;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if ((ev->mask & gone) != 0 || ((ev->mask & IN_ATTRIB) != 0 && ev->len == 0))
+				return false; /* (its mode: checked again on open) */
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return n < 0 && (errno == EAGAIN || errno == EINTR);
+}
+
+/* The store, open: kept while a watch is on it, else opened per check (the
+ * caller frees it when !K.ifd). NULL when it cannot be opened (logged). */
+static tk_consent_t *
+store_get(void)
+{
+	const uint32_t what = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE |
+	                      IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |
+	                      IN_DONT_FOLLOW;
+	tk_consent_t *first = NULL;
+	int r;
+
+	if (K.store != NULL && K.ifd >= 0 && store_same())
+		return K.store;
+	store_close();
+	/* open, watch the path, open again: the store kept is the one the
+	 * path names once the watch is on (a directory put in its place in
+	 * between is an event) */
+	r = tk_consent_open(g_conf.consent_dir, &first);
+	if (r == TK_OK && (K.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+	    (inotify_add_watch(K.ifd, tk_consent_path(first), what) < 0 ||
+	     tk_consent_open(g_conf.consent_dir, &K.store) != TK_OK)) {
+		close(K.ifd);
+		K.ifd = -1;
+	}
+	if (r != TK_OK)
+		tk_log_warn("tokenkitd: consent store: %s", tk_strerror(r));
+	if (K.ifd < 0)
+		return first; /* unwatched: read each time */
+	tk_consent_free(&first);
+	return K.store;
+}
+
+static bool
+known(const char *name)
+{
+	for (size_t i = 0; i < K.n; i++)
+		if (strcmp(K.known[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+remember(const char *name)
+{
+	if (K.ifd < 0 || known(name))
+		return;
+	snprintf(K.known[K.next], sizeof(K.known[K.next]), "%s", name);
+	K.next = (K.next + 1) % KNOWN_MAX;
+	if (K.n < KNOWN_MAX)
+		K.n++;
+}
 
 static int
 decision_of(const char *word)
@@ -157,21 +258,33 @@ from_prompt(const struct consent_key *k)
 CK_RV
 broker_consent_check(const struct consent_key *k, bool *once)
 {
-	tk_consent_t *store = NULL;
+	tk_consent_t *store;
 	tk_consent_rec_t rec;
+	char name[TK_CONSENT_NAME_LEN + 1];
 	int d = TK_CONSENT_NONE, r;
 	const char *how = "stored";
 
 	*once = false;
 	lock_prompts(k);
-	r = tk_consent_open(g_conf.consent_dir, &store);
-	if (r != TK_OK)
-		tk_log_warn("tokenkitd: consent store: %s", tk_strerror(r));
+	store = store_get();
+	if (tk_consent_file_name(k->exe, (uint32_t)k->uid, k->token_serial, k->key_id, name) !=
+	    TK_OK)
+		name[0] = '\0';
+	if (store != NULL && name[0] != '\0' && known(name)) {
+		pthread_mutex_unlock(&consent_lock);
+		tk_log_debug("tokenkitd: %s (pid %ld) may use key %s (%s) of token %s: always "
+		             "(remembered)",
+		             k->exe, (long)k->pid, k->key_label, k->key_id, k->token_serial);
+		return CKR_OK;
+	}
 	if (store != NULL &&
 	    tk_consent_get(store, k->exe, (uint32_t)k->uid, k->token_serial, k->key_id, &rec) ==
 	            TK_OK &&
-	    rec.decision != TK_CONSENT_ONCE)
+	    rec.decision != TK_CONSENT_ONCE) {
 		d = rec.decision;
+		if (d == TK_CONSENT_ALWAYS && name[0] != '\0')
+			remember(name);
+	}
 	if (d == TK_CONSENT_NONE) {
 		how = "policy";
 		d = from_policy(k->exe);
@@ -193,7 +306,8 @@ broker_consent_check(const struct consent_key *k, bool *once)
 				tk_log_warn("tokenkitd: consent not stored: %s", tk_strerror(r));
 		}
 	}
-	tk_consent_free(&store);
+	if (store != K.store)
+		tk_consent_free(&store);
 	pthread_mutex_unlock(&consent_lock);
 	if (d == TK_CONSENT_ALWAYS || d == TK_CONSENT_ONCE) {
 		*once = d == TK_CONSENT_ONCE;

@@ -1147,6 +1147,17 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		}
 		break;
 	}
+	case BP_C_GenerateKey: {
+		CK_OBJECT_HANDLE key;
+		if (!bp_get_mech(r, &mech, &mp) || !bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		q = queue_enter(h);
+		rv = C_GenerateKey(h, &mech, t, n, &key);
+		queue_leave(q);
+		if (rv == CKR_OK)
+			bp_put_u(w, key);
+		break;
+	}
 	case BP_C_DeriveKey: {
 		CK_OBJECT_HANDLE base, key;
 		if (!bp_get_mech(r, &mech, &mp))
@@ -1220,6 +1231,7 @@ conn_main(void *arg)
 
 	free(arg);
 	t_call.q = &q;
+	rb.spin_us = bp_spin_us();
 	for (;;) {
 		struct bp_w w;
 		CK_RV rv;
