@@ -209,6 +209,7 @@ if [[ -n $P11TOOL ]]; then
 	# --test in a forked child that calls C_Initialize itself: two processes on one card,
 	# which the in-process reader (one process per state file) cannot
 	# serve: this one runs under the private pcscd with the card in vpcd
+	broker_stop # (its in-process reader holds the state file)
 	cp "$TMP/card.state" "$TMP/run.state"
 	rm -rf "$TMP/cache"
 	out=$("$VPCD" start --dir "$TK_VPCD_DIR" --owner $$)
