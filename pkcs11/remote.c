@@ -1092,11 +1092,13 @@ bad:
 	return false;
 }
 
+/* An attribute whose value is a template (CKA_WRAP_TEMPLATE, ...): the
+ * array attributes but CKA_ALLOWED_MECHANISMS (a vendor's type is just a
+ * number: its bits mean nothing). The broker refuses their values. */
 static bool
 attr_has_pointers(CK_ATTRIBUTE_TYPE t)
 {
-	return t == CKA_WRAP_TEMPLATE || t == CKA_UNWRAP_TEMPLATE ||
-	       t == (CKF_ARRAY_ATTRIBUTE | 0x213UL); /* CKA_DERIVE_TEMPLATE */
+	return t < CKA_VENDOR_DEFINED && (t & CKF_ARRAY_ATTRIBUTE) && t != CKA_ALLOWED_MECHANISMS;
 }
 
 /* A template of values (C_FindObjectsInit, C_CreateObject, ...). */
@@ -2022,6 +2024,23 @@ tk_p11r_C_SetPIN(CK_SESSION_HANDLE session, CK_BYTE_PTR old_pin, CK_ULONG old_le
 
 /* --- objects ------------------------------------------------------------ */
 
+/* Send fn (its arguments in w) and read the object handle it answers into
+ * *out: a handle of epoch, the one its arguments' handles were of. */
+static CK_RV
+rc_call_handle(struct rc *c, uint32_t fn, struct bp_w *w, uint32_t epoch, CK_OBJECT_HANDLE_PTR out)
+{
+	CK_RV rv = rc_call(c, fn, w);
+
+	if (rv == CKR_OK) {
+		CK_OBJECT_HANDLE bh = bp_get_u(c->r);
+		if (!c->r->ok)
+			rv = rc_bad(c);
+		else
+			*out = obj_cid(bh, epoch);
+	}
+	return rv;
+}
+
 static CK_RV
 call_template_out_handle(uint32_t fn, CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                          CK_OBJECT_HANDLE_PTR out)
@@ -2043,14 +2062,7 @@ call_template_out_handle(uint32_t fn, CK_SESSION_HANDLE session, CK_ATTRIBUTE_PT
 		rc_end(&c);
 		return rv;
 	}
-	rv = rc_call(&c, fn, &w);
-	if (rv == CKR_OK) {
-		CK_OBJECT_HANDLE bh = bp_get_u(c.r);
-		if (!c.r->ok)
-			rv = rc_bad(&c);
-		else
-			*out = obj_cid(bh, epoch);
-	}
+	rv = rc_call_handle(&c, fn, &w, epoch, out);
 	rc_end(&c);
 	return rv;
 }
@@ -2060,19 +2072,6 @@ tk_p11r_C_CreateObject(CK_SESSION_HANDLE session, CK_ATTRIBUTE_PTR templ, CK_ULO
                        CK_OBJECT_HANDLE_PTR object)
 {
 	return call_template_out_handle(BP_C_CreateObject, session, templ, count, object);
-}
-
-CK_RV
-tk_p11r_C_CopyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR templ,
-                     CK_ULONG count, CK_OBJECT_HANDLE_PTR new_object)
-{
-	(void)session;
-	(void)object;
-	(void)templ;
-	(void)count;
-	(void)new_object;
-	CHECK_INIT();
-	return CKR_FUNCTION_NOT_SUPPORTED;
 }
 
 /* session, object: [bh, object] */
@@ -2091,6 +2090,32 @@ obj_begin(struct rc *c, struct bp_w *w, CK_SESSION_HANDLE session, CK_OBJECT_HAN
 	}
 	bp_put_u(w, bo);
 	return CKR_OK;
+}
+
+CK_RV
+tk_p11r_C_CopyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_PTR templ,
+                     CK_ULONG count, CK_OBJECT_HANDLE_PTR new_object)
+{
+	struct rc c;
+	struct bp_w w;
+	uint32_t epoch;
+	CK_RV rv;
+
+	if (new_object == NULL)
+		return initialized() ? CKR_ARGUMENTS_BAD : CKR_CRYPTOKI_NOT_INITIALIZED;
+	rv = obj_begin(&c, &w, session, object);
+	if (rv != CKR_OK)
+		return rv;
+	epoch = cur_epoch();
+	rv = put_template(&w, templ, count);
+	if (rv != CKR_OK) {
+		bp_w_free(&w);
+		rc_end(&c);
+		return rv;
+	}
+	rv = rc_call_handle(&c, BP_C_CopyObject, &w, epoch, new_object);
+	rc_end(&c);
+	return rv;
 }
 
 CK_RV
@@ -2145,11 +2170,15 @@ tk_p11r_C_GetAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
 		return rv;
 	bp_w_init(&a);
 	for (CK_ULONG i = 0; i < count; i++) {
+		/* a template inside an attribute holds pointers: its length
+		 * only; a buffer larger than a value can travel: as large as
+		 * one can (a larger value is CKR_BUFFER_TOO_SMALL) */
 		bp_put_u(&a, templ[i].type);
-		if (templ[i].pValue == NULL)
+		if (templ[i].pValue == NULL || attr_has_pointers(templ[i].type))
 			bp_put_null(&a);
 		else
-			bp_put_u(&a, templ[i].ulValueLen);
+			bp_put_u(&a, templ[i].ulValueLen < BP_MAX_BYTES ? templ[i].ulValueLen
+			                                                : BP_MAX_BYTES);
 	}
 	bp_put_sub(&w, &a);
 	rv = rc_call(&c, BP_C_GetAttributeValue, &w);
@@ -2170,6 +2199,12 @@ tk_p11r_C_GetAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
 				memcpy(templ[i].pValue, p, n);
 			else if (templ[i].pValue != NULL && !null)
 				res.ok = false;
+			if (templ[i].pValue != NULL && attr_has_pointers(templ[i].type) &&
+			    (CK_ULONG)len != CK_UNAVAILABLE_INFORMATION) {
+				len = CK_UNAVAILABLE_INFORMATION; /* (not carried) */
+				if (rv == CKR_OK)
+					rv = CKR_ATTRIBUTE_TYPE_INVALID;
+			}
 			templ[i].ulValueLen = (CK_ULONG)len;
 		}
 		if (!res.ok)
@@ -2451,6 +2486,78 @@ tk_p11r_C_VerifyFinal(CK_SESSION_HANDLE session, CK_BYTE_PTR signature, CK_ULONG
 }
 
 CK_RV
+tk_p11r_C_WrapKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
+                  CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE key, CK_BYTE_PTR wrapped_key,
+                  CK_ULONG_PTR wrapped_key_len)
+{
+	struct rc c;
+	struct bp_w w;
+	CK_OBJECT_HANDLE bwrapping, bkey;
+	CK_RV rv = sess_begin(&c, &w, session);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (mechanism == NULL || wrapped_key_len == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (!obj_bid(wrapping_key, &bwrapping))
+		rv = CKR_WRAPPING_KEY_HANDLE_INVALID;
+	else if (!obj_bid(key, &bkey))
+		rv = CKR_KEY_HANDLE_INVALID;
+	else if (!put_mech(&w, mechanism))
+		rv = CKR_MECHANISM_PARAM_INVALID;
+	if (rv != CKR_OK) {
+		bp_w_free(&w);
+		rc_end(&c);
+		return rv;
+	}
+	bp_put_u(&w, bwrapping);
+	bp_put_u(&w, bkey);
+	put_out(&w, wrapped_key, wrapped_key_len);
+	c.out_query = wrapped_key == NULL;
+	rv = get_out(&c, rc_call(&c, BP_C_WrapKey, &w), wrapped_key, wrapped_key_len);
+	rc_end(&c);
+	return rv;
+}
+
+CK_RV
+tk_p11r_C_UnwrapKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
+                    CK_OBJECT_HANDLE unwrapping_key, CK_BYTE_PTR wrapped_key,
+                    CK_ULONG wrapped_key_len, CK_ATTRIBUTE_PTR templ, CK_ULONG attribute_count,
+                    CK_OBJECT_HANDLE_PTR key)
+{
+	struct rc c;
+	struct bp_w w;
+	CK_OBJECT_HANDLE bunwrapping;
+	uint32_t epoch;
+	CK_RV rv = sess_begin(&c, &w, session);
+
+	if (rv != CKR_OK)
+		return rv;
+	epoch = cur_epoch();
+	if (mechanism == NULL || key == NULL || (wrapped_key == NULL && wrapped_key_len > 0))
+		rv = CKR_ARGUMENTS_BAD;
+	else if (wrapped_key_len > BP_MAX_BYTES)
+		rv = CKR_WRAPPED_KEY_LEN_RANGE;
+	else if (!obj_bid(unwrapping_key, &bunwrapping))
+		rv = CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+	else if (!put_mech(&w, mechanism))
+		rv = CKR_MECHANISM_PARAM_INVALID;
+	if (rv == CKR_OK) {
+		bp_put_u(&w, bunwrapping);
+		bp_put_b(&w, wrapped_key, wrapped_key_len);
+		rv = put_template(&w, templ, attribute_count);
+	}
+	if (rv != CKR_OK) {
+		bp_w_free(&w);
+		rc_end(&c);
+		return rv;
+	}
+	rv = rc_call_handle(&c, BP_C_UnwrapKey, &w, epoch, key);
+	rc_end(&c);
+	return rv;
+}
+
+CK_RV
 tk_p11r_C_GenerateKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_ATTRIBUTE_PTR templ,
                       CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
 {
@@ -2476,14 +2583,7 @@ tk_p11r_C_GenerateKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_
 		rc_end(&c);
 		return rv;
 	}
-	rv = rc_call(&c, BP_C_GenerateKey, &w);
-	if (rv == CKR_OK) {
-		CK_OBJECT_HANDLE k = bp_get_u(c.r);
-		if (!c.r->ok)
-			rv = rc_bad(&c);
-		else
-			*key = obj_cid(k, epoch);
-	}
+	rv = rc_call_handle(&c, BP_C_GenerateKey, &w, epoch, key);
 	rc_end(&c);
 	return rv;
 }
@@ -2561,14 +2661,7 @@ tk_p11r_C_DeriveKey(CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
 		rc_end(&c);
 		return rv;
 	}
-	rv = rc_call(&c, BP_C_DeriveKey, &w);
-	if (rv == CKR_OK) {
-		CK_OBJECT_HANDLE h = bp_get_u(c.r);
-		if (!c.r->ok)
-			rv = rc_bad(&c);
-		else
-			*key = obj_cid(h, epoch);
-	}
+	rv = rc_call_handle(&c, BP_C_DeriveKey, &w, epoch, key);
 	rc_end(&c);
 	return rv;
 }
@@ -2631,8 +2724,7 @@ tk_p11r_C_SessionCancel(CK_SESSION_HANDLE session, CK_FLAGS flags)
 
 /* Dual-function updates, key wrapping and the message-based functions:
  * the embedded module does not offer them either (its stubs answer
- * CKR_FUNCTION_NOT_SUPPORTED), except C_WrapKey/C_UnwrapKey for a software
- * token's secret keys, which broker mode does not carry yet. */
+ * CKR_FUNCTION_NOT_SUPPORTED). */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #define P11R_UNSUPPORTED(name, params)                                                             \
@@ -2657,13 +2749,6 @@ P11R_UNSUPPORTED(C_VerifyRecoverInit,
                  (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key))
 P11R_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE session, CK_BYTE_PTR signature,
                                    CK_ULONG signature_len, CK_BYTE_PTR data, CK_ULONG_PTR data_len))
-P11R_UNSUPPORTED(C_WrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
-                             CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE key,
-                             CK_BYTE_PTR wrapped_key, CK_ULONG_PTR wrapped_key_len))
-P11R_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism,
-                               CK_OBJECT_HANDLE unwrapping_key, CK_BYTE_PTR wrapped_key,
-                               CK_ULONG wrapped_key_len, CK_ATTRIBUTE_PTR templ,
-                               CK_ULONG attribute_count, CK_OBJECT_HANDLE_PTR key))
 P11R_UNSUPPORTED(C_MessageEncryptInit,
                  (CK_SESSION_HANDLE session, CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key))
 P11R_UNSUPPORTED(C_EncryptMessage,

@@ -24,6 +24,9 @@
 #  6b. the system instance (--system): uid 65534 finds it by itself (no
 #     broker of its own), sees and signs with the card, and never sees a
 #     software token of the broker's user;
+#  6c. the software token's keys through the broker: its object list as
+#     embedded; tk-p11-soft-keys (C_GenerateKey, C_WrapKey, C_UnwrapKey,
+#     C_CopyObject: the copy of an unwrapped key signs, OpenSSL verifies);
 #  7. consent: deny, allow-always and reset round trip with a prompt
 #     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
 #     a person slower than the client's timeout is waited for (the broker's
@@ -34,7 +37,8 @@ TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_tls.sh"
 p11_require
 tk_require_cmd pkcs11-tool certutil modutil tstclnt systemd-socket-activate setpriv
-[[ -x $TK_BUILD/tokenkitd && -x $TK_BUILD/tk-p11-login && -x $TK_BUILD/tk-p11-op-errors ]] ||
+[[ -x $TK_BUILD/tokenkitd && -x $TK_BUILD/tk-p11-login && -x $TK_BUILD/tk-p11-op-errors &&
+	-x $TK_BUILD/tk-p11-soft-keys ]] ||
 	tk_fail "tokenkitd or its test programs not built"
 tk_env_start
 tk_card_start 0
@@ -266,6 +270,32 @@ TOKENKIT_BROKER_SOCKET="$TK_TMP/sys/tokenkit/broker.sock" tk_run "root through t
 tk_expect 'token label +: PIV '
 tk_expect_not 'rootsoft'
 chmod 0700 "$TK_TMP"
+broker_kill
+
+# --- 6c. the software token's keys through the broker ------------------------------
+# a vendor's attribute type with the array bit set is just a number (pkcs11-tool
+# asks for one: the broker closed the connection, and every handle went
+# stale); C_GenerateKey, C_WrapKey, C_UnwrapKey and C_CopyObject are
+# carried: a copy of a key unwrapped in the broker signs, and OpenSSL
+# verifies the signature with the public key of the key that was wrapped
+broker_start
+refused=$(grep -c 'arguments do not parse' "$BLOG" || true)
+SOFT=("${P11[@]}" --token-label rootsoft --login --pin "$PIN")
+TOKENKIT_BROKER=off tk_run "objects, embedded" "${SOFT[@]}" -O
+embedded_objects=$TK_OUT
+tk_run "objects, through the broker" "${SOFT[@]}" -O
+[[ $TK_OUT == "$embedded_objects" ]] || {
+	diff <(printf '%s\n' "$embedded_objects") <(printf '%s\n' "$TK_OUT") >&2
+	tk_fail "the broker lists the software token's objects otherwise"
+}
+tk_run "generate, wrap, unwrap, copy, sign" "$TK_BUILD/tk-p11-soft-keys" "$TK_P11_MODULE" \
+	rootsoft "$PIN"
+tk_expect_not '^FAIL'
+TOKENKIT_BROKER=off tk_run "... and embedded" "$TK_BUILD/tk-p11-soft-keys" "$TK_P11_MODULE" \
+	rootsoft "$PIN"
+tk_expect_not '^FAIL'
+[[ $(grep -c 'arguments do not parse' "$BLOG") == "$refused" ]] ||
+	tk_fail "the broker refused a client's arguments"
 broker_kill
 
 # --- 7. consent --------------------------------------------------------------

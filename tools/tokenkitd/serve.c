@@ -908,16 +908,19 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 				t[i].pValue = NULL;
 			} else {
 				t[i].ulValueLen = bp_get_u(&s);
-				if (t[i].ulValueLen > BP_MAX_BYTES)
+				/* (a template's length only: its values hold
+				 * pointers; a vendor's type is a number, its
+				 * bits mean nothing) */
+				if (t[i].ulValueLen > BP_MAX_BYTES ||
+				    (t[i].type < CKA_VENDOR_DEFINED &&
+				     (t[i].type & CKF_ARRAY_ATTRIBUTE) &&
+				     t[i].type != CKA_ALLOWED_MECHANISMS))
 					s.ok = false;
 				else
 					t[i].pValue = malloc(t[i].ulValueLen ? t[i].ulValueLen : 1);
 				if (s.ok && t[i].pValue == NULL)
 					rv = CKR_HOST_MEMORY;
 			}
-			if ((t[i].type & CKF_ARRAY_ATTRIBUTE) &&
-			    t[i].type != CKA_ALLOWED_MECHANISMS)
-				s.ok = false;
 		}
 		n = cnt;
 		if (!bp_r_done(&s)) {
@@ -1145,6 +1148,66 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			bp_put_u(w, pub);
 			bp_put_u(w, priv);
 		}
+		break;
+	}
+	case BP_C_CopyObject: {
+		CK_OBJECT_HANDLE obj = bp_get_u(r), copy;
+		if (!bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		if (hidden(c, h, obj)) {
+			rv = CKR_OBJECT_HANDLE_INVALID;
+			break;
+		}
+		rv = C_CopyObject(h, obj, t, n, &copy);
+		if (rv == CKR_OK)
+			bp_put_u(w, copy);
+		break;
+	}
+	case BP_C_WrapKey: {
+		CK_OBJECT_HANDLE wrapping, key;
+		if (!bp_get_mech(r, &mech, &mp))
+			goto bad;
+		wrapping = bp_get_u(r);
+		key = bp_get_u(r);
+		if (!get_out(r, &o) || !bp_r_done(r)) {
+			free(o.buf);
+			goto bad;
+		}
+		if (hidden(c, h, wrapping))
+			rv = CKR_WRAPPING_KEY_HANDLE_INVALID;
+		else if (hidden(c, h, key))
+			rv = CKR_KEY_HANDLE_INVALID;
+		else if (consent(c, h, wrapping) != CKR_OK || consent(c, h, key) != CKR_OK)
+			rv = CKR_FUNCTION_CANCELED; /* (C_WrapKey has no CKR_FUNCTION_REJECTED) */
+		else {
+			q = queue_enter(h);
+			rv = C_WrapKey(h, &mech, wrapping, key, o.buf, &o.len);
+			queue_leave(q);
+		}
+		put_outbuf(w, rv, &o);
+		return rv;
+	}
+	case BP_C_UnwrapKey: {
+		CK_OBJECT_HANDLE unwrapping, key;
+		if (!bp_get_mech(r, &mech, &mp))
+			goto bad;
+		unwrapping = bp_get_u(r);
+		in = bp_get_b(r, &in_len, false, NULL);
+		if (!bp_get_template(r, &t, &n) || !bp_r_done(r))
+			goto bad;
+		if (hidden(c, h, unwrapping)) {
+			rv = CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+			break;
+		}
+		if (consent(c, h, unwrapping) != CKR_OK) {
+			rv = CKR_FUNCTION_CANCELED; /* (C_UnwrapKey has no CKR_FUNCTION_REJECTED) */
+			break;
+		}
+		q = queue_enter(h);
+		rv = C_UnwrapKey(h, &mech, unwrapping, (CK_BYTE_PTR)in, in_len, t, n, &key);
+		queue_leave(q);
+		if (rv == CKR_OK)
+			bp_put_u(w, key);
 		break;
 	}
 	case BP_C_GenerateKey: {
