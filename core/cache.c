@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <tokenkit/buf.h>
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
@@ -17,6 +15,7 @@
 #include "cache.h"
 #include "env.h"
 #include "fsutil.h"
+#include "ossl.h"
 
 static const uint8_t cache_magic[8] = {'T', 'K', 'C', 'A', 'C', 'H', 'E', '1'};
 #define DIGEST_LEN 32
@@ -162,16 +161,6 @@ tk_cache_equal(const tk_cache_t *a, const tk_cache_t *b)
 	return true;
 }
 
-static int
-sha256(const uint8_t *p, size_t n, uint8_t out[DIGEST_LEN])
-{
-	unsigned int dl = 0;
-
-	if (EVP_Digest(p, n, out, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
-		return TK_ERR_CRYPTO;
-	return TK_OK;
-}
-
 int
 tk_cache_encode(const tk_cache_t *c, uint8_t **out, size_t *out_len)
 {
@@ -202,7 +191,7 @@ tk_cache_encode(const tk_cache_t *c, uint8_t **out, size_t *out_len)
 		free(p);
 		return r != TK_OK ? r : TK_ERR_INTERNAL;
 	}
-	if ((r = sha256(p, w.len, p + w.len)) != TK_OK) {
+	if ((r = tk_ossl_sha256(p, w.len, p + w.len)) != TK_OK) {
 		free(p);
 		return r;
 	}
@@ -242,7 +231,7 @@ tk_cache_decode(const uint8_t *p, size_t len, tk_cache_t **out)
 	if (version != TK_CACHE_VERSION || reserved != 0)
 		return TK_ERR_MALFORMED;
 	/* The checksum covers the rest; check it before trusting any length. */
-	if ((r = sha256(p, len - DIGEST_LEN, digest)) != TK_OK)
+	if ((r = tk_ossl_sha256(p, len - DIGEST_LEN, digest)) != TK_OK)
 		return r;
 	if (memcmp(digest, stored, DIGEST_LEN) != 0)
 		return TK_ERR_BAD_CHECKSUM;

@@ -4,12 +4,12 @@
 #include <string.h>
 
 #include <cbor.h>
-#include <openssl/evp.h>
 
 #include <tokenkit/err.h>
 
 #include "cborutil.h"
 #include "consent_priv.h"
+#include "ossl.h"
 
 #define DIGEST_LEN 32
 
@@ -79,7 +79,6 @@ tk_consent_file_name(const char *program, uint32_t uid, const char *token_serial
 	char buf[TK_CONSENT_PROGRAM_MAX + 1 + 10 + 1 + TK_CONSENT_TOKEN_MAX + 1 +
 	         TK_CONSENT_KEY_MAX + 1];
 	uint8_t digest[DIGEST_LEN];
-	unsigned int dl = 0;
 	size_t n = 0, l;
 
 	out[0] = '\0';
@@ -95,7 +94,7 @@ tk_consent_file_name(const char *program, uint32_t uid, const char *token_serial
 	l = strlen(key_id);
 	memcpy(buf + n, key_id, l);
 	n += l;
-	if (EVP_Digest(buf, n, digest, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
+	if (tk_ossl_sha256(buf, n, digest) != TK_OK)
 		return TK_ERR_CRYPTO;
 	for (size_t i = 0; i < DIGEST_LEN; i++) {
 		out[2 * i] = hexd[digest[i] >> 4];

@@ -12,6 +12,9 @@
 #ifndef TK_OSSL_H
 #define TK_OSSL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <openssl/types.h>
 
 /* The context (NULL only when OpenSSL could not make one: callers then
@@ -20,5 +23,9 @@ OSSL_LIB_CTX *tk_ossl_libctx(void);
 /* Load the legacy provider (RC2, RC4, DES ...) into it. TK_OK, or
  * TK_ERR_NOT_SUPPORTED when OpenSSL has none. */
 int tk_ossl_legacy(void);
+/* SHA-256 of p[0..n) from the context: TK_OK or TK_ERR_CRYPTO. Never
+ * OpenSSL's default context, whose locks the application's threads hold
+ * (a forked child inherits them held; see ossl.c). */
+int tk_ossl_sha256(const void *p, size_t n, uint8_t out[32]);
 
 #endif

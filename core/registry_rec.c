@@ -5,7 +5,6 @@
 #include <time.h>
 
 #include <cbor.h>
-#include <openssl/evp.h>
 
 #include <tokenkit/buf.h>
 #include <tokenkit/err.h>
@@ -13,6 +12,7 @@
 #include <tokenkit/token.h>
 
 #include "cborutil.h"
+#include "ossl.h"
 #include "registry_priv.h"
 
 #define MAGIC_LEN 8
@@ -506,16 +506,6 @@ build_rec(const tk_registration_t *r)
 	return m;
 }
 
-static int
-sha256(const uint8_t *p, size_t n, uint8_t out[DIGEST_LEN])
-{
-	unsigned int dl = 0;
-
-	if (EVP_Digest(p, n, out, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
-		return TK_ERR_CRYPTO;
-	return TK_OK;
-}
-
 /* magic | version | reserved | CBOR of item | SHA-256 */
 static int
 frame(const uint8_t magic[MAGIC_LEN], cbor_item_t *item, size_t max, uint8_t **out, size_t *len)
@@ -547,7 +537,7 @@ frame(const uint8_t magic[MAGIC_LEN], cbor_item_t *item, size_t max, uint8_t **o
 	tk_wbuf_put_u16be(&w, TK_REG_VERSION);
 	tk_wbuf_put_u16be(&w, 0);
 	tk_wbuf_put_bytes(&w, body, body_len);
-	if ((r = tk_wbuf_error(&w)) != TK_OK || (r = sha256(p, w.len, p + w.len)) != TK_OK)
+	if ((r = tk_wbuf_error(&w)) != TK_OK || (r = tk_ossl_sha256(p, w.len, p + w.len)) != TK_OK)
 		goto out;
 	*out = p;
 	*len = total;
@@ -606,7 +596,7 @@ unframe(const uint8_t magic[MAGIC_LEN], const uint8_t *p, size_t len, size_t max
 	if ((r = tk_buf_get_ptr(&b, body, len - HEAD_LEN - DIGEST_LEN)) != TK_OK ||
 	    (r = tk_buf_get_ptr(&b, &stored, DIGEST_LEN)) != TK_OK)
 		return r;
-	if ((r = sha256(p, len - DIGEST_LEN, digest)) != TK_OK)
+	if ((r = tk_ossl_sha256(p, len - DIGEST_LEN, digest)) != TK_OK)
 		return r;
 	if (memcmp(digest, stored, DIGEST_LEN) != 0) {
 		*body = NULL;

@@ -177,6 +177,7 @@ atfork_child(void)
 	g_p11.threads = NULL; /* the parent's threads: never joined here */
 	g_p11.pid = 0;
 	tk_p11_regslots_forget();
+	tk_p11_crypto_forget();
 }
 
 static void
@@ -325,12 +326,10 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	tk_p11_regslots_start();
 	/* While the manager connects to the readers in the background, load
 	 * OpenSSL's configuration and our own library context here, and fetch
-	 * the SHA-256 with which the object cache checks its files (in the
-	 * default context): a first fetch costs 0.5-1 ms of CPU, which the
-	 * token threads would otherwise pay on their way to the first object
-	 * list. */
+	 * the digests (the object cache checks its files with SHA-256): a
+	 * first fetch costs 0.5-1 ms of CPU, which the token threads would
+	 * otherwise pay on their way to the first object list. */
 	OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
-	EVP_MD_free(EVP_MD_fetch(NULL, "SHA256", NULL));
 	(void)tk_p11_libctx();
 	/* Every reader's slot answers from the first call: the readers found
 	 * by the first enumeration are in the slot table when we return

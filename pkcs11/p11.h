@@ -370,6 +370,7 @@ CK_RV tk_p11_copy_out(const void *src, size_t len, CK_BYTE_PTR out, CK_ULONG_PTR
 int tk_p11_der_octet_string(const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len);
 const uint8_t *tk_p11_der_unwrap_octet_string(const uint8_t *in, size_t in_len, size_t *out_len);
 OSSL_LIB_CTX *tk_p11_libctx(void);
+void tk_p11_crypto_forget(void);
 const EVP_MD *tk_p11_md_from_mech(CK_MECHANISM_TYPE hash_mech);
 const EVP_MD *tk_p11_md_for_digest(CK_MECHANISM_TYPE mech);
 const EVP_MD *tk_p11_md_from_mgf(CK_RSA_PKCS_MGF_TYPE mgf);

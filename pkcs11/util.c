@@ -272,6 +272,20 @@ crypto_init(void)
 		mds[i] = EVP_MD_fetch(libctx, md_names[i], NULL);
 }
 
+/* In a forked child (module.c's atfork_child): the parent's context and
+ * digests are forgotten with it (core/ossl.c), fetched again from the
+ * child's own at first use. */
+void
+tk_p11_crypto_forget(void)
+{
+	static const pthread_once_t fresh = PTHREAD_ONCE_INIT;
+
+	crypto_once = fresh;
+	libctx = NULL;
+	for (size_t i = 0; i < NMDS; i++)
+		mds[i] = NULL;
+}
+
 OSSL_LIB_CTX *
 tk_p11_libctx(void)
 {

@@ -332,6 +332,58 @@ find_one(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h)
 	return rv;
 }
 
+/* --- OpenSSL across fork ------------------------------------------------
+ * fork-check forks while the B signer draws random bytes and verifies.
+ * OpenSSL 3.0 takes none of its locks around fork(): a thread inside it
+ * with a lock of the default context held (a fetch filling the method
+ * cache, the random generator's reseed) leaves that lock held for good in
+ * the child, whose own verification then waits forever (seen: row 12, the
+ * child's threads in a read-write lock wait). Keeping its own threads out of
+ * OpenSSL across fork() is the application's part (POSIX: only what the
+ * program itself makes safe works in a child of a threaded process); the
+ * module's part is its own context, which a child starts afresh
+ * (core/ossl.c). So this program's OpenSSL calls run under ossl_lock for
+ * reading, and fork's prepare handler takes it for writing. Registered in
+ * main, after asan_fork.h's constructor: prepare handlers run in reverse
+ * order, so ours waits while the other threads may still allocate. */
+static pthread_rwlock_t ossl_lock;
+
+static void
+ossl_lock_init(void)
+{
+	pthread_rwlockattr_t a;
+
+	/* a writer waiting for fork() goes before new readers */
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&ossl_lock, &a);
+	pthread_rwlockattr_destroy(&a);
+}
+
+static void
+ossl_fork_prepare(void)
+{
+	pthread_rwlock_wrlock(&ossl_lock);
+}
+
+static void
+ossl_fork_parent(void)
+{
+	pthread_rwlock_unlock(&ossl_lock);
+}
+
+static void
+ossl_enter(void)
+{
+	pthread_rwlock_rdlock(&ossl_lock);
+}
+
+static void
+ossl_leave(void)
+{
+	pthread_rwlock_unlock(&ossl_lock);
+}
+
 /* Certificate → public key for verification. */
 static CK_RV
 load_pubkey(struct tok *t)
@@ -344,12 +396,12 @@ load_pubkey(struct tok *t)
 
 	if (rv != CKR_OK)
 		return rv;
+	ossl_enter();
 	x = d2i_X509(NULL, &q, (long)a.ulValueLen);
-	if (x == NULL)
-		return CKR_GENERAL_ERROR;
 	EVP_PKEY_free(t->pk);
-	t->pk = X509_get_pubkey(x);
+	t->pk = x != NULL ? X509_get_pubkey(x) : NULL;
 	X509_free(x);
+	ossl_leave();
 	return t->pk != NULL ? CKR_OK : CKR_GENERAL_ERROR;
 }
 
@@ -430,6 +482,7 @@ verify_raw(EVP_PKEY *pk, const unsigned char *msg, size_t mlen, const unsigned c
 
 	if (pk == NULL || slen != 64)
 		return false;
+	ossl_enter();
 	es = ECDSA_SIG_new();
 	r = BN_bin2bn(sig, 32, NULL);
 	s = BN_bin2bn(sig + 32, 32, NULL);
@@ -449,6 +502,7 @@ out:
 	BN_free(r);
 	BN_free(s);
 	ECDSA_SIG_free(es);
+	ossl_leave();
 	return ok;
 }
 
@@ -461,8 +515,11 @@ sign_once(CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE key, EVP_PKEY *pk)
 	CK_ULONG n = sizeof(sig);
 	CK_RV rv;
 
-	if (RAND_bytes(msg, sizeof(msg)) != 1)
-		return CKR_GENERAL_ERROR;
+	ossl_enter();
+	rv = RAND_bytes(msg, sizeof(msg)) == 1 ? CKR_OK : CKR_GENERAL_ERROR;
+	ossl_leave();
+	if (rv != CKR_OK)
+		return rv;
 	rv = p11->C_SignInit(sess, &m, key);
 	if (rv != CKR_OK)
 		return rv;
@@ -1728,6 +1785,8 @@ main(int argc, char **argv)
 	}
 	if (module == NULL)
 		usage();
+	ossl_lock_init();
+	pthread_atfork(ossl_fork_prepare, ossl_fork_parent, ossl_lock_init);
 	crash_report_install();
 	if (script != NULL && (in = fopen(script, "r")) == NULL) {
 		perror(script);
