@@ -287,6 +287,15 @@ has_step(const tk_recovery_t *r, int step)
 
 /* ---- the other reader's pace while one is in trouble ------------------------ */
 
+/* What a stalled neighbour looks like: its pace while the other reader is
+ * in trouble, as a part of its pace just before. A neighbour that waits
+ * behind the trouble (its exchanges serialised with the other reader's
+ * deadlines, aborts and reset, most of the window) shows well under this;
+ * one that keeps going shows about 1 on a quiet machine, and 0.44 was seen
+ * with four test suites sharing two cores (a bound of 0.5 failed there).
+ * The figure itself is bench/ccid.sh's, where timing belongs. */
+#define PACE_STALLED 0.2
+
 struct pacer {
 	tk_card_t *card;
 	atomic_bool stop;
@@ -524,7 +533,7 @@ test_ladder_usb_reset(void **state)
 {
 	ccid_emu_faults_t f = {.wedge_reset = true};
 	ccid_emu_counts_t c, cb;
-	struct pacer p = {0};
+	static struct pacer p; /* (a check that fails while it runs leaves this frame) */
 	unsigned before, during;
 	int64_t t0, t1;
 	tk_recovery_t r;
@@ -533,6 +542,7 @@ test_ladder_usb_reset(void **state)
 	double ratio;
 
 	(void)state;
+	memset(&p, 0, sizeof(p));
 	dev_add(&x, 1, 1, EMU_EXT_APDU, 0);
 	dev_add(&y, 1, 1, EMU_EXT_APDU, 0);
 	m = mgr_start();
@@ -545,11 +555,15 @@ test_ladder_usb_reset(void **state)
 	r = ladder(&f, &x, 0, m, &c);
 	during = atomic_load(&p.done) - during;
 	t1 = tk_now_us();
+	/* stopped before the checks of what it saw */
+	atomic_store(&p.stop, true);
+	pthread_join(p.t, NULL);
 	ratio = before > 0 ? (double)during / ((double)(t1 - t0) / 1.5e6) / before : 0;
 	print_message("the other reader: %u APDUs in 1.5 s before, %u in the %.2f s of the "
 	              "fault and its recovery (ratio %.2f)\n",
 	              before, during, (double)(t1 - t0) / 1e6, ratio);
-	assert_true(ratio >= 0.5);
+	assert_true(before > 0);
+	assert_true(ratio >= PACE_STALLED);
 	assert_int_equal(r.cured_by, TK_STEP_USB_RESET);
 	assert_true(has_step(&r, TK_STEP_ABORT));
 	assert_int_equal(c.abort_requests, 1);
@@ -557,10 +571,7 @@ test_ladder_usb_reset(void **state)
 	assert_int_equal(c.resets, 1);
 	ccid_emu_counts(y.d, 0, &cb);
 	assert_int_equal(cb.resets, 0);
-	atomic_store(&p.stop, true);
-	pthread_join(p.t, NULL);
 	assert_int_equal(atomic_load(&p.failed), 0);
-	assert_true(before > 0);
 	tk_card_unref(&p.card);
 	tk_slotmgr_free(&m);
 	dev_free(&x);
@@ -576,7 +587,7 @@ test_composite_quarantine(void **state)
 {
 	ccid_emu_faults_t f = {.wedge_reset = true}, none = {0};
 	ccid_emu_counts_t c0, c1;
-	struct pacer p = {0};
+	static struct pacer p; /* (a check that fails while it runs leaves this frame) */
 	unsigned before, during;
 	tk_slot_info_t s;
 	tk_slot_diag_t *d;
@@ -587,6 +598,7 @@ test_composite_quarantine(void **state)
 	double ratio;
 
 	(void)state;
+	memset(&p, 0, sizeof(p));
 	dev_add(&x, 2, 1, EMU_EXT_APDU, 0);
 	m = mgr_start();
 	p.card = card_of(m, x.serial, "if1 slot0]", NULL);
@@ -600,6 +612,9 @@ test_composite_quarantine(void **state)
 	/* interface 1's pace while interface 0 is recovered and re-probed */
 	during = count_during(&p, 2000);
 	assert_true(wait_slot(m, x.serial, "if0 slot0]", TK_SLOT_QUARANTINED, &s));
+	/* stopped before the checks of what it saw */
+	atomic_store(&p.stop, true);
+	pthread_join(p.t, NULL);
 	assert_int_equal(xmit(c), TK_ERR_QUARANTINED);
 	ccid_emu_counts(x.d, 0, &c0);
 	ccid_emu_counts(x.d, 1, &c1);
@@ -607,15 +622,11 @@ test_composite_quarantine(void **state)
 	assert_int_equal(c0.resets, 0);
 	assert_int_equal(c1.resets, 0);
 	assert_true(log_count("no USB reset") >= 1);
-	atomic_store(&p.stop, true);
-	pthread_join(p.t, NULL);
 	assert_int_equal(atomic_load(&p.failed), 0);
 	ratio = before > 0 ? (double)during / before : 0;
 	print_message("interface 1: %u APDUs in 2 s before, %u during the fault (ratio %.2f)\n",
 	              before, during, ratio);
-	/* a generous bound (the figure is bench/ccid.sh's): the neighbour is
-	 * not stalled */
-	assert_true(ratio >= 0.5);
+	assert_true(ratio >= PACE_STALLED);
 	/* the fault cleared (a replug would do it): the re-probes cure it */
 	ccid_emu_set_faults(x.d, 0, &none);
 	assert_true(wait_slot(m, x.serial, "if0 slot0]", TK_SLOT_VALID, NULL));
