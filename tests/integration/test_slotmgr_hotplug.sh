@@ -2,7 +2,9 @@
 # Hotplug through the slot manager: a virtual card started and stopped in a
 # real pcscd shows up as card-inserted / card-removed events, both in a C
 # program on the slot manager (tk-slotmgr-probe) and in `tokenkit watch`,
-# within one pcscd poll (~400 ms) plus margin. Prints the measured latency.
+# one event per insertion and removal. Prints the measured latency (about
+# one pcscd poll, ~400 ms; bench/card_insert.c measures it): a slow machine
+# is not a failure.
 source "$(dirname "$0")/lib.sh"
 
 PROBE="$TK_BUILD/tk-slotmgr-probe"
@@ -28,6 +30,18 @@ wait_line() {
 	tk_fail "no /$2/ in $1 within $3 s"
 }
 count_lines() { grep -Ec -- "$2" "$1" 2>/dev/null || true; }
+# wait_count FILE PATTERN N SECONDS: bounded wait for the N-th line matching
+# PATTERN (a round's event, not an earlier round's); the bound only ends a
+# wait for an event that never comes: the latency is measured, not judged
+wait_count() {
+	local i
+	for ((i = 0; i < $4 * 20; i++)); do
+		[[ $(count_lines "$1" "$2") -ge $3 ]] && return 0
+		sleep 0.05
+	done
+	cat "$1" >&2
+	tk_fail "fewer than $3 /$2/ in $1 within $4 s"
+}
 
 # The probe exits when its stdin closes; keep it open with a fifo.
 mkfifo "$TK_TMP/probe.in"
@@ -47,33 +61,26 @@ lat_in=() lat_out=()
 for round in 1 2 3; do
 	t0=$(date +%s%N)
 	tk_card_start 0
-	wait_line "$TK_TMP/probe.out" 'card-inserted .*Virtual PCD 00 00' 3
+	wait_count "$TK_TMP/probe.out" 'card-inserted .*Virtual PCD 00 00' "$round" 30
 	n=$(count_lines "$TK_TMP/probe.out" 'card-inserted .*Virtual PCD 00 00')
 	[[ $n == "$round" ]] || tk_fail "round $round: $n card-inserted events"
 	t_ev=$(grep -E 'card-inserted .*Virtual PCD 00 00' "$TK_TMP/probe.out" | tail -1 | awk '{print $2}')
 	lat_in+=($(((t_ev - t0) / 1000000)))
-	wait_line "$TK_TMP/probe.out" 'state-changed .*state=valid.*Virtual PCD 00 00' 3
+	wait_count "$TK_TMP/probe.out" 'state-changed .*state=valid.*Virtual PCD 00 00' "$round" 30
 
 	t0=$(date +%s%N)
 	tk_card_stop 0
-	for ((i = 0; i < 60; i++)); do
-		[[ $(count_lines "$TK_TMP/probe.out" 'card-removed .*Virtual PCD 00 00') == "$round" ]] && break
-		sleep 0.05
-	done
-	[[ $(count_lines "$TK_TMP/probe.out" 'card-removed .*Virtual PCD 00 00') == "$round" ]] ||
-		tk_fail "round $round: no card-removed within 3 s"
+	wait_count "$TK_TMP/probe.out" 'card-removed .*Virtual PCD 00 00' "$round" 30
+	n=$(count_lines "$TK_TMP/probe.out" 'card-removed .*Virtual PCD 00 00')
+	[[ $n == "$round" ]] || tk_fail "round $round: $n card-removed events"
 	t_ev=$(grep -E 'card-removed .*Virtual PCD 00 00' "$TK_TMP/probe.out" | tail -1 | awk '{print $2}')
 	lat_out+=($(((t_ev - t0) / 1000000)))
 done
 tk_log "card start -> card-inserted event (ms): ${lat_in[*]} (includes vpcd-env start of the card)"
 tk_log "card stop -> card-removed event (ms): ${lat_out[*]}"
-for l in "${lat_in[@]}" "${lat_out[@]}"; do
-	# generous bound: one 400 ms poll, the harness's own start-up, margin
-	((l < 2500)) || tk_fail "event latency ${l} ms"
-done
 
 # tokenkit watch saw the same, one JSON object per line, in order.
-wait_line "$TK_TMP/watch.json" '"event": "card-removed".*Virtual PCD 00 00' 3
+wait_count "$TK_TMP/watch.json" '"event": "card-removed".*Virtual PCD 00 00' 3 30
 python3 - "$TK_TMP/watch.json" <<'PY' || tk_fail "tokenkit watch --json output"
 import json, sys
 evs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
