@@ -14,8 +14,11 @@
 #    interface 0 is wedged and quarantined.
 # Each prints APDUs per unit of time before and during the fault and their
 # ratio; this script collects the ratios (min, median, max over the runs).
-# The test itself only asserts a generous 0.5 (a loaded CI machine); the
-# figure to compare with the target is this one, on a quiet machine.
+# The test judges no ratio (0.19 was seen with three sanitizer suites on two
+# cores): it checks that the neighbour finishes exchanges while the faulted
+# reader sits in its deadline wait, which a shared lock would make
+# impossible. The figure to compare with the target is this one, on a quiet
+# machine.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TK_BUILD:-$SRC/build}

@@ -287,21 +287,41 @@ has_step(const tk_recovery_t *r, int step)
 
 /* ---- the other reader's pace while one is in trouble ------------------------ */
 
-/* What a stalled neighbour looks like: its pace while the other reader is
- * in trouble, as a part of its pace just before. A neighbour that waits
- * behind the trouble (its exchanges serialised with the other reader's
- * deadlines, aborts and reset, most of the window) shows well under this;
- * one that keeps going shows about 1 on a quiet machine, and 0.44 was seen
- * with four test suites sharing two cores (a bound of 0.5 failed there).
- * The figure itself is bench/ccid.sh's, where timing belongs. */
-#define PACE_STALLED 0.2
+/* What a stalled neighbour looks like. The figure (the neighbour's pace
+ * during the fault as a part of its pace before) is printed for
+ * bench/ccid_neighbour.sh, where timing belongs: about 1 on a quiet
+ * machine, 0.19 was seen with three sanitizer suites sharing two cores.
+ * What is judged is an order of events that no load changes: while the
+ * faulted interface sits in its first deadline wait (it has swallowed a
+ * command, no ABORT has been asked for yet), the neighbour finishes
+ * exchanges of its own. A neighbour serialised behind that wait (a lock
+ * shared across the exchange) finishes at most the one it was in when the
+ * wait began; the wait lasts most of a second, the neighbour's exchanges
+ * take a few milliseconds (tens under load). */
+#define NEIGHBOUR_MIN_IN_WAIT 3
 
 struct pacer {
 	tk_card_t *card;
+	ccid_emu_dev_t *watch; /* the faulted reader */
+	unsigned watch_iface;
 	atomic_bool stop;
 	atomic_uint done, failed;
+	atomic_uint in_wait; /* done while the faulted one waits on its deadline */
 	pthread_t t;
 };
+
+/* The faulted interface has swallowed a command and no ABORT was asked for:
+ * its exchange waits for its deadline. */
+static bool
+in_deadline_wait(struct pacer *p)
+{
+	ccid_emu_counts_t c;
+
+	if (p->watch == NULL)
+		return false;
+	ccid_emu_counts(p->watch, p->watch_iface, &c);
+	return c.mute_dropped >= 1 && c.abort_requests == 0;
+}
 
 static void *
 pacer_main(void *arg)
@@ -309,10 +329,13 @@ pacer_main(void *arg)
 	struct pacer *p = arg;
 
 	while (!atomic_load(&p->stop)) {
-		if (xmit(p->card) == TK_OK)
-			atomic_fetch_add(&p->done, 1);
-		else
+		if (xmit(p->card) != TK_OK) {
 			atomic_fetch_add(&p->failed, 1);
+			continue;
+		}
+		atomic_fetch_add(&p->done, 1);
+		if (in_deadline_wait(p))
+			atomic_fetch_add(&p->in_wait, 1);
 	}
 	return NULL;
 }
@@ -547,6 +570,7 @@ test_ladder_usb_reset(void **state)
 	dev_add(&y, 1, 1, EMU_EXT_APDU, 0);
 	m = mgr_start();
 	p.card = card_of(m, y.serial, "slot0]", NULL);
+	p.watch = x.d;
 	assert_int_equal(pthread_create(&p.t, NULL, pacer_main, &p), 0);
 	before = count_during(&p, 1500);
 	ccid_emu_reset_counts(y.d, 0);
@@ -560,10 +584,10 @@ test_ladder_usb_reset(void **state)
 	pthread_join(p.t, NULL);
 	ratio = before > 0 ? (double)during / ((double)(t1 - t0) / 1.5e6) / before : 0;
 	print_message("the other reader: %u APDUs in 1.5 s before, %u in the %.2f s of the "
-	              "fault and its recovery (ratio %.2f)\n",
-	              before, during, (double)(t1 - t0) / 1e6, ratio);
+	              "fault and its recovery (ratio %.2f), %u during the first deadline wait\n",
+	              before, during, (double)(t1 - t0) / 1e6, ratio, atomic_load(&p.in_wait));
 	assert_true(before > 0);
-	assert_true(ratio >= PACE_STALLED);
+	assert_true(atomic_load(&p.in_wait) >= NEIGHBOUR_MIN_IN_WAIT);
 	assert_int_equal(r.cured_by, TK_STEP_USB_RESET);
 	assert_true(has_step(&r, TK_STEP_ABORT));
 	assert_int_equal(c.abort_requests, 1);
@@ -602,6 +626,8 @@ test_composite_quarantine(void **state)
 	dev_add(&x, 2, 1, EMU_EXT_APDU, 0);
 	m = mgr_start();
 	p.card = card_of(m, x.serial, "if1 slot0]", NULL);
+	p.watch = x.d;
+	p.watch_iface = 0;
 	c = card_of(m, x.serial, "if0 slot0]", &id);
 	assert_int_equal(pthread_create(&p.t, NULL, pacer_main, &p), 0);
 	before = count_during(&p, 2000);
@@ -624,9 +650,11 @@ test_composite_quarantine(void **state)
 	assert_true(log_count("no USB reset") >= 1);
 	assert_int_equal(atomic_load(&p.failed), 0);
 	ratio = before > 0 ? (double)during / before : 0;
-	print_message("interface 1: %u APDUs in 2 s before, %u during the fault (ratio %.2f)\n",
-	              before, during, ratio);
-	assert_true(ratio >= PACE_STALLED);
+	print_message("interface 1: %u APDUs in 2 s before, %u during the fault (ratio %.2f), "
+	              "%u during interface 0's first deadline wait\n",
+	              before, during, ratio, atomic_load(&p.in_wait));
+	assert_true(before > 0);
+	assert_true(atomic_load(&p.in_wait) >= NEIGHBOUR_MIN_IN_WAIT);
 	/* the fault cleared (a replug would do it): the re-probes cure it */
 	ccid_emu_set_faults(x.d, 0, &none);
 	assert_true(wait_slot(m, x.serial, "if0 slot0]", TK_SLOT_VALID, NULL));
