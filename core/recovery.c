@@ -128,9 +128,8 @@ rec_step_locked(slot_t *s, int step, int result, int64_t duration_us)
 	r->nsteps++;
 }
 
-/* Returns true (and a copy) when there is a line to log. */
-static bool
-finish_locked(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome, tk_recovery_t *copy)
+bool
+rec_finish_locked(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome, tk_recovery_t *copy)
 {
 	tk_recovery_t *r = &s->rec;
 
@@ -155,23 +154,28 @@ finish_locked(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome, tk_recovery
 }
 
 void
+rec_log(tk_slotmgr_t *m, const slot_t *s, const tk_recovery_t *r)
+{
+	tk_log_info("slotmgr: %s: recovery #%llu: %s after %lld ms (%s)", s->name,
+	            (unsigned long long)r->id,
+	            r->outcome == TK_OK ? tk_recovery_step_name(r->cured_by)
+	                                : tk_strerror(r->outcome),
+	            (long long)(r->duration_us / 1000), tk_strerror(r->fault));
+	/* s->name never changes; m->log_path lives as long as m. */
+	rec_log_append(m->log_path, s->name, r);
+}
+
+void
 rec_finish(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome)
 {
 	tk_recovery_t copy;
 	bool log;
 
 	pthread_mutex_lock(&m->mtx);
-	log = finish_locked(m, s, cured_by, outcome, &copy);
+	log = rec_finish_locked(m, s, cured_by, outcome, &copy);
 	pthread_mutex_unlock(&m->mtx);
-	if (log) {
-		tk_log_info("slotmgr: %s: recovery #%llu: %s after %lld ms (%s)", s->name,
-		            (unsigned long long)copy.id,
-		            outcome == TK_OK ? tk_recovery_step_name(cured_by)
-		                             : tk_strerror(outcome),
-		            (long long)(copy.duration_us / 1000), tk_strerror(copy.fault));
-		/* s->name never changes; m->log_path lives as long as m. */
-		rec_log_append(m->log_path, s->name, &copy);
-	}
+	if (log)
+		rec_log(m, s, &copy);
 }
 
 void
@@ -408,6 +412,11 @@ cured(worker_t *w, uint64_t seq, int step)
 	tk_slotmgr_t *m = w->m;
 	slot_t *s = w->slot;
 
+	tk_recovery_t copy;
+	bool log;
+
+	/* one critical section: whoever sees the slot valid again also sees
+	 * the recovery that made it so (tk_slotmgr_diag, the history) */
 	pthread_mutex_lock(&m->mtx);
 	if (s->worker == w && s->card_seq == seq) {
 		s->gen++;
@@ -415,8 +424,10 @@ cured(worker_t *w, uint64_t seq, int step)
 		if (s->state != TK_SLOT_VALID)
 			mgr_set_state_locked(m, s, TK_SLOT_VALID);
 	}
+	log = rec_finish_locked(m, s, step, TK_OK, &copy);
 	pthread_mutex_unlock(&m->mtx);
-	rec_finish(m, s, step, TK_OK);
+	if (log)
+		rec_log(m, s, &copy);
 }
 
 /* Sleep up to ms on the worker's queue; true when something needs the

@@ -289,6 +289,11 @@ void rec_step_locked(slot_t *s, int step, int result, int64_t duration_us);
 /* Close the open record: history, counters, TK_EVENT_RECOVERY, log line.
  * Takes m->mtx itself. */
 void rec_finish(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome);
+/* The same with m->mtx held (in the critical section that makes the slot
+ * valid again, so that nobody sees it valid without the record); true when
+ * *copy is to be passed to rec_log once m->mtx is released. */
+bool rec_finish_locked(tk_slotmgr_t *m, slot_t *s, int cured_by, int outcome, tk_recovery_t *copy);
+void rec_log(tk_slotmgr_t *m, const slot_t *s, const tk_recovery_t *r);
 /* Run the ladder from first_step in the worker thread; returns the outcome. */
 int rec_ladder(worker_t *w, int first_step, uint64_t card_seq);
 /* Monitor: abandon workers whose recovery step overran its deadline. */

@@ -343,12 +343,17 @@ transmit_failed(worker_t *w, work_t *it, int r)
 		s->stats.retried_ok++;
 	pthread_mutex_unlock(&m->mtx);
 	if (r2 == TK_OK) {
+		tk_recovery_t copy;
+		bool log;
+
 		w->need_recovery = 0;
 		pthread_mutex_lock(&m->mtx);
 		if (s->worker == w && s->state == TK_SLOT_RECOVERING)
 			mgr_set_state_locked(m, s, TK_SLOT_VALID);
+		log = rec_finish_locked(m, s, TK_STEP_RETRY, TK_OK, &copy);
 		pthread_mutex_unlock(&m->mtx);
-		rec_finish(m, s, TK_STEP_RETRY, TK_OK);
+		if (log)
+			rec_log(m, s, &copy);
 	}
 	return r2;
 }

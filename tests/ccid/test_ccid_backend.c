@@ -254,6 +254,20 @@ xmit(tk_card_t *c)
 	return r;
 }
 
+/* How many recoveries of the slot have finished. */
+static uint64_t
+recoveries(tk_slotmgr_t *m, uint32_t id)
+{
+	tk_slot_diag_t *d = calloc(1, sizeof(*d));
+	uint64_t n;
+
+	assert_non_null(d);
+	assert_int_equal(tk_slotmgr_diag(m, id, d), TK_OK);
+	n = d->recoveries;
+	free(d);
+	return n;
+}
+
 /* Wait for the slot's n-th finished recovery; its record. */
 static tk_recovery_t
 recovery(tk_slotmgr_t *m, uint32_t id, uint64_t n)
@@ -435,16 +449,21 @@ ladder(const ccid_emu_faults_t *f, struct dev *x, unsigned iface, tk_slotmgr_t *
 {
 	char where[16];
 	tk_recovery_t r;
+	uint64_t done;
 	uint32_t id;
 	tk_card_t *c;
 
 	snprintf(where, sizeof(where), "if%u slot0]", iface);
 	c = card_of(m, x->serial, where, &id);
 	assert_int_equal(xmit(c), TK_OK);
+	/* the recovery this fault causes: a loaded machine may have had the
+	 * slot recover from a late answer before (seen: a reconnect counted
+	 * as the cure of the ABORT case) */
+	done = recoveries(m, id);
 	ccid_emu_reset_counts(x->d, iface);
 	ccid_emu_set_faults(x->d, iface, f);
 	assert_int_not_equal(xmit(c), TK_OK);
-	r = recovery(m, id, 1);
+	r = recovery(m, id, done + 1);
 	assert_int_equal(r.outcome, TK_OK);
 	/* the same handle works once the recovery is over */
 	assert_true(wait_slot(m, x->serial, where, TK_SLOT_VALID, NULL));
@@ -615,9 +634,11 @@ test_composite_quarantine(void **state)
 	unsigned before, during;
 	tk_slot_info_t s;
 	tk_slot_diag_t *d;
+	const tk_recovery_t *last;
 	struct dev x;
 	tk_slotmgr_t *m;
 	tk_card_t *c;
+	uint64_t done;
 	uint32_t id;
 	double ratio;
 
@@ -631,6 +652,7 @@ test_composite_quarantine(void **state)
 	c = card_of(m, x.serial, "if0 slot0]", &id);
 	assert_int_equal(pthread_create(&p.t, NULL, pacer_main, &p), 0);
 	before = count_during(&p, 2000);
+	done = recoveries(m, id);
 	ccid_emu_reset_counts(x.d, 0);
 	ccid_emu_reset_counts(x.d, 1);
 	ccid_emu_set_faults(x.d, 0, &f);
@@ -660,10 +682,13 @@ test_composite_quarantine(void **state)
 	assert_true(wait_slot(m, x.serial, "if0 slot0]", TK_SLOT_VALID, NULL));
 	d = calloc(1, sizeof(*d));
 	assert_int_equal(tk_slotmgr_diag(m, id, d), TK_OK);
-	assert_true(d->nhistory >= 1);
-	assert_int_equal(d->history[0].cured_by, TK_STEP_PROBE);
-	assert_true(has_step(&d->history[0], TK_STEP_USB_RESET));
-	assert_false(has_step(&d->history[0], TK_STEP_CONTEXT));
+	/* seen valid: the recovery that made it so is in the history (the
+	 * fault's, the last one: a loaded machine may have had one before) */
+	assert_true(d->nhistory >= 1 && d->recoveries > done);
+	last = &d->history[d->nhistory - 1];
+	assert_int_equal(last->cured_by, TK_STEP_PROBE);
+	assert_true(has_step(last, TK_STEP_USB_RESET));
+	assert_false(has_step(last, TK_STEP_CONTEXT));
 	free(d);
 	tk_card_unref(&c);
 	tk_card_unref(&p.card);

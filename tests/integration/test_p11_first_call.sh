@@ -70,18 +70,27 @@ first_calls "pcscd + vpcd" env
 # command and its retry fail; the slot manager recovers the reader with a
 # reconnect). The first C_GetSlotList still shows both tokens: the recovery
 # is waited for like one exchange, and the open is tried again (before: the
-# slot "recovering" showed no token; pkcs11-tool's only card, seen in CI,
-# "No slot with a token was found").
-for ((i = 0; i < 5; i++)); do
+# slot "recovering" showed no token in every run; pkcs11-tool's only card,
+# seen in CI, "No slot with a token was found"). On a loaded machine one
+# exchange of that recovery may outlast P11_STALL_MS, and then the token
+# follows the first call (seen in 1 of 105 runs with three suites on two
+# cores): so every run must see both tokens within a bound only a hang
+# exceeds, and most runs at the first call (bench/slotlist.sh has figures).
+QUICK_RUNS=5
+first_ok=0
+for ((i = 0; i < QUICK_RUNS; i++)); do
 	vpcd card fault 0 'short count=2' >/dev/null
-	out=$("$STARTUP" "$MODULE" init slotlist finalize 2>&1)
+	out=$("$STARTUP" "$MODULE" init slotlist wait-token:1:20000 wait-token:2:20000 finalize 2>&1)
 	vpcd card fault 0 none >/dev/null
 	printf '%s\n' "$out" >&2
 	grep -q 'recovering' <<<"$out" || tk_fail "quick fault, run $i: the fault did not reach the module"
-	[[ $(wc -w <<<"$(tokens_of "$out")") -eq 2 ]] ||
-		tk_fail "quick fault, run $i: the first C_GetSlotList did not show both tokens"
+	[[ $(grep -c '^wait-token rv=CKR_OK' <<<"$out") -eq 2 ]] ||
+		tk_fail "quick fault, run $i: a token never came"
+	[[ $(wc -w <<<"$(tokens_of "$out")") -eq 2 ]] && first_ok=$((first_ok + 1))
 done
-tk_log "quick fault at the first APDUs: both tokens at the first C_GetSlotList, 5 of 5 runs"
+tk_log "quick fault at the first APDUs: both tokens at the first C_GetSlotList in $first_ok of $QUICK_RUNS runs"
+((first_ok * 2 > QUICK_RUNS)) ||
+	tk_fail "quick fault: both tokens at the first C_GetSlotList in only $first_ok of $QUICK_RUNS runs"
 
 # A daemon that does not answer: pcsc-lite waits for it without a timeout.
 PCSCD_PID=$(sed -n 's/^PCSCD_PID=//p' "$TK_VPCD_DIR/env")
