@@ -1,7 +1,12 @@
 /* tokenkit PIV driver: VERIFY, retry counters, CHANGE REFERENCE DATA and
  * RESET RETRY COUNTER. None of these is ever sent twice on our own: a PIN
  * command that failed in transit is reported, not repeated (it may have
- * counted a try). PIN bytes live only in stack buffers that are wiped. */
+ * counted a try). The one exception is a command refused before it reached
+ * the card because another program had reset it (TK_ERR_CARD_RESET, see
+ * tk_card_transmit; pcsc-lite checks the reader's state before it
+ * transmits): the applet is selected again and the command sent once more,
+ * which counts a try only once. PIN bytes live only in stack buffers that
+ * are wiped. */
 #include <string.h>
 
 #include <tokenkit/apdu.h>
@@ -40,7 +45,8 @@ send_secret(piv_t *p, uint8_t ins, uint8_t ref, const uint8_t *data, size_t len,
 
 	if ((r = piv_begin(p)) != TK_OK)
 		return r;
-	r = piv_cmd(p, &a, false, resp, sizeof(resp), &n, sw);
+	/* (again after a reset only: the file's comment) */
+	r = piv_cmd(p, &a, true, resp, sizeof(resp), &n, sw);
 	piv_end(p);
 	return r;
 }

@@ -26,7 +26,8 @@ TK_EXPORT void tk_card_unref(tk_card_t **cp);
  * timeout_ms <= 0 means TK_CARD_DEFAULT_TIMEOUT_MS.
  * Errors: TK_ERR_TIMEOUT (deadline passed; the reader goes to recovery),
  * TK_ERR_CARD_REMOVED, TK_ERR_CARD_RESET (card was reset by someone else:
- * re-select and log in again; the next call goes through), TK_ERR_COMM
+ * this command did not reach the card; re-select and log in again, the next
+ * call goes through), TK_ERR_COMM
  * (response shorter than 2 bytes, or transport failure), TK_ERR_NO_SERVICE,
  * TK_ERR_BUFFER_TOO_SMALL; over the slot manager also TK_ERR_QUARANTINED
  * (the reader is being recovered or re-probed; answered at once),

@@ -54,6 +54,10 @@ struct fx {
 	int cert_len[4];
 	long serial;
 	bool no_vendor; /* answer 6D00 to the Yubico commands (F7 FD F8) */
+	/* another program resets the card now: the next command is refused
+	 * before it reaches the card (TK_ERR_CARD_RESET, as pcsc-lite's
+	 * SCardTransmit answers SCARD_W_RESET_CARD) and not counted */
+	bool reset_pending;
 };
 
 static const uint8_t __attribute__((unused)) fx_slots[4] = {0x9A, 0x9C, 0x9D, 0x9E};
@@ -65,6 +69,11 @@ fx_xmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t res
 {
 	struct fx *f = ctx;
 
+	if (f->reset_pending) {
+		f->reset_pending = false;
+		tk_vcard_reset(f->vc);
+		return TK_ERR_CARD_RESET;
+	}
 	if (f->count < FX_LOG_MAX) {
 		f->ins[f->count] = cmd_len > 1 ? cmd[1] : 0;
 		f->tx[f->count] = f->tx_now;

@@ -555,6 +555,37 @@ test_reset_drops_login(void **state)
 	tk_token_free(&t);
 }
 
+/* Another program resets the card just before our VERIFY: the command is
+ * refused before it reaches the card (TK_ERR_CARD_RESET), so the PIV
+ * driver selects the applet again and sends it once more; no try is
+ * spent twice (before: C_Login failed with CKR_DEVICE_ERROR, seen with six
+ * processes and another program resetting in test_p11_login). */
+static void
+test_reset_before_verify(void **state)
+{
+	struct fx *f = *state;
+	tk_token_t *t = open_token(f, false);
+	tk_token_info_t info;
+
+	fx_count_reset(f);
+	f->reset_pending = true;
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	assert_int_equal(f->count, 2); /* SELECT, VERIFY */
+	assert_int_equal(f->ins[0], 0xA4);
+	assert_int_equal(f->ins[1], 0x20);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_true(info.logged_in);
+
+	/* a wrong PIN behind a reset costs one try, not two */
+	assert_int_equal(tk_token_logout(t), TK_OK);
+	f->reset_pending = true;
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_bad, 6), TK_ERR_PIN_INCORRECT);
+	assert_int_equal(tk_token_info(t, &info), TK_OK);
+	assert_int_equal(info.pin_retries, 2);
+	assert_int_equal(tk_token_login(t, TK_USER_USER, pin_ok, 6), TK_OK);
+	tk_token_free(&t);
+}
+
 /* Another program selects another application of the card between our
  * operations (a YubiKey's OpenPGP): the PIV driver selects PIV again and
  * sends the command once more; the PIN went with the switch, and the token
@@ -1550,6 +1581,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_rsa_context_login, fx_setup, fx_teardown),
 	        cmocka_unit_test_setup_teardown(test_ecdh_and_p384, fx_setup, fx_teardown),
 	        cmocka_unit_test_setup_teardown(test_reset_drops_login, fx_setup, fx_teardown),
+	        cmocka_unit_test_setup_teardown(test_reset_before_verify, fx_setup, fx_teardown),
 	        cmocka_unit_test_setup_teardown(test_other_application, fx_setup, fx_teardown),
 	        cmocka_unit_test_setup_teardown(test_kept_pin, fx_setup, fx_teardown),
 	        cmocka_unit_test_setup_teardown(test_cache_warm_open, fx_setup, fx_teardown),
