@@ -492,7 +492,7 @@ bp_decode(const uint8_t *p, size_t len, bool request, struct bp_msg *m)
 	if (pos != len)
 		return "bytes after the message";
 	if (request) {
-		if (hd[1].v >= BP_FN_COUNT && hd[1].v != BP_HELLO)
+		if (hd[1].v >= BP_FN_COUNT && hd[1].v != BP_HELLO && hd[1].v != BP_TOKENS)
 			return "unknown function";
 		m->head = (uint32_t)hd[1].v;
 		m->id = hd[2].v;

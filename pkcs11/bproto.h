@@ -14,6 +14,17 @@
  * The instance id changes with every start of the broker, the client serial
  * whenever the broker made new state for the client id (its sessions and
  * logins are gone): either one tells the client to re-sync.
+ * BP_TOKENS, after a hello, is the tokenkit tool's view of the readers (what
+ * `tokenkit tokens` and `tokenkit objects` show, which PKCS#11 does not
+ * carry: PIN tries, the driver, identities before a login):
+ *   [reader name or null] -> CKR_SLOT_ID_INVALID when no reader has that
+ *   name (tk_slotmgr_find), else [slot...], one per reader with a card (or
+ *   the one named), each [slot id, reader, CK_RV of its token, and when
+ *   that is CKR_OK: driver, label, serial, PIN tries + 1 (0: unknown), PIN
+ *   blocked, PUK tries + 1, PUK blocked, [object...]], an object being
+ *   [handle, class, id, label, key type, key bits, identity, usage,
+ *   always authenticate, certificate DER or null] (tokenkit/token.h's
+ *   values; text as byte strings).
  *
  * Arguments and results are unsigned integers, byte strings, null and
  * nested arrays only; what a function sends is in its client stub
@@ -55,6 +66,7 @@ enum bp_fn {
 #undef BP_ENUM
 	        BP_FN_COUNT,
 	BP_HELLO = 1000,
+	BP_TOKENS = 1001,
 };
 
 /* --- writing ------------------------------------------------------------ */

@@ -49,6 +49,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
 
+#include "bclient.h"
 #include "bproto.h"
 #include "clock.h"
 #include "env.h"
@@ -140,46 +141,18 @@ static pthread_once_t mode_once = PTHREAD_ONCE_INIT;
 static bool mode_remote;
 static bool mode_forced_off;
 
-int
-tk_p11_broker_path(char *buf, size_t cap)
-{
-	const char *p = tk_env("TOKENKIT_BROKER_SOCKET");
-	const char *rt = tk_env("XDG_RUNTIME_DIR");
-	int n;
-
-	if (p != NULL && p[0] == '/')
-		n = snprintf(buf, cap, "%s", p);
-	else if (rt != NULL && rt[0] == '/')
-		n = snprintf(buf, cap, "%s/tokenkit/broker.sock", rt);
-	else
-		n = snprintf(buf, cap, "/run/user/%u/tokenkit/broker.sock", (unsigned)getuid());
-	return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
-int
-tk_p11_broker_system_path(char *buf, size_t cap)
-{
-	const char *p = tk_env("TOKENKIT_BROKER_SYSTEM_SOCKET");
-	int n = snprintf(buf, cap, "%s", p != NULL && p[0] == '/' ? p : P11R_SYSTEM_SOCKET);
-
-	return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
 static int connect_broker(void);
 static int choose_broker(void);
 
 static void
 mode_decide(void)
 {
-	const char *v = tk_env("TOKENKIT_BROKER");
-	int fd;
+	int want = tk_p11_broker_wanted(), fd;
 
 	if (mode_forced_off || tk_env_privileged())
 		return; /* (a set-uid program keeps to its own process) */
-	if (v != NULL && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0))
-		return;
-	if (v != NULL && (strcmp(v, "on") == 0 || strcmp(v, "1") == 0)) {
-		mode_remote = true;
+	if (want != 0) {
+		mode_remote = want > 0;
 		return;
 	}
 	/* auto: a broker that answers (the user's, else the system's) */
@@ -213,40 +186,6 @@ tk_p11_remote_disable(void)
 static char broker_sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static int
-connect_path(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct ucred cred;
-	socklen_t cl = sizeof(cred);
-	int fd, r;
-
-	if (path[0] == '\0' || strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (r < 0 && errno == EINPROGRESS) {
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (poll(&pfd, 1, P11R_CONNECT_MS) == 1 &&
-		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
-			r = 0;
-	}
-	/* a broker of our own uid (or root's system instance), nobody else's */
-	if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
-	    (cred.uid == getuid() || cred.uid == 0))
-		return fd;
-	if (r == 0)
-		tk_log_warn("pkcs11: the broker socket %s belongs to uid %u: not used", path,
-		            (unsigned)cred.uid);
-	close(fd);
-	return -1;
-}
-
-static int
 connect_broker(void)
 {
 	char path[sizeof(broker_sock)];
@@ -256,33 +195,20 @@ connect_broker(void)
 	pthread_mutex_unlock(&R.lock);
 	if (path[0] == '\0' && tk_p11_broker_path(path, sizeof(path)) < 0)
 		return -1;
-	return connect_path(path);
+	return tk_p11_broker_connect(path);
 }
 
-/* Connect to the user's broker, else (unless TOKENKIT_BROKER_SOCKET names
- * one) the system instance, and keep to the one that answered (the
- * user's when neither did). A connection, or -1. */
+/* Connect to the user's broker, else the system's, and keep to the one
+ * that answered (the user's when neither did). A connection, or -1. */
 static int
 choose_broker(void)
 {
-	char user[sizeof(broker_sock)], sys[sizeof(broker_sock)];
-	const char *chosen = user;
-	int fd;
+	char chosen[sizeof(broker_sock)];
+	int fd = tk_p11_broker_choose(chosen, sizeof(chosen));
 
-	if (tk_p11_broker_path(user, sizeof(user)) < 0)
-		return -1;
-	fd = connect_path(user);
-	if (fd < 0 && tk_env("TOKENKIT_BROKER_SOCKET") == NULL &&
-	    tk_p11_broker_system_path(sys, sizeof(sys)) == 0) {
-		fd = connect_path(sys);
-		if (fd >= 0)
-			chosen = sys;
-	}
 	pthread_mutex_lock(&R.lock);
 	memcpy(broker_sock, chosen, sizeof(broker_sock));
 	pthread_mutex_unlock(&R.lock);
-	if (chosen == sys)
-		tk_log_info("pkcs11: no broker of this user: the system broker at %s", sys);
 	return fd;
 }
 
@@ -298,25 +224,18 @@ hello(struct rconn *cn)
 {
 	struct bp_w w;
 	struct bp_msg m;
-	uint8_t *buf = NULL, *in = NULL;
-	size_t len, ilen;
+	uint8_t *in = NULL;
+	size_t len;
 	const uint8_t *inst;
 	uint64_t serial;
-	int64_t dl = deadline();
 	int rc = -1;
 
 	bp_w_init(&w);
 	bp_put_b(&w, R.client_id, BP_ID_LEN);
 	bp_put_u(&w, BP_FEAT_STILL);
-	if (!bp_encode_request(BP_HELLO, 0, &w, &buf, &len))
+	if (bp_call_sync(cn->fd, &cn->rb, BP_HELLO, 0, &w, deadline(), &m, &in) < 0)
 		return -1;
-	if (bp_write_all(cn->fd, buf, len, dl) < 0 ||
-	    bp_read_msg(cn->fd, &cn->rb, &in, &ilen, dl) < 0) {
-		free(buf);
-		return -1;
-	}
-	free(buf);
-	if (bp_decode(in, ilen, false, &m) == NULL && m.rv == CKR_OK) {
+	if (m.rv == CKR_OK) {
 		inst = bp_get_b(&m.body, &len, false, NULL);
 		serial = bp_get_u(&m.body);
 		(void)bp_get_u(&m.body); /* the broker's pid */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bclient.h"
 #include "rv.h"
 
 /* Longest wait for one call in broker mode ($TOKENKIT_BROKER_TIMEOUT_MS
@@ -21,22 +22,9 @@
 #define P11R_TIMEOUT_MS 15000
 #define P11R_TIMEOUT_MIN_MS 100
 #define P11R_TIMEOUT_MAX_MS 600000
-/* How long a connect() to the broker's socket may take. */
-#define P11R_CONNECT_MS 2000
 
 bool tk_p11_remote_on(void);
 void tk_p11_remote_disable(void);
-
-/* The broker's socket path: $TOKENKIT_BROKER_SOCKET, else
- * $XDG_RUNTIME_DIR/tokenkit/broker.sock, else
- * /run/user/<uid>/tokenkit/broker.sock. Errors: -1 (too long). */
-int tk_p11_broker_path(char *buf, size_t cap);
-
-/* The system instance's socket (tokenkitd --system, for readers shared by
- * every user): $TOKENKIT_BROKER_SYSTEM_SOCKET, else P11R_SYSTEM_SOCKET. A
- * module with no broker of its user's uses it (auto mode). */
-#define P11R_SYSTEM_SOCKET "/run/tokenkit/broker.sock"
-int tk_p11_broker_system_path(char *buf, size_t cap);
 
 #define P11R_DECLARE(name, params, args) CK_RV tk_p11r_##name params;
 P11_RV_FUNCTIONS(P11R_DECLARE)

@@ -5,6 +5,8 @@
 #  2. broker mode: the module finds the broker by itself (auto), pkcs11-tool
 #     signs through it (ECDSA 9A; RSA-PSS 9C with its per-signature PIN),
 #     openssl verifies; with TOKENKIT_BROKER=off the module stays embedded;
+#     `tokenkit tokens` and `objects` ask the broker and show what they show
+#     embedded;
 #  3. per-application login through one broker: tk-p11-login's two-session,
 #     two-process and threaded checks (a PIN-always login belongs to one
 #     operation; another client's login makes nobody else logged in), and
@@ -97,6 +99,59 @@ tk_expect 'token label +: PIV '
 	tk_fail "TOKENKIT_BROKER=off still went to the broker"
 tk_run "library info in broker mode" "${P11[@]}" -I
 tk_expect '\(broker\)'
+
+# the tool through the broker (BP_TOKENS): what `tokenkit tokens` and
+# `objects` show comes from the broker's own tokens, and is what the tool
+# shows when it opens the readers itself; the token's serial is the one
+# pkcs11-tool reads through the module (a path that shares nothing with the
+# tool's JSON)
+TOOL=$TK_BUILD/tokenkit
+tk_run "pkcs11-tool's token serial" "${P11[@]}" -L
+p11serial=$(sed -n 's/.*serial num *: *\([^ ]*\).*/\1/p' <<<"$TK_OUT" | head -1)
+[[ -n $p11serial ]] || tk_fail "no serial in pkcs11-tool -L"
+before=$(grep -c 'client .*/tokenkit (pid' "$BLOG" || true)
+tk_run "tokens through the broker" "$TOOL" tokens --json
+via_broker=$TK_OUT
+[[ $(grep -c 'client .*/tokenkit (pid' "$BLOG") -gt ${before:-0} ]] ||
+	tk_fail "the tool did not ask the broker"
+python3 - "$p11serial" "$via_broker" <<'PY' || tk_fail "tokens --json through the broker"
+import json, sys
+toks = json.loads(sys.argv[2])
+assert len(toks) == 1, toks
+t = toks[0]
+assert t["driver"] == "piv" and t["serial"] == sys.argv[1], (t, sys.argv[1])
+assert isinstance(t["pin_retries"], int) and t["pin_retries"] > 0, t
+assert any(i["id"] == "01" and i["key_type"] == "EC" for i in t["identities"]), t
+PY
+tk_run "tokens, embedded" env TOKENKIT_BROKER=off "$TOOL" tokens --json
+[[ $TK_OUT == "$via_broker" ]] || {
+	diff <(echo "$via_broker") <(echo "$TK_OUT") >&2
+	tk_fail "tokens through the broker differ from embedded"
+}
+reader=$(python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["reader"])' <<<"$via_broker")
+tk_run "objects through the broker" "$TOOL" objects "$reader" --json
+via_broker=$TK_OUT
+tk_run "objects, embedded" env TOKENKIT_BROKER=off "$TOOL" objects "$reader" --json
+# (an object's handle is its token's, and the two tokens are two opens of
+# the card: the broker's took the cache first, its attestations after)
+python3 - "$via_broker" "$TK_OUT" <<'PY' || tk_fail "objects through the broker differ from embedded"
+import json, sys
+def objs(text):
+    (slot,) = json.loads(text)
+    return sorted((dict(o, handle=None) for o in slot["objects"]), key=lambda o: sorted(o.items()))
+a, b = objs(sys.argv[1]), objs(sys.argv[2])
+if a != b:
+    print("broker:  ", a, "\nembedded:", b, file=sys.stderr)
+    sys.exit(1)
+assert len(a) >= 8, a
+PY
+grep -q '"class": "certificate"' <<<"$via_broker" || tk_fail "no certificate among the objects"
+rc=0
+"$TOOL" objects "no such reader" >/dev/null 2>&1 || rc=$?
+[[ $rc == 4 ]] || tk_fail "objects of an unknown reader through the broker: exit $rc, not 4"
+rc=0
+TOKENKIT_BROKER=on TOKENKIT_BROKER_SOCKET=$TK_TMP/none.sock "$TOOL" tokens >/dev/null 2>&1 || rc=$?
+[[ $rc == 3 ]] || tk_fail "tokens with TOKENKIT_BROKER=on and no broker: exit $rc, not 3"
 
 # messages that are not ours close their own connection, with a reason in
 # the log, and nothing else: oversize, truncated, not CBOR, an unknown

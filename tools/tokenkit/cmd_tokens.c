@@ -10,6 +10,7 @@
 #include <tokenkit/log.h>
 #include <tokenkit/token.h>
 
+#include "tokens_view.h"
 #include "tool.h"
 
 static const char *
@@ -88,28 +89,26 @@ open_token(tk_slotmgr_t *m, uint32_t slot_id, tk_token_t **t)
 }
 
 static void
-print_token_text(const tk_slot_info_t *s, tk_token_t *t)
+print_token_text(const struct tokens_view *v)
 {
-	const tk_object_t *objs;
-	tk_token_info_t ti;
+	const tk_token_info_t *ti = &v->info;
+	const tk_object_t *objs = v->objs;
 	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1];
-	size_t n = 0;
+	size_t n = v->nobjs;
 
-	(void)tk_token_info(t, &ti);
-	printf("%u  %s\n", s->slot_id, tool_text(s->reader));
-	printf("    driver: %s  label: %s  serial: %s\n", tool_text(ti.driver), tool_text(ti.label),
-	       tool_text(ti.serial));
+	printf("%u  %s\n", v->slot_id, tool_text(v->reader));
+	printf("    driver: %s  label: %s  serial: %s\n", tool_text(ti->driver),
+	       tool_text(ti->label), tool_text(ti->serial));
 	printf("    PIN tries left: ");
-	if (ti.pin_retries >= 0)
-		printf("%d%s", ti.pin_retries, ti.pin_locked ? " (blocked)" : "");
+	if (ti->pin_retries >= 0)
+		printf("%d%s", ti->pin_retries, ti->pin_locked ? " (blocked)" : "");
 	else
 		printf("unknown");
 	printf("  PUK tries left: ");
-	if (ti.puk_retries >= 0)
-		printf("%d%s\n", ti.puk_retries, ti.puk_locked ? " (blocked)" : "");
+	if (ti->puk_retries >= 0)
+		printf("%d%s\n", ti->puk_retries, ti->puk_locked ? " (blocked)" : "");
 	else
 		printf("unknown\n");
-	(void)tk_token_objects(t, &objs, &n);
 	for (size_t i = 0; i < n; i++) {
 		const tk_object_t *o = &objs[i];
 
@@ -123,34 +122,32 @@ print_token_text(const tk_slot_info_t *s, tk_token_t *t)
 }
 
 static void
-print_token_json(const tk_slot_info_t *s, tk_token_t *t)
+print_token_json(const struct tokens_view *v)
 {
-	const tk_object_t *objs;
-	tk_token_info_t ti;
+	const tk_token_info_t *ti = &v->info;
+	const tk_object_t *objs = v->objs;
 	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1];
-	size_t n = 0, shown = 0;
+	size_t n = v->nobjs, shown = 0;
 
-	(void)tk_token_info(t, &ti);
-	printf("{\"slot\": %u, \"reader\": ", s->slot_id);
-	tool_json_str(stdout, s->reader);
+	printf("{\"slot\": %u, \"reader\": ", v->slot_id);
+	tool_json_str(stdout, v->reader);
 	printf(", \"driver\": ");
-	tool_json_str(stdout, ti.driver);
+	tool_json_str(stdout, ti->driver);
 	printf(", \"label\": ");
-	tool_json_str(stdout, ti.label);
+	tool_json_str(stdout, ti->label);
 	printf(", \"serial\": ");
-	tool_json_str(stdout, ti.serial);
+	tool_json_str(stdout, ti->serial);
 	printf(", \"pin_retries\": ");
-	if (ti.pin_retries >= 0)
-		printf("%d", ti.pin_retries);
+	if (ti->pin_retries >= 0)
+		printf("%d", ti->pin_retries);
 	else
 		printf("null");
-	printf(", \"pin_locked\": %s, \"puk_retries\": ", ti.pin_locked ? "true" : "false");
-	if (ti.puk_retries >= 0)
-		printf("%d", ti.puk_retries);
+	printf(", \"pin_locked\": %s, \"puk_retries\": ", ti->pin_locked ? "true" : "false");
+	if (ti->puk_retries >= 0)
+		printf("%d", ti->puk_retries);
 	else
 		printf("null");
 	printf(", \"identities\": [");
-	(void)tk_token_objects(t, &objs, &n);
 	for (size_t i = 0; i < n; i++) {
 		const tk_object_t *o = &objs[i];
 
@@ -169,19 +166,18 @@ print_token_json(const tk_slot_info_t *s, tk_token_t *t)
 }
 
 static void
-print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
+print_objects(const struct tokens_view *v, bool json)
 {
-	const tk_object_t *objs;
+	const tk_object_t *objs = v->objs;
 	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1], use[32];
-	size_t n = 0;
+	size_t n = v->nobjs;
 
-	(void)tk_token_objects(t, &objs, &n);
 	if (json) {
-		printf("{\"slot\": %u, \"reader\": ", s->slot_id);
-		tool_json_str(stdout, s->reader);
+		printf("{\"slot\": %u, \"reader\": ", v->slot_id);
+		tool_json_str(stdout, v->reader);
 		printf(", \"objects\": [");
 	} else {
-		printf("%u  %s\n", s->slot_id, tool_text(s->reader));
+		printf("%u  %s\n", v->slot_id, tool_text(v->reader));
 	}
 	for (size_t i = 0; i < n; i++) {
 		const tk_object_t *o = &objs[i];
@@ -221,8 +217,61 @@ print_objects(const tk_slot_info_t *s, tk_token_t *t, bool json)
 		printf("%s]}", n ? "\n" : "");
 }
 
+static void
+print_view(const struct tokens_view *v, bool objects, bool json, size_t shown)
+{
+	if (json)
+		printf("%s\n", shown ? "," : "");
+	if (objects)
+		print_objects(v, json);
+	else if (json)
+		print_token_json(v);
+	else
+		print_token_text(v);
+}
+
+/* Through the broker (which holds the readers when it runs). TOOL_EXIT_*,
+ * or -1: no broker answers, open the readers here. */
+static int
+run_broker(const char *cmd, const char *want, bool objects, bool json)
+{
+	struct tokens_view *v = NULL;
+	size_t n = 0, shown = 0;
+	int rc = TOOL_EXIT_OK;
+
+	switch (tokens_from_broker(want, &v, &n)) {
+	case TOKENS_NO_BROKER:
+		return -1;
+	case TOKENS_NO_READER:
+		fprintf(stderr, "tokenkit %s: no reader '%s'\n", cmd, want);
+		return TOOL_EXIT_NO_READER;
+	case TOKENS_BROKER_FAILED:
+		fprintf(stderr, "tokenkit %s: the broker (tokenkitd) failed to answer\n", cmd);
+		return TOOL_EXIT_NO_SERVICE;
+	default:
+		break;
+	}
+	if (json)
+		printf("[");
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].rv != 0) {
+			if (want != NULL)
+				fprintf(stderr, "tokenkit %s: %s: %s\n", cmd,
+				        tool_text(v[i].reader), tokens_view_error(&v[i], &rc));
+			continue;
+		}
+		print_view(&v[i], objects, json, shown++);
+	}
+	if (json)
+		printf("%s]\n", shown ? "\n" : "");
+	else if (shown == 0 && rc == TOOL_EXIT_OK)
+		printf("no tokens\n");
+	tokens_views_free(v, n);
+	return rc;
+}
+
 /* Both commands: for each slot with a card (or the one named), open its
- * token and print. */
+ * token and print — through the broker when one answers. */
 static int
 run(int argc, char **argv, bool objects)
 {
@@ -244,6 +293,8 @@ run(int argc, char **argv, bool objects)
 			return TOOL_EXIT_USAGE;
 		}
 	}
+	if ((rc = run_broker(argv[0], want, objects, json)) >= 0)
+		return rc;
 	rc = tool_open_mgr(&m, 5000);
 	if (rc != TOOL_EXIT_OK)
 		return rc;
@@ -263,6 +314,7 @@ run(int argc, char **argv, bool objects)
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
 		const tk_slot_info_t *s = &infos[i];
+		struct tokens_view v = {.slot_id = s->slot_id};
 		tk_token_t *t = NULL;
 
 		if (want != NULL ? s->slot_id != want_id : s->card_seq == 0)
@@ -276,15 +328,10 @@ run(int argc, char **argv, bool objects)
 			}
 			continue;
 		}
-		if (json)
-			printf("%s\n", shown ? "," : "");
-		if (objects)
-			print_objects(s, t, json);
-		else if (json)
-			print_token_json(s, t);
-		else
-			print_token_text(s, t);
-		shown++;
+		snprintf(v.reader, sizeof(v.reader), "%s", s->reader);
+		(void)tk_token_info(t, &v.info);
+		(void)tk_token_objects(t, &v.objs, &v.nobjs);
+		print_view(&v, objects, json, shown++);
 		tk_token_free(&t);
 	}
 	if (json)

@@ -42,7 +42,7 @@ usage(FILE *f)
 	           "                 [--version] [--help]\n"
 	           "The tokenkit broker: serves the PKCS#11 module in broker mode on\n"
 	           "$XDG_RUNTIME_DIR/tokenkit/broker.sock (or the socket systemd passes);\n"
-	           "with --system, every user on " P11R_SYSTEM_SOCKET " (readers only).\n");
+	           "with --system, every user on " BP_SYSTEM_SOCKET " (readers only).\n");
 }
 
 /* The socket systemd passes (LISTEN_PID, LISTEN_FDS: the first at fd 3). */

@@ -1333,6 +1333,8 @@ conn_main(void *arg)
 		} else if (c == NULL) {
 			bad = true;
 			rv = CKR_OK;
+		} else if (m.head == BP_TOKENS) {
+			rv = broker_tokens(&m.body, &w, &bad);
 		} else {
 			t_call.fd = cn.fd;
 			t_call.id = m.id;

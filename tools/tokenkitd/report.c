@@ -1,0 +1,123 @@
+/* tokenkitd: BP_TOKENS (pkcs11/bproto.h), the readers' tokens as the
+ * tokenkit tool shows them (tools/tokenkit/cmd_tokens.c), for a tool that
+ * cannot open the readers itself while the broker holds them (a direct-USB
+ * reader is claimed by one process). Read from the embedded module's own
+ * tokens: no second open of a card. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tokenkit/err.h>
+#include <tokenkit/log.h>
+#include <tokenkit/slot.h>
+#include <tokenkit/token.h>
+
+#include "bproto.h"
+#include "broker.h"
+#include "p11.h"
+
+static void
+put_text(struct bp_w *w, const char *s)
+{
+	bp_put_b(w, s, strlen(s));
+}
+
+static void
+put_token(struct bp_w *w, tk_token_t *tk)
+{
+	const tk_object_t *objs = NULL;
+	tk_token_info_t ti;
+	struct bp_w list;
+	size_t n = 0;
+
+	/* the tries left, as the tool's own open asks for them
+	 * (refresh_pin_status): no try is spent */
+	(void)tk_token_refresh_pin(tk);
+	if (tk_token_info(tk, &ti) != TK_OK) {
+		memset(&ti, 0, sizeof(ti));
+		ti.pin_retries = ti.puk_retries = -1;
+	}
+	put_text(w, ti.driver);
+	put_text(w, ti.label);
+	put_text(w, ti.serial);
+	bp_put_u(w, ti.pin_retries >= 0 ? (uint64_t)ti.pin_retries + 1 : 0);
+	bp_put_u(w, ti.pin_locked);
+	bp_put_u(w, ti.puk_retries >= 0 ? (uint64_t)ti.puk_retries + 1 : 0);
+	bp_put_u(w, ti.puk_locked);
+	bp_w_init(&list);
+	if (tk_token_objects(tk, &objs, &n) != TK_OK)
+		n = 0;
+	for (size_t i = 0; i < n; i++) {
+		const tk_object_t *o = &objs[i];
+		struct bp_w ob;
+
+		bp_w_init(&ob);
+		bp_put_u(&ob, o->handle);
+		bp_put_u(&ob, (uint64_t)o->cls);
+		bp_put_b(&ob, o->id, o->id_len);
+		put_text(&ob, o->label);
+		bp_put_u(&ob, (uint64_t)o->key_type);
+		bp_put_u(&ob, o->key_bits);
+		bp_put_u(&ob, o->has_identity);
+		bp_put_u(&ob, o->usage);
+		bp_put_u(&ob, o->always_authenticate);
+		if (o->cls == TK_OBJ_CERT && o->der != NULL)
+			bp_put_b(&ob, o->der, o->der_len);
+		else
+			bp_put_null(&ob);
+		bp_put_sub(&list, &ob);
+	}
+	bp_put_sub(w, &list);
+}
+
+CK_RV
+broker_tokens(struct bp_r *r, struct bp_w *w, bool *bad)
+{
+	char want[256];
+	bool none = false;
+	size_t wl = 0, n = 0;
+	const uint8_t *wb = bp_get_b(r, &wl, true, &none);
+	tk_slotmgr_t *mgr;
+	tk_slot_info_t *infos = NULL;
+	uint32_t want_id = 0;
+	int e;
+
+	if (!bp_r_done(r) || (!none && (wl == 0 || wl >= sizeof(want) || memchr(wb, 0, wl)))) {
+		*bad = true;
+		return CKR_ARGUMENTS_BAD;
+	}
+	if (!none) {
+		memcpy(want, wb, wl);
+		want[wl] = '\0';
+	}
+	pthread_mutex_lock(&g_p11.lock);
+	mgr = g_p11.initialized ? g_p11.mgr : NULL;
+	pthread_mutex_unlock(&g_p11.lock);
+	if (mgr == NULL)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if (!none && tk_slotmgr_find(mgr, want, &want_id) != TK_OK)
+		return CKR_SLOT_ID_INVALID;
+	if ((e = tk_slotmgr_list(mgr, &infos, &n)) != TK_OK)
+		return e == TK_ERR_NO_MEMORY ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+	for (size_t i = 0; i < n; i++) {
+		const tk_slot_info_t *s = &infos[i];
+		struct p11_token *t = NULL;
+		struct bp_w one;
+		CK_RV rv;
+
+		if (!none ? s->slot_id != want_id : s->card_seq == 0)
+			continue;
+		rv = tk_p11_slot_token(s->slot_id, &t);
+		bp_w_init(&one);
+		bp_put_u(&one, s->slot_id);
+		put_text(&one, s->reader);
+		bp_put_u(&one, rv);
+		if (rv == CKR_OK)
+			put_token(&one, tk_p11_tk(t));
+		if (t != NULL)
+			tk_p11_token_put(t);
+		bp_put_sub(w, &one);
+	}
+	free(infos);
+	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
+}
