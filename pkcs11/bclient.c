@@ -99,6 +99,15 @@ tk_p11_broker_choose(char *chosen, size_t cap)
 }
 
 int
+tk_p11_broker_timeout_ms(void)
+{
+	const char *v = tk_env("TOKENKIT_BROKER_TIMEOUT_MS");
+	long t = v != NULL ? strtol(v, NULL, 10) : 0;
+
+	return t >= P11R_TIMEOUT_MIN_MS && t <= P11R_TIMEOUT_MAX_MS ? (int)t : P11R_TIMEOUT_MS;
+}
+
+int
 tk_p11_broker_wanted(void)
 {
 	const char *v = tk_env("TOKENKIT_BROKER");

@@ -16,6 +16,13 @@
 
 #include "bproto.h"
 
+/* Longest wait for one call to the broker ($TOKENKIT_BROKER_TIMEOUT_MS
+ * within the bounds: tk_p11_broker_timeout_ms): the caller gets an error
+ * after it, whatever the card, the reader or the broker does. */
+#define P11R_TIMEOUT_MS 15000
+#define P11R_TIMEOUT_MIN_MS 100
+#define P11R_TIMEOUT_MAX_MS 600000
+int tk_p11_broker_timeout_ms(void);
 /* How long a connect() to the broker's socket may take. */
 #define BP_CONNECT_MS 2000
 #define BP_SYSTEM_SOCKET "/run/tokenkit/broker.sock"

@@ -1395,13 +1395,7 @@ tk_p11r_C_Initialize(CK_VOID_PTR init_args)
 	R.nsess = 0;
 	R.nslots = 0;
 	R.next_h = 1;
-	R.timeout_ms = P11R_TIMEOUT_MS;
-	{
-		const char *v = tk_env("TOKENKIT_BROKER_TIMEOUT_MS");
-		long t = v != NULL ? strtol(v, NULL, 10) : 0;
-		if (t >= P11R_TIMEOUT_MIN_MS && t <= P11R_TIMEOUT_MAX_MS)
-			R.timeout_ms = (int)t;
-	}
+	R.timeout_ms = tk_p11_broker_timeout_ms();
 	pthread_mutex_unlock(&R.lock);
 	/* choose the broker (the user's, else the system's) and say hello
 	 * now: the first call then finds the broker's slots */

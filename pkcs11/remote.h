@@ -16,13 +16,6 @@
 #include "bclient.h"
 #include "rv.h"
 
-/* Longest wait for one call in broker mode ($TOKENKIT_BROKER_TIMEOUT_MS
- * within the bounds): the application gets an error after it, whatever the
- * card, the reader or the broker does. */
-#define P11R_TIMEOUT_MS 15000
-#define P11R_TIMEOUT_MIN_MS 100
-#define P11R_TIMEOUT_MAX_MS 600000
-
 bool tk_p11_remote_on(void);
 void tk_p11_remote_disable(void);
 

@@ -6,7 +6,7 @@
 #     signs through it (ECDSA 9A; RSA-PSS 9C with its per-signature PIN),
 #     openssl verifies; with TOKENKIT_BROKER=off the module stays embedded;
 #     `tokenkit tokens` and `objects` ask the broker and show what they show
-#     embedded;
+#     embedded, and give up at the deadline on a broker that never answers;
 #  3. per-application login through one broker: tk-p11-login's two-session,
 #     two-process and threaded checks (a PIN-always login belongs to one
 #     operation; another client's login makes nobody else logged in), and
@@ -152,6 +152,28 @@ rc=0
 rc=0
 TOKENKIT_BROKER=on TOKENKIT_BROKER_SOCKET=$TK_TMP/none.sock "$TOOL" tokens >/dev/null 2>&1 || rc=$?
 [[ $rc == 3 ]] || tk_fail "tokens with TOKENKIT_BROKER=on and no broker: exit $rc, not 3"
+# a broker that takes the connection and never answers: the tool gives up
+# at its deadline (exit 3), it does not hang (timeout's 124)
+python3 - "$TK_TMP/mute.sock" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(8)
+held = []
+while True:
+    held.append(s.accept()[0])
+PY
+MUTE=$!
+for ((i = 0; i < 100; i++)); do
+	[[ -S $TK_TMP/mute.sock ]] && break
+	sleep 0.05
+done
+rc=0
+TOKENKIT_BROKER_SOCKET=$TK_TMP/mute.sock TOKENKIT_BROKER_TIMEOUT_MS=500 timeout 60 \
+	"$TOOL" tokens >/dev/null 2>&1 || rc=$?
+kill "$MUTE" 2>/dev/null || true
+wait "$MUTE" 2>/dev/null || true
+[[ $rc == 3 ]] || tk_fail "tokens from a broker that never answers: exit $rc, not 3"
 
 # messages that are not ours close their own connection, with a reason in
 # the log, and nothing else: oversize, truncated, not CBOR, an unknown

@@ -17,9 +17,6 @@
 #include "tokens_view.h"
 #include "tool.h"
 
-/* One answer may take a card's open and its PIN counters per reader. */
-#define VIEW_TIMEOUT_MS 15000
-
 static void
 text(const uint8_t *p, size_t n, char *out, size_t cap)
 {
@@ -231,7 +228,8 @@ tokens_from_broker(const char *want, struct tokens_view **out, size_t *count)
 		tk_log_warn("TOKENKIT_BROKER=on, and no broker answers at %s", path);
 		return TOKENS_BROKER_FAILED;
 	}
-	dl = tk_now_ms() + VIEW_TIMEOUT_MS;
+	/* (as the module's calls: whatever the broker or its cards do) */
+	dl = tk_now_ms() + tk_p11_broker_timeout_ms();
 	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
 		goto out;
 	bp_w_init(&w);
