@@ -79,6 +79,8 @@ tk_p11_broker_choose(char *chosen, size_t cap)
 	const char *pick = user;
 	int fd;
 
+	if (cap > 0)
+		chosen[0] = '\0';
 	if (tk_p11_broker_path(user, sizeof(user)) < 0)
 		return -1;
 	fd = tk_p11_broker_connect(user);

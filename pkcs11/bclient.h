@@ -33,7 +33,8 @@ int tk_p11_broker_system_path(char *buf, size_t cap);
 /* A connection (non-blocking, close-on-exec) to the broker at path, or -1. */
 int tk_p11_broker_connect(const char *path);
 /* Connect to the user's broker, else the system's: a connection or -1;
- * chosen: the path that answered (the user's when neither did). */
+ * chosen: the path that answered (the user's when neither did; "" when
+ * even that is too long). */
 int tk_p11_broker_choose(char *chosen, size_t cap);
 /* The mode $TOKENKIT_BROKER asks for: -1 "off" (or "0"), 1 "on" (or "1"),
  * 0 unset or "auto" (a broker when one answers). */

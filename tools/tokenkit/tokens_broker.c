@@ -225,7 +225,8 @@ tokens_from_broker(const char *want, struct tokens_view **out, size_t *count)
 	if ((fd = tk_p11_broker_choose(path, sizeof(path))) < 0) {
 		if (wanted == 0)
 			return TOKENS_NO_BROKER;
-		tk_log_warn("TOKENKIT_BROKER=on, and no broker answers at %s", path);
+		tk_log_warn("TOKENKIT_BROKER=on, and no broker answers at %s",
+		            path[0] != '\0' ? path : "its socket (the path is too long)");
 		return TOKENS_BROKER_FAILED;
 	}
 	/* (as the module's calls: whatever the broker or its cards do) */
