@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "p11.h"
+#include "tokens.h"
 
 /* The readers when $TOKENKIT_READERS does not name them (NULL: PC/SC
  * only, what a module inside an application should open). tokenkitd sets
@@ -695,12 +696,15 @@ static CK_FUNCTION_LIST_3_0 list_v3 = {.version = {3, 0},
                                        P11_V2_FUNCTIONS(P11_FN_INIT) P11_V3_FUNCTIONS(P11_FN_INIT)};
 
 static char iface_name[] = "PKCS 11";
+static char ext_name[] = TK_P11EXT_NAME;
 
 /* The first entry is the default interface. Not CKF_INTERFACE_FORK_SAFE:
- * a child must call C_Initialize again. */
+ * a child must call C_Initialize again. The last is the module's own
+ * (tokenkit/p11ext.h; its table starts with its version, as PKCS#11's). */
 static CK_INTERFACE interfaces[] = {
         {iface_name, &list_v3, 0},
         {iface_name, &list_v2, 0},
+        {ext_name, &tk_p11_ext, 0},
 };
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 

@@ -146,24 +146,32 @@ test_interfaces(void **state)
 	CK_INTERFACE list[4];
 	CK_ULONG count = 0;
 	CK_INTERFACE_PTR i = NULL;
-	CK_VERSION v2 = {2, 40}, v3 = {3, 0}, v9 = {9, 9};
+	CK_VERSION v2 = {2, 40}, v3 = {3, 0}, v9 = {9, 9}, v10 = {1, 0};
 
 	(void)state;
 	assert_int_equal(f3->C_GetInterfaceList(NULL, NULL), CKR_ARGUMENTS_BAD);
 	assert_int_equal(f3->C_GetInterfaceList(NULL, &count), CKR_OK);
-	assert_int_equal(count, 2);
-	count = 1;
+	assert_int_equal(count, 3);
+	count = 2;
 	assert_int_equal(f3->C_GetInterfaceList(list, &count), CKR_BUFFER_TOO_SMALL);
-	assert_int_equal(count, 2);
+	assert_int_equal(count, 3);
 	count = 4;
 	assert_int_equal(f3->C_GetInterfaceList(list, &count), CKR_OK);
-	assert_int_equal(count, 2);
+	assert_int_equal(count, 3);
 	for (int k = 0; k < 2; k++) {
 		assert_string_equal(list[k].pInterfaceName, "PKCS 11");
 		assert_int_equal(list[k].flags, 0);
 	}
 	assert_int_equal(((CK_VERSION *)list[0].pFunctionList)->major, 3);
 	assert_int_equal(((CK_VERSION *)list[1].pFunctionList)->major, 2);
+	/* the module's own (tokenkit/p11ext.h), by the name PKCS#11 3.0 leaves
+	 * to vendors, its table starting with its version as PKCS#11's do */
+	assert_string_equal(list[2].pInterfaceName, "Vendor tokenkit");
+	assert_int_equal(((CK_VERSION *)list[2].pFunctionList)->major, 1);
+	assert_int_equal(((CK_VERSION *)list[2].pFunctionList)->minor, 0);
+	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "Vendor tokenkit", &v10, &i, 0),
+	                 CKR_OK);
+	assert_ptr_equal(i->pFunctionList, list[2].pFunctionList);
 
 	assert_int_equal(f3->C_GetInterface(NULL, NULL, NULL, 0), CKR_ARGUMENTS_BAD);
 	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "PKCS 11", &v2, &i, 0), CKR_OK);

@@ -10,7 +10,6 @@
 #include <tokenkit/log.h>
 #include <tokenkit/token.h>
 
-#include "tokens_view.h"
 #include "tool.h"
 
 static const char *
@@ -89,7 +88,7 @@ open_token(tk_slotmgr_t *m, uint32_t slot_id, tk_token_t **t)
 }
 
 static void
-print_token_text(const struct tokens_view *v)
+print_token_text(const tk_p11ext_token_t *v)
 {
 	const tk_token_info_t *ti = &v->info;
 	const tk_object_t *objs = v->objs;
@@ -122,7 +121,7 @@ print_token_text(const struct tokens_view *v)
 }
 
 static void
-print_token_json(const struct tokens_view *v)
+print_token_json(const tk_p11ext_token_t *v)
 {
 	const tk_token_info_t *ti = &v->info;
 	const tk_object_t *objs = v->objs;
@@ -166,7 +165,7 @@ print_token_json(const struct tokens_view *v)
 }
 
 static void
-print_objects(const struct tokens_view *v, bool json)
+print_objects(const tk_p11ext_token_t *v, bool json)
 {
 	const tk_object_t *objs = v->objs;
 	char subj[512], hex[2 * TK_OBJECT_ID_MAX + 1], use[32];
@@ -218,7 +217,7 @@ print_objects(const struct tokens_view *v, bool json)
 }
 
 static void
-print_view(const struct tokens_view *v, bool objects, bool json, size_t shown)
+print_view(const tk_p11ext_token_t *v, bool objects, bool json, size_t shown)
 {
 	if (json)
 		printf("%s\n", shown ? "," : "");
@@ -235,29 +234,35 @@ print_view(const struct tokens_view *v, bool objects, bool json, size_t shown)
 static int
 run_broker(const char *cmd, const char *want, bool objects, bool json)
 {
-	struct tokens_view *v = NULL;
+	const tk_p11ext_t *x = tool_p11ext();
+	tk_p11ext_token_t *v = NULL;
 	size_t n = 0, shown = 0;
 	int rc = TOOL_EXIT_OK;
 
-	switch (tokens_from_broker(want, &v, &n)) {
-	case TOKENS_NO_BROKER:
+	if (x == NULL)
 		return -1;
-	case TOKENS_NO_READER:
+	switch (x->tokens(want, &v, &n)) {
+	case TK_P11EXT_OK:
+		break;
+	case TK_P11EXT_NO_READER:
 		fprintf(stderr, "tokenkit %s: no reader '%s'\n", cmd, want);
 		return TOOL_EXIT_NO_READER;
-	case TOKENS_BROKER_FAILED:
+	case TK_P11EXT_BROKER_FAILED:
 		fprintf(stderr, "tokenkit %s: the broker (tokenkitd) failed to answer\n", cmd);
 		return TOOL_EXIT_NO_SERVICE;
 	default:
-		break;
+		return -1;
 	}
 	if (json)
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
-		if (v[i].rv != 0) {
-			if (want != NULL)
+		if (v[i].err != TK_OK) {
+			if (want != NULL) {
 				fprintf(stderr, "tokenkit %s: %s: %s\n", cmd,
-				        tool_text(v[i].reader), tokens_view_error(&v[i], &rc));
+				        tool_text(v[i].reader), tk_strerror(v[i].err));
+				rc = v[i].err == TK_ERR_NOT_SUPPORTED ? TOOL_EXIT_NO_CARD
+				                                      : tool_exit_code(v[i].err);
+			}
 			continue;
 		}
 		print_view(&v[i], objects, json, shown++);
@@ -266,7 +271,7 @@ run_broker(const char *cmd, const char *want, bool objects, bool json)
 		printf("%s]\n", shown ? "\n" : "");
 	else if (shown == 0 && rc == TOOL_EXIT_OK)
 		printf("no tokens\n");
-	tokens_views_free(v, n);
+	x->tokens_free(v, n);
 	return rc;
 }
 
@@ -314,7 +319,7 @@ run(int argc, char **argv, bool objects)
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
 		const tk_slot_info_t *s = &infos[i];
-		struct tokens_view v = {.slot_id = s->slot_id};
+		tk_p11ext_token_t v = {.slot_id = s->slot_id};
 		tk_token_t *t = NULL;
 
 		if (want != NULL ? s->slot_id != want_id : s->card_seq == 0)

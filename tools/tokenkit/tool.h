@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include <tokenkit/card.h>
+#include <tokenkit/p11ext.h>
 #include <tokenkit/slot.h>
 
 /* Exit codes (listed by `tokenkit help`). */
@@ -62,6 +63,9 @@ bool tool_any_reader(tk_slotmgr_t *m);
 void tool_settle(tk_slotmgr_t *m, int timeout_ms);
 /* Map a tk_err to an exit code. */
 int tool_exit_code(int err);
+/* The module's own interface (tool_p11ext.c), for what the tool asks the
+ * broker; NULL when the module is not found (the readers are opened here). */
+const tk_p11ext_t *tool_p11ext(void);
 /* Print s as a JSON string (quotes and escapes included): text from a
  * reader, a card or a file, escaped by tk_text_escape (valid JSON and
  * UTF-8 whatever the bytes). */

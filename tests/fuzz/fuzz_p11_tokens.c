@@ -1,21 +1,21 @@
-/* Fuzz target: the tokenkit tool's parser of the broker's BP_TOKENS answer
- * (tools/tokenkit/tokens_broker.c), what the tool reads from a broker. A
+/* Fuzz target: the module's parser of the broker's BP_TOKENS answer
+ * (pkcs11/tokens.c), what the tool reads from a broker through the module. A
  * parsed view's strings are terminated and its certificates lie in memory
  * of its own; nothing may crash, leak or read out of bounds. */
 #include <stdint.h>
 #include <string.h>
 
-#include "tokens_view.h"
+#include "tokens.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct tokens_view *v = NULL;
+	tk_p11ext_token_t *v = NULL;
 	size_t n = 0, sum = 0;
 
-	if (tokens_parse_answer(data, size, &v, &n) != TOKENS_OK)
+	if (tk_p11_tokens_parse(data, size, &v, &n) != TK_P11EXT_OK)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		sum += strlen(v[i].reader) + strlen(v[i].info.label) + strlen(v[i].info.serial);
@@ -27,6 +27,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				sum += o->der[0] + o->der[o->der_len - 1];
 		}
 	}
-	tokens_views_free(v, n);
+	tk_p11_ext.tokens_free(v, n);
 	return sum == (size_t)-1;
 }

@@ -1,6 +1,7 @@
-/* tokenkit tokens / objects through tokenkitd (BP_TOKENS, pkcs11/bproto.h):
- * when a broker answers, it holds the readers (a direct-USB reader is
- * claimed by one process), so the tool asks it instead of opening them. */
+/* The module's own interface (tokenkit/p11ext.h): the broker's tokens
+ * (BP_TOKENS, bproto.h), for the tokenkit tool. When a broker answers, it
+ * holds the readers (a direct-USB reader is claimed by one process), so the
+ * tool asks it, through here, instead of opening them. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,14 +9,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
 #include "bclient.h"
 #include "bproto.h"
 #include "clock.h"
 #include "env.h"
-#include "tokens_view.h"
-#include "tool.h"
+#include "tokens.h"
 
 static void
 text(const uint8_t *p, size_t n, char *out, size_t cap)
@@ -80,19 +81,49 @@ get_object(struct bp_r *r, tk_object_t *o, uint8_t **der)
 	return true;
 }
 
+/* What a token's view holds of its own (tk_p11ext_token_t.priv): its
+ * objects and their certificates' DER. */
+struct owned {
+	tk_object_t *objs;
+	uint8_t *ders[];
+};
+
+/* Why the broker has no token for a reader, as the tool says it when it
+ * opens the readers itself. */
+static int
+err_of(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_TOKEN_NOT_PRESENT:
+		return TK_ERR_NO_CARD;
+	case CKR_TOKEN_NOT_RECOGNIZED:
+		return TK_ERR_NOT_SUPPORTED;
+	case CKR_DEVICE_ERROR:
+		return TK_ERR_UNRESPONSIVE;
+	case CKR_SLOT_ID_INVALID:
+		return TK_ERR_READER_GONE;
+	default:
+		return TK_ERR_IO;
+	}
+}
+
 static bool
-get_slot(struct bp_r *r, struct tokens_view *v)
+get_slot(struct bp_r *r, tk_p11ext_token_t *v)
 {
 	struct bp_r s = bp_get_sub(r), list;
 	tk_token_info_t *ti = &v->info;
+	struct owned *own = NULL;
 	uint64_t u;
+	CK_RV rv;
 
 	v->slot_id = (uint32_t)bp_get_u(&s);
 	if (!get_text(&s, v->reader, sizeof(v->reader)))
 		return false;
-	v->rv = (unsigned long)bp_get_u(&s);
-	if (v->rv != CKR_OK)
+	rv = (CK_RV)bp_get_u(&s);
+	if (rv != CKR_OK) {
+		v->err = err_of(rv);
 		return s.ok && bp_r_done(&s);
+	}
 	if (!get_text(&s, ti->driver, sizeof(ti->driver)) ||
 	    !get_text(&s, ti->label, sizeof(ti->label)) ||
 	    !get_text(&s, ti->serial, sizeof(ti->serial)))
@@ -107,50 +138,55 @@ get_slot(struct bp_r *r, struct tokens_view *v)
 	if (!s.ok || !bp_r_done(&s) || !list.ok)
 		return false;
 	if (list.n > 0) {
-		v->owned = calloc(list.n, sizeof(*v->owned));
-		v->ders = calloc(list.n, sizeof(*v->ders));
-		if (v->owned == NULL || v->ders == NULL)
+		if ((v->priv = own = calloc(1, sizeof(*own) + list.n * sizeof(own->ders[0]))) ==
+		            NULL ||
+		    (own->objs = calloc(list.n, sizeof(*own->objs))) == NULL)
 			return false;
+		v->objs = own->objs;
 	}
-	v->objs = v->owned;
 	for (size_t i = 0; i < list.n; i++) {
-		if (!get_object(&list, &v->owned[i], &v->ders[i]))
+		if (!get_object(&list, &own->objs[i], &own->ders[i]))
 			return false;
 		v->nobjs = i + 1;
 	}
 	return bp_r_done(&list);
 }
 
-void
-tokens_views_free(struct tokens_view *v, size_t n)
+static void
+tokens_free(tk_p11ext_token_t *v, size_t n)
 {
 	for (size_t i = 0; v != NULL && i < n; i++) {
+		struct owned *own = v[i].priv;
+
+		if (own == NULL)
+			continue;
 		for (size_t j = 0; j < v[i].nobjs; j++)
-			free(v[i].ders[j]);
-		free(v[i].ders);
-		free(v[i].owned);
+			free(own->ders[j]);
+		free(own->objs);
+		free(own);
 	}
 	free(v);
 }
 
-/* The answer to BP_TOKENS: TOKENS_OK (*out, *count), TOKENS_NO_READER, or
- * TOKENS_BROKER_FAILED (an error, or an answer that does not parse). */
+/* The answer to BP_TOKENS: TK_P11EXT_OK (*out, *count),
+ * TK_P11EXT_NO_READER, or TK_P11EXT_BROKER_FAILED (an error, or an answer
+ * that does not parse). */
 static int
-parse_answer(struct bp_msg *m, struct tokens_view **out, size_t *count)
+parse_answer(struct bp_msg *m, tk_p11ext_token_t **out, size_t *count)
 {
 	struct bp_r list = m->body;
-	struct tokens_view *v = NULL;
+	tk_p11ext_token_t *v = NULL;
 	size_t n = 0;
-	int rc = TOKENS_BROKER_FAILED;
+	int rc = TK_P11EXT_BROKER_FAILED;
 
 	*out = NULL;
 	*count = 0;
 	if (m->rv == CKR_SLOT_ID_INVALID)
-		return TOKENS_NO_READER;
+		return TK_P11EXT_NO_READER;
 	if (m->rv != CKR_OK || list.n > BP_MAX_ITEMS)
-		return TOKENS_BROKER_FAILED;
+		return TK_P11EXT_BROKER_FAILED;
 	if (list.n > 0 && (v = calloc(list.n, sizeof(*v))) == NULL)
-		return TOKENS_BROKER_FAILED;
+		return TK_P11EXT_BROKER_FAILED;
 	while (n < list.n) {
 		/* (a view that fails half-way is freed with the others) */
 		if (!get_slot(&list, &v[n++]))
@@ -160,15 +196,15 @@ parse_answer(struct bp_msg *m, struct tokens_view **out, size_t *count)
 		*out = v;
 		*count = n;
 		v = NULL;
-		rc = TOKENS_OK;
+		rc = TK_P11EXT_OK;
 	}
 out:
-	tokens_views_free(v, n);
+	tokens_free(v, n);
 	return rc;
 }
 
 int
-tokens_parse_answer(const uint8_t *p, size_t len, struct tokens_view **out, size_t *count)
+tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, size_t *count)
 {
 	struct bp_msg m;
 	int rc;
@@ -177,39 +213,18 @@ tokens_parse_answer(const uint8_t *p, size_t len, struct tokens_view **out, size
 	*count = 0;
 	if (bp_decode(p, len, false, &m) != NULL) {
 		bp_msg_free(&m);
-		return TOKENS_BROKER_FAILED;
+		return TK_P11EXT_BROKER_FAILED;
 	}
 	rc = parse_answer(&m, out, count);
 	bp_msg_free(&m);
 	return rc;
 }
 
-const char *
-tokens_view_error(const struct tokens_view *v, int *exit_code)
-{
-	*exit_code = TOOL_EXIT_ERROR;
-	switch (v->rv) {
-	case CKR_TOKEN_NOT_PRESENT:
-		*exit_code = TOOL_EXIT_NO_CARD;
-		return "no card";
-	case CKR_TOKEN_NOT_RECOGNIZED:
-		*exit_code = TOOL_EXIT_NO_CARD;
-		return "card not supported";
-	case CKR_DEVICE_ERROR:
-		return "the card or reader did not answer";
-	case CKR_SLOT_ID_INVALID:
-		*exit_code = TOOL_EXIT_NO_READER;
-		return "reader gone";
-	default:
-		return "the broker could not open the token";
-	}
-}
-
-int
-tokens_from_broker(const char *want, struct tokens_view **out, size_t *count)
+static int
+tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int wanted = tk_p11_broker_wanted(), fd, rc = TOKENS_BROKER_FAILED;
+	int wanted = tk_p11_broker_wanted(), fd, rc = TK_P11EXT_BROKER_FAILED;
 	int64_t dl;
 	struct bp_rbuf rb = {0};
 	struct bp_w w;
@@ -221,13 +236,13 @@ tokens_from_broker(const char *want, struct tokens_view **out, size_t *count)
 	errno = 0;
 	/* readers named for this run (TOKENKIT_READERS) are opened here */
 	if (wanted < 0 || (wanted == 0 && tk_env("TOKENKIT_READERS") != NULL))
-		return TOKENS_NO_BROKER;
+		return TK_P11EXT_NO_BROKER;
 	if ((fd = tk_p11_broker_choose(path, sizeof(path))) < 0) {
 		if (wanted == 0)
-			return TOKENS_NO_BROKER;
+			return TK_P11EXT_NO_BROKER;
 		tk_log_warn("TOKENKIT_BROKER=on, and no broker answers at %s",
 		            path[0] != '\0' ? path : "its socket (the path is too long)");
-		return TOKENS_BROKER_FAILED;
+		return TK_P11EXT_BROKER_FAILED;
 	}
 	/* (as the module's calls: whatever the broker or its cards do) */
 	dl = tk_now_ms() + tk_p11_broker_timeout_ms();
@@ -238,13 +253,13 @@ tokens_from_broker(const char *want, struct tokens_view **out, size_t *count)
 	bp_put_u(&w, 0);
 	if (bp_call_sync(fd, &rb, BP_HELLO, 0, &w, dl, &m, &in) < 0)
 		goto out;
-	rc = m.rv == CKR_OK ? TOKENS_OK : TOKENS_BROKER_FAILED;
+	rc = m.rv == CKR_OK ? TK_P11EXT_OK : TK_P11EXT_BROKER_FAILED;
 	bp_msg_free(&m);
 	free(in);
 	in = NULL;
-	if (rc != TOKENS_OK)
+	if (rc != TK_P11EXT_OK)
 		goto out;
-	rc = TOKENS_BROKER_FAILED;
+	rc = TK_P11EXT_BROKER_FAILED;
 	bp_w_init(&w);
 	if (want != NULL)
 		bp_put_b(&w, want, strlen(want));
@@ -255,7 +270,7 @@ tokens_from_broker(const char *want, struct tokens_view **out, size_t *count)
 	rc = parse_answer(&m, out, count);
 	bp_msg_free(&m);
 out:
-	if (rc == TOKENS_BROKER_FAILED)
+	if (rc == TK_P11EXT_BROKER_FAILED)
 		tk_log_warn("the broker at %s did not answer: %s", path,
 		            errno != 0 ? strerror(errno) : "a bad answer");
 	free(in);
@@ -263,3 +278,9 @@ out:
 	close(fd);
 	return rc;
 }
+
+tk_p11ext_t tk_p11_ext = {
+        .version = {TK_P11EXT_MAJOR, TK_P11EXT_MINOR},
+        .tokens = tokens,
+        .tokens_free = tokens_free,
+};

@@ -1,5 +1,5 @@
-/* The tokenkit tool's parser of the broker's BP_TOKENS answer
- * (tools/tokenkit/tokens_broker.c, format in pkcs11/bproto.h): answers
+/* The module's parser of the broker's BP_TOKENS answer (pkcs11/tokens.c,
+ * format in pkcs11/bproto.h; the tool gets it through tokenkit/p11ext.h): answers
  * built here with libcbor's own builders (not the broker's writer) come
  * out value for value; every answer that breaks the format is refused
  * whole, never half-read. */
@@ -14,7 +14,9 @@
 
 #include <cbor.h>
 
-#include "tokens_view.h"
+#include <tokenkit/err.h>
+
+#include "tokens.h"
 
 static void
 push(cbor_item_t *a, cbor_item_t *v)
@@ -99,7 +101,7 @@ static void
 test_two_readers(void **state)
 {
 	cbor_item_t *body = cbor_new_definite_array(2), *objs = cbor_new_definite_array(2);
-	struct tokens_view *v = NULL;
+	tk_p11ext_token_t *v = NULL;
 	size_t len, n = 0;
 	uint8_t *buf;
 
@@ -109,11 +111,11 @@ test_two_readers(void **state)
 	push(body, slot(3, "Virtual PCD 00 00", 0, objs));
 	push(body, slot(4, "Virtual PCD 00 01", 0xE1, NULL));
 	buf = answer(0, body, &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_OK);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(v[0].slot_id, 3);
 	assert_string_equal(v[0].reader, "Virtual PCD 00 00");
-	assert_int_equal(v[0].rv, 0);
+	assert_int_equal(v[0].err, TK_OK);
 	assert_string_equal(v[0].info.driver, "piv");
 	assert_string_equal(v[0].info.serial, "00c0ffee");
 	assert_int_equal(v[0].info.pin_retries, 3);
@@ -133,31 +135,31 @@ test_two_readers(void **state)
 	assert_null(v[0].objs[1].der);
 	assert_int_equal(v[0].objs[1].usage, TK_USAGE_SIGN);
 	assert_int_equal(v[1].slot_id, 4);
-	assert_int_equal(v[1].rv, 0xE1);
+	assert_int_equal(v[1].err, TK_ERR_NOT_SUPPORTED); /* CKR_TOKEN_NOT_RECOGNIZED */
 	assert_int_equal(v[1].nobjs, 0);
-	tokens_views_free(v, n);
+	tk_p11_ext.tokens_free(v, n);
 	free(buf);
 }
 
 static void
 test_no_reader_and_errors(void **state)
 {
-	struct tokens_view *v = NULL;
+	tk_p11ext_token_t *v = NULL;
 	size_t len, n = 7;
 	uint8_t *buf;
 
 	(void)state;
 	buf = answer(0x3 /* CKR_SLOT_ID_INVALID */, cbor_new_definite_array(0), &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_NO_READER);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_NO_READER);
 	assert_null(v);
 	assert_int_equal(n, 0);
 	free(buf);
 	buf = answer(0x30 /* CKR_DEVICE_ERROR */, cbor_new_definite_array(0), &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_BROKER_FAILED);
 	free(buf);
 	/* no reader with a card */
 	buf = answer(0, cbor_new_definite_array(0), &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_OK);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_OK);
 	assert_int_equal(n, 0);
 	free(buf);
 }
@@ -166,7 +168,7 @@ test_no_reader_and_errors(void **state)
 static void
 test_refused(void **state)
 {
-	struct tokens_view *v = NULL;
+	tk_p11ext_token_t *v = NULL;
 	size_t len, n = 0;
 	uint8_t *buf;
 	cbor_item_t *body, *objs, *s, *o;
@@ -181,7 +183,7 @@ test_refused(void **state)
 	push(objs, object(1, TK_OBJ_CERT, longid, "c", "d"));
 	push(body, slot(1, "r", 0, objs));
 	buf = answer(0, body, &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_BROKER_FAILED);
 	assert_null(v);
 	free(buf);
 	/* an object with a field missing */
@@ -193,7 +195,7 @@ test_refused(void **state)
 	push(objs, o);
 	push(body, slot(1, "r", 0, objs));
 	buf = answer(0, body, &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_BROKER_FAILED);
 	free(buf);
 	/* a reader name that is a number */
 	body = cbor_new_definite_array(1);
@@ -203,18 +205,19 @@ test_refused(void **state)
 	push(s, u(0xE0));
 	push(body, s);
 	buf = answer(0, body, &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_BROKER_FAILED);
 	free(buf);
 	/* a token without its object list */
 	body = cbor_new_definite_array(1);
 	s = slot(1, "r", 0, cbor_new_null());
 	push(body, s);
 	buf = answer(0, body, &len);
-	assert_int_equal(tokens_parse_answer(buf, len, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse(buf, len, &v, &n), TK_P11EXT_BROKER_FAILED);
 	/* and the good parts of a message cut short */
-	assert_int_equal(tokens_parse_answer(buf, len / 2, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse(buf, len / 2, &v, &n), TK_P11EXT_BROKER_FAILED);
 	free(buf);
-	assert_int_equal(tokens_parse_answer((const uint8_t *)"", 0, &v, &n), TOKENS_BROKER_FAILED);
+	assert_int_equal(tk_p11_tokens_parse((const uint8_t *)"", 0, &v, &n),
+	                 TK_P11EXT_BROKER_FAILED);
 }
 
 int

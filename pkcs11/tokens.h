@@ -1,0 +1,18 @@
+/* The module's own interface (tokenkit/p11ext.h): its table, listed by
+ * C_GetInterfaceList, and the parser of the broker's answer on its own for
+ * the unit test and the fuzz target. */
+#ifndef TK_P11_TOKENS_H
+#define TK_P11_TOKENS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tokenkit/p11ext.h>
+
+extern tk_p11ext_t tk_p11_ext;
+
+/* A BP_TOKENS answer (a message's payload, without its length):
+ * TK_P11EXT_* as tk_p11ext_t.tokens. */
+int tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, size_t *count);
+
+#endif
