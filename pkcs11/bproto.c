@@ -187,6 +187,25 @@ bp_encode_response(uint64_t call_id, uint64_t rv, struct bp_w *body, uint8_t **o
 	return encode(BP_VERSION, call_id, rv, body, out, len);
 }
 
+bool
+bp_fn_has_session(uint32_t fn)
+{
+	switch (fn) {
+	case BP_C_GetSlotList:
+	case BP_C_GetSlotInfo:
+	case BP_C_GetTokenInfo:
+	case BP_C_GetMechanismList:
+	case BP_C_GetMechanismInfo:
+	case BP_C_OpenSession:
+	case BP_C_WaitForSlotEvent:
+	case BP_TOKENS:
+	case BP_HELLO:
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* --- reading ------------------------------------------------------------ */
 
 /* The readers walk the message's bytes in place with libcbor's streaming

@@ -69,6 +69,10 @@ enum bp_fn {
 	BP_TOKENS = 1001,
 };
 
+/* Whether a request of fn names a session first (every function but
+ * BP_HELLO, BP_TOKENS and the slot-level ones). */
+bool bp_fn_has_session(uint32_t fn);
+
 /* --- writing ------------------------------------------------------------ */
 
 struct bp_w {

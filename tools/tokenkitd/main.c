@@ -32,8 +32,6 @@
 #define TOKENKIT_VERSION "0.1.0"
 #endif
 
-struct broker_conf g_conf;
-
 static void
 usage(FILE *f)
 {

@@ -33,6 +33,8 @@
 #include "clock.h"
 #include "p11.h"
 
+struct broker_conf g_conf; /* main.c fills it in before the first connection */
+
 #define MAX_LOGINS 16
 #define MAX_VIEWS 64
 #define MAX_ONCE 32
@@ -640,16 +642,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 
 	*bad = false;
 	/* every session function names the session first */
-	switch (fn) {
-	case BP_C_GetSlotList:
-	case BP_C_GetSlotInfo:
-	case BP_C_GetTokenInfo:
-	case BP_C_GetMechanismList:
-	case BP_C_GetMechanismInfo:
-	case BP_C_OpenSession:
-	case BP_C_WaitForSlotEvent:
-		break;
-	default:
+	if (bp_fn_has_session(fn)) {
 		h = bp_get_u(r);
 		if (!r->ok)
 			goto bad;
