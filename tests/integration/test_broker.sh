@@ -123,7 +123,7 @@ assert t["driver"] == "piv" and t["serial"] == sys.argv[1], (t, sys.argv[1])
 assert isinstance(t["pin_retries"], int) and t["pin_retries"] > 0, t
 assert any(i["id"] == "01" and i["key_type"] == "EC" for i in t["identities"]), t
 PY
-tk_run "tokens, embedded" env TOKENKIT_BROKER=off "$TOOL" tokens --json
+TOKENKIT_BROKER=off tk_run "tokens, embedded" "$TOOL" tokens --json
 [[ $TK_OUT == "$via_broker" ]] || {
 	diff <(echo "$via_broker") <(echo "$TK_OUT") >&2
 	tk_fail "tokens through the broker differ from embedded"
@@ -131,7 +131,7 @@ tk_run "tokens, embedded" env TOKENKIT_BROKER=off "$TOOL" tokens --json
 reader=$(python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["reader"])' <<<"$via_broker")
 tk_run "objects through the broker" "$TOOL" objects "$reader" --json
 via_broker=$TK_OUT
-tk_run "objects, embedded" env TOKENKIT_BROKER=off "$TOOL" objects "$reader" --json
+TOKENKIT_BROKER=off tk_run "objects, embedded" "$TOOL" objects "$reader" --json
 # (an object's handle is its token's, and the two tokens are two opens of
 # the card: the broker's took the cache first, its attestations after)
 python3 - "$via_broker" "$TK_OUT" <<'PY' || tk_fail "objects through the broker differ from embedded"
