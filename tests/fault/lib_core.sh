@@ -6,7 +6,11 @@
 # TOKENKIT_READERS, control sockets $TK_TMP/ctl0 and ctl1).
 #   fault N SPEC     inject a fault into card N (0: A, 1: B)
 #   core_begin       sessions on A and B, A answering, the thread/descriptor
-#                    baseline taken, B busy in the background
+#                    baseline taken, B busy in the background (each of B's
+#                    exchanges with deadline B_DEADLINE_MS, default DEADLINE_MS)
+#   b_mark; b_moved MIN WHAT
+#                    B completed at least MIN exchanges since b_mark, none
+#                    failed (B is not held behind A while A is stuck)
 #   core_finish      B must have answered all along; no thread or descriptor
 #                    leaked; the driver quits cleanly
 #   drv COMMAND...   send one command, wait for its "done N"; answer in $OUT
@@ -71,7 +75,19 @@ core_begin() {
 	drv res
 	threads0=$(val threads)
 	fds0=$(val fds)
-	drv bg start
+	drv bg start "${B_DEADLINE_MS:-$DEADLINE_MS}"
+}
+
+b_mark() {
+	drv bg count
+	b_ok0=$(val ok)
+}
+
+b_moved() { # min what
+	drv bg count
+	(($(val fail) == 0)) || tk_fail "$2: B failed: $OUT"
+	(($(val ok) - b_ok0 >= $1)) || tk_fail "$2: B did $(($(val ok) - b_ok0)) exchanges (at least $1 expected): $OUT"
+	tk_log "$2: B did $(($(val ok) - b_ok0)) exchanges meanwhile"
 }
 
 core_finish() {
@@ -79,7 +95,7 @@ core_finish() {
 	drv bg stop
 	ok=$(val ok)
 	fail=$(val fail)
-	((ok > 50 && fail == 0)) || tk_fail "B during the faults: ok=$ok fail=$fail"
+	((ok > 50 && fail == 0)) || tk_fail "B during the faults: $OUT"
 	tk_log "B answered $ok APDUs during the faults, none failed, slowest $(val max_ms) ms"
 	drv settle 15
 	(($(val threads) <= threads0)) || tk_fail "threads: $threads0 before, $(val threads) after"

@@ -11,8 +11,10 @@
  *                           AUTHENTICATE, which changes card state) with
  *                           deadline MS (default DEADLINE_MS):
  *                           "tx X result=<err> ms=<elapsed> sw=<SW>"
- *   bg start|stop           a thread sending SELECT to B every 10 ms;
- *                           stop prints "bg ok=N fail=M max_ms=T"
+ *   bg start [MS]           a thread sending SELECT to B every 10 ms, each
+ *                           with deadline MS (default DEADLINE_MS)
+ *   bg count|stop           "bg ok=N fail=M max_ms=T [first_fail=<err>@<ms>]"
+ *                           so far (count) or at the end (stop)
  *   wait X STATE SECONDS    "wait X STATE ok|timeout ms=<elapsed>"
  *   state X                 "state X <state> gen=<generation> rebinds=<n>"
  *   diag X                  counters and the last recovery
@@ -57,6 +59,9 @@ static struct {
 	bool running, stop;
 	unsigned long ok, fail;
 	int64_t max_us;
+	int deadline_ms;
+	int first_fail;        /* the first failed exchange's error... */
+	int64_t first_fail_us; /* ...and how long it took */
 	pthread_mutex_t mtx;
 } bg = {.mtx = PTHREAD_MUTEX_INITIALIZER};
 
@@ -132,21 +137,37 @@ bg_main(void *arg)
 		c = tk_card_ref(cards[1]);
 		pthread_mutex_unlock(&bg.mtx);
 		r = c != NULL ? tk_card_transmit(c, select_piv, sizeof(select_piv), resp,
-		                                 sizeof(resp), &n, deadline_ms)
+		                                 sizeof(resp), &n, bg.deadline_ms)
 		              : TK_ERR_NO_CARD;
 		tk_card_unref(&c);
 		dt = mono_us() - t0;
 		pthread_mutex_lock(&bg.mtx);
-		if (r == TK_OK && n >= 2 && resp[n - 2] == 0x90)
+		if (r == TK_OK && n >= 2 && resp[n - 2] == 0x90) {
 			bg.ok++;
-		else
-			bg.fail++;
+		} else if (bg.fail++ == 0) {
+			bg.first_fail = r != TK_OK ? r : TK_ERR_COMM;
+			bg.first_fail_us = dt;
+		}
 		if (dt > bg.max_us)
 			bg.max_us = dt;
 		pthread_mutex_unlock(&bg.mtx);
 		sleep_ms(10);
 	}
 	return NULL;
+}
+
+static void
+bg_say(void)
+{
+	char first[64] = "";
+
+	pthread_mutex_lock(&bg.mtx);
+	if (bg.fail > 0)
+		snprintf(first, sizeof(first), " first_fail=%s@%lld", tk_errname(bg.first_fail),
+		         (long long)(bg.first_fail_us / 1000));
+	say("bg ok=%lu fail=%lu max_ms=%lld%s", bg.ok, bg.fail, (long long)(bg.max_us / 1000),
+	    first);
+	pthread_mutex_unlock(&bg.mtx);
 }
 
 static int
@@ -307,6 +328,7 @@ main(int argc, char **argv)
 				bg.stop = false;
 				bg.ok = bg.fail = 0;
 				bg.max_us = 0;
+				bg.deadline_ms = argv2[2] != NULL ? atoi(argv2[2]) : deadline_ms;
 				bg.running = pthread_create(&bg.th, NULL, bg_main, NULL) == 0;
 			} else if (strcmp(argv2[1], "stop") == 0 && bg.running) {
 				pthread_mutex_lock(&bg.mtx);
@@ -314,8 +336,9 @@ main(int argc, char **argv)
 				pthread_mutex_unlock(&bg.mtx);
 				pthread_join(bg.th, NULL);
 				bg.running = false;
-				say("bg ok=%lu fail=%lu max_ms=%lld", bg.ok, bg.fail,
-				    (long long)(bg.max_us / 1000));
+				bg_say();
+			} else if (strcmp(argv2[1], "count") == 0 && bg.running) {
+				bg_say();
 			}
 		} else if (strcmp(argv2[0], "wait") == 0 && n >= 4) {
 			cmd_wait(reader_arg(argv2[1]), argv2[2], atoi(argv2[3]));
