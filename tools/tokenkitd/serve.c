@@ -74,9 +74,18 @@ struct client {
 	struct client *next;
 };
 
+/* A card's queue: tickets in arrival order, at most QUEUE_WINDOW of them
+ * in the module at once. Two, not one: the module serialises the card
+ * itself (one worker per reader), and a second call in its host-side part
+ * (arguments, hashing, padding, the answer's way back) while the first
+ * has the card keeps the card from idling between clients. More would
+ * only wait inside the module, out of arrival order. */
+#define QUEUE_WINDOW 2
+
 struct queue {
 	CK_SLOT_ID slot;
-	uint64_t next, serving;
+	uint64_t next, admitted; /* tickets handed out, tickets let in */
+	unsigned active;         /* let in and not yet left */
 	pthread_cond_t cv;
 	struct queue *link;
 };
@@ -316,8 +325,12 @@ queue_enter(CK_SESSION_HANDLE h)
 	}
 	if (q != NULL) {
 		ticket = q->next++;
-		while (q->serving != ticket)
+		while (q->admitted != ticket || q->active >= QUEUE_WINDOW)
 			pthread_cond_wait(&q->cv, &S.lock);
+		q->admitted++;
+		q->active++;
+		if (q->active < QUEUE_WINDOW && q->next != q->admitted)
+			pthread_cond_broadcast(&q->cv); /* the next ticket may come in too */
 	}
 	pthread_mutex_unlock(&S.lock);
 	return q;
@@ -329,7 +342,7 @@ queue_leave(struct queue *q)
 	if (q == NULL)
 		return;
 	pthread_mutex_lock(&S.lock);
-	q->serving++;
+	q->active--;
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&S.lock);
 }
