@@ -19,15 +19,23 @@ RUNS=${TK_FIRST_CALL_RUNS:-100}
 # The in-process virtual readers, set up in this one place.
 VREADERS='vcard:latency=none;latency=none'
 with_vreaders() { TOKENKIT_READERS=$VREADERS "$@"; }
+# the first-call runs log at info level: judge() reads what the module met
+info_log() { TOKENKIT_LOG=info "$@"; }
 
 # slots_of OUTPUT: the slot ids with a token, from a "slotlist" action
 tokens_of() { sed -n 's/^slots=.* tokens=\(.*\)$/\1/p' <<<"$1" | tr ',' ' '; }
 
-# judge OUT EXPECTED_OK PATTERN: one run's first calls; a run where the
-# reader service did not answer within C_Initialize's bound
-# (P11_FIRST_SCAN_WAIT_MS: the module logs it, and its readers come as slot
-# events later) is the daemon's, counted apart; seen once in ~30 whole-suite
-# runs with three suites on two cores
+# judge OUT EXPECTED_OK PATTERN: one run's first calls. Counted apart, and
+# allowed in at most a tenth of the runs, two cases the module logs as it
+# meets them (the runs log at info level): the reader service did not answer
+# within C_Initialize's bound (P11_FIRST_SCAN_WAIT_MS; its readers come as
+# slot events later: seen once in ~30 whole-suite runs with three suites on
+# two cores), and a slot shown without its token because one exchange of
+# its card's open had lasted P11_STALL_MS (the wedged-neighbour rule of
+# README "Waiting for tokens"; its token follows with a slot event. Seen
+# once in ~30 such runs: both pcscd slots without their tokens 135 ms after
+# C_Initialize, under a warn-level log that could not say why; a stall is
+# the likely cause, and any other one still fails). Anything else fails.
 judge() {
 	if [[ $(grep -c -- "$3" <<<"$1") -eq $2 ]] && ! { [[ $3 == '^slotinfo rv=CKR_OK' ]] &&
 		grep -q 'token=0' <<<"$1"; }; then
@@ -36,6 +44,9 @@ judge() {
 	printf '%s\n' "$1" >&2
 	if grep -q 'no answer from the reader service within' <<<"$1"; then
 		slow=$((slow + 1))
+	elif [[ $3 == '^slotinfo rv=CKR_OK' ]] && [[ $(grep -c -- "$3" <<<"$1") -eq $2 ]] &&
+		grep -q 'the card makes no progress' <<<"$1"; then
+		stalled=$((stalled + 1))
 	else
 		bad=$((bad + 1))
 	fi
@@ -45,7 +56,7 @@ judge() {
 # at once C_OpenSession on every slot; then 20 runs each starting with
 # C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList. Every call CKR_OK.
 first_calls() {
-	local label=$1 out ids id i bad=0 slow=0 first
+	local label=$1 out ids id i bad=0 slow=0 stalled=0 first
 	shift
 	out=$("$@" "$STARTUP" "$MODULE" init slotlist finalize 2>&1)
 	ids=$(tokens_of "$out")
@@ -66,17 +77,19 @@ first_calls() {
 			judge "$out" 2 "^$first rv=CKR_OK"
 		done
 	done
-	tk_log "$label: $bad failed runs ($slow with the reader service slower than its bound)"
+	tk_log "$label: $bad failed runs ($slow with the reader service slower than its bound," \
+		"$stalled with a slot shown without its token after a slow exchange)"
 	[[ $bad -eq 0 ]] || tk_fail "$label: $bad runs where a first call on a known slot failed"
 	((slow * 10 <= RUNS)) || tk_fail "$label: the reader service missed its bound in $slow runs"
+	((stalled * 10 <= RUNS)) || tk_fail "$label: a slot without its token after a slow exchange in $stalled runs"
 }
 
-first_calls "in-process readers" with_vreaders
+first_calls "in-process readers" with_vreaders info_log
 
 tk_env_start
 tk_card_start 0
 tk_card_start 1
-first_calls "pcscd + vpcd" env
+first_calls "pcscd + vpcd" info_log
 
 # A quick fault at a card's first APDUs: two short answers (the open's first
 # command and its retry fail; the slot manager recovers the reader with a
