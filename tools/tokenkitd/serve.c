@@ -74,18 +74,9 @@ struct client {
 	struct client *next;
 };
 
-/* A card's queue: tickets in arrival order, at most QUEUE_WINDOW of them
- * in the module at once. Two, not one: the module serialises the card
- * itself (one worker per reader), and a second call in its host-side part
- * (arguments, hashing, padding, the answer's way back) while the first
- * has the card keeps the card from idling between clients. More would
- * only wait inside the module, out of arrival order. */
-#define QUEUE_WINDOW 2
-
 struct queue {
 	CK_SLOT_ID slot;
-	uint64_t next, admitted; /* tickets handed out, tickets let in */
-	unsigned active;         /* let in and not yet left */
+	uint64_t next, serving;
 	pthread_cond_t cv;
 	struct queue *link;
 };
@@ -325,12 +316,8 @@ queue_enter(CK_SESSION_HANDLE h)
 	}
 	if (q != NULL) {
 		ticket = q->next++;
-		while (q->admitted != ticket || q->active >= QUEUE_WINDOW)
+		while (q->serving != ticket)
 			pthread_cond_wait(&q->cv, &S.lock);
-		q->admitted++;
-		q->active++;
-		if (q->active < QUEUE_WINDOW && q->next != q->admitted)
-			pthread_cond_broadcast(&q->cv); /* the next ticket may come in too */
 	}
 	pthread_mutex_unlock(&S.lock);
 	return q;
@@ -342,7 +329,7 @@ queue_leave(struct queue *q)
 	if (q == NULL)
 		return;
 	pthread_mutex_lock(&S.lock);
-	q->active--;
+	q->serving++;
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&S.lock);
 }
