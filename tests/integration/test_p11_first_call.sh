@@ -37,16 +37,15 @@ tokens_of() { sed -n 's/^slots=.* tokens=\(.*\)$/\1/p' <<<"$1" | tr ',' ' '; }
 # C_Initialize, under a warn-level log that could not say why; a stall is
 # the likely cause, and any other one still fails). Anything else fails.
 judge() {
-	if [[ $(grep -c -- "$3" <<<"$1") -eq $2 ]] && ! { [[ $3 == '^slotinfo rv=CKR_OK' ]] &&
-		grep -q 'token=0' <<<"$1"; }; then
-		return 0
-	fi
+	local ok tokenless=false
+	ok=$(grep -c -- "$3" <<<"$1" || true)
+	[[ $3 == '^slotinfo rv=CKR_OK' ]] && grep -q 'token=0' <<<"$1" && tokenless=true
+	[[ $ok -eq $2 ]] && ! $tokenless && return 0
 	printf '%s\n' "$1" >&2
 	if grep -q 'no answer from the reader service within' <<<"$1"; then
 		slow=$((slow + 1))
-	elif [[ $3 == '^slotinfo rv=CKR_OK' ]] && [[ $(grep -c -- "$3" <<<"$1") -eq $2 ]] &&
-		grep -q 'the card makes no progress' <<<"$1"; then
-		stalled=$((stalled + 1))
+	elif [[ $ok -eq $2 ]] && grep -q 'the card makes no progress' <<<"$1"; then
+		stalled=$((stalled + 1)) # every call answered; only a token was not shown
 	else
 		bad=$((bad + 1))
 	fi
