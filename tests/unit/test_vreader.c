@@ -53,7 +53,10 @@ teardown(void **state)
 {
 	char p[200];
 
+	/* the card's state file and the lock file beside it */
 	snprintf(p, sizeof(p), "%s/a.state", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/a.state.lock", dir);
 	unlink(p);
 	rmdir(dir);
 	return 0;
