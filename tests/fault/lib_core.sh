@@ -14,6 +14,8 @@
 #   core_finish      B must have answered all along; no thread or descriptor
 #                    leaked; the driver quits cleanly
 #   drv COMMAND...   send one command, wait for its "done N"; answer in $OUT
+#                    (logged with t=MS: when it was sent, in ms since B
+#                    started, to set beside B's max_at and first_fail_at)
 #   val KEY          KEY=value from $OUT
 #   wait_for RE S    wait up to S seconds for a driver output line
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
@@ -52,12 +54,15 @@ wait_for() { # pattern seconds
 	tk_fail "no /$1/ from the driver within $2 s"
 }
 N=0
+BG_T0=""
 drv() { # command... ; answer lines in $OUT
+	local t=""
+	[[ -n $BG_T0 ]] && t="t=$(((${EPOCHREALTIME/./} - BG_T0) / 1000)) "
 	N=$((N + 1))
 	echo "$*" >&8
 	wait_for "^done $N\$" "${DRV_WAIT:-30}"
 	OUT=$(awk -v a="done $((N - 1))" -v b="done $N" 'BEGIN{on=(a=="done 0")} $0==a{on=1;next} $0==b{on=0} on' "$TK_TMP/drv.out" | grep -v '^event ' || true)
-	tk_log "> $* : $(tr '\n' ' ' <<<"$OUT")"
+	tk_log "${t}> $* : $(tr '\n' ' ' <<<"$OUT")"
 }
 val() { sed -nE "s/.*[ ^]$1=([^ ]+).*/\\1/p" <<<"$OUT" | head -1; }
 
@@ -75,6 +80,7 @@ core_begin() {
 	drv res
 	threads0=$(val threads)
 	fds0=$(val fds)
+	BG_T0=${EPOCHREALTIME/./}
 	drv bg start "${B_DEADLINE_MS:-$DEADLINE_MS}"
 }
 
@@ -96,7 +102,7 @@ core_finish() {
 	ok=$(val ok)
 	fail=$(val fail)
 	((ok > 50 && fail == 0)) || tk_fail "B during the faults: $OUT"
-	tk_log "B answered $ok APDUs during the faults, none failed, slowest $(val max_ms) ms"
+	tk_log "B answered $ok APDUs during the faults, none failed, slowest $(val max_ms) ms (begun at t=$(val max_at))"
 	drv settle 15
 	(($(val threads) <= threads0)) || tk_fail "threads: $threads0 before, $(val threads) after"
 	(($(val fds) <= fds0)) || tk_fail "descriptors: $fds0 before, $(val fds) after"

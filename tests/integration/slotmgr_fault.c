@@ -13,7 +13,9 @@
  *                           "tx X result=<err> ms=<elapsed> sw=<SW>"
  *   bg start [MS]           a thread sending SELECT to B every 10 ms, each
  *                           with deadline MS (default DEADLINE_MS)
- *   bg count|stop           "bg ok=N fail=M max_ms=T [first_fail=<err>@<ms>]"
+ *   bg count|stop           "bg ok=N fail=M max_ms=T max_at=S [first_fail=<err>@<ms>
+ *                           first_fail_at=S]" (S: when that exchange began, in ms
+ *                           since "bg start")
  *                           so far (count) or at the end (stop)
  *   wait X STATE SECONDS    "wait X STATE ok|timeout ms=<elapsed>"
  *   state X                 "state X <state> gen=<generation> rebinds=<n>"
@@ -58,10 +60,12 @@ static struct {
 	pthread_t th;
 	bool running, stop;
 	unsigned long ok, fail;
-	int64_t max_us;
+	int64_t t0_us; /* "bg start" */
+	int64_t max_us, max_at_us;
 	int deadline_ms;
 	int first_fail;        /* the first failed exchange's error... */
 	int64_t first_fail_us; /* ...and how long it took */
+	int64_t first_fail_at_us;
 	pthread_mutex_t mtx;
 } bg = {.mtx = PTHREAD_MUTEX_INITIALIZER};
 
@@ -147,9 +151,12 @@ bg_main(void *arg)
 		} else if (bg.fail++ == 0) {
 			bg.first_fail = r != TK_OK ? r : TK_ERR_COMM;
 			bg.first_fail_us = dt;
+			bg.first_fail_at_us = t0 - bg.t0_us;
 		}
-		if (dt > bg.max_us)
+		if (dt > bg.max_us) {
 			bg.max_us = dt;
+			bg.max_at_us = t0 - bg.t0_us;
+		}
 		pthread_mutex_unlock(&bg.mtx);
 		sleep_ms(10);
 	}
@@ -159,14 +166,15 @@ bg_main(void *arg)
 static void
 bg_say(void)
 {
-	char first[64] = "";
+	char first[96] = "";
 
 	pthread_mutex_lock(&bg.mtx);
 	if (bg.fail > 0)
-		snprintf(first, sizeof(first), " first_fail=%s@%lld", tk_errname(bg.first_fail),
-		         (long long)(bg.first_fail_us / 1000));
-	say("bg ok=%lu fail=%lu max_ms=%lld%s", bg.ok, bg.fail, (long long)(bg.max_us / 1000),
-	    first);
+		snprintf(first, sizeof(first), " first_fail=%s@%lld first_fail_at=%lld",
+		         tk_errname(bg.first_fail), (long long)(bg.first_fail_us / 1000),
+		         (long long)(bg.first_fail_at_us / 1000));
+	say("bg ok=%lu fail=%lu max_ms=%lld max_at=%lld%s", bg.ok, bg.fail,
+	    (long long)(bg.max_us / 1000), (long long)(bg.max_at_us / 1000), first);
 	pthread_mutex_unlock(&bg.mtx);
 }
 
@@ -327,7 +335,8 @@ main(int argc, char **argv)
 			if (strcmp(argv2[1], "start") == 0 && !bg.running) {
 				bg.stop = false;
 				bg.ok = bg.fail = 0;
-				bg.max_us = 0;
+				bg.max_us = bg.max_at_us = 0;
+				bg.t0_us = mono_us();
 				bg.deadline_ms = argv2[2] != NULL ? atoi(argv2[2]) : deadline_ms;
 				bg.running = pthread_create(&bg.th, NULL, bg_main, NULL) == 0;
 			} else if (strcmp(argv2[1], "stop") == 0 && bg.running) {
