@@ -2112,6 +2112,10 @@ tk_p11r_C_GetAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
 				memcpy(templ[i].pValue, p, n);
 			else if (templ[i].pValue != NULL && !null)
 				res.ok = false;
+			else if (templ[i].pValue != NULL && null &&
+			         !attr_has_pointers(templ[i].type) &&
+			         (CK_ULONG)len != CK_UNAVAILABLE_INFORMATION)
+				res.ok = false; /* a value said to be there but not sent */
 			if (templ[i].pValue != NULL && attr_has_pointers(templ[i].type) &&
 			    (CK_ULONG)len != CK_UNAVAILABLE_INFORMATION) {
 				len = CK_UNAVAILABLE_INFORMATION; /* (not carried) */

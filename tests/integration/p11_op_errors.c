@@ -9,11 +9,18 @@
  * CKR_OPERATION_NOT_INITIALIZED (in broker mode the client refuses such
  * arguments itself and must end the broker's operation as well);
  * C_SessionCancel ends the operations its flags name; an invalid session
- * is reported before bad arguments (C_GenerateKey). One line per check,
+ * is reported before bad arguments (C_GenerateKey); a certificate's
+ * attributes read with buffers far larger than their values (more in all
+ * than one broker answer carries: the broker reads the sizes first) give
+ * the values read with buffers of their exact sizes, and a buffer too
+ * small or an attribute a certificate lacks still answers as PKCS#11 3.0
+ * section 5.7 says (C_GetAttributeValue). One line per check,
  * "ok ..." or "FAIL ..."; exit 1 when any failed, 2 when the module or a
  * token could not be used. Needs a token in some slot (no login). */
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
@@ -51,6 +58,81 @@ load(const char *path)
 		return NULL;
 	}
 	return itf->pFunctionList;
+}
+
+/* Attributes of a certificate, each read alone with a buffer of its size;
+ * then all at once with BIG bytes for each, one of them with a buffer too
+ * small or one attribute a certificate has not. */
+#define N_ATTR 6
+#define BIG (300u * 1024u)
+
+static void
+big_buffers(CK_SESSION_HANDLE s)
+{
+	static const CK_ATTRIBUTE_TYPE types[N_ATTR] = {CKA_VALUE,   CKA_LABEL,  CKA_ID,
+	                                                CKA_SUBJECT, CKA_ISSUER, CKA_CLASS};
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_ATTRIBUTE find = {CKA_CLASS, &cls, sizeof(cls)};
+	CK_ATTRIBUTE ref[N_ATTR], t[N_ATTR + 1];
+	CK_OBJECT_HANDLE cert;
+	CK_ULONG found = 0;
+	char what[64];
+
+	if (f->C_FindObjectsInit(s, &find, 1) != CKR_OK ||
+	    f->C_FindObjects(s, &cert, 1, &found) != CKR_OK || f->C_FindObjectsFinal(s) != CKR_OK ||
+	    found != 1) {
+		printf("FAIL no certificate on the token\n");
+		failed = 1;
+		return;
+	}
+	for (int i = 0; i < N_ATTR; i++) {
+		ref[i] = (CK_ATTRIBUTE){types[i], NULL, 0};
+		expect("C_GetAttributeValue, a size", CKR_OK,
+		       f->C_GetAttributeValue(s, cert, &ref[i], 1));
+		ref[i].pValue = malloc(ref[i].ulValueLen + 1);
+		expect("C_GetAttributeValue, a value", CKR_OK,
+		       f->C_GetAttributeValue(s, cert, &ref[i], 1));
+	}
+	for (int round = 0; round < 3; round++) {
+		CK_ULONG n = round == 2 ? N_ATTR + 1 : N_ATTR;
+
+		for (CK_ULONG i = 0; i < n; i++) {
+			t[i] = (CK_ATTRIBUTE){i < N_ATTR ? types[i] : CKA_MODULUS, calloc(1, BIG),
+			                      BIG};
+			if (t[i].pValue == NULL)
+				abort();
+		}
+		if (round == 1)
+			t[0].ulValueLen = ref[0].ulValueLen - 1; /* CKA_VALUE: one byte short */
+		snprintf(what, sizeof(what), "C_GetAttributeValue, %lu KiB buffers%s",
+		         (unsigned long)(BIG / 1024),
+		         round == 1   ? ", one too small"
+		         : round == 2 ? ", one type invalid"
+		                      : "");
+		expect(what,
+		       round == 0   ? CKR_OK
+		       : round == 1 ? CKR_BUFFER_TOO_SMALL
+		                    : CKR_ATTRIBUTE_TYPE_INVALID,
+		       f->C_GetAttributeValue(s, cert, t, n));
+		for (CK_ULONG i = 0; i < n; i++) {
+			bool unavailable = (round == 1 && i == 0) || i == N_ATTR;
+			bool same = unavailable ? t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION
+			                        : t[i].ulValueLen == ref[i].ulValueLen &&
+			                                  memcmp(t[i].pValue, ref[i].pValue,
+			                                         ref[i].ulValueLen) == 0;
+
+			if (!same) {
+				printf("FAIL %s: attribute 0x%lx: %lu bytes%s\n", what,
+				       (unsigned long)t[i].type, (unsigned long)t[i].ulValueLen,
+				       unavailable ? ", want CK_UNAVAILABLE_INFORMATION"
+				                   : " or another value than read alone");
+				failed = 1;
+			}
+			free(t[i].pValue);
+		}
+	}
+	for (int i = 0; i < N_ATTR; i++)
+		free(ref[i].pValue);
 }
 
 int
@@ -125,6 +207,8 @@ main(int argc, char **argv)
 	       f->C_GenerateKey(s, NULL, none, 0, &key));
 	expect("C_GenerateKey, no handle", CKR_ARGUMENTS_BAD,
 	       f->C_GenerateKey(s, &aes, none, 0, NULL));
+
+	big_buffers(s);
 
 	f->C_CloseSession(s);
 	f->C_Finalize(NULL);

@@ -622,6 +622,109 @@ rejected_add(struct client *c, CK_SESSION_HANDLE h)
 	return rv;
 }
 
+/* --- attribute values ---------------------------------------------------- */
+
+/* A C_GetAttributeValue whose buffers add up to more than one answer can
+ * carry (a client may offer up to BP_MAX_BYTES for each of hundreds of
+ * attributes: hundreds of MiB) is asked for its values' sizes first, and
+ * each buffer is made no larger than its value. What is held is then
+ * bounded by the values themselves, at most an answer's worth. */
+#define ATTR_BUDGET BP_MAX_MSG
+/* Fetches after a fresh size query when a value changed in between (only
+ * another session's C_SetAttributeValue can do that). */
+#define ATTR_TRIES 3
+
+static void
+attrs_free(CK_ATTRIBUTE *t, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++) {
+		free(t[i].pValue); /* (values a client may read: not secret here) */
+		t[i].pValue = NULL;
+	}
+}
+
+/* Give t[i] a buffer of give[i] bytes, none for CK_UNAVAILABLE_INFORMATION
+ * (a length query). */
+static CK_RV
+attrs_alloc(CK_ATTRIBUTE *t, const CK_ULONG *give, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++) {
+		t[i].pValue = NULL;
+		t[i].ulValueLen = 0;
+		if (give[i] == CK_UNAVAILABLE_INFORMATION)
+			continue;
+		t[i].ulValueLen = give[i];
+		if ((t[i].pValue = malloc(give[i] ? give[i] : 1)) == NULL) {
+			attrs_free(t, n);
+			return CKR_HOST_MEMORY;
+		}
+	}
+	return CKR_OK;
+}
+
+/* C_GetAttributeValue with the buffers a client offered, want[i] bytes for
+ * t[i] (CK_UNAVAILABLE_INFORMATION: its length only); give[] is scratch.
+ * On return t[i].pValue holds the values (attrs_free). */
+static CK_RV
+get_attrs(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *t, const CK_ULONG *want,
+          CK_ULONG *give, CK_ULONG n)
+{
+	uint64_t total = 0;
+	CK_RV rv;
+
+	for (CK_ULONG i = 0; i < n; i++)
+		total += want[i] == CK_UNAVAILABLE_INFORMATION ? 0 : want[i];
+	if (total <= ATTR_BUDGET) {
+		if ((rv = attrs_alloc(t, want, n)) != CKR_OK)
+			return rv;
+		return C_GetAttributeValue(h, obj, t, n);
+	}
+	for (int tries = 0; tries < ATTR_TRIES; tries++) {
+		bool changed = false;
+
+		/* the sizes; then a buffer as large as its value, or as the
+		 * one offered when that is smaller (CKR_BUFFER_TOO_SMALL stays) */
+		for (CK_ULONG i = 0; i < n; i++) {
+			t[i].pValue = NULL;
+			t[i].ulValueLen = 0;
+		}
+		rv = C_GetAttributeValue(h, obj, t, n);
+		if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE &&
+		    rv != CKR_ATTRIBUTE_TYPE_INVALID)
+			return rv;
+		total = 0;
+		for (CK_ULONG i = 0; i < n; i++) {
+			give[i] = want[i];
+			if (want[i] != CK_UNAVAILABLE_INFORMATION &&
+			    (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+			     t[i].ulValueLen < want[i]))
+				give[i] = t[i].ulValueLen;
+			total += give[i] == CK_UNAVAILABLE_INFORMATION ? 0 : give[i];
+		}
+		if (total > ATTR_BUDGET)
+			return CKR_HOST_MEMORY; /* no answer could carry these values */
+		if ((rv = attrs_alloc(t, give, n)) != CKR_OK)
+			return rv;
+		rv = C_GetAttributeValue(h, obj, t, n);
+		/* A value that changed since its size was read: unreadable then
+		 * and readable now (no buffer was given), or larger now than the
+		 * buffer given while the client's was larger still. */
+		for (CK_ULONG i = 0; i < n; i++) {
+			if (give[i] == want[i])
+				continue;
+			if (give[i] == CK_UNAVAILABLE_INFORMATION
+			            ? t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION
+			            : t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION &&
+			                      rv == CKR_BUFFER_TOO_SMALL)
+				changed = true;
+		}
+		if (!changed)
+			return rv;
+		attrs_free(t, n);
+	}
+	return CKR_FUNCTION_FAILED; /* the values change faster than they are read */
+}
+
 /* --- the handlers ------------------------------------------------------- */
 
 /* One request: its arguments in r, its results into w; the CK_RV. false
@@ -890,42 +993,41 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		struct bp_r s = bp_get_sub(r);
 		struct bp_w l;
 		size_t cnt = s.n / 2;
+		CK_ULONG *want;
 		if (!s.ok || s.n % 2 != 0 || !bp_r_done(r))
 			goto bad;
 		t = calloc(cnt > 0 ? cnt : 1, sizeof(*t));
-		if (t == NULL)
+		/* the lengths offered, then scratch for get_attrs */
+		want = calloc(cnt > 0 ? 2 * cnt : 1, sizeof(*want));
+		if (t == NULL || want == NULL) {
+			free(t);
+			free(want);
 			return CKR_HOST_MEMORY;
+		}
 		for (size_t i = 0; i < cnt; i++) {
 			t[i].type = bp_get_u(&s);
-			if (bp_get_null(&s)) {
-				t[i].pValue = NULL;
-			} else {
-				t[i].ulValueLen = bp_get_u(&s);
+			want[i] = CK_UNAVAILABLE_INFORMATION;
+			if (!bp_get_null(&s)) {
+				want[i] = bp_get_u(&s);
 				/* (a template's length only: its values hold
 				 * pointers; a vendor's type is a number, its
 				 * bits mean nothing) */
-				if (t[i].ulValueLen > BP_MAX_BYTES ||
-				    (t[i].type < CKA_VENDOR_DEFINED &&
-				     (t[i].type & CKF_ARRAY_ATTRIBUTE) &&
-				     t[i].type != CKA_ALLOWED_MECHANISMS))
+				if (want[i] > BP_MAX_BYTES || (t[i].type < CKA_VENDOR_DEFINED &&
+				                               (t[i].type & CKF_ARRAY_ATTRIBUTE) &&
+				                               t[i].type != CKA_ALLOWED_MECHANISMS))
 					s.ok = false;
-				else
-					t[i].pValue = malloc(t[i].ulValueLen ? t[i].ulValueLen : 1);
-				if (s.ok && t[i].pValue == NULL)
-					rv = CKR_HOST_MEMORY;
 			}
 		}
 		n = cnt;
 		if (!bp_r_done(&s)) {
-			for (size_t i = 0; i < cnt; i++)
-				free(t[i].pValue);
 			free(t);
+			free(want);
 			t = NULL;
 			goto bad;
 		}
-		if (rv != CKR_HOST_MEMORY)
-			rv = hidden(c, h, obj) ? CKR_OBJECT_HANDLE_INVALID
-			                       : C_GetAttributeValue(h, obj, t, n);
+		rv = hidden(c, h, obj) ? CKR_OBJECT_HANDLE_INVALID
+		                       : get_attrs(h, obj, t, want, want + cnt, n);
+		free(want);
 		if (rv == CKR_OK || rv == CKR_ATTRIBUTE_SENSITIVE ||
 		    rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_BUFFER_TOO_SMALL) {
 			bp_w_init(&l);
@@ -939,8 +1041,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			}
 			bp_put_sub(w, &l);
 		}
-		for (size_t i = 0; i < n; i++)
-			free(t[i].pValue); /* (values a client may read: not secret here) */
+		attrs_free(t, n);
 		free(t);
 		return rv;
 	}
