@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <tokenkit/log.h>
 #include <tokenkit/text.h>
@@ -13,6 +14,7 @@
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static int log_level = TK_LOG_WARN;
+static bool log_time; /* $TOKENKIT_LOG_TIME=1: each line with the monotonic clock */
 static tk_log_sink_fn log_sink;
 static void *log_sink_ctx;
 
@@ -55,7 +57,9 @@ static void
 log_init(void)
 {
 	int l = tk_log_level_parse(tk_env("TOKENKIT_LOG"));
+	const char *t = tk_env("TOKENKIT_LOG_TIME");
 
+	log_time = t != NULL && strcmp(t, "1") == 0;
 	if (l >= 0)
 		__atomic_store_n(&log_level, l, __ATOMIC_RELAXED);
 }
@@ -103,10 +107,19 @@ tk_logv(int level, const char *fmt, va_list ap)
 	} else {
 		/* Messages carry reader names, labels and file contents: one
 		 * line each, with no terminal control sequences. */
-		char esc[sizeof(msg) * 4];
+		char esc[sizeof(msg) * 4], when[32] = "";
 
+		if (log_time) {
+			/* CLOCK_MONOTONIC, as a program's own timings: lines of
+			 * several threads and programs can be set side by side */
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			snprintf(when, sizeof(when), "[%lld.%03ld] ", (long long)ts.tv_sec,
+			         ts.tv_nsec / 1000000);
+		}
 		tk_text_escape(msg, strlen(msg), TK_TEXT_PLAIN, esc, sizeof(esc));
-		fprintf(stderr, "tokenkit: %s: %s\n",
+		fprintf(stderr, "tokenkit: %s%s: %s\n", when,
 		        level_names[level <= TK_LOG_TRACE ? level : TK_LOG_TRACE], esc);
 	}
 	pthread_mutex_unlock(&log_lock);

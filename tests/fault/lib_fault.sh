@@ -103,7 +103,7 @@ fault_run() {
 	TK_OUT=$(cat "$TK_TMP/$name.out")
 	[[ $rc -eq 0 ]] || tk_fail "$name: driver exit $rc"
 	tk_expect 'RESULT PASS'
-	pid0=$(sed -n 's/.*\] PID \([0-9]*\)$/\1/p' "$TK_TMP/$name.out")
+	pid0=$(sed -n 's/.*\] PID \([0-9]*\) .*/\1/p' "$TK_TMP/$name.out")
 	pid1=$(sed -n 's/.*\] END pid \([0-9]*\) .*/\1/p' "$TK_TMP/$name.out")
 	[[ -n $pid0 && $pid0 == "$pid1" ]] || tk_fail "$name: not one process from start to end"
 }

@@ -1794,7 +1794,9 @@ main(int argc, char **argv)
 	}
 	t_start = now_ms();
 	my_pid = getpid();
-	out("PID %d", (int)my_pid);
+	/* (the module's log lines carry this clock with TOKENKIT_LOG_TIME=1) */
+	out("PID %d (start at monotonic %lld.%03lld s)", (int)my_pid, (long long)(t_start / 1000),
+	    (long long)(t_start % 1000));
 	threads_pre = tk_test_threads();
 	fds_pre = tk_test_fds();
 	if (module_load(module) != CKR_OK) {
