@@ -1313,13 +1313,8 @@ tk_p11_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	tk_p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), P11_MANUFACTURER);
 	/* a registered token's slot: no hardware; removable (unregistered) */
 	pInfo->flags = CKF_REMOVABLE_DEVICE | (s->registry ? 0 : CKF_HW_SLOT);
-	/* A call about this slot: its card is judged as C_GetTokenInfo on the
-	 * slot judges it (P11_STALL_SELF_MS), not by the latch a neighbour's
-	 * C_GetSlotList may have set (P11_STALL_MS), so that a slow card whose
-	 * token C_GetTokenInfo would wait for is not shown as an empty reader
-	 * meanwhile. The slot's events still follow slot_view_locked. */
-	if (s->token != NULL ||
-	    (slot_opening_locked(s) && !slot_stalled_locked(s, NULL, P11_STALL_SELF_MS)))
+	(void)slot_stalled_locked(s, NULL, P11_STALL_MS);
+	if (slot_view_locked(s) & SLOT_VIEW_TOKEN)
 		pInfo->flags |= CKF_TOKEN_PRESENT;
 out:
 	pthread_mutex_unlock(&g_p11.lock);

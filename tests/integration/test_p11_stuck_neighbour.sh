@@ -30,12 +30,6 @@
 #     open went on into OpenSSL's freed state, SIGSEGV in 4 of 4 runs; seen
 #     in test_ccid_stack after pkcs11-tool --change-pin, which exits without
 #     C_Finalize).
-#  6. a card that answers every APDU 150 ms late beside a healthy one:
-#     C_GetSlotList shows the healthy token without waiting for the slow
-#     one, and C_GetSlotInfo about the slow card's slot shows its token
-#     coming, as C_GetTokenInfo about it would wait for it, and the token
-#     comes (before: the slot showed no token once a neighbour's call had
-#     found one exchange over 100 ms, while C_GetTokenInfo on it waited).
 # Bounds are "did not hang" bounds, far above the expected times (bench/
 # slotlist.sh prints the figures).
 source "$(dirname "$0")/lib.sh"
@@ -148,22 +142,6 @@ lone_slow_card() {
 	tk_expect '^slotinfo rv=CKR_OK .* slot=1 token=1$'
 }
 
-# slow_neighbour LABEL: slot 1's card answers every APDU 150 ms late, slot
-# 2's at once
-slow_neighbour() {
-	local label=$1
-	NOCACHE=$((NOCACHE + 1))
-	XDG_CACHE_HOME="$TK_TMP/nocache.$NOCACHE" startup "$label" init slotlist slotinfo:1 \
-		wait-token:1:20000 slotinfo:1 tokeninfo:1 finalize
-	# the slow token is still being opened when C_GetSlotList returns
-	# (its open takes many APDUs of 150 ms)
-	tk_expect '^slots=1,2 tokens=2$'
-	below "$label: C_GetSlotList" "$(ms_of slotlist)" 2000
-	[[ $(grep -c '^slotinfo rv=CKR_OK .* slot=1 token=1$' <<<"$TK_OUT") -eq 2 ]] ||
-		tk_fail "$label: the slow card's slot shown without its token"
-	tk_expect '^tokeninfo rv=CKR_OK .* slot=1$'
-}
-
 # exit_mid_open LABEL: slot 1's card answers slowly; the program exits
 # 300 ms after C_Initialize, without C_Finalize
 exit_mid_open() {
@@ -189,8 +167,6 @@ PRE=(with_vreaders "control=$CTL,fault=delay=40;latency=none")
 removed_mid_open "in-process, slow card removed while opening" "$VCARD --control $CTL --send remove"
 PRE=(with_vreaders 'fault=delay=150')
 lone_slow_card "in-process, a lone card answering 150 ms late"
-PRE=(with_vreaders 'fault=delay=150;latency=none')
-slow_neighbour "in-process, a card answering 150 ms late beside a healthy one"
 PRE=(with_vreaders 'fault=delay=100')
 exit_mid_open "in-process, exit without C_Finalize while a slow card's token opens"
 
