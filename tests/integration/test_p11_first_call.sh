@@ -57,12 +57,19 @@ judge() {
 first_calls() {
 	local label=$1 out ids id i bad=0 slow=0 stalled=0 first
 	shift
-	out=$("$@" "$STARTUP" "$MODULE" init slotlist finalize 2>&1)
-	ids=$(tokens_of "$out")
-	[[ $(wc -w <<<"$ids") -eq 2 ]] || {
+	# the two token slots, from a first list; a list that missed a token
+	# for one of the two cases judge() counts apart (logged) is asked again
+	# (a whole-suite run with three suites on two cores once had an ASan
+	# build's card open 142 ms into one exchange there)
+	for ((i = 0; i < 5; i++)); do
+		out=$("$@" "$STARTUP" "$MODULE" init slotlist finalize 2>&1)
+		ids=$(tokens_of "$out")
+		[[ $(wc -w <<<"$ids") -eq 2 ]] && break
 		printf '%s\n' "$out" >&2
-		tk_fail "$label: two slots with a token expected"
-	}
+		grep -qE 'the card makes no progress|no answer from the reader service within' <<<"$out" ||
+			break
+	done
+	[[ $(wc -w <<<"$ids") -eq 2 ]] || tk_fail "$label: two slots with a token expected"
 	tk_log "$label: slots with a token: $ids; $RUNS runs of C_Initialize + C_OpenSession"
 	for ((i = 0; i < RUNS; i++)); do
 		out=$("$@" "$STARTUP" "$MODULE" init "open-all:${ids// /,}" finalize 2>&1)
