@@ -1147,7 +1147,10 @@ call_s(uint32_t fn, CK_SESSION_HANDLE h)
 }
 
 /* The init is the one that last worked on the session, and no operation
- * of its kind is active: it may be pipelined. */
+ * of its kind is active: it may be pipelined. Never a decryption's: the
+ * broker's consent refuses one at C_DecryptInit
+ * (CKR_KEY_FUNCTION_NOT_PERMITTED), and C_Decrypt has no code to carry
+ * that refusal (a signature's is kept for C_Sign: CKR_FUNCTION_REJECTED). */
 static bool
 op_repeats(CK_SESSION_HANDLE h, int op, const CK_MECHANISM *m, CK_OBJECT_HANDLE key)
 {
@@ -1155,6 +1158,8 @@ op_repeats(CK_SESSION_HANDLE h, int op, const CK_MECHANISM *m, CK_OBJECT_HANDLE 
 	struct rop *o;
 	bool same = false;
 
+	if (op == OP_DECRYPT)
+		return false;
 	pthread_mutex_lock(&R.lock);
 	s = sess_find_locked(h);
 	if (s != NULL) {

@@ -11,6 +11,7 @@
  *   tk-p11-login MODULE restarts SECONDS DEADLINE_MS   (broker mode, issue 13)
  *   tk-p11-login MODULE steady SECONDS              (a signer's pace, issue 13)
  *   tk-p11-login MODULE repeat-init [restart]       (pipelined inits, issue 13)
+ *   tk-p11-login MODULE decrypt-consent             (a repeated decryption, issue 13)
  *
  * The token is the first one found (or the one in the reader whose name
  * starts with $TK_LOGIN_READER). Its keys: CKA_ID 01 (9A, PIN once) and 02
@@ -56,6 +57,12 @@
  *   CKR_USER_NOT_LOGGED_IN; with "restart", between one init and its sign
  *   it prints "PAUSE ..." and waits for a line on stdin (the test restarts
  *   the broker meanwhile): C_Sign must fail, and signing works again after.
+ * decrypt-consent: decrypt with 9D (CKA_ID 03, RSA PKCS #1 v1.5) twice,
+ *   then print "PAUSE ..." and wait for a line on stdin (the test forgets the
+ *   consent and makes the prompt deny), then the same C_DecryptInit again: it
+ *   must answer the refusal itself (CKR_KEY_FUNCTION_NOT_PERMITTED), since
+ *   C_Decrypt has no code for it; a broker client that sent that init with
+ *   the next call would answer CKR_OK, then CKR_FUNCTION_FAILED.
  * steady: sign with 9A for SECONDS; prints the signatures, the longest wait
  *   between two of them and how many whole seconds had none (the fairness
  *   figures of bench/broker_fair.sh).
@@ -80,6 +87,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
@@ -158,6 +166,8 @@ rvn(CK_RV rv)
 		return "CKR_FUNCTION_FAILED";
 	case CKR_GENERAL_ERROR:
 		return "CKR_GENERAL_ERROR";
+	case CKR_KEY_FUNCTION_NOT_PERMITTED:
+		return "CKR_KEY_FUNCTION_NOT_PERMITTED";
 	default:
 		snprintf(buf, sizeof(buf), "0x%lx", (unsigned long)rv);
 		return buf;
@@ -559,6 +569,66 @@ run_repeat_init(bool restart)
 			EXPECT((rv = init_then_sign(s, h, NULL)) == CKR_OK,
 			       "sign after the restart: %s", rvn(rv));
 	}
+	say("RESULT %s", fails ? "FAIL" : "PASS");
+	return fails ? 1 : 0;
+}
+
+/* C_DecryptInit and C_Decrypt of a random secret encrypted to pub: the
+ * init's rv (and the decryption's, checked, when it worked). */
+static CK_RV
+decrypt_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, EVP_PKEY *pub)
+{
+	CK_MECHANISM m = {CKM_RSA_PKCS, NULL, 0};
+	unsigned char secret[32], ct[512], pt[512];
+	size_t cl = sizeof(ct);
+	CK_ULONG pl = sizeof(pt);
+	EVP_PKEY_CTX *e = EVP_PKEY_CTX_new(pub, NULL);
+	CK_RV rv;
+
+	RAND_bytes(secret, sizeof(secret));
+	EXPECT(e != NULL && EVP_PKEY_encrypt_init(e) == 1 &&
+	               EVP_PKEY_CTX_set_rsa_padding(e, RSA_PKCS1_PADDING) == 1 &&
+	               EVP_PKEY_encrypt(e, ct, &cl, secret, sizeof(secret)) == 1,
+	       "OpenSSL could not encrypt to the 9D certificate's key");
+	EVP_PKEY_CTX_free(e);
+	rv = p->C_DecryptInit(s, &m, h);
+	if (rv != CKR_OK)
+		return rv;
+	rv = p->C_Decrypt(s, ct, (CK_ULONG)cl, pt, &pl);
+	EXPECT(rv == CKR_OK && pl == sizeof(secret) && memcmp(pt, secret, pl) == 0,
+	       "C_Decrypt after a C_DecryptInit that worked: %s%s", rvn(rv),
+	       rv == CKR_OK ? " with the wrong plaintext" : "");
+	return CKR_OK;
+}
+
+static int
+run_decrypt_consent(void)
+{
+	CK_SESSION_HANDLE s = open_session();
+	CK_OBJECT_HANDLE h;
+	EVP_PKEY *pub;
+	char line[64];
+	CK_RV rv;
+
+	EXPECT(s != CK_INVALID_HANDLE && login_user(s) == CKR_OK, "set-up failed");
+	pub = cert_pub(s, 3);
+	h = find1(s, CKO_PRIVATE_KEY, 3);
+	EXPECT(pub != NULL && h != CK_INVALID_HANDLE, "no 9D key and certificate (CKA_ID 03)");
+	for (int i = 0; pub != NULL && i < 2; i++)
+		EXPECT((rv = decrypt_once(s, h, pub)) == CKR_OK, "decryption %d: %s", i + 1,
+		       rvn(rv));
+	say("PAUSE forget the consent; the prompt denies");
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		say("no go on stdin");
+	if (pub != NULL) {
+		rv = decrypt_once(s, h, pub);
+		say("C_DecryptInit after the consent was withdrawn: %s", rvn(rv));
+		EXPECT(rv == CKR_KEY_FUNCTION_NOT_PERMITTED,
+		       "C_DecryptInit after the consent was withdrawn: %s, not "
+		       "CKR_KEY_FUNCTION_NOT_PERMITTED",
+		       rvn(rv));
+	}
+	EVP_PKEY_free(pub);
 	say("RESULT %s", fails ? "FAIL" : "PASS");
 	return fails ? 1 : 0;
 }
@@ -1286,6 +1356,8 @@ main(int argc, char **argv)
 		rc = run_restarts(atoi(argv[3]), atoi(argv[4]));
 	} else if (strcmp(mode, "repeat-init") == 0 && argc <= 4) {
 		rc = run_repeat_init(argc == 4 && strcmp(argv[3], "restart") == 0);
+	} else if (strcmp(mode, "decrypt-consent") == 0 && argc == 3) {
+		rc = run_decrypt_consent();
 	} else if (strcmp(mode, "steady") == 0 && argc == 4) {
 		rc = run_steady(atoi(argv[3]));
 	} else if (strcmp(mode, "threads") == 0 && argc == 5 && atoi(argv[3]) >= 1 &&

@@ -33,7 +33,8 @@
 #  7. consent: deny, allow-always and reset round trip with a prompt
 #     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
 #     a person slower than the client's timeout is waited for (the broker's
-#     "still working" answers);
+#     "still working" answers); a decryption refused after a reset answers
+#     at C_DecryptInit, not as a failed C_Decrypt;
 #  8. a stopped broker and a stalled card: the application gets its error
 #     at the deadline.
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
@@ -435,6 +436,23 @@ tk_log "a slow consent answer: signed after $((($(date +%s%N) - t0) / 1000000)) 
 tk_run "verify" openssl dgst -sha256 -verify pub9a.pem -signature slow.sig data.txt
 [[ $(wc -l <prompted) == 3 ]] || tk_fail "the slow prompt was not asked"
 rm delay
+# a consent withdrawn between two decryptions of one program: the third
+# C_DecryptInit answers the refusal (a client that sent a repeated init with
+# the next call answered CKR_OK, then CKR_FUNCTION_FAILED at C_Decrypt)
+echo always >answer
+mkfifo decrypt.fifo
+"$LOGIN" "$TK_P11_MODULE" decrypt-consent <decrypt.fifo >decrypt.log 2>&1 &
+DPID=$!
+exec {GO}>decrypt.fifo
+for ((i = 0; i < 300; i++)); do grep -q PAUSE decrypt.log && break; sleep 0.1; done
+tk_run "consent reset" "$TK_BUILD/tokenkit" consent reset --program "$(realpath "$LOGIN")"
+echo deny >answer
+echo go >&"$GO"
+exec {GO}>&-
+wait "$DPID" || { cat decrypt.log >&2; tk_fail "a decryption after the consent was withdrawn"; }
+TK_OUT=$(cat decrypt.log)
+tk_expect 'C_DecryptInit after the consent was withdrawn: CKR_KEY_FUNCTION_NOT_PERMITTED'
+[[ $(wc -l <prompted) == 5 ]] || tk_fail "the prompt was not asked once before and once after the reset"
 broker_kill
 
 # --- 8. a stalled card: the error at the deadline --------------------------------
