@@ -199,6 +199,7 @@ bp_fn_has_session(uint32_t fn)
 	case BP_C_OpenSession:
 	case BP_C_WaitForSlotEvent:
 	case BP_TOKENS:
+	case BP_READERS:
 	case BP_HELLO:
 		return false;
 	default:
@@ -511,7 +512,8 @@ bp_decode(const uint8_t *p, size_t len, bool request, struct bp_msg *m)
 	if (pos != len)
 		return "bytes after the message";
 	if (request) {
-		if (hd[1].v >= BP_FN_COUNT && hd[1].v != BP_HELLO && hd[1].v != BP_TOKENS)
+		if (hd[1].v >= BP_FN_COUNT && hd[1].v != BP_HELLO && hd[1].v != BP_TOKENS &&
+		    hd[1].v != BP_READERS)
 			return "unknown function";
 		m->head = (uint32_t)hd[1].v;
 		m->id = hd[2].v;

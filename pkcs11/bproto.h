@@ -25,6 +25,18 @@
  *   [handle, class, id, label, key type, key bits, identity, usage,
  *   always authenticate, certificate DER or null] (tokenkit/token.h's
  *   values; text as byte strings).
+ * BP_READERS, after a hello, is the broker's readers as `tokenkit readers`
+ * and `tokenkit diag` show them (tokenkit/slot.h's tk_slot_diag_t, without
+ * its history):
+ *   [reader name or null] -> CKR_SLOT_ID_INVALID as BP_TOKENS, else
+ *   [reader...], one per reader that is there (or the one named), each
+ *   [slot id, name, state, card sequence, ATR, protocol + 1 (0: none), busy
+ *   ms, backend, exchange, slots of the reader, PIN pad, generation,
+ *   rebinds, stuck, transmits, errors, timeouts, communication errors,
+ *   removed, reset, no service, other errors, connects, failed connects,
+ *   abandoned workers, retried ok, recoveries, failed recoveries, [how
+ *   often each recovery step worked, TK_STEP_NONE first], the last error
+ *   negated (a tk_err), latency samples, p50, p90, p99, max (us)].
  *
  * Arguments and results are unsigned integers, byte strings, null and
  * nested arrays only; what a function sends is in its client stub
@@ -67,10 +79,11 @@ enum bp_fn {
 	        BP_FN_COUNT,
 	BP_HELLO = 1000,
 	BP_TOKENS = 1001,
+	BP_READERS = 1002,
 };
 
 /* Whether a request of fn names a session first (every function but
- * BP_HELLO, BP_TOKENS and the slot-level ones). */
+ * BP_HELLO, BP_TOKENS, BP_READERS and the slot-level ones). */
 bool bp_fn_has_session(uint32_t fn);
 
 /* --- writing ------------------------------------------------------------ */

@@ -699,12 +699,14 @@ static char iface_name[] = "PKCS 11";
 static char ext_name[] = TK_P11EXT_NAME;
 
 /* The first entry is the default interface. Not CKF_INTERFACE_FORK_SAFE:
- * a child must call C_Initialize again. The last is the module's own
- * (tokenkit/p11ext.h; its table starts with its version, as PKCS#11's). */
+ * a child must call C_Initialize again. The last two are the module's own
+ * (tokenkit/p11ext.h; its table starts with its version, as PKCS#11's),
+ * the newest first. */
 static CK_INTERFACE interfaces[] = {
         {iface_name, &list_v3, 0},
         {iface_name, &list_v2, 0},
         {ext_name, &tk_p11_ext, 0},
+        {ext_name, &tk_p11_ext_1_0, 0},
 };
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 

@@ -1,5 +1,5 @@
-/* The module's own interface (tokenkit/p11ext.h): the broker's tokens
- * (BP_TOKENS, bproto.h), for the tokenkit tool. When a broker answers, it
+/* The module's own interface (tokenkit/p11ext.h): the broker's tokens and
+ * readers (BP_TOKENS, BP_READERS, bproto.h), for the tokenkit tool. When a broker answers, it
  * holds the readers (a direct-USB reader is claimed by one process), so the
  * tool asks it, through here, instead of opening them. */
 #include <errno.h>
@@ -172,8 +172,9 @@ tokens_free(tk_p11ext_token_t *v, size_t n)
  * TK_P11EXT_NO_READER, or TK_P11EXT_BROKER_FAILED (an error, or an answer
  * that does not parse). */
 static int
-parse_answer(struct bp_msg *m, tk_p11ext_token_t **out, size_t *count)
+parse_answer(struct bp_msg *m, void *outp, size_t *count)
 {
+	tk_p11ext_token_t **out = outp;
 	struct bp_r list = m->body;
 	tk_p11ext_token_t *v = NULL;
 	size_t n = 0;
@@ -203,25 +204,36 @@ out:
 	return rc;
 }
 
-int
-tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, size_t *count)
+/* A parser of an answer's message: TK_P11EXT_* (*out, *count). */
+typedef int parse_fn(struct bp_msg *m, void *out, size_t *count);
+
+/* An answer's bytes, parsed by parse. */
+static int
+decode_parsed(const uint8_t *p, size_t len, parse_fn *parse, void *out, size_t *count)
 {
 	struct bp_msg m;
-	int rc;
+	int rc = TK_P11EXT_BROKER_FAILED;
 
-	*out = NULL;
 	*count = 0;
-	if (bp_decode(p, len, false, &m) != NULL) {
-		bp_msg_free(&m);
-		return TK_P11EXT_BROKER_FAILED;
-	}
-	rc = parse_answer(&m, out, count);
+	if (bp_decode(p, len, false, &m) == NULL)
+		rc = parse(&m, out, count);
 	bp_msg_free(&m);
 	return rc;
 }
 
+int
+tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, size_t *count)
+{
+	*out = NULL;
+	return decode_parsed(p, len, parse_answer, out, count);
+}
+
+/* A hello, then fn with [want or null], on a connection of its own and
+ * within the broker deadline (as the module's calls: whatever the broker
+ * or its cards do); the answer parsed by parse into *out, *count. A
+ * TK_P11EXT_* code (TK_P11EXT_BROKER_FAILED logged). */
 static int
-tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
+ask(uint32_t fn, const char *want, parse_fn *parse, void *out, size_t *count)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int wanted = tk_p11_broker_wanted(), fd, rc = TK_P11EXT_BROKER_FAILED;
@@ -230,8 +242,8 @@ tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
 	struct bp_w w;
 	struct bp_msg m;
 	uint8_t id[BP_ID_LEN], *in = NULL;
+	const char *why = NULL;
 
-	*out = NULL;
 	*count = 0;
 	errno = 0;
 	/* readers named for this run (TOKENKIT_READERS) are opened here */
@@ -244,7 +256,6 @@ tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
 		            path[0] != '\0' ? path : "its socket (the path is too long)");
 		return TK_P11EXT_BROKER_FAILED;
 	}
-	/* (as the module's calls: whatever the broker or its cards do) */
 	dl = tk_now_ms() + tk_p11_broker_timeout_ms();
 	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
 		goto out;
@@ -253,34 +264,169 @@ tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
 	bp_put_u(&w, 0);
 	if (bp_call_sync(fd, &rb, BP_HELLO, 0, &w, dl, &m, &in) < 0)
 		goto out;
-	rc = m.rv == CKR_OK ? TK_P11EXT_OK : TK_P11EXT_BROKER_FAILED;
+	why = m.rv != CKR_OK ? "its hello failed" : NULL;
 	bp_msg_free(&m);
 	free(in);
 	in = NULL;
-	if (rc != TK_P11EXT_OK)
+	if (why != NULL)
 		goto out;
-	rc = TK_P11EXT_BROKER_FAILED;
 	bp_w_init(&w);
 	if (want != NULL)
 		bp_put_b(&w, want, strlen(want));
 	else
 		bp_put_null(&w);
-	if (bp_call_sync(fd, &rb, BP_TOKENS, 1, &w, dl, &m, &in) < 0)
+	if (bp_call_sync(fd, &rb, fn, 1, &w, dl, &m, &in) < 0)
 		goto out;
-	rc = parse_answer(&m, out, count);
+	rc = parse(&m, out, count);
+	if (rc == TK_P11EXT_BROKER_FAILED)
+		why = m.rv != CKR_OK ? "an error" : "an answer that does not parse";
 	bp_msg_free(&m);
 out:
 	if (rc == TK_P11EXT_BROKER_FAILED)
 		tk_log_warn("the broker at %s did not answer: %s", path,
-		            errno != 0 ? strerror(errno) : "a bad answer");
+		            why != NULL  ? why
+		            : errno != 0 ? strerror(errno)
+		                         : "a bad answer");
 	free(in);
 	bp_rbuf_wipe(&rb);
 	close(fd);
 	return rc;
 }
 
+static int
+tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
+{
+	*out = NULL;
+	return ask(BP_TOKENS, want, parse_answer, out, count);
+}
+
+/* --- BP_READERS ----------------------------------------------------------- */
+
+static bool
+get_reader(struct bp_r *r, tk_slot_diag_t *d)
+{
+	struct bp_r f = bp_get_sub(r), steps;
+	tk_slot_info_t *s = &d->info;
+	const uint8_t *atr;
+	size_t n = 0;
+	uint64_t state, proto, err;
+
+	memset(d, 0, sizeof(*d));
+	s->slot_id = (uint32_t)bp_get_u(&f);
+	if (!get_text(&f, s->reader, sizeof(s->reader)))
+		return false;
+	state = bp_get_u(&f);
+	s->card_seq = bp_get_u(&f);
+	atr = bp_get_b(&f, &n, false, NULL);
+	proto = bp_get_u(&f);
+	if (!f.ok || n > sizeof(s->atr) || state > TK_SLOT_QUARANTINED || proto > 2)
+		return false;
+	s->state = (int)state;
+	if (n > 0)
+		memcpy(s->atr, atr, n);
+	s->atr_len = n;
+	s->protocol = (int)proto - 1;
+	s->busy_ms = (uint32_t)bp_get_u(&f);
+	if (!get_text(&f, s->backend, sizeof(s->backend)) ||
+	    !get_text(&f, s->exchange, sizeof(s->exchange)))
+		return false;
+	s->reader_slots = (uint32_t)bp_get_u(&f);
+	s->pin_pad = bp_get_u(&f) != 0;
+	d->generation = bp_get_u(&f);
+	d->rebinds = bp_get_u(&f);
+	d->stuck = bp_get_u(&f) != 0;
+	s->transmits = d->transmits = bp_get_u(&f);
+	s->errors = d->errors = bp_get_u(&f);
+	d->timeouts = bp_get_u(&f);
+	d->err_comm = bp_get_u(&f);
+	d->err_removed = bp_get_u(&f);
+	d->err_reset = bp_get_u(&f);
+	d->err_no_service = bp_get_u(&f);
+	d->err_other = bp_get_u(&f);
+	d->connects = bp_get_u(&f);
+	d->connect_failures = bp_get_u(&f);
+	d->abandoned_workers = bp_get_u(&f);
+	d->retried_ok = bp_get_u(&f);
+	d->recoveries = bp_get_u(&f);
+	d->recoveries_failed = bp_get_u(&f);
+	/* (a broker that knows more steps than we do: the ones we know) */
+	steps = bp_get_sub(&f);
+	for (size_t i = 0; steps.ok && i < steps.n; i++) {
+		uint64_t v = bp_get_u(&steps);
+		if (i < TK_STEP_COUNT)
+			d->step_ok[i] = v;
+	}
+	if (!steps.ok || !bp_r_done(&steps))
+		return false;
+	err = bp_get_u(&f);
+	if (err > 100000)
+		return false;
+	d->last_err = -(int)err;
+	d->lat_samples = (uint32_t)bp_get_u(&f);
+	d->lat_p50_us = (uint32_t)bp_get_u(&f);
+	d->lat_p90_us = (uint32_t)bp_get_u(&f);
+	d->lat_p99_us = (uint32_t)bp_get_u(&f);
+	d->lat_max_us = (uint32_t)bp_get_u(&f);
+	return f.ok && bp_r_done(&f);
+}
+
+/* The answer to BP_READERS: TK_P11EXT_OK (*out, *count),
+ * TK_P11EXT_NO_READER, or TK_P11EXT_BROKER_FAILED (an error, or an answer
+ * that does not parse). */
+static int
+parse_readers(struct bp_msg *m, void *outp, size_t *count)
+{
+	tk_slot_diag_t **out = outp;
+	struct bp_r list = m->body;
+	tk_slot_diag_t *v = NULL;
+
+	*out = NULL;
+	*count = 0;
+	if (m->rv == CKR_SLOT_ID_INVALID)
+		return TK_P11EXT_NO_READER;
+	if (m->rv != CKR_OK || !list.ok || list.n > BP_MAX_ITEMS)
+		return TK_P11EXT_BROKER_FAILED;
+	if (list.n > 0 && (v = calloc(list.n, sizeof(*v))) == NULL)
+		return TK_P11EXT_BROKER_FAILED;
+	for (size_t i = 0; i < list.n; i++)
+		if (!get_reader(&list, &v[i])) {
+			free(v);
+			return TK_P11EXT_BROKER_FAILED;
+		}
+	if (!bp_r_done(&list)) {
+		free(v);
+		return TK_P11EXT_BROKER_FAILED;
+	}
+	*out = v;
+	*count = list.n;
+	return TK_P11EXT_OK;
+}
+
+int
+tk_p11_readers_parse(const uint8_t *p, size_t len, tk_slot_diag_t **out, size_t *count)
+{
+	*out = NULL;
+	return decode_parsed(p, len, parse_readers, out, count);
+}
+
+static int
+readers(const char *want, tk_slot_diag_t **out, size_t *count)
+{
+	*out = NULL;
+	return ask(BP_READERS, want, parse_readers, out, count);
+}
+
 tk_p11ext_t tk_p11_ext = {
         .version = {TK_P11EXT_MAJOR, TK_P11EXT_MINOR},
+        .tokens = tokens,
+        .tokens_free = tokens_free,
+        .readers = readers,
+};
+
+/* For a program built against 1.0 (C_GetInterface matches versions
+ * exactly): the same functions, without the ones added since. */
+tk_p11ext_t tk_p11_ext_1_0 = {
+        .version = {1, 0},
         .tokens = tokens,
         .tokens_free = tokens_free,
 };

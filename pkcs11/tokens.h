@@ -9,10 +9,13 @@
 
 #include <tokenkit/p11ext.h>
 
-extern tk_p11ext_t tk_p11_ext;
+extern tk_p11ext_t tk_p11_ext, tk_p11_ext_1_0;
 
 /* A BP_TOKENS answer (a message's payload, without its length):
  * TK_P11EXT_* as tk_p11ext_t.tokens. */
 int tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, size_t *count);
+/* A BP_READERS answer: TK_P11EXT_OK (*out: free() it, *count),
+ * TK_P11EXT_NO_READER or TK_P11EXT_BROKER_FAILED. */
+int tk_p11_readers_parse(const uint8_t *p, size_t len, tk_slot_diag_t **out, size_t *count);
 
 #endif

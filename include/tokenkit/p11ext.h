@@ -2,12 +2,13 @@
  * tokenkit-pkcs11.so and want what PKCS#11 does not carry: the tokenkit
  * tool lists the broker's tokens through it (PIN and PUK tries left, the
  * driver, each object's key size and usage, as `tokenkit tokens` shows
- * them for the readers it opens itself).
+ * them for the readers it opens itself), and the broker's readers with
+ * their counters (`tokenkit readers`, `tokenkit diag`).
  *
  * Reached the PKCS#11 3.0 way, without a symbol of its own:
  *
  *   CK_INTERFACE *i;
- *   C_GetInterface((CK_UTF8CHAR *)TK_P11EXT_NAME, &(CK_VERSION){1, 0}, &i, 0);
+ *   C_GetInterface((CK_UTF8CHAR *)TK_P11EXT_NAME, &(CK_VERSION){1, 1}, &i, 0);
  *   const tk_p11ext_t *x = i->pFunctionList;
  *
  * (a vendor interface: PKCS#11 3.0 section 5.4 reserves "PKCS 11" and
@@ -19,11 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <tokenkit/slot.h>
 #include <tokenkit/token.h>
 
 #define TK_P11EXT_NAME "Vendor tokenkit"
 #define TK_P11EXT_MAJOR 1
-#define TK_P11EXT_MINOR 0
+#define TK_P11EXT_MINOR 1
 
 /* One reader as the broker sees it. */
 typedef struct tk_p11ext_token {
@@ -61,6 +63,13 @@ typedef struct tk_p11ext {
 	 * *count. */
 	int (*tokens)(const char *want, tk_p11ext_token_t **out, size_t *count);
 	void (*tokens_free)(tk_p11ext_token_t *v, size_t count);
+	/* Added in 1.1: the broker's readers with their supervision counters,
+	 * as tk_slotmgr_diag gives them there: every reader that is there, or
+	 * only the one named (want as for tokens). The history is left empty
+	 * (nhistory 0; every process, the broker too, appends its recoveries
+	 * to the recovery log) and last_err_us 0. *out is malloc'd: free() it.
+	 * Within the broker deadline; a TK_P11EXT_* code. */
+	int (*readers)(const char *want, tk_slot_diag_t **out, size_t *count);
 } tk_p11ext_t;
 
 #endif

@@ -1,8 +1,10 @@
-/* Fuzz target: the module's parser of the broker's BP_TOKENS answer
- * (pkcs11/tokens.c), what the tool reads from a broker through the module. A
- * parsed view's strings are terminated and its certificates lie in memory
- * of its own; nothing may crash, leak or read out of bounds. */
+/* Fuzz target: the module's parsers of the broker's BP_TOKENS and
+ * BP_READERS answers (pkcs11/tokens.c), what the tool reads from a broker
+ * through the module; each input goes to both. A parsed view's strings are
+ * terminated and its certificates lie in memory of its own; nothing may
+ * crash, leak or read out of bounds. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tokens.h"
@@ -13,10 +15,18 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	tk_p11ext_token_t *v = NULL;
+	tk_slot_diag_t *r = NULL;
 	size_t n = 0, sum = 0;
 
+	if (tk_p11_readers_parse(data, size, &r, &n) == TK_P11EXT_OK) {
+		for (size_t i = 0; i < n; i++)
+			sum += strlen(r[i].info.reader) + strlen(r[i].info.backend) +
+			       strlen(r[i].info.exchange) +
+			       (r[i].info.atr_len > 0 ? r[i].info.atr[r[i].info.atr_len - 1] : 0);
+		free(r);
+	}
 	if (tk_p11_tokens_parse(data, size, &v, &n) != TK_P11EXT_OK)
-		return 0;
+		return sum == (size_t)-1;
 	for (size_t i = 0; i < n; i++) {
 		sum += strlen(v[i].reader) + strlen(v[i].info.label) + strlen(v[i].info.serial);
 		for (size_t j = 0; j < v[i].nobjs; j++) {

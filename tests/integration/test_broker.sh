@@ -5,8 +5,8 @@
 #  2. broker mode: the module finds the broker by itself (auto), pkcs11-tool
 #     signs through it (ECDSA 9A; RSA-PSS 9C with its per-signature PIN),
 #     openssl verifies; with TOKENKIT_BROKER=off the module stays embedded;
-#     `tokenkit tokens` and `objects` ask the broker and show what they show
-#     embedded, and give up at the deadline on a broker that never answers;
+#     `tokenkit tokens`, `objects`, `readers` and `diag` ask the broker and
+#     show what they show embedded (diag: the broker's counters), and give up at the deadline on a broker that never answers;
 #  3. per-application login through one broker: tk-p11-login's two-session,
 #     two-process and threaded checks (a PIN-always login belongs to one
 #     operation; another client's login makes nobody else logged in), and
@@ -148,6 +148,68 @@ if a != b:
 assert len(a) >= 8, a
 PY
 grep -q '"class": "certificate"' <<<"$via_broker" || tk_fail "no certificate among the objects"
+# `tokenkit readers` through the broker (BP_READERS): the broker's readers
+# as the tool shows them when it opens them itself, and as OpenSC's
+# opensc-tool (its own PC/SC client) lists them
+before=$(grep -c 'client .*/tokenkit (pid' "$BLOG" || true)
+tk_run "readers through the broker" "$TOOL" readers --json
+via_broker=$TK_OUT
+[[ $(grep -c 'client .*/tokenkit (pid' "$BLOG") -gt ${before:-0} ]] ||
+	tk_fail "the tool did not ask the broker for the readers"
+tk_run "opensc-tool's readers" opensc-tool --list-readers
+python3 - "$via_broker" "$TK_OUT" <<'PY' || tk_fail "readers through the broker differ"
+import json, re, sys
+broker = json.loads(sys.argv[1])
+assert broker and any(r["card"] and r["state"] == "valid" and r["atr"] for r in broker), broker
+for r in broker:
+    assert r["backend"] == "pcsc" and r["protocol"] in ("T=0", "T=1", None), r
+# opensc-tool: a header "Nr.  Card  Features  Name", then a line per reader
+lines = sys.argv[2].splitlines()
+head = next(i for i, l in enumerate(lines) if l.startswith("Nr.") and "Name" in l)
+col = lines[head].index("Name")
+theirs = {}
+for line in lines[head + 1:]:
+    m = re.match(r"\s*\d+\s+(Yes|No)\s", line)
+    if m:
+        theirs[line[col:].strip()] = m.group(1) == "Yes"
+ours = {r["reader"]: r["card"] for r in broker}
+assert ours == theirs, (ours, theirs)
+PY
+TOKENKIT_BROKER=off tk_run "readers, embedded" "$TOOL" readers --json
+python3 - "$via_broker" "$TK_OUT" <<'PY' || tk_fail "readers through the broker differ from embedded"
+import json, sys
+def view(text):
+    return [{k: v for k, v in r.items() if k != "slot"} for r in json.loads(text)]
+a, b = view(sys.argv[1]), view(sys.argv[2])
+if a != b:
+    print("broker:  ", a, "\nembedded:", b, file=sys.stderr)
+    sys.exit(1)
+PY
+tk_run "readers through the broker, as text" "$TOOL" readers
+tk_expect '^[0-9]+  valid +T=[01] +pcsc +'
+# `tokenkit diag` through the broker: the broker's counters (the APDUs of
+# every signature above), not a fresh process's
+before=$(grep -c 'client .*/tokenkit (pid' "$BLOG")
+tk_run "diag through the broker" "$TOOL" diag --json "$reader"
+via_broker=$TK_OUT
+[[ $(grep -c 'client .*/tokenkit (pid' "$BLOG") -gt $before ]] ||
+	tk_fail "the tool did not ask the broker for diag"
+TOKENKIT_BROKER=off tk_run "diag, embedded" "$TOOL" diag --json "$reader"
+python3 - "$via_broker" "$TK_OUT" "$reader" <<'PY' || tk_fail "diag through the broker"
+import json, sys
+b, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+(rb,), (re_,) = b["readers"], e["readers"]
+assert rb["reader"] == re_["reader"] == sys.argv[3], (rb, re_)
+assert rb["state"] == "valid" and rb["atr"] == re_["atr"], (rb, re_)
+# the broker signed with this card before: more APDUs than a fresh open
+assert rb["transmits"] > re_["transmits"] and rb["transmits"] >= 10, (rb, re_)
+assert rb["latency_us"]["samples"] > 0, rb
+assert b["log"] == e["log"], (b["log"], e["log"])
+PY
+rc=0
+TK_OUT=$("$TOOL" diag "no such reader" 2>&1) || rc=$?
+[[ $rc == 0 ]] || tk_fail "diag of an unknown reader through the broker: exit $rc"
+tk_expect "no reader 'no such reader' now; showing its history"
 rc=0
 "$TOOL" objects "no such reader" >/dev/null 2>&1 || rc=$?
 [[ $rc == 4 ]] || tk_fail "objects of an unknown reader through the broker: exit $rc, not 4"
@@ -173,9 +235,13 @@ done
 rc=0
 TOKENKIT_BROKER_SOCKET=$TK_TMP/mute.sock TOKENKIT_BROKER_TIMEOUT_MS=500 timeout 60 \
 	"$TOOL" tokens >/dev/null 2>&1 || rc=$?
+rc2=0
+TOKENKIT_BROKER_SOCKET=$TK_TMP/mute.sock TOKENKIT_BROKER_TIMEOUT_MS=500 timeout 60 \
+	"$TOOL" readers >/dev/null 2>&1 || rc2=$?
 kill "$MUTE" 2>/dev/null || true
 wait "$MUTE" 2>/dev/null || true
 [[ $rc == 3 ]] || tk_fail "tokens from a broker that never answers: exit $rc, not 3"
+[[ $rc2 == 3 ]] || tk_fail "readers from a broker that never answers: exit $rc2, not 3"
 
 # messages that are not ours close their own connection, with a reason in
 # the log, and nothing else: oversize, truncated, not CBOR, an unknown

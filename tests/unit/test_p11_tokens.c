@@ -1,5 +1,6 @@
-/* The module's parser of the broker's BP_TOKENS answer (pkcs11/tokens.c,
- * format in pkcs11/bproto.h; the tool gets it through tokenkit/p11ext.h): answers
+/* The module's parsers of the broker's BP_TOKENS and BP_READERS answers
+ * (pkcs11/tokens.c, format in pkcs11/bproto.h; the tool gets them through
+ * tokenkit/p11ext.h): answers
  * built here with libcbor's own builders (not the broker's writer) come
  * out value for value; every answer that breaks the format is refused
  * whole, never half-read. */
@@ -15,6 +16,7 @@
 #include <cbor.h>
 
 #include <tokenkit/err.h>
+#include <tokenkit/slot.h>
 
 #include "tokens.h"
 
@@ -220,6 +222,190 @@ test_refused(void **state)
 	                 TK_P11EXT_BROKER_FAILED);
 }
 
+/* A reader of a BP_READERS answer (its fields in pkcs11/bproto.h) with `cut`
+ * fields: those past it left out, or zeros added after them. Its numbers
+ * are each field's place (transmits 14, errors 15, ...), the steps
+ * [100, 101, ...], the last error TK_ERR_TIMEOUT. */
+#define READER_FIELDS 35
+static cbor_item_t *
+reader(uint32_t id, const char *name, uint64_t state, const char *atr, size_t atr_len,
+       uint64_t proto, size_t cut)
+{
+	cbor_item_t *f[READER_FIELDS], *steps = cbor_new_definite_array(TK_STEP_COUNT);
+	cbor_item_t *r = cbor_new_definite_array(cut);
+	size_t k = 0;
+
+	for (int i = 0; i < TK_STEP_COUNT; i++)
+		push(steps, u(100 + (uint64_t)i));
+	f[k++] = u(id);
+	f[k++] = b(name);
+	f[k++] = u(state);
+	f[k++] = u(state >= TK_SLOT_PROBING ? 42 : 0);
+	f[k++] = cbor_build_bytestring((cbor_data)atr, atr_len);
+	f[k++] = u(proto);
+	f[k++] = u(6); /* busy ms */
+	f[k++] = b("ccid");
+	f[k++] = b("extended APDU");
+	f[k++] = u(2); /* reader slots */
+	f[k++] = u(1); /* PIN pad */
+	while (k < 28)
+		f[k] = u(k), k++; /* generation 11 ... failed recoveries 27 */
+	f[k++] = steps;
+	f[k++] = u((uint64_t)-TK_ERR_TIMEOUT);
+	while (k < READER_FIELDS)
+		f[k] = u(1000 + k), k++; /* latency samples 1030, p50 1031, ... */
+	for (size_t i = 0; i < READER_FIELDS; i++) {
+		if (i < cut)
+			push(r, f[i]);
+		else
+			cbor_decref(&f[i]);
+	}
+	for (size_t i = READER_FIELDS; i < cut; i++)
+		push(r, u(0));
+	return r;
+}
+
+static void
+test_readers(void **state)
+{
+	static const char atr[] = "\x3b\xf8\x13\x00\x00\x81\x31\xfe\x15\x59\x75\x62\x69\x6b"
+	                          "\x65\x79\x34\xd4";
+	cbor_item_t *body = cbor_new_definite_array(2);
+	tk_slot_diag_t *v = NULL;
+	size_t len, n = 0;
+	uint8_t *buf;
+
+	(void)state;
+	push(body, reader(0, "Yubico YubiKey CCID 00 00", TK_SLOT_VALID, atr, sizeof(atr) - 1, 2,
+	                  READER_FIELDS));
+	push(body, reader(1, "Virtual PCD 00 01", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS));
+	buf = answer(0, body, &len);
+	assert_int_equal(tk_p11_readers_parse(buf, len, &v, &n), TK_P11EXT_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].info.slot_id, 0);
+	assert_string_equal(v[0].info.reader, "Yubico YubiKey CCID 00 00");
+	assert_int_equal(v[0].info.state, TK_SLOT_VALID);
+	assert_int_equal(v[0].info.card_seq, 42);
+	assert_int_equal(v[0].info.atr_len, sizeof(atr) - 1);
+	assert_memory_equal(v[0].info.atr, atr, sizeof(atr) - 1);
+	assert_int_equal(v[0].info.protocol, 1); /* T=1 */
+	assert_int_equal(v[0].info.busy_ms, 6);
+	assert_string_equal(v[0].info.backend, "ccid");
+	assert_string_equal(v[0].info.exchange, "extended APDU");
+	assert_int_equal(v[0].info.reader_slots, 2);
+	assert_true(v[0].info.pin_pad);
+	assert_int_equal(v[0].generation, 11);
+	assert_int_equal(v[0].rebinds, 12);
+	assert_true(v[0].stuck);
+	assert_int_equal(v[0].transmits, 14);
+	assert_int_equal(v[0].info.transmits, 14);
+	assert_int_equal(v[0].errors, 15);
+	assert_int_equal(v[0].info.errors, 15);
+	assert_int_equal(v[0].timeouts, 16);
+	assert_int_equal(v[0].err_comm, 17);
+	assert_int_equal(v[0].err_other, 21);
+	assert_int_equal(v[0].connects, 22);
+	assert_int_equal(v[0].retried_ok, 25);
+	assert_int_equal(v[0].recoveries, 26);
+	assert_int_equal(v[0].recoveries_failed, 27);
+	for (int i = 0; i < TK_STEP_COUNT; i++)
+		assert_int_equal(v[0].step_ok[i], 100 + i);
+	assert_int_equal(v[0].last_err, TK_ERR_TIMEOUT);
+	assert_int_equal(v[0].lat_samples, 1030);
+	assert_int_equal(v[0].lat_p50_us, 1031);
+	assert_int_equal(v[0].lat_max_us, 1034);
+	assert_int_equal(v[0].nhistory, 0);
+	assert_int_equal(v[1].info.state, TK_SLOT_EMPTY);
+	assert_int_equal(v[1].info.card_seq, 0);
+	assert_int_equal(v[1].info.atr_len, 0);
+	assert_int_equal(v[1].info.protocol, -1); /* none */
+	free(v);
+	free(buf);
+	/* none at all; no reader of the name asked for */
+	buf = answer(0, cbor_new_definite_array(0), &len);
+	assert_int_equal(tk_p11_readers_parse(buf, len, &v, &n), TK_P11EXT_OK);
+	assert_int_equal(n, 0);
+	free(v);
+	free(buf);
+	buf = answer(0x3 /* CKR_SLOT_ID_INVALID */, cbor_new_definite_array(0), &len);
+	assert_int_equal(tk_p11_readers_parse(buf, len, &v, &n), TK_P11EXT_NO_READER);
+	assert_null(v);
+	free(buf);
+}
+
+/* A broker that knows more recovery steps than we do: the ones we know. */
+static void
+test_readers_more_steps(void **state)
+{
+	cbor_item_t *body = cbor_new_definite_array(1), *r, *steps;
+	tk_slot_diag_t *v = NULL;
+	size_t len, n = 0;
+	uint8_t *buf;
+
+	(void)state;
+	r = reader(0, "r", TK_SLOT_VALID, ";", 1, 1, READER_FIELDS);
+	steps = cbor_array_get(r, 28);
+	assert_non_null(steps);
+	cbor_decref(&steps);
+	steps = cbor_new_definite_array(TK_STEP_COUNT + 2);
+	for (int i = 0; i < TK_STEP_COUNT + 2; i++)
+		push(steps, u(200 + (uint64_t)i));
+	assert_true(cbor_array_replace(r, 28, steps));
+	cbor_decref(&steps);
+	push(body, r);
+	buf = answer(0, body, &len);
+	assert_int_equal(tk_p11_readers_parse(buf, len, &v, &n), TK_P11EXT_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].step_ok[TK_STEP_COUNT - 1], 200 + TK_STEP_COUNT - 1);
+	assert_int_equal(v[0].last_err, TK_ERR_TIMEOUT);
+	free(v);
+	free(buf);
+}
+
+/* Each answer breaks the format in one place: refused whole. */
+static void
+test_readers_refused(void **state)
+{
+	char atr34[34];
+	struct {
+		const char *what;
+		cbor_item_t *r;
+		uint64_t rv;
+	} bad[] = {
+	        {"a state past the last",
+	         reader(0, "r", TK_SLOT_QUARANTINED + 1, "", 0, 0, READER_FIELDS), 0},
+	        {"an ATR longer than ATRs are", NULL, 0},
+	        {"a protocol past T=1", reader(0, "r", TK_SLOT_VALID, ";", 1, 3, READER_FIELDS), 0},
+	        {"a field missing", reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS - 1), 0},
+	        {"a field too many", reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS + 1), 0},
+	        {"the broker's error", reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS),
+	         0x30},
+	};
+	tk_slot_diag_t *v = (tk_slot_diag_t *)1;
+	size_t len, n = 7;
+	uint8_t *buf;
+
+	(void)state;
+	memset(atr34, 0x3b, sizeof(atr34));
+	bad[1].r = reader(0, "r", TK_SLOT_VALID, atr34, sizeof(atr34), 1, READER_FIELDS);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cbor_item_t *body = cbor_new_definite_array(2);
+
+		push(body, reader(0, "good", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS));
+		push(body, bad[i].r);
+		buf = answer(bad[i].rv, body, &len);
+		if (tk_p11_readers_parse(buf, len, &v, &n) != TK_P11EXT_BROKER_FAILED)
+			fail_msg("%s: taken", bad[i].what);
+		assert_null(v);
+		assert_int_equal(n, 0);
+		free(buf);
+	}
+	/* a good answer cut short */
+	buf = answer(0, cbor_new_definite_array(0), &len);
+	assert_int_equal(tk_p11_readers_parse(buf, len - 1, &v, &n), TK_P11EXT_BROKER_FAILED);
+	free(buf);
+}
+
 int
 main(void)
 {
@@ -227,6 +413,9 @@ main(void)
 	        cmocka_unit_test(test_two_readers),
 	        cmocka_unit_test(test_no_reader_and_errors),
 	        cmocka_unit_test(test_refused),
+	        cmocka_unit_test(test_readers),
+	        cmocka_unit_test(test_readers_more_steps),
+	        cmocka_unit_test(test_readers_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /* tokenkit diag, tokenkit reset: reader supervision, counters, latency and
  * the recovery history.
  *
- * The live view (state, ATR, counters, latency) is this process's own slot
- * manager; the recovery history comes from the per-user recovery log, which
+ * The live view (state, ATR, counters, latency) is the broker's when one
+ * answers (tokenkitd holds the readers, and its counters are the ones the
+ * applications' APDUs move), else this process's own slot manager; the
+ * recovery history comes from the per-user recovery log, which
  * every slot manager (applications through the PKCS#11 module, this tool)
  * appends to, so it shows what happened in other processes too. */
 #include <stdlib.h>
@@ -208,19 +210,55 @@ read_history(const char *path, const char *filter, tk_recovery_log_entry_t *ring
 	return h.total;
 }
 
+/* This process's own view: the readers' supervision data into *out (free()
+ * it), *n; only the reader named (*reader then its full name, for the
+ * history filter). TOOL_EXIT_OK, or TOOL_EXIT_NO_SERVICE (no PC/SC: the
+ * history is still shown); other errors end the command. */
+static int
+local_diag(const char **reader, tk_slotmgr_t **m, tk_slot_diag_t **out, size_t *n)
+{
+	tk_slot_info_t *infos = NULL;
+	size_t count = 0;
+	uint32_t only = 0;
+	int rc = tool_open_mgr(m, 5000);
+
+	*out = NULL;
+	*n = 0;
+	if (*m == NULL)
+		return rc;
+	tool_settle(*m, 3000);
+	if (*reader != NULL && tk_slotmgr_find(*m, *reader, &only) != TK_OK) {
+		fprintf(stderr, "tokenkit diag: no reader '%s' now; showing its history\n",
+		        *reader);
+		return TOOL_EXIT_OK;
+	}
+	if (tk_slotmgr_list(*m, &infos, &count) != TK_OK || count == 0 ||
+	    (*out = calloc(count, sizeof(**out))) == NULL) {
+		free(infos);
+		return TOOL_EXIT_OK;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (infos[i].state == TK_SLOT_ABSENT ||
+		    (*reader != NULL && infos[i].slot_id != only) ||
+		    tk_slotmgr_diag(*m, infos[i].slot_id, &(*out)[*n]) != TK_OK)
+			continue;
+		(*n)++;
+	}
+	free(infos);
+	return TOOL_EXIT_OK;
+}
+
 static int
 cmd_diag(int argc, char **argv)
 {
-	bool json = false;
+	bool json = false, live;
 	const char *reader = NULL, *log_opt = NULL;
-	size_t keep = HISTORY_DEFAULT, nh = 0, bad = 0, n = 0, shown = 0;
+	size_t keep = HISTORY_DEFAULT, nh = 0, bad = 0, n = 0;
 	tk_slotmgr_t *m = NULL;
-	tk_slot_info_t *infos = NULL;
 	tk_slot_diag_t *d = NULL;
 	tk_recovery_log_entry_t *hist = NULL;
-	char path[4096], used[4096];
-	uint32_t only = 0;
-	int rc = TOOL_EXIT_OK, r;
+	char path[4096], used[4096], name[sizeof(d->info.reader)];
+	int rc = TOOL_EXIT_OK;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
@@ -248,22 +286,25 @@ cmd_diag(int argc, char **argv)
 	else if (tk_recovery_log_path(path, sizeof(path)) != TK_OK)
 		path[0] = '\0';
 
-	rc = tool_open_mgr(&m, 5000);
-	if (rc != TOOL_EXIT_OK && rc != TOOL_EXIT_NO_SERVICE)
-		return rc;
-	if (m != NULL) {
-		tool_settle(m, 3000);
-		if (reader != NULL && tk_slotmgr_find(m, reader, &only) != TK_OK) {
-			fprintf(stderr, "tokenkit diag: no reader '%s' now; showing its history\n",
-			        reader);
-			only = 0;
-		}
-		if (tk_slotmgr_list(m, &infos, &n) != TK_OK)
-			n = 0;
+	/* the live view: the broker's when one answers (it holds the readers
+	 * and its counters are the applications'), else this process's own */
+	rc = tool_broker_readers("diag", reader, &d, &n);
+	live = rc == TOOL_EXIT_OK;
+	if (rc == TOOL_EXIT_NO_READER)
+		fprintf(stderr, "tokenkit diag: no reader '%s' now; showing its history\n", reader);
+	if (rc < 0) {
+		rc = local_diag(&reader, &m, &d, &n);
+		if (rc != TOOL_EXIT_OK && rc != TOOL_EXIT_NO_SERVICE)
+			return rc;
+		live = m != NULL;
 	}
-	d = calloc(1, sizeof(*d));
+	if (reader != NULL && n == 1) {
+		/* the full name, for the history filter */
+		snprintf(name, sizeof(name), "%s", d[0].info.reader);
+		reader = name;
+	}
 	hist = calloc(keep, sizeof(*hist));
-	if (d == NULL || hist == NULL) {
+	if (hist == NULL) {
 		fprintf(stderr, "tokenkit diag: out of memory\n");
 		rc = TOOL_EXIT_ERROR;
 		goto out;
@@ -271,26 +312,18 @@ cmd_diag(int argc, char **argv)
 	if (json)
 		printf("{\"readers\": [");
 	for (size_t i = 0; i < n; i++) {
-		if (infos[i].state == TK_SLOT_ABSENT || (only != 0 && infos[i].slot_id != only))
-			continue;
-		r = tk_slotmgr_diag(m, infos[i].slot_id, d);
-		if (r != TK_OK)
-			continue;
 		if (json) {
-			printf("%s\n  ", shown ? "," : "");
-			print_diag_json(d);
+			printf("%s\n  ", i ? "," : "");
+			print_diag_json(&d[i]);
 		} else {
-			print_diag_text(d);
+			print_diag_text(&d[i]);
 		}
-		if (reader != NULL && only != 0)
-			reader = infos[i].reader; /* the full name, for the history filter */
-		shown++;
 	}
 	used[0] = '\0';
 	if (path[0] != '\0')
 		nh = read_history(path, reader, hist, keep, &bad, used, sizeof(used));
 	if (json) {
-		printf("%s],\n \"log\": ", shown ? "\n " : "");
+		printf("%s],\n \"log\": ", n ? "\n " : "");
 		tool_json_str(stdout, used);
 		printf(", \"unreadable_lines\": %zu, \"history\": [", bad);
 		for (size_t i = 0; i < nh; i++) {
@@ -305,7 +338,7 @@ cmd_diag(int argc, char **argv)
 		}
 		printf("%s]}\n", nh ? "\n " : "");
 	} else {
-		if (shown == 0 && m != NULL)
+		if (n == 0 && live && reader == NULL)
 			printf("no readers\n");
 		if (path[0] == '\0') {
 			printf("recovery log disabled (TOKENKIT_RECOVERY_LOG is empty)\n");
@@ -328,7 +361,6 @@ cmd_diag(int argc, char **argv)
 out:
 	free(hist);
 	free(d);
-	free(infos);
 	tk_slotmgr_free(&m);
 	return rc;
 }

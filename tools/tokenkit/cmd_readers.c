@@ -1,4 +1,4 @@
-/* tokenkit readers, tokenkit watch. */
+/* tokenkit readers (through the broker when one answers), tokenkit watch. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -69,36 +69,12 @@ print_details(const tk_slot_info_t *s)
 		printf("%*s%s\n", 27, "", line);
 }
 
-static int
-cmd_readers(int argc, char **argv)
+static void
+print_readers(const tk_slot_info_t *infos, size_t n, bool json, bool atr)
 {
-	bool json = false, atr = false;
-	tk_slotmgr_t *m = NULL;
-	tk_slot_info_t *infos = NULL;
-	size_t n = 0, shown = 0;
 	char hex[2 * 33 + 1];
-	int rc, r;
+	size_t shown = 0;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else if (strcmp(argv[i], "--atr") == 0) {
-			atr = true;
-		} else {
-			fprintf(stderr, "tokenkit readers: unknown argument '%s'\n", argv[i]);
-			return TOOL_EXIT_USAGE;
-		}
-	}
-	rc = tool_open_mgr(&m, 5000);
-	if (rc != TOOL_EXIT_OK)
-		return rc;
-	tool_settle(m, 3000);
-	r = tk_slotmgr_list(m, &infos, &n);
-	if (r != TK_OK) {
-		fprintf(stderr, "tokenkit readers: %s\n", tk_strerror(r));
-		tk_slotmgr_free(&m);
-		return tool_exit_code(r);
-	}
 	if (json)
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
@@ -149,6 +125,67 @@ cmd_readers(int argc, char **argv)
 		printf("%s]\n", shown ? "\n" : "");
 	else if (shown == 0)
 		printf("no readers\n");
+}
+
+/* The broker's readers, when one answers: it holds them (a direct-USB
+ * reader is claimed by one process, and its view is the one the
+ * applications get). TOOL_EXIT_OK (*infos, *n), TOOL_EXIT_NO_SERVICE, or
+ * -1: no broker, open the readers here. */
+static int
+broker_readers(tk_slot_info_t **infos, size_t *n)
+{
+	tk_slot_diag_t *d = NULL;
+	int rc = tool_broker_readers("readers", NULL, &d, n);
+
+	if (rc != TOOL_EXIT_OK)
+		return rc;
+	*infos = calloc(*n > 0 ? *n : 1, sizeof(**infos));
+	for (size_t i = 0; *infos != NULL && i < *n; i++)
+		(*infos)[i] = d[i].info;
+	free(d);
+	if (*infos == NULL) {
+		fprintf(stderr, "tokenkit readers: out of memory\n");
+		return TOOL_EXIT_ERROR;
+	}
+	return TOOL_EXIT_OK;
+}
+
+static int
+cmd_readers(int argc, char **argv)
+{
+	bool json = false, atr = false;
+	tk_slotmgr_t *m = NULL;
+	tk_slot_info_t *infos = NULL;
+	size_t n = 0;
+	int rc, r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--atr") == 0) {
+			atr = true;
+		} else {
+			fprintf(stderr, "tokenkit readers: unknown argument '%s'\n", argv[i]);
+			return TOOL_EXIT_USAGE;
+		}
+	}
+	if ((rc = broker_readers(&infos, &n)) >= 0) {
+		if (rc == TOOL_EXIT_OK)
+			print_readers(infos, n, json, atr);
+		free(infos);
+		return rc;
+	}
+	rc = tool_open_mgr(&m, 5000);
+	if (rc != TOOL_EXIT_OK)
+		return rc;
+	tool_settle(m, 3000);
+	r = tk_slotmgr_list(m, &infos, &n);
+	if (r != TK_OK) {
+		fprintf(stderr, "tokenkit readers: %s\n", tk_strerror(r));
+		tk_slotmgr_free(&m);
+		return tool_exit_code(r);
+	}
+	print_readers(infos, n, json, atr);
 	free(infos);
 	tk_slotmgr_free(&m);
 	return TOOL_EXIT_OK;

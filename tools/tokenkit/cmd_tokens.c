@@ -241,17 +241,10 @@ run_broker(const char *cmd, const char *want, bool objects, bool json)
 
 	if (x == NULL)
 		return -1;
-	switch (x->tokens(want, &v, &n)) {
-	case TK_P11EXT_OK:
-		break;
-	case TK_P11EXT_NO_READER:
-		fprintf(stderr, "tokenkit %s: no reader '%s'\n", cmd, want);
-		return TOOL_EXIT_NO_READER;
-	case TK_P11EXT_BROKER_FAILED:
-		fprintf(stderr, "tokenkit %s: the broker (tokenkitd) failed to answer\n", cmd);
-		return TOOL_EXIT_NO_SERVICE;
-	default:
-		return -1;
+	if ((rc = tool_p11ext_exit(cmd, x->tokens(want, &v, &n))) != TOOL_EXIT_OK) {
+		if (rc == TOOL_EXIT_NO_READER)
+			fprintf(stderr, "tokenkit %s: no reader '%s'\n", cmd, want);
+		return rc;
 	}
 	if (json)
 		printf("[");

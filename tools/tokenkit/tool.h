@@ -66,6 +66,15 @@ int tool_exit_code(int err);
 /* The module's own interface (tool_p11ext.c), for what the tool asks the
  * broker; NULL when the module is not found (the readers are opened here). */
 const tk_p11ext_t *tool_p11ext(void);
+/* A TK_P11EXT_* code as command cmd's exit: TOOL_EXIT_OK,
+ * TOOL_EXIT_NO_READER, TOOL_EXIT_NO_SERVICE (said on stderr), or -1 (no
+ * broker: open the readers here). */
+int tool_p11ext_exit(const char *cmd, int rc);
+/* The broker's readers with their counters (tk_p11ext_t.readers), for
+ * command cmd: TOOL_EXIT_OK (*out: free() it, *n), TOOL_EXIT_NO_READER (no
+ * reader named want there), TOOL_EXIT_NO_SERVICE (said on stderr), or -1:
+ * no broker answers, open the readers here. */
+int tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, size_t *n);
 /* Print s as a JSON string (quotes and escapes included): text from a
  * reader, a card or a file, escaped by tk_text_escape (valid JSON and
  * UTF-8 whatever the bytes). */

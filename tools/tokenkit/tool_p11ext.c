@@ -80,3 +80,31 @@ tool_p11ext(void)
 	pthread_once(&ext_once, load);
 	return ext;
 }
+
+int
+tool_p11ext_exit(const char *cmd, int rc)
+{
+	switch (rc) {
+	case TK_P11EXT_OK:
+		return TOOL_EXIT_OK;
+	case TK_P11EXT_NO_READER:
+		return TOOL_EXIT_NO_READER;
+	case TK_P11EXT_BROKER_FAILED:
+		fprintf(stderr, "tokenkit %s: the broker (tokenkitd) failed to answer\n", cmd);
+		return TOOL_EXIT_NO_SERVICE;
+	default:
+		return -1;
+	}
+}
+
+int
+tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, size_t *n)
+{
+	const tk_p11ext_t *x = tool_p11ext();
+
+	*out = NULL;
+	*n = 0;
+	if (x == NULL || x->readers == NULL)
+		return -1;
+	return tool_p11ext_exit(cmd, x->readers(want, out, n));
+}

@@ -5,7 +5,8 @@
  * connection, the clients (by their client id and pid) and what belongs to
  * each (sessions, logins, slot view, consent given once), the per-card
  * queues, and the handler of every function. consent.c: asking.
- * report.c: the tokenkit tool's view of the tokens (BP_TOKENS). */
+ * report.c: the tokenkit tool's view of the tokens and readers (BP_TOKENS,
+ * BP_READERS). */
 #ifndef TK_BROKER_H
 #define TK_BROKER_H
 
@@ -33,10 +34,12 @@ extern struct broker_conf g_conf;
 /* serve.c */
 void broker_serve_init(void);
 void broker_serve_conn(int fd); /* takes fd; runs a thread */
-/* report.c: BP_TOKENS, arguments r, results into w; *bad: they do not parse. */
+/* report.c: BP_TOKENS and BP_READERS, arguments r, results into w; *bad:
+ * they do not parse. */
 struct bp_r;
 struct bp_w;
 CK_RV broker_tokens(struct bp_r *r, struct bp_w *w, bool *bad);
+CK_RV broker_readers(struct bp_r *r, struct bp_w *w, bool *bad);
 
 /* consent.c: whether program (exe, uid) may use the key; logs denials.
  * CKR_OK, CKR_FUNCTION_REJECTED. */

@@ -1,8 +1,9 @@
-/* tokenkitd: BP_TOKENS (pkcs11/bproto.h), the readers' tokens as the
- * tokenkit tool shows them (tools/tokenkit/cmd_tokens.c), for a tool that
- * cannot open the readers itself while the broker holds them (a direct-USB
- * reader is claimed by one process). Read from the embedded module's own
- * tokens: no second open of a card. */
+/* tokenkitd: BP_TOKENS and BP_READERS (pkcs11/bproto.h), the readers'
+ * tokens and the readers as the tokenkit tool shows them
+ * (tools/tokenkit/cmd_tokens.c, cmd_readers.c), for a tool that cannot open
+ * the readers itself while the broker holds them (a direct-USB reader is
+ * claimed by one process). Read from the embedded module's own tokens and
+ * slot manager: no second open of a card. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,35 +71,61 @@ put_token(struct bp_w *w, tk_token_t *tk)
 	bp_put_sub(w, &list);
 }
 
+/* The embedded module's slot manager, or NULL before C_Initialize. */
+static tk_slotmgr_t *
+manager(void)
+{
+	tk_slotmgr_t *mgr;
+
+	pthread_mutex_lock(&g_p11.lock);
+	mgr = g_p11.initialized ? g_p11.mgr : NULL;
+	pthread_mutex_unlock(&g_p11.lock);
+	return mgr;
+}
+
+/* The request's reader name (or null: all) into want; then the manager's
+ * readers into *infos (free() it), *want_id the one named. CKR_OK, else
+ * the request's answer (*bad: it does not parse). */
+static CK_RV
+list_wanted(struct bp_r *r, bool *bad, char *want, size_t cap, bool *all, uint32_t *want_id,
+            tk_slot_info_t **infos, size_t *n)
+{
+	size_t wl = 0;
+	const uint8_t *wb = bp_get_b(r, &wl, true, all);
+	tk_slotmgr_t *mgr;
+	int e;
+
+	*infos = NULL;
+	*n = 0;
+	if (!bp_r_done(r) || (!*all && (wl == 0 || wl >= cap || memchr(wb, 0, wl)))) {
+		*bad = true;
+		return CKR_ARGUMENTS_BAD;
+	}
+	if (!*all) {
+		memcpy(want, wb, wl);
+		want[wl] = '\0';
+	}
+	if ((mgr = manager()) == NULL)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if (!*all && tk_slotmgr_find(mgr, want, want_id) != TK_OK)
+		return CKR_SLOT_ID_INVALID;
+	if ((e = tk_slotmgr_list(mgr, infos, n)) != TK_OK)
+		return e == TK_ERR_NO_MEMORY ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+	return CKR_OK;
+}
+
 CK_RV
 broker_tokens(struct bp_r *r, struct bp_w *w, bool *bad)
 {
 	char want[256];
 	bool none = false;
-	size_t wl = 0, n = 0;
-	const uint8_t *wb = bp_get_b(r, &wl, true, &none);
-	tk_slotmgr_t *mgr;
+	size_t n = 0;
 	tk_slot_info_t *infos = NULL;
 	uint32_t want_id = 0;
-	int e;
+	CK_RV lrv = list_wanted(r, bad, want, sizeof(want), &none, &want_id, &infos, &n);
 
-	if (!bp_r_done(r) || (!none && (wl == 0 || wl >= sizeof(want) || memchr(wb, 0, wl)))) {
-		*bad = true;
-		return CKR_ARGUMENTS_BAD;
-	}
-	if (!none) {
-		memcpy(want, wb, wl);
-		want[wl] = '\0';
-	}
-	pthread_mutex_lock(&g_p11.lock);
-	mgr = g_p11.initialized ? g_p11.mgr : NULL;
-	pthread_mutex_unlock(&g_p11.lock);
-	if (mgr == NULL)
-		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	if (!none && tk_slotmgr_find(mgr, want, &want_id) != TK_OK)
-		return CKR_SLOT_ID_INVALID;
-	if ((e = tk_slotmgr_list(mgr, &infos, &n)) != TK_OK)
-		return e == TK_ERR_NO_MEMORY ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+	if (lrv != CKR_OK)
+		return lrv;
 	for (size_t i = 0; i < n; i++) {
 		const tk_slot_info_t *s = &infos[i];
 		struct p11_token *t = NULL;
@@ -118,6 +145,78 @@ broker_tokens(struct bp_r *r, struct bp_w *w, bool *bad)
 			tk_p11_token_put(t);
 		bp_put_sub(w, &one);
 	}
+	free(infos);
+	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
+}
+
+CK_RV
+broker_readers(struct bp_r *r, struct bp_w *w, bool *bad)
+{
+	char want[256];
+	bool all = false;
+	size_t n = 0;
+	tk_slot_info_t *infos = NULL;
+	tk_slot_diag_t *d;
+	uint32_t want_id = 0;
+	CK_RV lrv = list_wanted(r, bad, want, sizeof(want), &all, &want_id, &infos, &n);
+	tk_slotmgr_t *mgr = manager();
+
+	if (lrv != CKR_OK)
+		return lrv;
+	if (mgr == NULL || (d = malloc(sizeof(*d))) == NULL) {
+		free(infos);
+		return CKR_HOST_MEMORY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const tk_slot_info_t *s = &d->info;
+		struct bp_w one, steps;
+
+		if (infos[i].state == TK_SLOT_ABSENT || (!all && infos[i].slot_id != want_id) ||
+		    tk_slotmgr_diag(mgr, infos[i].slot_id, d) != TK_OK)
+			continue;
+		bp_w_init(&one);
+		bp_put_u(&one, s->slot_id);
+		put_text(&one, s->reader);
+		bp_put_u(&one, (uint64_t)s->state);
+		bp_put_u(&one, s->card_seq);
+		bp_put_b(&one, s->atr, s->atr_len <= sizeof(s->atr) ? s->atr_len : 0);
+		bp_put_u(&one,
+		         s->protocol >= 0 && s->protocol <= 1 ? (uint64_t)s->protocol + 1 : 0);
+		bp_put_u(&one, s->busy_ms);
+		put_text(&one, s->backend);
+		put_text(&one, s->exchange);
+		bp_put_u(&one, s->reader_slots);
+		bp_put_u(&one, s->pin_pad);
+		bp_put_u(&one, d->generation);
+		bp_put_u(&one, d->rebinds);
+		bp_put_u(&one, d->stuck);
+		bp_put_u(&one, d->transmits);
+		bp_put_u(&one, d->errors);
+		bp_put_u(&one, d->timeouts);
+		bp_put_u(&one, d->err_comm);
+		bp_put_u(&one, d->err_removed);
+		bp_put_u(&one, d->err_reset);
+		bp_put_u(&one, d->err_no_service);
+		bp_put_u(&one, d->err_other);
+		bp_put_u(&one, d->connects);
+		bp_put_u(&one, d->connect_failures);
+		bp_put_u(&one, d->abandoned_workers);
+		bp_put_u(&one, d->retried_ok);
+		bp_put_u(&one, d->recoveries);
+		bp_put_u(&one, d->recoveries_failed);
+		bp_w_init(&steps);
+		for (int k = 0; k < TK_STEP_COUNT; k++)
+			bp_put_u(&steps, d->step_ok[k]);
+		bp_put_sub(&one, &steps);
+		bp_put_u(&one, d->last_err <= 0 ? (uint64_t) - (int64_t)d->last_err : 0);
+		bp_put_u(&one, d->lat_samples);
+		bp_put_u(&one, d->lat_p50_us);
+		bp_put_u(&one, d->lat_p90_us);
+		bp_put_u(&one, d->lat_p99_us);
+		bp_put_u(&one, d->lat_max_us);
+		bp_put_sub(w, &one);
+	}
+	free(d);
 	free(infos);
 	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
 }

@@ -1429,6 +1429,8 @@ conn_main(void *arg)
 			rv = CKR_OK;
 		} else if (m.head == BP_TOKENS) {
 			rv = broker_tokens(&m.body, &w, &bad);
+		} else if (m.head == BP_READERS) {
+			rv = broker_readers(&m.body, &w, &bad);
 		} else {
 			t_call.fd = cn.fd;
 			t_call.id = m.id;
