@@ -84,6 +84,25 @@ tk_card_new_backend(const char *reader_name, const uint8_t *atr, size_t atr_len,
 	return TK_OK;
 }
 
+int
+tk_card_new_io(const char *reader, const uint8_t *atr, size_t atr_len, const tk_card_caps_t *caps,
+               const tk_card_io_t *io, void *ctx, tk_card_t **out)
+{
+	tk_card_backend_t be = {0};
+
+	if (out != NULL)
+		*out = NULL;
+	if (io == NULL)
+		return TK_ERR_INVALID_ARG;
+	be.transmit = io->transmit;
+	be.begin = io->begin;
+	be.end = io->end;
+	be.reset = io->reset;
+	be.present = io->present;
+	be.release = io->release;
+	return tk_card_new_backend(reader, atr, atr_len, caps, &be, ctx, 0, out);
+}
+
 /* Direct mode: the backend context is the card itself, which carries the
  * function and its context. */
 typedef struct direct_ctx {

@@ -10,7 +10,9 @@
 
 #include <tokenkit/card.h>
 
-/* What a card session needs from whoever owns the connection. Every call
+/* What a card session needs from whoever owns the connection (the public
+ * tk_card_io_t, card.h, is the part of it a caller outside the tree gets:
+ * that one stays as it is, this one grows with the tree). Every call
  * gets the caller's deadline (milliseconds, > 0) and must return by then
  * (+100 ms). Any member but transmit may be NULL (TK_ERR_NOT_SUPPORTED /
  * "present" / generation 0). */

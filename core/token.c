@@ -39,6 +39,7 @@
 #include "driver.h"
 #include "env.h"
 #include "provider.h"
+#include "token_priv.h"
 
 /* A model and the objects built from it, superseded by a revalidation. */
 struct token_gen {
@@ -880,6 +881,18 @@ kept_pin_guard(tk_token_t *t, bool *verified)
 		return TK_ERR_SECURITY_STATUS;
 	}
 	return TK_OK;
+}
+
+void
+tk_token_io_hold(tk_token_t *t)
+{
+	pthread_mutex_lock(&t->mtx);
+}
+
+void
+tk_token_io_release(tk_token_t *t)
+{
+	pthread_mutex_unlock(&t->mtx);
 }
 
 /* One card transaction: VERIFY with pin when one is given (TK_USER_CONTEXT:

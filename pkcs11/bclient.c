@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <tokenkit/log.h>
+#include <tokenkit/mem.h>
 
 #include "bclient.h"
 #include "env.h"
@@ -134,11 +135,12 @@ bp_call_sync(int fd, struct bp_rbuf *rb, uint32_t fn, uint64_t id, struct bp_w *
 		errno = ENOMEM;
 		return -1;
 	}
+	/* (a request may carry a PIN: a VERIFY of the tool's, BP_CARD_IO) */
 	if (bp_write_all(fd, buf, len, deadline) < 0) {
-		free(buf);
+		tk_freezero(buf, len);
 		return -1;
 	}
-	free(buf);
+	tk_freezero(buf, len);
 	for (;;) {
 		if (bp_read_msg(fd, rb, in, &len, deadline) < 0)
 			return -1;

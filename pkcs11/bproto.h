@@ -37,6 +37,16 @@
  *   abandoned workers, retried ok, recoveries, failed recoveries, [how
  *   often each recovery step worked, TK_STEP_NONE first], the last error
  *   negated (a tk_err), latency samples, p50, p90, p99, max (us)].
+ * BP_CARD_OPEN, after a hello, opens the card in a reader for the tokenkit
+ * tool's own commands (tools/tokenkitd/cards.c; one per connection, ended
+ * with it):
+ *   [reader name] -> CKR_SLOT_ID_INVALID as BP_TOKENS, else [error, and
+ *   when that is 0: slot id, reader, ATR, protocol + 1 (0: none), extended
+ *   APDUs, largest command, largest response]
+ * and BP_CARD_IO works on it:
+ *   [operation (enum bp_card_op), command (BP_CARD_TRANSMIT) or null,
+ *   response capacity, timeout ms] -> [error, response or null]
+ * where an error is a tk_err negated (0: success).
  *
  * Arguments and results are unsigned integers, byte strings, null and
  * nested arrays only; what a function sends is in its client stub
@@ -80,10 +90,22 @@ enum bp_fn {
 	BP_HELLO = 1000,
 	BP_TOKENS = 1001,
 	BP_READERS = 1002,
+	BP_CARD_OPEN = 1003,
+	BP_CARD_IO = 1004,
+};
+
+/* BP_CARD_IO's operations. */
+enum bp_card_op {
+	BP_CARD_TRANSMIT = 1,
+	BP_CARD_BEGIN,
+	BP_CARD_END,
+	BP_CARD_RESET_WARM,
+	BP_CARD_RESET_COLD,
+	BP_CARD_STATUS,
 };
 
 /* Whether a request of fn names a session first (every function but
- * BP_HELLO, BP_TOKENS, BP_READERS and the slot-level ones). */
+ * BP_HELLO, BP_TOKENS, BP_READERS, BP_CARD_* and the slot-level ones). */
 bool bp_fn_has_session(uint32_t fn);
 
 /* --- writing ------------------------------------------------------------ */

@@ -703,10 +703,8 @@ static char ext_name[] = TK_P11EXT_NAME;
  * (tokenkit/p11ext.h; its table starts with its version, as PKCS#11's),
  * the newest first. */
 static CK_INTERFACE interfaces[] = {
-        {iface_name, &list_v3, 0},
-        {iface_name, &list_v2, 0},
-        {ext_name, &tk_p11_ext, 0},
-        {ext_name, &tk_p11_ext_1_0, 0},
+        {iface_name, &list_v3, 0},      {iface_name, &list_v2, 0},      {ext_name, &tk_p11_ext, 0},
+        {ext_name, &tk_p11_ext_1_1, 0}, {ext_name, &tk_p11_ext_1_0, 0},
 };
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 

@@ -402,6 +402,13 @@ struct p11_slot *tk_p11_slot_find_locked(CK_SLOT_ID id);
 CK_RV tk_p11_slot_token(CK_SLOT_ID id, struct p11_token **out);
 void tk_p11_token_put(struct p11_token *t);
 tk_token_t *tk_p11_tk(struct p11_token *t);
+/* Bring the token's objects up to date with its card (tk_token_revalidate;
+ * objects that did not change keep their handles), read the PIN counters
+ * and record the card in the user's registry (tk_token_register): after
+ * the token was opened, and after another program's commands went to its
+ * card through the broker (tools/tokenkitd/cards.c). Card I/O under the
+ * token's lock; nothing held on the way in. */
+void tk_p11_token_recheck(struct p11_token *t);
 void tk_p11_login_set_locked(struct p11_token *t, int login);
 void tk_p11_login_sync(struct p11_token *t);
 void tk_p11_slot_event_locked(CK_SLOT_ID id);

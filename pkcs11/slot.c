@@ -820,15 +820,10 @@ transient(struct p11_slot *s, uint64_t seq, int r)
 	       r == TK_ERR_SHARING || r == TK_ERR_QUARANTINED;
 }
 
-/* Background work on a published token: bring cached objects up to date
- * (tk_token_revalidate; objects that did not change keep their handles),
- * read the PIN counters and record the card in the user's registry
- * (tk_token_register). Ends the opener's count. */
-static void
-after_open(struct p11_token *t)
+void
+tk_p11_token_recheck(struct p11_token *t)
 {
-	struct p11_token *junk;
-	bool changed = false, last, stop, revalidated;
+	bool changed = false, stop, revalidated;
 	tk_token_t *tk;
 	int r;
 
@@ -837,7 +832,7 @@ after_open(struct p11_token *t)
 	tk = t->tk;
 	pthread_mutex_unlock(&g_p11.lock);
 	if (stop)
-		goto done;
+		return;
 	r = tk_token_revalidate(tk, &changed);
 	if (r == TK_OK && changed) {
 		r = tk_p11_objects_rebuild(t);
@@ -857,7 +852,17 @@ after_open(struct p11_token *t)
 	if (revalidated && (r = tk_token_register(tk, NULL, NULL)) != TK_OK)
 		tk_log_debug("pkcs11: slot %lu: registry record: %s", (unsigned long)t->slot,
 		             tk_strerror(r));
-done:
+}
+
+/* Background work on a published token (tk_p11_token_recheck). Ends the
+ * opener's count. */
+static void
+after_open(struct p11_token *t)
+{
+	struct p11_token *junk;
+	bool last;
+
+	tk_p11_token_recheck(t);
 	pthread_mutex_lock(&g_p11.lock);
 	last = tk_p11_token_unref_locked(t);
 	g_p11.openers--;

@@ -228,65 +228,96 @@ tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, size_
 	return decode_parsed(p, len, parse_answer, out, count);
 }
 
-/* A hello, then fn with [want or null], on a connection of its own and
- * within the broker deadline (as the module's calls: whatever the broker
- * or its cards do); the answer parsed by parse into *out, *count. A
- * TK_P11EXT_* code (TK_P11EXT_BROKER_FAILED logged). */
-static int
-ask(uint32_t fn, const char *want, parse_fn *parse, void *out, size_t *count)
+static void
+broker_failed(const char *path, const char *why)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int wanted = tk_p11_broker_wanted(), fd, rc = TK_P11EXT_BROKER_FAILED;
+	tk_log_warn("the broker at %s did not answer: %s", path,
+	            why != NULL  ? why
+	            : errno != 0 ? strerror(errno)
+	                         : "a bad answer");
+}
+
+/* A connection of its own to the broker, after its hello, within the
+ * broker deadline: the socket, or -1 with *rc TK_P11EXT_NO_BROKER or
+ * TK_P11EXT_BROKER_FAILED (logged). path gets the socket's path. */
+static int
+broker_connect(struct bp_rbuf *rb, char *path, size_t cap, int *rc)
+{
+	int wanted = tk_p11_broker_wanted(), fd;
 	int64_t dl;
-	struct bp_rbuf rb = {0};
 	struct bp_w w;
 	struct bp_msg m;
 	uint8_t id[BP_ID_LEN], *in = NULL;
 	const char *why = NULL;
 
-	*count = 0;
+	*rc = TK_P11EXT_NO_BROKER;
 	errno = 0;
 	/* readers named for this run (TOKENKIT_READERS) are opened here */
 	if (wanted < 0 || (wanted == 0 && tk_env("TOKENKIT_READERS") != NULL))
-		return TK_P11EXT_NO_BROKER;
-	if ((fd = tk_p11_broker_choose(path, sizeof(path))) < 0) {
+		return -1;
+	if ((fd = tk_p11_broker_choose(path, cap)) < 0) {
 		if (wanted == 0)
-			return TK_P11EXT_NO_BROKER;
+			return -1;
 		tk_log_warn("TOKENKIT_BROKER=on, and no broker answers at %s",
 		            path[0] != '\0' ? path : "its socket (the path is too long)");
-		return TK_P11EXT_BROKER_FAILED;
+		*rc = TK_P11EXT_BROKER_FAILED;
+		return -1;
 	}
+	*rc = TK_P11EXT_BROKER_FAILED;
 	dl = tk_now_ms() + tk_p11_broker_timeout_ms();
 	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
 		goto out;
 	bp_w_init(&w);
 	bp_put_b(&w, id, sizeof(id));
 	bp_put_u(&w, 0);
-	if (bp_call_sync(fd, &rb, BP_HELLO, 0, &w, dl, &m, &in) < 0)
+	if (bp_call_sync(fd, rb, BP_HELLO, 0, &w, dl, &m, &in) < 0)
 		goto out;
 	why = m.rv != CKR_OK ? "its hello failed" : NULL;
 	bp_msg_free(&m);
+	if (why == NULL)
+		*rc = TK_P11EXT_OK;
+out:
 	free(in);
-	in = NULL;
-	if (why != NULL)
-		goto out;
+	if (*rc == TK_P11EXT_OK)
+		return fd;
+	broker_failed(path, why);
+	close(fd);
+	return -1;
+}
+
+/* fn with [want or null] on a connection of broker_connect's, within the
+ * broker deadline (as the module's calls: whatever the broker or its cards
+ * do); the answer parsed by parse into *out, *count. A TK_P11EXT_* code
+ * (TK_P11EXT_BROKER_FAILED logged). */
+static int
+ask(uint32_t fn, const char *want, parse_fn *parse, void *out, size_t *count)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd, rc;
+	int64_t dl = tk_now_ms() + tk_p11_broker_timeout_ms();
+	struct bp_rbuf rb = {0};
+	struct bp_w w;
+	struct bp_msg m;
+	uint8_t *in = NULL;
+	const char *why = NULL;
+
+	*count = 0;
+	if ((fd = broker_connect(&rb, path, sizeof(path), &rc)) < 0)
+		return rc;
+	rc = TK_P11EXT_BROKER_FAILED;
 	bp_w_init(&w);
 	if (want != NULL)
 		bp_put_b(&w, want, strlen(want));
 	else
 		bp_put_null(&w);
-	if (bp_call_sync(fd, &rb, fn, 1, &w, dl, &m, &in) < 0)
-		goto out;
-	rc = parse(&m, out, count);
+	if (bp_call_sync(fd, &rb, fn, 1, &w, dl, &m, &in) == 0) {
+		rc = parse(&m, out, count);
+		if (rc == TK_P11EXT_BROKER_FAILED)
+			why = m.rv != CKR_OK ? "an error" : "an answer that does not parse";
+		bp_msg_free(&m);
+	}
 	if (rc == TK_P11EXT_BROKER_FAILED)
-		why = m.rv != CKR_OK ? "an error" : "an answer that does not parse";
-	bp_msg_free(&m);
-out:
-	if (rc == TK_P11EXT_BROKER_FAILED)
-		tk_log_warn("the broker at %s did not answer: %s", path,
-		            why != NULL  ? why
-		            : errno != 0 ? strerror(errno)
-		                         : "a bad answer");
+		broker_failed(path, why);
 	free(in);
 	bp_rbuf_wipe(&rb);
 	close(fd);
@@ -416,15 +447,225 @@ readers(const char *want, tk_slot_diag_t **out, size_t *count)
 	return ask(BP_READERS, want, parse_readers, out, count);
 }
 
+/* --- BP_CARD_OPEN, BP_CARD_IO ------------------------------------------------ */
+
+struct tk_p11ext_card {
+	int fd; /* -1 after the broker failed */
+	uint64_t next_id;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct bp_rbuf rb;
+};
+
+static int
+neg_err(uint64_t v)
+{
+	/* (an error the broker names that this module does not know is
+	 * still an error) */
+	return v == 0 ? TK_OK : v < 10000 ? -(int)v : TK_ERR_IO;
+}
+
+/* A BP_CARD_OPEN answer: TK_P11EXT_OK (*info), TK_P11EXT_NO_READER or
+ * TK_P11EXT_BROKER_FAILED. */
+static int
+parse_card_open(struct bp_msg *m, void *outp, size_t *count)
+{
+	tk_p11ext_card_info_t *info = outp;
+	struct bp_r r = m->body;
+	const uint8_t *atr;
+	uint64_t proto;
+
+	*count = 0;
+	memset(info, 0, sizeof(*info));
+	info->protocol = -1;
+	if (m->rv == CKR_SLOT_ID_INVALID)
+		return TK_P11EXT_NO_READER;
+	if (m->rv != CKR_OK || r.n == 0)
+		return TK_P11EXT_BROKER_FAILED;
+	info->err = neg_err(bp_get_u(&r));
+	if (info->err != TK_OK)
+		return bp_r_done(&r) ? TK_P11EXT_OK : TK_P11EXT_BROKER_FAILED;
+	info->slot_id = (uint32_t)bp_get_u(&r);
+	if (!get_text(&r, info->reader, sizeof(info->reader)))
+		return TK_P11EXT_BROKER_FAILED;
+	atr = bp_get_b(&r, &info->atr_len, false, NULL);
+	proto = bp_get_u(&r);
+	info->caps.extended_apdu = bp_get_u(&r) != 0;
+	info->caps.max_cmd = bp_get_u(&r);
+	info->caps.max_resp = bp_get_u(&r);
+	if (!bp_r_done(&r) || info->atr_len > sizeof(info->atr) || proto > 2 ||
+	    info->caps.max_cmd < 5 || info->caps.max_resp < 2 ||
+	    info->caps.max_cmd > BP_MAX_BYTES || info->caps.max_resp > BP_MAX_BYTES) {
+		memset(info, 0, sizeof(*info));
+		return TK_P11EXT_BROKER_FAILED;
+	}
+	memcpy(info->atr, atr, info->atr_len);
+	info->protocol = (int)proto - 1;
+	*count = 1;
+	return TK_P11EXT_OK;
+}
+
+int
+tk_p11_card_open_parse(const uint8_t *p, size_t len, tk_p11ext_card_info_t *info)
+{
+	size_t n;
+
+	return decode_parsed(p, len, parse_card_open, info, &n);
+}
+
+/* A BP_CARD_IO answer: the card's tk_err (the answer into resp), or
+ * TK_ERR_NO_SERVICE when it does not parse. */
+static int
+card_io_answer(const struct bp_msg *m, uint8_t *resp, size_t cap, size_t *resp_len)
+{
+	struct bp_r r = m->body;
+	const uint8_t *b;
+	bool none = false;
+	size_t n = 0;
+	int e;
+
+	*resp_len = 0;
+	if (m->rv != CKR_OK || r.n != 2)
+		return TK_ERR_NO_SERVICE;
+	e = neg_err(bp_get_u(&r));
+	b = bp_get_b(&r, &n, true, &none);
+	/* an answer where there is none, or one too big, is the broker's
+	 * fault */
+	if (!bp_r_done(&r) || (e == TK_OK && !none && n > cap) || (e != TK_OK && !none))
+		return TK_ERR_NO_SERVICE;
+	if (!none && n > 0) {
+		memcpy(resp, b, n);
+		*resp_len = n;
+	}
+	return e;
+}
+
+int
+tk_p11_card_io_parse(const uint8_t *p, size_t len, uint8_t *resp, size_t cap, size_t *resp_len)
+{
+	struct bp_msg m;
+	int e = TK_ERR_NO_SERVICE;
+
+	*resp_len = 0;
+	if (bp_decode(p, len, false, &m) == NULL)
+		e = card_io_answer(&m, resp, cap, resp_len);
+	bp_msg_free(&m);
+	return e;
+}
+
+static void
+card_close(tk_p11ext_card_t *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	bp_rbuf_wipe(&c->rb);
+	free(c);
+}
+
+static int
+card_open(const char *want, tk_p11ext_card_t **out, tk_p11ext_card_info_t *info)
+{
+	tk_p11ext_card_t *c;
+	int64_t dl = tk_now_ms() + tk_p11_broker_timeout_ms();
+	struct bp_w w;
+	struct bp_msg m;
+	uint8_t *in = NULL;
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	memset(info, 0, sizeof(*info));
+	if (want == NULL || (c = calloc(1, sizeof(*c))) == NULL)
+		return TK_P11EXT_BROKER_FAILED;
+	if ((c->fd = broker_connect(&c->rb, c->path, sizeof(c->path), &rc)) < 0) {
+		card_close(c);
+		return rc;
+	}
+	rc = TK_P11EXT_BROKER_FAILED;
+	c->next_id = 1;
+	bp_w_init(&w);
+	bp_put_b(&w, want, strlen(want));
+	if (bp_call_sync(c->fd, &c->rb, BP_CARD_OPEN, c->next_id++, &w, dl, &m, &in) == 0) {
+		rc = parse_card_open(&m, info, &n);
+		bp_msg_free(&m);
+	}
+	free(in);
+	if (rc == TK_P11EXT_BROKER_FAILED)
+		broker_failed(c->path, NULL);
+	if (rc == TK_P11EXT_OK && info->err == TK_OK)
+		*out = c;
+	else
+		card_close(c);
+	return rc;
+}
+
+static int
+card_io(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+        size_t resp_cap, size_t *resp_len, int timeout_ms)
+{
+	int64_t dl = tk_now_ms() + timeout_ms + tk_p11_broker_timeout_ms();
+	size_t dummy;
+	struct bp_w w;
+	struct bp_msg m;
+	uint8_t *in = NULL;
+	int e;
+
+	if (resp_len == NULL)
+		resp_len = &dummy;
+	*resp_len = 0;
+	if (c == NULL || op < TK_P11EXT_CARD_TRANSMIT || op > TK_P11EXT_CARD_STATUS ||
+	    timeout_ms <= 0 || (op == TK_P11EXT_CARD_TRANSMIT && (cmd == NULL || resp == NULL)))
+		return TK_ERR_INVALID_ARG;
+	if (c->fd < 0)
+		return TK_ERR_NO_SERVICE;
+	if (resp_cap > BP_MAX_BYTES)
+		resp_cap = BP_MAX_BYTES;
+	bp_w_init(&w);
+	bp_put_u(&w, (uint64_t)op);
+	if (op == TK_P11EXT_CARD_TRANSMIT)
+		bp_put_b(&w, cmd, cmd_len);
+	else
+		bp_put_null(&w);
+	bp_put_u(&w, op == TK_P11EXT_CARD_TRANSMIT ? resp_cap : 0);
+	bp_put_u(&w, (uint64_t)timeout_ms);
+	if (bp_call_sync(c->fd, &c->rb, BP_CARD_IO, c->next_id++, &w, dl, &m, &in) < 0) {
+		e = errno == ETIMEDOUT ? TK_ERR_TIMEOUT : TK_ERR_NO_SERVICE;
+		broker_failed(c->path, NULL);
+		close(c->fd); /* (a late answer would answer the next call) */
+		c->fd = -1;
+		return e;
+	}
+	e = card_io_answer(&m, resp, resp_cap, resp_len);
+	bp_msg_free(&m);
+	free(in);
+	if (e == TK_ERR_NO_SERVICE) {
+		broker_failed(c->path, "an answer that does not parse");
+		close(c->fd);
+		c->fd = -1;
+	}
+	return e;
+}
+
 tk_p11ext_t tk_p11_ext = {
         .version = {TK_P11EXT_MAJOR, TK_P11EXT_MINOR},
         .tokens = tokens,
         .tokens_free = tokens_free,
         .readers = readers,
+        .card_open = card_open,
+        .card_io = card_io,
+        .card_close = card_close,
 };
 
-/* For a program built against 1.0 (C_GetInterface matches versions
+/* For programs built against 1.1 and 1.0 (C_GetInterface matches versions
  * exactly): the same functions, without the ones added since. */
+tk_p11ext_t tk_p11_ext_1_1 = {
+        .version = {1, 1},
+        .tokens = tokens,
+        .tokens_free = tokens_free,
+        .readers = readers,
+};
+
 tk_p11ext_t tk_p11_ext_1_0 = {
         .version = {1, 0},
         .tokens = tokens,

@@ -9,7 +9,7 @@
 
 #include <tokenkit/p11ext.h>
 
-extern tk_p11ext_t tk_p11_ext, tk_p11_ext_1_0;
+extern tk_p11ext_t tk_p11_ext, tk_p11_ext_1_1, tk_p11_ext_1_0;
 
 /* A BP_TOKENS answer (a message's payload, without its length):
  * TK_P11EXT_* as tk_p11ext_t.tokens. */
@@ -17,5 +17,12 @@ int tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, s
 /* A BP_READERS answer: TK_P11EXT_OK (*out: free() it, *count),
  * TK_P11EXT_NO_READER or TK_P11EXT_BROKER_FAILED. */
 int tk_p11_readers_parse(const uint8_t *p, size_t len, tk_slot_diag_t **out, size_t *count);
+
+/* A BP_CARD_OPEN answer: TK_P11EXT_OK (*info; info->err TK_OK: the card
+ * is open), TK_P11EXT_NO_READER or TK_P11EXT_BROKER_FAILED. */
+int tk_p11_card_open_parse(const uint8_t *p, size_t len, tk_p11ext_card_info_t *info);
+/* A BP_CARD_IO answer: the card's tk_err, the card's answer into resp (at
+ * most cap bytes, *resp_len), or TK_ERR_NO_SERVICE: it does not parse. */
+int tk_p11_card_io_parse(const uint8_t *p, size_t len, uint8_t *resp, size_t cap, size_t *resp_len);
 
 #endif

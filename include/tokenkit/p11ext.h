@@ -2,13 +2,15 @@
  * tokenkit-pkcs11.so and want what PKCS#11 does not carry: the tokenkit
  * tool lists the broker's tokens through it (PIN and PUK tries left, the
  * driver, each object's key size and usage, as `tokenkit tokens` shows
- * them for the readers it opens itself), and the broker's readers with
- * their counters (`tokenkit readers`, `tokenkit diag`).
+ * them for the readers it opens itself), the broker's readers with their
+ * counters (`tokenkit readers`, `tokenkit diag`), and sends its
+ * provisioning commands to a card the broker holds (`tokenkit piv`,
+ * `openpgp`, `apdu`, `attest`).
  *
  * Reached the PKCS#11 3.0 way, without a symbol of its own:
  *
  *   CK_INTERFACE *i;
- *   C_GetInterface((CK_UTF8CHAR *)TK_P11EXT_NAME, &(CK_VERSION){1, 1}, &i, 0);
+ *   C_GetInterface((CK_UTF8CHAR *)TK_P11EXT_NAME, &(CK_VERSION){1, 2}, &i, 0);
  *   const tk_p11ext_t *x = i->pFunctionList;
  *
  * (a vendor interface: PKCS#11 3.0 section 5.4 reserves "PKCS 11" and
@@ -20,12 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <tokenkit/card.h>
 #include <tokenkit/slot.h>
 #include <tokenkit/token.h>
 
 #define TK_P11EXT_NAME "Vendor tokenkit"
 #define TK_P11EXT_MAJOR 1
-#define TK_P11EXT_MINOR 1
+#define TK_P11EXT_MINOR 2
 
 /* One reader as the broker sees it. */
 typedef struct tk_p11ext_token {
@@ -50,6 +53,29 @@ enum {
 	TK_P11EXT_NO_READER,     /* no reader of the name asked for */
 };
 
+/* A card the broker holds, opened for the caller's own commands (1.2). */
+typedef struct tk_p11ext_card tk_p11ext_card_t;
+typedef struct tk_p11ext_card_info {
+	uint32_t slot_id; /* the broker's */
+	char reader[128];
+	int err; /* TK_OK: open; else why not (TK_ERR_NO_CARD, TK_ERR_UNRESPONSIVE,
+	          * TK_ERR_QUARANTINED, TK_ERR_TIMEOUT) */
+	uint8_t atr[33];
+	size_t atr_len;
+	int protocol; /* 0 = T=0, 1 = T=1, -1 = unknown */
+	tk_card_caps_t caps;
+} tk_p11ext_card_info_t;
+
+/* card_io's operations */
+enum {
+	TK_P11EXT_CARD_TRANSMIT = 1,
+	TK_P11EXT_CARD_BEGIN,
+	TK_P11EXT_CARD_END,
+	TK_P11EXT_CARD_RESET_WARM,
+	TK_P11EXT_CARD_RESET_COLD,
+	TK_P11EXT_CARD_STATUS,
+};
+
 typedef struct tk_p11ext {
 	/* First, as in every PKCS#11 interface: TK_P11EXT_MAJOR.MINOR. */
 	struct {
@@ -70,6 +96,23 @@ typedef struct tk_p11ext {
 	 * to the recovery log) and last_err_us 0. *out is malloc'd: free() it.
 	 * Within the broker deadline; a TK_P11EXT_* code. */
 	int (*readers)(const char *want, tk_slot_diag_t **out, size_t *count);
+	/* Added in 1.2: the card in the broker's reader want (as for tokens),
+	 * on a connection of its own, for commands the caller sends itself.
+	 * A TK_P11EXT_* code; on TK_P11EXT_OK, info says what was found: when
+	 * info->err is TK_OK, *out is the card (close with card_close), else
+	 * *out is NULL. Within the broker deadline. */
+	int (*card_open)(const char *want, tk_p11ext_card_t **out, tk_p11ext_card_info_t *info);
+	/* One operation on it (TK_P11EXT_CARD_*): TRANSMIT sends cmd and puts
+	 * the card's raw answer (SW1 SW2 included) into resp; BEGIN and END
+	 * bracket a transaction (no other program's command comes in
+	 * between; the broker lets it go when the next operation does not
+	 * come within 60 s); RESET_* reset the card; STATUS: is it still
+	 * there. A tk_err, as tk_card_transmit's; TK_ERR_NO_SERVICE when the
+	 * broker did not answer (the card is then closed for good: open it
+	 * again). Ends within timeout_ms (> 0) and the broker deadline. */
+	int (*card_io)(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len,
+	               uint8_t *resp, size_t resp_cap, size_t *resp_len, int timeout_ms);
+	void (*card_close)(tk_p11ext_card_t *c);
 } tk_p11ext_t;
 
 #endif

@@ -11,7 +11,10 @@
 #      direct reader (backend, exchange level, slot count, PIN pad, T=0 for
 #      the T=0 card), `tokenkit objects` the certificate, and pkcs11-tool
 #      signs through the module (PIN given, or on the pad: C_Login with a
-#      NULL PIN).
+#      NULL PIN); on the first variant then a tokenkitd holds the reader:
+#      `tokenkit readers` shows it through the broker, `piv generate` and
+#      `piv certificate` write 9C through it, a process of its own cannot
+#      use the reader, pkcs11-tool signs with 9C through the broker.
 # On the PIN-pad reader both runs also change the PIN on the pad through the
 # module (C_SetPIN with NULL PINs: MODIFY_PIN_DIRECT through pcscd in run 1,
 # PC_to_RDR_Secure in run 2); yubico-piv-tool checks the card's PIN state.
@@ -217,13 +220,13 @@ exit 0
 EOC
 
 # Run 2, inside ccid-emu-serve. Arguments: level, slots per reader, pinpad, T=0, watch (0/1),
-# readers (interfaces × slots).
+# readers (interfaces × slots), broker (0/1).
 cat >"$W/direct.sh" <<EOC
 #!/usr/bin/env bash
 $common
 EOC
 cat >>"$W/direct.sh" <<'EOC'
-level=$1 slots=$2 pad=$3 t0=$4 watch=$5 readers=$6
+level=$1 slots=$2 pad=$3 t0=$4 watch=$5 readers=$6 broker=${7:-0}
 export TOKENKIT_READERS=ccid
 "$TOOL" readers --json >"$W/out" 2>&1 || { cat "$W/out"; fail "readers"; }
 n=$(grep -c "\"backend\": \"ccid\", \"exchange\": \"$level\", \"reader_slots\": $slots" "$W/out" || true)
@@ -262,6 +265,40 @@ else
 		grep -q CKR_ARGUMENTS_BAD "$W/out" || { cat "$W/out"; fail "C_SetPIN with NULL PINs, no pad"; }
 	sign "direct" "$W/sig" --pin 123456
 fi
+if [[ $broker == 1 ]]; then
+	# the broker holds the USB reader (claimed by one process only): the
+	# tool's card commands go through it, and nothing else can claim it
+	export XDG_RUNTIME_DIR=$W/xrt
+	rm -rf "$XDG_RUNTIME_DIR"
+	mkdir -m 0700 "$XDG_RUNTIME_DIR"
+	TOKENKIT_BROKER=off "$B/tokenkitd" -v >"$W/broker.log" 2>&1 &
+	bpid=$!
+	end=$((SECONDS + TIMEOUT))
+	until grep -q 'tokenkitd: ready' "$W/broker.log"; do
+		((SECONDS < end)) && kill -0 $bpid 2>/dev/null || { cat "$W/broker.log"; fail "the broker did not start"; }
+		sleep 0.1
+	done
+	tk() { env -u TOKENKIT_READERS "$TOOL" "$@"; }
+	tk readers --json >"$W/out" 2>&1 && grep -q '"backend": "ccid"' "$W/out" ||
+		{ cat "$W/out"; fail "readers through the broker"; }
+	tk piv generate EMU0001 9c --algorithm eccp256 --default-mgmt-key -o "$W/pub9c.pem" >"$W/out" 2>&1 ||
+		{ cat "$W/out"; fail "piv generate through the broker"; }
+	tk piv certificate EMU0001 9c --self-sign "/CN=ccid through the broker" --insecure-pin 123456 \
+		--default-mgmt-key >"$W/out" 2>&1 || { cat "$W/out"; fail "piv certificate through the broker"; }
+	grep -q 'opened the card in .*EMU0001.* for its own commands' "$W/broker.log" ||
+		{ cat "$W/broker.log"; fail "the tool did not go through the broker"; }
+	# a process of its own cannot have the reader the broker holds
+	! TOKENKIT_BROKER=off "$TOOL" apdu EMU0001 00A4040009A0000003080000100000 >"$W/out" 2>&1 ||
+		{ cat "$W/out"; fail "another process used the reader the broker holds"; }
+	env -u TOKENKIT_READERS LD_PRELOAD="$HOST_PRELOAD" ${HOST_ASAN:+ASAN_OPTIONS=$HOST_ASAN} \
+		pkcs11-tool --module "$MOD" --login --pin 123456 --sign -m ECDSA-SHA256 --id 02 \
+		--signature-format openssl -i "$W/data" -o "$W/sig9c" >"$W/out" 2>&1 ||
+		{ cat "$W/out"; fail "sign with 9C through the broker"; }
+	openssl dgst -sha256 -verify "$W/pub9c.pem" -signature "$W/sig9c" "$W/data" >/dev/null ||
+		fail "the 9C signature through the broker does not verify"
+	kill $bpid
+	wait $bpid 2>/dev/null
+fi
 exit 0
 EOC
 chmod +x "$W/with_pcscd.sh" "$W/direct.sh"
@@ -283,7 +320,8 @@ variant() {
 	if ! "$SERVE" $opts --state "$W/card.state" --log "$W/counts1" --control "$W/ctl" -- \
 		"$W/with_pcscd.sh" "$readers" "$pad" "$watch" 2>"$W/serve.err" ||
 		! "$SERVE" $direct_opts --state "$W/card.state" --log "$W/counts2" --control "$W/ctl" -- \
-			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" "$watch" "$readers" 2>>"$W/serve.err"; then
+			"$W/direct.sh" "$level" "$slots" "$pad" "$t0" "$watch" "$readers" "${BROKER_RUN:-0}" \
+			2>>"$W/serve.err"; then
 		echo "FAIL: $name"
 		tail -20 "$W/serve.err" "$W/pcscd.log" 2>/dev/null || true
 		fail=1
@@ -308,7 +346,7 @@ variant() {
 	if [[ $bad == 1 ]]; then fail=1; else echo "ok: $name"; fi
 }
 
-variant "extended APDU" "--level ext" "extended APDU" 1 0 0 1
+BROKER_RUN=1 variant "extended APDU" "--level ext" "extended APDU" 1 0 0 1
 variant "short APDU" "--level short" "short APDU" 1 0 0 0
 variant "TPDU, T=1" "--level tpdu" TPDU 1 0 0 0
 variant "TPDU, T=0 card" "--level tpdu" TPDU 1 0 1 0

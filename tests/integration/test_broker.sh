@@ -6,7 +6,7 @@
 #     signs through it (ECDSA 9A; RSA-PSS 9C with its per-signature PIN),
 #     openssl verifies; with TOKENKIT_BROKER=off the module stays embedded;
 #     `tokenkit tokens`, `objects`, `readers` and `diag` ask the broker and
-#     show what they show embedded (diag: the broker's counters), and give up at the deadline on a broker that never answers;
+#     show what they show embedded (diag: the broker's counters), and give up at the deadline on a broker that never answers (apdu too);
 #  3. per-application login through one broker: tk-p11-login's two-session,
 #     two-process and threaded checks (a PIN-always login belongs to one
 #     operation; another client's login makes nobody else logged in), and
@@ -38,45 +38,19 @@
 #  8. a stopped broker and a stalled card: the application gets its error
 #     at the deadline.
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_broker.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_tls.sh"
 p11_require
 tk_require_cmd pkcs11-tool certutil modutil tstclnt systemd-socket-activate setpriv
 [[ -x $TK_BUILD/tokenkitd && -x $TK_BUILD/tk-p11-login && -x $TK_BUILD/tk-p11-op-errors &&
 	-x $TK_BUILD/tk-p11-soft-keys ]] ||
 	tk_fail "tokenkitd or its test programs not built"
-tk_env_start
-tk_card_start 0
-p11_provision
-cd "$TK_TMP"
-
-export XDG_RUNTIME_DIR=$TK_TMP/run XDG_STATE_HOME=$TK_TMP/state
-mkdir -m 0700 "$XDG_RUNTIME_DIR"
+broker_env
 SOCK=$XDG_RUNTIME_DIR/tokenkit/broker.sock
-BLOG=$TK_TMP/broker.log
 LOGIN=$TK_BUILD/tk-p11-login
 BPID=""
 P11=(pkcs11-tool --module "$TK_P11_MODULE")
 
-# broker_start [OPTIONS]: a broker of our own, in the foreground (ours to
-# kill), ready when it says so
-broker_start() {
-	local n
-	n=$(grep -c 'tokenkitd: ready' "$BLOG" 2>/dev/null || true)
-	TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd" -v "$@" >>"$BLOG" 2>&1 &
-	BPID=$!
-	for ((i = 0; i < 100; i++)); do
-		[[ $(grep -c 'tokenkitd: ready' "$BLOG" 2>/dev/null) -gt ${n:-0} ]] && return 0
-		kill -0 "$BPID" 2>/dev/null || break
-		sleep 0.05
-	done
-	cat "$BLOG" >&2
-	tk_fail "the broker did not start"
-}
-broker_kill() {
-	[[ -z $BPID ]] || kill -9 "$BPID" 2>/dev/null || true
-	[[ -z $BPID ]] || wait "$BPID" 2>/dev/null || true
-	BPID=""
-}
 on_exit() {
 	broker_kill
 	[[ ${TK_KEEP:-0} != 1 || ! -e $BLOG ]] || cp "$BLOG" /tmp/test_broker.log
@@ -238,10 +212,14 @@ TOKENKIT_BROKER_SOCKET=$TK_TMP/mute.sock TOKENKIT_BROKER_TIMEOUT_MS=500 timeout 
 rc2=0
 TOKENKIT_BROKER_SOCKET=$TK_TMP/mute.sock TOKENKIT_BROKER_TIMEOUT_MS=500 timeout 60 \
 	"$TOOL" readers >/dev/null 2>&1 || rc2=$?
+rc3=0
+TOKENKIT_BROKER_SOCKET=$TK_TMP/mute.sock TOKENKIT_BROKER_TIMEOUT_MS=500 timeout 60 \
+	"$TOOL" apdu "$TK_READER0" 00A4040009A0000003080000100000 >/dev/null 2>&1 || rc3=$?
 kill "$MUTE" 2>/dev/null || true
 wait "$MUTE" 2>/dev/null || true
 [[ $rc == 3 ]] || tk_fail "tokens from a broker that never answers: exit $rc, not 3"
 [[ $rc2 == 3 ]] || tk_fail "readers from a broker that never answers: exit $rc2, not 3"
+[[ $rc3 == 3 ]] || tk_fail "apdu from a broker that never answers: exit $rc3, not 3"
 
 # messages that are not ours close their own connection, with a reason in
 # the log, and nothing else: oversize, truncated, not CBOR, an unknown

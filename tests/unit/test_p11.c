@@ -145,21 +145,21 @@ test_function_lists(void **state)
 static void
 test_interfaces(void **state)
 {
-	CK_INTERFACE list[5];
+	CK_INTERFACE list[6];
 	CK_ULONG count = 0;
 	CK_INTERFACE_PTR i = NULL;
-	CK_VERSION v2 = {2, 40}, v3 = {3, 0}, v9 = {9, 9}, v10 = {1, 0}, v11 = {1, 1};
+	CK_VERSION v2 = {2, 40}, v3 = {3, 0}, v9 = {9, 9}, v10 = {1, 0}, v11 = {1, 1}, v12 = {1, 2};
 
 	(void)state;
 	assert_int_equal(f3->C_GetInterfaceList(NULL, NULL), CKR_ARGUMENTS_BAD);
 	assert_int_equal(f3->C_GetInterfaceList(NULL, &count), CKR_OK);
-	assert_int_equal(count, 4);
-	count = 3;
+	assert_int_equal(count, 5);
+	count = 4;
 	assert_int_equal(f3->C_GetInterfaceList(list, &count), CKR_BUFFER_TOO_SMALL);
-	assert_int_equal(count, 4);
-	count = 5;
+	assert_int_equal(count, 5);
+	count = 6;
 	assert_int_equal(f3->C_GetInterfaceList(list, &count), CKR_OK);
-	assert_int_equal(count, 4);
+	assert_int_equal(count, 5);
 	for (int k = 0; k < 2; k++) {
 		assert_string_equal(list[k].pInterfaceName, "PKCS 11");
 		assert_int_equal(list[k].flags, 0);
@@ -170,23 +170,33 @@ test_interfaces(void **state)
 	 * to vendors, its table starting with its version as PKCS#11's do */
 	assert_string_equal(list[2].pInterfaceName, "Vendor tokenkit");
 	assert_int_equal(((CK_VERSION *)list[2].pFunctionList)->major, 1);
-	assert_int_equal(((CK_VERSION *)list[2].pFunctionList)->minor, 1);
+	assert_int_equal(((CK_VERSION *)list[2].pFunctionList)->minor, 2);
 	assert_non_null(((const tk_p11ext_t *)list[2].pFunctionList)->readers);
-	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "Vendor tokenkit", &v11, &i, 0),
+	assert_non_null(((const tk_p11ext_t *)list[2].pFunctionList)->card_open);
+	assert_non_null(((const tk_p11ext_t *)list[2].pFunctionList)->card_io);
+	assert_non_null(((const tk_p11ext_t *)list[2].pFunctionList)->card_close);
+	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "Vendor tokenkit", &v12, &i, 0),
 	                 CKR_OK);
 	assert_ptr_equal(i->pFunctionList, list[2].pFunctionList);
 	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "Vendor tokenkit", NULL, &i, 0),
 	                 CKR_OK);
 	assert_ptr_equal(i->pFunctionList, list[2].pFunctionList);
-	/* a program built against 1.0 still finds it (versions match exactly) */
-	assert_string_equal(list[3].pInterfaceName, "Vendor tokenkit");
-	assert_int_equal(((CK_VERSION *)list[3].pFunctionList)->major, 1);
-	assert_int_equal(((CK_VERSION *)list[3].pFunctionList)->minor, 0);
-	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "Vendor tokenkit", &v10, &i, 0),
-	                 CKR_OK);
-	assert_ptr_equal(i->pFunctionList, list[3].pFunctionList);
-	assert_ptr_equal(((const tk_p11ext_t *)list[3].pFunctionList)->tokens,
-	                 ((const tk_p11ext_t *)list[2].pFunctionList)->tokens);
+	/* programs built against 1.1 and 1.0 still find theirs (versions
+	 * match exactly), each with the functions of its version */
+	for (int k = 3; k < 5; k++) {
+		const tk_p11ext_t *x = list[k].pFunctionList;
+
+		assert_string_equal(list[k].pInterfaceName, "Vendor tokenkit");
+		assert_int_equal(x->version.major, 1);
+		assert_int_equal(x->version.minor, 4 - k);
+		assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "Vendor tokenkit",
+		                                    k == 3 ? &v11 : &v10, &i, 0),
+		                 CKR_OK);
+		assert_ptr_equal(i->pFunctionList, x);
+		assert_ptr_equal(x->tokens, ((const tk_p11ext_t *)list[2].pFunctionList)->tokens);
+	}
+	assert_ptr_equal(((const tk_p11ext_t *)list[3].pFunctionList)->readers,
+	                 ((const tk_p11ext_t *)list[2].pFunctionList)->readers);
 
 	assert_int_equal(f3->C_GetInterface(NULL, NULL, NULL, 0), CKR_ARGUMENTS_BAD);
 	assert_int_equal(f3->C_GetInterface((CK_UTF8CHAR_PTR) "PKCS 11", &v2, &i, 0), CKR_OK);

@@ -1,6 +1,6 @@
-/* The module's parsers of the broker's BP_TOKENS and BP_READERS answers
- * (pkcs11/tokens.c, format in pkcs11/bproto.h; the tool gets them through
- * tokenkit/p11ext.h): answers
+/* The module's parsers of the broker's BP_TOKENS, BP_READERS, BP_CARD_OPEN
+ * and BP_CARD_IO answers (pkcs11/tokens.c, format in pkcs11/bproto.h; the
+ * tool gets them through tokenkit/p11ext.h): answers
  * built here with libcbor's own builders (not the broker's writer) come
  * out value for value; every answer that breaks the format is refused
  * whole, never half-read. */
@@ -406,6 +406,158 @@ test_readers_refused(void **state)
 	free(buf);
 }
 
+/* BP_CARD_OPEN: [error, slot, reader, ATR, protocol + 1, extended, max
+ * command, max response] */
+static cbor_item_t *
+card_open_body(size_t fields, const char *atr, size_t atr_len, uint64_t proto, uint64_t max_cmd)
+{
+	cbor_item_t *a = cbor_new_definite_array(fields);
+	cbor_item_t *items[8];
+
+	items[0] = u(0);
+	items[1] = u(7);
+	items[2] = b("Virtual PCD 00 00");
+	items[3] = cbor_build_bytestring((cbor_data)atr, atr_len);
+	items[4] = u(proto);
+	items[5] = u(1);
+	items[6] = u(max_cmd);
+	items[7] = u(65538);
+	for (size_t i = 0; i < 8; i++) {
+		if (i < fields)
+			push(a, items[i]);
+		else
+			cbor_decref(&items[i]);
+	}
+	for (size_t i = 8; i < fields; i++)
+		push(a, u(0));
+	return a;
+}
+
+static void
+test_card_open(void **state)
+{
+	static const char atr[] = "\x3b\xfd\x13\x00";
+	tk_p11ext_card_info_t info;
+	cbor_item_t *body;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	buf = answer(0, card_open_body(8, atr, 4, 2, 65544), &len);
+	assert_int_equal(tk_p11_card_open_parse(buf, len, &info), TK_P11EXT_OK);
+	assert_int_equal(info.err, TK_OK);
+	assert_int_equal(info.slot_id, 7);
+	assert_string_equal(info.reader, "Virtual PCD 00 00");
+	assert_int_equal(info.atr_len, 4);
+	assert_memory_equal(info.atr, atr, 4);
+	assert_int_equal(info.protocol, 1);
+	assert_true(info.caps.extended_apdu);
+	assert_int_equal(info.caps.max_cmd, 65544);
+	assert_int_equal(info.caps.max_resp, 65538);
+	free(buf);
+	/* the card is not usable: the error alone, negated */
+	body = cbor_new_definite_array(1);
+	push(body, u((uint64_t)-TK_ERR_NO_CARD));
+	buf = answer(0, body, &len);
+	assert_int_equal(tk_p11_card_open_parse(buf, len, &info), TK_P11EXT_OK);
+	assert_int_equal(info.err, TK_ERR_NO_CARD);
+	free(buf);
+	/* no such reader */
+	buf = answer(0x3 /* CKR_SLOT_ID_INVALID */, cbor_new_definite_array(0), &len);
+	assert_int_equal(tk_p11_card_open_parse(buf, len, &info), TK_P11EXT_NO_READER);
+	free(buf);
+}
+
+static void
+test_card_open_refused(void **state)
+{
+	char atr34[34];
+	struct {
+		const char *what;
+		cbor_item_t *body;
+		uint64_t rv;
+	} bad[] = {
+	        {"a field missing", card_open_body(7, "\x3b", 1, 2, 261), 0},
+	        {"a field too many", card_open_body(9, "\x3b", 1, 2, 261), 0},
+	        {"a protocol past T=1", card_open_body(8, "\x3b", 1, 3, 261), 0},
+	        {"a command limit below an APDU's header", card_open_body(8, "\x3b", 1, 2, 4), 0},
+	        {"an ATR longer than ATRs are", NULL, 0},
+	        {"the broker's error", card_open_body(8, "\x3b", 1, 2, 261), 0x30},
+	        {"an error with more after it", NULL, 0},
+	        {"nothing", cbor_new_definite_array(0), 0},
+	};
+	tk_p11ext_card_info_t info;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	memset(atr34, 0x3b, sizeof(atr34));
+	bad[4].body = card_open_body(8, atr34, sizeof(atr34), 2, 261);
+	bad[6].body = cbor_new_definite_array(2);
+	push(bad[6].body, u((uint64_t)-TK_ERR_NO_CARD));
+	push(bad[6].body, u(7));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf = answer(bad[i].rv, bad[i].body, &len);
+		if (tk_p11_card_open_parse(buf, len, &info) != TK_P11EXT_BROKER_FAILED)
+			fail_msg("%s: taken", bad[i].what);
+		free(buf);
+	}
+	buf = answer(0, card_open_body(8, "\x3b", 1, 2, 261), &len);
+	assert_int_equal(tk_p11_card_open_parse(buf, len - 1, &info), TK_P11EXT_BROKER_FAILED);
+	free(buf);
+}
+
+/* BP_CARD_IO: [error, response or null] */
+static uint8_t *
+io_answer(uint64_t rv, uint64_t err, const char *resp, size_t resp_len, size_t *len)
+{
+	cbor_item_t *body = cbor_new_definite_array(2);
+
+	push(body, u(err));
+	push(body,
+	     resp != NULL ? cbor_build_bytestring((cbor_data)resp, resp_len) : cbor_new_null());
+	return answer(rv, body, len);
+}
+
+static void
+test_card_io(void **state)
+{
+	uint8_t resp[8];
+	uint8_t *buf;
+	size_t len, n = 99;
+
+	(void)state;
+	buf = io_answer(0, 0, "\x01\x02\x90\x00", 4, &len);
+	assert_int_equal(tk_p11_card_io_parse(buf, len, resp, sizeof(resp), &n), TK_OK);
+	assert_int_equal(n, 4);
+	assert_memory_equal(resp, "\x01\x02\x90\x00", 4);
+	/* too big for the caller's buffer: the broker's fault, not taken */
+	assert_int_equal(tk_p11_card_io_parse(buf, len, resp, 3, &n), TK_ERR_NO_SERVICE);
+	assert_int_equal(n, 0);
+	free(buf);
+	/* the card's error reaches the caller as it is */
+	buf = io_answer(0, (uint64_t)-TK_ERR_CARD_REMOVED, NULL, 0, &len);
+	assert_int_equal(tk_p11_card_io_parse(buf, len, resp, sizeof(resp), &n),
+	                 TK_ERR_CARD_REMOVED);
+	free(buf);
+	/* an operation without an answer (BEGIN) */
+	buf = io_answer(0, 0, NULL, 0, &len);
+	assert_int_equal(tk_p11_card_io_parse(buf, len, resp, sizeof(resp), &n), TK_OK);
+	assert_int_equal(n, 0);
+	free(buf);
+	/* refused: an error with an answer, the broker's own error, a cut answer */
+	buf = io_answer(0, (uint64_t)-TK_ERR_TIMEOUT, "\x90\x00", 2, &len);
+	assert_int_equal(tk_p11_card_io_parse(buf, len, resp, sizeof(resp), &n), TK_ERR_NO_SERVICE);
+	free(buf);
+	buf = io_answer(0x6 /* CKR_FUNCTION_FAILED */, 0, NULL, 0, &len);
+	assert_int_equal(tk_p11_card_io_parse(buf, len, resp, sizeof(resp), &n), TK_ERR_NO_SERVICE);
+	free(buf);
+	buf = io_answer(0, 0, "\x90\x00", 2, &len);
+	assert_int_equal(tk_p11_card_io_parse(buf, len - 1, resp, sizeof(resp), &n),
+	                 TK_ERR_NO_SERVICE);
+	free(buf);
+}
+
 int
 main(void)
 {
@@ -416,6 +568,9 @@ main(void)
 	        cmocka_unit_test(test_readers),
 	        cmocka_unit_test(test_readers_more_steps),
 	        cmocka_unit_test(test_readers_refused),
+	        cmocka_unit_test(test_card_open),
+	        cmocka_unit_test(test_card_open_refused),
+	        cmocka_unit_test(test_card_io),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,7 +75,9 @@ tool_session_close(tool_session_t *s)
 	if (s->in_tx)
 		(void)tk_card_end(s->c);
 	s->in_tx = false;
-	if (s->changed && s->c != NULL)
+	/* (a card the broker holds: the broker brings its token up to date
+	 * when the transaction ends, cache and registry record included) */
+	if (s->changed && s->c != NULL && s->m != NULL)
 		refresh_token(s);
 	s->changed = false;
 	tk_card_unref(&s->c);

@@ -247,6 +247,9 @@ tool_open_card(const char *cmd, const char *reader, tk_slotmgr_t **m, tk_card_t 
 
 	*m = NULL;
 	*c = NULL;
+	/* a broker holds the readers: its card (*m stays NULL) */
+	if ((rc = tool_broker_card(cmd, reader, c)) >= 0)
+		return rc;
 	if ((rc = tool_open_mgr(m, 5000)) != TOOL_EXIT_OK)
 		return rc;
 	tool_settle(*m, 3000);

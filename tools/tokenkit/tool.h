@@ -75,6 +75,11 @@ int tool_p11ext_exit(const char *cmd, int rc);
  * reader named want there), TOOL_EXIT_NO_SERVICE (said on stderr), or -1:
  * no broker answers, open the readers here. */
 int tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, size_t *n);
+/* The card in a reader the broker holds (tk_p11ext_t.card_open), as a
+ * card whose commands go through the broker, for command cmd: TOOL_EXIT_OK
+ * (*c), another exit code (said on stderr), or -1: no broker answers, open
+ * the readers here. */
+int tool_broker_card(const char *cmd, const char *reader, tk_card_t **c);
 /* Print s as a JSON string (quotes and escapes included): text from a
  * reader, a card or a file, escaped by tk_text_escape (valid JSON and
  * UTF-8 whatever the bytes). */

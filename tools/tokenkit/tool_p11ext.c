@@ -8,11 +8,14 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <pkcs11-helper-1.0/pkcs11.h>
 
+#include <tokenkit/card.h>
+#include <tokenkit/err.h>
 #include <tokenkit/log.h>
 
 #include "tool.h"
@@ -107,4 +110,121 @@ tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, siz
 	if (x == NULL || x->readers == NULL)
 		return -1;
 	return tool_p11ext_exit(cmd, x->readers(want, out, n));
+}
+
+/* --- a card the broker holds (tool_open_card) ------------------------------ */
+
+static int
+bc_transmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
+            size_t *resp_len, int timeout_ms)
+{
+	return ext->card_io(ctx, TK_P11EXT_CARD_TRANSMIT, cmd, cmd_len, resp, resp_cap, resp_len,
+	                    timeout_ms);
+}
+
+static int
+bc_op(void *ctx, int op, int timeout_ms)
+{
+	return ext->card_io(ctx, op, NULL, 0, NULL, 0, NULL, timeout_ms);
+}
+
+static int
+bc_begin(void *ctx, int timeout_ms)
+{
+	return bc_op(ctx, TK_P11EXT_CARD_BEGIN, timeout_ms);
+}
+
+static int
+bc_end(void *ctx, int timeout_ms)
+{
+	return bc_op(ctx, TK_P11EXT_CARD_END, timeout_ms);
+}
+
+static int
+bc_reset(void *ctx, bool cold, int timeout_ms)
+{
+	return bc_op(ctx, cold ? TK_P11EXT_CARD_RESET_COLD : TK_P11EXT_CARD_RESET_WARM, timeout_ms);
+}
+
+static bool
+bc_present(void *ctx)
+{
+	return bc_op(ctx, TK_P11EXT_CARD_STATUS, TK_CARD_DEFAULT_TIMEOUT_MS) == TK_OK;
+}
+
+static void
+bc_release(void *ctx)
+{
+	ext->card_close(ctx);
+}
+
+static const tk_card_io_t broker_card_io = {
+        .transmit = bc_transmit,
+        .begin = bc_begin,
+        .end = bc_end,
+        .reset = bc_reset,
+        .present = bc_present,
+        .release = bc_release,
+};
+
+/* A slot number (as `tokenkit readers` shows the broker's) as its reader's
+ * name; false when reader is not one, or no reader has it. */
+static bool
+slot_name(const char *reader, char *name, size_t cap)
+{
+	tk_slot_diag_t *d = NULL;
+	size_t n = 0;
+	char *end = NULL;
+	unsigned long v = strtoul(reader, &end, 10);
+	bool found = false;
+
+	if (end == reader || *end != '\0' || ext->readers(NULL, &d, &n) != TK_P11EXT_OK)
+		return false;
+	for (size_t i = 0; i < n && !found; i++)
+		if (d[i].info.slot_id == v && d[i].info.state != TK_SLOT_ABSENT) {
+			snprintf(name, cap, "%s", d[i].info.reader);
+			found = true;
+		}
+	free(d);
+	return found;
+}
+
+int
+tool_broker_card(const char *cmd, const char *reader, tk_card_t **c)
+{
+	const tk_p11ext_t *x = tool_p11ext();
+	tk_p11ext_card_info_t info;
+	tk_p11ext_card_t *h = NULL;
+	char name[sizeof(info.reader)];
+	int rc, r;
+
+	*c = NULL;
+	if (x == NULL || x->card_open == NULL)
+		return -1;
+	rc = x->card_open(reader, &h, &info);
+	if (rc == TK_P11EXT_NO_READER && slot_name(reader, name, sizeof(name)))
+		rc = x->card_open(name, &h, &info);
+	if (rc == TK_P11EXT_NO_READER) {
+		fprintf(stderr,
+		        "tokenkit %s: no reader of the broker (tokenkitd) matches '%s' (exact "
+		        "name, "
+		        "unique prefix or substring, or slot id; `tokenkit readers` lists them)\n",
+		        cmd, tool_text(reader));
+		return TOOL_EXIT_NO_READER;
+	}
+	if (rc != TK_P11EXT_OK)
+		return tool_p11ext_exit(cmd, rc);
+	if (info.err != TK_OK) {
+		fprintf(stderr, "tokenkit %s: %s (slot %u of the broker): %s\n", cmd,
+		        tool_text(info.reader), info.slot_id, tk_strerror(info.err));
+		return tool_exit_code(info.err);
+	}
+	tk_log_debug("tool: %s: the broker's card, slot %u", info.reader, info.slot_id);
+	r = tk_card_new_io(info.reader, info.atr, info.atr_len, &info.caps, &broker_card_io, h, c);
+	if (r != TK_OK) {
+		x->card_close(h);
+		fprintf(stderr, "tokenkit %s: %s\n", cmd, tk_strerror(r));
+		return tool_exit_code(r);
+	}
+	return TOOL_EXIT_OK;
 }

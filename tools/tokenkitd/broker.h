@@ -41,6 +41,28 @@ struct bp_w;
 CK_RV broker_tokens(struct bp_r *r, struct bp_w *w, bool *bad);
 CK_RV broker_readers(struct bp_r *r, struct bp_w *w, bool *bad);
 
+/* report.c: the embedded module's slot manager, or NULL before
+ * C_Initialize. */
+struct tk_slotmgr;
+struct tk_slotmgr *broker_manager(void);
+
+/* serve.c: the card's queue (one per hardware slot): turns in order of
+ * arrival; enter waits for this caller's. */
+struct queue;
+struct queue *broker_queue_enter(CK_SLOT_ID slot);
+void broker_queue_leave(struct queue *q); /* NULL: nothing */
+
+/* cards.c: a connection's raw card session (BP_CARD_OPEN, BP_CARD_IO),
+ * arguments r, results into w (*bad: they do not parse); close ends what
+ * it holds (the connection's end). held: a transaction holds the card's
+ * queue. */
+struct raw_card;
+CK_RV broker_card_open(struct raw_card **rc, pid_t pid, struct bp_r *r, struct bp_w *w, bool *bad);
+CK_RV broker_card_io(struct raw_card *rc, struct bp_r *r, struct bp_w *w, bool *bad);
+bool broker_card_held(const struct raw_card *rc);
+void broker_card_close(struct raw_card **rc);
+#define BROKER_CARD_IDLE_MS 60000 /* a held card's next request, at the latest */
+
 /* consent.c: whether program (exe, uid) may use the key; logs denials.
  * CKR_OK, CKR_FUNCTION_REJECTED. */
 struct consent_key {

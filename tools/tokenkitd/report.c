@@ -71,9 +71,8 @@ put_token(struct bp_w *w, tk_token_t *tk)
 	bp_put_sub(w, &list);
 }
 
-/* The embedded module's slot manager, or NULL before C_Initialize. */
-static tk_slotmgr_t *
-manager(void)
+tk_slotmgr_t *
+broker_manager(void)
 {
 	tk_slotmgr_t *mgr;
 
@@ -105,7 +104,7 @@ list_wanted(struct bp_r *r, bool *bad, char *want, size_t cap, bool *all, uint32
 		memcpy(want, wb, wl);
 		want[wl] = '\0';
 	}
-	if ((mgr = manager()) == NULL)
+	if ((mgr = broker_manager()) == NULL)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	if (!*all && tk_slotmgr_find(mgr, want, want_id) != TK_OK)
 		return CKR_SLOT_ID_INVALID;
@@ -159,7 +158,7 @@ broker_readers(struct bp_r *r, struct bp_w *w, bool *bad)
 	tk_slot_diag_t *d;
 	uint32_t want_id = 0;
 	CK_RV lrv = list_wanted(r, bad, want, sizeof(want), &all, &want_id, &infos, &n);
-	tk_slotmgr_t *mgr = manager();
+	tk_slotmgr_t *mgr = broker_manager();
 
 	if (lrv != CKR_OK)
 		return lrv;

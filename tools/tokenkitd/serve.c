@@ -296,15 +296,12 @@ hw_slot(CK_SLOT_ID slot)
 	return C_GetSlotInfo(slot, &si) == CKR_OK && (si.flags & CKF_HW_SLOT);
 }
 
-static struct queue *
-queue_enter(CK_SESSION_HANDLE h)
+struct queue *
+broker_queue_enter(CK_SLOT_ID slot)
 {
-	CK_SLOT_ID slot;
 	struct queue *q;
 	uint64_t ticket;
 
-	if (sess_slot(h, &slot, NULL) != CKR_OK || !hw_slot(slot))
-		return NULL; /* a software token runs in parallel */
 	pthread_mutex_lock(&S.lock);
 	for (q = S.queues; q != NULL && q->slot != slot; q = q->link)
 		;
@@ -323,8 +320,18 @@ queue_enter(CK_SESSION_HANDLE h)
 	return q;
 }
 
-static void
-queue_leave(struct queue *q)
+static struct queue *
+queue_enter(CK_SESSION_HANDLE h)
+{
+	CK_SLOT_ID slot;
+
+	if (sess_slot(h, &slot, NULL) != CKR_OK || !hw_slot(slot))
+		return NULL; /* a software token runs in parallel */
+	return broker_queue_enter(slot);
+}
+
+void
+broker_queue_leave(struct queue *q)
 {
 	if (q == NULL)
 		return;
@@ -900,7 +907,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		if (user == CKU_CONTEXT_SPECIFIC) {
 			q = queue_enter(h);
 			rv = C_Login(h, user, (CK_UTF8CHAR_PTR)in, in_len);
-			queue_leave(q);
+			broker_queue_leave(q);
 			return rv;
 		}
 		if (sess_slot(h, &slot, NULL) != CKR_OK)
@@ -920,7 +927,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			rv = tk_p11_login_verify(h, (CK_UTF8CHAR_PTR)in, in_len);
 		else if (rv == CKR_USER_ALREADY_LOGGED_IN)
 			rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN; /* (another client is SO) */
-		queue_leave(q);
+		broker_queue_leave(q);
 		if (rv == CKR_OK) {
 			pthread_mutex_lock(&S.lock);
 			if (c->nlogins < MAX_LOGINS)
@@ -953,7 +960,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			goto bad;
 		q = queue_enter(h);
 		rv = C_InitPIN(h, (CK_UTF8CHAR_PTR)in, in_len);
-		queue_leave(q);
+		broker_queue_leave(q);
 		return rv;
 	case BP_C_SetPIN:
 		in = bp_get_b(r, &in_len, false, NULL);
@@ -962,7 +969,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			goto bad;
 		q = queue_enter(h);
 		rv = C_SetPIN(h, (CK_UTF8CHAR_PTR)in, in_len, (CK_UTF8CHAR_PTR)in2, in2_len);
-		queue_leave(q);
+		broker_queue_leave(q);
 		return rv;
 	case BP_C_CreateObject: {
 		CK_OBJECT_HANDLE obj;
@@ -1156,7 +1163,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		default:
 			rv = C_DecryptUpdate(h, (CK_BYTE_PTR)in, in_len, o.buf, &o.len);
 		}
-		queue_leave(q);
+		broker_queue_leave(q);
 		put_outbuf(w, rv, &o);
 		return rv;
 	case BP_C_SignFinal:
@@ -1190,7 +1197,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		default:
 			rv = o.present ? C_GenerateRandom(h, o.buf, o.cap) : CKR_ARGUMENTS_BAD;
 		}
-		queue_leave(q);
+		broker_queue_leave(q);
 		put_outbuf(w, rv, &o);
 		return rv;
 	case BP_C_SignUpdate:
@@ -1237,7 +1244,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			goto bad;
 		q = queue_enter(h);
 		rv = C_GenerateKeyPair(h, &mech, t, n, t2, n2, &pub, &priv);
-		queue_leave(q);
+		broker_queue_leave(q);
 		if (rv == CKR_OK) {
 			bp_put_u(w, pub);
 			bp_put_u(w, priv);
@@ -1276,7 +1283,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		else {
 			q = queue_enter(h);
 			rv = C_WrapKey(h, &mech, wrapping, key, o.buf, &o.len);
-			queue_leave(q);
+			broker_queue_leave(q);
 		}
 		put_outbuf(w, rv, &o);
 		return rv;
@@ -1299,7 +1306,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		}
 		q = queue_enter(h);
 		rv = C_UnwrapKey(h, &mech, unwrapping, (CK_BYTE_PTR)in, in_len, t, n, &key);
-		queue_leave(q);
+		broker_queue_leave(q);
 		if (rv == CKR_OK)
 			bp_put_u(w, key);
 		break;
@@ -1310,7 +1317,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 			goto bad;
 		q = queue_enter(h);
 		rv = C_GenerateKey(h, &mech, t, n, &key);
-		queue_leave(q);
+		broker_queue_leave(q);
 		if (rv == CKR_OK)
 			bp_put_u(w, key);
 		break;
@@ -1332,7 +1339,7 @@ handle(struct client *c, uint32_t fn, struct bp_r *r, struct bp_w *w, bool *bad)
 		}
 		q = queue_enter(h);
 		rv = C_DeriveKey(h, &mech, base, t, n, &key);
-		queue_leave(q);
+		broker_queue_leave(q);
 		if (rv == CKR_OK)
 			bp_put_u(w, key);
 		break;
@@ -1384,6 +1391,7 @@ conn_main(void *arg)
 	struct bp_msg m;
 	struct bp_rbuf rb = {0};
 	struct wq q = {NULL, 0};
+	struct raw_card *raw = NULL;
 	const char *why;
 
 	free(arg);
@@ -1394,9 +1402,16 @@ conn_main(void *arg)
 		CK_RV rv;
 		bool bad = false;
 
-		if (bp_read_msg(cn.fd, &rb, &in, &in_len, -1) < 0) {
+		/* a held card's next command comes in time, or the card is
+		 * let go (cards.c) */
+		if (bp_read_msg(cn.fd, &rb, &in, &in_len,
+		                broker_card_held(raw) ? tk_now_ms() + BROKER_CARD_IDLE_MS : -1) <
+		    0) {
 			if (errno == EMSGSIZE)
 				drop(&cn, "oversize message");
+			else if (errno == ETIMEDOUT)
+				drop(&cn, "held a card transaction without a command for "
+				          "60 s");
 			break;
 		}
 		why = bp_decode(in, in_len, true, &m);
@@ -1431,6 +1446,18 @@ conn_main(void *arg)
 			rv = broker_tokens(&m.body, &w, &bad);
 		} else if (m.head == BP_READERS) {
 			rv = broker_readers(&m.body, &w, &bad);
+		} else if (m.head == BP_CARD_OPEN) {
+			rv = broker_card_open(&raw, cn.pid, &m.body, &w, &bad);
+		} else if (m.head == BP_CARD_IO) {
+			rv = broker_card_io(raw, &m.body, &w, &bad);
+		} else if (raw != NULL) {
+			/* (its thread may hold the card's queue turn: a call
+			 * that waits for one would wait for itself) */
+			drop(&cn, "a card session's connection carries nothing else");
+			bp_w_free(&w);
+			bp_msg_free(&m);
+			tk_freezero(in, in_len);
+			break;
 		} else {
 			t_call.fd = cn.fd;
 			t_call.id = m.id;
@@ -1453,6 +1480,7 @@ conn_main(void *arg)
 		if (out == NULL || wq_put(cn.fd, &q, out, out_len, bp_rbuf_ready(&rb)) < 0)
 			break;
 	}
+	broker_card_close(&raw);
 	close(cn.fd);
 	tk_freezero(q.buf, q.len);
 	t_call.q = NULL;
