@@ -3,7 +3,9 @@
  * C_GenerateKeyPair (EC P-256, extractable), C_WrapKey (length query, then
  * the key; CKM_AES_KEY_WRAP_PAD), C_UnwrapKey, C_CopyObject of the
  * unwrapped key, and a signature with the copy that OpenSSL verifies with
- * the public key of the key that was wrapped. Session objects only.
+ * the public key of the key that was wrapped; then too-small buffers that
+ * add up to more than one broker answer carries (C_GetAttributeValue). Session
+ * objects only.
  *
  *   tk-p11-soft-keys MODULE TOKEN-LABEL PIN
  *
@@ -11,6 +13,7 @@
  * when the token could not be used. */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/asn1.h>
@@ -95,6 +98,75 @@ out:
 	return ok;
 }
 
+/* Too-small buffers that add up to more than one broker answer carries
+ * (20 x 59 KiB for a 60 KiB value, a session data object's CKA_VALUE; the
+ * software token keeps values up to 64 KiB):
+ * CKR_BUFFER_TOO_SMALL and CK_UNAVAILABLE_INFORMATION for each, as
+ * embedded, and the value that fits beside them (the broker once answered
+ * CKR_HOST_MEMORY: it counted each too-small buffer at its full size). */
+#define DATA_LEN (60u * 1024u)
+#define SHORT_BUF (59u * 1024u)
+#define N_SHORT 20
+
+static int
+too_small_buffers(CK_SESSION_HANDLE s)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL no = CK_FALSE;
+	CK_BYTE *value = malloc(DATA_LEN);
+	char label[] = "too small";
+	CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)},
+	                       {CKA_TOKEN, &no, sizeof(no)},
+	                       {CKA_LABEL, label, sizeof(label) - 1},
+	                       {CKA_VALUE, value, DATA_LEN}};
+	CK_ATTRIBUTE t[N_SHORT + 1];
+	CK_OBJECT_HANDLE obj;
+	CK_RV rv;
+	int failed = 0;
+
+	if (value == NULL)
+		abort();
+	for (size_t i = 0; i < DATA_LEN; i++)
+		value[i] = (CK_BYTE)(i * 7);
+	rv = f->C_CreateObject(s, tmpl, 4, &obj);
+	free(value);
+	if (step("C_CreateObject, a 60 KiB session data object", rv) != 0)
+		return 1;
+	for (int i = 0; i < N_SHORT; i++) {
+		t[i] = (CK_ATTRIBUTE){CKA_VALUE, malloc(SHORT_BUF), SHORT_BUF};
+		if (t[i].pValue == NULL)
+			abort();
+	}
+	t[N_SHORT] = (CK_ATTRIBUTE){CKA_LABEL, calloc(1, 64), 64};
+	rv = f->C_GetAttributeValue(s, obj, t, N_SHORT + 1);
+	if (rv != CKR_BUFFER_TOO_SMALL) {
+		printf("FAIL C_GetAttributeValue, 20 x 59 KiB buffers for a 60 KiB value: 0x%lx, "
+		       "want CKR_BUFFER_TOO_SMALL\n",
+		       (unsigned long)rv);
+		failed = 1;
+	}
+	for (int i = 0; i < N_SHORT; i++) {
+		if (t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+			printf("FAIL too small buffer %d: %lu bytes, want "
+			       "CK_UNAVAILABLE_INFORMATION\n",
+			       i, (unsigned long)t[i].ulValueLen);
+			failed = 1;
+		}
+		free(t[i].pValue);
+	}
+	if (t[N_SHORT].ulValueLen != sizeof(label) - 1 ||
+	    memcmp(t[N_SHORT].pValue, label, sizeof(label) - 1) != 0) {
+		printf("FAIL the label beside them: %lu bytes\n",
+		       (unsigned long)t[N_SHORT].ulValueLen);
+		failed = 1;
+	}
+	free(t[N_SHORT].pValue);
+	if (!failed)
+		printf("ok   C_GetAttributeValue, 20 x 59 KiB buffers for a 60 KiB value: "
+		       "CKR_BUFFER_TOO_SMALL\n");
+	return failed | step("C_DestroyObject", f->C_DestroyObject(s, obj));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -168,6 +240,7 @@ main(int argc, char **argv)
 	} else if (!failed) {
 		printf("ok   the signature verifies (OpenSSL) with the wrapped key's public key\n");
 	}
+	failed |= too_small_buffers(s);
 	f->C_Logout(s);
 	f->C_CloseSession(s);
 	f->C_Finalize(NULL);

@@ -29,7 +29,9 @@
 #     software token of the broker's user;
 #  6c. the software token's keys through the broker: its object list as
 #     embedded; tk-p11-soft-keys (C_GenerateKey, C_WrapKey, C_UnwrapKey,
-#     C_CopyObject: the copy of an unwrapped key signs, OpenSSL verifies);
+#     C_CopyObject: the copy of an unwrapped key signs, OpenSSL verifies;
+#     20 too-small buffers of 59 KiB for a 60 KiB value answer
+#     CKR_BUFFER_TOO_SMALL as embedded);
 #  7. consent: deny, allow-always and reset round trip with a prompt
 #     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
 #     a person slower than the client's timeout is waited for (the broker's

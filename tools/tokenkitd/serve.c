@@ -687,10 +687,14 @@ get_attrs(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *t, const CK_U
 		return C_GetAttributeValue(h, obj, t, n);
 	}
 	for (int tries = 0; tries < ATTR_TRIES; tries++) {
-		bool changed = false;
+		bool changed = false, small[BP_MAX_ITEMS];
 
-		/* the sizes; then a buffer as large as its value, or as the
-		 * one offered when that is smaller (CKR_BUFFER_TOO_SMALL stays) */
+		/* the sizes; then a buffer as large as its value. A buffer the
+		 * client offered that its value does not fit gets none: its
+		 * length is read again, and the answer for it is
+		 * CK_UNAVAILABLE_INFORMATION with CKR_BUFFER_TOO_SMALL (so
+		 * too-small buffers never count against what an answer
+		 * carries) */
 		for (CK_ULONG i = 0; i < n; i++) {
 			t[i].pValue = NULL;
 			t[i].ulValueLen = 0;
@@ -702,9 +706,14 @@ get_attrs(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *t, const CK_U
 		total = 0;
 		for (CK_ULONG i = 0; i < n; i++) {
 			give[i] = want[i];
-			if (want[i] != CK_UNAVAILABLE_INFORMATION &&
-			    (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION ||
-			     t[i].ulValueLen < want[i]))
+			small[i] = want[i] != CK_UNAVAILABLE_INFORMATION &&
+			           t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION &&
+			           t[i].ulValueLen > want[i];
+			if (small[i])
+				give[i] = CK_UNAVAILABLE_INFORMATION;
+			else if (want[i] != CK_UNAVAILABLE_INFORMATION &&
+			         (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+			          t[i].ulValueLen < want[i]))
 				give[i] = t[i].ulValueLen;
 			total += give[i] == CK_UNAVAILABLE_INFORMATION ? 0 : give[i];
 		}
@@ -717,6 +726,17 @@ get_attrs(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *t, const CK_U
 		 * and readable now (no buffer was given), or larger now than the
 		 * buffer given while the client's was larger still. */
 		for (CK_ULONG i = 0; i < n; i++) {
+			if (small[i]) {
+				/* (shrunk to fit, or unreadable, since: read
+				 * again) */
+				if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+				    t[i].ulValueLen <= want[i])
+					changed = true;
+				t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+				if (rv == CKR_OK)
+					rv = CKR_BUFFER_TOO_SMALL;
+				continue;
+			}
 			if (give[i] == want[i])
 				continue;
 			if (give[i] == CK_UNAVAILABLE_INFORMATION
