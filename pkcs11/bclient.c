@@ -12,6 +12,7 @@
 #include <tokenkit/mem.h>
 
 #include "bclient.h"
+#include "clock.h"
 #include "env.h"
 
 int
@@ -128,6 +129,7 @@ bp_call_sync(int fd, struct bp_rbuf *rb, uint32_t fn, uint64_t id, struct bp_w *
 {
 	uint8_t *buf = NULL;
 	size_t len;
+	int64_t start;
 
 	*in = NULL;
 	memset(m, 0, sizeof(*m));
@@ -141,6 +143,7 @@ bp_call_sync(int fd, struct bp_rbuf *rb, uint32_t fn, uint64_t id, struct bp_w *
 		return -1;
 	}
 	tk_freezero(buf, len);
+	start = tk_now_ms();
 	for (;;) {
 		if (bp_read_msg(fd, rb, in, &len, deadline) < 0)
 			return -1;
@@ -153,6 +156,12 @@ bp_call_sync(int fd, struct bp_rbuf *rb, uint32_t fn, uint64_t id, struct bp_w *
 		}
 		if (m->rv != BP_RV_STILL)
 			return 0;
+		/* the broker waits on a person: the call's own timeout again,
+		 * up to BP_STILL_MAX_MS from its start (bproto.h) */
+		if (tk_now_ms() + tk_p11_broker_timeout_ms() > deadline)
+			deadline = tk_now_ms() + tk_p11_broker_timeout_ms();
+		if (deadline > start + BP_STILL_MAX_MS)
+			deadline = start + BP_STILL_MAX_MS;
 		bp_msg_free(m);
 		free(*in);
 		*in = NULL;

@@ -43,7 +43,9 @@ int tk_p11_broker_wanted(void);
 /* One request and its answer before deadline (ms, monotonic): args is
  * consumed; on success *m is the answer (its bytes *in: free both with
  * bp_msg_free and free). 0, or -1 (errno; the connection is then of no
- * further use). Answers "still working" (BP_RV_STILL) are passed over. */
+ * further use). Answers "still working" (BP_RV_STILL) are passed over, each
+ * giving the call the broker timeout again (up to BP_STILL_MAX_MS from its
+ * start). */
 int bp_call_sync(int fd, struct bp_rbuf *rb, uint32_t fn, uint64_t id, struct bp_w *args,
                  int64_t deadline, struct bp_msg *m, uint8_t **in);
 

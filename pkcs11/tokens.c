@@ -269,7 +269,7 @@ broker_connect(struct bp_rbuf *rb, char *path, size_t cap, int *rc)
 		goto out;
 	bp_w_init(&w);
 	bp_put_b(&w, id, sizeof(id));
-	bp_put_u(&w, 0);
+	bp_put_u(&w, BP_FEAT_STILL); /* (a card's consent may wait on a person) */
 	if (bp_call_sync(fd, rb, BP_HELLO, 0, &w, dl, &m, &in) < 0)
 		goto out;
 	why = m.rv != CKR_OK ? "its hello failed" : NULL;
@@ -464,8 +464,8 @@ neg_err(uint64_t v)
 	return v == 0 ? TK_OK : v < 10000 ? -(int)v : TK_ERR_IO;
 }
 
-/* A BP_CARD_OPEN answer: TK_P11EXT_OK (*info), TK_P11EXT_NO_READER or
- * TK_P11EXT_BROKER_FAILED. */
+/* A BP_CARD_OPEN answer: TK_P11EXT_OK (*info), TK_P11EXT_NO_READER,
+ * TK_P11EXT_REFUSED or TK_P11EXT_BROKER_FAILED. */
 static int
 parse_card_open(struct bp_msg *m, void *outp, size_t *count)
 {
@@ -479,6 +479,8 @@ parse_card_open(struct bp_msg *m, void *outp, size_t *count)
 	info->protocol = -1;
 	if (m->rv == CKR_SLOT_ID_INVALID)
 		return TK_P11EXT_NO_READER;
+	if (m->rv == CKR_FUNCTION_REJECTED)
+		return TK_P11EXT_REFUSED;
 	if (m->rv != CKR_OK || r.n == 0)
 		return TK_P11EXT_BROKER_FAILED;
 	info->err = neg_err(bp_get_u(&r));

@@ -19,7 +19,8 @@ int tk_p11_tokens_parse(const uint8_t *p, size_t len, tk_p11ext_token_t **out, s
 int tk_p11_readers_parse(const uint8_t *p, size_t len, tk_slot_diag_t **out, size_t *count);
 
 /* A BP_CARD_OPEN answer: TK_P11EXT_OK (*info; info->err TK_OK: the card
- * is open), TK_P11EXT_NO_READER or TK_P11EXT_BROKER_FAILED. */
+ * is open), TK_P11EXT_NO_READER, TK_P11EXT_REFUSED (consent) or
+ * TK_P11EXT_BROKER_FAILED. */
 int tk_p11_card_open_parse(const uint8_t *p, size_t len, tk_p11ext_card_info_t *info);
 /* A BP_CARD_IO answer: the card's tk_err, the card's answer into resp (at
  * most cap bytes, *resp_len), or TK_ERR_NO_SERVICE: it does not parse. */

@@ -51,6 +51,8 @@ enum {
 	                          * process: open the readers yourself */
 	TK_P11EXT_BROKER_FAILED, /* one answered, then failed (logged) */
 	TK_P11EXT_NO_READER,     /* no reader of the name asked for */
+	TK_P11EXT_REFUSED,       /* (1.2) the broker's consent refused this program
+	                          * the card (card_open; `tokenkit consent`) */
 };
 
 /* A card the broker holds, opened for the caller's own commands (1.2). */

@@ -36,7 +36,9 @@
 #     program; a denied use answers CKR_FUNCTION_REJECTED and is logged;
 #     a person slower than the client's timeout is waited for (the broker's
 #     "still working" answers); a decryption refused after a reset answers
-#     at C_DecryptInit, not as a failed C_Decrypt;
+#     at C_DecryptInit, not as a failed C_Decrypt; the tool's own commands
+#     to the card (BP_CARD_OPEN) are asked for as a use of every key on it:
+#     denied (exit 1, said), listed, reset, allowed;
 #  8. a stopped broker and a stalled card: the application gets its error
 #     at the deadline.
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
@@ -499,6 +501,22 @@ wait "$DPID" || { cat decrypt.log >&2; tk_fail "a decryption after the consent w
 TK_OUT=$(cat decrypt.log)
 tk_expect 'C_DecryptInit after the consent was withdrawn: CKR_KEY_FUNCTION_NOT_PERMITTED'
 [[ $(wc -l <prompted) == 5 ]] || tk_fail "the prompt was not asked once before and once after the reset"
+# the tool's own commands to the card reach every key on it: asked for as
+# such (key id ca4d), denied, listed, forgotten, allowed
+TOOLPATH=$(realpath "$TK_BUILD/tokenkit")
+echo deny >answer
+rc=0
+"$TOOLPATH" apdu "$TK_READER0" 00A4040009A0000003080000100000 >apdu.out 2>&1 || rc=$?
+[[ $rc == 1 ]] && grep -q 'refused this program the card' apdu.out ||
+	{ cat apdu.out >&2; tk_fail "apdu with its consent denied: exit $rc"; }
+grep -q "^$TOOLPATH ca4d\$" prompted || { cat prompted >&2; tk_fail "the card's consent was not asked"; }
+tk_run "consent list" "$TOOLPATH" consent list
+tk_expect "deny.*$TOOLPATH"
+tk_run "consent reset" "$TOOLPATH" consent reset --program "$TOOLPATH"
+echo always >answer
+tk_run "apdu, its consent given" "$TOOLPATH" apdu "$TK_READER0" 00A4040009A0000003080000100000
+tk_expect 'SW=9000'
+[[ $(wc -l <prompted) == 7 ]] || tk_fail "the card's consent was not asked once before and once after the reset"
 broker_kill
 
 # --- 8. a stalled card: the error at the deadline --------------------------------

@@ -466,6 +466,10 @@ test_card_open(void **state)
 	buf = answer(0x3 /* CKR_SLOT_ID_INVALID */, cbor_new_definite_array(0), &len);
 	assert_int_equal(tk_p11_card_open_parse(buf, len, &info), TK_P11EXT_NO_READER);
 	free(buf);
+	/* consent refused */
+	buf = answer(0x200 /* CKR_FUNCTION_REJECTED */, cbor_new_definite_array(0), &len);
+	assert_int_equal(tk_p11_card_open_parse(buf, len, &info), TK_P11EXT_REFUSED);
+	free(buf);
 }
 
 static void

@@ -95,6 +95,13 @@ tool_p11ext_exit(const char *cmd, int rc)
 	case TK_P11EXT_BROKER_FAILED:
 		fprintf(stderr, "tokenkit %s: the broker (tokenkitd) failed to answer\n", cmd);
 		return TOOL_EXIT_NO_SERVICE;
+	case TK_P11EXT_REFUSED:
+		fprintf(stderr,
+		        "tokenkit %s: the broker (tokenkitd) refused this program the card: "
+		        "consent denied (`tokenkit consent list` shows it, `tokenkit consent reset "
+		        "--program PATH` forgets it)\n",
+		        cmd);
+		return TOOL_EXIT_ERROR;
 	default:
 		return -1;
 	}

@@ -57,7 +57,11 @@ void broker_queue_leave(struct queue *q); /* NULL: nothing */
  * it holds (the connection's end). held: a transaction holds the card's
  * queue. */
 struct raw_card;
-CK_RV broker_card_open(struct raw_card **rc, pid_t pid, struct bp_r *r, struct bp_w *w, bool *bad);
+struct consent_key;
+/* who: the program (exe, uid, pid, still); with consent on, its commands
+ * to a card are a use of every key on it, asked for as such */
+CK_RV broker_card_open(struct raw_card **rc, const struct consent_key *who, struct bp_r *r,
+                       struct bp_w *w, bool *bad);
 CK_RV broker_card_io(struct raw_card *rc, struct bp_r *r, struct bp_w *w, bool *bad);
 bool broker_card_held(const struct raw_card *rc);
 void broker_card_close(struct raw_card **rc);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include <tokenkit/card.h>
+#include <tokenkit/consent.h>
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
 #include <tokenkit/mem.h>
@@ -47,8 +48,53 @@ put_err(struct bp_w *w, int err)
 	bp_put_u(w, err < 0 ? (uint64_t) - (int64_t)err : 0);
 }
 
+/* With consent on (tokenkitd --consent-prompt / --consent-policy), a
+ * program's own commands to a card reach every key on it: the program is
+ * asked for as for a key's first use, under the key id CARD_KEY_ID (no card
+ * key has a two-byte id: PIV's and OpenPGP's are one byte) and the token's
+ * serial (a card no driver takes: its ATR), so `tokenkit consent list`
+ * shows the decision and `consent reset` forgets it. CKR_OK, or
+ * CKR_FUNCTION_REJECTED. */
+#define CARD_KEY_ID "ca4d"
+
+static CK_RV
+card_consent(const struct consent_key *who, CK_SLOT_ID slot, tk_card_t *card)
+{
+	struct consent_key k = *who;
+	CK_TOKEN_INFO ti;
+	char serial[TK_CONSENT_TOKEN_MAX + 1], label[TK_CONSENT_TOKEN_MAX + 1];
+	const uint8_t *atr;
+	size_t atr_len = 0, n;
+	bool once = false;
+
+	if (!g_conf.consent)
+		return CKR_OK;
+	serial[0] = '\0';
+	snprintf(label, sizeof(label), "%s", tk_card_reader_name(card));
+	if (C_GetTokenInfo(slot, &ti) == CKR_OK) {
+		for (n = sizeof(ti.serialNumber); n > 0 && ti.serialNumber[n - 1] == ' '; n--)
+			;
+		snprintf(serial, sizeof(serial), "%.*s", (int)n, (const char *)ti.serialNumber);
+		for (n = sizeof(ti.label); n > 0 && ti.label[n - 1] == ' '; n--)
+			;
+		snprintf(label, sizeof(label), "%.*s", (int)n, (const char *)ti.label);
+	}
+	if (serial[0] == '\0') { /* no token: the card by its ATR */
+		atr = tk_card_atr(card, &atr_len);
+		n = (size_t)snprintf(serial, sizeof(serial), "atr-");
+		for (size_t i = 0; i < atr_len && n + 2 < sizeof(serial); i++)
+			n += (size_t)snprintf(serial + n, sizeof(serial) - n, "%02x", atr[i]);
+	}
+	k.token_serial = serial;
+	k.token_label = label;
+	k.key_id = CARD_KEY_ID;
+	k.key_label = "the card itself: the program's own commands";
+	return broker_consent_check(&k, &once);
+}
+
 CK_RV
-broker_card_open(struct raw_card **out, pid_t pid, struct bp_r *r, struct bp_w *w, bool *bad)
+broker_card_open(struct raw_card **out, const struct consent_key *who, struct bp_r *r,
+                 struct bp_w *w, bool *bad)
 {
 	size_t nl = 0;
 	const uint8_t *nb = bp_get_b(r, &nl, false, NULL);
@@ -60,6 +106,7 @@ broker_card_open(struct raw_card **out, pid_t pid, struct bp_r *r, struct bp_w *
 	const uint8_t *atr;
 	size_t atr_len = 0;
 	uint32_t id;
+	CK_RV rv;
 	int e;
 
 	if (!bp_r_done(r) || nl == 0 || nl >= sizeof(name) || memchr(nb, 0, nl) != NULL) {
@@ -77,11 +124,16 @@ broker_card_open(struct raw_card **out, pid_t pid, struct bp_r *r, struct bp_w *
 	if ((rc = calloc(1, sizeof(*rc))) == NULL)
 		return CKR_HOST_MEMORY;
 	rc->slot = id;
-	rc->pid = pid;
+	rc->pid = who->pid;
 	if ((e = tk_slotmgr_card(mgr, id, &rc->card)) != TK_OK) {
 		free(rc);
 		put_err(w, e);
 		return w->ok ? CKR_OK : CKR_HOST_MEMORY;
+	}
+	if ((rv = card_consent(who, id, rc->card)) != CKR_OK) {
+		tk_card_unref(&rc->card);
+		free(rc);
+		return rv;
 	}
 	/* the token's reference now, outside any hold (its lock order) */
 	if (tk_p11_slot_token(id, &rc->tok) != CKR_OK)
@@ -97,7 +149,7 @@ broker_card_open(struct raw_card **out, pid_t pid, struct bp_r *r, struct bp_w *
 	bp_put_u(w, caps.extended_apdu);
 	bp_put_u(w, caps.max_cmd);
 	bp_put_u(w, caps.max_resp);
-	tk_log_info("tokenkitd: pid %ld opened the card in %s for its own commands", (long)pid,
+	tk_log_info("tokenkitd: pid %ld opened the card in %s for its own commands", (long)who->pid,
 	            info.reader);
 	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
 }

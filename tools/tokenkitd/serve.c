@@ -1467,7 +1467,14 @@ conn_main(void *arg)
 		} else if (m.head == BP_READERS) {
 			rv = broker_readers(&m.body, &w, &bad);
 		} else if (m.head == BP_CARD_OPEN) {
-			rv = broker_card_open(&raw, cn.pid, &m.body, &w, &bad);
+			struct consent_key who = {.exe = c->exe,
+			                          .uid = c->uid,
+			                          .pid = cn.pid,
+			                          .still = still_working};
+			t_call.fd = cn.fd;
+			t_call.id = m.id;
+			rv = broker_card_open(&raw, &who, &m.body, &w, &bad);
+			t_call.fd = -1;
 		} else if (m.head == BP_CARD_IO) {
 			rv = broker_card_io(raw, &m.body, &w, &bad);
 		} else if (raw != NULL) {
