@@ -202,6 +202,7 @@ bp_fn_has_session(uint32_t fn)
 	case BP_READERS:
 	case BP_CARD_OPEN:
 	case BP_CARD_IO:
+	case BP_READER_RESET:
 	case BP_HELLO:
 		return false;
 	default:
@@ -515,7 +516,8 @@ bp_decode(const uint8_t *p, size_t len, bool request, struct bp_msg *m)
 		return "bytes after the message";
 	if (request) {
 		if (hd[1].v >= BP_FN_COUNT && hd[1].v != BP_HELLO && hd[1].v != BP_TOKENS &&
-		    hd[1].v != BP_READERS && hd[1].v != BP_CARD_OPEN && hd[1].v != BP_CARD_IO)
+		    hd[1].v != BP_READERS && hd[1].v != BP_CARD_OPEN && hd[1].v != BP_CARD_IO &&
+		    hd[1].v != BP_READER_RESET)
 			return "unknown function";
 		m->head = (uint32_t)hd[1].v;
 		m->id = hd[2].v;

@@ -47,6 +47,12 @@
  *   [operation (enum bp_card_op), command (BP_CARD_TRANSMIT) or null,
  *   response capacity, timeout ms] -> [error, response or null]
  * where an error is a tk_err negated (0: success).
+ * BP_READER_RESET, after a hello, is `tokenkit reset`: a forced recovery of
+ * one reader (tk_slotmgr_reset):
+ *   [reader name, cold] -> CKR_SLOT_ID_INVALID as BP_TOKENS, else
+ *   [its outcome (an error), the record's id, time (ms since the epoch),
+ *   fault (an error), what, [[step, result (an error), us]...], steps,
+ *   cured by, outcome (an error), us, quarantine probes].
  *
  * Arguments and results are unsigned integers, byte strings, null and
  * nested arrays only; what a function sends is in its client stub
@@ -92,6 +98,7 @@ enum bp_fn {
 	BP_READERS = 1002,
 	BP_CARD_OPEN = 1003,
 	BP_CARD_IO = 1004,
+	BP_READER_RESET = 1005,
 };
 
 /* BP_CARD_IO's operations. */
@@ -105,7 +112,8 @@ enum bp_card_op {
 };
 
 /* Whether a request of fn names a session first (every function but
- * BP_HELLO, BP_TOKENS, BP_READERS, BP_CARD_* and the slot-level ones). */
+ * BP_HELLO, BP_TOKENS, BP_READERS, BP_CARD_*, BP_READER_RESET and the
+ * slot-level ones). */
 bool bp_fn_has_session(uint32_t fn);
 
 /* --- writing ------------------------------------------------------------ */

@@ -285,16 +285,18 @@ out:
 	return -1;
 }
 
-/* fn with [want or null] on a connection of broker_connect's, within the
- * broker deadline (as the module's calls: whatever the broker or its cards
- * do); the answer parsed by parse into *out, *count. A TK_P11EXT_* code
- * (TK_P11EXT_BROKER_FAILED logged). */
+/* fn with [want or null, and *more when more is not NULL] on a connection
+ * of broker_connect's, within the broker deadline and wait_ms more (as the
+ * module's calls: whatever the broker or its cards do); the answer parsed
+ * by parse into *out, *count. A TK_P11EXT_* code (TK_P11EXT_BROKER_FAILED
+ * logged). */
 static int
-ask(uint32_t fn, const char *want, parse_fn *parse, void *out, size_t *count)
+ask(uint32_t fn, const char *want, const uint64_t *more, int wait_ms, parse_fn *parse, void *out,
+    size_t *count)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int fd, rc;
-	int64_t dl = tk_now_ms() + tk_p11_broker_timeout_ms();
+	int64_t dl = tk_now_ms() + tk_p11_broker_timeout_ms() + wait_ms;
 	struct bp_rbuf rb = {0};
 	struct bp_w w;
 	struct bp_msg m;
@@ -310,6 +312,8 @@ ask(uint32_t fn, const char *want, parse_fn *parse, void *out, size_t *count)
 		bp_put_b(&w, want, strlen(want));
 	else
 		bp_put_null(&w);
+	if (more != NULL)
+		bp_put_u(&w, *more);
 	if (bp_call_sync(fd, &rb, fn, 1, &w, dl, &m, &in) == 0) {
 		rc = parse(&m, out, count);
 		if (rc == TK_P11EXT_BROKER_FAILED)
@@ -328,7 +332,7 @@ static int
 tokens(const char *want, tk_p11ext_token_t **out, size_t *count)
 {
 	*out = NULL;
-	return ask(BP_TOKENS, want, parse_answer, out, count);
+	return ask(BP_TOKENS, want, NULL, 0, parse_answer, out, count);
 }
 
 /* --- BP_READERS ----------------------------------------------------------- */
@@ -444,7 +448,101 @@ static int
 readers(const char *want, tk_slot_diag_t **out, size_t *count)
 {
 	*out = NULL;
-	return ask(BP_READERS, want, parse_readers, out, count);
+	return ask(BP_READERS, want, NULL, 0, parse_readers, out, count);
+}
+
+static int
+neg_err(uint64_t v)
+{
+	/* (an error the broker names that this module does not know is
+	 * still an error) */
+	return v == 0 ? TK_OK : v < 10000 ? -(int)v : TK_ERR_IO;
+}
+
+/* --- BP_READER_RESET --------------------------------------------------------- */
+
+/* The answer to BP_READER_RESET: TK_P11EXT_OK (the outcome and the record
+ * into *(struct reset_out *)), TK_P11EXT_NO_READER or
+ * TK_P11EXT_BROKER_FAILED. */
+struct reset_out {
+	int *err;
+	tk_recovery_t *rec;
+};
+
+static int
+parse_reset(struct bp_msg *m, void *outp, size_t *count)
+{
+	struct reset_out *o = outp;
+	struct bp_r r = m->body, steps;
+	tk_recovery_t *rec = o->rec;
+	uint64_t v;
+
+	*count = 0;
+	memset(rec, 0, sizeof(*rec));
+	*o->err = TK_ERR_IO;
+	if (m->rv == CKR_SLOT_ID_INVALID)
+		return TK_P11EXT_NO_READER;
+	if (m->rv != CKR_OK || r.n != 11)
+		return TK_P11EXT_BROKER_FAILED;
+	*o->err = neg_err(bp_get_u(&r));
+	rec->id = bp_get_u(&r);
+	rec->wall_ms = (int64_t)(bp_get_u(&r) & INT64_MAX);
+	rec->fault = neg_err(bp_get_u(&r));
+	if (!get_text(&r, rec->what, sizeof(rec->what)))
+		return TK_P11EXT_BROKER_FAILED;
+	steps = bp_get_sub(&r);
+	if (steps.n > TK_RECOVERY_MAX_STEPS)
+		return TK_P11EXT_BROKER_FAILED;
+	for (size_t i = 0; i < steps.n; i++) {
+		struct bp_r one = bp_get_sub(&steps);
+
+		v = bp_get_u(&one);
+		rec->steps[i].step = v < TK_STEP_COUNT ? (int)v : TK_STEP_NONE;
+		rec->steps[i].result = neg_err(bp_get_u(&one));
+		rec->steps[i].duration_us = (int64_t)(bp_get_u(&one) & INT64_MAX);
+		if (!bp_r_done(&one) || v >= TK_STEP_COUNT)
+			return TK_P11EXT_BROKER_FAILED;
+	}
+	rec->nsteps = bp_get_u(&r);
+	v = bp_get_u(&r);
+	rec->cured_by = v < TK_STEP_COUNT ? (int)v : TK_STEP_NONE;
+	rec->outcome = neg_err(bp_get_u(&r));
+	rec->duration_us = (int64_t)(bp_get_u(&r) & INT64_MAX);
+	rec->probes = (uint32_t)bp_get_u(&r);
+	if (!bp_r_done(&steps) || !bp_r_done(&r) || v >= TK_STEP_COUNT || rec->nsteps < steps.n ||
+	    rec->nsteps > 1000000) {
+		memset(rec, 0, sizeof(*rec));
+		return TK_P11EXT_BROKER_FAILED;
+	}
+	*count = 1;
+	return TK_P11EXT_OK;
+}
+
+int
+tk_p11_reset_parse(const uint8_t *p, size_t len, int *err, tk_recovery_t *rec)
+{
+	struct reset_out o = {err, rec};
+	size_t n;
+
+	return decode_parsed(p, len, parse_reset, &o, &n);
+}
+
+/* (a forced recovery runs the whole ladder: the broker waits up to four
+ * transmit deadlines) */
+#define RESET_WAIT_MS (4 * TK_CARD_DEFAULT_TIMEOUT_MS)
+
+static int
+reader_reset(const char *want, bool cold, int *err, tk_recovery_t *rec)
+{
+	struct reset_out o = {err, rec};
+	uint64_t c = cold;
+	size_t n;
+
+	memset(rec, 0, sizeof(*rec));
+	*err = TK_ERR_IO;
+	if (want == NULL)
+		return TK_P11EXT_NO_READER;
+	return ask(BP_READER_RESET, want, &c, RESET_WAIT_MS, parse_reset, &o, &n);
 }
 
 /* --- BP_CARD_OPEN, BP_CARD_IO ------------------------------------------------ */
@@ -455,14 +553,6 @@ struct tk_p11ext_card {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct bp_rbuf rb;
 };
-
-static int
-neg_err(uint64_t v)
-{
-	/* (an error the broker names that this module does not know is
-	 * still an error) */
-	return v == 0 ? TK_OK : v < 10000 ? -(int)v : TK_ERR_IO;
-}
 
 /* A BP_CARD_OPEN answer: TK_P11EXT_OK (*info), TK_P11EXT_NO_READER,
  * TK_P11EXT_REFUSED or TK_P11EXT_BROKER_FAILED. */
@@ -657,6 +747,7 @@ tk_p11ext_t tk_p11_ext = {
         .card_open = card_open,
         .card_io = card_io,
         .card_close = card_close,
+        .reader_reset = reader_reset,
 };
 
 /* For programs built against 1.1 and 1.0 (C_GetInterface matches versions

@@ -26,4 +26,8 @@ int tk_p11_card_open_parse(const uint8_t *p, size_t len, tk_p11ext_card_info_t *
  * most cap bytes, *resp_len), or TK_ERR_NO_SERVICE: it does not parse. */
 int tk_p11_card_io_parse(const uint8_t *p, size_t len, uint8_t *resp, size_t cap, size_t *resp_len);
 
+/* A BP_READER_RESET answer: TK_P11EXT_OK (*err the outcome, *rec the
+ * broker's record), TK_P11EXT_NO_READER or TK_P11EXT_BROKER_FAILED. */
+int tk_p11_reset_parse(const uint8_t *p, size_t len, int *err, tk_recovery_t *rec);
+
 #endif

@@ -3,9 +3,9 @@
  * tool lists the broker's tokens through it (PIN and PUK tries left, the
  * driver, each object's key size and usage, as `tokenkit tokens` shows
  * them for the readers it opens itself), the broker's readers with their
- * counters (`tokenkit readers`, `tokenkit diag`), and sends its
- * provisioning commands to a card the broker holds (`tokenkit piv`,
- * `openpgp`, `apdu`, `attest`).
+ * counters (`tokenkit readers`, `tokenkit diag`), sends its provisioning
+ * commands to a card the broker holds (`tokenkit piv`, `openpgp`, `apdu`,
+ * `attest`) and has it reset a reader (`tokenkit reset`).
  *
  * Reached the PKCS#11 3.0 way, without a symbol of its own:
  *
@@ -19,6 +19,7 @@
 #ifndef TOKENKIT_P11EXT_H
 #define TOKENKIT_P11EXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +116,12 @@ typedef struct tk_p11ext {
 	int (*card_io)(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len,
 	               uint8_t *resp, size_t resp_cap, size_t *resp_len, int timeout_ms);
 	void (*card_close)(tk_p11ext_card_t *c);
+	/* A forced recovery of the broker's reader want (as for tokens): a
+	 * warm reset, or a power cycle (cold), as tk_slotmgr_reset runs it
+	 * there. A TK_P11EXT_* code; on TK_P11EXT_OK *err is its outcome and
+	 * *rec its record (start_us 0: the broker's clock). Within the broker
+	 * deadline and the recovery's own (up to four transmit deadlines). */
+	int (*reader_reset)(const char *want, bool cold, int *err, tk_recovery_t *rec);
 } tk_p11ext_t;
 
 #endif

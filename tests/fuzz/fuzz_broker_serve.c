@@ -8,7 +8,8 @@
  *
  * Input: requests, each
  *   1 byte   function: bits 0-6 the PKCS#11 function's place (modulo their
- *            count), bit 7 "raw"; 0xFB: BP_CARD_IO, 0xFC: BP_CARD_OPEN,
+ *            count), bit 7 "raw"; 0xFA: BP_READER_RESET, 0xFB: BP_CARD_IO,
+ *            0xFC: BP_CARD_OPEN,
  *            0xFD: BP_READERS, 0xFE: BP_TOKENS, 0xFF: a second BP_HELLO
  *   2 bytes  big-endian length L of what follows
  *   L bytes  CBOR items: the request's arguments. For a function of a
@@ -306,13 +307,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned n = 0; n < MAX_REQUESTS && size >= 3; n++) {
 		uint8_t f = data[0];
 		size_t l = (size_t)data[1] << 8 | data[2];
-		uint32_t fn = f == 0xFB   ? BP_CARD_IO
+		uint32_t fn = f == 0xFA   ? BP_READER_RESET
+		              : f == 0xFB ? BP_CARD_IO
 		              : f == 0xFC ? BP_CARD_OPEN
 		              : f == 0xFD ? BP_READERS
 		              : f == 0xFE ? BP_TOKENS
 		              : f == 0xFF ? BP_HELLO
 		                          : (uint32_t)(f & 0x7F) % BP_FN_COUNT;
-		bool raw = f < 0xFB && (f & 0x80) != 0;
+		bool raw = f < 0xFA && (f & 0x80) != 0;
 
 		data += 3;
 		size -= 3;

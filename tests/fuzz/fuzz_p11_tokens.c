@@ -1,7 +1,7 @@
 /* Fuzz target: the module's parsers of the broker's BP_TOKENS,
- * BP_READERS, BP_CARD_OPEN and BP_CARD_IO answers (pkcs11/tokens.c), what
- * the tool reads from a broker through the module; each input goes to all
- * four. A parsed view's strings are terminated and its certificates lie in
+ * BP_READERS, BP_CARD_OPEN, BP_CARD_IO and BP_READER_RESET answers
+ * (pkcs11/tokens.c), what the tool reads from a broker through the module;
+ * each input goes to all five. A parsed view's strings are terminated and its certificates lie in
  * memory of its own; a card's answer fits the buffer given; nothing may
  * crash, leak or read out of bounds. */
 #include <stdint.h>
@@ -21,12 +21,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tk_slot_diag_t *r = NULL;
 	tk_p11ext_card_info_t info;
 	uint8_t resp[64];
+	tk_recovery_t rec;
+	int err;
 	size_t n = 0, sum = 0;
 
 	if (tk_p11_card_open_parse(data, size, &info) == TK_P11EXT_OK)
 		sum += strlen(info.reader) + info.atr_len + (info.atr_len > 0 ? info.atr[0] : 0);
 	if (tk_p11_card_io_parse(data, size, resp, sizeof(resp), &n) == TK_OK && n > 0)
 		sum += resp[n - 1];
+	if (tk_p11_reset_parse(data, size, &err, &rec) == TK_P11EXT_OK)
+		sum += strlen(rec.what) + rec.nsteps + (size_t)rec.steps[0].step;
 	n = 0;
 
 	if (tk_p11_readers_parse(data, size, &r, &n) == TK_P11EXT_OK) {

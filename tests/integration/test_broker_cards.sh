@@ -19,7 +19,10 @@
 #     every signature verifies;
 #  4. a program that takes the card's transaction and is killed: while it
 #     holds it, a signature through the broker gets its error at the
-#     deadline (no hang); once it is gone, signing works at once.
+#     deadline (no hang); once it is gone, signing works at once;
+#  5. `tokenkit reset` (warm, and cold with --json) through the broker: the
+#     recovery's record, the broker's counters count both, an unknown
+#     reader exits 4, and signing works after.
 # (A broker that never answers: test_broker, the tool's apdu among the
 # others.)
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
@@ -155,5 +158,30 @@ wait $holder 2>/dev/null || true
 tk_run "signing once the holder is gone" timeout 60 "${P11[@]}" -l -p 123456 -s -m ECDSA-SHA256 \
 	--id 01 --signature-format openssl -i "$TK_TMP/data" -o "$TK_TMP/sig9a"
 tk_run "verify" openssl dgst -sha256 -verify "$TK_TMP/pub9a.pem" -signature "$TK_TMP/sig9a" "$TK_TMP/data"
+
+# --- 5. reset ----------------------------------------------------------------------
+# a forced recovery of the broker's reader (BP_READER_RESET): its record,
+# and the broker's counters count it
+before=$(nopcsc "$TOOL" diag --json "$R" | python3 -c 'import json,sys; print(json.load(sys.stdin)["readers"][0]["recoveries"])')
+tk_run "reset through the broker" nopcsc "$TOOL" reset "$R"
+tk_expect 'fault none \(forced\)'
+tk_expect 'cured by warm-reset'
+tk_run "cold reset through the broker" nopcsc "$TOOL" reset "$R" --cold --json
+python3 - "$TK_OUT" <<'PY' || tk_fail "the cold reset's record"
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["result"] == "TK_OK" and r["what"] == "forced-cold", r
+assert r["steps"][0]["step"] == "cold-reset" and r["cured_by"] == "cold-reset", r
+PY
+after=$(nopcsc "$TOOL" diag --json "$R" | python3 -c 'import json,sys; print(json.load(sys.stdin)["readers"][0]["recoveries"])')
+[[ $after == $((before + 2)) ]] || tk_fail "the broker counted $before then $after recoveries, not two more"
+grep -q "a forced cold reset of $R: success" "$BLOG" || tk_fail "the broker did not log the reset"
+rc=0
+nopcsc "$TOOL" reset "no such reader" >/dev/null 2>&1 || rc=$?
+[[ $rc == 4 ]] || tk_fail "reset of an unknown reader through the broker: exit $rc, not 4"
+# the card works after the resets: signing through the broker
+tk_run "signing after the resets" "${P11[@]}" -l -p 123456 -s -m ECDSA-SHA256 --id 01 \
+	--signature-format openssl -i "$TK_TMP/data" -o "$TK_TMP/sig9a.2"
+tk_run "verify" openssl dgst -sha256 -verify "$TK_TMP/pub9a.pem" -signature "$TK_TMP/sig9a.2" "$TK_TMP/data"
 
 tk_pass

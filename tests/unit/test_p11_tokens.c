@@ -1,5 +1,5 @@
-/* The module's parsers of the broker's BP_TOKENS, BP_READERS, BP_CARD_OPEN
- * and BP_CARD_IO answers (pkcs11/tokens.c, format in pkcs11/bproto.h; the
+/* The module's parsers of the broker's BP_TOKENS, BP_READERS, BP_CARD_OPEN,
+ * BP_CARD_IO and BP_READER_RESET answers (pkcs11/tokens.c, format in pkcs11/bproto.h; the
  * tool gets them through tokenkit/p11ext.h): answers
  * built here with libcbor's own builders (not the broker's writer) come
  * out value for value; every answer that breaks the format is refused
@@ -562,6 +562,101 @@ test_card_io(void **state)
 	free(buf);
 }
 
+/* BP_READER_RESET: [outcome, id, time, fault, what, [[step, result, us]...],
+ * steps, cured by, outcome, us, probes] */
+static cbor_item_t *
+reset_body(size_t fields, uint64_t step, size_t nsteps_listed, uint64_t nsteps)
+{
+	cbor_item_t *a = cbor_new_definite_array(fields), *steps;
+	cbor_item_t *items[11];
+
+	steps = cbor_new_definite_array(nsteps_listed);
+	for (size_t i = 0; i < nsteps_listed; i++) {
+		cbor_item_t *one = cbor_new_definite_array(3);
+
+		push(one, u(step));
+		push(one, u(i + 1 < nsteps_listed ? (uint64_t)-TK_ERR_COMM : 0));
+		push(one, u(1000 * (i + 1)));
+		push(steps, one);
+	}
+	items[0] = u(0);
+	items[1] = u(3);
+	items[2] = u(1796693147281);
+	items[3] = u(0);
+	items[4] = b("forced");
+	items[5] = steps;
+	items[6] = u(nsteps);
+	items[7] = u(step);
+	items[8] = u(0);
+	items[9] = u(500150);
+	items[10] = u(2);
+	for (size_t i = 0; i < 11; i++) {
+		if (i < fields)
+			push(a, items[i]);
+		else
+			cbor_decref(&items[i]);
+	}
+	for (size_t i = 11; i < fields; i++)
+		push(a, u(0));
+	return a;
+}
+
+static void
+test_reset(void **state)
+{
+	tk_recovery_t rec;
+	uint8_t *buf;
+	size_t len;
+	int err = 1;
+
+	(void)state;
+	buf = answer(0, reset_body(11, TK_STEP_WARM_RESET, 2, 2), &len);
+	assert_int_equal(tk_p11_reset_parse(buf, len, &err, &rec), TK_P11EXT_OK);
+	assert_int_equal(err, TK_OK);
+	assert_int_equal(rec.id, 3);
+	assert_int_equal(rec.wall_ms, 1796693147281);
+	assert_string_equal(rec.what, "forced");
+	assert_int_equal(rec.nsteps, 2);
+	assert_int_equal(rec.steps[0].step, TK_STEP_WARM_RESET);
+	assert_int_equal(rec.steps[0].result, TK_ERR_COMM);
+	assert_int_equal(rec.steps[1].result, TK_OK);
+	assert_int_equal(rec.steps[1].duration_us, 2000);
+	assert_int_equal(rec.cured_by, TK_STEP_WARM_RESET);
+	assert_int_equal(rec.outcome, TK_OK);
+	assert_int_equal(rec.duration_us, 500150);
+	assert_int_equal(rec.probes, 2);
+	free(buf);
+	/* more steps than listed (the record keeps TK_RECOVERY_MAX_STEPS) */
+	buf = answer(0, reset_body(11, TK_STEP_COLD_RESET, 1, 40), &len);
+	assert_int_equal(tk_p11_reset_parse(buf, len, &err, &rec), TK_P11EXT_OK);
+	assert_int_equal(rec.nsteps, 40);
+	free(buf);
+	buf = answer(0x3 /* CKR_SLOT_ID_INVALID */, cbor_new_definite_array(0), &len);
+	assert_int_equal(tk_p11_reset_parse(buf, len, &err, &rec), TK_P11EXT_NO_READER);
+	free(buf);
+	/* refused: a field missing or too many, a step past the last, more
+	 * steps listed than counted or than a record holds, the broker's error */
+	{
+		cbor_item_t *bad[] = {
+		        reset_body(10, TK_STEP_WARM_RESET, 1, 1),
+		        reset_body(12, TK_STEP_WARM_RESET, 1, 1),
+		        reset_body(11, TK_STEP_COUNT, 1, 1),
+		        reset_body(11, TK_STEP_WARM_RESET, 2, 1),
+		        reset_body(11, TK_STEP_WARM_RESET, TK_RECOVERY_MAX_STEPS + 1,
+		                   TK_RECOVERY_MAX_STEPS + 1),
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			buf = answer(0, bad[i], &len);
+			if (tk_p11_reset_parse(buf, len, &err, &rec) != TK_P11EXT_BROKER_FAILED)
+				fail_msg("bad reset answer %zu: taken", i);
+			free(buf);
+		}
+		buf = answer(0x30, reset_body(11, TK_STEP_WARM_RESET, 1, 1), &len);
+		assert_int_equal(tk_p11_reset_parse(buf, len, &err, &rec), TK_P11EXT_BROKER_FAILED);
+		free(buf);
+	}
+}
+
 int
 main(void)
 {
@@ -575,6 +670,7 @@ main(void)
 	        cmocka_unit_test(test_card_open),
 	        cmocka_unit_test(test_card_open_refused),
 	        cmocka_unit_test(test_card_io),
+	        cmocka_unit_test(test_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

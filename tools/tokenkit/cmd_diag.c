@@ -394,18 +394,26 @@ cmd_reset(int argc, char **argv)
 		fprintf(stderr, "usage: tokenkit reset READER [--cold]\n");
 		return TOOL_EXIT_USAGE;
 	}
-	rc = tool_open_mgr(&m, 5000);
-	if (rc != TOOL_EXIT_OK)
+	/* a broker holds the readers: it resets its own */
+	rc = tool_broker_reset("reset", reader, cold, &r, &rec);
+	if (rc == TOOL_EXIT_NO_READER)
+		fprintf(stderr, "tokenkit reset: no reader '%s' (`tokenkit readers` lists them)\n",
+		        reader);
+	if (rc >= 0 && rc != TOOL_EXIT_OK)
 		return rc;
-	tool_settle(m, 3000);
-	r = tk_slotmgr_find(m, reader, &id);
-	if (r != TK_OK) {
-		fprintf(stderr, "tokenkit reset: no reader '%s'\n", reader);
-		tool_print_readers_hint(stderr, m);
-		tk_slotmgr_free(&m);
-		return TOOL_EXIT_NO_READER;
+	if (rc < 0) {
+		if ((rc = tool_open_mgr(&m, 5000)) != TOOL_EXIT_OK)
+			return rc;
+		tool_settle(m, 3000);
+		r = tk_slotmgr_find(m, reader, &id);
+		if (r != TK_OK) {
+			fprintf(stderr, "tokenkit reset: no reader '%s'\n", reader);
+			tool_print_readers_hint(stderr, m);
+			tk_slotmgr_free(&m);
+			return TOOL_EXIT_NO_READER;
+		}
+		r = tk_slotmgr_reset(m, id, cold, 0, &rec);
 	}
-	r = tk_slotmgr_reset(m, id, cold, 0, &rec);
 	if (json) {
 		printf("{\"result\": \"%s\", ", tk_errname(r));
 		json_record(&rec);

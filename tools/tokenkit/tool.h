@@ -75,6 +75,11 @@ int tool_p11ext_exit(const char *cmd, int rc);
  * reader named want there), TOOL_EXIT_NO_SERVICE (said on stderr), or -1:
  * no broker answers, open the readers here. */
 int tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, size_t *n);
+/* A forced recovery of the broker's reader (tk_p11ext_t.reader_reset), for
+ * command cmd: TOOL_EXIT_OK (*err its outcome, *rec its record),
+ * TOOL_EXIT_NO_READER, TOOL_EXIT_NO_SERVICE (said on stderr), or -1: no
+ * broker answers, reset the reader here. */
+int tool_broker_reset(const char *cmd, const char *reader, bool cold, int *err, tk_recovery_t *rec);
 /* The card in a reader the broker holds (tk_p11ext_t.card_open), as a
  * card whose commands go through the broker, for command cmd: TOOL_EXIT_OK
  * (*c), another exit code (said on stderr), or -1: no broker answers, open

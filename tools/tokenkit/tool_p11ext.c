@@ -119,6 +119,16 @@ tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, siz
 	return tool_p11ext_exit(cmd, x->readers(want, out, n));
 }
 
+int
+tool_broker_reset(const char *cmd, const char *reader, bool cold, int *err, tk_recovery_t *rec)
+{
+	const tk_p11ext_t *x = tool_p11ext();
+
+	if (x == NULL || x->reader_reset == NULL)
+		return -1;
+	return tool_p11ext_exit(cmd, x->reader_reset(reader, cold, err, rec));
+}
+
 /* --- a card the broker holds (tool_open_card) ------------------------------ */
 
 static int

@@ -40,6 +40,8 @@ struct bp_r;
 struct bp_w;
 CK_RV broker_tokens(struct bp_r *r, struct bp_w *w, bool *bad);
 CK_RV broker_readers(struct bp_r *r, struct bp_w *w, bool *bad);
+/* report.c: BP_READER_RESET (`tokenkit reset`: a forced recovery) */
+CK_RV broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad);
 
 /* report.c: the embedded module's slot manager, or NULL before
  * C_Initialize. */

@@ -1,4 +1,4 @@
-/* tokenkitd: BP_TOKENS and BP_READERS (pkcs11/bproto.h), the readers'
+/* tokenkitd: BP_TOKENS, BP_READERS and BP_READER_RESET (pkcs11/bproto.h), the readers'
  * tokens and the readers as the tokenkit tool shows them
  * (tools/tokenkit/cmd_tokens.c, cmd_readers.c), for a tool that cannot open
  * the readers itself while the broker holds them (a direct-USB reader is
@@ -217,5 +217,66 @@ broker_readers(struct bp_r *r, struct bp_w *w, bool *bad)
 	}
 	free(d);
 	free(infos);
+	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
+}
+
+static uint64_t
+neg(int err)
+{
+	return err < 0 ? (uint64_t) - (int64_t)err : 0;
+}
+
+CK_RV
+broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad)
+{
+	size_t nl = 0;
+	const uint8_t *nb = bp_get_b(r, &nl, false, NULL);
+	uint64_t cold = bp_get_u(r);
+	char name[256];
+	tk_slotmgr_t *mgr = broker_manager();
+	tk_recovery_t rec;
+	struct bp_w steps;
+	uint32_t id;
+	size_t n;
+	int e;
+
+	if (!bp_r_done(r) || nl == 0 || nl >= sizeof(name) || memchr(nb, 0, nl) != NULL ||
+	    cold > 1) {
+		*bad = true;
+		return CKR_ARGUMENTS_BAD;
+	}
+	memcpy(name, nb, nl);
+	name[nl] = '\0';
+	if (mgr == NULL)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if (tk_slotmgr_find(mgr, name, &id) != TK_OK)
+		return CKR_SLOT_ID_INVALID;
+	memset(&rec, 0, sizeof(rec));
+	e = tk_slotmgr_reset(mgr, id, cold != 0, 0, &rec);
+	tk_log_info("tokenkitd: a forced %s reset of %s: %s", cold ? "cold" : "warm", name,
+	            tk_strerror(e));
+	n = rec.nsteps < TK_RECOVERY_MAX_STEPS ? rec.nsteps : TK_RECOVERY_MAX_STEPS;
+	bp_put_u(w, neg(e));
+	bp_put_u(w, rec.id);
+	bp_put_u(w, rec.wall_ms > 0 ? (uint64_t)rec.wall_ms : 0);
+	bp_put_u(w, neg(rec.fault));
+	put_text(w, rec.what);
+	bp_w_init(&steps);
+	for (size_t i = 0; i < n; i++) {
+		struct bp_w one;
+
+		bp_w_init(&one);
+		bp_put_u(&one, rec.steps[i].step >= 0 ? (uint64_t)rec.steps[i].step : 0);
+		bp_put_u(&one, neg(rec.steps[i].result));
+		bp_put_u(&one,
+		         rec.steps[i].duration_us > 0 ? (uint64_t)rec.steps[i].duration_us : 0);
+		bp_put_sub(&steps, &one);
+	}
+	bp_put_sub(w, &steps);
+	bp_put_u(w, rec.nsteps);
+	bp_put_u(w, rec.cured_by >= 0 ? (uint64_t)rec.cured_by : 0);
+	bp_put_u(w, neg(rec.outcome));
+	bp_put_u(w, rec.duration_us > 0 ? (uint64_t)rec.duration_us : 0);
+	bp_put_u(w, rec.probes);
 	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
 }

@@ -1466,6 +1466,8 @@ conn_main(void *arg)
 			rv = broker_tokens(&m.body, &w, &bad);
 		} else if (m.head == BP_READERS) {
 			rv = broker_readers(&m.body, &w, &bad);
+		} else if (m.head == BP_READER_RESET) {
+			rv = broker_reader_reset(&m.body, &w, &bad);
 		} else if (m.head == BP_CARD_OPEN) {
 			struct consent_key who = {.exe = c->exe,
 			                          .uid = c->uid,
