@@ -35,7 +35,9 @@
 struct raw_card {
 	tk_card_t *card;
 	CK_SLOT_ID slot;
-	struct p11_token *tok; /* the slot's token when it had one at open */
+	struct p11_token *tok; /* the slot's token when it had one at open (its
+	                        * reference: g_p11.calls, so its tk tokens stay) */
+	tk_token_t *held;      /* its tk token whose card I/O is held */
 	struct queue *q;       /* the queue turn, while held */
 	bool in_tx;            /* a transaction (BP_CARD_BEGIN) holds it */
 	bool sent;             /* commands went to the card since the last recheck */
@@ -160,15 +162,20 @@ static void
 hold(struct raw_card *rc)
 {
 	rc->q = broker_queue_enter(rc->slot);
-	if (rc->tok != NULL)
-		tk_token_io_hold(tk_p11_tk(rc->tok));
+	/* (the token's tk token changes when its card comes back after a
+	 * service restart: the one held is the one let go; the reference
+	 * taken at open keeps it) */
+	rc->held = rc->tok != NULL ? tk_p11_tk(rc->tok) : NULL;
+	if (rc->held != NULL)
+		tk_token_io_hold(rc->held);
 }
 
 static void
 release(struct raw_card *rc)
 {
-	if (rc->tok != NULL)
-		tk_token_io_release(tk_p11_tk(rc->tok));
+	if (rc->held != NULL)
+		tk_token_io_release(rc->held);
+	rc->held = NULL;
 	broker_queue_leave(rc->q);
 	rc->q = NULL;
 }
