@@ -100,6 +100,7 @@ tk_card_new_io(const char *reader, const uint8_t *atr, size_t atr_len, const tk_
 	be.reset = io->reset;
 	be.present = io->present;
 	be.release = io->release;
+	be.pinpad = io->pinpad;
 	return tk_card_new_backend(reader, atr, atr_len, caps, &be, ctx, 0, out);
 }
 

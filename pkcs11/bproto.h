@@ -42,10 +42,14 @@
  * with it):
  *   [reader name] -> CKR_SLOT_ID_INVALID as BP_TOKENS, else [error, and
  *   when that is 0: slot id, reader, ATR, protocol + 1 (0: none), extended
- *   APDUs, largest command, largest response]
+ *   APDUs, largest command, largest response, PIN pad verifies, PIN pad
+ *   changes]
  * and BP_CARD_IO works on it:
- *   [operation (enum bp_card_op), command (BP_CARD_TRANSMIT) or null,
- *   response capacity, timeout ms] -> [error, response or null]
+ *   [operation (enum bp_card_op), command (BP_CARD_TRANSMIT; the template
+ *   of BP_CARD_PINPAD) or null, response capacity, timeout ms, and for
+ *   BP_CARD_PINPAD [verify 0 / change 1, seconds for the user, format,
+ *   block, length format, min, max, old PIN's offset, new PIN's offset,
+ *   confirm] (tk_card_pinpad_t)] -> [error, response or null]
  * where an error is a tk_err negated (0: success).
  * BP_READER_RESET, after a hello, is `tokenkit reset`: a forced recovery of
  * one reader (tk_slotmgr_reset):
@@ -109,6 +113,7 @@ enum bp_card_op {
 	BP_CARD_RESET_WARM,
 	BP_CARD_RESET_COLD,
 	BP_CARD_STATUS,
+	BP_CARD_PINPAD,
 };
 
 /* Whether a request of fn names a session first (every function but

@@ -584,6 +584,8 @@ parse_card_open(struct bp_msg *m, void *outp, size_t *count)
 	info->caps.extended_apdu = bp_get_u(&r) != 0;
 	info->caps.max_cmd = bp_get_u(&r);
 	info->caps.max_resp = bp_get_u(&r);
+	info->caps.pin_pad_verify = bp_get_u(&r) != 0;
+	info->caps.pin_pad_modify = bp_get_u(&r) != 0;
 	if (!bp_r_done(&r) || info->atr_len > sizeof(info->atr) || proto > 2 ||
 	    info->caps.max_cmd < 5 || info->caps.max_resp < 2 ||
 	    info->caps.max_cmd > BP_MAX_BYTES || info->caps.max_resp > BP_MAX_BYTES) {
@@ -692,9 +694,35 @@ card_open(const char *want, tk_p11ext_card_t **out, tk_p11ext_card_info_t *info)
 	return rc;
 }
 
+/* One BP_CARD_IO: op with cmd (or none), the pad's request for
+ * BP_CARD_PINPAD. */
+static int card_call(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len,
+                     const tk_card_pinpad_t *pad, uint8_t *resp, size_t resp_cap, size_t *resp_len,
+                     int timeout_ms);
+
 static int
 card_io(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
         size_t resp_cap, size_t *resp_len, int timeout_ms)
+{
+	if (op == BP_CARD_PINPAD)
+		return TK_ERR_INVALID_ARG; /* (card_pinpad) */
+	return card_call(c, op, cmd, cmd_len, NULL, resp, resp_cap, resp_len, timeout_ms);
+}
+
+static int
+card_pinpad(tk_p11ext_card_t *c, const tk_card_pinpad_t *req, uint8_t *resp, size_t resp_cap,
+            size_t *resp_len, int timeout_ms)
+{
+	if (req == NULL || req->apdu == NULL)
+		return TK_ERR_INVALID_ARG;
+	return card_call(c, BP_CARD_PINPAD, req->apdu, req->apdu_len, req, resp, resp_cap, resp_len,
+	                 timeout_ms);
+}
+
+static int
+card_call(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len,
+          const tk_card_pinpad_t *pad, uint8_t *resp, size_t resp_cap, size_t *resp_len,
+          int timeout_ms)
 {
 	int64_t dl = tk_now_ms() + timeout_ms + tk_p11_broker_timeout_ms();
 	size_t dummy;
@@ -706,8 +734,10 @@ card_io(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len, uint8_t
 	if (resp_len == NULL)
 		resp_len = &dummy;
 	*resp_len = 0;
-	if (c == NULL || op < TK_P11EXT_CARD_TRANSMIT || op > TK_P11EXT_CARD_STATUS ||
-	    timeout_ms <= 0 || (op == TK_P11EXT_CARD_TRANSMIT && (cmd == NULL || resp == NULL)))
+	bool sends = op == TK_P11EXT_CARD_TRANSMIT || op == BP_CARD_PINPAD;
+
+	if (c == NULL || op < TK_P11EXT_CARD_TRANSMIT || op > BP_CARD_PINPAD || timeout_ms <= 0 ||
+	    (sends && (cmd == NULL || resp == NULL)))
 		return TK_ERR_INVALID_ARG;
 	if (c->fd < 0)
 		return TK_ERR_NO_SERVICE;
@@ -715,12 +745,24 @@ card_io(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len, uint8_t
 		resp_cap = BP_MAX_BYTES;
 	bp_w_init(&w);
 	bp_put_u(&w, (uint64_t)op);
-	if (op == TK_P11EXT_CARD_TRANSMIT)
+	if (sends)
 		bp_put_b(&w, cmd, cmd_len);
 	else
 		bp_put_null(&w);
-	bp_put_u(&w, op == TK_P11EXT_CARD_TRANSMIT ? resp_cap : 0);
+	bp_put_u(&w, sends ? resp_cap : 0);
 	bp_put_u(&w, (uint64_t)timeout_ms);
+	if (op == BP_CARD_PINPAD) {
+		struct bp_w p;
+		const uint8_t v[10] = {(uint8_t)pad->op, pad->timeout_s,     pad->format,
+		                       pad->block,       pad->length_format, pad->min_len,
+		                       pad->max_len,     pad->offset_old,    pad->offset_new,
+		                       pad->confirm};
+
+		bp_w_init(&p);
+		for (size_t i = 0; i < sizeof(v); i++)
+			bp_put_u(&p, v[i]);
+		bp_put_sub(&w, &p);
+	}
 	if (bp_call_sync(c->fd, &c->rb, BP_CARD_IO, c->next_id++, &w, dl, &m, &in) < 0) {
 		e = errno == ETIMEDOUT ? TK_ERR_TIMEOUT : TK_ERR_NO_SERVICE;
 		broker_failed(c->path, NULL);
@@ -748,6 +790,7 @@ tk_p11ext_t tk_p11_ext = {
         .card_io = card_io,
         .card_close = card_close,
         .reader_reset = reader_reset,
+        .card_pinpad = card_pinpad,
 };
 
 /* For programs built against 1.1 and 1.0 (C_GetInterface matches versions

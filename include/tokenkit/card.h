@@ -105,34 +105,6 @@ typedef struct tk_card_caps {
 } tk_card_caps_t;
 TK_EXPORT void tk_card_caps(const tk_card_t *c, tk_card_caps_t *caps);
 
-/* A card over a transport of the caller's own, outside any slot manager
- * (the tokenkit tool's cards held by the broker, reached through the
- * module's own interface). Every function gets the caller's deadline
- * (milliseconds, > 0) and must return by then: the card front waits in
- * the function itself. transmit returns the raw response (SW1 SW2
- * included) and tk_card_transmit's errors; begin and end bracket a
- * transaction (called for the outermost tk_card_begin / tk_card_end
- * only); reset: tk_card_reset; present: tk_card_present. Members other
- * than transmit may be NULL (TK_ERR_NOT_SUPPORTED, "present"). release is
- * called once, when the last reference goes (not when tk_card_new_io
- * fails). Added in 0.2. */
-typedef struct tk_card_io {
-	int (*transmit)(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
-	                size_t resp_cap, size_t *resp_len, int timeout_ms);
-	int (*begin)(void *ctx, int timeout_ms);
-	int (*end)(void *ctx, int timeout_ms);
-	int (*reset)(void *ctx, bool cold, int timeout_ms);
-	bool (*present)(void *ctx);
-	void (*release)(void *ctx);
-} tk_card_io_t;
-
-/* Make a card over io (ctx its argument) for the reader called reader,
- * with the card's ATR (atr_len <= 33) and the reader's caps (NULL: short
- * APDUs). Errors: TK_ERR_INVALID_ARG, TK_ERR_NO_MEMORY. */
-TK_EXPORT int tk_card_new_io(const char *reader, const uint8_t *atr, size_t atr_len,
-                             const tk_card_caps_t *caps, const tk_card_io_t *io, void *ctx,
-                             tk_card_t **out);
-
 /* PIN entry on the reader's PIN pad: the reader reads the PIN from its own
  * keys, writes it into the command template apdu as described below, and
  * sends the command to the card; the PIN never passes through the host.
@@ -166,5 +138,37 @@ typedef struct tk_card_pinpad {
  * repeated by the recovery ladder. */
 TK_EXPORT int tk_card_pinpad(tk_card_t *c, const tk_card_pinpad_t *req, uint8_t *resp,
                              size_t resp_cap, size_t *resp_len);
+
+/* A card over a transport of the caller's own, outside any slot manager
+ * (the tokenkit tool's cards held by the broker, reached through the
+ * module's own interface). Every function gets the caller's deadline
+ * (milliseconds, > 0) and must return by then: the card front waits in
+ * the function itself. transmit returns the raw response (SW1 SW2
+ * included) and tk_card_transmit's errors; begin and end bracket a
+ * transaction (called for the outermost tk_card_begin / tk_card_end
+ * only); reset: tk_card_reset; present: tk_card_present. Members other
+ * than transmit may be NULL (TK_ERR_NOT_SUPPORTED, "present"). release is
+ * called once, when the last reference goes (not when tk_card_new_io
+ * fails). Added in 0.2. */
+typedef struct tk_card_io {
+	int (*transmit)(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+	                size_t resp_cap, size_t *resp_len, int timeout_ms);
+	int (*begin)(void *ctx, int timeout_ms);
+	int (*end)(void *ctx, int timeout_ms);
+	int (*reset)(void *ctx, bool cold, int timeout_ms);
+	bool (*present)(void *ctx);
+	void (*release)(void *ctx);
+	/* PIN entry on the reader's pad (tk_card_pinpad; caps say which);
+	 * timeout_ms covers the user's typing. NULL: no pad. */
+	int (*pinpad)(void *ctx, const tk_card_pinpad_t *req, uint8_t *resp, size_t resp_cap,
+	              size_t *resp_len, int timeout_ms);
+} tk_card_io_t;
+
+/* Make a card over io (ctx its argument) for the reader called reader,
+ * with the card's ATR (atr_len <= 33) and the reader's caps (NULL: short
+ * APDUs). Errors: TK_ERR_INVALID_ARG, TK_ERR_NO_MEMORY. */
+TK_EXPORT int tk_card_new_io(const char *reader, const uint8_t *atr, size_t atr_len,
+                             const tk_card_caps_t *caps, const tk_card_io_t *io, void *ctx,
+                             tk_card_t **out);
 
 #endif

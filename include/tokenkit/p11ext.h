@@ -122,6 +122,12 @@ typedef struct tk_p11ext {
 	 * *rec its record (start_us 0: the broker's clock). Within the broker
 	 * deadline and the recovery's own (up to four transmit deadlines). */
 	int (*reader_reset)(const char *want, bool cold, int *err, tk_recovery_t *rec);
+	/* PIN entry on the pad of the reader the card is in (the card's
+	 * info->caps say which entries it has), as tk_card_pinpad: the
+	 * card's answer into resp. A tk_err as card_io's; ends within
+	 * timeout_ms (the user's typing included) and the broker deadline. */
+	int (*card_pinpad)(tk_p11ext_card_t *c, const tk_card_pinpad_t *req, uint8_t *resp,
+	                   size_t resp_cap, size_t *resp_len, int timeout_ms);
 } tk_p11ext_t;
 
 #endif

@@ -14,7 +14,9 @@
 #      NULL PIN); on the first variant then a tokenkitd holds the reader:
 #      `tokenkit readers` shows it through the broker, `piv generate` and
 #      `piv certificate` write 9C through it, a process of its own cannot
-#      use the reader, pkcs11-tool signs with 9C through the broker.
+#      use the reader, pkcs11-tool signs with 9C through the broker; on the
+#      PIN-pad variant the tool changes the PIN on the pad through the broker
+#      (there and back: two more PIN modifications on the emulator).
 # On the PIN-pad reader both runs also change the PIN on the pad through the
 # module (C_SetPIN with NULL PINs: MODIFY_PIN_DIRECT through pcscd in run 1,
 # PC_to_RDR_Secure in run 2); yubico-piv-tool checks the card's PIN state.
@@ -281,6 +283,17 @@ if [[ $broker == 1 ]]; then
 	tk() { env -u TOKENKIT_READERS "$TOOL" "$@"; }
 	tk readers --json >"$W/out" 2>&1 && grep -q '"backend": "ccid"' "$W/out" ||
 		{ cat "$W/out"; fail "readers through the broker"; }
+fi
+if [[ $broker == 1 && $pad == 1 ]]; then
+	# the tool's PIN change on the pad of the reader the broker holds
+	# (BP_CARD_PINPAD), there and back
+	ctl "pin 0 enter 123456 87654321"
+	tk piv pin change EMU0001 --pad >"$W/out" 2>&1 || { cat "$W/out"; fail "piv pin change --pad through the broker"; }
+	ctl "pin 0 enter 87654321 123456"
+	tk piv pin change EMU0001 --pad >"$W/out" 2>&1 || { cat "$W/out"; fail "piv pin change --pad through the broker, back"; }
+	grep -q 'opened the card in .*EMU0001.* for its own commands' "$W/broker.log" ||
+		{ cat "$W/broker.log"; fail "the pad change did not go through the broker"; }
+elif [[ $broker == 1 ]]; then
 	tk piv generate EMU0001 9c --algorithm eccp256 --default-mgmt-key -o "$W/pub9c.pem" >"$W/out" 2>&1 ||
 		{ cat "$W/out"; fail "piv generate through the broker"; }
 	tk piv certificate EMU0001 9c --self-sign "/CN=ccid through the broker" --insecure-pin 123456 \
@@ -296,6 +309,8 @@ if [[ $broker == 1 ]]; then
 		{ cat "$W/out"; fail "sign with 9C through the broker"; }
 	openssl dgst -sha256 -verify "$W/pub9c.pem" -signature "$W/sig9c" "$W/data" >/dev/null ||
 		fail "the 9C signature through the broker does not verify"
+fi
+if [[ $broker == 1 ]]; then
 	kill $bpid
 	wait $bpid 2>/dev/null
 fi
@@ -331,7 +346,8 @@ variant() {
 		# Secure in each run: PC/SC's pad login and the direct one; and the
 		# PIN modifications: through the module the change and the wrong old
 		# PIN in each run, in the direct run also the CLI's three
-		for c in "counts1 2" "counts2 5"; do
+		# (two more in the direct run through the broker)
+		for c in "counts1 2" "counts2 $((${BROKER_RUN:-0} == 1 ? 7 : 5))"; do
 			set -- $c
 			v=$(count "$W/$1" secure)
 			[[ -n $v && $v -ge 1 ]] || { echo "FAIL: $name: $1: Secure ${v:-none}"; bad=1; }
@@ -351,6 +367,6 @@ variant "short APDU" "--level short" "short APDU" 1 0 0 0
 variant "TPDU, T=1" "--level tpdu" TPDU 1 0 0 0
 variant "TPDU, T=0 card" "--level tpdu" TPDU 1 0 1 0
 variant "two slots" "--level tpdu --slots 2" TPDU 2 0 0 0
-variant "PIN pad" "--level ext --pinpad 123456" "extended APDU" 1 1 0 0
+BROKER_RUN=1 variant "PIN pad" "--level ext --pinpad 123456" "extended APDU" 1 1 0 0
 variant "composite device, two interfaces" "--level ext --ifaces 2" "extended APDU" 1 0 0 0 2
 exit $fail

@@ -407,12 +407,13 @@ test_readers_refused(void **state)
 }
 
 /* BP_CARD_OPEN: [error, slot, reader, ATR, protocol + 1, extended, max
- * command, max response] */
+ * command, max response, pad verifies, pad changes] */
+#define CARD_OPEN_FIELDS 10
 static cbor_item_t *
 card_open_body(size_t fields, const char *atr, size_t atr_len, uint64_t proto, uint64_t max_cmd)
 {
 	cbor_item_t *a = cbor_new_definite_array(fields);
-	cbor_item_t *items[8];
+	cbor_item_t *items[CARD_OPEN_FIELDS];
 
 	items[0] = u(0);
 	items[1] = u(7);
@@ -422,13 +423,15 @@ card_open_body(size_t fields, const char *atr, size_t atr_len, uint64_t proto, u
 	items[5] = u(1);
 	items[6] = u(max_cmd);
 	items[7] = u(65538);
-	for (size_t i = 0; i < 8; i++) {
+	items[8] = u(1);
+	items[9] = u(0);
+	for (size_t i = 0; i < CARD_OPEN_FIELDS; i++) {
 		if (i < fields)
 			push(a, items[i]);
 		else
 			cbor_decref(&items[i]);
 	}
-	for (size_t i = 8; i < fields; i++)
+	for (size_t i = CARD_OPEN_FIELDS; i < fields; i++)
 		push(a, u(0));
 	return a;
 }
@@ -443,7 +446,7 @@ test_card_open(void **state)
 	size_t len;
 
 	(void)state;
-	buf = answer(0, card_open_body(8, atr, 4, 2, 65544), &len);
+	buf = answer(0, card_open_body(CARD_OPEN_FIELDS, atr, 4, 2, 65544), &len);
 	assert_int_equal(tk_p11_card_open_parse(buf, len, &info), TK_P11EXT_OK);
 	assert_int_equal(info.err, TK_OK);
 	assert_int_equal(info.slot_id, 7);
@@ -454,6 +457,8 @@ test_card_open(void **state)
 	assert_true(info.caps.extended_apdu);
 	assert_int_equal(info.caps.max_cmd, 65544);
 	assert_int_equal(info.caps.max_resp, 65538);
+	assert_true(info.caps.pin_pad_verify);
+	assert_false(info.caps.pin_pad_modify);
 	free(buf);
 	/* the card is not usable: the error alone, negated */
 	body = cbor_new_definite_array(1);
@@ -481,12 +486,13 @@ test_card_open_refused(void **state)
 		cbor_item_t *body;
 		uint64_t rv;
 	} bad[] = {
-	        {"a field missing", card_open_body(7, "\x3b", 1, 2, 261), 0},
-	        {"a field too many", card_open_body(9, "\x3b", 1, 2, 261), 0},
-	        {"a protocol past T=1", card_open_body(8, "\x3b", 1, 3, 261), 0},
-	        {"a command limit below an APDU's header", card_open_body(8, "\x3b", 1, 2, 4), 0},
+	        {"a field missing", card_open_body(CARD_OPEN_FIELDS - 1, "\x3b", 1, 2, 261), 0},
+	        {"a field too many", card_open_body(CARD_OPEN_FIELDS + 1, "\x3b", 1, 2, 261), 0},
+	        {"a protocol past T=1", card_open_body(CARD_OPEN_FIELDS, "\x3b", 1, 3, 261), 0},
+	        {"a command limit below an APDU's header",
+	         card_open_body(CARD_OPEN_FIELDS, "\x3b", 1, 2, 4), 0},
 	        {"an ATR longer than ATRs are", NULL, 0},
-	        {"the broker's error", card_open_body(8, "\x3b", 1, 2, 261), 0x30},
+	        {"the broker's error", card_open_body(CARD_OPEN_FIELDS, "\x3b", 1, 2, 261), 0x30},
 	        {"an error with more after it", NULL, 0},
 	        {"nothing", cbor_new_definite_array(0), 0},
 	};
@@ -496,7 +502,7 @@ test_card_open_refused(void **state)
 
 	(void)state;
 	memset(atr34, 0x3b, sizeof(atr34));
-	bad[4].body = card_open_body(8, atr34, sizeof(atr34), 2, 261);
+	bad[4].body = card_open_body(CARD_OPEN_FIELDS, atr34, sizeof(atr34), 2, 261);
 	bad[6].body = cbor_new_definite_array(2);
 	push(bad[6].body, u((uint64_t)-TK_ERR_NO_CARD));
 	push(bad[6].body, u(7));
@@ -506,7 +512,7 @@ test_card_open_refused(void **state)
 			fail_msg("%s: taken", bad[i].what);
 		free(buf);
 	}
-	buf = answer(0, card_open_body(8, "\x3b", 1, 2, 261), &len);
+	buf = answer(0, card_open_body(CARD_OPEN_FIELDS, "\x3b", 1, 2, 261), &len);
 	assert_int_equal(tk_p11_card_open_parse(buf, len - 1, &info), TK_P11EXT_BROKER_FAILED);
 	free(buf);
 }

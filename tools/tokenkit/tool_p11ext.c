@@ -175,6 +175,13 @@ bc_release(void *ctx)
 	ext->card_close(ctx);
 }
 
+static int
+bc_pinpad(void *ctx, const tk_card_pinpad_t *req, uint8_t *resp, size_t resp_cap, size_t *resp_len,
+          int timeout_ms)
+{
+	return ext->card_pinpad(ctx, req, resp, resp_cap, resp_len, timeout_ms);
+}
+
 static const tk_card_io_t broker_card_io = {
         .transmit = bc_transmit,
         .begin = bc_begin,
@@ -182,6 +189,7 @@ static const tk_card_io_t broker_card_io = {
         .reset = bc_reset,
         .present = bc_present,
         .release = bc_release,
+        .pinpad = bc_pinpad,
 };
 
 /* A slot number (as `tokenkit readers` shows the broker's) as its reader's

@@ -151,6 +151,8 @@ broker_card_open(struct raw_card **out, const struct consent_key *who, struct bp
 	bp_put_u(w, caps.extended_apdu);
 	bp_put_u(w, caps.max_cmd);
 	bp_put_u(w, caps.max_resp);
+	bp_put_u(w, caps.pin_pad_verify);
+	bp_put_u(w, caps.pin_pad_modify);
 	tk_log_info("tokenkitd: pid %ld opened the card in %s for its own commands", (long)who->pid,
 	            info.reader);
 	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
@@ -198,6 +200,34 @@ broker_card_held(const struct raw_card *rc)
 	return rc != NULL && rc->in_tx;
 }
 
+/* BP_CARD_PINPAD's [op, seconds, format, block, length format, min, max,
+ * old offset, new offset, confirm] into *p (its apdu not set). */
+static bool
+get_pinpad(struct bp_r *r, tk_card_pinpad_t *p)
+{
+	struct bp_r a = bp_get_sub(r);
+	uint64_t v[10];
+
+	if (a.n != 10)
+		return false;
+	for (size_t i = 0; i < 10; i++)
+		if ((v[i] = bp_get_u(&a)) > 0xFF)
+			return false;
+	if (!bp_r_done(&a) || v[0] > TK_PINPAD_MODIFY)
+		return false;
+	*p = (tk_card_pinpad_t){.op = (int)v[0],
+	                        .timeout_s = (uint8_t)v[1],
+	                        .format = (uint8_t)v[2],
+	                        .block = (uint8_t)v[3],
+	                        .length_format = (uint8_t)v[4],
+	                        .min_len = (uint8_t)v[5],
+	                        .max_len = (uint8_t)v[6],
+	                        .offset_old = (uint8_t)v[7],
+	                        .offset_new = (uint8_t)v[8],
+	                        .confirm = (uint8_t)v[9]};
+	return true;
+}
+
 /* The longest a tool may have a command take: key generation on a slow
  * card (the tool's own limit is 300 s). */
 #define CARD_MAX_TIMEOUT_MS 600000
@@ -210,13 +240,16 @@ broker_card_io(struct raw_card *rc, struct bp_r *r, struct bp_w *w, bool *bad)
 	bool none = false;
 	const uint8_t *cmd = bp_get_b(r, &cl, true, &none);
 	uint64_t cap = bp_get_u(r), tmo = bp_get_u(r);
+	bool sends = op == BP_CARD_TRANSMIT || op == BP_CARD_PINPAD;
+	tk_card_pinpad_t pad = {0};
 	uint8_t *resp = NULL;
 	size_t n = 0;
 	int e = TK_OK;
 
-	if (!bp_r_done(r) || op < BP_CARD_TRANSMIT || op > BP_CARD_STATUS ||
-	    (op == BP_CARD_TRANSMIT) == none || cap > BP_MAX_BYTES || tmo == 0 ||
-	    tmo > CARD_MAX_TIMEOUT_MS) {
+	if (op == BP_CARD_PINPAD && !get_pinpad(r, &pad))
+		r->ok = false;
+	if (!bp_r_done(r) || op < BP_CARD_TRANSMIT || op > BP_CARD_PINPAD || sends == none ||
+	    cap > BP_MAX_BYTES || tmo == 0 || tmo > CARD_MAX_TIMEOUT_MS) {
 		*bad = true;
 		return CKR_ARGUMENTS_BAD;
 	}
@@ -224,11 +257,18 @@ broker_card_io(struct raw_card *rc, struct bp_r *r, struct bp_w *w, bool *bad)
 		return CKR_FUNCTION_FAILED; /* no BP_CARD_OPEN first */
 	switch (op) {
 	case BP_CARD_TRANSMIT:
+	case BP_CARD_PINPAD:
 		if ((resp = malloc(cap > 0 ? cap : 1)) == NULL)
 			return CKR_HOST_MEMORY;
 		if (!rc->in_tx)
 			hold(rc);
-		e = tk_card_transmit(rc->card, cmd, cl, resp, cap, &n, (int)tmo);
+		if (op == BP_CARD_TRANSMIT) {
+			e = tk_card_transmit(rc->card, cmd, cl, resp, cap, &n, (int)tmo);
+		} else {
+			pad.apdu = cmd;
+			pad.apdu_len = cl;
+			e = tk_card_pinpad(rc->card, &pad, resp, cap, &n);
+		}
 		rc->sent = true;
 		if (!rc->in_tx)
 			release(rc);
@@ -267,7 +307,7 @@ broker_card_io(struct raw_card *rc, struct bp_r *r, struct bp_w *w, bool *bad)
 		break;
 	}
 	put_err(w, e);
-	if (e == TK_OK && op == BP_CARD_TRANSMIT)
+	if (e == TK_OK && sends)
 		bp_put_b(w, resp, n);
 	else
 		bp_put_null(w);
