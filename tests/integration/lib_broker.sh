@@ -16,11 +16,15 @@ broker_env() {
 }
 #
 # broker_start [OPTIONS]: tokenkitd in the foreground (ours to kill), ready
-# when it says so
+# when it says so; its log at info (-v), or at trace with BROKER_TRACE=1
 broker_start() {
 	local n i
 	n=$(grep -c 'tokenkitd: ready' "$BLOG" 2>/dev/null || true)
-	TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd" -v "$@" >>"$BLOG" 2>&1 &
+	if [[ ${BROKER_TRACE:-0} == 1 ]]; then
+		TOKENKIT_BROKER=off TOKENKIT_LOG=trace "$TK_BUILD/tokenkitd" "$@" >>"$BLOG" 2>&1 &
+	else
+		TOKENKIT_BROKER=off "$TK_BUILD/tokenkitd" -v "$@" >>"$BLOG" 2>&1 &
+	fi
 	BPID=$!
 	for ((i = 0; i < 100; i++)); do
 		[[ $(grep -c 'tokenkitd: ready' "$BLOG" 2>/dev/null) -gt ${n:-0} ]] && return 0

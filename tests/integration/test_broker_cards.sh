@@ -6,7 +6,8 @@
 # shown by a tool that cannot reach pcscd itself:
 #  1. apdu: SELECT PIV and GET DATA through the broker answer what OpenSC's
 #     opensc-tool reads straight from pcscd; the broker logged the session;
-#     with TOKENKIT_BROKER=off the same tool has no card (exit 3);
+#     with TOKENKIT_BROKER=off the same tool has no card (exit 3); a VERIFY
+#     through it is in the broker's trace log redacted, the PIN nowhere;
 #  2. provisioning: a key generated and a certificate written through the
 #     broker are in the broker's token at once (pkcs11-tool through the
 #     broker lists the certificate and signs, openssl verifies with the
@@ -40,7 +41,8 @@ SELECT_PIV="00A4040009A0000003080000100000"
 # through the broker
 nopcsc() { PCSCLITE_CSOCK_NAME=$TK_TMP/no-pcscd.sock "$@"; }
 trap 'rc=$?; broker_kill; (exit $rc); tk_cleanup' EXIT
-broker_start
+# (its log at trace: every APDU it sends, for the secrets check in 1)
+BROKER_TRACE=1 broker_start
 
 # --- 1. apdu ------------------------------------------------------------------
 tk_run "apdu through the broker" nopcsc "$TOOL" apdu "$R" "$SELECT_PIV" 00CB3FFF055C035FC10200
@@ -65,6 +67,12 @@ PY
 rc=0
 TOKENKIT_BROKER=off nopcsc "$TOOL" apdu "$R" "$SELECT_PIV" >/dev/null 2>&1 || rc=$?
 [[ $rc == 3 ]] || tk_fail "the tool reached the card without the broker (exit $rc, not 3)"
+# a PIN the tool sends through the broker is never in the broker's log,
+# even at trace (its VERIFY logged redacted)
+tk_run "VERIFY through the broker" nopcsc "$TOOL" apdu "$R" "$SELECT_PIV" 0020008008313233343536FFFF
+tk_expect 'SW=9000'
+grep -q '00 20 00 80 <redacted 9 bytes>' "$BLOG" || tk_fail "the broker did not log the VERIFY redacted"
+! grep -Eiq '31 ?32 ?33 ?34 ?35 ?36' "$BLOG" || tk_fail "the PIN is in the broker's log"
 
 # --- 2. provisioning ------------------------------------------------------------
 tk_run "generate 9E through the broker" nopcsc "$TOOL" piv generate "$R" 9e --algorithm eccp256 \
