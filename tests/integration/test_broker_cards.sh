@@ -21,9 +21,10 @@
 #  4. a program that takes the card's transaction and is killed: while it
 #     holds it, a signature through the broker gets its error at the
 #     deadline (no hang); once it is gone, signing works at once;
-#  5. `tokenkit reset` (warm, and cold with --json) through the broker: the
-#     recovery's record, the broker's counters count both, an unknown
-#     reader exits 4, and signing works after.
+#  5. `tokenkit reset` (warm by name and by the broker's slot number, and
+#     cold with --json) through the broker: the recovery's record, the
+#     broker's counters count all three, an unknown reader exits 4, and
+#     signing works after.
 # (A broker that never answers: test_broker, the tool's apdu among the
 # others.)
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
@@ -174,6 +175,11 @@ before=$(nopcsc "$TOOL" diag --json "$R" | python3 -c 'import json,sys; print(js
 tk_run "reset through the broker" nopcsc "$TOOL" reset "$R"
 tk_expect 'fault none \(forced\)'
 tk_expect 'cured by warm-reset'
+# a slot number is the broker's slot, as `tokenkit readers` shows it
+slot=$(nopcsc "$TOOL" diag --json "$R" | python3 -c 'import json,sys; print(json.load(sys.stdin)["readers"][0]["slot"])')
+tk_run "reset of slot $slot through the broker" nopcsc "$TOOL" reset "$slot"
+tk_expect 'fault none \(forced\)'
+grep -q "a forced warm reset of $R: success" "$BLOG" || tk_fail "the broker did not reset $R for slot $slot"
 tk_run "cold reset through the broker" nopcsc "$TOOL" reset "$R" --cold --json
 python3 - "$TK_OUT" <<'PY' || tk_fail "the cold reset's record"
 import json, sys
@@ -182,7 +188,7 @@ assert r["result"] == "TK_OK" and r["what"] == "forced-cold", r
 assert r["steps"][0]["step"] == "cold-reset" and r["cured_by"] == "cold-reset", r
 PY
 after=$(nopcsc "$TOOL" diag --json "$R" | python3 -c 'import json,sys; print(json.load(sys.stdin)["readers"][0]["recoveries"])')
-[[ $after == $((before + 2)) ]] || tk_fail "the broker counted $before then $after recoveries, not two more"
+[[ $after == $((before + 3)) ]] || tk_fail "the broker counted $before then $after recoveries, not three more"
 grep -q "a forced cold reset of $R: success" "$BLOG" || tk_fail "the broker did not log the reset"
 rc=0
 nopcsc "$TOOL" reset "no such reader" >/dev/null 2>&1 || rc=$?

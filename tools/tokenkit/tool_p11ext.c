@@ -119,13 +119,19 @@ tool_broker_readers(const char *cmd, const char *want, tk_slot_diag_t **out, siz
 	return tool_p11ext_exit(cmd, x->readers(want, out, n));
 }
 
+static bool slot_name(const char *reader, char *name, size_t cap);
+
 int
 tool_broker_reset(const char *cmd, const char *reader, bool cold, int *err, tk_recovery_t *rec)
 {
 	const tk_p11ext_t *x = tool_p11ext();
+	char name[sizeof(((tk_slot_info_t *)0)->reader)];
 
 	if (x == NULL || x->reader_reset == NULL)
 		return -1;
+	/* a slot number is the broker's slot (as `tokenkit readers` shows it) */
+	if (slot_name(reader, name, sizeof(name)))
+		reader = name;
 	return tool_p11ext_exit(cmd, x->reader_reset(reader, cold, err, rec));
 }
 
