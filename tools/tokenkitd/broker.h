@@ -11,6 +11,7 @@
 #define TK_BROKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -47,6 +48,16 @@ CK_RV broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad);
  * C_Initialize. */
 struct tk_slotmgr;
 struct tk_slotmgr *broker_manager(void);
+/* report.c: a request's reader name (p, n bytes) into out (cap bytes,
+ * terminated): false when it is empty, too long or holds a NUL. */
+bool broker_reader_arg(const uint8_t *p, size_t n, char *out, size_t cap);
+/* report.c: a tk_err as the protocol's error (negated; 0: success). */
+uint64_t broker_err(int err);
+/* serve.c: a blank-padded PKCS#11 text field (n bytes) into dst (n + 1
+ * bytes), trailing blanks dropped; n bytes of p as lower-case hex into out
+ * (cap bytes, cut short to fit). */
+void broker_trim(char *dst, const CK_UTF8CHAR *src, size_t n);
+void broker_hex(const uint8_t *p, size_t n, char *out, size_t cap);
 
 /* serve.c: the card's queue (one per hardware slot): turns in order of
  * arrival; enter waits for this caller's. */

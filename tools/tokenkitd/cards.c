@@ -44,12 +44,6 @@ struct raw_card {
 	pid_t pid;
 };
 
-static void
-put_err(struct bp_w *w, int err)
-{
-	bp_put_u(w, err < 0 ? (uint64_t) - (int64_t)err : 0);
-}
-
 /* With consent on (tokenkitd --consent-prompt / --consent-policy), a
  * program's own commands to a card reach every key on it: the program is
  * asked for as for a key's first use, under the key id CARD_KEY_ID (no card
@@ -66,7 +60,7 @@ card_consent(const struct consent_key *who, CK_SLOT_ID slot, tk_card_t *card)
 	CK_TOKEN_INFO ti;
 	char serial[TK_CONSENT_TOKEN_MAX + 1], label[TK_CONSENT_TOKEN_MAX + 1];
 	const uint8_t *atr;
-	size_t atr_len = 0, n;
+	size_t atr_len = 0;
 	bool once = false;
 
 	if (!g_conf.consent)
@@ -74,18 +68,13 @@ card_consent(const struct consent_key *who, CK_SLOT_ID slot, tk_card_t *card)
 	serial[0] = '\0';
 	snprintf(label, sizeof(label), "%s", tk_card_reader_name(card));
 	if (C_GetTokenInfo(slot, &ti) == CKR_OK) {
-		for (n = sizeof(ti.serialNumber); n > 0 && ti.serialNumber[n - 1] == ' '; n--)
-			;
-		snprintf(serial, sizeof(serial), "%.*s", (int)n, (const char *)ti.serialNumber);
-		for (n = sizeof(ti.label); n > 0 && ti.label[n - 1] == ' '; n--)
-			;
-		snprintf(label, sizeof(label), "%.*s", (int)n, (const char *)ti.label);
+		broker_trim(serial, ti.serialNumber, sizeof(ti.serialNumber));
+		broker_trim(label, ti.label, sizeof(ti.label));
 	}
 	if (serial[0] == '\0') { /* no token: the card by its ATR */
 		atr = tk_card_atr(card, &atr_len);
-		n = (size_t)snprintf(serial, sizeof(serial), "atr-");
-		for (size_t i = 0; i < atr_len && n + 2 < sizeof(serial); i++)
-			n += (size_t)snprintf(serial + n, sizeof(serial) - n, "%02x", atr[i]);
+		memcpy(serial, "atr-", 4);
+		broker_hex(atr, atr_len, serial + 4, sizeof(serial) - 4);
 	}
 	k.token_serial = serial;
 	k.token_label = label;
@@ -111,14 +100,12 @@ broker_card_open(struct raw_card **out, const struct consent_key *who, struct bp
 	CK_RV rv;
 	int e;
 
-	if (!bp_r_done(r) || nl == 0 || nl >= sizeof(name) || memchr(nb, 0, nl) != NULL) {
+	if (!bp_r_done(r) || !broker_reader_arg(nb, nl, name, sizeof(name))) {
 		*bad = true;
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (*out != NULL) /* one card per connection */
 		return CKR_FUNCTION_FAILED;
-	memcpy(name, nb, nl);
-	name[nl] = '\0';
 	if (mgr == NULL)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	if (tk_slotmgr_find(mgr, name, &id) != TK_OK || tk_slotmgr_info(mgr, id, &info) != TK_OK)
@@ -129,7 +116,7 @@ broker_card_open(struct raw_card **out, const struct consent_key *who, struct bp
 	rc->pid = who->pid;
 	if ((e = tk_slotmgr_card(mgr, id, &rc->card)) != TK_OK) {
 		free(rc);
-		put_err(w, e);
+		bp_put_u(w, broker_err(e));
 		return w->ok ? CKR_OK : CKR_HOST_MEMORY;
 	}
 	if ((rv = card_consent(who, id, rc->card)) != CKR_OK) {
@@ -143,7 +130,7 @@ broker_card_open(struct raw_card **out, const struct consent_key *who, struct bp
 	*out = rc;
 	tk_card_caps(rc->card, &caps);
 	atr = tk_card_atr(rc->card, &atr_len);
-	put_err(w, TK_OK);
+	bp_put_u(w, broker_err(TK_OK));
 	bp_put_u(w, id);
 	bp_put_b(w, info.reader, strlen(info.reader));
 	bp_put_b(w, atr, atr_len);
@@ -306,7 +293,7 @@ broker_card_io(struct raw_card *rc, struct bp_r *r, struct bp_w *w, bool *bad)
 		e = tk_card_present(rc->card) ? TK_OK : TK_ERR_CARD_REMOVED;
 		break;
 	}
-	put_err(w, e);
+	bp_put_u(w, broker_err(e));
 	if (e == TK_OK && sends)
 		bp_put_b(w, resp, n);
 	else

@@ -96,13 +96,9 @@ list_wanted(struct bp_r *r, bool *bad, char *want, size_t cap, bool *all, uint32
 
 	*infos = NULL;
 	*n = 0;
-	if (!bp_r_done(r) || (!*all && (wl == 0 || wl >= cap || memchr(wb, 0, wl)))) {
+	if (!bp_r_done(r) || (!*all && !broker_reader_arg(wb, wl, want, cap))) {
 		*bad = true;
 		return CKR_ARGUMENTS_BAD;
-	}
-	if (!*all) {
-		memcpy(want, wb, wl);
-		want[wl] = '\0';
 	}
 	if ((mgr = broker_manager()) == NULL)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -220,10 +216,20 @@ broker_readers(struct bp_r *r, struct bp_w *w, bool *bad)
 	return w->ok ? CKR_OK : CKR_HOST_MEMORY;
 }
 
-static uint64_t
-neg(int err)
+uint64_t
+broker_err(int err)
 {
 	return err < 0 ? (uint64_t) - (int64_t)err : 0;
+}
+
+bool
+broker_reader_arg(const uint8_t *p, size_t n, char *out, size_t cap)
+{
+	if (n == 0 || n >= cap || memchr(p, 0, n) != NULL)
+		return false;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return true;
 }
 
 CK_RV
@@ -240,13 +246,10 @@ broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad)
 	size_t n;
 	int e;
 
-	if (!bp_r_done(r) || nl == 0 || nl >= sizeof(name) || memchr(nb, 0, nl) != NULL ||
-	    cold > 1) {
+	if (!bp_r_done(r) || !broker_reader_arg(nb, nl, name, sizeof(name)) || cold > 1) {
 		*bad = true;
 		return CKR_ARGUMENTS_BAD;
 	}
-	memcpy(name, nb, nl);
-	name[nl] = '\0';
 	if (mgr == NULL)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	if (tk_slotmgr_find(mgr, name, &id) != TK_OK)
@@ -256,10 +259,10 @@ broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad)
 	tk_log_info("tokenkitd: a forced %s reset of %s: %s", cold ? "cold" : "warm", name,
 	            tk_strerror(e));
 	n = rec.nsteps < TK_RECOVERY_MAX_STEPS ? rec.nsteps : TK_RECOVERY_MAX_STEPS;
-	bp_put_u(w, neg(e));
+	bp_put_u(w, broker_err(e));
 	bp_put_u(w, rec.id);
 	bp_put_u(w, rec.wall_ms > 0 ? (uint64_t)rec.wall_ms : 0);
-	bp_put_u(w, neg(rec.fault));
+	bp_put_u(w, broker_err(rec.fault));
 	put_text(w, rec.what);
 	bp_w_init(&steps);
 	for (size_t i = 0; i < n; i++) {
@@ -267,7 +270,7 @@ broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad)
 
 		bp_w_init(&one);
 		bp_put_u(&one, rec.steps[i].step >= 0 ? (uint64_t)rec.steps[i].step : 0);
-		bp_put_u(&one, neg(rec.steps[i].result));
+		bp_put_u(&one, broker_err(rec.steps[i].result));
 		bp_put_u(&one,
 		         rec.steps[i].duration_us > 0 ? (uint64_t)rec.steps[i].duration_us : 0);
 		bp_put_sub(&steps, &one);
@@ -275,7 +278,7 @@ broker_reader_reset(struct bp_r *r, struct bp_w *w, bool *bad)
 	bp_put_sub(w, &steps);
 	bp_put_u(w, rec.nsteps);
 	bp_put_u(w, rec.cured_by >= 0 ? (uint64_t)rec.cured_by : 0);
-	bp_put_u(w, neg(rec.outcome));
+	bp_put_u(w, broker_err(rec.outcome));
 	bp_put_u(w, rec.duration_us > 0 ? (uint64_t)rec.duration_us : 0);
 	bp_put_u(w, rec.probes);
 	return w->ok ? CKR_OK : CKR_HOST_MEMORY;

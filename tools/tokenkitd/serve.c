@@ -380,8 +380,8 @@ put_outbuf(struct bp_w *w, CK_RV rv, struct outbuf *o)
 
 /* --- consent ------------------------------------------------------------ */
 
-static void
-hex(const uint8_t *p, size_t n, char *out, size_t cap)
+void
+broker_hex(const uint8_t *p, size_t n, char *out, size_t cap)
 {
 	static const char d[] = "0123456789abcdef";
 	size_t i;
@@ -393,8 +393,8 @@ hex(const uint8_t *p, size_t n, char *out, size_t cap)
 	out[2 * i] = '\0';
 }
 
-static void
-trim(char *dst, const CK_UTF8CHAR *src, size_t n)
+void
+broker_trim(char *dst, const CK_UTF8CHAR *src, size_t n)
 {
 	memcpy(dst, src, n);
 	dst[n] = '\0';
@@ -501,9 +501,9 @@ consent(struct client *c, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 	label[a[2].ulValueLen < sizeof(label) ? a[2].ulValueLen : 0] = '\0';
 	if (sess_slot(h, &slot, NULL) != CKR_OK || C_GetTokenInfo(slot, &ti) != CKR_OK)
 		return CKR_OK;
-	trim(serial, ti.serialNumber, sizeof(ti.serialNumber));
-	trim(tlabel, ti.label, sizeof(ti.label));
-	hex(id, a[1].ulValueLen, idhex, sizeof(idhex));
+	broker_trim(serial, ti.serialNumber, sizeof(ti.serialNumber));
+	broker_trim(tlabel, ti.label, sizeof(ti.label));
+	broker_hex(id, a[1].ulValueLen, idhex, sizeof(idhex));
 	snprintf(once, sizeof(once), "%s/%s", serial, idhex);
 	pthread_mutex_lock(&S.lock);
 	for (size_t i = 0; i < c->nonce; i++)
