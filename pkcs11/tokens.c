@@ -11,6 +11,7 @@
 
 #include <tokenkit/err.h>
 #include <tokenkit/log.h>
+#include <tokenkit/mem.h>
 
 #include "bclient.h"
 #include "bproto.h"
@@ -607,9 +608,11 @@ tk_p11_card_open_parse(const uint8_t *p, size_t len, tk_p11ext_card_info_t *info
 }
 
 /* A BP_CARD_IO answer: the card's tk_err (the answer into resp), or
- * TK_ERR_NO_SERVICE when it does not parse. */
+ * TK_ERR_NO_SERVICE when it does not parse. *src: where the answer lay in
+ * the message (for the caller to wipe), or NULL. */
 static int
-card_io_answer(const struct bp_msg *m, uint8_t *resp, size_t cap, size_t *resp_len)
+card_io_answer(const struct bp_msg *m, uint8_t *resp, size_t cap, size_t *resp_len,
+               const uint8_t **src)
 {
 	struct bp_r r = m->body;
 	const uint8_t *b;
@@ -618,6 +621,7 @@ card_io_answer(const struct bp_msg *m, uint8_t *resp, size_t cap, size_t *resp_l
 	int e;
 
 	*resp_len = 0;
+	*src = NULL;
 	if (m->rv != CKR_OK || r.n != 2)
 		return TK_ERR_NO_SERVICE;
 	e = neg_err(bp_get_u(&r));
@@ -629,6 +633,7 @@ card_io_answer(const struct bp_msg *m, uint8_t *resp, size_t cap, size_t *resp_l
 	if (!none && n > 0) {
 		memcpy(resp, b, n);
 		*resp_len = n;
+		*src = b;
 	}
 	return e;
 }
@@ -637,11 +642,12 @@ int
 tk_p11_card_io_parse(const uint8_t *p, size_t len, uint8_t *resp, size_t cap, size_t *resp_len)
 {
 	struct bp_msg m;
+	const uint8_t *src;
 	int e = TK_ERR_NO_SERVICE;
 
 	*resp_len = 0;
 	if (bp_decode(p, len, false, &m) == NULL)
-		e = card_io_answer(&m, resp, cap, resp_len);
+		e = card_io_answer(&m, resp, cap, resp_len, &src);
 	bp_msg_free(&m);
 	return e;
 }
@@ -728,6 +734,7 @@ card_call(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len,
 	size_t dummy;
 	struct bp_w w;
 	struct bp_msg m;
+	const uint8_t *src;
 	uint8_t *in = NULL;
 	int e;
 
@@ -770,7 +777,11 @@ card_call(tk_p11ext_card_t *c, int op, const uint8_t *cmd, size_t cmd_len,
 		c->fd = -1;
 		return e;
 	}
-	e = card_io_answer(&m, resp, resp_cap, resp_len);
+	e = card_io_answer(&m, resp, resp_cap, resp_len, &src);
+	/* (a card's answer may be a secret: what it decrypted, a protected
+	 * management key) */
+	if (src != NULL)
+		tk_wipe(in + (src - (const uint8_t *)in), *resp_len);
 	bp_msg_free(&m);
 	free(in);
 	if (e == TK_ERR_NO_SERVICE) {
