@@ -67,7 +67,7 @@ start_broker() {
 	TOKENKIT_BROKER=off TOKENKIT_BROKER_SPIN_US=${1:-} "$BUILD/tokenkitd" >broker.log 2>&1 &
 	BPID=$!
 	for ((i = 0; i < 100; i++)); do
-		grep -q 'tokenkitd: ready' broker.log && return 0
+		grep -qs 'tokenkitd: ready' broker.log && return 0
 		sleep 0.05
 	done
 	cat broker.log >&2

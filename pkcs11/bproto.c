@@ -14,6 +14,7 @@
 
 #include "env.h"
 #include "bproto.h"
+#include "bring.h"
 #include "clock.h"
 
 /* --- writing ------------------------------------------------------------ */
@@ -669,14 +670,37 @@ wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-int
-bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline)
+/* All of buf, with the descriptor pass (>= 0) going with its first bytes. */
+static int
+write_msg(int fd, const uint8_t *buf, size_t len, int pass, int64_t deadline)
 {
+	union {
+		struct cmsghdr h;
+		uint8_t b[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *cm;
+
+	if (pass >= 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.b;
+		mh.msg_controllen = sizeof(ctl.b);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pass, sizeof(int));
+	}
 	while (len > 0) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
+		iov = (struct iovec){.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			buf += n;
 			len -= (size_t)n;
+			mh.msg_control = NULL; /* (it went) */
+			mh.msg_controllen = 0;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -693,11 +717,77 @@ bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
+int
+bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline)
+{
+	return write_msg(fd, buf, len, -1, deadline);
+}
+
+int
+bp_write_fd(int fd, const uint8_t *buf, size_t len, int pass, int64_t deadline)
+{
+	return write_msg(fd, buf, len, pass, deadline);
+}
+
+int
+bp_send(int fd, struct bp_rbuf *rb, const uint8_t *buf, size_t len, int64_t deadline)
+{
+	if (rb != NULL && rb->ring != NULL)
+		return bp_ring_write(rb->ring, fd, buf, len, deadline, rb->spin_us);
+	return bp_write_all(fd, buf, len, deadline);
+}
+
+/* recv, keeping a descriptor passed with the bytes when rb asks for one */
+static ssize_t
+sock_recv(int fd, struct bp_rbuf *rb, uint8_t *buf, size_t len, int flags)
+{
+	union {
+		struct cmsghdr h;
+		uint8_t b[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov,
+	                    .msg_iovlen = 1,
+	                    .msg_control = ctl.b,
+	                    .msg_controllen = sizeof(ctl.b)};
+	ssize_t n;
+
+	if (!rb->take_fd)
+		return recv(fd, buf, len, flags);
+	n = recvmsg(fd, &mh, flags | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		size_t nfd;
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (rb->passed_fd < 0)
+				rb->passed_fd = got; /* the first; no more are asked for */
+			else
+				close(got);
+		}
+	}
+	return n;
+}
+
 static int
-read_full(int fd, uint8_t *buf, size_t len, int64_t deadline)
+read_full(int fd, struct bp_rbuf *rb, uint8_t *buf, size_t len, int64_t deadline)
 {
 	while (len > 0) {
-		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+		ssize_t n;
+		if (rb->ring != NULL) {
+			n = bp_ring_read(rb->ring, fd, buf, len, deadline, rb->spin_us);
+			if (n < 0)
+				return -1;
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		n = sock_recv(fd, rb, buf, len, MSG_DONTWAIT);
 		if (n > 0) {
 			buf += n;
 			len -= (size_t)n;
@@ -730,9 +820,18 @@ bp_spin_us(void)
 	return *end == '\0' && us >= 0 && us <= BP_SPIN_MAX_US ? (int)us : BP_SPIN_US;
 }
 
+bool
+bp_shm_wanted(void)
+{
+	const char *v = tk_env("TOKENKIT_BROKER_SHM");
+
+	return v == NULL || (strcmp(v, "off") != 0 && strcmp(v, "0") != 0);
+}
+
 void
 bp_rbuf_wipe(struct bp_rbuf *rb)
 {
+	bp_ring_free(rb->ring);
 	tk_wipe(rb, sizeof(*rb));
 }
 
@@ -776,8 +875,17 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 		 * before the deadline, else in poll up to the deadline and
 		 * then reads. */
 		int flags = 0;
-		bool spinning = spin_end != 0 && tk_now_us() < spin_end;
+		bool spinning;
 
+		if (rb->ring != NULL) { /* (it spins and waits itself) */
+			got = bp_ring_read(rb->ring, fd, rb->b + rb->len, sizeof(rb->b) - rb->len,
+			                   deadline, rb->spin_us);
+			if (got < 0)
+				return -1;
+			rb->len += (size_t)got;
+			continue;
+		}
+		spinning = spin_end != 0 && tk_now_us() < spin_end;
 		if (spinning) {
 			flags = MSG_DONTWAIT;
 		} else if (deadline >= 0 &&
@@ -786,7 +894,7 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 				return -1;
 			flags = MSG_DONTWAIT;
 		}
-		got = recv(fd, rb->b + rb->len, sizeof(rb->b) - rb->len, flags);
+		got = sock_recv(fd, rb, rb->b + rb->len, sizeof(rb->b) - rb->len, flags);
 		if (got > 0) {
 			rb->len += (size_t)got;
 			continue;
@@ -814,7 +922,7 @@ bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t dead
 	rb->off = 4 + take;
 	if (rb->off == rb->len)
 		rb->off = rb->len = 0;
-	if (take < n && read_full(fd, *out + take, n - take, deadline) < 0) {
+	if (take < n && read_full(fd, rb, *out + take, n - take, deadline) < 0) {
 		tk_freezero(*out, n);
 		*out = NULL;
 		return -1;

@@ -88,6 +88,11 @@
  * the client's own timeout again, up to BP_STILL_MAX_MS from its start: a
  * broker that stops answering is still given up on at the deadline. */
 #define BP_FEAT_STILL 1u
+/* A client with BP_FEAT_SHM takes a shared-memory area for the connection
+ * (bring.h): the hello's answer then carries the rings' capacity after the
+ * broker's pid, and the area's memfd with its first byte; 0 or nothing:
+ * none, the socket carries the messages. */
+#define BP_FEAT_SHM 2u
 #define BP_RV_STILL ((uint64_t)1 << 32) /* (no CK_RV) */
 #define BP_STILL_MS 1000
 #define BP_STILL_MAX_MS (5 * 60 * 1000)
@@ -206,6 +211,9 @@ bool bp_get_template(struct bp_r *r, CK_ATTRIBUTE **out, CK_ULONG *count);
 /* Write all of buf before deadline (ms, monotonic; <0: none). 0, or -1
  * (errno: ETIMEDOUT, EPIPE, ...). */
 int bp_write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline);
+/* bp_write_all, with the descriptor pass going with the first byte
+ * (SCM_RIGHTS). */
+int bp_write_fd(int fd, const uint8_t *buf, size_t len, int pass, int64_t deadline);
 /* What was read from a connection beyond the message taken: a client may
  * send its next request before it reads the answer to the last (a
  * pipelined C_*Init, remote.c), so one recv can bring more than one
@@ -225,6 +233,13 @@ struct bp_rbuf {
 	 * than a software token's signature (see the README's broker
 	 * figures). */
 	int spin_us;
+	/* non-NULL: the connection's bytes go through this shared memory,
+	 * the socket carries doorbells (bring.h); freed by bp_rbuf_wipe */
+	struct bp_ring *ring;
+	/* true: a file descriptor passed with the bytes read is kept in
+	 * passed_fd (else the kernel closes it); set passed_fd to -1 too */
+	bool take_fd;
+	int passed_fd;
 	uint8_t b[4096];
 };
 void bp_rbuf_wipe(struct bp_rbuf *rb);
@@ -233,11 +248,18 @@ void bp_rbuf_wipe(struct bp_rbuf *rb);
 #define BP_SPIN_US 50
 #define BP_SPIN_MAX_US 1000
 int bp_spin_us(void);
+/* Whether a connection's messages may go through shared memory (bring.h):
+ * yes unless TOKENKIT_BROKER_SHM is off or 0, on the end that asks
+ * (the module) and the one that offers (the broker). */
+bool bp_shm_wanted(void);
 /* Whether a whole message is there already, read with the last one. */
 bool bp_rbuf_ready(const struct bp_rbuf *rb);
 /* Read one framed payload (malloc'd) before deadline (<0: none, and fd
  * blocks). 0; -1 with errno (ETIMEDOUT, ECONNRESET for a close, EMSGSIZE
  * for an oversize length). */
 int bp_read_msg(int fd, struct bp_rbuf *rb, uint8_t **out, size_t *len, int64_t deadline);
+/* Write buf on the connection: through rb's ring when it has one, else
+ * bp_write_all on fd. */
+int bp_send(int fd, struct bp_rbuf *rb, const uint8_t *buf, size_t len, int64_t deadline);
 
 #endif

@@ -51,6 +51,7 @@
 
 #include "bclient.h"
 #include "bproto.h"
+#include "bring.h"
 #include "clock.h"
 #include "env.h"
 #include "p11.h"
@@ -133,6 +134,7 @@ static struct {
 	struct rslot *slots;
 	size_t nslots, slots_cap;
 	uint32_t slots_epoch; /* the epoch of the last full slot sync */
+	bool no_shm;          /* a shared-memory area failed: sockets only */
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* --- the mode ----------------------------------------------------------- */
@@ -218,7 +220,26 @@ deadline(void)
 	return tk_now_ms() + R.timeout_ms;
 }
 
-/* Say hello on a new connection and follow the broker's instance. */
+/* The shared memory the broker passed with its hello's answer, as cn's
+ * transport. One this process cannot map is not asked for again. */
+static bool
+attach(struct rconn *cn, uint64_t cap)
+{
+	if (cap <= UINT32_MAX && cn->rb.passed_fd >= 0)
+		cn->rb.ring = bp_ring_attach(cn->rb.passed_fd, (uint32_t)cap);
+	if (cn->rb.ring != NULL)
+		return true;
+	tk_log_warn("pkcs11: the broker's shared memory for a connection: %s; "
+	            "connections use the socket alone from now on",
+	            cn->rb.passed_fd < 0 ? "not passed" : strerror(errno));
+	pthread_mutex_lock(&R.lock);
+	R.no_shm = true;
+	pthread_mutex_unlock(&R.lock);
+	return false;
+}
+
+/* Say hello on a new connection and follow the broker's instance. 0; -1;
+ * -2: the broker's shared memory failed (a new connection does without). */
 static int
 hello(struct rconn *cn)
 {
@@ -230,15 +251,34 @@ hello(struct rconn *cn)
 	uint64_t serial;
 	int rc = -1;
 
+	bool shm;
+	uint64_t cap = 0;
+
+	pthread_mutex_lock(&R.lock);
+	shm = !R.no_shm && bp_shm_wanted();
+	pthread_mutex_unlock(&R.lock);
 	bp_w_init(&w);
 	bp_put_b(&w, R.client_id, BP_ID_LEN);
-	bp_put_u(&w, BP_FEAT_STILL);
-	if (bp_call_sync(cn->fd, &cn->rb, BP_HELLO, 0, &w, deadline(), &m, &in) < 0)
-		return -1;
+	bp_put_u(&w, BP_FEAT_STILL | (shm ? BP_FEAT_SHM : 0));
+	cn->rb.take_fd = shm;
+	cn->rb.passed_fd = -1;
+	rc = bp_call_sync(cn->fd, &cn->rb, BP_HELLO, 0, &w, deadline(), &m, &in);
+	cn->rb.take_fd = false;
+	if (rc < 0)
+		goto out;
+	rc = -1;
 	if (m.rv == CKR_OK) {
 		inst = bp_get_b(&m.body, &len, false, NULL);
 		serial = bp_get_u(&m.body);
 		(void)bp_get_u(&m.body); /* the broker's pid */
+		if (m.body.i < m.body.n)
+			cap = bp_get_u(&m.body);
+		/* (the broker writes there now: this connection cannot fall
+		 * back on its socket, the next one will not ask) */
+		if (m.body.ok && len == BP_ID_LEN && cap > 0 && !attach(cn, cap)) {
+			len = 0;
+			rc = -2;
+		}
 		if (m.body.ok && len == BP_ID_LEN) {
 			pthread_mutex_lock(&R.lock);
 			if (!R.have_instance || memcmp(R.instance, inst, BP_ID_LEN) != 0 ||
@@ -258,6 +298,10 @@ hello(struct rconn *cn)
 	}
 	bp_msg_free(&m);
 	free(in);
+out:
+	if (cn->rb.passed_fd >= 0)
+		close(cn->rb.passed_fd);
+	cn->rb.passed_fd = -1;
 	return rc;
 }
 
@@ -303,20 +347,25 @@ conn_get(void)
 	pthread_mutex_unlock(&R.lock);
 	if (cn != NULL)
 		return cn;
-	if ((cn = calloc(1, sizeof(*cn))) == NULL)
-		return NULL;
-	cn->fd = connect_broker();
-	if (cn->fd < 0) {
-		free(cn);
-		return NULL;
-	}
-	cn->rb.block_ms = blocking_reads(cn->fd);
-	cn->rb.spin_us = bp_spin_us();
-	if (hello(cn) < 0) {
+	for (int tries = 0; tries < 2; tries++) {
+		int rc;
+		if ((cn = calloc(1, sizeof(*cn))) == NULL)
+			return NULL;
+		cn->fd = connect_broker();
+		if (cn->fd < 0) {
+			free(cn);
+			return NULL;
+		}
+		cn->rb.block_ms = blocking_reads(cn->fd);
+		cn->rb.spin_us = bp_spin_us();
+		rc = hello(cn);
+		if (rc == 0)
+			return cn;
 		conn_close(cn);
-		return NULL;
+		if (rc != -2)
+			break;
 	}
-	return cn;
+	return NULL;
 }
 
 static void
@@ -600,7 +649,7 @@ rc_send(struct rc *c, uint32_t fn, struct bp_w *args, uint64_t *id, int64_t dl)
 	}
 	pend_free(&c->pend);
 	/* (buf may hold a PIN or plaintext: wiped when freed) */
-	r = bp_write_all(c->cn->fd, buf, len, dl);
+	r = bp_send(c->cn->fd, &c->cn->rb, buf, len, dl);
 	tk_freezero(buf, len);
 	if (r < 0) {
 		tk_log_warn("pkcs11: broker call %u: %s", fn, strerror(errno));

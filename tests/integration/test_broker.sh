@@ -11,6 +11,9 @@
 #     two-process and threaded checks (a PIN-always login belongs to one
 #     operation; another client's login makes nobody else logged in), and
 #     a repeated C_SignInit whose failure must reach the C_Sign after it;
+#     the connections go through memory shared with the broker (both
+#     processes map it), and with TOKENKIT_BROKER_SHM=off through the
+#     socket alone;
 #     arguments refused by the client end the broker's operation as well,
 #     and attribute buffers larger than an answer carries are answered
 #     right (tk-p11-op-errors, the same answers as embedded);
@@ -268,6 +271,25 @@ tk_expect 'RESULT PASS'
 tk_run "4 threads mixing 9A and 9C for 5 s" "$LOGIN" "$TK_P11_MODULE" threads 4 5
 tk_expect 'bad 0, errors 0'
 tk_expect 'RESULT PASS'
+# the connections' messages go through memory the broker shares with each
+# (bring.h), and without it (TOKENKIT_BROKER_SHM=off, the client's side) the
+# same checks pass on the socket alone: the area is mapped in both
+# processes only when asked for
+shm_maps() { grep -c 'memfd:tokenkit-broker' "/proc/$1/maps" 2>/dev/null || true; }
+for shm in on off; do
+	TOKENKIT_BROKER_SHM=$shm "$LOGIN" "$TK_P11_MODULE" threads 2 3 >"$TK_TMP/shm.$shm" 2>&1 &
+	cpid=$!
+	sleep 1.5
+	in_client=$(shm_maps "$cpid") in_broker=$(shm_maps "$BPID")
+	wait "$cpid" || { cat "$TK_TMP/shm.$shm" >&2; tk_fail "threads with TOKENKIT_BROKER_SHM=$shm"; }
+	grep -q 'bad 0, errors 0' "$TK_TMP/shm.$shm" || tk_fail "signatures with TOKENKIT_BROKER_SHM=$shm"
+	if [[ $shm == on ]]; then
+		[[ $in_client -ge 1 && $in_broker -ge 1 ]] ||
+			tk_fail "no shared memory between the client and the broker ($in_client, $in_broker)"
+	else
+		[[ $in_client == 0 ]] || tk_fail "TOKENKIT_BROKER_SHM=off still mapped the broker's memory"
+	fi
+done
 # the client sends a repeated C_SignInit with the next call: its failure
 # reaches C_Sign (the same answers as embedded), never a signature
 tk_run "the same init again and again" "$LOGIN" "$TK_P11_MODULE" repeat-init

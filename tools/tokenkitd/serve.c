@@ -29,6 +29,7 @@
 #include <tokenkit/mem.h>
 
 #include "bproto.h"
+#include "bring.h"
 #include "broker.h"
 #include "clock.h"
 #include "p11.h"
@@ -408,6 +409,7 @@ broker_trim(char *dst, const CK_UTF8CHAR *src, size_t n)
 struct wq {
 	uint8_t *buf;
 	size_t len;
+	struct bp_rbuf *rb; /* the connection's (its ring, if any) */
 };
 
 #define WQ_MAX (64u * 1024u)
@@ -431,7 +433,7 @@ wq_put(int fd, struct wq *q, uint8_t *out, size_t len, bool more)
 			out = both;
 			len += q->len;
 		} else {
-			rc = bp_write_all(fd, q->buf, q->len, dl);
+			rc = bp_send(fd, q->rb, q->buf, q->len, dl);
 		}
 		/* (answers may hold plaintext) */
 		tk_freezero(q->buf, q->len);
@@ -444,9 +446,26 @@ wq_put(int fd, struct wq *q, uint8_t *out, size_t len, bool more)
 		return 0;
 	}
 	if (rc == 0)
-		rc = bp_write_all(fd, out, len, dl);
+		rc = bp_send(fd, q->rb, out, len, dl);
 	tk_freezero(out, len);
 	return rc;
+}
+
+/* A hello's answer: the rings' capacity when the client asks for shared
+ * memory and an area could be made (rb then uses it: *memfd goes with the
+ * answer), else 0. */
+static void
+shm_offer(struct bp_w *w, struct bp_rbuf *rb, uint64_t feats, int *memfd)
+{
+	struct bp_ring *ring = NULL;
+
+	if ((feats & BP_FEAT_SHM) != 0 && rb->ring == NULL && bp_shm_wanted() &&
+	    (ring = bp_ring_new(memfd)) == NULL)
+		tk_log_warn("tokenkitd: no shared memory for a connection (%s): its socket "
+		            "carries its messages",
+		            strerror(errno));
+	bp_put_u(w, ring != NULL ? bp_ring_cap(ring) : 0);
+	rb->ring = ring;
 }
 
 /* The call this connection's thread is answering, for the "still working"
@@ -1410,7 +1429,8 @@ conn_main(void *arg)
 	size_t in_len, out_len;
 	struct bp_msg m;
 	struct bp_rbuf rb = {0};
-	struct wq q = {NULL, 0};
+	struct wq q = {NULL, 0, &rb};
+	int memfd = -1;
 	struct raw_card *raw = NULL;
 	const char *why;
 
@@ -1455,6 +1475,7 @@ conn_main(void *arg)
 				bp_put_b(&w, g_conf.instance, sizeof(g_conf.instance));
 				bp_put_u(&w, c->serial);
 				bp_put_u(&w, (uint64_t)getpid());
+				shm_offer(&w, &rb, feats, &memfd);
 			}
 			rv = c != NULL ? CKR_OK : CKR_HOST_MEMORY;
 			if (c == NULL)
@@ -1503,13 +1524,33 @@ conn_main(void *arg)
 		if (!bp_encode_response(m.id, rv, &w, &out, &out_len)) {
 			bp_w_init(&w);
 			(void)bp_encode_response(m.id, CKR_HOST_MEMORY, &w, &out, &out_len);
+			if (memfd >= 0) { /* (an answer without the area's capacity) */
+				close(memfd);
+				memfd = -1;
+				bp_ring_free(rb.ring);
+				rb.ring = NULL;
+			}
 		}
 		bp_msg_free(&m);
 		tk_freezero(in, in_len);
+		if (memfd >= 0 && out != NULL) {
+			/* the hello's answer, the first, with the area: the
+			 * client's next bytes come through it */
+			int r = bp_write_fd(cn.fd, out, out_len, memfd,
+			                    tk_now_ms() + BROKER_WRITE_MS);
+			close(memfd);
+			memfd = -1;
+			tk_freezero(out, out_len);
+			if (r < 0)
+				break;
+			continue;
+		}
 		if (out == NULL || wq_put(cn.fd, &q, out, out_len, bp_rbuf_ready(&rb)) < 0)
 			break;
 	}
 	broker_card_close(&raw);
+	if (memfd >= 0)
+		close(memfd);
 	close(cn.fd);
 	tk_freezero(q.buf, q.len);
 	t_call.q = NULL;
