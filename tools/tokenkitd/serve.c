@@ -75,10 +75,18 @@ struct client {
 	struct client *next;
 };
 
+/* A thread waiting for its turn: woken alone when it comes (the others
+ * sleep on), in the order of their tickets. */
+struct waiter {
+	uint64_t ticket;
+	pthread_cond_t cv;
+	struct waiter *next;
+};
+
 struct queue {
 	CK_SLOT_ID slot;
 	uint64_t next, serving;
-	pthread_cond_t cv;
+	struct waiter *first, *last; /* (tickets ascending) */
 	struct queue *link;
 };
 
@@ -308,14 +316,24 @@ broker_queue_enter(CK_SLOT_ID slot)
 		;
 	if (q == NULL && (q = calloc(1, sizeof(*q))) != NULL) {
 		q->slot = slot;
-		tk_cond_init_monotonic(&q->cv);
 		q->link = S.queues;
 		S.queues = q;
 	}
-	if (q != NULL) {
-		ticket = q->next++;
+	if (q != NULL && (ticket = q->next++) != q->serving) {
+		struct waiter w = {.ticket = ticket};
+		pthread_cond_init(&w.cv, NULL);
+		if (q->last != NULL)
+			q->last->next = &w;
+		else
+			q->first = &w;
+		q->last = &w;
 		while (q->serving != ticket)
-			pthread_cond_wait(&q->cv, &S.lock);
+			pthread_cond_wait(&w.cv, &S.lock);
+		/* (the first: the turns come in ticket order) */
+		q->first = w.next;
+		if (q->first == NULL)
+			q->last = NULL;
+		pthread_cond_destroy(&w.cv);
 	}
 	pthread_mutex_unlock(&S.lock);
 	return q;
@@ -338,7 +356,8 @@ broker_queue_leave(struct queue *q)
 		return;
 	pthread_mutex_lock(&S.lock);
 	q->serving++;
-	pthread_cond_broadcast(&q->cv);
+	if (q->first != NULL && q->first->ticket == q->serving)
+		pthread_cond_signal(&q->first->cv);
 	pthread_mutex_unlock(&S.lock);
 }
 
