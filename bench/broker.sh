@@ -16,9 +16,13 @@
 # signature), from the 1-thread medians; per signature twice that (the
 # client sends a repeated C_SignInit with the C_Sign: one round trip). Last,
 # the floor: a bare UNIX-socket round trip (sock_rtt). Broker mode runs
-# twice: as shipped (both ends spin up to 50 us before a read waits,
-# bp_rbuf.spin_us) and with TOKENKIT_BROKER_SPIN_US=0 on both ends (the
-# column "no spin"). It prints figures; it never fails on one.
+# three times: as shipped (messages through shared memory, both ends spin up
+# to 50 us before a read waits, bp_rbuf.spin_us), with TOKENKIT_BROKER_SHM=off
+# (the column "socket": every message a send and a recv) and with
+# TOKENKIT_BROKER_SPIN_US=0 on both ends ("no spin"). "CPU us/sig": the CPU
+# time of the client (p11bench's own) and, in broker mode, the broker's
+# (/proc) per signature: with two threads on two cores the sum is what
+# bounds the rate. It prints figures; it never fails on one.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TK_BUILD:-$SRC/build}
@@ -62,9 +66,10 @@ TOKENKIT_BROKER=off "$BUILD/tokenkit" piv certificate "$R" 9a --self-sign /CN=be
 CARD_LABEL=$(TOKENKIT_BROKER=off "$BUILD/tokenkit" tokens 2>/dev/null | sed -n 's/.*\(PIV [0-9A-Za-z]*\).*/\1/p' | head -1)
 [[ -n $CARD_LABEL ]] || { echo "broker bench: the virtual card has no token" >&2; exit 1; }
 
-start_broker() {
+start_broker() { # spin shm
 	local i # (not the rounds' i: a broker ready within 3 polls restarted them for ever)
-	TOKENKIT_BROKER=off TOKENKIT_BROKER_SPIN_US=${1:-} "$BUILD/tokenkitd" >broker.log 2>&1 &
+	TOKENKIT_BROKER=off TOKENKIT_BROKER_SPIN_US=${1:-} TOKENKIT_BROKER_SHM=${2:-} \
+		"$BUILD/tokenkitd" >broker.log 2>&1 &
 	BPID=$!
 	for ((i = 0; i < 100; i++)); do
 		grep -qs 'tokenkitd: ready' broker.log && return 0
@@ -73,16 +78,25 @@ start_broker() {
 	cat broker.log >&2
 	exit 1
 }
+# the broker's CPU time so far, in seconds
+broker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$BPID/stat"; }
 
-declare -A W
+declare -A W C
 val() { sed -n "s/^$1=//p" <<<"$2"; }
-one() { # mode(off|on|nospin) token threads
-	local r label=bench mode=$1 spin=
+one() { # mode(off|on|nospin|socket) token threads
+	local r label=bench mode=$1 spin= shm= b0=0 b1=0
 	[[ $2 == card ]] && label=$CARD_LABEL
 	[[ $mode == nospin ]] && mode=on spin=0
-	r=$(TOKENKIT_BROKER=$mode TOKENKIT_BROKER_SPIN_US=$spin "$BUILD/p11bench" --module "$BUILD/tokenkit-pkcs11.so" --pin "$PIN" \
+	[[ $mode == socket ]] && mode=on shm=off
+	[[ -z $BPID ]] || b0=$(broker_cpu)
+	r=$(TOKENKIT_BROKER=$mode TOKENKIT_BROKER_SPIN_US=$spin TOKENKIT_BROKER_SHM=$shm \
+		"$BUILD/p11bench" --module "$BUILD/tokenkit-pkcs11.so" --pin "$PIN" \
 		--label "$label" --mech ecdsa --threads "$3" --seconds "$SECS" rate)
+	[[ -z $BPID ]] || b1=$(broker_cpu)
 	W[$1.$2.$3]+="$(val signs_per_s "$r") "
+	# CPU per signature, both processes (us)
+	C[$1.$2.$3]+="$(awk -v c="$(val cpu_seconds "$r")" -v n="$(val signs "$r")" \
+		-v b0="$b0" -v b1="$b1" 'BEGIN { printf "%.1f", (n > 0 ? (c + b1 - b0) * 1e6 / n : 0) }') "
 }
 for ((i = 0; i < ROUNDS; i++)); do
 	echo "round $((i + 1)) of $ROUNDS (${SECS}s per figure)..." >&2
@@ -95,6 +109,9 @@ for ((i = 0; i < ROUNDS; i++)); do
 			start_broker 0
 			one nospin $tok $t
 			stop_broker
+			start_broker "" off
+			one socket $tok $t
+			stop_broker
 		done
 	done
 done
@@ -102,17 +119,17 @@ done
 med() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-5s %3s | %12s %12s | %8s | %-24s | %9s %8s\n' token thr "embedded/s" "broker/s" \
-	"ratio" "overhead/call, /sig (us)" "no spin/s" "ratio"
+printf '%-5s %3s | %10s %9s %6s | %-17s | %9s %6s | %9s %6s | %s\n' token thr "embedded/s" \
+	"broker/s" ratio "overhead/call,sig" "socket/s" ratio "no spin/s" ratio "CPU us/sig: emb, broker"
 for tok in soft card; do
 	for t in 1 2; do
 		e=$(med "${W[off.$tok.$t]}") b=$(med "${W[on.$tok.$t]}") n=$(med "${W[nospin.$tok.$t]}")
-		awk -v tok=$tok -v t=$t -v e="$e" -v b="$b" -v n="$n" 'BEGIN {
+		k=$(med "${W[socket.$tok.$t]}") ce=$(med "${C[off.$tok.$t]}") cb=$(med "${C[on.$tok.$t]}")
+		awk -v tok=$tok -v t=$t -v e="$e" -v b="$b" -v n="$n" -v k="$k" -v ce="$ce" -v cb="$cb" 'BEGIN {
 			over = (e > 0 && b > 0) ? (1e6 / b - 1e6 / e) / 2 : 0
-			ratio = e > 0 ? b / e : 0
-			per = t == 1 ? sprintf("%.1f / %.1f", over, 2 * over) : "-"
-			printf "%-5s %3s | %12.0f %12.0f | %8.2f | %-24s | %9.0f %8.2f\n", tok, t, e, b,
-				ratio, per, n, (e > 0 ? n / e : 0) }'
+			per = t == 1 ? sprintf("%.1f / %.1f us", over, 2 * over) : "-"
+			printf "%-5s %3s | %10.0f %9.0f %6.2f | %-17s | %9.0f %6.2f | %9.0f %6.2f | %s, %s\n", tok, t, e, b,
+				(e > 0 ? b / e : 0), per, k, (e > 0 ? k / e : 0), n, (e > 0 ? n / e : 0), ce, cb }'
 	done
 done
 # the floor: one bare round trip between two processes on this machine
