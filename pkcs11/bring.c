@@ -53,6 +53,7 @@ struct bp_ring {
 	int me;
 	uint8_t *out, *in;
 	uint32_t wpos, rpos; /* ours: the area's copies are only published */
+	int block_ms;        /* > 0: the socket blocks with this timeout */
 };
 
 static size_t
@@ -145,6 +146,12 @@ bp_ring_free(struct bp_ring *r)
 	free(r);
 }
 
+void
+bp_ring_block_ms(struct bp_ring *r, int ms)
+{
+	r->block_ms = ms;
+}
+
 uint32_t
 bp_ring_cap(const struct bp_ring *r)
 {
@@ -210,6 +217,24 @@ ring_wait(struct bp_ring *r, int sock, uint32_t what, int64_t deadline, int spin
 		if (ready(r, what)) {
 			n = 0;
 			break;
+		}
+		/* One system call where the socket allows: one that blocks
+		 * (the broker's) when there is no deadline, one whose own
+		 * timeout (a client's, block_ms) ends before the deadline.
+		 * Else poll keeps to the deadline, and a recv takes what it
+		 * saw. */
+		if (deadline < 0 || (r->block_ms > 0 && deadline - tk_now_ms() > r->block_ms)) {
+			got = recv(sock, bell, sizeof(bell), 0);
+			if (got > 0 || (got < 0 && errno == EINTR))
+				continue;
+			if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+				if (got == 0)
+					errno = ECONNRESET;
+				n = -1;
+				break;
+			}
+			if (deadline >= 0)
+				continue; /* (its timeout: the deadline is looked at again) */
 		}
 		timeout = -1;
 		if (deadline >= 0) {

@@ -48,6 +48,10 @@ struct bp_ring *bp_ring_attach(int memfd, uint32_t cap);
 /* Unmap (NULL: nothing). */
 void bp_ring_free(struct bp_ring *r);
 uint32_t bp_ring_cap(const struct bp_ring *r);
+/* The connection's socket blocks, with a receive timeout of ms (> 0): an
+ * end that waits longer than its spin then waits in recv alone. (Without a
+ * deadline a wait blocks in recv anyway when the socket does.) */
+void bp_ring_block_ms(struct bp_ring *r, int ms);
 
 /* Write all of p before deadline (ms, monotonic; <0: none), waiting for
  * room; sock is the connection's (its doorbell). 0, or -1 with errno

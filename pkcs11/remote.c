@@ -227,8 +227,10 @@ attach(struct rconn *cn, uint64_t cap)
 {
 	if (cap <= UINT32_MAX && cn->rb.passed_fd >= 0)
 		cn->rb.ring = bp_ring_attach(cn->rb.passed_fd, (uint32_t)cap);
-	if (cn->rb.ring != NULL)
+	if (cn->rb.ring != NULL) {
+		bp_ring_block_ms(cn->rb.ring, cn->rb.block_ms);
 		return true;
+	}
 	tk_log_warn("pkcs11: the broker's shared memory for a connection: %s; "
 	            "connections use the socket alone from now on",
 	            cn->rb.passed_fd < 0 ? "not passed" : strerror(errno));
