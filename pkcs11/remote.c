@@ -252,7 +252,6 @@ hello(struct rconn *cn)
 	const uint8_t *inst;
 	uint64_t serial;
 	int rc = -1;
-
 	bool shm;
 	uint64_t cap = 0;
 
