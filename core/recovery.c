@@ -229,6 +229,8 @@ rec_fill_diag_locked(const slot_t *s, tk_slot_diag_t *d)
 	d->connect_failures = st->connect_failures;
 	d->abandoned_workers = st->abandoned_workers;
 	d->retried_ok = st->retried_ok;
+	d->txn_begun = st->txn_begun;
+	d->txn_carried = st->txn_carried;
 	d->recoveries = st->recoveries;
 	d->recoveries_failed = st->recoveries_failed;
 	memcpy(d->step_ok, st->step_ok, sizeof(d->step_ok));

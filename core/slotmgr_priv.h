@@ -114,6 +114,16 @@ typedef struct worker {
 	 * have returned (0: not in a step); the monitor abandons the worker
 	 * past it. */
 	int64_t step_deadline_us;
+	/* A carried transaction (opts.txn_carry_ms; worker.c, "Carried
+	 * transactions"). Worker thread only: how many transactions the
+	 * backend has open on conn (BEGINs it took, not yet ended), and when
+	 * the outermost began. Under mtx: the open one is nobody's (its END
+	 * was carried) on card held_seq, until held_until_us. */
+	int txn_depth;
+	int64_t txn_since_us;
+	bool held;
+	uint64_t held_seq;
+	int64_t held_until_us;
 } worker_t;
 
 /* Per-reader counters (tk_slotmgr_diag). */
@@ -125,6 +135,7 @@ typedef struct slot_stats {
 	int64_t last_err_us;
 	uint64_t retried_ok, recoveries, recoveries_failed;
 	uint64_t step_ok[TK_STEP_COUNT];
+	uint64_t txn_begun, txn_carried;
 } slot_stats_t;
 
 #define LAT_WINDOW 1024
@@ -279,6 +290,9 @@ int worker_force_recovery(tk_slotmgr_t *m, slot_t *s, uint64_t card_seq, int ste
 /* Worker thread only. */
 int worker_connect(worker_t *w, uint64_t card_seq, bool set_state);
 void worker_drop_conn(worker_t *w);
+/* A BEGIN for card_seq on s takes over the transaction carried for it, if
+ * there is one (m->mtx held): true when it did. */
+bool worker_claim_carried_locked(slot_t *s, uint64_t card_seq);
 bool worker_gone(worker_t *w);
 bool worker_card_there(worker_t *w, uint64_t card_seq);
 

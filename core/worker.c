@@ -148,6 +148,11 @@ worker_card_there(worker_t *w, uint64_t card_seq)
 void
 worker_drop_conn(worker_t *w)
 {
+	/* Closing the connection ends its transactions, a carried one too. */
+	pthread_mutex_lock(&w->mtx);
+	w->held = false;
+	pthread_mutex_unlock(&w->mtx);
+	w->txn_depth = 0;
 	if (w->conn != NULL) {
 		worker_io_begin(w);
 		w->slot->bk->ops->disconnect(w->conn);
@@ -391,6 +396,136 @@ pinpad_once(worker_t *w, work_t *it)
 	return r;
 }
 
+/* Carried transactions (opts.txn_carry_ms).
+ *
+ * A process that serialises its own use of a card (tokenkitd: one queue
+ * per card, served in turn) ends one caller's transaction and begins the
+ * next one's back to back: two round trips to the reader's service that
+ * change nothing, as no other process could take the card in the
+ * microseconds between (pcsc-lite looks for a waiting transaction every
+ * 100 ms). So the END of the only open transaction may be carried: the
+ * transaction stays open, nobody's, for CARRY_LINGER_US; a BEGIN for the
+ * same card in that time takes it over (worker_claim_carried_locked does
+ * so without waking the worker), and after it the worker ends it. One
+ * transaction is carried so for at most txn_carry_ms from its real
+ * beginning: the END after that ends it. Anything else done to the
+ * connection (a reset, a recovery, a connect) ends a carried transaction
+ * first; closing the connection ends it too (worker_drop_conn). */
+#define CARRY_LINGER_US 2000
+
+/* The backend's END of the outermost open transaction (worker thread). */
+static int
+txn_end_now(worker_t *w)
+{
+	int r;
+
+	worker_io_begin(w);
+	r = w->slot->bk->ops->end(w->conn);
+	worker_io_end(w);
+	if (w->txn_depth > 0)
+		w->txn_depth--;
+	return r;
+}
+
+/* End a carried transaction, if there is one (worker thread). A service
+ * or card that went away meanwhile closes the connection, as after any
+ * call (execute). */
+static void
+release_carried(worker_t *w)
+{
+	bool held;
+	int r;
+
+	pthread_mutex_lock(&w->mtx);
+	held = w->held;
+	w->held = false;
+	pthread_mutex_unlock(&w->mtx);
+	if (!held || w->conn == NULL)
+		return;
+	r = txn_end_now(w);
+	if (r == TK_ERR_NO_SERVICE || r == TK_ERR_CARD_REMOVED || r == TK_ERR_NO_READER)
+		worker_drop_conn(w);
+}
+
+static void
+count_txn(worker_t *w, bool carried)
+{
+	pthread_mutex_lock(&w->m->mtx);
+	if (carried)
+		w->slot->stats.txn_carried++;
+	else
+		w->slot->stats.txn_begun++;
+	pthread_mutex_unlock(&w->m->mtx);
+}
+
+static int
+txn_begin(worker_t *w, uint64_t card_seq)
+{
+	bool carried;
+	int r;
+
+	pthread_mutex_lock(&w->mtx);
+	carried = w->held && w->held_seq == card_seq;
+	if (carried)
+		w->held = false;
+	pthread_mutex_unlock(&w->mtx);
+	if (carried) {
+		count_txn(w, true);
+		return TK_OK;
+	}
+	release_carried(w); /* (one for another card: none, as conn is this card's) */
+	/* Not counted as busy either: this waits for another application's
+	 * transaction (pcsc-lite retries every 100 ms), not for the card. */
+	r = w->slot->bk->ops->begin(w->conn);
+	if (r == TK_OK) {
+		if (w->txn_depth++ == 0)
+			w->txn_since_us = tk_now_us();
+		count_txn(w, false);
+	}
+	return r;
+}
+
+static int
+txn_end(worker_t *w)
+{
+	int carry_ms = w->m->opts.txn_carry_ms;
+	int64_t now = tk_now_us();
+	bool held;
+
+	pthread_mutex_lock(&w->mtx);
+	held = w->held;
+	if (!held && carry_ms > 0 && w->txn_depth == 1 && w->conn_card_seq != 0 &&
+	    now - w->txn_since_us < (int64_t)carry_ms * 1000) {
+		w->held = true;
+		w->held_seq = w->conn_card_seq;
+		w->held_until_us = now + CARRY_LINGER_US;
+		pthread_mutex_unlock(&w->mtx);
+		return TK_OK;
+	}
+	w->held = false;
+	pthread_mutex_unlock(&w->mtx);
+	/* (held: an END nobody began; it ends the carried one) */
+	return txn_end_now(w);
+}
+
+bool
+worker_claim_carried_locked(slot_t *s, uint64_t card_seq)
+{
+	worker_t *w = s->worker;
+	bool ok = false;
+
+	if (w == NULL)
+		return false;
+	pthread_mutex_lock(&w->mtx);
+	if (w->held && w->held_seq == card_seq && w->head == NULL && !w->quit && !w->abandoned) {
+		w->held = false;
+		ok = true;
+		s->stats.txn_carried++;
+	}
+	pthread_mutex_unlock(&w->mtx);
+	return ok;
+}
+
 static int
 execute(worker_t *w, work_t *it)
 {
@@ -404,6 +539,7 @@ execute(worker_t *w, work_t *it)
 		worker_drop_conn(w);
 		return TK_OK;
 	case W_RECOVER:
+		release_carried(w);
 		return rec_ladder(w, it->how, it->card_seq);
 	default:
 		break;
@@ -422,20 +558,17 @@ execute(worker_t *w, work_t *it)
 		r = pinpad_once(w, it);
 		break;
 	case W_BEGIN:
-		/* Not counted as busy either: this waits for another
-		 * application's transaction (pcsc-lite retries every 100 ms),
-		 * not for the card. */
-		r = ops->begin(w->conn);
+		r = txn_begin(w, it->card_seq);
 		break;
 	case W_END:
-		worker_io_begin(w);
-		r = ops->end(w->conn);
-		worker_io_end(w);
+		r = txn_end(w);
 		break;
 	case W_RESET: {
 		uint8_t atr[TK_READER_ATR_MAX];
 		size_t alen = 0;
 		int proto = -1;
+
+		release_carried(w);
 
 		/* a reconnect waits for pcscd's lock, not for the card (above) */
 		if (it->how != TK_READER_RECONNECT)
@@ -519,8 +652,18 @@ worker_main(void *arg)
 		int r;
 
 		pthread_mutex_lock(&w->mtx);
-		while (w->head == NULL && !w->quit && !w->abandoned)
-			pthread_cond_wait(&w->cond, &w->mtx);
+		while (w->head == NULL && !w->quit && !w->abandoned) {
+			if (!w->held) {
+				pthread_cond_wait(&w->cond, &w->mtx);
+			} else if (tk_cond_wait_until_us(&w->cond, &w->mtx, w->held_until_us) ==
+			                   ETIMEDOUT &&
+			           w->held && w->head == NULL) {
+				/* nobody took the carried transaction over */
+				pthread_mutex_unlock(&w->mtx);
+				release_carried(w);
+				pthread_mutex_lock(&w->mtx);
+			}
+		}
 		if (w->quit || w->abandoned) {
 			fail_queue_locked(w, w->quit ? w->quit_err : TK_ERR_UNRESPONSIVE, false);
 			pthread_mutex_unlock(&w->mtx);
@@ -551,6 +694,7 @@ worker_main(void *arg)
 
 			w->need_recovery = 0;
 			w->need_recovery_seq = 0;
+			release_carried(w);
 			if (!worker_gone(w))
 				(void)rec_ladder(w, step, seq);
 		}
@@ -993,7 +1137,16 @@ mc_begin(void *ctx, int timeout_ms)
 {
 	mcard_t *c = ctx;
 	uint64_t rb = mc_rebinds_now(c);
+	bool claimed;
 
+	/* A transaction carried for this card is taken over here, without a
+	 * round trip through the worker. */
+	pthread_mutex_lock(&c->m->mtx);
+	claimed = admissible_locked(c->m, c->s, c->card_seq, W_BEGIN) == TK_OK && !c->s->rec_open &&
+	          worker_claim_carried_locked(c->s, c->card_seq);
+	pthread_mutex_unlock(&c->m->mtx);
+	if (claimed)
+		return TK_OK;
 	return mc_result(c, rb,
 	                 submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, NULL, 0, NULL, 0, NULL,
 	                        timeout_ms));

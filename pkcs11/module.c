@@ -28,6 +28,11 @@
  * it to PC/SC and direct USB: the broker owns the readers. */
 const char *tk_p11_default_readers;
 bool tk_p11_system_broker;
+/* tk_slotmgr_opts_t.txn_carry_ms of the module's manager: 0 in an
+ * application (its transactions end at once: other programs share the
+ * cards through PC/SC); tokenkitd sets it (its queues serve every program
+ * in turn, so the card's transaction may go from one turn to the next). */
+int tk_p11_txn_carry_ms;
 
 struct p11_module g_p11 = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -305,6 +310,7 @@ tk_p11_C_Initialize(CK_VOID_PTR pInitArgs)
 	 * own threads when cards appear. */
 	tk_slotmgr_opts_init(&mo);
 	mo.default_readers = tk_p11_default_readers;
+	mo.txn_carry_ms = tk_p11_txn_carry_ms;
 	timeout_ms = tk_p11_timeout_from_env();
 	if (timeout_ms > 0)
 		mo.transmit_timeout_ms = timeout_ms;

@@ -348,6 +348,7 @@ extern const char *tk_p11_default_readers; /* module.c */
  * user, so it publishes no user's registered tokens (software tokens),
  * only the system registry's (module.c; regslot.c). */
 extern bool tk_p11_system_broker;
+extern int tk_p11_txn_carry_ms; /* module.c */
 
 /* The implementation of each C_* function, in the file of its concept;
  * rv.c exports C_* itself and keeps the answer to the codes the

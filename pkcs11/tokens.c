@@ -403,6 +403,10 @@ get_reader(struct bp_r *r, tk_slot_diag_t *d)
 	d->lat_p90_us = (uint32_t)bp_get_u(&f);
 	d->lat_p99_us = (uint32_t)bp_get_u(&f);
 	d->lat_max_us = (uint32_t)bp_get_u(&f);
+	if (f.ok && f.i < f.n) { /* a broker of 0.2 on: its transactions */
+		d->txn_begun = bp_get_u(&f);
+		d->txn_carried = bp_get_u(&f);
+	}
 	return f.ok && bp_r_done(&f);
 }
 

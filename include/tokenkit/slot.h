@@ -109,6 +109,18 @@ typedef struct tk_slotmgr_opts {
 	 * (NULL: "pcsc"). The tokenkit CLI passes "pcsc+ccid?"; the PKCS#11
 	 * module keeps "pcsc" (README, "Reader backends"). Added in 0.1. */
 	const char *default_readers;
+	/* Carried transactions (0, the default: off). When > 0, an END that
+	 * closes the only open transaction of a reader's connection leaves the
+	 * reader's transaction (SCardBeginTransaction) open for up to 2 ms, and
+	 * a BEGIN in this process within that time takes it over without a
+	 * round trip to the reader's service; past the 2 ms the reader's
+	 * worker ends it. One transaction is carried so for at most
+	 * txn_carry_ms from its real beginning; the END after that ends it.
+	 * Meant for a process that serialises every use of its cards itself
+	 * (tokenkitd): while it keeps a card busy, other processes wait for
+	 * the card as they would for one long transaction of it. Added in
+	 * 0.2. */
+	int txn_carry_ms;
 } tk_slotmgr_opts_t;
 TK_EXPORT void tk_slotmgr_opts_init(tk_slotmgr_opts_t *o);
 
@@ -263,6 +275,9 @@ typedef struct tk_slot_diag {
 	uint64_t retried_ok; /* read-only commands that went through on the retry */
 	uint64_t recoveries, recoveries_failed;
 	uint64_t step_ok[TK_STEP_COUNT]; /* how often each step was the one that worked */
+	/* Transactions: begun at the reader's service, and BEGINs that took
+	 * over a carried one (tk_slotmgr_opts_t.txn_carry_ms). Added in 0.2. */
+	uint64_t txn_begun, txn_carried;
 	int last_err;
 	int64_t last_err_us; /* CLOCK_MONOTONIC, 0 if never */
 	/* APDU round trips over the last (up to) 1024 transmits, microseconds */

@@ -21,6 +21,13 @@
  *       connections at once while other threads connect); prints
  *       "churn ok=<rounds with both APDUs answered> of=<rounds>". pcsc-lite
  *       1.9.9 crashed in SCardDisconnect under this (see conn_disconnect)
+ *   tk-slotmgr-probe txn READER COUNT CARRY_MS HOLD_S
+ *       a slot manager with tk_slotmgr_opts_t.txn_carry_ms = CARRY_MS;
+ *       COUNT times: begin a transaction, one APDU, end it; prints
+ *       "txn ok=<rounds that went through> begun=<transactions pcscd began>
+ *       carried=<BEGINs that took over a carried one>" (tk_slotmgr_diag),
+ *       then "idle", and keeps the manager (and its connection) HOLD_S
+ *       seconds more before "done"
  *
  * Exit status 0 unless the arguments or the setup were wrong; the scripts
  * judge the output. */
@@ -85,13 +92,14 @@ on_event(void *ctx, const tk_event_t *ev)
 }
 
 static tk_slotmgr_t *
-open_mgr(bool events)
+open_mgr_carry(bool events, int carry_ms)
 {
 	tk_slotmgr_opts_t o;
 	tk_slotmgr_t *m = NULL;
 	int r;
 
 	tk_slotmgr_opts_init(&o);
+	o.txn_carry_ms = carry_ms;
 	r = tk_slotmgr_new(&o, &m);
 	if (r != TK_OK) {
 		fprintf(stderr, "probe: tk_slotmgr_new: %s\n", tk_strerror(r));
@@ -102,6 +110,12 @@ open_mgr(bool events)
 	r = tk_slotmgr_wait_ready(m, 5000);
 	say("ready %s\n", tk_errname(r));
 	return m;
+}
+
+static tk_slotmgr_t *
+open_mgr(bool events)
+{
+	return open_mgr_carry(events, 0);
 }
 
 /* Find the reader and wait (bounded) for a valid card in it. */
@@ -190,6 +204,45 @@ cmd_rtt(const char *reader, int count)
 		    (long long)min, (long long)max);
 	else
 		say("rtt ok=0\n");
+	tk_card_unref(&c);
+	tk_slotmgr_free(&m);
+	return 0;
+}
+
+static int
+cmd_txn(const char *reader, int count, int carry_ms, int hold_s)
+{
+	tk_slotmgr_t *m = open_mgr_carry(false, carry_ms);
+	tk_card_t *c = NULL;
+	tk_slot_diag_t d;
+	uint32_t id = 0;
+	int r, ok = 0;
+
+	r = get_card(m, reader, 5000, &c);
+	if (r != TK_OK || tk_slotmgr_find(m, reader, &id) != TK_OK) {
+		say("card %s\n", tk_errname(r));
+		tk_card_unref(&c);
+		tk_slotmgr_free(&m);
+		return 0;
+	}
+	for (int i = 0; i < count; i++) {
+		r = tk_card_begin(c);
+		if (r == TK_OK) {
+			r = send_select(c, 5000);
+			int e = tk_card_end(c);
+			r = r != TK_OK ? r : e;
+		}
+		if (r == TK_OK)
+			ok++;
+		else
+			say("round %d %s\n", i, tk_errname(r));
+	}
+	r = tk_slotmgr_diag(m, id, &d);
+	say("txn ok=%d begun=%llu carried=%llu (%s)\n", ok, (unsigned long long)d.txn_begun,
+	    (unsigned long long)d.txn_carried, tk_errname(r));
+	say("idle\n");
+	sleep((unsigned)hold_s);
+	say("done\n");
 	tk_card_unref(&c);
 	tk_slotmgr_free(&m);
 	return 0;
@@ -408,6 +461,8 @@ main(int argc, char **argv)
 		return cmd_stall(argv[2], argv[3], atoi(argv[4]));
 	if (argc == 4 && strcmp(argv[1], "survive") == 0)
 		return cmd_survive(argv[2], atoi(argv[3]));
+	if (argc == 6 && strcmp(argv[1], "txn") == 0)
+		return cmd_txn(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	if (argc == 6 && strcmp(argv[1], "churn") == 0)
 		return cmd_churn(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	fprintf(stderr, "usage: see the comment at the top of slotmgr_probe.c\n");

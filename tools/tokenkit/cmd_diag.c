@@ -116,6 +116,8 @@ print_diag_text(const tk_slot_diag_t *d)
 	printf("  connects %llu (failed %llu), abandoned workers %llu, retried ok %llu\n",
 	       (unsigned long long)d->connects, (unsigned long long)d->connect_failures,
 	       (unsigned long long)d->abandoned_workers, (unsigned long long)d->retried_ok);
+	printf("  transactions begun %llu, carried over %llu\n", (unsigned long long)d->txn_begun,
+	       (unsigned long long)d->txn_carried);
 	if (d->lat_samples > 0)
 		printf("  APDU latency (last %u): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f "
 		       "ms\n",
@@ -148,7 +150,8 @@ print_diag_json(const tk_slot_diag_t *d)
 	       "{\"total\": %llu, \"comm\": %llu, \"removed\": %llu, \"reset\": %llu, "
 	       "\"no_service\": %llu, \"other\": %llu}, \"timeouts\": %llu, \"connects\": %llu, "
 	       "\"connect_failures\": %llu, \"abandoned_workers\": %llu, \"retried_ok\": %llu, "
-	       "\"recoveries\": %llu, \"recoveries_failed\": %llu, \"last_error\": \"%s\"",
+	       "\"recoveries\": %llu, \"recoveries_failed\": %llu, \"txn_begun\": %llu, "
+	       "\"txn_carried\": %llu, \"last_error\": \"%s\"",
 	       (unsigned long long)d->generation, (unsigned long long)d->rebinds,
 	       (unsigned long long)d->transmits, (unsigned long long)d->errors,
 	       (unsigned long long)d->err_comm, (unsigned long long)d->err_removed,
@@ -157,6 +160,7 @@ print_diag_json(const tk_slot_diag_t *d)
 	       (unsigned long long)d->connects, (unsigned long long)d->connect_failures,
 	       (unsigned long long)d->abandoned_workers, (unsigned long long)d->retried_ok,
 	       (unsigned long long)d->recoveries, (unsigned long long)d->recoveries_failed,
+	       (unsigned long long)d->txn_begun, (unsigned long long)d->txn_carried,
 	       tk_errname(d->last_err));
 	printf(", \"step_ok\": {");
 	for (int k = 1; k < TK_STEP_COUNT; k++)

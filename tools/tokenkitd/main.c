@@ -32,6 +32,14 @@
 #define TOKENKIT_VERSION "0.1.0"
 #endif
 
+/* How long one PC/SC transaction of a card may go on from queue turn to
+ * queue turn (tk_slotmgr_opts_t.txn_carry_ms): a busy card saves two round
+ * trips to pcscd per turn. A program that uses the card through PC/SC
+ * directly gets it when the queue runs empty (or, as with any busy card,
+ * when pcsc-lite's 100 ms poll finds it between two transactions, which
+ * the bound brings back now and then). */
+#define TXN_CARRY_MS 250
+
 static void
 usage(FILE *f)
 {
@@ -211,6 +219,9 @@ main(int argc, char **argv)
 	 * the CCID plugin is installed), as the tokenkit tool lists them */
 	tk_p11_remote_disable();
 	tk_p11_default_readers = "pcsc+ccid?";
+	/* one card's transaction goes on from one program's queue turn to the
+	 * next for up to this long (tk_slotmgr_opts_t.txn_carry_ms) */
+	tk_p11_txn_carry_ms = TXN_CARRY_MS;
 	tk_p11_system_broker = g_conf.system;
 	rv = C_Initialize(NULL);
 	if (rv != CKR_OK) {

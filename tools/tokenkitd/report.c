@@ -209,6 +209,8 @@ broker_readers(struct bp_r *r, struct bp_w *w, bool *bad)
 		bp_put_u(&one, d->lat_p90_us);
 		bp_put_u(&one, d->lat_p99_us);
 		bp_put_u(&one, d->lat_max_us);
+		bp_put_u(&one, d->txn_begun); /* (since 0.2: a client reads them when there) */
+		bp_put_u(&one, d->txn_carried);
 		bp_put_sub(w, &one);
 	}
 	free(d);
