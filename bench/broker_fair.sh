@@ -5,7 +5,10 @@
 # per-card queues every program should sign every second, with the total
 # at least as high):
 #
-#   bench/broker_fair.sh [--procs N] [--seconds S]     (default 8, 20)
+#   bench/broker_fair.sh [--procs N] [--seconds S] [--carry MS]   (default 8, 20, 0)
+#
+# --carry MS: a third run, the broker with --carry-transactions MS (a busy
+# card's PC/SC transaction goes on from turn to turn), its own broker.
 #
 # A private pcscd with two virtual PIV cards (tests/harness/vpcd-env), each
 # with P-256 keys in 9A and 9C (tokenkit piv generate, self-signed). Each
@@ -21,11 +24,13 @@ BUILD=${TK_BUILD:-$SRC/build}
 VPCD=$SRC/tests/harness/vpcd-env
 PROCS=8
 SECS=20
+CARRY=0
 while (($#)); do
 	case $1 in
 	--procs) PROCS=$2; shift 2 ;;
 	--seconds) SECS=$2; shift 2 ;;
-	*) echo "usage: $0 [--procs N] [--seconds S]" >&2; exit 2 ;;
+	--carry) CARRY=$2; shift 2 ;;
+	*) echo "usage: $0 [--procs N] [--seconds S] [--carry MS]" >&2; exit 2 ;;
 	esac
 done
 for f in "$BUILD/tk-p11-login" "$BUILD/tokenkitd" "$BUILD/tokenkit" "$BUILD/tokenkit-pkcs11.so"; do
@@ -59,11 +64,12 @@ for n in 0 1; do
 done
 
 # run MODE N: N programs (card = i % 2) for SECS; their STEADY lines in $TMP/MODE.N
+# (MODE: off, on, or carry: on with the broker that carries transactions)
 run() {
 	local mode=$1 n=$2 pids=() i
 	: >"$TMP/$mode.$n"
 	for ((i = 0; i < n; i++)); do
-		TOKENKIT_BROKER=$mode TK_LOGIN_READER="Virtual PCD 00 0$((i % 2))" \
+		TOKENKIT_BROKER=${mode/carry/on} TK_LOGIN_READER="Virtual PCD 00 0$((i % 2))" \
 			"$BUILD/tk-p11-login" "$MOD" steady "$SECS" >>"$TMP/$mode.$n" 2>/dev/null &
 		pids+=($!)
 	done
@@ -90,12 +96,24 @@ total1() { awk '/STEADY/ { for (i = 1; i <= NF; i++) if ($i == "signatures") t +
 echo "embedded: 1 program, then $PROCS (${SECS}s each)..." >&2
 run off 1
 run off "$PROCS"
+# broker [OPTIONS]: a broker of its own, ready
+broker() {
+	[[ -z $BPID ]] || { kill -9 "$BPID" 2>/dev/null || true; wait "$BPID" 2>/dev/null || true; }
+	: >"$TMP/broker.log"
+	TOKENKIT_BROKER=off "$BUILD/tokenkitd" "$@" >"$TMP/broker.log" 2>&1 &
+	BPID=$!
+	for ((i = 0; i < 100; i++)); do grep -q 'tokenkitd: ready' "$TMP/broker.log" && break; sleep 0.05; done
+}
 echo "broker: 1 program, then $PROCS..." >&2
-TOKENKIT_BROKER=off "$BUILD/tokenkitd" >"$TMP/broker.log" 2>&1 &
-BPID=$!
-for ((i = 0; i < 100; i++)); do grep -q 'tokenkitd: ready' "$TMP/broker.log" && break; sleep 0.05; done
+broker
 run on 1
 run on "$PROCS"
+if ((CARRY > 0)); then
+	echo "broker with --carry-transactions $CARRY: 1 program, then $PROCS..." >&2
+	broker --carry-transactions "$CARRY"
+	run carry 1
+	run carry "$PROCS"
+fi
 echo
 echo "machine: $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PROCS programs on two cards for ${SECS} s, each signing with 9A (P-256), every signature verified"
@@ -103,6 +121,7 @@ printf '%-8s | %5s | %8s | %6s | %8s | %8s | %6s\n' mode progs total "x one" "fe
 	"wait ms" "idle s"
 summary off "$PROCS" "$(total1 off)"
 summary on "$PROCS" "$(total1 on)"
+((CARRY == 0)) || summary carry "$PROCS" "$(total1 carry)"
 echo "(x one: the total against one program alone in that mode; wait ms: the longest wait"
 echo " between two signatures of one program; idle s: the most whole seconds one program"
 echo " had without a signature)"

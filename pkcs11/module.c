@@ -30,8 +30,7 @@ const char *tk_p11_default_readers;
 bool tk_p11_system_broker;
 /* tk_slotmgr_opts_t.txn_carry_ms of the module's manager: 0 in an
  * application (its transactions end at once: other programs share the
- * cards through PC/SC); tokenkitd sets it (its queues serve every program
- * in turn, so the card's transaction may go from one turn to the next). */
+ * cards through PC/SC); tokenkitd --carry-transactions sets it. */
 int tk_p11_txn_carry_ms;
 
 struct p11_module g_p11 = {

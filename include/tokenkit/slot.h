@@ -116,10 +116,10 @@ typedef struct tk_slotmgr_opts {
 	 * round trip to the reader's service; past the 2 ms the reader's
 	 * worker ends it. One transaction is carried so for at most
 	 * txn_carry_ms from its real beginning; the END after that ends it.
-	 * Meant for a process that serialises every use of its cards itself
-	 * (tokenkitd): while it keeps a card busy, other processes wait for
-	 * the card as they would for one long transaction of it. Added in
-	 * 0.2. */
+	 * For a process that alone uses its cards and serialises that use
+	 * itself (tokenkitd --carry-transactions): while it keeps a card busy,
+	 * another process gets the card only when it is left alone for longer
+	 * (pcsc-lite looks for a free card every 100 ms). Added in 0.2. */
 	int txn_carry_ms;
 } tk_slotmgr_opts_t;
 TK_EXPORT void tk_slotmgr_opts_init(tk_slotmgr_opts_t *o);

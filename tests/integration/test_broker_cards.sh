@@ -24,7 +24,13 @@
 #  5. `tokenkit reset` (warm by name and by the broker's slot number, and
 #     cold with --json) through the broker: the recovery's record, the
 #     broker's counters count all three, an unknown reader exits 4, and
-#     signing works after.
+#     signing works after;
+#  6. a program beside the broker: while two programs sign through the
+#     broker without a pause, opensc-tool (straight over pcscd, taking the
+#     card's transaction for its APDU) gets the card before they finish;
+#     with --carry-transactions the broker's counters show transactions
+#     carried over from turn to turn, and when the signers stop the card is
+#     free again at once.
 # (A broker that never answers: test_broker, the tool's apdu among the
 # others.)
 TK_P11_LIB=1 source "$(dirname "${BASH_SOURCE[0]}")/test_p11_pkcs11tool.sh"
@@ -197,5 +203,43 @@ nopcsc "$TOOL" reset "no such reader" >/dev/null 2>&1 || rc=$?
 tk_run "signing after the resets" "${P11[@]}" -l -p 123456 -s -m ECDSA-SHA256 --id 01 \
 	--signature-format openssl -i "$TK_TMP/data" -o "$TK_TMP/sig9a.2"
 tk_run "verify" openssl dgst -sha256 -verify "$TK_TMP/pub9a.pem" -signature "$TK_TMP/sig9a.2" "$TK_TMP/data"
+
+# --- 6. a program beside the broker ---------------------------------------------------
+# start_signers SECONDS: two programs signing through the broker, their pids in
+# $signers
+start_signers() {
+	signers=()
+	for i in 1 2; do
+		"$TK_BUILD/tk-p11-login" "$TK_P11_MODULE" steady "$1" >"$TK_TMP/busy$i.out" 2>&1 &
+		signers+=($!)
+	done
+	sleep 2 # (they log in and sign from then on)
+}
+stop_signers() {
+	local rc=0 p
+	for p in "${signers[@]}"; do wait "$p" || rc=$?; done
+	[[ $rc == 0 ]] || { cat "$TK_TMP"/busy*.out >&2; tk_fail "a signer through the broker failed"; }
+}
+start_signers 30
+t0=$(date +%s%N)
+tk_run "opensc-tool's APDU while the broker is busy" timeout 60 opensc-tool -r 0 -s "$SELECT_PIV"
+tk_expect 'SW1=0x(90|61)'
+for p in "${signers[@]}"; do
+	kill -0 "$p" 2>/dev/null || tk_fail "opensc-tool got the card only after the signers were done"
+done
+tk_log "opensc-tool beside the busy broker: $((($(date +%s%N) - t0) / 1000000)) ms"
+for p in "${signers[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+
+broker_kill
+BROKER_TRACE=0 broker_start --carry-transactions 250
+start_signers 3
+stop_signers
+carried=$(nopcsc "$TOOL" diag --json "$R" |
+	python3 -c 'import json,sys; r=json.load(sys.stdin)["readers"][0]; print(r["txn_carried"], r["txn_begun"])')
+read -r carried begun <<<"$carried"
+tk_log "with --carry-transactions 250: $begun transactions begun, $carried carried over"
+[[ $carried -gt 0 && $carried -gt $begun ]] || tk_fail "the broker carried $carried transactions over, began $begun"
+tk_run "opensc-tool's APDU once the signers stopped" timeout 10 opensc-tool -r 0 -s "$SELECT_PIV"
+tk_expect 'SW1=0x(90|61)'
 
 tk_pass

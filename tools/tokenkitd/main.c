@@ -32,20 +32,21 @@
 #define TOKENKIT_VERSION "0.1.0"
 #endif
 
-/* How long one PC/SC transaction of a card may go on from queue turn to
- * queue turn (tk_slotmgr_opts_t.txn_carry_ms): a busy card saves two round
- * trips to pcscd per turn. A program that uses the card through PC/SC
- * directly gets it when the queue runs empty (or, as with any busy card,
- * when pcsc-lite's 100 ms poll finds it between two transactions, which
- * the bound brings back now and then). */
-#define TXN_CARRY_MS 250
+/* --carry-transactions MS: one PC/SC transaction of a card goes on from
+ * queue turn to queue turn for up to MS (tk_slotmgr_opts_t.txn_carry_ms),
+ * saving a busy card two round trips to pcscd per turn. Off by default: a
+ * program that uses the card through PC/SC directly gets it only when the
+ * queue runs empty (pcsc-lite looks for a free card every 100 ms, and a
+ * carried transaction leaves it none), so it is for cards nothing but the
+ * broker uses. */
+#define TXN_CARRY_MAX_MS 60000
 
 static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: tokenkitd [--system] [--socket PATH] [--consent-prompt PROGRAM]\n"
-	           "                 [--consent-policy FILE] [--consent-dir DIR] [--verbose]\n"
-	           "                 [--version] [--help]\n"
+	           "                 [--consent-policy FILE] [--consent-dir DIR]\n"
+	           "                 [--carry-transactions MS] [--verbose] [--version] [--help]\n"
 	           "The tokenkit broker: serves the PKCS#11 module in broker mode on\n"
 	           "$XDG_RUNTIME_DIR/tokenkit/broker.sock (or the socket systemd passes);\n"
 	           "with --system, every user on " BP_SYSTEM_SOCKET " (readers only).\n");
@@ -142,14 +143,16 @@ main(int argc, char **argv)
 	        {"consent-prompt", required_argument, NULL, 'p'},
 	        {"consent-policy", required_argument, NULL, 'P'},
 	        {"consent-dir", required_argument, NULL, 'd'},
+	        {"carry-transactions", required_argument, NULL, 'c'},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"version", no_argument, NULL, 'V'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	char path[108];
+	char path[108], *end;
 	const char *sock = NULL;
 	int c, lfd, verbose = 0;
+	long carry_ms = 0;
 	CK_RV rv;
 
 	while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
@@ -168,6 +171,17 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			g_conf.consent_dir = optarg;
+			break;
+		case 'c':
+			errno = 0;
+			carry_ms = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || carry_ms < 0 ||
+			    carry_ms > TXN_CARRY_MAX_MS) {
+				fprintf(stderr,
+				        "tokenkitd: --carry-transactions: milliseconds, 0 to %d\n",
+				        TXN_CARRY_MAX_MS);
+				return 2;
+			}
 			break;
 		case 'v':
 			verbose++;
@@ -219,9 +233,7 @@ main(int argc, char **argv)
 	 * the CCID plugin is installed), as the tokenkit tool lists them */
 	tk_p11_remote_disable();
 	tk_p11_default_readers = "pcsc+ccid?";
-	/* one card's transaction goes on from one program's queue turn to the
-	 * next for up to this long (tk_slotmgr_opts_t.txn_carry_ms) */
-	tk_p11_txn_carry_ms = TXN_CARRY_MS;
+	tk_p11_txn_carry_ms = (int)carry_ms;
 	tk_p11_system_broker = g_conf.system;
 	rv = C_Initialize(NULL);
 	if (rv != CKR_OK) {
