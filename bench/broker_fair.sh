@@ -5,10 +5,13 @@
 # per-card queues every program should sign every second, with the total
 # at least as high):
 #
-#   bench/broker_fair.sh [--procs N] [--seconds S] [--carry MS]   (default 8, 20, 0)
+#   bench/broker_fair.sh [--procs N] [--seconds S] [--carry MS] [--rounds R]
+#                                                  (default 8, 20, 0, 1)
 #
-# --carry MS: a third run, the broker with --carry-transactions MS (a busy
-# card's PC/SC transaction goes on from turn to turn), its own broker.
+# --carry MS: a third mode, a broker with --carry-transactions MS (a busy
+# card's PC/SC transaction goes on from turn to turn). --rounds R: the
+# modes' N-program runs R times, in alternation (on this 2-core VM one
+# mode's total moves by 20 % and more from run to run), and the medians.
 #
 # A private pcscd with two virtual PIV cards (tests/harness/vpcd-env), each
 # with P-256 keys in 9A and 9C (tokenkit piv generate, self-signed). Each
@@ -25,12 +28,14 @@ VPCD=$SRC/tests/harness/vpcd-env
 PROCS=8
 SECS=20
 CARRY=0
+ROUNDS=1
 while (($#)); do
 	case $1 in
 	--procs) PROCS=$2; shift 2 ;;
 	--seconds) SECS=$2; shift 2 ;;
 	--carry) CARRY=$2; shift 2 ;;
-	*) echo "usage: $0 [--procs N] [--seconds S] [--carry MS]" >&2; exit 2 ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
+	*) echo "usage: $0 [--procs N] [--seconds S] [--carry MS] [--rounds R]" >&2; exit 2 ;;
 	esac
 done
 for f in "$BUILD/tk-p11-login" "$BUILD/tokenkitd" "$BUILD/tokenkit" "$BUILD/tokenkit-pkcs11.so"; do
@@ -63,20 +68,21 @@ for n in 0 1; do
 	done
 done
 
-# run MODE N: N programs (card = i % 2) for SECS; their STEADY lines in $TMP/MODE.N
-# (MODE: off, on, or carry: on with the broker that carries transactions)
+# run MODE N [ROUND]: N programs (card = i % 2) for SECS; their STEADY lines
+# in $TMP/MODE.N[.ROUND] (MODE: off, on, or carry: on with the broker that
+# carries transactions)
 run() {
-	local mode=$1 n=$2 pids=() i
-	: >"$TMP/$mode.$n"
+	local mode=$1 n=$2 out=$TMP/$1.$2${3:+.$3} pids=() i
+	: >"$out"
 	for ((i = 0; i < n; i++)); do
 		TOKENKIT_BROKER=${mode/carry/on} TK_LOGIN_READER="Virtual PCD 00 0$((i % 2))" \
-			"$BUILD/tk-p11-login" "$MOD" steady "$SECS" >>"$TMP/$mode.$n" 2>/dev/null &
+			"$BUILD/tk-p11-login" "$MOD" steady "$SECS" >>"$out" 2>/dev/null &
 		pids+=($!)
 	done
 	wait "${pids[@]}" || true
 }
-summary() { # MODE N SINGLE
-	awk -v mode="$1" -v n="$2" -v single="$3" '/STEADY/ {
+summary() { # MODE N SINGLE ROUND
+	awk -v mode="$1" -v n="$2" -v single="$3" -v round="$4" '/STEADY/ {
 		for (i = 1; i <= NF; i++) {
 			if ($i == "signatures") s = $(i + 1) + 0
 			if ($i == "wait") w = $(i + 1) + 0
@@ -88,14 +94,12 @@ summary() { # MODE N SINGLE
 		if (q > maxq) maxq = q
 	} END {
 		x = single > 0 ? tot / single : 0
-		printf "%-8s | %2d/%2d | %8d | %6.2f | %8d | %8d | %6d\n", mode, c, n, tot, x, min, maxw, maxq
-	}' "$TMP/$1.$2"
+		printf "%-8s | %5d | %2d/%2d | %8d | %6.2f | %8d | %8d | %6d\n", mode, round, c, n, tot, x, min, maxw, maxq
+	}' "$TMP/$1.$2.$4"
 }
-total1() { awk '/STEADY/ { for (i = 1; i <= NF; i++) if ($i == "signatures") t += $(i + 1) } END { print t + 0 }' "$TMP/$1.1"; }
+total() { awk '/STEADY/ { for (i = 1; i <= NF; i++) if ($i == "signatures") t += $(i + 1) } END { print t + 0 }' "$1"; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "embedded: 1 program, then $PROCS (${SECS}s each)..." >&2
-run off 1
-run off "$PROCS"
 # broker [OPTIONS]: a broker of its own, ready
 broker() {
 	[[ -z $BPID ]] || { kill -9 "$BPID" 2>/dev/null || true; wait "$BPID" 2>/dev/null || true; }
@@ -104,24 +108,46 @@ broker() {
 	BPID=$!
 	for ((i = 0; i < 100; i++)); do grep -q 'tokenkitd: ready' "$TMP/broker.log" && break; sleep 0.05; done
 }
-echo "broker: 1 program, then $PROCS..." >&2
-broker
-run on 1
-run on "$PROCS"
-if ((CARRY > 0)); then
-	echo "broker with --carry-transactions $CARRY: 1 program, then $PROCS..." >&2
-	broker --carry-transactions "$CARRY"
-	run carry 1
-	run carry "$PROCS"
-fi
+MODES=(off on)
+((CARRY == 0)) || MODES+=(carry)
+for ((r = 1; r <= ROUNDS; r++)); do
+	for m in "${MODES[@]}"; do
+		case $m in
+		on) broker ;;
+		carry) broker --carry-transactions "$CARRY" ;;
+		esac
+		# (one program alone, in the first round: the "x one" column)
+		((r > 1)) || { echo "$m: 1 program (${SECS}s)..." >&2; run "$m" 1; }
+		echo "$m: $PROCS programs (${SECS}s), round $r of $ROUNDS..." >&2
+		run "$m" "$PROCS" "$r"
+	done
+done
 echo
 echo "machine: $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PROCS programs on two cards for ${SECS} s, each signing with 9A (P-256), every signature verified"
-printf '%-8s | %5s | %8s | %6s | %8s | %8s | %6s\n' mode progs total "x one" "fewest" \
+if ((CARRY > 0)); then
+	echo "(off: embedded; on: through the broker; carry: through a broker with --carry-transactions $CARRY)"
+else
+	echo "(off: embedded; on: through the broker)"
+fi
+printf '%-8s | %5s | %5s | %8s | %6s | %8s | %8s | %6s\n' mode round progs total "x one" "fewest" \
 	"wait ms" "idle s"
-summary off "$PROCS" "$(total1 off)"
-summary on "$PROCS" "$(total1 on)"
-((CARRY == 0)) || summary carry "$PROCS" "$(total1 carry)"
+for ((r = 1; r <= ROUNDS; r++)); do
+	for m in "${MODES[@]}"; do summary "$m" "$PROCS" "$(total "$TMP/$m.1")" "$r"; done
+done
 echo "(x one: the total against one program alone in that mode; wait ms: the longest wait"
 echo " between two signatures of one program; idle s: the most whole seconds one program"
 echo " had without a signature)"
+if ((ROUNDS > 1)); then
+	off=$(for ((r = 1; r <= ROUNDS; r++)); do total "$TMP/off.$PROCS.$r"; done | median)
+	for m in "${MODES[@]}"; do
+		[[ $m != off ]] || continue
+		med=$(for ((r = 1; r <= ROUNDS; r++)); do total "$TMP/$m.$PROCS.$r"; done | median)
+		ratios=$(for ((r = 1; r <= ROUNDS; r++)); do
+			awk -v a="$(total "$TMP/$m.$PROCS.$r")" -v b="$(total "$TMP/off.$PROCS.$r")" \
+				'BEGIN { printf "%.2f ", (b > 0 ? a / b : 0) }'
+		done)
+		awk -v m="$m" -v a="$med" -v b="$off" -v r="$ratios" \
+			'BEGIN { printf "median total: %s %d, off %d: %.2f x (rounds: %s)\n", m, a, b, (b > 0 ? a / b : 0), r }'
+	done
+fi
