@@ -473,7 +473,9 @@ txn_begin(worker_t *w, uint64_t card_seq)
 		count_txn(w, true);
 		return TK_OK;
 	}
-	release_carried(w); /* (one for another card: none, as conn is this card's) */
+	/* (one carried for another card cannot be: conn is card_seq's; were it
+	 * so, it is ended rather than nested) */
+	release_carried(w);
 	/* Not counted as busy either: this waits for another application's
 	 * transaction (pcsc-lite retries every 100 ms), not for the card. */
 	r = w->slot->bk->ops->begin(w->conn);
