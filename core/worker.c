@@ -459,23 +459,21 @@ count_txn(worker_t *w, bool carried)
 }
 
 static int
-txn_begin(worker_t *w, uint64_t card_seq)
+txn_begin(worker_t *w)
 {
 	bool carried;
 	int r;
 
+	/* (a carried transaction is this card's: it is conn's, and conn is
+	 * card_seq's, ensure_conn) */
 	pthread_mutex_lock(&w->mtx);
-	carried = w->held && w->held_seq == card_seq;
-	if (carried)
-		w->held = false;
+	carried = w->held;
+	w->held = false;
 	pthread_mutex_unlock(&w->mtx);
 	if (carried) {
 		count_txn(w, true);
 		return TK_OK;
 	}
-	/* (one carried for another card cannot be: conn is card_seq's; were it
-	 * so, it is ended rather than nested) */
-	release_carried(w);
 	/* Not counted as busy either: this waits for another application's
 	 * transaction (pcsc-lite retries every 100 ms), not for the card. */
 	r = w->slot->bk->ops->begin(w->conn);
@@ -560,7 +558,7 @@ execute(worker_t *w, work_t *it)
 		r = pinpad_once(w, it);
 		break;
 	case W_BEGIN:
-		r = txn_begin(w, it->card_seq);
+		r = txn_begin(w);
 		break;
 	case W_END:
 		r = txn_end(w);
@@ -1142,13 +1140,15 @@ mc_begin(void *ctx, int timeout_ms)
 	bool claimed;
 
 	/* A transaction carried for this card is taken over here, without a
-	 * round trip through the worker. */
-	pthread_mutex_lock(&c->m->mtx);
-	claimed = admissible_locked(c->m, c->s, c->card_seq, W_BEGIN) == TK_OK && !c->s->rec_open &&
-	          worker_claim_carried_locked(c->s, c->card_seq);
-	pthread_mutex_unlock(&c->m->mtx);
-	if (claimed)
-		return TK_OK;
+	 * round trip through the worker (opts are fixed from the start). */
+	if (c->m->opts.txn_carry_ms > 0) {
+		pthread_mutex_lock(&c->m->mtx);
+		claimed = admissible_locked(c->m, c->s, c->card_seq, W_BEGIN) == TK_OK &&
+		          !c->s->rec_open && worker_claim_carried_locked(c->s, c->card_seq);
+		pthread_mutex_unlock(&c->m->mtx);
+		if (claimed)
+			return TK_OK;
+	}
 	return mc_result(c, rb,
 	                 submit(c->m, c->s, c->card_seq, W_BEGIN, 0, NULL, NULL, 0, NULL, 0, NULL,
 	                        timeout_ms));

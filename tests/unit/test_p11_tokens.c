@@ -225,8 +225,10 @@ test_refused(void **state)
 /* A reader of a BP_READERS answer (its fields in pkcs11/bproto.h) with `cut`
  * fields: those past it left out, or zeros added after them. Its numbers
  * are each field's place (transmits 14, errors 15, ...), the steps
- * [100, 101, ...], the last error TK_ERR_TIMEOUT. */
-#define READER_FIELDS 35
+ * [100, 101, ...], the last error TK_ERR_TIMEOUT. A broker before 0.2 sent
+ * READER_FIELDS_0_1 (no transaction counters). */
+#define READER_FIELDS 37
+#define READER_FIELDS_0_1 35
 static cbor_item_t *
 reader(uint32_t id, const char *name, uint64_t state, const char *atr, size_t atr_len,
        uint64_t proto, size_t cut)
@@ -314,11 +316,24 @@ test_readers(void **state)
 	assert_int_equal(v[0].lat_samples, 1030);
 	assert_int_equal(v[0].lat_p50_us, 1031);
 	assert_int_equal(v[0].lat_max_us, 1034);
+	assert_int_equal(v[0].txn_begun, 1035);
+	assert_int_equal(v[0].txn_carried, 1036);
 	assert_int_equal(v[0].nhistory, 0);
 	assert_int_equal(v[1].info.state, TK_SLOT_EMPTY);
 	assert_int_equal(v[1].info.card_seq, 0);
 	assert_int_equal(v[1].info.atr_len, 0);
 	assert_int_equal(v[1].info.protocol, -1); /* none */
+	free(v);
+	free(buf);
+	/* a broker before 0.2: the same without the transaction counters */
+	body = cbor_new_definite_array(1);
+	push(body, reader(0, "r", TK_SLOT_VALID, atr, sizeof(atr) - 1, 2, READER_FIELDS_0_1));
+	buf = answer(0, body, &len);
+	assert_int_equal(tk_p11_readers_parse(buf, len, &v, &n), TK_P11EXT_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].lat_max_us, 1034);
+	assert_int_equal(v[0].txn_begun, 0);
+	assert_int_equal(v[0].txn_carried, 0);
 	free(v);
 	free(buf);
 	/* none at all; no reader of the name asked for */
@@ -378,6 +393,8 @@ test_readers_refused(void **state)
 	        {"a protocol past T=1", reader(0, "r", TK_SLOT_VALID, ";", 1, 3, READER_FIELDS), 0},
 	        {"a field missing", reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS - 1), 0},
 	        {"a field too many", reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS + 1), 0},
+	        {"one transaction counter of two",
+	         reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS_0_1 + 1), 0},
 	        {"the broker's error", reader(0, "r", TK_SLOT_EMPTY, "", 0, 0, READER_FIELDS),
 	         0x30},
 	};
