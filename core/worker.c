@@ -427,20 +427,28 @@ txn_end_now(worker_t *w)
 	return r;
 }
 
+/* Whether a transaction was carried; it is nobody's to carry any more. */
+static bool
+take_carried(worker_t *w)
+{
+	bool held;
+
+	pthread_mutex_lock(&w->mtx);
+	held = w->held;
+	w->held = false;
+	pthread_mutex_unlock(&w->mtx);
+	return held;
+}
+
 /* End a carried transaction, if there is one (worker thread). A service
  * or card that went away meanwhile closes the connection, as after any
  * call (execute). */
 static void
 release_carried(worker_t *w)
 {
-	bool held;
 	int r;
 
-	pthread_mutex_lock(&w->mtx);
-	held = w->held;
-	w->held = false;
-	pthread_mutex_unlock(&w->mtx);
-	if (!held || w->conn == NULL)
+	if (!take_carried(w) || w->conn == NULL)
 		return;
 	r = txn_end_now(w);
 	if (r == TK_ERR_NO_SERVICE || r == TK_ERR_CARD_REMOVED || r == TK_ERR_NO_READER)
@@ -461,16 +469,11 @@ count_txn(worker_t *w, bool carried)
 static int
 txn_begin(worker_t *w)
 {
-	bool carried;
 	int r;
 
 	/* (a carried transaction is this card's: it is conn's, and conn is
 	 * card_seq's, ensure_conn) */
-	pthread_mutex_lock(&w->mtx);
-	carried = w->held;
-	w->held = false;
-	pthread_mutex_unlock(&w->mtx);
-	if (carried) {
+	if (take_carried(w)) {
 		count_txn(w, true);
 		return TK_OK;
 	}
